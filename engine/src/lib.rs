@@ -1,0 +1,3 @@
+//! flow-engine.
+pub mod agent;
+pub mod git;
