@@ -1,6 +1,49 @@
 //! flow-dsl: the workflow language.
-mod glob;
-mod output_format;
+//!
+//! A workflow is a KDL 2 document (usually `parallel.kdl`) that declares workstreams: a
+//! task, an agent and model, the files it owns, and what it depends on. This crate reads
+//! such a file and everything it imports into a validated [`Workflow`], or reports every
+//! problem at once as miette diagnostics ([`Problems`]).
+//!
+//! The pipeline is `text -> kdl::KdlDocument -> ast::FileAst (spanned) -> Workflow`:
+//!
+//! - [`loader`] reads the main file and its imports (`std:NAME` from the embedded standard
+//!   library, or relative paths), each once, and turns KDL syntax errors into problems;
+//! - `reader` walks each document into the spanned syntax tree, checking node names,
+//!   argument counts and types;
+//! - `validate` resolves names, applies defaults, and checks dependencies, cycles, scopes
+//!   and overlaps.
+//!
+//! Nothing here touches git or starts a process; the language is documented in
+//! `dsl/GRAMMAR.md`.
 
-pub use glob::{glob_covers, globs_may_overlap};
+pub mod ast;
+mod duration;
+mod glob;
+pub mod loader;
+mod output_format;
+mod problem;
+mod reader;
+mod validate;
+mod workflow;
+
+use std::path::Path;
+
+pub use duration::{format_duration, parse_duration};
+pub use glob::{example_path, glob_covers, globs_may_overlap};
 pub use output_format::OutputFormat;
+pub use problem::{Code, Problem, Problems, did_you_mean};
+pub use validate::Checked;
+pub use workflow::*;
+
+/// Reads and validates the workflow file at `path`, with everything it imports.
+pub fn check_file(path: &Path) -> Result<Checked, Problems> {
+    let loaded = loader::load_path(path).map_err(|p| Problems { problems: vec![p] })?;
+    validate::validate(loaded)
+}
+
+/// Validates workflow text; `name` is shown in diagnostics and relative imports resolve
+/// against the current folder.
+pub fn check_text(name: &str, text: &str) -> Result<Checked, Problems> {
+    validate::validate(loader::load_text(name, text, None))
+}

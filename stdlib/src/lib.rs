@@ -1,1 +1,81 @@
-pub fn x(){}
+//! The standard library of `flow` workflows.
+//!
+//! A workflow imports these modules by name with `import "std:agents"`, `import "std:models"`
+//! and `import "std:roles"`. They are plain KDL 2 files (see `dsl/GRAMMAR.md`) embedded in the
+//! binary, so a workflow works the same on every machine whatever files are next to it:
+//!
+//! - `std:agents`: presets for Claude Code, Codex, Gemini CLI, aider, opencode and shell scripts;
+//! - `std:models`: model names, provider ids, list prices per million tokens, and the `kind`
+//!   model-selection table;
+//! - `std:roles`: roles (GUI, backend, tests, database, docs, architecture, review) with their
+//!   expertise, instructions and default `owns`/`forbid` scopes.
+//!
+//! A workflow overrides any definition by defining the same name again in its own file.
+
+/// The text of `std:agents`.
+const AGENTS: &str = include_str!("../std/agents.kdl");
+/// The text of `std:models`.
+const MODELS: &str = include_str!("../std/models.kdl");
+/// The text of `std:roles`.
+const ROLES: &str = include_str!("../std/roles.kdl");
+
+/// Every module name, in order.
+pub const MODULES: &[&str] = &["agents", "models", "roles"];
+
+/// Returns the text of a standard-library module by its name without the `std:` prefix
+/// (`"agents"`, `"models"`, `"roles"`), or `None` for any other name.
+pub fn module(name: &str) -> Option<&'static str> {
+    match name {
+        "agents" => Some(AGENTS),
+        "models" => Some(MODELS),
+        "roles" => Some(ROLES),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_module_exists_and_is_not_empty() {
+        for name in MODULES {
+            let text = module(name).unwrap_or_else(|| panic!("std:{name} is listed but missing"));
+            assert!(!text.trim().is_empty(), "std:{name} is empty");
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_none() {
+        for name in ["", "std:agents", "Agents", "agent", "templates", "../agents", "agents.kdl"] {
+            assert_eq!(module(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn modules_define_what_they_promise() {
+        let agents = module("agents").unwrap();
+        for preset in ["claude-code", "claude-code-stream", "codex", "gemini", "aider", "opencode", "shell"] {
+            assert!(agents.contains(&format!("agent \"{preset}\"")), "agent {preset}");
+        }
+        let models = module("models").unwrap();
+        for model in ["opus", "sonnet", "haiku", "gpt-5", "gemini-2.5-pro"] {
+            assert!(models.contains(&format!("model \"{model}\"")), "model {model}");
+        }
+        for kind in ["architecture", "feature", "crud", "review", "bugfix", "tests", "docs", "refactor"] {
+            assert!(models.contains(&format!("kind \"{kind}\"")), "kind {kind}");
+        }
+        let roles = module("roles").unwrap();
+        for role in [
+            "gui-specialist",
+            "backend-specialist",
+            "test-writer",
+            "database-specialist",
+            "docs-writer",
+            "architect",
+            "reviewer",
+        ] {
+            assert!(roles.contains(&format!("role \"{role}\"")), "role {role}");
+        }
+    }
+}

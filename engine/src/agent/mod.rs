@@ -1,2 +1,3 @@
+pub mod environment;
 pub mod output;
 pub mod process;

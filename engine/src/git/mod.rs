@@ -1,1 +1,43 @@
-//! git layer
+//! flow's git layer, built on git2 (libgit2) alone.
+//!
+//! [`Git`] points at one repository and offers what a run needs:
+//!
+//! - reading revisions and branches, and moving branches with compare-and-swap
+//!   ([`Git::resolve`], [`Git::ensure_branch`], [`Git::set_branch`]);
+//! - one linked worktree per workstream ([`Git::add_worktree`], locks, listing,
+//!   pruning records of folders deleted by hand, [`Git::remove_worktree`]);
+//! - after an agent: committing what it left ([`Git::commit_all`]), listing what it
+//!   changed ([`Git::changed_paths`]) and checking it did not rewire the worktree
+//!   ([`Git::check_worktree_integrity`]);
+//! - merging into the integration branch entirely in memory ([`Git::merge_into`],
+//!   [`Git::trial_merge`]) and materialising a merged commit in a detached worktree
+//!   for `verify` ([`Git::checkout_detached`]).
+//!
+//! Nothing here touches the user's checkout: merges never need a working tree, and
+//! every worktree operation refuses folders that are not flow's linked worktrees.
+//! A `git2::Repository` is `Send` but not `Sync`, so `Git` holds only paths and each
+//! operation opens a fresh handle; `Git` itself can be cloned and shared freely.
+//! Commits flow writes carry `flow <flow@localhost>` as author and committer; libgit2
+//! runs no hooks.
+
+mod branch;
+mod changes;
+mod checkout;
+mod commit;
+mod error;
+mod integrity;
+mod merge;
+mod oid;
+mod paths;
+mod repo;
+mod status;
+mod worktree;
+
+pub use branch::BranchState;
+pub use changes::{Change, ChangeKind};
+pub use error::GitError;
+pub use integrity::IntegrityProblem;
+pub use merge::MergeOutcome;
+pub use oid::Oid;
+pub use repo::Git;
+pub use worktree::{WorktreeInfo, WorktreeState};

@@ -1,0 +1,773 @@
+//! Turns the syntax trees of a workflow's files into a validated `Workflow`, reporting every
+//! problem of meaning: unknown names, cycles, scopes, overlaps.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use globset::GlobBuilder;
+use miette::SourceSpan;
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::ast::*;
+use crate::glob::{glob_covers, globs_may_overlap};
+use crate::loader::Loaded;
+use crate::problem::{Code, Problem, Problems, Source, unknown_help};
+use crate::workflow::*;
+
+/// A workflow that passed every check, with the warnings found on the way.
+#[derive(Debug)]
+pub struct Checked {
+    pub workflow: Workflow,
+    pub warnings: Vec<Problem>,
+}
+
+/// Validates loaded files into a workflow; all problems are reported at once.
+pub fn validate(loaded: Loaded) -> Result<Checked, Problems> {
+    let mut problems = loaded.problems;
+    let mut workflow = None;
+    if !loaded.syntax_failed {
+        let mut v = Validator { files: &loaded.files, problems: &mut problems };
+        workflow = Some(v.workflow(&loaded.order, loaded.main));
+    }
+    problems.sort_by(|a, b| a.file_name().cmp(b.file_name()).then(a.offset().cmp(&b.offset())));
+    let main_name = loaded.files[loaded.main].source.name().to_string();
+    problems.sort_by_key(|p| p.file_name() != main_name);
+    match workflow {
+        Some(workflow) if problems.iter().all(|p| !p.is_error()) => Ok(Checked { workflow, warnings: problems }),
+        _ => Err(Problems { problems }),
+    }
+}
+
+struct Validator<'a> {
+    files: &'a [crate::loader::LoadedFile],
+    problems: &'a mut Vec<Problem>,
+}
+
+impl<'a> Validator<'a> {
+    fn source(&self, file: FileId) -> &'a Source {
+        &self.files[file].source
+    }
+
+    fn error<T>(&mut self, code: Code, at: &Spanned<T>, label: impl Into<String>, message: impl Into<String>) -> &mut Problem {
+        let problem = Problem::error(code, self.source(at.file), at.span, label, message);
+        self.problems.push(problem);
+        self.problems.last_mut().expect("a problem was just pushed")
+    }
+
+    fn workflow(&mut self, order: &[FileId], main: FileId) -> Workflow {
+        let main_ast = &self.files[main].ast;
+        let models = self.models(order);
+        let agents = self.agents(order);
+        let roles = self.roles(order, &models);
+        let accounts = self.accounts(order);
+        let kinds = self.kinds(order, &models);
+
+        let settings = main_ast.workflow.as_ref();
+        let name = settings
+            .and_then(|w| w.name.as_ref())
+            .map(|n| n.value.clone())
+            .or_else(|| self.files[main].path.as_deref().and_then(Path::file_stem).map(|s| s.to_string_lossy().into_owned()))
+            .filter(|n| crate::reader::name_error(n).is_none())
+            .unwrap_or_else(|| "workflow".to_string());
+        let mut workflow = Workflow {
+            into: format!("integration/{name}"),
+            branch_prefix: format!("flow/{name}/"),
+            name,
+            path: self.files[main].path.clone(),
+            base: None,
+            worktrees: None,
+            max_parallel: 4,
+            budget: Budget::default(),
+            scope_policy: ScopePolicy::Fail,
+            status_file: ".ai/coordination/worktree_status.md".to_string(),
+            workstreams: vec![],
+            integrate: Integrate { verify: None, on_conflict: OnConflict::Stop, order: MergeOrder::Plan },
+            models,
+            agents,
+            roles,
+            accounts,
+            kinds,
+            overlaps: vec![],
+        };
+        if let Some(w) = settings {
+            for (value, what) in [(&w.base, "branch"), (&w.into, "branch")] {
+                if let Some(v) = value {
+                    self.check_ref(v, what, false);
+                }
+            }
+            if let Some(p) = &w.branch_prefix {
+                self.check_ref(p, "branch prefix", true);
+            }
+            workflow.base = w.base.as_ref().map(|b| b.value.clone());
+            if let Some(into) = &w.into {
+                workflow.into = into.value.clone();
+                if w.base.as_ref().is_some_and(|b| b.value == into.value) {
+                    self.error(Code::InvalidValue, into, "same as `base`", "`into` must differ from `base`")
+                        .help = Some("merges land in `into`, which is created from `base`; name a new branch such as \"integration/NAME\"".into());
+                }
+            }
+            workflow.worktrees = w.worktrees.as_ref().map(|v| v.value.clone());
+            if let Some(p) = &w.branch_prefix {
+                workflow.branch_prefix = p.value.clone();
+            }
+            if let Some(n) = &w.max_parallel {
+                workflow.max_parallel = n.value as usize;
+            }
+            workflow.budget = budget(w.budget.as_ref());
+            if let Some(p) = &w.scope_policy {
+                workflow.scope_policy = p.value;
+            }
+            if let Some(s) = &w.status_file {
+                workflow.status_file = s.value.clone();
+            }
+        }
+        if let Some(i) = &main_ast.integrate {
+            workflow.integrate = Integrate {
+                verify: i.verify.as_ref().map(|v| v.value.clone()),
+                on_conflict: i.on_conflict.as_ref().map_or(OnConflict::Stop, |v| v.value),
+                order: i.order.as_ref().map_or(MergeOrder::Plan, |v| v.value),
+            };
+        }
+        self.workstreams(main, &mut workflow);
+        workflow
+    }
+
+    fn check_ref(&mut self, value: &Spanned<String>, what: &str, prefix: bool) {
+        let v = value.value.as_str();
+        let bad = v.is_empty()
+            || v.starts_with(['-', '/', '.'])
+            || v.contains("..")
+            || v.contains("//")
+            || v.contains("@{")
+            || v.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+            || (!prefix && (v.ends_with('/') || v.ends_with(".lock") || v.ends_with('.')));
+        if bad {
+            self.error(Code::InvalidName, value, "not a valid git branch name", format!("`{v}` is not a valid {what}"))
+                .help = Some("git branch names cannot contain spaces, `..`, `~^:?*[\\`, or start with `-`".into());
+        }
+    }
+
+    /// Merges definitions across files: a later file's definition replaces an earlier file's;
+    /// two in one file are an error.
+    fn definitions<T>(&mut self, order: &[FileId], list: fn(&FileAst) -> &[T], name: fn(&T) -> &Spanned<String>, what: &str) -> Vec<&'a T> {
+        let mut chosen: BTreeMap<String, &'a T> = BTreeMap::new();
+        for &file in order {
+            let mut in_file: HashMap<&str, SourceSpan> = HashMap::new();
+            for def in list(&self.files[file].ast) {
+                let n = name(def);
+                if let Some(earlier) = in_file.insert(&n.value, n.span) {
+                    let p = self.error(Code::DuplicateDefinition, n, "defined again here", format!("{what} `{}` is defined twice", n.value));
+                    p.labels.push(miette::LabeledSpan::new_with_span(Some("first defined here".into()), earlier));
+                    p.help = Some(format!("remove one of them, or rename it; a {what} in this file replaces one from an imported file"));
+                    continue;
+                }
+                chosen.insert(n.value.clone(), def);
+            }
+        }
+        chosen.into_values().collect()
+    }
+
+    fn models(&mut self, order: &[FileId]) -> BTreeMap<String, Model> {
+        self.definitions(order, |f| &f.models, |m| &m.name, "model")
+            .into_iter()
+            .map(|m| {
+                let price = |p: &Option<Spanned<f64>>| p.as_ref().map_or(0.0, |v| v.value);
+                let model = Model {
+                    name: m.name.value.clone(),
+                    provider: m.provider.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
+                    id: m.id.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
+                    input_usd: price(&m.input_usd),
+                    output_usd: price(&m.output_usd),
+                    cache_read_usd: price(&m.cache_read_usd),
+                    cache_write_usd: price(&m.cache_write_usd),
+                    priced: m.priced.as_ref().map(|p| p.value.clone()),
+                };
+                (model.name.clone(), model)
+            })
+            .collect()
+    }
+
+    fn agents(&mut self, order: &[FileId]) -> BTreeMap<String, Agent> {
+        let defs = self.definitions(order, |f| &f.agents, |a| &a.name, "agent");
+        let mut out = BTreeMap::new();
+        for a in defs {
+            for arg in &a.command {
+                for placeholder in placeholders(&arg.value) {
+                    if !PLACEHOLDERS.contains(&placeholder) {
+                        self.error(Code::UnknownPlaceholder, arg, "unknown placeholder", format!("`{{{placeholder}}}` is not a placeholder"))
+                            .help = Some(unknown_help("placeholder", placeholder, PLACEHOLDERS.iter().copied()));
+                    }
+                }
+            }
+            let agent = Agent {
+                name: a.name.value.clone(),
+                command: a.command.iter().map(|c| c.value.clone()).collect(),
+                output: a.output.as_ref().map_or(crate::OutputFormat::Text, |o| o.value),
+                stdin: a.stdin.as_ref().map_or(StdinMode::None, |s| s.value),
+                key_env: a.key_env.as_ref().map(|k| k.value.clone()),
+                env: a.env.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
+                pass_env: a.pass_env.iter().map(|p| p.value.clone()).collect(),
+                max_parallel: a.max_parallel.as_ref().map(|m| m.value as usize),
+            };
+            out.insert(agent.name.clone(), agent);
+        }
+        out
+    }
+
+    fn roles(&mut self, order: &[FileId], models: &BTreeMap<String, Model>) -> BTreeMap<String, Role> {
+        let defs = self.definitions(order, |f| &f.roles, |r| &r.name, "role");
+        let mut out = BTreeMap::new();
+        for r in defs {
+            for glob in r.owns.iter().chain(&r.forbid) {
+                self.check_glob(glob);
+            }
+            if let Some(m) = &r.model {
+                self.check_known(m, models.keys(), Code::UnknownModel, "model");
+            }
+            let role = Role {
+                name: r.name.value.clone(),
+                description: r.description.as_ref().map(|d| d.value.clone()),
+                expertise: r.expertise.iter().map(|e| e.value.clone()).collect(),
+                instructions: r.instructions.as_ref().map(|i| i.value.clone()),
+                owns: r.owns.iter().map(|o| o.value.clone()).collect(),
+                forbid: r.forbid.iter().map(|f| f.value.clone()).collect(),
+                model: r.model.as_ref().map(|m| m.value.clone()),
+            };
+            out.insert(role.name.clone(), role);
+        }
+        out
+    }
+
+    fn accounts(&mut self, order: &[FileId]) -> BTreeMap<String, Account> {
+        self.definitions(order, |f| &f.accounts, |a| &a.name, "account")
+            .into_iter()
+            .map(|a| {
+                let account = Account {
+                    name: a.name.value.clone(),
+                    env: a.env.as_ref().map(|e| e.value.clone()).unwrap_or_default(),
+                    max_parallel: a.max_parallel.as_ref().map(|m| m.value as usize),
+                    budget: budget(Some(&a.budget)),
+                };
+                (account.name.clone(), account)
+            })
+            .collect()
+    }
+
+    fn kinds(&mut self, order: &[FileId], models: &BTreeMap<String, Model>) -> BTreeMap<TaskKind, KindEntry> {
+        let mut out = BTreeMap::new();
+        for &file in order {
+            let mut in_file: HashMap<TaskKind, SourceSpan> = HashMap::new();
+            for k in &self.files[file].ast.kinds {
+                if let Some(earlier) = in_file.insert(k.kind.value, k.kind.span) {
+                    let p = self.error(Code::DuplicateDefinition, &k.kind, "defined again here", format!("kind `{}` is defined twice", k.kind.value));
+                    p.labels.push(miette::LabeledSpan::new_with_span(Some("first defined here".into()), earlier));
+                    continue;
+                }
+                let Some(model) = &k.model else { continue };
+                self.check_known(model, models.keys(), Code::UnknownModel, "model");
+                out.insert(
+                    k.kind.value,
+                    KindEntry { kind: k.kind.value, model: model.value.clone(), description: k.description.as_ref().map(|d| d.value.clone()) },
+                );
+            }
+        }
+        out
+    }
+
+    /// Reports a reference to an unknown name; true when the name is known.
+    fn check_known<'k>(&mut self, name: &Spanned<String>, known: impl Iterator<Item = &'k String> + Clone, code: Code, what: &str) -> bool {
+        if known.clone().any(|k| *k == name.value) {
+            return true;
+        }
+        let mut help = unknown_help(what, &name.value, known.map(String::as_str));
+        if help.starts_with("no ") || matches!(what, "model" | "agent" | "role") && !help.starts_with("did you mean") {
+            let module = match what {
+                "model" => Some("std:models"),
+                "agent" => Some("std:agents"),
+                "role" => Some("std:roles"),
+                _ => None,
+            };
+            if let Some(module) = module {
+                help = format!("{help}; the standard library's are imported with `import \"{module}\"`");
+            }
+        }
+        self.error(code, name, format!("no {what} named `{}`", name.value), format!("unknown {what} `{}`", name.value)).help = Some(help);
+        false
+    }
+
+    fn check_glob(&mut self, glob: &Spanned<String>) -> bool {
+        match GlobBuilder::new(&glob.value).literal_separator(true).build() {
+            Ok(_) if glob.value.starts_with('/') => {
+                self.error(Code::InvalidGlob, glob, "starts with `/`", format!("`{}` is not relative to the repository root", glob.value))
+                    .help = Some("write paths relative to the repository root, without a leading `/`".into());
+                false
+            }
+            Ok(_) => true,
+            Err(e) => {
+                self.error(Code::InvalidGlob, glob, e.kind().to_string(), format!("`{}` is not a valid glob", glob.value))
+                    .help = Some("`*` matches within a folder, `**` across folders, `{a,b}` either, `[a-z]` a range".into());
+                false
+            }
+        }
+    }
+
+    fn workstreams(&mut self, main: FileId, workflow: &mut Workflow) {
+        let ast = &self.files[main].ast;
+        let defaults = ast.defaults.as_ref();
+        if ast.workstreams.is_empty() {
+            let source = self.source(main);
+            let span: SourceSpan = ast.workflow.as_ref().and_then(|w| w.name.as_ref()).map_or((0, 0).into(), |n| n.span);
+            self.problems.push(
+                Problem::error(Code::EmptyWorkflow, source, span, "no workstream", "the workflow has no workstream")
+                    .with_help("add one: workstream \"name\" { task \"what to do\"; owns \"src/**\" }"),
+            );
+            return;
+        }
+        if let Some(d) = defaults {
+            for glob in &d.forbid {
+                self.check_glob(glob);
+            }
+            self.check_references(d, workflow);
+        }
+
+        // Names first, so dependencies can point forward.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut named: Vec<&WorkstreamAst> = vec![];
+        for ws in &ast.workstreams {
+            let Some(name) = &ws.name else { continue };
+            if let Some(&earlier) = index.get(name.value.as_str()) {
+                let first = named[earlier].name.as_ref().expect("indexed workstreams have names").span;
+                let p = self.error(Code::DuplicateWorkstream, name, "declared again here", format!("workstream `{}` is declared twice", name.value));
+                p.labels.push(miette::LabeledSpan::new_with_span(Some("first declared here".into()), first));
+                p.help = Some("rename one of them; names must be unique".into());
+                continue;
+            }
+            index.insert(&name.value, named.len());
+            named.push(ws);
+        }
+
+        let mut scopes: Vec<(Vec<&Spanned<String>>, Vec<&Spanned<String>>)> = vec![];
+        for ws in &named {
+            let name = ws.name.as_ref().expect("named workstreams have names");
+            self.check_references(ws, workflow);
+            let agent_name = ws.agent.as_ref().or(defaults.and_then(|d| d.agent.as_ref()));
+            let agent = agent_name.map_or("claude-code", |a| a.value.as_str()).to_string();
+            let agent_def = workflow.agents.get(&agent).cloned();
+            if agent_name.is_none() && agent_def.is_none() {
+                self.error(Code::UnknownAgent, name, "no agent", format!("workstream `{}` names no agent, and `claude-code` is not defined", name.value))
+                    .help = Some("add `agent \"...\"` to the workstream or to `defaults`, or `import \"std:agents\"`".into());
+            }
+            let role_name = ws.role.as_ref().or(defaults.and_then(|d| d.role.as_ref())).map(|r| r.value.clone());
+            let role = role_name.as_ref().and_then(|r| workflow.roles.get(r)).cloned();
+            let kind = ws.kind.as_ref().or(defaults.and_then(|d| d.kind.as_ref())).map(|k| k.value);
+
+            let (model, model_source) = if let Some(m) = &ws.model {
+                (Some(m.value.clone()), ModelSource::Workstream)
+            } else if let Some(m) = defaults.and_then(|d| d.model.as_ref()) {
+                (Some(m.value.clone()), ModelSource::Defaults)
+            } else if let Some(entry) = kind.and_then(|k| workflow.kinds.get(&k)) {
+                (Some(entry.model.clone()), ModelSource::Kind)
+            } else if let Some(m) = role.as_ref().and_then(|r| r.model.clone()) {
+                (Some(m), ModelSource::Role)
+            } else {
+                (None, ModelSource::None)
+            };
+            if let Some(def) = &agent_def {
+                if model.is_none() && def.uses("model") {
+                    self.error(Code::MissingNode, name, "no model", format!("workstream `{}` has no model, and agent `{agent}` needs one", name.value))
+                        .help = Some("add `model \"...\"` to the workstream or to `defaults`, or give it a `kind`".into());
+                }
+                if def.uses("script") {
+                    if ws.script.is_none() {
+                        self.error(Code::MissingTask, name, "no script", format!("workstream `{}` has no `script`, and agent `{agent}` runs one", name.value))
+                            .help = Some("add `script \"...\"` with the shell commands to run".into());
+                    }
+                } else if ws.task.is_none() {
+                    self.error(Code::MissingTask, name, "no task", format!("workstream `{}` has no task", name.value))
+                        .help = Some("add `task \"...\"` saying what the agent must do".into());
+                }
+            }
+
+            let mut dependencies = vec![];
+            let mut seen_dependencies: HashMap<usize, SourceSpan> = HashMap::new();
+            for dependency in &ws.depends_on {
+                match index.get(dependency.value.as_str()) {
+                    None => {
+                        let help = unknown_help("workstream", &dependency.value, index.keys().copied());
+                        let p = self.error(Code::UnknownDependency, dependency, format!("no workstream named `{}`", dependency.value), format!("unknown workstream `{}` in depends-on", dependency.value));
+                        p.help = Some(help);
+                        p.labels.push(miette::LabeledSpan::new_with_span(Some("in this workstream".into()), name.span));
+                    }
+                    Some(&d) if dependency.value == name.value => {
+                        let _ = d;
+                        self.error(Code::SelfDependency, dependency, "depends on itself", format!("workstream `{}` depends on itself", name.value))
+                            .help = Some("remove it from `depends-on`".into());
+                    }
+                    Some(&d) => {
+                        if let Some(first) = seen_dependencies.insert(d, dependency.span) {
+                            let source = self.source(dependency.file);
+                            self.problems.push(
+                                Problem::warning(Code::DuplicateDependency, source, dependency.span, "listed again", format!("`{}` is listed twice in depends-on", dependency.value))
+                                    .with_label(first, "first listed here"),
+                            );
+                        } else {
+                            dependencies.push(d);
+                        }
+                    }
+                }
+            }
+
+            // Scope: owns from the workstream else its role; forbid from all three.
+            let role_ast = role_name.as_ref().and_then(|r| self.role_ast(r));
+            let owns: Vec<&Spanned<String>> = if ws.owns.is_empty() { role_ast.map(|r| r.owns.iter().collect()).unwrap_or_default() } else { ws.owns.iter().collect() };
+            let mut forbid: Vec<&Spanned<String>> = ws.forbid.iter().collect();
+            forbid.extend(role_ast.map(|r| r.forbid.iter()).into_iter().flatten());
+            forbid.extend(defaults.map(|d| d.forbid.iter()).into_iter().flatten());
+            let mut scope_ok = true;
+            for glob in ws.owns.iter().chain(&ws.forbid) {
+                scope_ok &= self.check_glob(glob);
+            }
+            if scope_ok {
+                self.check_contradiction(name, &owns, &forbid);
+            }
+            scopes.push((owns.clone(), forbid.clone()));
+
+            let merged_env = defaults.map(|d| d.env.as_slice()).unwrap_or_default().iter().chain(&ws.env).map(|e| match e {
+                EnvAst::Set(k, v) => EnvSetting::Set { name: k.value.clone(), value: v.value.clone() },
+                EnvAst::Pass(n) => EnvSetting::Pass { name: n.value.clone() },
+            });
+            let pick = |own: &Option<Spanned<String>>, default: Option<&Option<Spanned<String>>>| {
+                own.as_ref().or(default.and_then(|d| d.as_ref())).map(|v| v.value.clone())
+            };
+            workflow.workstreams.push(Workstream {
+                name: name.value.clone(),
+                description: ws.description.as_ref().map(|d| d.value.clone()),
+                task: ws.task.as_ref().map(|t| t.value.clone()),
+                script: ws.script.as_ref().map(|s| s.value.clone()),
+                role: role_name,
+                agent,
+                model,
+                model_source,
+                priority: ws.priority.as_ref().or(defaults.and_then(|d| d.priority.as_ref())).map_or(Priority::Medium, |p| p.value),
+                owns: owns.iter().map(|g| g.value.clone()).collect(),
+                forbid: dedup(forbid.iter().map(|g| g.value.clone())),
+                context: ws.context.iter().map(|c| c.value.clone()).collect(),
+                dependencies,
+                test: pick(&ws.test, defaults.map(|d| &d.test)),
+                timeout: ws.timeout.as_ref().or(defaults.and_then(|d| d.timeout.as_ref())).map(|t| t.value),
+                idle_timeout: ws.idle_timeout.as_ref().or(defaults.and_then(|d| d.idle_timeout.as_ref())).map(|t| t.value),
+                retries: ws.retries.as_ref().or(defaults.and_then(|d| d.retries.as_ref())).map_or(0, |r| r.value as u32),
+                env: merged_env.collect(),
+                account: pick(&ws.account, defaults.map(|d| &d.account)),
+                kind,
+                estimate: estimate(ws.estimate.as_ref()),
+                budget: budget(ws.budget.as_ref().or(defaults.and_then(|d| d.budget.as_ref()))),
+                isolation: ws.isolation.as_ref().or(defaults.and_then(|d| d.isolation.as_ref())).map_or(Isolation::Worktree, |i| i.value),
+            });
+        }
+
+        let acyclic = self.check_cycles(&named, workflow);
+        self.warn_unpriced(workflow, &named);
+        if acyclic {
+            workflow.overlaps = self.overlaps(&named, &scopes, workflow);
+        }
+    }
+
+    fn role_ast(&self, name: &str) -> Option<&'a RoleAst> {
+        self.files.iter().rev().flat_map(|f| f.ast.roles.iter()).find(|r| r.name.value == name)
+    }
+
+    fn check_references(&mut self, ws: &WorkstreamAst, workflow: &Workflow) {
+        if let Some(a) = &ws.agent {
+            self.check_known(a, workflow.agents.keys(), Code::UnknownAgent, "agent");
+        }
+        if let Some(m) = &ws.model {
+            self.check_known(m, workflow.models.keys(), Code::UnknownModel, "model");
+        }
+        if let Some(r) = &ws.role {
+            self.check_known(r, workflow.roles.keys(), Code::UnknownRole, "role");
+        }
+        if let Some(a) = &ws.account {
+            self.check_known(a, workflow.accounts.keys(), Code::UnknownAccount, "account");
+        }
+    }
+
+    fn check_contradiction(&mut self, name: &Spanned<String>, owns: &[&Spanned<String>], forbid: &[&Spanned<String>]) {
+        for own in owns {
+            if let Some(f) = forbid.iter().find(|f| glob_covers(&f.value, &own.value)) {
+                let p = self.error(
+                    Code::ScopeContradiction,
+                    own,
+                    "every path here is forbidden",
+                    format!("workstream `{}` owns `{}`, but `forbid \"{}\"` forbids all of it", name.value, own.value, f.value),
+                );
+                if f.file == own.file {
+                    p.labels.push(miette::LabeledSpan::new_with_span(Some("forbidden here".into()), f.span));
+                }
+                p.help = Some("narrow the `forbid` pattern or remove this `owns`".into());
+            }
+        }
+    }
+
+    /// Reports every dependency cycle, one per strongly connected group; true when there is none.
+    fn check_cycles(&mut self, named: &[&WorkstreamAst], workflow: &Workflow) -> bool {
+        let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(named.len(), 0);
+        let nodes: Vec<NodeIndex> = (0..named.len()).map(|i| graph.add_node(i)).collect();
+        for (i, ws) in workflow.workstreams.iter().enumerate() {
+            for &d in &ws.dependencies {
+                // An edge from a workstream to what it depends on.
+                graph.add_edge(nodes[i], nodes[d], ());
+            }
+        }
+        let mut acyclic = true;
+        for component in tarjan_scc(&graph) {
+            if component.len() < 2 {
+                continue;
+            }
+            acyclic = false;
+            let members: HashSet<usize> = component.iter().map(|n| graph[*n]).collect();
+            let start = *members.iter().min().expect("a component has members");
+            let path = cycle_path(start, &members, workflow);
+            // Cut the edge that points forward in declaration order: dependencies are usually declared first.
+            let edges: Vec<(usize, usize)> = path.windows(2).map(|w| (w[0], w[1])).collect();
+            let cut = edges.iter().copied().find(|(from, to)| to > from).unwrap_or(*edges.last().expect("a cycle has edges"));
+            let names: Vec<&str> = path.iter().map(|&i| workflow.workstreams[i].name.as_str()).collect();
+            let entry_of = |from: usize, to: usize| {
+                named[from].depends_on.iter().find(|d| d.value == workflow.workstreams[to].name).expect("every edge comes from a depends-on entry")
+            };
+            let cut_entry = entry_of(cut.0, cut.1);
+            let p = self.error(Code::DependencyCycle, cut_entry, "cut this edge to break the cycle", format!("dependency cycle: {}", names.join(" → ")));
+            for &(from, to) in &edges {
+                if (from, to) != cut {
+                    let e = entry_of(from, to);
+                    p.labels.push(miette::LabeledSpan::new_with_span(Some(format!("`{}` depends on `{}`", workflow.workstreams[from].name, workflow.workstreams[to].name)), e.span));
+                }
+            }
+            p.help = Some(format!(
+                "remove \"{}\" from the depends-on of `{}`",
+                workflow.workstreams[cut.1].name, workflow.workstreams[cut.0].name
+            ));
+        }
+        acyclic
+    }
+
+    fn warn_unpriced(&mut self, workflow: &Workflow, named: &[&WorkstreamAst]) {
+        let mut warned = HashSet::new();
+        for (ws, ast) in workflow.workstreams.iter().zip(named) {
+            let Some(model) = workflow.model_of(ws) else { continue };
+            let uses_model = workflow.agents.get(&ws.agent).is_some_and(|a| a.uses("model"));
+            if !uses_model || model.input_usd > 0.0 || model.output_usd > 0.0 || !warned.insert(model.name.clone()) {
+                continue;
+            }
+            let at = ast.model.as_ref().or(ast.name.as_ref()).expect("named workstreams have names");
+            let source = self.source(at.file);
+            self.problems.push(
+                Problem::warning(Code::UnpricedModel, source, at.span, "no prices", format!("model `{}` has no prices, so its cost counts as $0", model.name))
+                    .with_help("add `input-usd=` and `output-usd=` (dollars per million tokens) to the model"),
+            );
+        }
+    }
+
+    fn overlaps(&mut self, named: &[&WorkstreamAst], scopes: &[(Vec<&Spanned<String>>, Vec<&Spanned<String>>)], workflow: &Workflow) -> Vec<Overlap> {
+        // Index every owned glob by its literal folder prefix: only nested prefixes can overlap.
+        let mut by_prefix: HashMap<&str, Vec<(usize, &Spanned<String>)>> = HashMap::new();
+        for (i, (owns, _)) in scopes.iter().enumerate() {
+            if workflow.workstreams[i].isolation == Isolation::None {
+                continue;
+            }
+            for glob in owns {
+                by_prefix.entry(literal_prefix(&glob.value)).or_default().push((i, glob));
+            }
+        }
+        let mut candidates: Vec<(usize, &Spanned<String>, usize, &Spanned<String>)> = vec![];
+        for (prefix, globs) in &by_prefix {
+            for ancestor in ancestors(prefix) {
+                let Some(others) = by_prefix.get(ancestor) else { continue };
+                for &(i, g) in globs {
+                    for &(j, h) in others {
+                        let same_prefix = ancestor == *prefix;
+                        if i == j || (same_prefix && (i, g.span.offset()) > (j, h.span.offset())) {
+                            continue;
+                        }
+                        candidates.push((i.min(j), if i < j { g } else { h }, i.max(j), if i < j { h } else { g }));
+                    }
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return vec![];
+        }
+        let reach = Reachability::new(workflow);
+        candidates.sort_by_key(|(i, g, j, h)| (*i, *j, g.span.offset(), h.span.offset()));
+        candidates.dedup_by_key(|(i, g, j, h)| (*i, *j, g.span.offset(), h.span.offset()));
+        let mut out: Vec<Overlap> = vec![];
+        for (i, g, j, h) in candidates {
+            if reach.ordered(i, j) || out.iter().any(|o| o.first == i && o.second == j) {
+                continue;
+            }
+            if !globs_may_overlap(&g.value, &h.value) {
+                continue;
+            }
+            let forbidden = scopes[i].1.iter().any(|f| glob_covers(&f.value, &h.value)) || scopes[j].1.iter().any(|f| glob_covers(&f.value, &g.value));
+            if forbidden {
+                continue;
+            }
+            let example = crate::glob::example_path(if g.value.len() >= h.value.len() { &g.value } else { &h.value });
+            let (a, b) = (&workflow.workstreams[i].name, &workflow.workstreams[j].name);
+            let source = self.source(g.file);
+            let mut p = Problem::warning(Code::OwnsOverlap, source, g.span, format!("owned by `{a}`"), format!("`{a}` and `{b}` may run at the same time and both own paths like `{example}`"))
+                .with_help(format!("make one depend on the other (`depends-on \"{a}\"` in `{b}`), narrow their `owns`, or add a `forbid`"));
+            if h.file == g.file {
+                p = p.with_label(h.span, format!("owned by `{b}`"));
+            }
+            self.problems.push(p);
+            let _ = named;
+            out.push(Overlap { first: i, second: j, first_glob: g.value.clone(), second_glob: h.value.clone(), example });
+        }
+        out
+    }
+}
+
+/// Which workstreams come before which, as ancestor bit sets.
+struct Reachability {
+    words: usize,
+    ancestors: Vec<u64>,
+}
+
+impl Reachability {
+    fn new(workflow: &Workflow) -> Reachability {
+        let n = workflow.workstreams.len();
+        let words = n.div_ceil(64);
+        let mut ancestors = vec![0u64; n * words];
+        let mut done = vec![false; n];
+        // Iterative depth-first order so long chains do not overflow the stack.
+        for root in 0..n {
+            let mut stack = vec![(root, 0usize)];
+            while let Some((node, next)) = stack.pop() {
+                if done[node] {
+                    continue;
+                }
+                let deps = &workflow.workstreams[node].dependencies;
+                if next < deps.len() {
+                    stack.push((node, next + 1));
+                    if !done[deps[next]] {
+                        stack.push((deps[next], 0));
+                    }
+                    continue;
+                }
+                for &d in deps {
+                    ancestors[node * words + d / 64] |= 1 << (d % 64);
+                    for w in 0..words {
+                        let bits = ancestors[d * words + w];
+                        ancestors[node * words + w] |= bits;
+                    }
+                }
+                done[node] = true;
+            }
+        }
+        Reachability { words, ancestors }
+    }
+
+    fn is_ancestor(&self, ancestor: usize, of: usize) -> bool {
+        self.ancestors[of * self.words + ancestor / 64] & (1 << (ancestor % 64)) != 0
+    }
+
+    /// True when one of the two must finish before the other starts.
+    fn ordered(&self, a: usize, b: usize) -> bool {
+        self.is_ancestor(a, b) || self.is_ancestor(b, a)
+    }
+}
+
+/// A cycle through `start` inside one strongly connected group, following depends-on edges.
+fn cycle_path(start: usize, members: &HashSet<usize>, workflow: &Workflow) -> Vec<usize> {
+    // Breadth-first from start's dependencies back to start gives the shortest cycle.
+    let mut previous: HashMap<usize, usize> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(node) = queue.pop_front() {
+        for &d in &workflow.workstreams[node].dependencies {
+            if !members.contains(&d) {
+                continue;
+            }
+            if d == start {
+                let mut path = vec![start];
+                let mut at = node;
+                while at != start {
+                    path.push(at);
+                    at = previous[&at];
+                }
+                path.push(start);
+                let last = path.len() - 1;
+                path[1..last].reverse();
+                return path;
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = previous.entry(d) {
+                e.insert(node);
+                queue.push_back(d);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+/// The folders above a prefix, itself included: "a/b" gives "", "a", "a/b".
+fn ancestors(prefix: &str) -> impl Iterator<Item = &str> {
+    std::iter::once("").chain(prefix.match_indices('/').map(move |(i, _)| &prefix[..i])).chain((!prefix.is_empty()).then_some(prefix))
+}
+
+/// The literal folder part of a glob before its first wildcard: "src/ui/**/*.py" gives "src/ui".
+fn literal_prefix(glob: &str) -> &str {
+    let mut end = 0;
+    for (i, segment) in glob.split('/').scan(0usize, |pos, s| {
+        let start = *pos;
+        *pos += s.len() + 1;
+        Some((start, s))
+    }) {
+        if segment.contains(['*', '?', '[', '{', '\\']) {
+            break;
+        }
+        end = i + segment.len();
+    }
+    glob[..end].trim_end_matches('/')
+}
+
+fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices('{').filter_map(move |(i, _)| {
+        let rest = &text[i + 1..];
+        let end = rest.find('}')?;
+        let name = &rest[..end];
+        (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(name)
+    })
+}
+
+fn budget(ast: Option<&BudgetAst>) -> Budget {
+    ast.map_or_else(Budget::default, |b| Budget { usd: b.usd.as_ref().map(|u| u.value), tokens: b.tokens.as_ref().map(|t| t.value) })
+}
+
+fn estimate(ast: Option<&EstimateAst>) -> Estimate {
+    ast.map_or_else(Estimate::default, |e| Estimate {
+        duration: e.duration.as_ref().map(|d| d.value),
+        tokens: e.tokens.as_ref().map(|t| t.value),
+        usd: e.usd.as_ref().map(|u| u.value),
+    })
+}
+
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items.filter(|i| seen.insert(i.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_prefixes() {
+        assert_eq!(literal_prefix("src/ui/**/*.py"), "src/ui");
+        assert_eq!(literal_prefix("**/*.py"), "");
+        assert_eq!(literal_prefix("src/a.py"), "src/a.py");
+        assert_eq!(literal_prefix("src/{a,b}/x"), "src");
+        assert_eq!(ancestors("a/b").collect::<Vec<_>>(), vec!["", "a", "a/b"]);
+        assert_eq!(ancestors("").collect::<Vec<_>>(), vec![""]);
+    }
+}

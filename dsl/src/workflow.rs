@@ -1,0 +1,329 @@
+//! The validated workflow: what every later stage works from. Nothing here knows KDL.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::OutputFormat;
+
+/// Defines an enum of keywords with their workflow-file spelling.
+macro_rules! keyword_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in the order the documentation lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling used in workflow files.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Looks a value up by its spelling.
+            pub fn from_name(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+keyword_enum! {
+    /// How urgent a workstream is; breaks ties when ordering starts and merges.
+    Priority { Critical = "critical", High = "high", Medium = "medium", Low = "low" }
+}
+
+impl Priority {
+    /// A rank where smaller goes first.
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+}
+
+keyword_enum! {
+    /// The kind of work, used to pick a model from the `kind` table.
+    TaskKind {
+        Architecture = "architecture", Feature = "feature", Crud = "crud", Review = "review",
+        Bugfix = "bugfix", Tests = "tests", Docs = "docs", Refactor = "refactor",
+    }
+}
+
+keyword_enum! {
+    /// Where a workstream runs.
+    Isolation {
+        /// Its own git worktree and branch, merged into the integration branch.
+        Worktree = "worktree",
+        /// A scratch folder: nothing is committed or merged.
+        None = "none",
+    }
+}
+
+keyword_enum! {
+    /// What the merge queue does when a branch conflicts.
+    OnConflict {
+        /// Stop merging; the run fails.
+        Stop = "stop",
+        /// Mark the workstream conflicted (its dependents skipped) and go on.
+        Skip = "skip",
+    }
+}
+
+keyword_enum! {
+    /// In which order ready branches merge.
+    MergeOrder {
+        /// Strictly in the plan's merge order.
+        Plan = "plan",
+        /// As soon as each is ready; dependencies still merge first.
+        Ready = "ready",
+    }
+}
+
+keyword_enum! {
+    /// What happens to changes outside a workstream's scope.
+    ScopePolicy {
+        /// The workstream fails and nothing of it merges.
+        Fail = "fail",
+        /// The violation is reported and the changes merge.
+        Warn = "warn",
+        /// The out-of-scope changes are dropped in a new commit.
+        Revert = "revert",
+    }
+}
+
+keyword_enum! {
+    /// What an agent gets on standard input.
+    StdinMode {
+        /// Nothing: standard input is empty.
+        None = "none",
+        /// The rendered prompt.
+        Prompt = "prompt",
+    }
+}
+
+/// A spending limit; either part may be absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Budget {
+    pub usd: Option<f64>,
+    pub tokens: Option<u64>,
+}
+
+impl Budget {
+    /// Tells whether neither limit is set.
+    pub fn is_unlimited(&self) -> bool {
+        self.usd.is_none() && self.tokens.is_none()
+    }
+}
+
+/// What a workstream is expected to take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Estimate {
+    pub duration: Option<Duration>,
+    pub tokens: Option<u64>,
+    pub usd: Option<f64>,
+}
+
+/// One environment setting of a workstream or agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvSetting {
+    /// Set the variable to this value.
+    Set { name: String, value: String },
+    /// Pass the variable through from flow's own environment.
+    Pass { name: String },
+}
+
+/// Where a workstream's model came from, for `flow plan`'s "why".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelSource {
+    Workstream,
+    Defaults,
+    Kind,
+    Role,
+    /// No model: the agent's command does not use one.
+    None,
+}
+
+/// A validated workflow.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub name: String,
+    /// The main file, when the workflow was read from disk.
+    pub path: Option<PathBuf>,
+    /// The branch root workstreams start from; `None` means the branch checked out at run time.
+    pub base: Option<String>,
+    pub into: String,
+    /// Where worktrees go, relative to the repository root; `None` means the default sibling folder.
+    pub worktrees: Option<String>,
+    pub branch_prefix: String,
+    pub max_parallel: usize,
+    pub budget: Budget,
+    pub scope_policy: ScopePolicy,
+    pub status_file: String,
+    /// In declaration order; a workstream's index is its id.
+    pub workstreams: Vec<Workstream>,
+    pub integrate: Integrate,
+    pub models: BTreeMap<String, Model>,
+    pub agents: BTreeMap<String, Agent>,
+    pub roles: BTreeMap<String, Role>,
+    pub accounts: BTreeMap<String, Account>,
+    pub kinds: BTreeMap<TaskKind, KindEntry>,
+    /// Pairs of workstreams that may run at once and own overlapping paths.
+    pub overlaps: Vec<Overlap>,
+}
+
+impl Workflow {
+    /// Finds a workstream's index by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.workstreams.iter().position(|w| w.name == name)
+    }
+
+    /// The branch a workstream works on.
+    pub fn branch_of(&self, workstream: &Workstream) -> String {
+        format!("{}{}", self.branch_prefix, workstream.name)
+    }
+
+    /// The agent definition a workstream runs.
+    pub fn agent_of(&self, workstream: &Workstream) -> &Agent {
+        self.agents.get(&workstream.agent).expect("validation resolved every workstream's agent")
+    }
+
+    /// The model definition a workstream uses, if any.
+    pub fn model_of(&self, workstream: &Workstream) -> Option<&Model> {
+        workstream.model.as_ref().and_then(|m| self.models.get(m))
+    }
+
+    /// The role definition a workstream has, if any.
+    pub fn role_of(&self, workstream: &Workstream) -> Option<&Role> {
+        workstream.role.as_ref().and_then(|r| self.roles.get(r))
+    }
+}
+
+/// One unit of work: a task, an agent, a scope, dependencies.
+#[derive(Debug, Clone)]
+pub struct Workstream {
+    pub name: String,
+    pub description: Option<String>,
+    pub task: Option<String>,
+    pub script: Option<String>,
+    pub role: Option<String>,
+    pub agent: String,
+    pub model: Option<String>,
+    pub model_source: ModelSource,
+    pub priority: Priority,
+    /// Paths the workstream may change; empty means everything.
+    pub owns: Vec<String>,
+    /// Paths it must not change; wins over `owns`.
+    pub forbid: Vec<String>,
+    pub context: Vec<String>,
+    /// Indices of the workstreams it depends on, in the order written.
+    pub dependencies: Vec<usize>,
+    pub test: Option<String>,
+    pub timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub retries: u32,
+    pub env: Vec<EnvSetting>,
+    pub account: Option<String>,
+    pub kind: Option<TaskKind>,
+    pub estimate: Estimate,
+    pub budget: Budget,
+    pub isolation: Isolation,
+}
+
+/// The `integrate` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Integrate {
+    pub verify: Option<String>,
+    pub on_conflict: OnConflict,
+    pub order: MergeOrder,
+}
+
+/// A model and its prices in dollars per million tokens.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Model {
+    pub name: String,
+    pub provider: String,
+    pub id: String,
+    pub input_usd: f64,
+    pub output_usd: f64,
+    pub cache_read_usd: f64,
+    pub cache_write_usd: f64,
+    pub priced: Option<String>,
+}
+
+/// How to launch an agent and read what it prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Agent {
+    pub name: String,
+    /// Program and arguments, with `{placeholders}`.
+    pub command: Vec<String>,
+    pub output: OutputFormat,
+    pub stdin: StdinMode,
+    pub key_env: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub pass_env: Vec<String>,
+    pub max_parallel: Option<usize>,
+}
+
+impl Agent {
+    /// Tells whether the command uses a placeholder, e.g. `model` for `{model}`.
+    pub fn uses(&self, placeholder: &str) -> bool {
+        let needle = format!("{{{placeholder}}}");
+        self.command.iter().any(|a| a.contains(&needle))
+    }
+}
+
+/// A role: expertise, instructions, and a default scope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Role {
+    pub name: String,
+    pub description: Option<String>,
+    pub expertise: Vec<String>,
+    pub instructions: Option<String>,
+    pub owns: Vec<String>,
+    pub forbid: Vec<String>,
+    pub model: Option<String>,
+}
+
+/// An account: where its key lives and what it may spend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Account {
+    pub name: String,
+    pub env: String,
+    pub max_parallel: Option<usize>,
+    pub budget: Budget,
+}
+
+/// One row of the model-selection table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KindEntry {
+    pub kind: TaskKind,
+    pub model: String,
+    pub description: Option<String>,
+}
+
+/// Two workstreams that may run at once and can both change some path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overlap {
+    pub first: usize,
+    pub second: usize,
+    pub first_glob: String,
+    pub second_glob: String,
+    /// A path both may change.
+    pub example: String,
+}
+
+/// The placeholders an agent command may use.
+pub const PLACEHOLDERS: &[&str] =
+    &["prompt", "prompt_file", "model", "model_name", "provider", "worktree", "workstream", "script"];

@@ -1,0 +1,230 @@
+//! The clean environment an agent runs with, and the secrets that must stay out of logs.
+//!
+//! An agent never inherits flow's whole environment. [`agent_environment`] starts from
+//! nothing and lets through the variables in [`ALLOWED`] (plus every `LC_*` locale variable),
+//! the extra names a workflow asks for, and the values it sets explicitly. The markers in
+//! [`BLOCKED`] are removed last, whatever asked for them: they are what a parent agent session
+//! leaves in its children's environment, and a child agent that sees them refuses to start or
+//! behaves as a nested session.
+//!
+//! [`secret_values`] picks the values of that environment that look like credentials, and
+//! [`redact`] hides them in a line of output before the line reaches a log.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// Variables passed through from flow's own environment to every agent when set.
+///
+/// Locale variables (`LC_ALL`, `LC_CTYPE`, any `LC_*`) pass too, though not listed here.
+pub const ALLOWED: &[&str] = &[
+    // Identity, shell and terminal.
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "TMPDIR",
+    "TZ",
+    // Language.
+    "LANG",
+    "LANGUAGE",
+    // Where tools keep their configuration, caches and state.
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+    // Certificates, for agents behind a TLS-inspecting proxy.
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    // Proxies: without them no agent reaches its API from a proxied network.
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+];
+
+/// Variables never passed, even when named or set, because a parent agent session leaves them
+/// behind and they make a child agent refuse to start or change its behaviour.
+///
+/// - `CLAUDECODE`: Claude Code refuses to start ("cannot be launched inside another Claude Code
+///   session") when it is set.
+/// - `CLAUDE_CODE_ENTRYPOINT`, `CLAUDE_CODE_SSE_PORT`, `CLAUDE_CODE_SESSION*`,
+///   `CLAUDE_CODE_CHILD_SESSION`, `CLAUDE_CODE_HOST_SESSION_ID`, `CLAUDE_CODE_EXECPATH`,
+///   `CLAUDE_SESSION_ID`, `CLAUDE_PID`: the parent session's identity; a child that sees them
+///   believes it is nested (one of them turns off transcript saving, another attaches to the
+///   parent's IDE).
+/// - `CODEX_SANDBOX`, `CODEX_SANDBOX_NETWORK_DISABLED`: set by Codex for the commands it runs;
+///   a child Codex would believe it is already sandboxed.
+/// - `GEMINI_CLI`: set by Gemini CLI for the commands it runs.
+///
+/// Other `CLAUDE_CODE_*` variables are not blocked: some are legitimate configuration that a
+/// workflow may want to pass (`CLAUDE_CODE_OAUTH_TOKEN`, `CLAUDE_CODE_USE_BEDROCK`).
+pub const BLOCKED: &[&str] = &[
+    "CLAUDECODE",
+    "CLAUDE_CODE_ENTRYPOINT",
+    "CLAUDE_CODE_SSE_PORT",
+    "CLAUDE_CODE_SESSION",
+    "CLAUDE_CODE_SESSION_ID",
+    "CLAUDE_CODE_SESSION_ACCESS_TOKEN",
+    "CLAUDE_CODE_CHILD_SESSION",
+    "CLAUDE_CODE_HOST_SESSION_ID",
+    "CLAUDE_CODE_EXECPATH",
+    "CLAUDE_SESSION_ID",
+    "CLAUDE_PID",
+    "CODEX_SANDBOX",
+    "CODEX_SANDBOX_NETWORK_DISABLED",
+    "GEMINI_CLI",
+];
+
+/// Words that mark a variable's value as a secret when they appear in its name (any case).
+const SECRET_NAME_WORDS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
+
+/// The shortest secret [`redact`] replaces; shorter values would mangle ordinary output.
+const MIN_SECRET_LEN: usize = 6;
+
+/// Builds the complete environment of an agent from flow's own environment.
+///
+/// The result holds the `parent` variables named in [`ALLOWED`], the `LC_*` ones and those
+/// named in `pass`, then every variable of `set` (which wins over a parent value), minus the
+/// names in [`BLOCKED`]. Names that cannot be environment variables (empty, or containing `=`
+/// or a NUL byte) and values containing a NUL byte are dropped.
+pub fn agent_environment(
+    parent: impl IntoIterator<Item = (String, String)>,
+    pass: &[String],
+    set: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut environment: BTreeMap<String, String> = parent
+        .into_iter()
+        .filter(|(name, _)| {
+            ALLOWED.contains(&name.as_str())
+                || name.starts_with("LC_")
+                || pass.iter().any(|passed| passed == name)
+        })
+        .collect();
+    environment.extend(
+        set.iter()
+            .map(|(name, value)| (name.clone(), value.clone())),
+    );
+    environment.retain(|name, value| {
+        !BLOCKED.contains(&name.as_str()) && is_valid_name(name) && !value.contains('\0')
+    });
+    environment
+}
+
+/// Returns the values in `env` that must not appear in logs, longest first, for [`redact`].
+///
+/// A value is secret when its variable's name contains `KEY`, `TOKEN`, `SECRET`, `PASSWORD`,
+/// `PASSWD` or `CREDENTIAL` (in any case). The password of a URL with credentials
+/// (`scheme://user:password@host`, as in `HTTPS_PROXY`) is secret whatever the name. Values
+/// that came from an account but sit under another name are not recognisable here: the caller
+/// adds them to the list.
+pub fn secret_values(env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut secrets: Vec<String> = Vec::new();
+    for (name, value) in env {
+        let upper = name.to_ascii_uppercase();
+        if SECRET_NAME_WORDS.iter().any(|word| upper.contains(word)) {
+            secrets.push(value.clone());
+        }
+        if let Some(password) = url_password(value) {
+            secrets.push(password.to_owned());
+        }
+    }
+    secrets.retain(|secret| !secret.trim().is_empty());
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    secrets.dedup();
+    secrets
+}
+
+/// Replaces each secret of at least six characters in `line` with `***`.
+///
+/// Longer secrets are replaced first, so a secret that contains another one is hidden whole.
+/// The line is borrowed unchanged when it contains no secret.
+pub fn redact<'a>(line: &'a str, secrets: &[String]) -> Cow<'a, str> {
+    let mut found: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .filter(|secret| secret.chars().count() >= MIN_SECRET_LEN && line.contains(secret))
+        .collect();
+    if found.is_empty() {
+        return Cow::Borrowed(line);
+    }
+    found.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    let mut redacted = line.to_owned();
+    for secret in found {
+        if redacted.contains(secret) {
+            redacted = redacted.replace(secret, "***");
+        }
+    }
+    Cow::Owned(redacted)
+}
+
+/// Tells whether `name` can be the name of an environment variable.
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('=') && !name.contains('\0')
+}
+
+/// Returns the password of a URL written `scheme://user:password@host...`, if any.
+fn url_password(value: &str) -> Option<&str> {
+    let (_, rest) = value.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (user_info, _) = authority.rsplit_once('@')?;
+    let (_, password) = user_info.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_found() {
+        assert_eq!(
+            url_password("http://user:hunter22@proxy:3128"),
+            Some("hunter22")
+        );
+        assert_eq!(url_password("http://proxy:3128"), None);
+        assert_eq!(url_password("http://user@proxy"), None);
+        assert_eq!(url_password("plain value"), None);
+        assert_eq!(url_password("http://proxy/a:b@c"), None);
+    }
+
+    #[test]
+    fn redact_hides_the_longest_secret_whole() {
+        let secrets = vec![
+            "abcdef".to_owned(),
+            "abcdefghij".to_owned(),
+            "xyz".to_owned(),
+        ];
+        assert_eq!(redact("k=abcdefghij xyz", &secrets), "k=*** xyz");
+        assert_eq!(redact("k=abcdef!", &secrets), "k=***!");
+        assert!(matches!(
+            redact("nothing", &secrets),
+            Cow::Borrowed("nothing")
+        ));
+    }
+
+    #[test]
+    fn secret_values_by_name() {
+        let env: BTreeMap<String, String> = [
+            ("ANTHROPIC_API_KEY", "sk-ant-123456"),
+            ("github_token", "ghp_abcdef"),
+            ("HOME", "/home/someone"),
+            ("DB_PASSWORD", "  "),
+            ("HTTPS_PROXY", "http://me:proxypass@proxy:8080"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        assert_eq!(
+            secret_values(&env),
+            ["sk-ant-123456", "ghp_abcdef", "proxypass"]
+        );
+    }
+}

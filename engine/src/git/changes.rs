@@ -1,0 +1,96 @@
+//! Paths changed between two commits, with rename detection.
+
+use git2::{Delta, DiffFindOptions, DiffOptions, Repository, Tree};
+
+use super::error::GitContext;
+use super::paths::repo_path;
+use super::{Git, GitError, Oid};
+
+/// Classifies how a path changed between two commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// The path is new.
+    Added,
+    /// The path's content or mode changed.
+    Modified,
+    /// The path is gone.
+    Deleted,
+    /// The content moved from `old_path` to `path` (possibly with edits).
+    Renamed,
+    /// The path changed type (file, symlink, submodule).
+    TypeChanged,
+}
+
+/// Describes one changed path between two commits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    /// The path after the change (for a deletion: the path that was deleted).
+    pub path: String,
+    /// The path before a rename; `None` for every other kind.
+    pub old_path: Option<String>,
+    /// How the path changed.
+    pub kind: ChangeKind,
+}
+
+impl Change {
+    /// Returns every path this change touches: the path, and the old path of a rename.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.path.as_str()).chain(self.old_path.as_deref())
+    }
+}
+
+impl Git {
+    /// Lists the paths that differ between the trees of `from` and `to`, sorted by path,
+    /// detecting renames the way `git diff -M` does.
+    pub fn changed_paths(&self, from: Oid, to: Oid) -> Result<Vec<Change>, GitError> {
+        let repo = self.open()?;
+        let old_tree = tree_of(&repo, from)?;
+        let new_tree = tree_of(&repo, to)?;
+        let mut options = DiffOptions::new();
+        options.include_typechange(true);
+        let mut diff = repo
+            .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), Some(&mut options))
+            .context(|| format!("diff {} against {}", from.short(), to.short()))?;
+        let mut find = DiffFindOptions::new();
+        find.renames(true);
+        diff.find_similar(Some(&mut find))
+            .context(|| format!("find renames between {} and {}", from.short(), to.short()))?;
+
+        let mut changes = Vec::new();
+        for delta in diff.deltas() {
+            let old_path = delta.old_file().path_bytes().map(repo_path);
+            let new_path = delta.new_file().path_bytes().map(repo_path);
+            let (kind, path, old) = match delta.status() {
+                Delta::Added | Delta::Copied => (ChangeKind::Added, new_path, None),
+                Delta::Deleted => (ChangeKind::Deleted, old_path, None),
+                Delta::Modified => (ChangeKind::Modified, new_path, None),
+                Delta::Renamed => (ChangeKind::Renamed, new_path, old_path),
+                Delta::Typechange => (ChangeKind::TypeChanged, new_path, None),
+                _ => continue,
+            };
+            if let Some(path) = path {
+                changes.push(Change {
+                    path,
+                    old_path: old,
+                    kind,
+                });
+            }
+        }
+        changes.sort_by(|a, b| a.path.cmp(&b.path).then(a.old_path.cmp(&b.old_path)));
+        Ok(changes)
+    }
+}
+
+/// Reads the tree of a commit (or a tree id itself).
+pub(crate) fn tree_of(repo: &Repository, oid: Oid) -> Result<Tree<'_>, GitError> {
+    repo.find_object(oid.raw(), None)
+        .and_then(|object| object.peel_to_tree())
+        .map_err(|error| match error.code() {
+            git2::ErrorCode::NotFound => GitError::UnknownRevision(oid.to_string()),
+            _ => GitError::Git {
+                action: format!("read the tree of {oid}"),
+                error,
+            },
+        })
+}

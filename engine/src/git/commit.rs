@@ -1,0 +1,103 @@
+//! Committing what an agent left uncommitted in its worktree.
+
+use std::path::Path;
+
+use git2::{IndexAddOption, RepositoryState};
+
+use super::error::GitContext;
+use super::paths::is_under_any;
+use super::repo::{Head, flow_signature, read_head};
+use super::{Git, GitError, Oid};
+
+impl Git {
+    /// Stages everything in the worktree at `dir` (new, modified and deleted files,
+    /// respecting `.gitignore`) except paths under `exclude_prefixes`, and commits it on
+    /// the branch checked out there as `flow <flow@localhost>`.
+    ///
+    /// Returns `None` when there is nothing to commit. No hooks run. It refuses a
+    /// detached HEAD (`GitError::DetachedHead`) and a worktree in the middle of a merge
+    /// or rebase (`GitError::OperationInProgress`).
+    pub fn commit_all(
+        &self,
+        dir: &Path,
+        message: &str,
+        exclude_prefixes: &[&str],
+    ) -> Result<Option<Oid>, GitError> {
+        let (repo, path) = self.open_worktree(dir)?;
+        let state = repo.state();
+        if state != RepositoryState::Clean {
+            return Err(GitError::OperationInProgress {
+                path,
+                operation: operation_name(state).to_owned(),
+            });
+        }
+        let Head::Branch(full) = read_head(&repo, &path)? else {
+            return Err(GitError::DetachedHead { path });
+        };
+        let parent = super::branch::read_ref(&repo, &full)?;
+        let parent = match parent {
+            Some(oid) => Some(
+                repo.find_commit(oid.raw())
+                    .context(|| format!("read commit {oid}"))?,
+            ),
+            None => None,
+        };
+
+        let mut index = repo
+            .index()
+            .context(|| format!("read the index of `{}`", path.display()))?;
+        let mut skip_excluded = |file: &Path, _spec: &[u8]| -> i32 {
+            let file = file.to_string_lossy();
+            if is_under_any(&file, exclude_prefixes) {
+                1
+            } else {
+                0
+            }
+        };
+        index
+            .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_excluded))
+            .context(|| format!("stage the files of `{}`", path.display()))?;
+        index
+            .update_all(["*"], Some(&mut skip_excluded))
+            .context(|| format!("stage the deletions in `{}`", path.display()))?;
+        let tree_id = index
+            .write_tree()
+            .context(|| format!("write the staged tree of `{}`", path.display()))?;
+
+        let unchanged = match &parent {
+            Some(parent) => parent.tree_id() == tree_id,
+            None => index.is_empty(),
+        };
+        if unchanged {
+            return Ok(None);
+        }
+        index
+            .write()
+            .context(|| format!("write the index of `{}`", path.display()))?;
+        let tree = repo
+            .find_tree(tree_id)
+            .context(|| format!("read tree {tree_id}"))?;
+        let signature = flow_signature()?;
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        // Updating HEAD moves the checked-out branch; libgit2 refuses if it moved meanwhile.
+        let commit = repo
+            .commit(Some("HEAD"), &signature, &signature, message, &tree, &parents)
+            .context(|| format!("commit in `{}`", path.display()))?;
+        Ok(Some(commit.into()))
+    }
+}
+
+/// Names an unfinished operation the way git's messages do.
+pub(crate) fn operation_name(state: RepositoryState) -> &'static str {
+    match state {
+        RepositoryState::Clean => "clean state",
+        RepositoryState::Merge => "merge",
+        RepositoryState::Revert | RepositoryState::RevertSequence => "revert",
+        RepositoryState::CherryPick | RepositoryState::CherryPickSequence => "cherry-pick",
+        RepositoryState::Bisect => "bisect",
+        RepositoryState::Rebase
+        | RepositoryState::RebaseInteractive
+        | RepositoryState::RebaseMerge => "rebase",
+        RepositoryState::ApplyMailbox | RepositoryState::ApplyMailboxOrRebase => "`git am`",
+    }
+}

@@ -1,0 +1,509 @@
+//! Linked worktrees: adding, reusing, locking, listing, pruning and removing them.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use git2::{Repository, WorktreeAddOptions, WorktreePruneOptions};
+
+use super::branch::read_ref;
+use super::error::{GitContext, io_error};
+use super::paths::normalize;
+use super::repo::{Head, branch_ref, read_head, short_branch};
+use super::{BranchState, Git, GitError, Oid};
+
+/// Says whether `add_worktree` made a new worktree or found the right one in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorktreeState {
+    /// A new worktree was created; `branch` says whether its branch was created too.
+    Created {
+        /// What happened to the branch.
+        branch: BranchState,
+    },
+    /// The folder already was a worktree with the branch checked out; it was left alone.
+    Reused,
+}
+
+/// Describes one linked worktree record of the repository.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorktreeInfo {
+    /// The record's name under `.git/worktrees/`.
+    pub name: String,
+    /// The worktree folder.
+    pub path: PathBuf,
+    /// The branch checked out (short name), `None` when HEAD is detached.
+    pub branch: Option<String>,
+    /// The commit HEAD resolves to, `None` for a branch without commits.
+    pub head: Option<Oid>,
+    /// Whether the record is locked against pruning.
+    pub locked: bool,
+    /// The lock's reason, when one was given.
+    pub lock_reason: Option<String>,
+    /// Whether the folder is gone (deleted by hand).
+    pub missing: bool,
+    /// Whether `prune_stale_worktrees` would remove the record: missing and not locked.
+    pub prunable: bool,
+}
+
+/// One record under `<common dir>/worktrees/<name>`, read without trusting the folder.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub(crate) name: String,
+    pub(crate) admin_dir: PathBuf,
+    pub(crate) path: PathBuf,
+    pub(crate) exists: bool,
+    /// `Some(reason)` when locked (the reason may be empty).
+    pub(crate) lock: Option<String>,
+}
+
+impl Git {
+    /// Creates a worktree at `dir` with `branch` checked out, creating the branch at
+    /// `start` if it does not exist (an existing branch is used where it is).
+    ///
+    /// When `dir` already is a worktree of this repository with `branch` checked out it
+    /// is returned as `WorktreeState::Reused` untouched. Records whose folder was deleted
+    /// by hand and that block the folder or the branch are pruned first. It refuses with
+    /// `PathInTheWay` when something else occupies `dir`, `BranchCheckedOut` when the
+    /// branch is checked out elsewhere and `StaleWorktreeLocked` when a locked record
+    /// blocks. If creating the worktree fails, a branch it created is deleted again.
+    pub fn add_worktree(
+        &self,
+        dir: &Path,
+        branch: &str,
+        start: Oid,
+    ) -> Result<WorktreeState, GitError> {
+        let full = branch_ref(branch)?;
+        let short = short_branch(&full).to_owned();
+        let dir = normalize(dir);
+        let repo = self.open()?;
+
+        // Records that concern this folder, this branch or the name this folder gets.
+        let base_name = worktree_name_base(&dir);
+        for record in self.records(&repo)? {
+            let record_head = self.record_head(&record).ok();
+            let same_path = record.path == dir;
+            let holds_branch = record_head == Some(Head::Branch(full.clone()));
+            if !(same_path || holds_branch) {
+                if !record.exists && record.lock.is_none() && record.name == base_name {
+                    self.prune_record(&repo, &record)?;
+                }
+                continue;
+            }
+            if record.exists && same_path {
+                if holds_branch {
+                    return Ok(WorktreeState::Reused);
+                }
+                let found = match record_head {
+                    Some(Head::Branch(other)) => {
+                        format!("a worktree of branch `{}`", short_branch(&other))
+                    }
+                    Some(Head::Detached(at)) => format!("a worktree detached at {}", at.short()),
+                    None => "a worktree of this repository".to_owned(),
+                };
+                return Err(GitError::PathInTheWay { path: dir, found });
+            }
+            if !record.exists {
+                self.prune_record(&repo, &record)?;
+            }
+        }
+
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {
+                if !is_empty_dir(&dir)? {
+                    return Err(GitError::PathInTheWay {
+                        path: dir,
+                        found: "a non-empty folder that is not a worktree of this repository"
+                            .to_owned(),
+                    });
+                }
+            }
+            Ok(_) => {
+                return Err(GitError::PathInTheWay {
+                    path: dir,
+                    found: "a file".to_owned(),
+                });
+            }
+            Err(error) if error.kind() == ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error("inspect", &dir, error)),
+        }
+
+        if let Some(path) = self.checked_out_at(&repo, &full)? {
+            return Err(GitError::BranchCheckedOut {
+                branch: short,
+                path,
+            });
+        }
+
+        let branch_state = self.ensure_branch(&full, start)?;
+        let created = branch_state == BranchState::Created;
+        match self.create_worktree(&repo, &dir, &full) {
+            Ok(()) => Ok(WorktreeState::Created {
+                branch: branch_state,
+            }),
+            Err(error) => {
+                if created {
+                    // Best effort: the worktree error is the one worth reporting.
+                    let _ = self.delete_branch(&full);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Locks the worktree at `dir` against pruning, replacing an earlier lock's reason.
+    pub fn lock_worktree(&self, dir: &Path, reason: &str) -> Result<(), GitError> {
+        let repo = self.open()?;
+        let record = self.require_record(&repo, dir)?;
+        let worktree = repo
+            .find_worktree(&record.name)
+            .context(|| format!("find worktree `{}`", record.name))?;
+        if record.lock.is_some() {
+            if record.lock.as_deref() == Some(reason) {
+                return Ok(());
+            }
+            worktree
+                .unlock()
+                .context(|| format!("unlock worktree `{}`", record.path.display()))?;
+        }
+        worktree
+            .lock(Some(reason))
+            .context(|| format!("lock worktree `{}`", record.path.display()))
+    }
+
+    /// Unlocks the worktree at `dir`; unlocking an unlocked worktree is not an error.
+    pub fn unlock_worktree(&self, dir: &Path) -> Result<(), GitError> {
+        let repo = self.open()?;
+        let record = self.require_record(&repo, dir)?;
+        if record.lock.is_none() {
+            return Ok(());
+        }
+        let worktree = repo
+            .find_worktree(&record.name)
+            .context(|| format!("find worktree `{}`", record.name))?;
+        worktree
+            .unlock()
+            .context(|| format!("unlock worktree `{}`", record.path.display()))
+    }
+
+    /// Lists the linked worktrees of the repository (not the main checkout), by name.
+    pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>, GitError> {
+        let repo = self.open()?;
+        let mut out = Vec::new();
+        for record in self.records(&repo)? {
+            let head = self.record_head(&record).ok();
+            let (branch, head_commit) = match head {
+                Some(Head::Branch(full)) => {
+                    let admin = Repository::open(&record.admin_dir).ok();
+                    let commit = match admin {
+                        Some(admin) => read_ref(&admin, &full).ok().flatten(),
+                        None => None,
+                    };
+                    (Some(short_branch(&full).to_owned()), commit)
+                }
+                Some(Head::Detached(at)) => (None, Some(at)),
+                None => (None, None),
+            };
+            out.push(WorktreeInfo {
+                name: record.name.clone(),
+                path: record.path.clone(),
+                branch,
+                head: head_commit,
+                locked: record.lock.is_some(),
+                lock_reason: record.lock.clone().filter(|reason| !reason.is_empty()),
+                missing: !record.exists,
+                prunable: !record.exists && record.lock.is_none(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes the records of worktrees whose folder was deleted by hand and that are
+    /// not locked, and returns their names. Branches are kept.
+    pub fn prune_stale_worktrees(&self) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        let mut pruned = Vec::new();
+        for record in self.records(&repo)? {
+            if !record.exists && record.lock.is_none() {
+                self.prune_record(&repo, &record)?;
+                pruned.push(record.name);
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Deletes the worktree at `dir`: its folder and its record. Its branch is kept.
+    ///
+    /// Without `force` it refuses with `GitError::Dirty` when there are uncommitted
+    /// changes (untracked files included, ignored files not) and with
+    /// `GitError::WorktreeLocked` when it is locked; with `force` it unlocks first and
+    /// throws the changes away. A folder that is neither a worktree nor present is
+    /// already removed, which is not an error.
+    pub fn remove_worktree(&self, dir: &Path, force: bool) -> Result<(), GitError> {
+        self.remove_worktree_ignoring(dir, force, &[])
+    }
+
+    /// Works as `remove_worktree`, but changes under the `ignore` prefixes (such as flow's
+    /// own `.ai/worktrees/`) do not count as uncommitted changes.
+    pub fn remove_worktree_ignoring(
+        &self,
+        dir: &Path,
+        force: bool,
+        ignore: &[&str],
+    ) -> Result<(), GitError> {
+        let dir = normalize(dir);
+        let repo = self.open()?;
+        let Some(record) = self.find_record(&repo, &dir)? else {
+            return match fs::symlink_metadata(&dir) {
+                Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
+                _ => Err(GitError::NotAWorktree { path: dir }),
+            };
+        };
+        if !force {
+            if let Some(reason) = &record.lock {
+                return Err(GitError::WorktreeLocked {
+                    path: record.path.clone(),
+                    reason: Some(reason.clone()).filter(|reason| !reason.is_empty()),
+                });
+            }
+            if record.exists {
+                let worktree_repo = self.open_record(&record)?;
+                let dirty = super::status::dirty_paths(&worktree_repo, &record.path, ignore)?;
+                if !dirty.is_empty() {
+                    return Err(GitError::Dirty {
+                        path: record.path.clone(),
+                        paths: dirty,
+                    });
+                }
+            }
+        }
+        let worktree = repo
+            .find_worktree(&record.name)
+            .context(|| format!("find worktree `{}`", record.name))?;
+        if record.lock.is_some() {
+            worktree
+                .unlock()
+                .context(|| format!("unlock worktree `{}`", record.path.display()))?;
+        }
+        let mut options = WorktreePruneOptions::new();
+        options.valid(true).locked(true).working_tree(true);
+        worktree
+            .prune(Some(&mut options))
+            .context(|| format!("remove worktree `{}`", record.path.display()))?;
+        // libgit2 only deletes the folder when its `.git` file is still there.
+        match fs::remove_dir_all(&record.path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(io_error("delete worktree folder", &record.path, error)),
+        }
+    }
+
+    /// Reads every worktree record of the repository.
+    pub(crate) fn records(&self, repo: &Repository) -> Result<Vec<Record>, GitError> {
+        let names = repo
+            .worktrees()
+            .context(|| "list the worktrees".to_owned())?;
+        let mut records = Vec::new();
+        for name in names.iter().filter_map(|name| name.ok().flatten()) {
+            let worktree = match repo.find_worktree(name) {
+                Ok(worktree) => worktree,
+                // A half-written record (no gitdir file) is not listed by git either.
+                Err(_) => continue,
+            };
+            let admin_dir = self.common_dir().join("worktrees").join(name);
+            let lock = match fs::read(admin_dir.join("locked")) {
+                Ok(bytes) => Some(String::from_utf8_lossy(&bytes).trim().to_owned()),
+                Err(error) if error.kind() == ErrorKind::NotFound => None,
+                Err(error) => return Err(io_error("read", &admin_dir.join("locked"), error)),
+            };
+            let path = normalize(worktree.path());
+            records.push(Record {
+                name: name.to_owned(),
+                exists: path.is_dir(),
+                admin_dir,
+                path,
+                lock,
+            });
+        }
+        Ok(records)
+    }
+
+    /// Finds the record whose folder is `dir` (already normalized).
+    pub(crate) fn find_record(
+        &self,
+        repo: &Repository,
+        dir: &Path,
+    ) -> Result<Option<Record>, GitError> {
+        Ok(self
+            .records(repo)?
+            .into_iter()
+            .find(|record| record.path == dir))
+    }
+
+    /// Finds the record whose folder is `dir`, or fails with `NotAWorktree`.
+    pub(crate) fn require_record(&self, repo: &Repository, dir: &Path) -> Result<Record, GitError> {
+        let dir = normalize(dir);
+        match self.find_record(repo, &dir)? {
+            Some(record) => Ok(record),
+            None => Err(GitError::NotAWorktree { path: dir }),
+        }
+    }
+
+    /// Opens a worktree through its record in the common dir, so a `.git` file an agent
+    /// overwrote cannot redirect flow to another repository.
+    pub(crate) fn open_record(&self, record: &Record) -> Result<Repository, GitError> {
+        Repository::open(&record.admin_dir)
+            .context(|| format!("open worktree `{}`", record.path.display()))
+    }
+
+    /// Opens the worktree at `dir`: a linked worktree of this repository, or the
+    /// checkout at the root.
+    pub(crate) fn open_worktree(&self, dir: &Path) -> Result<(Repository, PathBuf), GitError> {
+        let dir = normalize(dir);
+        let repo = self.open()?;
+        if let Some(record) = self.find_record(&repo, &dir)? {
+            if !record.exists {
+                return Err(GitError::NotAWorktree { path: dir });
+            }
+            return Ok((self.open_record(&record)?, record.path));
+        }
+        let main = self.open_main()?;
+        if main.workdir().map(normalize).as_deref() == Some(dir.as_path()) {
+            return Ok((main, dir));
+        }
+        Err(GitError::NotAWorktree { path: dir })
+    }
+
+    /// Reads HEAD of a record through its admin dir (works when the folder is gone).
+    pub(crate) fn record_head(&self, record: &Record) -> Result<Head, GitError> {
+        let repo = self.open_record(record)?;
+        read_head(&repo, &record.path)
+    }
+
+    /// Returns the working tree that has the full ref `full` checked out, if any:
+    /// the main checkout or a linked worktree (including one whose folder is gone).
+    pub(crate) fn checked_out_at(
+        &self,
+        repo: &Repository,
+        full: &str,
+    ) -> Result<Option<PathBuf>, GitError> {
+        let main = self.open_main()?;
+        if let Some(workdir) = main.workdir() {
+            if read_head(&main, workdir)? == Head::Branch(full.to_owned()) {
+                return Ok(Some(normalize(workdir)));
+            }
+        }
+        for record in self.records(repo)? {
+            if self.record_head(&record).ok() == Some(Head::Branch(full.to_owned())) {
+                return Ok(Some(record.path));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Prunes one record whose folder is gone, or fails if it is locked.
+    pub(crate) fn prune_record(&self, repo: &Repository, record: &Record) -> Result<(), GitError> {
+        if record.lock.is_some() {
+            return Err(GitError::StaleWorktreeLocked {
+                name: record.name.clone(),
+                path: record.path.clone(),
+            });
+        }
+        let worktree = repo
+            .find_worktree(&record.name)
+            .context(|| format!("find worktree `{}`", record.name))?;
+        worktree
+            .prune(None)
+            .context(|| format!("prune stale worktree record `{}`", record.name))
+    }
+
+    /// Creates a worktree at `dir` (absent or an empty folder) with the existing branch
+    /// `full` checked out, cleaning up what it made when libgit2 fails halfway.
+    pub(crate) fn create_worktree(
+        &self,
+        repo: &Repository,
+        dir: &Path,
+        full: &str,
+    ) -> Result<(), GitError> {
+        let name = self.unique_worktree_name(dir);
+        let admin_dir = self.common_dir().join("worktrees").join(&name);
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent).map_err(|error| io_error("create folder", parent, error))?;
+        }
+        // libgit2 insists on creating the folder itself.
+        match fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error("replace empty folder", dir, error)),
+        }
+        let reference = repo
+            .find_reference(full)
+            .context(|| format!("find branch `{}`", short_branch(full)))?;
+        let mut options = WorktreeAddOptions::new();
+        options.reference(Some(&reference));
+        match repo.worktree(&name, dir, Some(&options)) {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let _ = fs::remove_dir_all(&admin_dir);
+                let _ = fs::remove_dir_all(dir);
+                Err(GitError::Git {
+                    action: format!(
+                        "create worktree `{}` for branch `{}`",
+                        dir.display(),
+                        short_branch(full)
+                    ),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Derives a record name from the folder (`flow-<folder>`, `/` and other odd
+    /// characters replaced) that no record in the common dir uses yet.
+    fn unique_worktree_name(&self, dir: &Path) -> String {
+        let base = worktree_name_base(dir);
+        let taken = |name: &str| self.common_dir().join("worktrees").join(name).exists();
+        if !taken(&base) {
+            return base;
+        }
+        let mut counter = 2u32;
+        loop {
+            let candidate = format!("{base}-{counter}");
+            if !taken(&candidate) {
+                return candidate;
+            }
+            counter += 1;
+        }
+    }
+}
+
+/// Derives the preferred record name for a folder: `flow-<folder name>`, with
+/// characters other than letters, digits, `-`, `_` and `.` replaced by `-`.
+fn worktree_name_base(dir: &Path) -> String {
+    let folder = dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cleaned: String = folder
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_matches('.');
+    if cleaned.is_empty() {
+        "flow-worktree".to_owned()
+    } else {
+        format!("flow-{cleaned}")
+    }
+}
+
+/// Tells whether a folder has no entries.
+fn is_empty_dir(dir: &Path) -> Result<bool, GitError> {
+    let mut entries = fs::read_dir(dir).map_err(|error| io_error("read folder", dir, error))?;
+    Ok(entries.next().is_none())
+}

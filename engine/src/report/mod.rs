@@ -1,0 +1,5 @@
+//! Reports: plans and runs turned into text for people, JSON for programs, and graphs.
+
+pub mod graph;
+pub mod plan_json;
+pub mod plan_text;

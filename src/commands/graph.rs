@@ -1,0 +1,20 @@
+//! `flow graph`: draw the dependency graph.
+
+use std::process::ExitCode;
+
+use flow_engine::plan::Plan;
+use flow_engine::report::graph;
+
+use crate::cli::{GraphArgs, GraphFormat};
+use crate::commands::{CommandError, load};
+
+/// Prints the graph in DOT or Mermaid.
+pub fn run(args: GraphArgs) -> Result<ExitCode, CommandError> {
+    let plan = Plan::new(load(&args.file)?.workflow);
+    let text = match args.format {
+        GraphFormat::Dot => graph::dot(&plan),
+        GraphFormat::Mermaid => graph::mermaid(&plan),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,83 @@
+//! One module per verb, each with a `run` function; errors map to exit codes here.
+
+mod check;
+mod graph;
+mod plan;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use flow_dsl::{Checked, Problems};
+
+use crate::cli::Command;
+use crate::diagnostics;
+
+/// Why a command did not succeed, and so which exit code it ends with.
+#[derive(Debug)]
+pub enum CommandError {
+    /// The workflow file is invalid: exit 2.
+    Invalid(Problems),
+    /// Bad input that is not a workflow problem (a missing run, a bad argument): exit 2.
+    Usage(miette::Report),
+    /// The work itself failed (a workstream failed, a merge conflicted): exit 1.
+    Failed(miette::Report),
+    /// The command already reported what happened; exit with this code.
+    Exit(u8),
+}
+
+impl CommandError {
+    /// Prints the error and gives the exit code.
+    pub fn report(self) -> ExitCode {
+        match self {
+            CommandError::Invalid(problems) => {
+                print_problems(&problems.problems);
+                let (errors, warnings) = (problems.error_count(), problems.warning_count());
+                eprintln!("{}", summary(errors, warnings));
+                ExitCode::from(2)
+            }
+            CommandError::Usage(report) => {
+                diagnostics::eprint(report.as_ref());
+                ExitCode::from(2)
+            }
+            CommandError::Failed(report) => {
+                diagnostics::eprint(report.as_ref());
+                ExitCode::from(1)
+            }
+            CommandError::Exit(code) => ExitCode::from(code),
+        }
+    }
+}
+
+/// Runs one verb.
+pub fn run(command: Command) -> Result<ExitCode, CommandError> {
+    match command {
+        Command::Check(args) => check::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Graph(args) => graph::run(args),
+    }
+}
+
+/// Prints problems, each as its own report.
+pub fn print_problems(problems: &[flow_dsl::Problem]) {
+    for problem in problems {
+        diagnostics::eprint(problem);
+    }
+}
+
+/// "2 errors, 1 warning".
+pub fn summary(errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, 0) => "no problems".to_string(),
+        (e, 0) => format!("error: {}", plural(e, "error")),
+        (0, w) => format!("warning: {}", plural(w, "warning")),
+        (e, w) => format!("error: {}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+/// Loads and validates a workflow, printing its warnings; invalid input is an error.
+pub fn load(file: &Path) -> Result<Checked, CommandError> {
+    let checked = flow_dsl::check_file(file).map_err(CommandError::Invalid)?;
+    print_problems(&checked.warnings);
+    Ok(checked)
+}
