@@ -14,6 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "flow", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
+    /// Run as if flow was started in this folder (like `git -C`).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -23,6 +26,7 @@ pub enum Command {
     Check(CheckArgs),
     Plan(PlanArgs),
     Graph(GraphArgs),
+    Run(RunArgs),
 }
 
 /// Check a workflow file and report every problem in it.
@@ -72,4 +76,58 @@ pub enum GraphFormat {
     Dot,
     /// Mermaid flowchart (renders in GitHub markdown).
     Mermaid,
+}
+
+/// Run a workflow: worktrees, agents, checks and merges, with live progress.
+///
+/// Each workstream gets its own worktree and branch; its agent starts as soon as its
+/// dependencies have merged and a slot is free. Finished branches are checked (scope,
+/// test) and merged one at a time into the integration branch, where `verify` runs.
+/// Everything is recorded under `.flow/runs/`, so `flow resume` can continue.
+///
+/// Exit status: 0 when every workstream merged (or finished), 1 when anything failed,
+/// 2 when the workflow is invalid or the run could not start.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow file.
+    #[arg(default_value = "parallel.kdl")]
+    pub file: PathBuf,
+    /// Agents running at once (overrides the workflow's `max-parallel`).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub max_parallel: Option<usize>,
+    /// After a failure, keep starting workstreams that do not depend on it.
+    #[arg(long, conflicts_with = "abort_on_failure")]
+    pub keep_going: bool,
+    /// After a failure, also stop the agents still running (default: let them finish).
+    #[arg(long)]
+    pub abort_on_failure: bool,
+    /// Run only these workstreams, with everything they depend on.
+    #[arg(long, num_args = 1.., value_name = "WORKSTREAM")]
+    pub only: Vec<String>,
+    /// How progress is shown: bars on a terminal, plain lines otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// How long a stopped agent gets between SIGINT and SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: std::time::Duration,
+    /// The delay before the first retry of a failed attempt; each later retry waits twice as long.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_delay: std::time::Duration,
+}
+
+/// How run progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Bars on a terminal, plain lines otherwise.
+    Auto,
+    /// Live bars (one per active workstream).
+    Bars,
+    /// One timestamped line per event.
+    Plain,
+    /// Nothing but the final table.
+    Quiet,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    flow_dsl::parse_duration(text)
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use miette::SourceSpan;
 
-use crate::workflow::{Isolation, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind, MergeOrder};
 use crate::OutputFormat;
+use crate::workflow::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
 
 /// The index of a file in the set of files read for one workflow.
 pub type FileId = usize;

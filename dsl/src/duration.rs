@@ -15,7 +15,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("expected a number at `{rest}`"));
         }
-        let number: u128 = rest[..digits].parse().map_err(|_| "the number is too large".to_string())?;
+        let number: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| "the number is too large".to_string())?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let millis_per_unit: u128 = match &rest[..unit_len] {
@@ -44,7 +46,13 @@ pub fn format_duration(duration: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -59,7 +67,14 @@ mod tests {
 
     #[test]
     fn parses_and_formats() {
-        for (text, ms) in [("90s", 90_000), ("45m", 2_700_000), ("1h30m", 5_400_000), ("500ms", 500), ("2d", 172_800_000), ("1m30s", 90_000)] {
+        for (text, ms) in [
+            ("90s", 90_000),
+            ("45m", 2_700_000),
+            ("1h30m", 5_400_000),
+            ("500ms", 500),
+            ("2d", 172_800_000),
+            ("1m30s", 90_000),
+        ] {
             assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
         }
         assert_eq!(format_duration(Duration::from_millis(5_400_000)), "1h30m");

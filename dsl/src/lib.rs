@@ -19,6 +19,8 @@
 
 pub mod ast;
 mod duration;
+#[doc(hidden)]
+pub mod fast_kdl;
 mod glob;
 pub mod loader;
 mod output_format;
@@ -38,7 +40,7 @@ pub use workflow::*;
 
 /// Reads and validates the workflow file at `path`, with everything it imports.
 pub fn check_file(path: &Path) -> Result<Checked, Problems> {
-    let loaded = loader::load_path(path).map_err(|p| Problems { problems: vec![p] })?;
+    let loaded = loader::load_path(path).map_err(|p| Problems { problems: vec![*p] })?;
     validate::validate(loaded)
 }
 

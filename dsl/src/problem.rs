@@ -106,7 +106,13 @@ pub struct Problem {
 
 impl Problem {
     /// Creates an error with a primary label.
-    pub fn error(code: Code, source: &Source, span: SourceSpan, label: impl Into<String>, message: impl Into<String>) -> Problem {
+    pub fn error(
+        code: Code,
+        source: &Source,
+        span: SourceSpan,
+        label: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Problem {
         Problem {
             code,
             severity: Severity::Error,
@@ -118,8 +124,17 @@ impl Problem {
     }
 
     /// Creates a warning with a primary label.
-    pub fn warning(code: Code, source: &Source, span: SourceSpan, label: impl Into<String>, message: impl Into<String>) -> Problem {
-        Problem { severity: Severity::Warning, ..Problem::error(code, source, span, label, message) }
+    pub fn warning(
+        code: Code,
+        source: &Source,
+        span: SourceSpan,
+        label: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            severity: Severity::Warning,
+            ..Problem::error(code, source, span, label, message)
+        }
     }
 
     /// Adds a help line.
@@ -208,7 +223,11 @@ impl Problems {
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let errors = self.error_count();
-        write!(f, "the workflow has {errors} error{}", if errors == 1 { "" } else { "s" })
+        write!(
+            f,
+            "the workflow has {errors} error{}",
+            if errors == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -226,11 +245,17 @@ impl Diagnostic for Problems {
 
 /// Suggests the closest of `candidates` to `word`, when one is close enough to be a typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    // One edit per three letters, rounded up from two: `owned` is two edits from `owns`.
+    let length = word.chars().count();
+    let limit = ((length + 1) / 3).max(1);
+    // Or a long shared start: `retry` for `retries`, `isolate` for `isolation`.
+    let shared = |c: &str| word.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= limit || (c.starts_with(word) && word.len() >= 3))
+        .filter(|(d, c)| {
+            *d <= limit || (c.starts_with(word) && word.len() >= 3) || (shared(c) >= 4 && shared(c) * 2 >= length)
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -247,6 +272,10 @@ pub fn unknown_help<'a>(what: &str, word: &str, known: impl IntoIterator<Item = 
     names.sort_unstable();
     names.dedup();
     let shown = names.len().min(12);
-    let more = if names.len() > shown { format!(", and {} more", names.len() - shown) } else { String::new() };
+    let more = if names.len() > shown {
+        format!(", and {} more", names.len() - shown)
+    } else {
+        String::new()
+    };
     format!("known {what}s: {}{more}", names[..shown].join(", "))
 }

@@ -6,30 +6,93 @@ use std::time::Duration;
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
+use crate::OutputFormat;
 use crate::ast::*;
 use crate::duration::parse_duration;
 use crate::problem::{Code, Problem, Source, did_you_mean};
 use crate::workflow::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
-use crate::OutputFormat;
 
-const TOP_LEVEL: &[&str] =
-    &["workflow", "import", "defaults", "workstream", "integrate", "model", "agent", "role", "account", "kind"];
-const WORKFLOW_CHILDREN: &[&str] =
-    &["base", "into", "worktrees", "branch-prefix", "max-parallel", "budget", "scope-policy", "status-file"];
+const TOP_LEVEL: &[&str] = &[
+    "workflow",
+    "import",
+    "defaults",
+    "workstream",
+    "integrate",
+    "model",
+    "agent",
+    "role",
+    "account",
+    "kind",
+];
+const WORKFLOW_CHILDREN: &[&str] = &[
+    "base",
+    "into",
+    "worktrees",
+    "branch-prefix",
+    "max-parallel",
+    "budget",
+    "scope-policy",
+    "status-file",
+];
 const WORKSTREAM_CHILDREN: &[&str] = &[
-    "description", "task", "script", "role", "agent", "model", "priority", "owns", "forbid", "context",
-    "depends-on", "test", "timeout", "idle-timeout", "retries", "env", "account", "kind", "estimate", "budget",
+    "description",
+    "task",
+    "script",
+    "role",
+    "agent",
+    "model",
+    "priority",
+    "owns",
+    "forbid",
+    "context",
+    "depends-on",
+    "test",
+    "timeout",
+    "idle-timeout",
+    "retries",
+    "env",
+    "account",
+    "kind",
+    "estimate",
+    "budget",
     "isolation",
 ];
 const DEFAULTS_CHILDREN: &[&str] = &[
-    "agent", "model", "role", "priority", "timeout", "idle-timeout", "retries", "test", "account", "kind", "env",
-    "forbid", "budget", "isolation",
+    "agent",
+    "model",
+    "role",
+    "priority",
+    "timeout",
+    "idle-timeout",
+    "retries",
+    "test",
+    "account",
+    "kind",
+    "env",
+    "forbid",
+    "budget",
+    "isolation",
 ];
 const INTEGRATE_CHILDREN: &[&str] = &["verify", "on-conflict", "order"];
-const AGENT_CHILDREN: &[&str] = &["command", "output", "stdin", "key-env", "env", "pass-env", "max-parallel"];
+const AGENT_CHILDREN: &[&str] = &[
+    "command",
+    "output",
+    "stdin",
+    "key-env",
+    "env",
+    "pass-env",
+    "max-parallel",
+];
 const ROLE_CHILDREN: &[&str] = &["description", "expertise", "instructions", "owns", "forbid", "model"];
-const MODEL_PROPERTIES: &[&str] =
-    &["provider", "id", "input-usd", "output-usd", "cache-read-usd", "cache-write-usd", "priced"];
+const MODEL_PROPERTIES: &[&str] = &[
+    "provider",
+    "id",
+    "input-usd",
+    "output-usd",
+    "cache-read-usd",
+    "cache-write-usd",
+    "priced",
+];
 const ACCOUNT_PROPERTIES: &[&str] = &["env", "max-parallel", "budget-usd", "budget-tokens"];
 
 /// Checks that a name can be a branch and folder name.
@@ -41,7 +104,10 @@ pub fn name_error(name: &str) -> Option<&'static str> {
         Some("a name can have at most 100 characters")
     } else if !first_ok {
         Some("a name must start with a letter or digit")
-    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
         Some("a name can only have letters, digits, `-`, `_` and `.`")
     } else if name.contains("..") || name.ends_with('.') || name.ends_with(".lock") {
         Some("a name cannot contain `..` or end with `.` or `.lock`")
@@ -56,21 +122,31 @@ pub struct Reader<'a> {
     source: &'a Source,
     main: bool,
     problems: &'a mut Vec<Problem>,
+    flawed: Vec<SourceSpan>,
 }
 
 impl<'a> Reader<'a> {
     /// Prepares to read a file; `main` is false for imported files.
     pub fn new(file: FileId, source: &'a Source, main: bool, problems: &'a mut Vec<Problem>) -> Reader<'a> {
-        Reader { file, source, main, problems }
+        Reader {
+            file,
+            source,
+            main,
+            problems,
+            flawed: vec![],
+        }
     }
 
-    /// Reads every top-level node.
-    pub fn read(mut self, document: &KdlDocument) -> FileAst {
+    /// Reads every top-level node; also returns the spans of the top-level nodes that had a
+    /// problem, so later checks do not report what follows from it (a `task 42` is not also
+    /// a missing task).
+    pub fn read(mut self, document: &KdlDocument) -> (FileAst, Vec<SourceSpan>) {
         let mut ast = FileAst::default();
         let mut workflow_span: Option<SourceSpan> = None;
         let mut defaults_span: Option<SourceSpan> = None;
         let mut integrate_span: Option<SourceSpan> = None;
         for node in document.nodes() {
+            let before = self.problems.len();
             let name = node.name().value();
             let span = node.name().span();
             let main_only = matches!(name, "workflow" | "defaults" | "workstream" | "integrate");
@@ -96,11 +172,14 @@ impl<'a> Reader<'a> {
                     if self.once(&mut defaults_span, node) {
                         self.args(node, 0, 0, "");
                         self.no_props(node);
-                        ast.defaults = Some(self.workstream_body(node, DEFAULTS_CHILDREN));
+                        let mut defaults = self.workstream_body(node, DEFAULTS_CHILDREN);
+                        defaults.node_span = Some(self.spanned((), span));
+                        ast.defaults = Some(defaults);
                     }
                 }
                 "workstream" => {
                     let name = self.name_arg(node, "workstream");
+                    self.no_props(node);
                     let mut ws = self.workstream_body(node, WORKSTREAM_CHILDREN);
                     ws.name = name;
                     ws.node_span = Some(self.spanned((), span));
@@ -140,8 +219,11 @@ impl<'a> Reader<'a> {
                 }
                 other => self.unknown_node(node, other, TOP_LEVEL, "at the top level"),
             }
+            if self.problems.len() > before {
+                self.flawed.push(node.span());
+            }
         }
-        ast
+        (ast, self.flawed)
     }
 
     fn workflow(&mut self, node: &KdlNode) -> WorkflowAst {
@@ -166,7 +248,11 @@ impl<'a> Reader<'a> {
                 "max-parallel" => w.max_parallel = self.one_count(child, 1),
                 "budget" => w.budget = Some(self.budget(child)),
                 "scope-policy" => {
-                    w.scope_policy = self.one_keyword(child, ScopePolicy::from_name, names(ScopePolicy::ALL, ScopePolicy::name))
+                    w.scope_policy = self.one_keyword(
+                        child,
+                        ScopePolicy::from_name,
+                        names(ScopePolicy::ALL, ScopePolicy::name),
+                    )
                 }
                 "status-file" => w.status_file = self.one_string(child, "a path"),
                 other => self.unknown_node(child, other, WORKFLOW_CHILDREN, "in `workflow`"),
@@ -178,10 +264,30 @@ impl<'a> Reader<'a> {
     fn workstream_body(&mut self, node: &KdlNode, allowed: &[&str]) -> WorkstreamAst {
         let mut ws = WorkstreamAst::default();
         let mut seen = Seen::default();
-        let context = if allowed.len() == DEFAULTS_CHILDREN.len() { "in `defaults`" } else { "in `workstream`" };
+        let context = if allowed.len() == DEFAULTS_CHILDREN.len() {
+            "in `defaults`"
+        } else {
+            "in `workstream`"
+        };
         for child in children(node) {
             let name = child.name().value();
             if !allowed.contains(&name) {
+                if WORKSTREAM_CHILDREN.contains(&name) {
+                    self.push(
+                        Problem::error(
+                            Code::MisplacedNode,
+                            self.source,
+                            child.name().span(),
+                            "not allowed here",
+                            format!("`{name}` cannot be set in `defaults`"),
+                        )
+                        .with_help(format!(
+                            "set it in each workstream; `defaults` sets only {}",
+                            allowed.join(", ")
+                        )),
+                    );
+                    continue;
+                }
                 self.unknown_node(child, name, allowed, context);
                 continue;
             }
@@ -230,9 +336,12 @@ impl<'a> Reader<'a> {
             match name {
                 "verify" => i.verify = self.one_string(child, "a shell command"),
                 "on-conflict" => {
-                    i.on_conflict = self.one_keyword(child, OnConflict::from_name, names(OnConflict::ALL, OnConflict::name))
+                    i.on_conflict =
+                        self.one_keyword(child, OnConflict::from_name, names(OnConflict::ALL, OnConflict::name))
                 }
-                "order" => i.order = self.one_keyword(child, MergeOrder::from_name, names(MergeOrder::ALL, MergeOrder::name)),
+                "order" => {
+                    i.order = self.one_keyword(child, MergeOrder::from_name, names(MergeOrder::ALL, MergeOrder::name))
+                }
                 other => self.unknown_node(child, other, INTEGRATE_CHILDREN, "in `integrate`"),
             }
         }
@@ -241,7 +350,7 @@ impl<'a> Reader<'a> {
 
     fn model(&mut self, node: &KdlNode) -> Option<ModelAst> {
         let name = self.name_arg(node, "model");
-        self.no_children(node);
+        let block = self.properties_block(node);
         let props = self.props(node, MODEL_PROPERTIES);
         let name = name?;
         let model = ModelAst {
@@ -255,10 +364,16 @@ impl<'a> Reader<'a> {
             name,
         };
         for (key, value) in [("provider", model.provider.is_none()), ("id", model.id.is_none())] {
-            if value && !props.contains_key(key) {
+            if value && !props.contains_key(key) && !block {
                 self.push(
-                    Problem::error(Code::MissingNode, self.source, node.name().span(), format!("no `{key}=`"), format!("model `{}` has no `{key}`", model.name.value))
-                        .with_help(format!("add `{key}=\"...\"` to the model")),
+                    Problem::error(
+                        Code::MissingNode,
+                        self.source,
+                        node.name().span(),
+                        format!("no `{key}=`"),
+                        format!("model `{}` has no `{key}`", model.name.value),
+                    )
+                    .with_help(format!("add `{key}=\"...\"` to the model")),
                 );
             }
         }
@@ -269,7 +384,9 @@ impl<'a> Reader<'a> {
         let name = self.name_arg(node, "agent");
         self.no_props(node);
         let mut agent = AgentAst {
-            name: name.clone().unwrap_or_else(|| self.spanned(String::new(), node.name().span())),
+            name: name
+                .clone()
+                .unwrap_or_else(|| self.spanned(String::new(), node.name().span())),
             command: vec![],
             output: None,
             stdin: None,
@@ -291,16 +408,30 @@ impl<'a> Reader<'a> {
                     has_command = true;
                     agent.command = self.list(child, "a program or argument");
                 }
-                "output" => agent.output = self.one_keyword(child, OutputFormat::from_name, names(&OutputFormat::ALL, OutputFormat::name)),
-                "stdin" => agent.stdin = self.one_keyword(child, StdinMode::from_name, names(StdinMode::ALL, StdinMode::name)),
+                "output" => {
+                    agent.output = self.one_keyword(
+                        child,
+                        OutputFormat::from_name,
+                        names(&OutputFormat::ALL, OutputFormat::name),
+                    )
+                }
+                "stdin" => {
+                    agent.stdin = self.one_keyword(child, StdinMode::from_name, names(StdinMode::ALL, StdinMode::name))
+                }
                 "key-env" => agent.key_env = self.one_string(child, "a variable name"),
                 "env" => {
                     for e in self.env(child) {
                         match e {
                             EnvAst::Set(k, v) => agent.env.push((k, v)),
                             EnvAst::Pass(p) => self.push(
-                                Problem::error(Code::ArgumentType, self.source, p.span, "expected KEY=\"value\"", "an agent's `env` sets values")
-                                    .with_help("use `pass-env` to pass a variable through"),
+                                Problem::error(
+                                    Code::ArgumentType,
+                                    self.source,
+                                    p.span,
+                                    "expected KEY=\"value\"",
+                                    "an agent's `env` sets values",
+                                )
+                                .with_help("use `pass-env` to pass a variable through"),
                             ),
                         }
                     }
@@ -312,8 +443,14 @@ impl<'a> Reader<'a> {
         }
         if !has_command && name.is_some() {
             self.push(
-                Problem::error(Code::MissingNode, self.source, node.name().span(), "no `command`", format!("agent `{}` has no `command`", agent.name.value))
-                    .with_help("add `command \"program\" \"arg\" ...` inside the agent block"),
+                Problem::error(
+                    Code::MissingNode,
+                    self.source,
+                    node.name().span(),
+                    "no `command`",
+                    format!("agent `{}` has no `command`", agent.name.value),
+                )
+                .with_help("add `command \"program\" \"arg\" ...` inside the agent block"),
             );
         }
         name.map(|_| agent)
@@ -323,7 +460,9 @@ impl<'a> Reader<'a> {
         let name = self.name_arg(node, "role");
         self.no_props(node);
         let mut role = RoleAst {
-            name: name.clone().unwrap_or_else(|| self.spanned(String::new(), node.name().span())),
+            name: name
+                .clone()
+                .unwrap_or_else(|| self.spanned(String::new(), node.name().span())),
             description: None,
             expertise: vec![],
             instructions: None,
@@ -353,28 +492,34 @@ impl<'a> Reader<'a> {
 
     fn account(&mut self, node: &KdlNode) -> Option<AccountAst> {
         let name = self.name_arg(node, "account");
-        self.no_children(node);
+        let block = self.properties_block(node);
         let props = self.props(node, ACCOUNT_PROPERTIES);
         let account = AccountAst {
             env: props.get("env").and_then(|e| self.string(e, "a variable name")),
-            max_parallel: props.get("max-parallel").and_then(|e| self.count(e, 1)),
+            max_parallel: props.get("max-parallel").and_then(|e| self.count(e, 1, "")),
             budget: BudgetAst {
                 usd: props.get("budget-usd").and_then(|e| self.price(e)),
-                tokens: props.get("budget-tokens").and_then(|e| self.count(e, 0)),
+                tokens: props.get("budget-tokens").and_then(|e| self.count(e, 0, "")),
             },
             name: name?,
         };
-        if account.env.is_none() && !props.contains_key("env") {
+        if account.env.is_none() && !props.contains_key("env") && !block {
             self.push(
-                Problem::error(Code::MissingNode, self.source, node.name().span(), "no `env=`", format!("account `{}` has no `env`", account.name.value))
-                    .with_help("add `env=\"VARIABLE\"`: the variable of flow's environment that holds this account's key"),
+                Problem::error(
+                    Code::MissingNode,
+                    self.source,
+                    node.name().span(),
+                    "no `env=`",
+                    format!("account `{}` has no `env`", account.name.value),
+                )
+                .with_help("add `env=\"VARIABLE\"`: the variable of flow's environment that holds this account's key"),
             );
         }
         Some(account)
     }
 
     fn kind(&mut self, node: &KdlNode) -> Option<KindAst> {
-        self.no_children(node);
+        let block = self.properties_block(node);
         let props = self.props(node, &["model", "description"]);
         let args = self.args(node, 1, 1, "a task kind");
         let entry = args.first()?;
@@ -382,18 +527,28 @@ impl<'a> Reader<'a> {
         let kind = match TaskKind::from_name(&text.value) {
             Some(k) => self.spanned(k, entry.span()),
             None => {
-                self.bad_keyword(entry.span(), &text.value, names(TaskKind::ALL, TaskKind::name));
+                self.bad_keyword("kind", entry.span(), &text.value, names(TaskKind::ALL, TaskKind::name));
                 return None;
             }
         };
         let model = props.get("model").and_then(|e| self.string(e, "a model name"));
-        if model.is_none() && !props.contains_key("model") {
+        if model.is_none() && !props.contains_key("model") && !block {
             self.push(
-                Problem::error(Code::MissingNode, self.source, node.name().span(), "no `model=`", format!("kind `{}` names no model", text.value))
-                    .with_help("add `model=\"...\"`"),
+                Problem::error(
+                    Code::MissingNode,
+                    self.source,
+                    node.name().span(),
+                    "no `model=`",
+                    format!("kind `{}` names no model", text.value),
+                )
+                .with_help("add `model=\"...\"`"),
             );
         }
-        Some(KindAst { kind, model, description: props.get("description").and_then(|e| self.string(e, "a description")) })
+        Some(KindAst {
+            kind,
+            model,
+            description: props.get("description").and_then(|e| self.string(e, "a description")),
+        })
     }
 
     fn budget(&mut self, node: &KdlNode) -> BudgetAst {
@@ -402,13 +557,19 @@ impl<'a> Reader<'a> {
         let props = self.props(node, &["usd", "tokens"]);
         if props.is_empty() {
             self.push(
-                Problem::error(Code::MissingNode, self.source, node.name().span(), "no limit given", "`budget` sets no limit")
-                    .with_help("write `budget usd=10` or `budget tokens=1_000_000` (or both)"),
+                Problem::error(
+                    Code::MissingNode,
+                    self.source,
+                    node.name().span(),
+                    "no limit given",
+                    "`budget` sets no limit",
+                )
+                .with_help("write `budget usd=10` or `budget tokens=1_000_000` (or both)"),
             );
         }
         BudgetAst {
             usd: props.get("usd").and_then(|e| self.price(e)),
-            tokens: props.get("tokens").and_then(|e| self.count(e, 1)),
+            tokens: props.get("tokens").and_then(|e| self.count(e, 1, "")),
         }
     }
 
@@ -418,7 +579,7 @@ impl<'a> Reader<'a> {
         let args = self.args(node, 0, 1, "a duration");
         EstimateAst {
             duration: args.first().and_then(|e| self.duration(e)),
-            tokens: props.get("tokens").and_then(|e| self.count(e, 0)),
+            tokens: props.get("tokens").and_then(|e| self.count(e, 0, "")),
             usd: props.get("usd").and_then(|e| self.price(e)),
         }
     }
@@ -427,8 +588,14 @@ impl<'a> Reader<'a> {
         self.no_children(node);
         if node.entries().is_empty() {
             self.push(
-                Problem::error(Code::ArgumentCount, self.source, node.name().span(), "nothing to set", "`env` is empty")
-                    .with_help("write `env KEY=\"value\"` to set a variable or `env \"NAME\"` to pass one through"),
+                Problem::error(
+                    Code::ArgumentCount,
+                    self.source,
+                    node.name().span(),
+                    "nothing to set",
+                    "`env` is empty",
+                )
+                .with_help("write `env KEY=\"value\"` to set a variable or `env \"NAME\"` to pass one through"),
             );
         }
         let mut out = vec![];
@@ -461,8 +628,14 @@ impl<'a> Reader<'a> {
                     None => format!("priorities are {}", known.join(", ")),
                 };
                 self.push(
-                    Problem::error(Code::InvalidPriority, self.source, text.span, "not a priority", format!("`{}` is not a priority", text.value))
-                        .with_help(help),
+                    Problem::error(
+                        Code::InvalidPriority,
+                        self.source,
+                        text.span,
+                        "not a priority",
+                        format!("`{}` is not a priority", text.value),
+                    )
+                    .with_help(help),
                 );
                 None
             }
@@ -473,6 +646,14 @@ impl<'a> Reader<'a> {
 
     fn push(&mut self, problem: Problem) {
         self.problems.push(problem);
+    }
+
+    /// The source text of a span.
+    fn text(&self, span: SourceSpan) -> &str {
+        self.source
+            .inner()
+            .get(span.offset()..span.offset() + span.len())
+            .unwrap_or("")
     }
 
     fn spanned<T>(&self, value: T, span: SourceSpan) -> Spanned<T> {
@@ -489,9 +670,15 @@ impl<'a> Reader<'a> {
             Some(earlier) => {
                 let name = node.name().value();
                 self.push(
-                    Problem::error(Code::DuplicateNode, self.source, node.name().span(), "written again here", format!("`{name}` is written twice"))
-                        .with_label(*earlier, "first written here")
-                        .with_help(format!("merge the two `{name}` nodes into one")),
+                    Problem::error(
+                        Code::DuplicateNode,
+                        self.source,
+                        node.name().span(),
+                        "written again here",
+                        format!("`{name}` is written twice"),
+                    )
+                    .with_label(*earlier, "first written here")
+                    .with_help(format!("merge the two `{name}` nodes into one")),
                 );
                 false
             }
@@ -499,7 +686,13 @@ impl<'a> Reader<'a> {
     }
 
     fn unknown_node(&mut self, node: &KdlNode, name: &str, known: &[&str], context: &str) {
-        let mut problem = Problem::error(Code::UnknownNode, self.source, node.name().span(), "unknown node", format!("unknown node `{name}` {context}"));
+        let mut problem = Problem::error(
+            Code::UnknownNode,
+            self.source,
+            node.name().span(),
+            "unknown node",
+            format!("unknown node `{name}` {context}"),
+        );
         problem = match did_you_mean(name, known.iter().copied()) {
             Some(s) => problem.with_help(format!("did you mean `{s}`?")),
             None => problem.with_help(format!("expected one of: {}", known.join(", "))),
@@ -507,12 +700,65 @@ impl<'a> Reader<'a> {
         self.push(problem);
     }
 
+    /// Reports a `{ ... }` block on a node that takes values; true when the block is all
+    /// there is, so the missing value need not be reported too.
+    fn leaf_block(&mut self, node: &KdlNode, what: &str) -> bool {
+        if node.children().is_none() {
+            return false;
+        }
+        let name = node.name().value();
+        self.push(
+            Problem::error(
+                Code::ArgumentType,
+                self.source,
+                node.name().span(),
+                "has a `{ ... }` block",
+                format!("`{name}` takes no children block"),
+            )
+            .with_help(format!(
+                "write the value after the name, without braces: `{name} {}`",
+                example_for(what)
+            )),
+        );
+        node.entries().iter().all(|e| e.name().is_some())
+    }
+
+    /// Reports a `{ ... }` block on a node that takes properties, showing the block's
+    /// children as properties; true when there is a block.
+    fn properties_block(&mut self, node: &KdlNode) -> bool {
+        let Some(block) = node.children() else { return false };
+        let name = node.name().value();
+        let mut line = vec![self.text(node.name().span()).to_string()];
+        line.extend(node.entries().iter().map(|e| self.text(e.span()).trim().to_string()));
+        for child in block.nodes() {
+            let value = child.entries().first().map_or("...", |e| self.text(e.span()).trim());
+            line.push(format!("{}={value}", child.name().value()));
+        }
+        self.push(
+            Problem::error(
+                Code::ArgumentType,
+                self.source,
+                node.name().span(),
+                "has a `{ ... }` block",
+                format!("`{name}` takes properties, not a children block"),
+            )
+            .with_help(format!("write them as properties on one line: `{}`", line.join(" "))),
+        );
+        true
+    }
+
     fn no_children(&mut self, node: &KdlNode) {
         if node.children().is_some() {
             let name = node.name().value();
             self.push(
-                Problem::error(Code::ArgumentType, self.source, node.name().span(), "has a `{ ... }` block", format!("`{name}` takes no children block"))
-                    .with_help("remove the braces and what is inside them"),
+                Problem::error(
+                    Code::ArgumentType,
+                    self.source,
+                    node.name().span(),
+                    "has a `{ ... }` block",
+                    format!("`{name}` takes no children block"),
+                )
+                .with_help("remove the braces and what is inside them"),
             );
         }
     }
@@ -538,6 +784,12 @@ impl<'a> Reader<'a> {
                 );
                 problem = match (did_you_mean(key_text, allowed.iter().copied()), allowed.is_empty()) {
                     (Some(s), _) => problem.with_help(format!("did you mean `{s}`?")),
+                    (None, true) if children_of(node_name).contains(&key_text) => {
+                        let value = self.text(entry.span()).split_once('=').map_or("...", |(_, v)| v.trim());
+                        problem.with_help(format!(
+                            "`{key_text}` is a child node: write `{key_text} {value}` inside the `{{ ... }}` block"
+                        ))
+                    }
                     (None, true) => problem.with_help(format!("`{node_name}` takes no properties")),
                     (None, false) => problem.with_help(format!("its properties are: {}", allowed.join(", "))),
                 };
@@ -546,8 +798,15 @@ impl<'a> Reader<'a> {
             }
             if let Some(earlier) = out.insert(key_text, entry) {
                 self.push(
-                    Problem::error(Code::DuplicateNode, self.source, entry.span(), "set again here", format!("property `{key_text}` is set twice"))
-                        .with_label(earlier.span(), "first set here"),
+                    Problem::error(
+                        Code::DuplicateNode,
+                        self.source,
+                        entry.span(),
+                        "set again here",
+                        format!("property `{key_text}` is set twice"),
+                    )
+                    .with_label(earlier.span(), "first set here")
+                    .with_help("remove one of them"),
                 );
             }
         }
@@ -559,7 +818,11 @@ impl<'a> Reader<'a> {
         let args: Vec<&KdlEntry> = node.entries().iter().filter(|e| e.name().is_none()).collect();
         let name = node.name().value();
         if args.len() < min {
-            let expected = if min == max { format!("{min}") } else { format!("at least {min}") };
+            let expected = if min == max {
+                format!("{min}")
+            } else {
+                format!("at least {min}")
+            };
             self.push(
                 Problem::error(
                     Code::ArgumentCount,
@@ -571,13 +834,37 @@ impl<'a> Reader<'a> {
                 .with_help(format!("write `{name} {}`", example_for(what))),
             );
         } else if args.len() > max {
-            let extra = args[max].span();
+            let (first, last) = (args[max].span(), args[args.len() - 1].span());
+            let extra: SourceSpan = (first.offset(), last.offset() + last.len() - first.offset()).into();
             let message = if max == 0 {
                 format!("`{name}` takes no arguments")
             } else {
-                format!("`{name}` takes {max} argument{}, not {}", if max == 1 { "" } else { "s" }, args.len())
+                format!(
+                    "`{name}` takes {max} argument{}, not {}",
+                    if max == 1 { "" } else { "s" },
+                    args.len()
+                )
             };
-            self.push(Problem::error(Code::ArgumentCount, self.source, extra, "unexpected argument", message));
+            let label = if args.len() - max == 1 {
+                "unexpected argument"
+            } else {
+                "unexpected arguments"
+            };
+            let mut problem = Problem::error(Code::ArgumentCount, self.source, extra, label, message);
+            // KDL 2 reads unquoted words as separate strings: `task Fix the bug` has three.
+            let words: Vec<&str> = args.iter().filter_map(|e| e.value().as_string()).collect();
+            let bare = args
+                .iter()
+                .any(|e| !self.text(e.span()).trim_start().starts_with(['"', '#']));
+            if max == 1 && bare && words.len() == args.len() && !what.ends_with("name") {
+                problem = problem.with_help(format!(
+                    "unquoted words are separate values: write the whole text in double quotes, `{name} \"{}\"`",
+                    words.join(" ")
+                ));
+            } else if max == 0 && !children_of(name).is_empty() {
+                problem = problem.with_help(format!("`{name}` has no name or value, only a `{{ ... }}` block"));
+            }
+            self.push(problem);
         }
         args
     }
@@ -586,9 +873,27 @@ impl<'a> Reader<'a> {
         match entry.value() {
             KdlValue::String(s) => Some(self.spanned(s.clone(), entry.span())),
             other => {
+                let shown = match other {
+                    KdlValue::Integer(n) if what == "a duration" => format!("{n}m"),
+                    KdlValue::Integer(n) => n.to_string(),
+                    KdlValue::Float(f) => f.to_string(),
+                    KdlValue::Bool(b) => b.to_string(),
+                    _ => "...".to_string(),
+                };
+                let help = if what == "a duration" {
+                    format!("write a duration in double quotes, with its unit: `\"{shown}\"`")
+                } else {
+                    format!("put the value in double quotes: `\"{shown}\"`")
+                };
                 self.push(
-                    Problem::error(Code::ArgumentType, self.source, entry.span(), format!("expected {what}"), format!("expected a string, found {}", value_kind(other)))
-                        .with_help("put the value in double quotes"),
+                    Problem::error(
+                        Code::ArgumentType,
+                        self.source,
+                        entry.span(),
+                        format!("expected {what}"),
+                        format!("expected a string, found {}", value_kind(other)),
+                    )
+                    .with_help(help),
                 );
                 None
             }
@@ -597,7 +902,9 @@ impl<'a> Reader<'a> {
 
     /// A node with exactly one string argument and nothing else.
     fn one_string(&mut self, node: &KdlNode, what: &str) -> Option<Spanned<String>> {
-        self.no_children(node);
+        if self.leaf_block(node, what) {
+            return None;
+        }
         self.no_props(node);
         let args = self.args(node, 1, 1, what);
         args.first().and_then(|e| self.string(e, what))
@@ -605,7 +912,9 @@ impl<'a> Reader<'a> {
 
     /// A node with one or more string arguments.
     fn list(&mut self, node: &KdlNode, what: &str) -> Vec<Spanned<String>> {
-        self.no_children(node);
+        if self.leaf_block(node, what) {
+            return vec![];
+        }
         self.no_props(node);
         self.strings(node, what)
     }
@@ -618,7 +927,9 @@ impl<'a> Reader<'a> {
     fn name_arg(&mut self, node: &KdlNode, what: &str) -> Option<Spanned<String>> {
         let args = self.args(node, 1, 1, &format!("the {what}'s name"));
         let name = self.string(args.first()?, &format!("the {what}'s name"))?;
-        self.check_name(&name, what).then_some(name)
+        // An invalid name is reported, and still names the node, so references to it resolve.
+        self.check_name(&name, what);
+        Some(name)
     }
 
     fn check_name(&mut self, name: &Spanned<String>, what: &str) -> bool {
@@ -626,26 +937,64 @@ impl<'a> Reader<'a> {
             None => true,
             Some(why) => {
                 self.push(
-                    Problem::error(Code::InvalidName, self.source, name.span, why, format!("`{}` is not a valid {what} name", name.value))
-                        .with_help("names become branch and folder names: use letters, digits, `-`, `_` and `.`"),
+                    Problem::error(
+                        Code::InvalidName,
+                        self.source,
+                        name.span,
+                        why,
+                        format!("`{}` is not a valid {what} name", name.value),
+                    )
+                    .with_help("names become branch and folder names: use letters, digits, `-`, `_` and `.`"),
                 );
                 false
             }
         }
     }
 
-    fn count(&mut self, entry: &KdlEntry, min: u64) -> Option<Spanned<u64>> {
+    /// A whole number of at least `min`; `node` names the node, for properties the key is used.
+    fn count(&mut self, entry: &KdlEntry, min: u64, node: &str) -> Option<Spanned<u64>> {
+        let subject = entry.name().map_or(node, |k| k.value());
         match entry.value() {
-            KdlValue::Integer(n) if *n >= min as i128 && *n <= u32::MAX as i128 => Some(self.spanned(*n as u64, entry.span())),
+            KdlValue::Integer(n) if *n >= min as i128 && *n <= u32::MAX as i128 => {
+                Some(self.spanned(*n as u64, entry.span()))
+            }
             KdlValue::Integer(n) => {
-                let why = if *n < min as i128 { format!("must be at least {min}") } else { "is too large".to_string() };
-                self.push(Problem::error(Code::InvalidNumber, self.source, entry.span(), why.clone(), format!("{n} {why}")));
+                let (label, message) = if *n < min as i128 {
+                    (
+                        format!("must be at least {min}"),
+                        format!("`{subject}` must be at least {min}, not {n}"),
+                    )
+                } else {
+                    (
+                        "too large".to_string(),
+                        format!("`{subject}` is too large: {n} is more than {}", u32::MAX),
+                    )
+                };
+                self.push(Problem::error(
+                    Code::InvalidNumber,
+                    self.source,
+                    entry.span(),
+                    label,
+                    message,
+                ));
                 None
             }
             other => {
+                let help = match other {
+                    KdlValue::String(t) if t.trim().parse::<i64>().is_ok() => {
+                        format!("write the number without quotes: `{}`", t.trim())
+                    }
+                    _ => "write a whole number without quotes, e.g. `3`".to_string(),
+                };
                 self.push(
-                    Problem::error(Code::ArgumentType, self.source, entry.span(), "expected a whole number", format!("expected a whole number, found {}", value_kind(other)))
-                        .with_help("write the number without quotes, e.g. `3`"),
+                    Problem::error(
+                        Code::ArgumentType,
+                        self.source,
+                        entry.span(),
+                        "expected a whole number",
+                        format!("expected a whole number, found {}", value_kind(other)),
+                    )
+                    .with_help(help),
                 );
                 None
             }
@@ -653,10 +1002,12 @@ impl<'a> Reader<'a> {
     }
 
     fn one_count(&mut self, node: &KdlNode, min: u64) -> Option<Spanned<u64>> {
-        self.no_children(node);
+        if self.leaf_block(node, "a number") {
+            return None;
+        }
         self.no_props(node);
         let args = self.args(node, 1, 1, "a number");
-        args.first().and_then(|e| self.count(e, min))
+        args.first().and_then(|e| self.count(e, min, node.name().value()))
     }
 
     fn price(&mut self, entry: &KdlEntry) -> Option<Spanned<f64>> {
@@ -664,15 +1015,44 @@ impl<'a> Reader<'a> {
             KdlValue::Integer(n) => *n as f64,
             KdlValue::Float(f) => *f,
             other => {
+                let help = match other {
+                    KdlValue::String(t) if t.trim().parse::<f64>().is_ok() => {
+                        format!("write the amount without quotes: `{}`", t.trim())
+                    }
+                    _ => "write the amount without quotes, e.g. `2.5`".to_string(),
+                };
                 self.push(
-                    Problem::error(Code::ArgumentType, self.source, entry.span(), "expected a number", format!("expected a number, found {}", value_kind(other)))
-                        .with_help("write the amount without quotes, e.g. `2.5`"),
+                    Problem::error(
+                        Code::ArgumentType,
+                        self.source,
+                        entry.span(),
+                        "expected a number",
+                        format!("expected a number, found {}", value_kind(other)),
+                    )
+                    .with_help(help),
                 );
                 return None;
             }
         };
-        if !value.is_finite() || value < 0.0 {
-            self.push(Problem::error(Code::InvalidNumber, self.source, entry.span(), "must be zero or more", "amounts cannot be negative"));
+        let subject = entry.name().map_or("an amount", |k| k.value());
+        if !value.is_finite() {
+            self.push(Problem::error(
+                Code::InvalidNumber,
+                self.source,
+                entry.span(),
+                "not a finite number",
+                format!("`{subject}` must be a finite amount"),
+            ));
+            return None;
+        }
+        if value < 0.0 {
+            self.push(Problem::error(
+                Code::InvalidNumber,
+                self.source,
+                entry.span(),
+                "must be zero or more",
+                format!("`{subject}` cannot be negative"),
+            ));
             return None;
         }
         Some(self.spanned(value, entry.span()))
@@ -682,14 +1062,29 @@ impl<'a> Reader<'a> {
         let text = self.string(entry, "a duration")?;
         match parse_duration(&text.value) {
             Ok(d) if d.is_zero() => {
-                self.push(Problem::error(Code::InvalidDuration, self.source, text.span, "zero", "a duration must be longer than zero"));
+                self.push(
+                    Problem::error(
+                        Code::InvalidDuration,
+                        self.source,
+                        text.span,
+                        "zero",
+                        "a duration must be longer than zero",
+                    )
+                    .with_help("leave the node out to set no limit"),
+                );
                 None
             }
             Ok(d) => Some(self.spanned(d, text.span)),
             Err(why) => {
                 self.push(
-                    Problem::error(Code::InvalidDuration, self.source, text.span, why, format!("`{}` is not a duration", text.value))
-                        .with_help("write numbers with units `ms`, `s`, `m`, `h` or `d`, e.g. \"45m\" or \"1h30m\""),
+                    Problem::error(
+                        Code::InvalidDuration,
+                        self.source,
+                        text.span,
+                        why,
+                        format!("`{}` is not a duration", text.value),
+                    )
+                    .with_help("write numbers with units `ms`, `s`, `m`, `h` or `d`, e.g. \"45m\" or \"1h30m\""),
                 );
                 None
             }
@@ -697,30 +1092,46 @@ impl<'a> Reader<'a> {
     }
 
     fn one_duration(&mut self, node: &KdlNode) -> Option<Spanned<Duration>> {
-        self.no_children(node);
+        if self.leaf_block(node, "a duration") {
+            return None;
+        }
         self.no_props(node);
         let args = self.args(node, 1, 1, "a duration");
         args.first().and_then(|e| self.duration(e))
     }
 
-    fn one_keyword<T>(&mut self, node: &KdlNode, parse: fn(&str) -> Option<T>, known: Vec<&'static str>) -> Option<Spanned<T>> {
+    fn one_keyword<T>(
+        &mut self,
+        node: &KdlNode,
+        parse: fn(&str) -> Option<T>,
+        known: Vec<&'static str>,
+    ) -> Option<Spanned<T>> {
         let text = self.one_string(node, "a keyword")?;
         match parse(&text.value) {
             Some(v) => Some(self.spanned(v, text.span)),
             None => {
-                self.bad_keyword(text.span, &text.value, known);
+                self.bad_keyword(node.name().value(), text.span, &text.value, known);
                 None
             }
         }
     }
 
-    fn bad_keyword(&mut self, span: SourceSpan, text: &str, known: Vec<&'static str>) {
+    fn bad_keyword(&mut self, node: &str, span: SourceSpan, text: &str, known: Vec<&'static str>) {
         let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
         let help = match did_you_mean(text, known.iter().copied()) {
             Some(s) => format!("did you mean `{s}`? expected one of {list}"),
             None => format!("expected one of {list}"),
         };
-        self.push(Problem::error(Code::InvalidValue, self.source, span, "not a known value", format!("`{text}` is not allowed here")).with_help(help));
+        self.push(
+            Problem::error(
+                Code::InvalidValue,
+                self.source,
+                span,
+                "not a known value",
+                format!("`{text}` is not a valid value for `{node}`"),
+            )
+            .with_help(help),
+        );
     }
 }
 
@@ -740,6 +1151,19 @@ impl Seen {
             self.first.insert(name, child.name().span());
         }
         fresh
+    }
+}
+
+/// The child nodes a block node allows, by its name.
+fn children_of(node: &str) -> &'static [&'static str] {
+    match node {
+        "workflow" => WORKFLOW_CHILDREN,
+        "workstream" => WORKSTREAM_CHILDREN,
+        "defaults" => DEFAULTS_CHILDREN,
+        "integrate" => INTEGRATE_CHILDREN,
+        "agent" => AGENT_CHILDREN,
+        "role" => ROLE_CHILDREN,
+        _ => &[],
     }
 }
 

@@ -27,17 +27,26 @@ pub fn validate(loaded: Loaded) -> Result<Checked, Problems> {
     let mut problems = loaded.problems;
     let mut workflow = None;
     if !loaded.syntax_failed {
-        let mut v = Validator { files: &loaded.files, problems: &mut problems };
+        let mut v = Validator {
+            files: &loaded.files,
+            problems: &mut problems,
+        };
         workflow = Some(v.workflow(&loaded.order, loaded.main));
     }
     problems.sort_by(|a, b| a.file_name().cmp(b.file_name()).then(a.offset().cmp(&b.offset())));
     let main_name = loaded.files[loaded.main].source.name().to_string();
     problems.sort_by_key(|p| p.file_name() != main_name);
     match workflow {
-        Some(workflow) if problems.iter().all(|p| !p.is_error()) => Ok(Checked { workflow, warnings: problems }),
+        Some(workflow) if problems.iter().all(|p| !p.is_error()) => Ok(Checked {
+            workflow,
+            warnings: problems,
+        }),
         _ => Err(Problems { problems }),
     }
 }
+
+/// A workstream's effective `owns` and `forbid` globs, as written.
+type Scope<'s> = (Vec<&'s Spanned<String>>, Vec<&'s Spanned<String>>);
 
 struct Validator<'a> {
     files: &'a [crate::loader::LoadedFile],
@@ -49,7 +58,24 @@ impl<'a> Validator<'a> {
         &self.files[file].source
     }
 
-    fn error<T>(&mut self, code: Code, at: &Spanned<T>, label: impl Into<String>, message: impl Into<String>) -> &mut Problem {
+    /// True when `at` lies in a top-level node that already had a problem while being read:
+    /// what seems missing there may only have been written wrong.
+    fn flawed<T>(&self, at: Option<&Spanned<T>>) -> bool {
+        at.is_some_and(|at| {
+            self.files[at.file]
+                .flawed
+                .iter()
+                .any(|f| f.offset() <= at.span.offset() && at.span.offset() < f.offset() + f.len())
+        })
+    }
+
+    fn error<T>(
+        &mut self,
+        code: Code,
+        at: &Spanned<T>,
+        label: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Problem {
         let problem = Problem::error(code, self.source(at.file), at.span, label, message);
         self.problems.push(problem);
         self.problems.last_mut().expect("a problem was just pushed")
@@ -67,7 +93,13 @@ impl<'a> Validator<'a> {
         let name = settings
             .and_then(|w| w.name.as_ref())
             .map(|n| n.value.clone())
-            .or_else(|| self.files[main].path.as_deref().and_then(Path::file_stem).map(|s| s.to_string_lossy().into_owned()))
+            .or_else(|| {
+                self.files[main]
+                    .path
+                    .as_deref()
+                    .and_then(Path::file_stem)
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
             .filter(|n| crate::reader::name_error(n).is_none())
             .unwrap_or_else(|| "workflow".to_string());
         let mut workflow = Workflow {
@@ -82,7 +114,11 @@ impl<'a> Validator<'a> {
             scope_policy: ScopePolicy::Fail,
             status_file: ".ai/coordination/worktree_status.md".to_string(),
             workstreams: vec![],
-            integrate: Integrate { verify: None, on_conflict: OnConflict::Stop, order: MergeOrder::Plan },
+            integrate: Integrate {
+                verify: None,
+                on_conflict: OnConflict::Stop,
+                order: MergeOrder::Plan,
+            },
             models,
             agents,
             roles,
@@ -140,26 +176,53 @@ impl<'a> Validator<'a> {
             || v.contains("..")
             || v.contains("//")
             || v.contains("@{")
-            || v.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+            || v.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
             || (!prefix && (v.ends_with('/') || v.ends_with(".lock") || v.ends_with('.')));
         if bad {
-            self.error(Code::InvalidName, value, "not a valid git branch name", format!("`{v}` is not a valid {what}"))
-                .help = Some("git branch names cannot contain spaces, `..`, `~^:?*[\\`, or start with `-`".into());
+            self.error(
+                Code::InvalidName,
+                value,
+                "not a valid git branch name",
+                format!("`{v}` is not a valid {what}"),
+            )
+            .help = Some("git branch names cannot contain spaces, `..`, `~^:?*[\\`, or start with `-`".into());
         }
     }
 
     /// Merges definitions across files: a later file's definition replaces an earlier file's;
     /// two in one file are an error.
-    fn definitions<T>(&mut self, order: &[FileId], list: fn(&FileAst) -> &[T], name: fn(&T) -> &Spanned<String>, what: &str) -> Vec<&'a T> {
+    fn definitions<T>(
+        &mut self,
+        order: &[FileId],
+        list: fn(&FileAst) -> &[T],
+        name: fn(&T) -> &Spanned<String>,
+        what: &str,
+    ) -> Vec<&'a T> {
         let mut chosen: BTreeMap<String, &'a T> = BTreeMap::new();
         for &file in order {
             let mut in_file: HashMap<&str, SourceSpan> = HashMap::new();
             for def in list(&self.files[file].ast) {
                 let n = name(def);
                 if let Some(earlier) = in_file.insert(&n.value, n.span) {
-                    let p = self.error(Code::DuplicateDefinition, n, "defined again here", format!("{what} `{}` is defined twice", n.value));
-                    p.labels.push(miette::LabeledSpan::new_with_span(Some("first defined here".into()), earlier));
-                    p.help = Some(format!("remove one of them, or rename it; a {what} in this file replaces one from an imported file"));
+                    let p = self.error(
+                        Code::DuplicateDefinition,
+                        n,
+                        "defined again here",
+                        format!("{what} `{}` is defined twice", n.value),
+                    );
+                    p.labels.push(miette::LabeledSpan::new_with_span(
+                        Some("first defined here".into()),
+                        earlier,
+                    ));
+                    let article = if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    };
+                    p.help = Some(format!(
+                        "remove one of them, or rename it; {article} {what} in this file replaces one from an imported file"
+                    ));
                     continue;
                 }
                 chosen.insert(n.value.clone(), def);
@@ -195,8 +258,13 @@ impl<'a> Validator<'a> {
             for arg in &a.command {
                 for placeholder in placeholders(&arg.value) {
                     if !PLACEHOLDERS.contains(&placeholder) {
-                        self.error(Code::UnknownPlaceholder, arg, "unknown placeholder", format!("`{{{placeholder}}}` is not a placeholder"))
-                            .help = Some(unknown_help("placeholder", placeholder, PLACEHOLDERS.iter().copied()));
+                        self.error(
+                            Code::UnknownPlaceholder,
+                            arg,
+                            "unknown placeholder",
+                            format!("`{{{placeholder}}}` is not a placeholder"),
+                        )
+                        .help = Some(unknown_help("placeholder", placeholder, PLACEHOLDERS.iter().copied()));
                     }
                 }
             }
@@ -260,15 +328,28 @@ impl<'a> Validator<'a> {
             let mut in_file: HashMap<TaskKind, SourceSpan> = HashMap::new();
             for k in &self.files[file].ast.kinds {
                 if let Some(earlier) = in_file.insert(k.kind.value, k.kind.span) {
-                    let p = self.error(Code::DuplicateDefinition, &k.kind, "defined again here", format!("kind `{}` is defined twice", k.kind.value));
-                    p.labels.push(miette::LabeledSpan::new_with_span(Some("first defined here".into()), earlier));
+                    let p = self.error(
+                        Code::DuplicateDefinition,
+                        &k.kind,
+                        "defined again here",
+                        format!("kind `{}` is defined twice", k.kind.value),
+                    );
+                    p.labels.push(miette::LabeledSpan::new_with_span(
+                        Some("first defined here".into()),
+                        earlier,
+                    ));
+                    p.help = Some("remove one of them; a kind in this file replaces one from an imported file".into());
                     continue;
                 }
                 let Some(model) = &k.model else { continue };
                 self.check_known(model, models.keys(), Code::UnknownModel, "model");
                 out.insert(
                     k.kind.value,
-                    KindEntry { kind: k.kind.value, model: model.value.clone(), description: k.description.as_ref().map(|d| d.value.clone()) },
+                    KindEntry {
+                        kind: k.kind.value,
+                        model: model.value.clone(),
+                        description: k.description.as_ref().map(|d| d.value.clone()),
+                    },
                 );
             }
         }
@@ -276,37 +357,65 @@ impl<'a> Validator<'a> {
     }
 
     /// Reports a reference to an unknown name; true when the name is known.
-    fn check_known<'k>(&mut self, name: &Spanned<String>, known: impl Iterator<Item = &'k String> + Clone, code: Code, what: &str) -> bool {
+    fn check_known<'k>(
+        &mut self,
+        name: &Spanned<String>,
+        known: impl Iterator<Item = &'k String> + Clone,
+        code: Code,
+        what: &str,
+    ) -> bool {
         if known.clone().any(|k| *k == name.value) {
             return true;
         }
         let mut help = unknown_help(what, &name.value, known.map(String::as_str));
-        if help.starts_with("no ") || matches!(what, "model" | "agent" | "role") && !help.starts_with("did you mean") {
-            let module = match what {
-                "model" => Some("std:models"),
-                "agent" => Some("std:agents"),
-                "role" => Some("std:roles"),
-                _ => None,
-            };
-            if let Some(module) = module {
+        let module = match what {
+            "model" => Some("std:models"),
+            "agent" => Some("std:agents"),
+            "role" => Some("std:roles"),
+            _ => None,
+        };
+        if let Some(module) = module {
+            if help.starts_with("no ") {
+                help = format!(
+                    "no {what} is defined: define `{}`, or import the standard library's with `import \"{module}\"`",
+                    name.value
+                );
+            } else if !help.starts_with("did you mean") {
                 help = format!("{help}; the standard library's are imported with `import \"{module}\"`");
             }
         }
-        self.error(code, name, format!("no {what} named `{}`", name.value), format!("unknown {what} `{}`", name.value)).help = Some(help);
+        self.error(
+            code,
+            name,
+            format!("no {what} named `{}`", name.value),
+            format!("unknown {what} `{}`", name.value),
+        )
+        .help = Some(help);
         false
     }
 
     fn check_glob(&mut self, glob: &Spanned<String>) -> bool {
         match GlobBuilder::new(&glob.value).literal_separator(true).build() {
             Ok(_) if glob.value.starts_with('/') => {
-                self.error(Code::InvalidGlob, glob, "starts with `/`", format!("`{}` is not relative to the repository root", glob.value))
-                    .help = Some("write paths relative to the repository root, without a leading `/`".into());
+                self.error(
+                    Code::InvalidGlob,
+                    glob,
+                    "starts with `/`",
+                    format!("`{}` is not relative to the repository root", glob.value),
+                )
+                .help = Some("write paths relative to the repository root, without a leading `/`".into());
                 false
             }
             Ok(_) => true,
             Err(e) => {
-                self.error(Code::InvalidGlob, glob, e.kind().to_string(), format!("`{}` is not a valid glob", glob.value))
-                    .help = Some("`*` matches within a folder, `**` across folders, `{a,b}` either, `[a-z]` a range".into());
+                self.error(
+                    Code::InvalidGlob,
+                    glob,
+                    e.kind().to_string(),
+                    format!("`{}` is not a valid glob", glob.value),
+                )
+                .help =
+                    Some("`*` matches within a folder, `**` across folders, `{a,b}` either, `[a-z]` a range".into());
                 false
             }
         }
@@ -317,10 +426,20 @@ impl<'a> Validator<'a> {
         let defaults = ast.defaults.as_ref();
         if ast.workstreams.is_empty() {
             let source = self.source(main);
-            let span: SourceSpan = ast.workflow.as_ref().and_then(|w| w.name.as_ref()).map_or((0, 0).into(), |n| n.span);
+            let span: SourceSpan = ast
+                .workflow
+                .as_ref()
+                .and_then(|w| w.name.as_ref())
+                .map_or((0, 0).into(), |n| n.span);
             self.problems.push(
-                Problem::error(Code::EmptyWorkflow, source, span, "no workstream", "the workflow has no workstream")
-                    .with_help("add one: workstream \"name\" { task \"what to do\"; owns \"src/**\" }"),
+                Problem::error(
+                    Code::EmptyWorkflow,
+                    source,
+                    span,
+                    "no workstream",
+                    "the workflow has no workstream",
+                )
+                .with_help("add one: workstream \"name\" { task \"what to do\"; owns \"src/**\" }"),
             );
             return;
         }
@@ -337,9 +456,21 @@ impl<'a> Validator<'a> {
         for ws in &ast.workstreams {
             let Some(name) = &ws.name else { continue };
             if let Some(&earlier) = index.get(name.value.as_str()) {
-                let first = named[earlier].name.as_ref().expect("indexed workstreams have names").span;
-                let p = self.error(Code::DuplicateWorkstream, name, "declared again here", format!("workstream `{}` is declared twice", name.value));
-                p.labels.push(miette::LabeledSpan::new_with_span(Some("first declared here".into()), first));
+                let first = named[earlier]
+                    .name
+                    .as_ref()
+                    .expect("indexed workstreams have names")
+                    .span;
+                let p = self.error(
+                    Code::DuplicateWorkstream,
+                    name,
+                    "declared again here",
+                    format!("workstream `{}` is declared twice", name.value),
+                );
+                p.labels.push(miette::LabeledSpan::new_with_span(
+                    Some("first declared here".into()),
+                    first,
+                ));
                 p.help = Some("rename one of them; names must be unique".into());
                 continue;
             }
@@ -347,20 +478,40 @@ impl<'a> Validator<'a> {
             named.push(ws);
         }
 
-        let mut scopes: Vec<(Vec<&Spanned<String>>, Vec<&Spanned<String>>)> = vec![];
+        let mut scopes: Vec<Scope<'_>> = vec![];
+        let defaults_flawed = self.flawed(defaults.and_then(|d| d.node_span.as_ref()));
         for ws in &named {
             let name = ws.name.as_ref().expect("named workstreams have names");
+            // Something written wrong in the workstream or in `defaults` is reported already.
+            let flawed = defaults_flawed || self.flawed(ws.node_span.as_ref());
             self.check_references(ws, workflow);
             let agent_name = ws.agent.as_ref().or(defaults.and_then(|d| d.agent.as_ref()));
             let agent = agent_name.map_or("claude-code", |a| a.value.as_str()).to_string();
             let agent_def = workflow.agents.get(&agent).cloned();
-            if agent_name.is_none() && agent_def.is_none() {
-                self.error(Code::UnknownAgent, name, "no agent", format!("workstream `{}` names no agent, and `claude-code` is not defined", name.value))
-                    .help = Some("add `agent \"...\"` to the workstream or to `defaults`, or `import \"std:agents\"`".into());
+            if agent_name.is_none() && agent_def.is_none() && !flawed {
+                self.error(
+                    Code::UnknownAgent,
+                    name,
+                    "no agent",
+                    format!(
+                        "workstream `{}` names no agent, and `claude-code` is not defined",
+                        name.value
+                    ),
+                )
+                .help =
+                    Some("add `agent \"...\"` to the workstream or to `defaults`, or `import \"std:agents\"`".into());
             }
-            let role_name = ws.role.as_ref().or(defaults.and_then(|d| d.role.as_ref())).map(|r| r.value.clone());
+            let role_name = ws
+                .role
+                .as_ref()
+                .or(defaults.and_then(|d| d.role.as_ref()))
+                .map(|r| r.value.clone());
             let role = role_name.as_ref().and_then(|r| workflow.roles.get(r)).cloned();
-            let kind = ws.kind.as_ref().or(defaults.and_then(|d| d.kind.as_ref())).map(|k| k.value);
+            let kind = ws
+                .kind
+                .as_ref()
+                .or(defaults.and_then(|d| d.kind.as_ref()))
+                .map(|k| k.value);
 
             let (model, model_source) = if let Some(m) = &ws.model {
                 (Some(m.value.clone()), ModelSource::Workstream)
@@ -373,19 +524,40 @@ impl<'a> Validator<'a> {
             } else {
                 (None, ModelSource::None)
             };
-            if let Some(def) = &agent_def {
+            if let Some(def) = agent_def.as_ref().filter(|_| !flawed) {
                 if model.is_none() && def.uses("model") {
-                    self.error(Code::MissingNode, name, "no model", format!("workstream `{}` has no model, and agent `{agent}` needs one", name.value))
-                        .help = Some("add `model \"...\"` to the workstream or to `defaults`, or give it a `kind`".into());
+                    self.error(
+                        Code::MissingNode,
+                        name,
+                        "no model",
+                        format!(
+                            "workstream `{}` has no model, and agent `{agent}` needs one",
+                            name.value
+                        ),
+                    )
+                    .help = Some("add `model \"...\"` to the workstream or to `defaults`, or give it a `kind`".into());
                 }
                 if def.uses("script") {
                     if ws.script.is_none() {
-                        self.error(Code::MissingTask, name, "no script", format!("workstream `{}` has no `script`, and agent `{agent}` runs one", name.value))
-                            .help = Some("add `script \"...\"` with the shell commands to run".into());
+                        self.error(
+                            Code::MissingTask,
+                            name,
+                            "no script",
+                            format!(
+                                "workstream `{}` has no `script`, and agent `{agent}` runs one",
+                                name.value
+                            ),
+                        )
+                        .help = Some("add `script \"...\"` with the shell commands to run".into());
                     }
                 } else if ws.task.is_none() {
-                    self.error(Code::MissingTask, name, "no task", format!("workstream `{}` has no task", name.value))
-                        .help = Some("add `task \"...\"` saying what the agent must do".into());
+                    self.error(
+                        Code::MissingTask,
+                        name,
+                        "no task",
+                        format!("workstream `{}` has no task", name.value),
+                    )
+                    .help = Some("add `task \"...\"` saying what the agent must do".into());
                 }
             }
 
@@ -395,21 +567,40 @@ impl<'a> Validator<'a> {
                 match index.get(dependency.value.as_str()) {
                     None => {
                         let help = unknown_help("workstream", &dependency.value, index.keys().copied());
-                        let p = self.error(Code::UnknownDependency, dependency, format!("no workstream named `{}`", dependency.value), format!("unknown workstream `{}` in depends-on", dependency.value));
+                        let p = self.error(
+                            Code::UnknownDependency,
+                            dependency,
+                            format!("no workstream named `{}`", dependency.value),
+                            format!("unknown workstream `{}` in depends-on", dependency.value),
+                        );
                         p.help = Some(help);
-                        p.labels.push(miette::LabeledSpan::new_with_span(Some("in this workstream".into()), name.span));
+                        p.labels.push(miette::LabeledSpan::new_with_span(
+                            Some("in this workstream".into()),
+                            name.span,
+                        ));
                     }
                     Some(&d) if dependency.value == name.value => {
                         let _ = d;
-                        self.error(Code::SelfDependency, dependency, "depends on itself", format!("workstream `{}` depends on itself", name.value))
-                            .help = Some("remove it from `depends-on`".into());
+                        self.error(
+                            Code::SelfDependency,
+                            dependency,
+                            "depends on itself",
+                            format!("workstream `{}` depends on itself", name.value),
+                        )
+                        .help = Some("remove it from `depends-on`".into());
                     }
                     Some(&d) => {
                         if let Some(first) = seen_dependencies.insert(d, dependency.span) {
                             let source = self.source(dependency.file);
                             self.problems.push(
-                                Problem::warning(Code::DuplicateDependency, source, dependency.span, "listed again", format!("`{}` is listed twice in depends-on", dependency.value))
-                                    .with_label(first, "first listed here"),
+                                Problem::warning(
+                                    Code::DuplicateDependency,
+                                    source,
+                                    dependency.span,
+                                    "listed again",
+                                    format!("`{}` is listed twice in depends-on", dependency.value),
+                                )
+                                .with_label(first, "first listed here"),
                             );
                         } else {
                             dependencies.push(d);
@@ -420,7 +611,11 @@ impl<'a> Validator<'a> {
 
             // Scope: owns from the workstream else its role; forbid from all three.
             let role_ast = role_name.as_ref().and_then(|r| self.role_ast(r));
-            let owns: Vec<&Spanned<String>> = if ws.owns.is_empty() { role_ast.map(|r| r.owns.iter().collect()).unwrap_or_default() } else { ws.owns.iter().collect() };
+            let owns: Vec<&Spanned<String>> = if ws.owns.is_empty() {
+                role_ast.map(|r| r.owns.iter().collect()).unwrap_or_default()
+            } else {
+                ws.owns.iter().collect()
+            };
             let mut forbid: Vec<&Spanned<String>> = ws.forbid.iter().collect();
             forbid.extend(role_ast.map(|r| r.forbid.iter()).into_iter().flatten());
             forbid.extend(defaults.map(|d| d.forbid.iter()).into_iter().flatten());
@@ -433,12 +628,22 @@ impl<'a> Validator<'a> {
             }
             scopes.push((owns.clone(), forbid.clone()));
 
-            let merged_env = defaults.map(|d| d.env.as_slice()).unwrap_or_default().iter().chain(&ws.env).map(|e| match e {
-                EnvAst::Set(k, v) => EnvSetting::Set { name: k.value.clone(), value: v.value.clone() },
-                EnvAst::Pass(n) => EnvSetting::Pass { name: n.value.clone() },
-            });
+            let merged_env = defaults
+                .map(|d| d.env.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .chain(&ws.env)
+                .map(|e| match e {
+                    EnvAst::Set(k, v) => EnvSetting::Set {
+                        name: k.value.clone(),
+                        value: v.value.clone(),
+                    },
+                    EnvAst::Pass(n) => EnvSetting::Pass { name: n.value.clone() },
+                });
             let pick = |own: &Option<Spanned<String>>, default: Option<&Option<Spanned<String>>>| {
-                own.as_ref().or(default.and_then(|d| d.as_ref())).map(|v| v.value.clone())
+                own.as_ref()
+                    .or(default.and_then(|d| d.as_ref()))
+                    .map(|v| v.value.clone())
             };
             workflow.workstreams.push(Workstream {
                 name: name.value.clone(),
@@ -449,21 +654,41 @@ impl<'a> Validator<'a> {
                 agent,
                 model,
                 model_source,
-                priority: ws.priority.as_ref().or(defaults.and_then(|d| d.priority.as_ref())).map_or(Priority::Medium, |p| p.value),
+                priority: ws
+                    .priority
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.priority.as_ref()))
+                    .map_or(Priority::Medium, |p| p.value),
                 owns: owns.iter().map(|g| g.value.clone()).collect(),
                 forbid: dedup(forbid.iter().map(|g| g.value.clone())),
                 context: ws.context.iter().map(|c| c.value.clone()).collect(),
                 dependencies,
                 test: pick(&ws.test, defaults.map(|d| &d.test)),
-                timeout: ws.timeout.as_ref().or(defaults.and_then(|d| d.timeout.as_ref())).map(|t| t.value),
-                idle_timeout: ws.idle_timeout.as_ref().or(defaults.and_then(|d| d.idle_timeout.as_ref())).map(|t| t.value),
-                retries: ws.retries.as_ref().or(defaults.and_then(|d| d.retries.as_ref())).map_or(0, |r| r.value as u32),
+                timeout: ws
+                    .timeout
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.timeout.as_ref()))
+                    .map(|t| t.value),
+                idle_timeout: ws
+                    .idle_timeout
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.idle_timeout.as_ref()))
+                    .map(|t| t.value),
+                retries: ws
+                    .retries
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.retries.as_ref()))
+                    .map_or(0, |r| r.value as u32),
                 env: merged_env.collect(),
                 account: pick(&ws.account, defaults.map(|d| &d.account)),
                 kind,
                 estimate: estimate(ws.estimate.as_ref()),
                 budget: budget(ws.budget.as_ref().or(defaults.and_then(|d| d.budget.as_ref()))),
-                isolation: ws.isolation.as_ref().or(defaults.and_then(|d| d.isolation.as_ref())).map_or(Isolation::Worktree, |i| i.value),
+                isolation: ws
+                    .isolation
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.isolation.as_ref()))
+                    .map_or(Isolation::Worktree, |i| i.value),
             });
         }
 
@@ -475,7 +700,11 @@ impl<'a> Validator<'a> {
     }
 
     fn role_ast(&self, name: &str) -> Option<&'a RoleAst> {
-        self.files.iter().rev().flat_map(|f| f.ast.roles.iter()).find(|r| r.name.value == name)
+        self.files
+            .iter()
+            .rev()
+            .flat_map(|f| f.ast.roles.iter())
+            .find(|r| r.name.value == name)
     }
 
     fn check_references(&mut self, ws: &WorkstreamAst, workflow: &Workflow) {
@@ -500,10 +729,16 @@ impl<'a> Validator<'a> {
                     Code::ScopeContradiction,
                     own,
                     "every path here is forbidden",
-                    format!("workstream `{}` owns `{}`, but `forbid \"{}\"` forbids all of it", name.value, own.value, f.value),
+                    format!(
+                        "workstream `{}` owns `{}`, but `forbid \"{}\"` forbids all of it",
+                        name.value, own.value, f.value
+                    ),
                 );
                 if f.file == own.file {
-                    p.labels.push(miette::LabeledSpan::new_with_span(Some("forbidden here".into()), f.span));
+                    p.labels.push(miette::LabeledSpan::new_with_span(
+                        Some("forbidden here".into()),
+                        f.span,
+                    ));
                 }
                 p.help = Some("narrow the `forbid` pattern or remove this `owns`".into());
             }
@@ -531,17 +766,36 @@ impl<'a> Validator<'a> {
             let path = cycle_path(start, &members, workflow);
             // Cut the edge that points forward in declaration order: dependencies are usually declared first.
             let edges: Vec<(usize, usize)> = path.windows(2).map(|w| (w[0], w[1])).collect();
-            let cut = edges.iter().copied().find(|(from, to)| to > from).unwrap_or(*edges.last().expect("a cycle has edges"));
+            let cut = edges
+                .iter()
+                .copied()
+                .find(|(from, to)| to > from)
+                .unwrap_or(*edges.last().expect("a cycle has edges"));
             let names: Vec<&str> = path.iter().map(|&i| workflow.workstreams[i].name.as_str()).collect();
             let entry_of = |from: usize, to: usize| {
-                named[from].depends_on.iter().find(|d| d.value == workflow.workstreams[to].name).expect("every edge comes from a depends-on entry")
+                named[from]
+                    .depends_on
+                    .iter()
+                    .find(|d| d.value == workflow.workstreams[to].name)
+                    .expect("every edge comes from a depends-on entry")
             };
             let cut_entry = entry_of(cut.0, cut.1);
-            let p = self.error(Code::DependencyCycle, cut_entry, "cut this edge to break the cycle", format!("dependency cycle: {}", names.join(" → ")));
+            let p = self.error(
+                Code::DependencyCycle,
+                cut_entry,
+                "cut this edge to break the cycle",
+                format!("dependency cycle: {}", names.join(" → ")),
+            );
             for &(from, to) in &edges {
                 if (from, to) != cut {
                     let e = entry_of(from, to);
-                    p.labels.push(miette::LabeledSpan::new_with_span(Some(format!("`{}` depends on `{}`", workflow.workstreams[from].name, workflow.workstreams[to].name)), e.span));
+                    p.labels.push(miette::LabeledSpan::new_with_span(
+                        Some(format!(
+                            "`{}` depends on `{}`",
+                            workflow.workstreams[from].name, workflow.workstreams[to].name
+                        )),
+                        e.span,
+                    ));
                 }
             }
             p.help = Some(format!(
@@ -560,16 +814,35 @@ impl<'a> Validator<'a> {
             if !uses_model || model.input_usd > 0.0 || model.output_usd > 0.0 || !warned.insert(model.name.clone()) {
                 continue;
             }
-            let at = ast.model.as_ref().or(ast.name.as_ref()).expect("named workstreams have names");
+            // A model written wrong is reported already; its prices may be what is wrong.
+            if self
+                .files
+                .iter()
+                .flat_map(|f| &f.ast.models)
+                .any(|m| m.name.value == model.name && self.flawed(Some(&m.name)))
+            {
+                continue;
+            }
+            let at = ast
+                .model
+                .as_ref()
+                .or(ast.name.as_ref())
+                .expect("named workstreams have names");
             let source = self.source(at.file);
             self.problems.push(
-                Problem::warning(Code::UnpricedModel, source, at.span, "no prices", format!("model `{}` has no prices, so its cost counts as $0", model.name))
-                    .with_help("add `input-usd=` and `output-usd=` (dollars per million tokens) to the model"),
+                Problem::warning(
+                    Code::UnpricedModel,
+                    source,
+                    at.span,
+                    "no prices",
+                    format!("model `{}` has no prices, so its cost counts as $0", model.name),
+                )
+                .with_help("add `input-usd=` and `output-usd=` (dollars per million tokens) to the model"),
             );
         }
     }
 
-    fn overlaps(&mut self, named: &[&WorkstreamAst], scopes: &[(Vec<&Spanned<String>>, Vec<&Spanned<String>>)], workflow: &Workflow) -> Vec<Overlap> {
+    fn overlaps(&mut self, named: &[&WorkstreamAst], scopes: &[Scope<'_>], workflow: &Workflow) -> Vec<Overlap> {
         // Index every owned glob by its literal folder prefix: only nested prefixes can overlap.
         let mut by_prefix: HashMap<&str, Vec<(usize, &Spanned<String>)>> = HashMap::new();
         for (i, (owns, _)) in scopes.iter().enumerate() {
@@ -577,13 +850,18 @@ impl<'a> Validator<'a> {
                 continue;
             }
             for glob in owns {
-                by_prefix.entry(literal_prefix(&glob.value)).or_default().push((i, glob));
+                by_prefix
+                    .entry(literal_prefix(&glob.value))
+                    .or_default()
+                    .push((i, glob));
             }
         }
         let mut candidates: Vec<(usize, &Spanned<String>, usize, &Spanned<String>)> = vec![];
         for (prefix, globs) in &by_prefix {
             for ancestor in ancestors(prefix) {
-                let Some(others) = by_prefix.get(ancestor) else { continue };
+                let Some(others) = by_prefix.get(ancestor) else {
+                    continue;
+                };
                 for &(i, g) in globs {
                     for &(j, h) in others {
                         let same_prefix = ancestor == *prefix;
@@ -609,21 +887,40 @@ impl<'a> Validator<'a> {
             if !globs_may_overlap(&g.value, &h.value) {
                 continue;
             }
-            let forbidden = scopes[i].1.iter().any(|f| glob_covers(&f.value, &h.value)) || scopes[j].1.iter().any(|f| glob_covers(&f.value, &g.value));
+            let forbidden = scopes[i].1.iter().any(|f| glob_covers(&f.value, &h.value))
+                || scopes[j].1.iter().any(|f| glob_covers(&f.value, &g.value));
             if forbidden {
                 continue;
             }
-            let example = crate::glob::example_path(if g.value.len() >= h.value.len() { &g.value } else { &h.value });
+            let example = crate::glob::example_path(if g.value.len() >= h.value.len() {
+                &g.value
+            } else {
+                &h.value
+            });
             let (a, b) = (&workflow.workstreams[i].name, &workflow.workstreams[j].name);
             let source = self.source(g.file);
-            let mut p = Problem::warning(Code::OwnsOverlap, source, g.span, format!("owned by `{a}`"), format!("`{a}` and `{b}` may run at the same time and both own paths like `{example}`"))
-                .with_help(format!("make one depend on the other (`depends-on \"{a}\"` in `{b}`), narrow their `owns`, or add a `forbid`"));
+            let mut p = Problem::warning(
+                Code::OwnsOverlap,
+                source,
+                g.span,
+                format!("owned by `{a}`"),
+                format!("`{a}` and `{b}` may run at the same time and both own paths like `{example}`"),
+            )
+            .with_help(format!(
+                "make one depend on the other (`depends-on \"{a}\"` in `{b}`), narrow their `owns`, or add a `forbid`"
+            ));
             if h.file == g.file {
                 p = p.with_label(h.span, format!("owned by `{b}`"));
             }
             self.problems.push(p);
             let _ = named;
-            out.push(Overlap { first: i, second: j, first_glob: g.value.clone(), second_glob: h.value.clone(), example });
+            out.push(Overlap {
+                first: i,
+                second: j,
+                first_glob: g.value.clone(),
+                second_glob: h.value.clone(),
+                example,
+            });
         }
         out
     }
@@ -712,7 +1009,9 @@ fn cycle_path(start: usize, members: &HashSet<usize>, workflow: &Workflow) -> Ve
 
 /// The folders above a prefix, itself included: "a/b" gives "", "a", "a/b".
 fn ancestors(prefix: &str) -> impl Iterator<Item = &str> {
-    std::iter::once("").chain(prefix.match_indices('/').map(move |(i, _)| &prefix[..i])).chain((!prefix.is_empty()).then_some(prefix))
+    std::iter::once("")
+        .chain(prefix.match_indices('/').map(move |(i, _)| &prefix[..i]))
+        .chain((!prefix.is_empty()).then_some(prefix))
 }
 
 /// The literal folder part of a glob before its first wildcard: "src/ui/**/*.py" gives "src/ui".
@@ -741,7 +1040,10 @@ fn placeholders(text: &str) -> impl Iterator<Item = &str> {
 }
 
 fn budget(ast: Option<&BudgetAst>) -> Budget {
-    ast.map_or_else(Budget::default, |b| Budget { usd: b.usd.as_ref().map(|u| u.value), tokens: b.tokens.as_ref().map(|t| t.value) })
+    ast.map_or_else(Budget::default, |b| Budget {
+        usd: b.usd.as_ref().map(|u| u.value),
+        tokens: b.tokens.as_ref().map(|t| t.value),
+    })
 }
 
 fn estimate(ast: Option<&EstimateAst>) -> Estimate {

@@ -196,7 +196,9 @@ impl Workflow {
 
     /// The agent definition a workstream runs.
     pub fn agent_of(&self, workstream: &Workstream) -> &Agent {
-        self.agents.get(&workstream.agent).expect("validation resolved every workstream's agent")
+        self.agents
+            .get(&workstream.agent)
+            .expect("validation resolved every workstream's agent")
     }
 
     /// The model definition a workstream uses, if any.
@@ -325,5 +327,13 @@ pub struct Overlap {
 }
 
 /// The placeholders an agent command may use.
-pub const PLACEHOLDERS: &[&str] =
-    &["prompt", "prompt_file", "model", "model_name", "provider", "worktree", "workstream", "script"];
+pub const PLACEHOLDERS: &[&str] = &[
+    "prompt",
+    "prompt_file",
+    "model",
+    "model_name",
+    "provider",
+    "worktree",
+    "workstream",
+    "script",
+];

@@ -141,11 +141,7 @@ fn cover_table() {
         ("src/[a", "src/x", false),
     ];
     for &(outer, inner, expected) in table {
-        assert_eq!(
-            glob_covers(outer, inner),
-            expected,
-            "covers({outer:?}, {inner:?})"
-        );
+        assert_eq!(glob_covers(outer, inner), expected, "covers({outer:?}, {inner:?})");
     }
 }
 
@@ -201,9 +197,9 @@ fn glob_strategy() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(ProptestConfig::with_cases(600))]
 
-    /// Checked against globset on every path of up to 6 bytes: an overlap
+    /// Checked against globset on every path of up to 5 bytes: an overlap
     /// or a non-inclusion visible on a small path is always reported.
     #[test]
     fn agrees_with_globset(a in glob_strategy(), b in glob_strategy()) {
@@ -214,13 +210,19 @@ proptest! {
         prop_assert_eq!(overlap, globs_may_overlap(&b, &a), "symmetry");
         let a_covers_b = glob_covers(&a, &b);
         let b_covers_a = glob_covers(&b, &a);
-        for path in small_paths(6) {
+        for path in small_paths(5) {
             let (in_a, in_b) = (matches(&ma, &path), matches(&mb, &path));
-            prop_assert!(!(in_a && in_b) || overlap, "{a:?} and {b:?} both match {path:?}");
-            prop_assert!(!(in_b && !in_a) || !a_covers_b, "{a:?} covers {b:?} but not {path:?}");
-            prop_assert!(!(in_a && !in_b) || !b_covers_a, "{b:?} covers {a:?} but not {path:?}");
+            if in_a && in_b {
+                prop_assert!(overlap, "{a:?} and {b:?} both match {path:?}");
+            }
+            if in_b && !in_a {
+                prop_assert!(!a_covers_b, "{a:?} covers {b:?} but not {path:?}");
+            }
+            if in_a && !in_b {
+                prop_assert!(!b_covers_a, "{b:?} covers {a:?} but not {path:?}");
+            }
         }
-        // Every glob covers itself and overlaps itself iff it matches a path.
+        // Every glob covers itself, and `**` covers every glob.
         prop_assert!(glob_covers(&a, &a));
         prop_assert!(glob_covers("**", &a));
         // The example matches whenever the glob matches anything.

@@ -86,7 +86,12 @@ impl Plan {
 
         let mut wave_of = vec![0usize; n];
         for &i in &topological {
-            wave_of[i] = workflow.workstreams[i].dependencies.iter().map(|&d| wave_of[d] + 1).max().unwrap_or(0);
+            wave_of[i] = workflow.workstreams[i]
+                .dependencies
+                .iter()
+                .map(|&d| wave_of[d] + 1)
+                .max()
+                .unwrap_or(0);
         }
         let wave_count = wave_of.iter().max().map_or(0, |m| m + 1);
         let mut waves = vec![vec![]; wave_count];
@@ -94,7 +99,11 @@ impl Plan {
             waves[wave_of[i]].push(i);
         }
 
-        let estimated: Vec<Option<f64>> = workflow.workstreams.iter().map(|w| w.estimate.duration.map(|d| d.as_secs_f64())).collect();
+        let estimated: Vec<Option<f64>> = workflow
+            .workstreams
+            .iter()
+            .map(|w| w.estimate.duration.map(|d| d.as_secs_f64()))
+            .collect();
         let given: Vec<f64> = estimated.iter().flatten().copied().collect();
         let (path_unit, fallback) = if given.is_empty() {
             (PathUnit::Workstreams, 1.0)
@@ -107,12 +116,17 @@ impl Plan {
         let mut remaining = vec![0.0f64; n];
         let mut next_on_path: Vec<Option<usize>> = vec![None; n];
         for &i in topological.iter().rev() {
-            let best = dependents[i].iter().copied().max_by(|&a, &b| remaining[a].total_cmp(&remaining[b]).then(b.cmp(&a)));
+            let best = dependents[i]
+                .iter()
+                .copied()
+                .max_by(|&a, &b| remaining[a].total_cmp(&remaining[b]).then(b.cmp(&a)));
             remaining[i] = weight[i] + best.map_or(0.0, |b| remaining[b]);
             next_on_path[i] = best;
         }
         let mut critical_path = vec![];
-        let start = (0..n).filter(|&i| workflow.workstreams[i].dependencies.is_empty()).max_by(|&a, &b| remaining[a].total_cmp(&remaining[b]).then(b.cmp(&a)));
+        let start = (0..n)
+            .filter(|&i| workflow.workstreams[i].dependencies.is_empty())
+            .max_by(|&a, &b| remaining[a].total_cmp(&remaining[b]).then(b.cmp(&a)));
         let critical_length = start.map_or(0.0, |s| remaining[s]);
         let mut at = start;
         while let Some(i) = at {
@@ -120,12 +134,26 @@ impl Plan {
             at = next_on_path[i];
         }
 
-        let merge_order: Vec<usize> = topological.into_iter().filter(|&i| workflow.workstreams[i].isolation == Isolation::Worktree).collect();
+        let merge_order: Vec<usize> = topological
+            .into_iter()
+            .filter(|&i| workflow.workstreams[i].isolation == Isolation::Worktree)
+            .collect();
         let mut merge_position = vec![None; n];
         for (position, &i) in merge_order.iter().enumerate() {
             merge_position[i] = Some(position);
         }
-        Plan { workflow, graph, waves, wave_of, critical_path, critical_length, path_unit, remaining, merge_order, merge_position }
+        Plan {
+            workflow,
+            graph,
+            waves,
+            wave_of,
+            critical_path,
+            critical_length,
+            path_unit,
+            remaining,
+            merge_order,
+            merge_position,
+        }
     }
 
     /// Where a workstream's branch starts.
@@ -142,11 +170,16 @@ impl Plan {
 
     /// The workstreams that depend directly on `index`.
     pub fn dependents(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
-        self.graph.neighbors_directed(NodeIndex::new(index), petgraph::Direction::Outgoing).map(|n| self.graph[n])
+        self.graph
+            .neighbors_directed(NodeIndex::new(index), petgraph::Direction::Outgoing)
+            .map(|n| self.graph[n])
     }
 
     /// The workstream names of a list of indices.
     pub fn names(&self, indices: &[usize]) -> Vec<&str> {
-        indices.iter().map(|&i| self.workflow.workstreams[i].name.as_str()).collect()
+        indices
+            .iter()
+            .map(|&i| self.workflow.workstreams[i].name.as_str())
+            .collect()
     }
 }

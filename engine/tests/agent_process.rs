@@ -6,9 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use flow_engine::agent::environment::{agent_environment, secret_values};
-use flow_engine::agent::process::{
-    Control, OutputLine, ProcessEnd, ProcessOutcome, ProcessSpec, run_process,
-};
+use flow_engine::agent::process::{Control, OutputLine, ProcessEnd, ProcessOutcome, ProcessSpec, run_process};
 use tokio::sync::watch;
 
 /// An upper bound for anything that should be quick, even on a loaded machine.
@@ -16,11 +14,7 @@ const SLACK: Duration = Duration::from_secs(5);
 
 /// Builds a spec running `script` with `sh -c`, with only `PATH` set and a short grace.
 fn shell(script: &str) -> ProcessSpec {
-    let mut spec = ProcessSpec::new(
-        "sh",
-        vec!["-c".to_owned(), script.to_owned()],
-        std::env::temp_dir(),
-    );
+    let mut spec = ProcessSpec::new("sh", vec!["-c".to_owned(), script.to_owned()], std::env::temp_dir());
     spec.env
         .insert("PATH".to_owned(), std::env::var("PATH").unwrap_or_default());
     spec.grace = Duration::from_secs(2);
@@ -45,10 +39,7 @@ async fn run_with(
     let outcome = run_process(
         spec,
         |line| {
-            seen.push((
-                matches!(line, OutputLine::Stderr(_)),
-                line.text().to_owned(),
-            ));
+            seen.push((matches!(line, OutputLine::Stderr(_)), line.text().to_owned()));
             match stop_at(line.text()) {
                 Some(reason) => Control::Stop(reason),
                 None => Control::Continue,
@@ -85,10 +76,7 @@ fn is_gone(pid: i32) -> bool {
         .ok()
         .and_then(|stat| {
             let (_, after_name) = stat.rsplit_once(')')?;
-            after_name
-                .split_whitespace()
-                .next()
-                .map(|state| state == "Z")
+            after_name.split_whitespace().next().map(|state| state == "Z")
         })
         .unwrap_or(false)
 }
@@ -140,13 +128,7 @@ async fn lines_reach_the_callback_and_the_log() {
     let long_line = "a".repeat(200_000);
     assert_eq!(
         stdout(&seen),
-        [
-            "out1",
-            "out2",
-            "bad \u{FFFD} byte",
-            &long_line,
-            "no newline"
-        ]
+        ["out1", "out2", "bad \u{FFFD} byte", &long_line, "no newline"]
     );
     let stderr: Vec<&str> = seen
         .iter()
@@ -204,14 +186,8 @@ async fn a_child_past_its_timeout_is_stopped() {
     let (outcome, seen) = run(spec).await;
     assert_eq!(outcome.end, ProcessEnd::TimedOut);
     assert_eq!(stdout(&seen), ["started"]);
-    assert!(
-        outcome.duration >= Duration::from_millis(300),
-        "{outcome:?}"
-    );
-    assert!(
-        outcome.duration < Duration::from_millis(300) + SLACK,
-        "{outcome:?}"
-    );
+    assert!(outcome.duration >= Duration::from_millis(300), "{outcome:?}");
+    assert!(outcome.duration < Duration::from_millis(300) + SLACK, "{outcome:?}");
 }
 
 #[tokio::test]
@@ -235,14 +211,8 @@ async fn a_child_that_keeps_talking_is_not_hung() {
 #[tokio::test]
 async fn the_callback_stops_the_child() {
     let spec = shell("i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done");
-    let (outcome, seen) = run_with(spec, |line| {
-        (line == "line 2").then(|| "budget crossed".to_owned())
-    })
-    .await;
-    assert_eq!(
-        outcome.end,
-        ProcessEnd::Stopped("budget crossed".to_owned())
-    );
+    let (outcome, seen) = run_with(spec, |line| (line == "line 2").then(|| "budget crossed".to_owned())).await;
+    assert_eq!(outcome.end, ProcessEnd::Stopped("budget crossed".to_owned()));
     let stop = seen
         .iter()
         .position(|(_, text)| text == "line 2")
@@ -293,10 +263,7 @@ async fn grandchildren_left_behind_are_killed() {
     // The leader exits at once; its background grandchild holds stdout open.
     let directory = tempfile::tempdir().expect("a temporary directory");
     let pid_file = directory.path().join("pid");
-    let spec = shell(&format!(
-        "sleep 30 & echo $! > '{}'; echo bye",
-        pid_file.display()
-    ));
+    let spec = shell(&format!("sleep 30 & echo $! > '{}'; echo bye", pid_file.display()));
     let (outcome, seen) = run(spec).await;
     assert_eq!(outcome.end, ProcessEnd::Exited(0));
     assert_eq!(stdout(&seen), ["bye"]);
@@ -309,10 +276,7 @@ async fn grandchildren_of_a_stopped_child_are_killed() {
     // A background job of `sh` ignores SIGINT, so only the SIGKILL of the group ends it.
     let directory = tempfile::tempdir().expect("a temporary directory");
     let pid_file = directory.path().join("pid");
-    let mut spec = shell(&format!(
-        "sleep 30 & echo $! > '{}'; sleep 30",
-        pid_file.display()
-    ));
+    let mut spec = shell(&format!("sleep 30 & echo $! > '{}'; sleep 30", pid_file.display()));
     spec.timeout = Some(Duration::from_millis(200));
     let (outcome, _) = run(spec).await;
     assert_eq!(outcome.end, ProcessEnd::TimedOut);
@@ -345,8 +309,7 @@ async fn a_grandchild_that_escaped_the_group_does_not_hang_the_run() {
 async fn a_child_that_exits_on_sigint_returns_before_the_grace() {
     let mut spec = shell("trap 'echo bye; exit 0' INT; echo ready; sleep 30 & wait");
     spec.grace = Duration::from_secs(20);
-    let (outcome, seen) =
-        run_with(spec, |line| (line == "ready").then(|| "enough".to_owned())).await;
+    let (outcome, seen) = run_with(spec, |line| (line == "ready").then(|| "enough".to_owned())).await;
     assert_eq!(outcome.end, ProcessEnd::Stopped("enough".to_owned()));
     assert_eq!(stdout(&seen), ["ready", "bye"]);
     assert!(outcome.duration < SLACK, "{outcome:?}");
@@ -358,10 +321,7 @@ async fn a_child_that_ignores_sigint_is_killed_after_the_grace() {
     spec.grace = Duration::from_millis(300);
     let (outcome, _) = run_with(spec, |line| (line == "ready").then(|| "enough".to_owned())).await;
     assert_eq!(outcome.end, ProcessEnd::Stopped("enough".to_owned()));
-    assert!(
-        outcome.duration >= Duration::from_millis(300),
-        "{outcome:?}"
-    );
+    assert!(outcome.duration >= Duration::from_millis(300), "{outcome:?}");
     assert!(outcome.duration < SLACK, "{outcome:?}");
 }
 
@@ -395,17 +355,9 @@ async fn the_child_sees_only_the_clean_environment() {
         "FLOW_TEST_PASSED=passed",
         "FLOW_TEST_SET=set",
     ] {
-        assert!(
-            lines.contains(&expected),
-            "{expected} missing from {lines:?}"
-        );
+        assert!(lines.contains(&expected), "{expected} missing from {lines:?}");
     }
-    for hidden in [
-        "FLOW_TEST_HIDDEN=",
-        "CLAUDECODE=",
-        "CLAUDE_CODE_ENTRYPOINT=",
-        "CARGO",
-    ] {
+    for hidden in ["FLOW_TEST_HIDDEN=", "CLAUDECODE=", "CLAUDE_CODE_ENTRYPOINT=", "CARGO"] {
         assert!(
             !lines.iter().any(|line| line.starts_with(hidden)),
             "{hidden} leaked into {lines:?}"
@@ -418,10 +370,8 @@ async fn secrets_never_reach_the_log() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let log = directory.path().join("agent.log");
     let mut spec = shell("echo \"key is $SERVICE_API_KEY\"; echo \"$SERVICE_API_KEY\" >&2");
-    spec.env.insert(
-        "SERVICE_API_KEY".to_owned(),
-        "sk-supersecret-123".to_owned(),
-    );
+    spec.env
+        .insert("SERVICE_API_KEY".to_owned(), "sk-supersecret-123".to_owned());
     spec.secrets = secret_values(&spec.env);
     spec.log_path = Some(log.clone());
     let (outcome, seen) = run(spec).await;
@@ -438,4 +388,26 @@ async fn secrets_never_reach_the_log() {
         last_line.ends_with("***") && !last_line.contains("supersecret"),
         "{last_line}"
     );
+}
+
+#[tokio::test]
+async fn output_written_just_before_exit_is_all_read() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let log = directory.path().join("agent.log");
+    let mut spec = shell("seq 1 5000");
+    spec.log_path = Some(log.clone());
+    let (outcome, seen) = run(spec).await;
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    assert_eq!(seen.len(), 5000);
+    assert_eq!(outcome.last_line.as_deref(), Some("5000"));
+    let written = std::fs::read_to_string(&log).expect("the log exists");
+    assert_eq!(written.lines().count(), 5000);
+}
+
+#[test]
+fn the_run_can_be_spawned_on_a_multi_threaded_runtime() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (_sender, cancel) = not_cancelled();
+    let run = run_process(shell("exit 0"), |_| Control::Continue, cancel);
+    assert_send(&run);
 }

@@ -18,16 +18,33 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, CommandError> {
                 }
                 if !args.quiet {
                     let n = checked.workflow.workstreams.len();
-                    let status = if warnings == 0 { "ok".to_string() } else { summary(0, warnings) };
-                    eprintln!("{}: {status} (workflow `{}`, {n} workstream{})", file.display(), checked.workflow.name, if n == 1 { "" } else { "s" });
+                    let status = if warnings == 0 {
+                        "ok".to_string()
+                    } else {
+                        summary(0, warnings)
+                    };
+                    eprintln!(
+                        "{}: {status} (workflow `{}`, {n} workstream{})",
+                        file.display(),
+                        checked.workflow.name,
+                        if n == 1 { "" } else { "s" }
+                    );
                 }
             }
             Err(problems) => {
                 print_problems(&problems.problems);
-                eprintln!("{}: {}", file.display(), summary(problems.error_count(), problems.warning_count()));
+                eprintln!(
+                    "{}: {}",
+                    file.display(),
+                    summary(problems.error_count(), problems.warning_count())
+                );
                 worst = 2;
             }
         }
     }
-    if worst == 0 { Ok(ExitCode::SUCCESS) } else { Err(CommandError::Exit(worst)) }
+    if worst == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(CommandError::Exit(worst))
+    }
 }

@@ -6,7 +6,7 @@ use flow_engine::plan::Plan;
 use flow_engine::report::graph;
 
 use crate::cli::{GraphArgs, GraphFormat};
-use crate::commands::{CommandError, load};
+use crate::commands::{CommandError, load, print_stdout};
 
 /// Prints the graph in DOT or Mermaid.
 pub fn run(args: GraphArgs) -> Result<ExitCode, CommandError> {
@@ -15,6 +15,6 @@ pub fn run(args: GraphArgs) -> Result<ExitCode, CommandError> {
         GraphFormat::Dot => graph::dot(&plan),
         GraphFormat::Mermaid => graph::mermaid(&plan),
     };
-    print!("{text}");
+    print_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 mod check;
 mod graph;
 mod plan;
+mod run;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -49,11 +50,26 @@ impl CommandError {
 }
 
 /// Runs one verb.
-pub fn run(command: Command) -> Result<ExitCode, CommandError> {
+pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
     match command {
         Command::Check(args) => check::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Run(args) => run::run(args).await,
+    }
+}
+
+/// Writes to standard output; a reader that went away (`flow plan --json | head`) ends the
+/// command quietly instead of failing.
+pub fn print_stdout(text: &str) -> Result<(), CommandError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CommandError::Exit(0)),
+        Err(e) => Err(CommandError::Failed(miette::miette!(
+            "cannot write to standard output: {e}"
+        ))),
     }
 }
 

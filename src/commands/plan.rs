@@ -6,17 +6,18 @@ use flow_engine::plan::Plan;
 use flow_engine::report::{plan_json, plan_text};
 
 use crate::cli::PlanArgs;
-use crate::commands::{CommandError, load};
+use crate::commands::{CommandError, load, print_stdout};
 
 /// Prints the plan as text, or as JSON on standard output with `--json`.
 pub fn run(args: PlanArgs) -> Result<ExitCode, CommandError> {
     let checked = load(&args.file)?;
     let plan = Plan::new(checked.workflow);
     if args.json {
-        let json = serde_json::to_string_pretty(&plan_json::plan_json(&plan)).expect("plan JSON serializes: it has no maps with non-string keys");
-        println!("{json}");
+        let json = serde_json::to_string_pretty(&plan_json::plan_json(&plan))
+            .expect("plan JSON serializes: it has no maps with non-string keys");
+        print_stdout(&format!("{json}\n"))?;
     } else {
-        print!("{}", plan_text::plan_text(&plan));
+        print_stdout(&plan_text::plan_text(&plan))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -47,7 +47,15 @@ mod tests {
 
     #[test]
     fn unknown_names_are_none() {
-        for name in ["", "std:agents", "Agents", "agent", "templates", "../agents", "agents.kdl"] {
+        for name in [
+            "",
+            "std:agents",
+            "Agents",
+            "agent",
+            "templates",
+            "../agents",
+            "agents.kdl",
+        ] {
             assert_eq!(module(name), None, "{name:?}");
         }
     }
@@ -55,14 +63,31 @@ mod tests {
     #[test]
     fn modules_define_what_they_promise() {
         let agents = module("agents").unwrap();
-        for preset in ["claude-code", "claude-code-stream", "codex", "gemini", "aider", "opencode", "shell"] {
+        for preset in [
+            "claude-code",
+            "claude-code-stream",
+            "codex",
+            "gemini",
+            "aider",
+            "opencode",
+            "shell",
+        ] {
             assert!(agents.contains(&format!("agent \"{preset}\"")), "agent {preset}");
         }
         let models = module("models").unwrap();
         for model in ["opus", "sonnet", "haiku", "gpt-5", "gemini-2.5-pro"] {
             assert!(models.contains(&format!("model \"{model}\"")), "model {model}");
         }
-        for kind in ["architecture", "feature", "crud", "review", "bugfix", "tests", "docs", "refactor"] {
+        for kind in [
+            "architecture",
+            "feature",
+            "crud",
+            "review",
+            "bugfix",
+            "tests",
+            "docs",
+            "refactor",
+        ] {
             assert!(models.contains(&format!("kind \"{kind}\"")), "kind {kind}");
         }
         let roles = module("roles").unwrap();

@@ -103,18 +103,11 @@ pub fn agent_environment(
     let mut environment: BTreeMap<String, String> = parent
         .into_iter()
         .filter(|(name, _)| {
-            ALLOWED.contains(&name.as_str())
-                || name.starts_with("LC_")
-                || pass.iter().any(|passed| passed == name)
+            ALLOWED.contains(&name.as_str()) || name.starts_with("LC_") || pass.iter().any(|passed| passed == name)
         })
         .collect();
-    environment.extend(
-        set.iter()
-            .map(|(name, value)| (name.clone(), value.clone())),
-    );
-    environment.retain(|name, value| {
-        !BLOCKED.contains(&name.as_str()) && is_valid_name(name) && !value.contains('\0')
-    });
+    environment.extend(set.iter().map(|(name, value)| (name.clone(), value.clone())));
+    environment.retain(|name, value| !BLOCKED.contains(&name.as_str()) && is_valid_name(name) && !value.contains('\0'));
     environment
 }
 
@@ -185,10 +178,7 @@ mod tests {
 
     #[test]
     fn url_passwords_are_found() {
-        assert_eq!(
-            url_password("http://user:hunter22@proxy:3128"),
-            Some("hunter22")
-        );
+        assert_eq!(url_password("http://user:hunter22@proxy:3128"), Some("hunter22"));
         assert_eq!(url_password("http://proxy:3128"), None);
         assert_eq!(url_password("http://user@proxy"), None);
         assert_eq!(url_password("plain value"), None);
@@ -197,17 +187,10 @@ mod tests {
 
     #[test]
     fn redact_hides_the_longest_secret_whole() {
-        let secrets = vec![
-            "abcdef".to_owned(),
-            "abcdefghij".to_owned(),
-            "xyz".to_owned(),
-        ];
+        let secrets = vec!["abcdef".to_owned(), "abcdefghij".to_owned(), "xyz".to_owned()];
         assert_eq!(redact("k=abcdefghij xyz", &secrets), "k=*** xyz");
         assert_eq!(redact("k=abcdef!", &secrets), "k=***!");
-        assert!(matches!(
-            redact("nothing", &secrets),
-            Cow::Borrowed("nothing")
-        ));
+        assert!(matches!(redact("nothing", &secrets), Cow::Borrowed("nothing")));
     }
 
     #[test]
@@ -222,9 +205,6 @@ mod tests {
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect();
-        assert_eq!(
-            secret_values(&env),
-            ["sk-ant-123456", "ghp_abcdef", "proxypass"]
-        );
+        assert_eq!(secret_values(&env), ["sk-ant-123456", "ghp_abcdef", "proxypass"]);
     }
 }

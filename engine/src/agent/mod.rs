@@ -1,3 +1,4 @@
+pub mod command;
 pub mod environment;
 pub mod output;
 pub mod process;

@@ -10,9 +10,9 @@
 //! Stopping is the same for every reason: SIGINT to the whole process group, a grace period,
 //! then SIGKILL to the group. When the leader has exited, whatever is left of its group
 //! (grandchildren it started in the background) is killed too, and the output still buffered
-//! is read for a short while only, so a grandchild that escaped the group and holds the pipes
-//! open cannot make the run hang. If the returned future is dropped before it completes, the
-//! group is killed at once.
+//! is read until the pipes close, or stay silent for half a second (five seconds at most), so
+//! a grandchild that escaped the group and holds the pipes open cannot make the run hang. If
+//! the returned future is dropped before it completes, the group is killed at once.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -36,8 +36,12 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// How many stderr lines [`ProcessOutcome::stderr_tail`] keeps.
 const STDERR_TAIL_LINES: usize = 20;
 
-/// How long output is still read after the leader has exited and its group was killed.
-const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the output pipes may stay silent, without closing, after the leader has exited
+/// and its group was killed: only a process that escaped the group can hold them open.
+const DRAIN_IDLE: Duration = Duration::from_millis(500);
+
+/// How long output is read at most after the leader has exited and its group was killed.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// How many lines the readers may queue before they stop reading (and the child blocks).
 const LINE_QUEUE: usize = 256;
@@ -225,11 +229,7 @@ pub async fn run_process(
     let mut child = command.spawn().map_err(|error| {
         io::Error::new(
             error.kind(),
-            format!(
-                "cannot start `{}` in {}: {error}",
-                spec.program,
-                spec.cwd.display()
-            ),
+            format!("cannot start `{}` in {}: {error}", spec.program, spec.cwd.display()),
         )
     })?;
     let mut group = ProcessGroup::of(child.id())?;
@@ -244,18 +244,14 @@ pub async fn run_process(
     }
     let (sender, mut lines) = mpsc::channel(LINE_QUEUE);
     if let Some(stdout) = child.stdout.take() {
-        tasks.0.push(tokio::spawn(read_lines(
-            stdout,
-            Stream::Stdout,
-            sender.clone(),
-        )));
+        tasks
+            .0
+            .push(tokio::spawn(read_lines(stdout, Stream::Stdout, sender.clone())));
     }
     if let Some(stderr) = child.stderr.take() {
-        tasks.0.push(tokio::spawn(read_lines(
-            stderr,
-            Stream::Stderr,
-            sender.clone(),
-        )));
+        tasks
+            .0
+            .push(tokio::spawn(read_lines(stderr, Stream::Stderr, sender.clone())));
     }
     drop(sender);
 
@@ -281,17 +277,23 @@ pub async fn run_process(
                     }
                     let control = recorder.record(stream, text, &mut on_line).await;
                     if let Some(error) = &recorder.log_error {
-                        stop_with = Some(ProcessEnd::Stopped(format!("cannot write the log: {error}")));
+                        let reason = format!("cannot write the log: {error}");
+                        stop_with = Some(ProcessEnd::Stopped(reason));
                     } else if let Control::Stop(reason) = control {
                         stop_with = Some(ProcessEnd::Stopped(reason));
                     }
                 }
             },
-            () = sleep_until(deadline), if stopping.is_none() => stop_with = Some(ProcessEnd::TimedOut),
-            () = sleep_until(idle_deadline), if stopping.is_none() => stop_with = Some(ProcessEnd::Hung),
+            () = sleep_until(deadline), if stopping.is_none() => {
+                stop_with = Some(ProcessEnd::TimedOut);
+            }
+            () = sleep_until(idle_deadline), if stopping.is_none() => {
+                stop_with = Some(ProcessEnd::Hung);
+            }
             changed = cancel.changed(), if stopping.is_none() && cancel_open => match changed {
                 Ok(()) if *cancel.borrow_and_update() => stop_with = Some(ProcessEnd::Cancelled),
                 Ok(()) => {}
+                // Nobody can cancel any more.
                 Err(_) => cancel_open = false,
             },
             () = sleep_until(kill_at), if kill_at.is_some() => {
@@ -316,8 +318,9 @@ pub async fn run_process(
     // The leader is gone: kill what is left of its group, then read what is still buffered.
     group.signal(libc::SIGKILL);
     group.release();
-    let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
+    let drain_limit = Instant::now() + DRAIN_LIMIT;
     while output_open {
+        let drain_deadline = drain_limit.min(Instant::now() + DRAIN_IDLE);
         tokio::select! {
             line = lines.recv() => match line {
                 None => output_open = false,
@@ -331,7 +334,11 @@ pub async fn run_process(
     drop(tasks);
 
     if let Some(error) = recorder.log_error.take() {
-        return Err(error);
+        let path = spec.log_path.as_deref().unwrap_or(Path::new("the log"));
+        return Err(io::Error::new(
+            error.kind(),
+            format!("cannot write to {}: {error}", path.display()),
+        ));
     }
     let end = match stopping {
         Some(stop) => stop.end,
@@ -425,9 +432,7 @@ impl<'a> Recorder<'a> {
             end,
             duration,
             stderr_tail: redact(&stderr_tail, self.secrets).into_owned(),
-            last_line: self
-                .last_line
-                .map(|line| redact(&line, self.secrets).into_owned()),
+            last_line: self.last_line.map(|line| redact(&line, self.secrets).into_owned()),
         }
     }
 }
@@ -488,26 +493,15 @@ async fn open_log(path: &Path) -> io::Result<tokio::fs::File> {
         if let Some(directory) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(directory).await?;
         }
-        tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await
+        tokio::fs::OpenOptions::new().create(true).append(true).open(path).await
     };
-    opened.await.map_err(|error| {
-        io::Error::new(
-            error.kind(),
-            format!("cannot open the log {}: {error}", path.display()),
-        )
-    })
+    opened
+        .await
+        .map_err(|error| io::Error::new(error.kind(), format!("cannot open the log {}: {error}", path.display())))
 }
 
 /// Sends each line of `reader` (lossy UTF-8, line ending removed) to `sender` until the end.
-async fn read_lines(
-    reader: impl AsyncRead + Unpin,
-    stream: Stream,
-    sender: mpsc::Sender<(Stream, String)>,
-) {
+async fn read_lines(reader: impl AsyncRead + Unpin, stream: Stream, sender: mpsc::Sender<(Stream, String)>) {
     let mut reader = BufReader::new(reader);
     loop {
         let mut bytes = Vec::new();

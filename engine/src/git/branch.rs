@@ -1,12 +1,12 @@
 //! Branches: reading, creating, moving with compare-and-swap, deleting.
 
-use git2::{BranchType, ErrorCode, Repository};
+use git2::{ErrorCode, Repository};
 
+use super::Git;
 use super::GitError;
 use super::Oid;
 use super::error::GitContext;
 use super::repo::{branch_ref, short_branch};
-use super::Git;
 
 /// Says whether `ensure_branch` created a branch or found one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -79,13 +79,13 @@ impl Git {
         let short = short_branch(&full).to_owned();
         let repo = self.open()?;
         if let Some(path) = self.checked_out_at(&repo, &full)? {
-            return Err(GitError::BranchCheckedOut {
-                branch: short,
-                path,
-            });
+            return Err(GitError::BranchCheckedOut { branch: short, path });
         }
-        let mut found = match repo.find_branch(&short, BranchType::Local) {
-            Ok(found) => found,
+        // `git_branch_delete` repeats the checked-out test with the same race as
+        // worktree creation (see `create_worktree`), so the ref is deleted directly after
+        // our own test. flow's branches carry no `branch.<name>` configuration.
+        let mut reference = match repo.find_reference(&full) {
+            Ok(reference) => reference,
             Err(error) if error.code() == ErrorCode::NotFound => return Ok(()),
             Err(error) => {
                 return Err(GitError::Git {
@@ -94,9 +94,7 @@ impl Git {
                 });
             }
         };
-        found
-            .delete()
-            .context(|| format!("delete branch `{short}`"))
+        reference.delete().context(|| format!("delete branch `{short}`"))
     }
 }
 
@@ -128,9 +126,7 @@ pub(crate) fn compare_and_swap(
         Ok(_) => Ok(()),
         Err(error) => {
             let actual = read_ref(repo, full)?;
-            if actual != expected_old
-                || matches!(error.code(), ErrorCode::Modified | ErrorCode::Exists)
-            {
+            if actual != expected_old || matches!(error.code(), ErrorCode::Modified | ErrorCode::Exists) {
                 Err(GitError::RefMoved {
                     branch: short_branch(full).to_owned(),
                     expected: expected_old,

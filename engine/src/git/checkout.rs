@@ -3,12 +3,17 @@
 use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use git2::build::CheckoutBuilder;
 
 use super::error::{GitContext, io_error};
 use super::paths::normalize;
+use super::repo::{Head, short_branch};
 use super::{Git, GitError, Oid};
+
+/// Distinguishes temporary branches made by one process.
+static TEMPORARY_BRANCH_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Prefix of the short-lived branch a new detached worktree is created on.
 const TEMPORARY_BRANCH_PREFIX: &str = "flow-tmp/checkout-";
@@ -18,15 +23,17 @@ impl Git {
     /// that commit's tree: tracked changes are overwritten and untracked files removed,
     /// while files matched by `.gitignore` (build caches) are kept.
     ///
-    /// A missing `dir` (or an empty folder) becomes a new worktree; an existing
-    /// worktree of this repository is reused. Anything else at `dir` is refused with
-    /// `GitError::PathInTheWay`, so the user's own checkout is never touched.
+    /// A missing `dir` (or an empty folder) becomes a new worktree; an existing detached
+    /// worktree of this repository is reused. A worktree with a branch checked out (a
+    /// workstream's) and anything else at `dir` are refused with
+    /// `GitError::PathInTheWay`, and the user's checkout with `GitError::UserCheckout`.
     pub fn checkout_detached(&self, dir: &Path, commit: Oid) -> Result<(), GitError> {
         let dir = normalize(dir);
+        self.refuse_user_checkout(&dir)?;
         let repo = self.open()?;
-        let target = repo
-            .find_commit(commit.raw())
-            .map_err(|_| GitError::UnknownRevision(commit.to_string()))?;
+        if repo.find_commit(commit.raw()).is_err() {
+            return Err(GitError::UnknownRevision(commit.to_string()));
+        }
 
         let mut record = self.find_record(&repo, &dir)?;
         if let Some(stale) = record.as_ref().filter(|record| !record.exists) {
@@ -34,7 +41,16 @@ impl Git {
             record = None;
         }
         let record = match record {
-            Some(record) => record,
+            Some(record) => {
+                // Never force a checkout over a workstream's branch and its work.
+                if let Head::Branch(full) = self.record_head(&record)? {
+                    return Err(GitError::PathInTheWay {
+                        path: dir,
+                        found: format!("a worktree of branch `{}`", short_branch(&full)),
+                    });
+                }
+                record
+            }
             None => {
                 self.create_detached_worktree(&repo, &dir, commit)?;
                 self.require_record(&repo, &dir)?
@@ -42,6 +58,10 @@ impl Git {
         };
 
         let worktree_repo = self.open_record(&record)?;
+        // Objects must come from the handle that checks them out.
+        let target = worktree_repo
+            .find_commit(commit.raw())
+            .context(|| format!("read commit {commit}"))?;
         let mut checkout = CheckoutBuilder::new();
         checkout.force().remove_untracked(true);
         worktree_repo
@@ -54,21 +74,14 @@ impl Git {
 
     /// Creates a worktree at `dir` detached at `commit`. libgit2 only creates worktrees
     /// on a branch, so it goes through a temporary branch that is deleted afterwards.
-    fn create_detached_worktree(
-        &self,
-        repo: &git2::Repository,
-        dir: &Path,
-        commit: Oid,
-    ) -> Result<(), GitError> {
+    fn create_detached_worktree(&self, repo: &git2::Repository, dir: &Path, commit: Oid) -> Result<(), GitError> {
         match fs::symlink_metadata(dir) {
             Ok(meta) if meta.is_dir() => {
-                let mut entries =
-                    fs::read_dir(dir).map_err(|error| io_error("read folder", dir, error))?;
+                let mut entries = fs::read_dir(dir).map_err(|error| io_error("read folder", dir, error))?;
                 if entries.next().is_some() {
                     return Err(GitError::PathInTheWay {
                         path: dir.to_path_buf(),
-                        found: "a non-empty folder that is not a worktree of this repository"
-                            .to_owned(),
+                        found: "a non-empty folder that is not a worktree of this repository".to_owned(),
                     });
                 }
             }
@@ -91,8 +104,9 @@ impl Git {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
         let temporary = format!(
-            "refs/heads/{TEMPORARY_BRANCH_PREFIX}{suffix}-{}",
-            std::process::id()
+            "refs/heads/{TEMPORARY_BRANCH_PREFIX}{suffix}-{}-{}",
+            std::process::id(),
+            TEMPORARY_BRANCH_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         repo.reference(&temporary, commit.raw(), true, "flow: temporary branch")
             .context(|| format!("create temporary branch `{temporary}`"))?;

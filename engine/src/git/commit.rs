@@ -14,16 +14,14 @@ impl Git {
     /// respecting `.gitignore`) except paths under `exclude_prefixes`, and commits it on
     /// the branch checked out there as `flow <flow@localhost>`.
     ///
-    /// Returns `None` when there is nothing to commit. No hooks run. It refuses a
-    /// detached HEAD (`GitError::DetachedHead`) and a worktree in the middle of a merge
-    /// or rebase (`GitError::OperationInProgress`).
-    pub fn commit_all(
-        &self,
-        dir: &Path,
-        message: &str,
-        exclude_prefixes: &[&str],
-    ) -> Result<Option<Oid>, GitError> {
-        let (repo, path) = self.open_worktree(dir)?;
+    /// Returns `None` when there is nothing to commit. No hooks run. A git repository
+    /// nested inside the worktree fails with `GitError::NestedRepository` (nothing is
+    /// committed) unless it is ignored or excluded. It refuses the
+    /// user's own checkout (`GitError::UserCheckout`), a detached HEAD
+    /// (`GitError::DetachedHead`) and a worktree in the middle of a merge or rebase
+    /// (`GitError::OperationInProgress`).
+    pub fn commit_all(&self, dir: &Path, message: &str, exclude_prefixes: &[&str]) -> Result<Option<Oid>, GitError> {
+        let (repo, path) = self.open_flow_worktree(dir)?;
         let state = repo.state();
         if state != RepositoryState::Clean {
             return Err(GitError::OperationInProgress {
@@ -36,27 +34,36 @@ impl Git {
         };
         let parent = super::branch::read_ref(&repo, &full)?;
         let parent = match parent {
-            Some(oid) => Some(
-                repo.find_commit(oid.raw())
-                    .context(|| format!("read commit {oid}"))?,
-            ),
+            Some(oid) => Some(repo.find_commit(oid.raw()).context(|| format!("read commit {oid}"))?),
             None => None,
         };
 
         let mut index = repo
             .index()
             .context(|| format!("read the index of `{}`", path.display()))?;
-        let mut skip_excluded = |file: &Path, _spec: &[u8]| -> i32 {
-            let file = file.to_string_lossy();
-            if is_under_any(&file, exclude_prefixes) {
+        // libgit2 reports a nested repository as one untracked folder ("vendor/x/") and
+        // fails to add it, so such folders are skipped here and reported below.
+        let mut nested = Vec::new();
+        let mut select = |file: &Path, _spec: &[u8]| -> i32 {
+            let name = file.to_string_lossy();
+            if is_under_any(&name, exclude_prefixes) {
+                1
+            } else if name.ends_with('/') {
+                nested.push(name.trim_end_matches('/').to_owned());
                 1
             } else {
                 0
             }
         };
         index
-            .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_excluded))
+            .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut select))
             .context(|| format!("stage the files of `{}`", path.display()))?;
+        if !nested.is_empty() {
+            nested.sort();
+            return Err(GitError::NestedRepository { path, paths: nested });
+        }
+        let mut skip_excluded =
+            |file: &Path, _spec: &[u8]| -> i32 { i32::from(is_under_any(&file.to_string_lossy(), exclude_prefixes)) };
         index
             .update_all(["*"], Some(&mut skip_excluded))
             .context(|| format!("stage the deletions in `{}`", path.display()))?;
@@ -74,9 +81,7 @@ impl Git {
         index
             .write()
             .context(|| format!("write the index of `{}`", path.display()))?;
-        let tree = repo
-            .find_tree(tree_id)
-            .context(|| format!("read tree {tree_id}"))?;
+        let tree = repo.find_tree(tree_id).context(|| format!("read tree {tree_id}"))?;
         let signature = flow_signature()?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
         // Updating HEAD moves the checked-out branch; libgit2 refuses if it moved meanwhile.
@@ -95,9 +100,7 @@ pub(crate) fn operation_name(state: RepositoryState) -> &'static str {
         RepositoryState::Revert | RepositoryState::RevertSequence => "revert",
         RepositoryState::CherryPick | RepositoryState::CherryPickSequence => "cherry-pick",
         RepositoryState::Bisect => "bisect",
-        RepositoryState::Rebase
-        | RepositoryState::RebaseInteractive
-        | RepositoryState::RebaseMerge => "rebase",
+        RepositoryState::Rebase | RepositoryState::RebaseInteractive | RepositoryState::RebaseMerge => "rebase",
         RepositoryState::ApplyMailbox | RepositoryState::ApplyMailboxOrRebase => "`git am`",
     }
 }

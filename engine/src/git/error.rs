@@ -109,6 +109,17 @@ pub enum GitError {
         path: PathBuf,
     },
 
+    /// The folder is the user's own checkout, which flow never writes to.
+    #[error("`{}` is your own checkout; flow only changes its own worktrees", path.display())]
+    #[diagnostic(
+        code(flow::git::user_checkout),
+        help("pass the folder of one of flow's worktrees instead")
+    )]
+    UserCheckout {
+        /// The folder that was asked for.
+        path: PathBuf,
+    },
+
     /// The worktree is locked and the operation was not forced.
     #[error("worktree `{}` is locked{}", path.display(), reason_suffix(reason))]
     #[diagnostic(
@@ -137,6 +148,28 @@ pub enum GitError {
         /// The worktree folder.
         path: PathBuf,
         /// The uncommitted paths, relative to the worktree.
+        paths: Vec<String>,
+    },
+
+    /// The worktree contains git repositories of its own, which cannot be committed.
+    #[error(
+        "`{}` contains {} git repositor{} of its own: {}",
+        path.display(),
+        paths.len(),
+        if paths.len() == 1 { "y" } else { "ies" },
+        list_paths(paths)
+    )]
+    #[diagnostic(
+        code(flow::git::nested_repository),
+        help(
+            "delete the `.git` folder inside to commit the files, or list the folder in \
+             `.gitignore` to leave it out"
+        )
+    )]
+    NestedRepository {
+        /// The worktree folder.
+        path: PathBuf,
+        /// The nested repositories, relative to the worktree.
         paths: Vec<String>,
     },
 

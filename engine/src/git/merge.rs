@@ -41,12 +41,7 @@ impl Git {
     /// `into` must exist and must not be checked out anywhere
     /// (`GitError::BranchCheckedOut`). On conflicts `into` is left untouched and the
     /// paths are returned. The branch is moved with compare-and-swap.
-    pub fn merge_into(
-        &self,
-        into: &str,
-        branch_head: Oid,
-        message: &str,
-    ) -> Result<MergeOutcome, GitError> {
+    pub fn merge_into(&self, into: &str, branch_head: Oid, message: &str) -> Result<MergeOutcome, GitError> {
         let full = branch_ref(into)?;
         let Some(expected) = self.branch_head(&full)? else {
             return Err(GitError::UnknownBranch(short_branch(&full).to_owned()));
@@ -68,10 +63,7 @@ impl Git {
         let short = short_branch(&full).to_owned();
         let repo = self.open()?;
         if let Some(path) = self.checked_out_at(&repo, &full)? {
-            return Err(GitError::BranchCheckedOut {
-                branch: short,
-                path,
-            });
+            return Err(GitError::BranchCheckedOut { branch: short, path });
         }
         let actual = read_ref(&repo, &full)?;
         if actual != Some(expected_into_head) {
@@ -112,9 +104,7 @@ impl Git {
         let tree_id = index
             .write_tree_to(&repo)
             .context(|| format!("write the merged tree for `{short}`"))?;
-        let tree = repo
-            .find_tree(tree_id)
-            .context(|| format!("read tree {tree_id}"))?;
+        let tree = repo.find_tree(tree_id).context(|| format!("read tree {tree_id}"))?;
         let signature = flow_signature()?;
         let commit = repo
             .commit(None, &signature, &signature, message, &tree, &[&ours, &theirs])
@@ -126,9 +116,7 @@ impl Git {
             Some(expected_into_head),
             &format!("flow: merge: {first_line}"),
         )?;
-        Ok(MergeOutcome::Merged {
-            commit: commit.into(),
-        })
+        Ok(MergeOutcome::Merged { commit: commit.into() })
     }
 
     /// Lists the paths that would conflict when merging `b` into `a`, computed in
@@ -142,12 +130,8 @@ impl Git {
 
 /// Merges commit `b` into commit `a` in memory and returns the resulting index.
 fn merge_in_memory(repo: &Repository, a: Oid, b: Oid) -> Result<Index, GitError> {
-    let ours = repo
-        .find_commit(a.raw())
-        .context(|| format!("read commit {a}"))?;
-    let theirs = repo
-        .find_commit(b.raw())
-        .context(|| format!("read commit {b}"))?;
+    let ours = repo.find_commit(a.raw()).context(|| format!("read commit {a}"))?;
+    let theirs = repo.find_commit(b.raw()).context(|| format!("read commit {b}"))?;
     repo.merge_commits(&ours, &theirs, Some(&MergeOptions::new()))
         .context(|| format!("merge {} into {}", b.short(), a.short()))
 }
@@ -159,9 +143,7 @@ fn conflict_paths(index: &Index) -> Result<Vec<String>, GitError> {
         return Ok(Vec::new());
     }
     let mut paths = BTreeSet::new();
-    let conflicts = index
-        .conflicts()
-        .context(|| "list merge conflicts".to_owned())?;
+    let conflicts = index.conflicts().context(|| "list merge conflicts".to_owned())?;
     for conflict in conflicts {
         let conflict = conflict.context(|| "read a merge conflict".to_owned())?;
         for entry in [&conflict.ancestor, &conflict.our, &conflict.their]

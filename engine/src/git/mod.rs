@@ -30,6 +30,7 @@ mod merge;
 mod oid;
 mod paths;
 mod repo;
+mod reset;
 mod status;
 mod worktree;
 

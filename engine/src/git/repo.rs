@@ -119,14 +119,12 @@ impl Git {
 
     /// Opens a fresh handle on the repository at the root.
     pub(crate) fn open(&self) -> Result<Repository, GitError> {
-        Repository::open(&self.root)
-            .context(|| format!("open the repository at `{}`", self.root.display()))
+        Repository::open(&self.root).context(|| format!("open the repository at `{}`", self.root.display()))
     }
 
     /// Opens a fresh handle on the main repository (the one owning the common dir).
     pub(crate) fn open_main(&self) -> Result<Repository, GitError> {
-        Repository::open(&self.common_dir)
-            .context(|| format!("open the repository at `{}`", self.common_dir.display()))
+        Repository::open(&self.common_dir).context(|| format!("open the repository at `{}`", self.common_dir.display()))
     }
 }
 

@@ -20,11 +20,7 @@ impl Git {
 }
 
 /// Lists the uncommitted paths of `repo`, sorted, without the `ignore` prefixes.
-pub(crate) fn dirty_paths(
-    repo: &Repository,
-    path: &Path,
-    ignore: &[&str],
-) -> Result<Vec<String>, GitError> {
+pub(crate) fn dirty_paths(repo: &Repository, path: &Path, ignore: &[&str]) -> Result<Vec<String>, GitError> {
     let mut options = StatusOptions::new();
     options
         .include_untracked(true)

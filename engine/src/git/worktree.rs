@@ -3,14 +3,18 @@
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use git2::{Repository, WorktreeAddOptions, WorktreePruneOptions};
+use git2::{ErrorClass, Repository, WorktreeAddOptions, WorktreePruneOptions};
 
 use super::branch::read_ref;
 use super::error::{GitContext, io_error};
 use super::paths::normalize;
 use super::repo::{Head, branch_ref, read_head, short_branch};
 use super::{BranchState, Git, GitError, Oid};
+
+/// How often a spurious "already checked out" from libgit2 is retried (about 4 s in all).
+const SPURIOUS_CHECKED_OUT_RETRIES: u64 = 50;
 
 /// Says whether `add_worktree` made a new worktree or found the right one in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -67,12 +71,7 @@ impl Git {
     /// `PathInTheWay` when something else occupies `dir`, `BranchCheckedOut` when the
     /// branch is checked out elsewhere and `StaleWorktreeLocked` when a locked record
     /// blocks. If creating the worktree fails, a branch it created is deleted again.
-    pub fn add_worktree(
-        &self,
-        dir: &Path,
-        branch: &str,
-        start: Oid,
-    ) -> Result<WorktreeState, GitError> {
+    pub fn add_worktree(&self, dir: &Path, branch: &str, start: Oid) -> Result<WorktreeState, GitError> {
         let full = branch_ref(branch)?;
         let short = short_branch(&full).to_owned();
         let dir = normalize(dir);
@@ -113,8 +112,7 @@ impl Git {
                 if !is_empty_dir(&dir)? {
                     return Err(GitError::PathInTheWay {
                         path: dir,
-                        found: "a non-empty folder that is not a worktree of this repository"
-                            .to_owned(),
+                        found: "a non-empty folder that is not a worktree of this repository".to_owned(),
                     });
                 }
             }
@@ -129,18 +127,13 @@ impl Git {
         }
 
         if let Some(path) = self.checked_out_at(&repo, &full)? {
-            return Err(GitError::BranchCheckedOut {
-                branch: short,
-                path,
-            });
+            return Err(GitError::BranchCheckedOut { branch: short, path });
         }
 
         let branch_state = self.ensure_branch(&full, start)?;
         let created = branch_state == BranchState::Created;
         match self.create_worktree(&repo, &dir, &full) {
-            Ok(()) => Ok(WorktreeState::Created {
-                branch: branch_state,
-            }),
+            Ok(()) => Ok(WorktreeState::Created { branch: branch_state }),
             Err(error) => {
                 if created {
                     // Best effort: the worktree error is the one worth reporting.
@@ -238,20 +231,17 @@ impl Git {
     /// changes (untracked files included, ignored files not) and with
     /// `GitError::WorktreeLocked` when it is locked; with `force` it unlocks first and
     /// throws the changes away. A folder that is neither a worktree nor present is
-    /// already removed, which is not an error.
+    /// already removed, which is not an error; the user's own checkout is refused with
+    /// `GitError::UserCheckout`.
     pub fn remove_worktree(&self, dir: &Path, force: bool) -> Result<(), GitError> {
         self.remove_worktree_ignoring(dir, force, &[])
     }
 
     /// Works as `remove_worktree`, but changes under the `ignore` prefixes (such as flow's
     /// own `.ai/worktrees/`) do not count as uncommitted changes.
-    pub fn remove_worktree_ignoring(
-        &self,
-        dir: &Path,
-        force: bool,
-        ignore: &[&str],
-    ) -> Result<(), GitError> {
+    pub fn remove_worktree_ignoring(&self, dir: &Path, force: bool, ignore: &[&str]) -> Result<(), GitError> {
         let dir = normalize(dir);
+        self.refuse_user_checkout(&dir)?;
         let repo = self.open()?;
         let Some(record) = self.find_record(&repo, &dir)? else {
             return match fs::symlink_metadata(&dir) {
@@ -300,9 +290,7 @@ impl Git {
 
     /// Reads every worktree record of the repository.
     pub(crate) fn records(&self, repo: &Repository) -> Result<Vec<Record>, GitError> {
-        let names = repo
-            .worktrees()
-            .context(|| "list the worktrees".to_owned())?;
+        let names = repo.worktrees().context(|| "list the worktrees".to_owned())?;
         let mut records = Vec::new();
         for name in names.iter().filter_map(|name| name.ok().flatten()) {
             let worktree = match repo.find_worktree(name) {
@@ -329,15 +317,8 @@ impl Git {
     }
 
     /// Finds the record whose folder is `dir` (already normalized).
-    pub(crate) fn find_record(
-        &self,
-        repo: &Repository,
-        dir: &Path,
-    ) -> Result<Option<Record>, GitError> {
-        Ok(self
-            .records(repo)?
-            .into_iter()
-            .find(|record| record.path == dir))
+    pub(crate) fn find_record(&self, repo: &Repository, dir: &Path) -> Result<Option<Record>, GitError> {
+        Ok(self.records(repo)?.into_iter().find(|record| record.path == dir))
     }
 
     /// Finds the record whose folder is `dir`, or fails with `NotAWorktree`.
@@ -352,8 +333,32 @@ impl Git {
     /// Opens a worktree through its record in the common dir, so a `.git` file an agent
     /// overwrote cannot redirect flow to another repository.
     pub(crate) fn open_record(&self, record: &Record) -> Result<Repository, GitError> {
-        Repository::open(&record.admin_dir)
-            .context(|| format!("open worktree `{}`", record.path.display()))
+        Repository::open(&record.admin_dir).context(|| format!("open worktree `{}`", record.path.display()))
+    }
+
+    /// Opens a linked worktree of this repository that is not the user's checkout, for
+    /// operations that write to it.
+    pub(crate) fn open_flow_worktree(&self, dir: &Path) -> Result<(Repository, PathBuf), GitError> {
+        let dir = normalize(dir);
+        self.refuse_user_checkout(&dir)?;
+        let repo = self.open()?;
+        match self.find_record(&repo, &dir)? {
+            Some(record) if record.exists => Ok((self.open_record(&record)?, record.path)),
+            _ => Err(GitError::NotAWorktree { path: dir }),
+        }
+    }
+
+    /// Fails with `GitError::UserCheckout` when `dir` (normalized) is the checkout flow
+    /// was started from or the main working tree.
+    pub(crate) fn refuse_user_checkout(&self, dir: &Path) -> Result<(), GitError> {
+        let main = self.open_main()?;
+        let main_workdir = main.workdir().map(normalize);
+        if dir == self.root() || main_workdir.as_deref() == Some(dir) {
+            return Err(GitError::UserCheckout {
+                path: dir.to_path_buf(),
+            });
+        }
+        Ok(())
     }
 
     /// Opens the worktree at `dir`: a linked worktree of this repository, or the
@@ -382,16 +387,12 @@ impl Git {
 
     /// Returns the working tree that has the full ref `full` checked out, if any:
     /// the main checkout or a linked worktree (including one whose folder is gone).
-    pub(crate) fn checked_out_at(
-        &self,
-        repo: &Repository,
-        full: &str,
-    ) -> Result<Option<PathBuf>, GitError> {
+    pub(crate) fn checked_out_at(&self, repo: &Repository, full: &str) -> Result<Option<PathBuf>, GitError> {
         let main = self.open_main()?;
-        if let Some(workdir) = main.workdir() {
-            if read_head(&main, workdir)? == Head::Branch(full.to_owned()) {
-                return Ok(Some(normalize(workdir)));
-            }
+        if let Some(workdir) = main.workdir()
+            && read_head(&main, workdir)? == Head::Branch(full.to_owned())
+        {
+            return Ok(Some(normalize(workdir)));
         }
         for record in self.records(repo)? {
             if self.record_head(&record).ok() == Some(Head::Branch(full.to_owned())) {
@@ -419,14 +420,13 @@ impl Git {
 
     /// Creates a worktree at `dir` (absent or an empty folder) with the existing branch
     /// `full` checked out, cleaning up what it made when libgit2 fails halfway.
-    pub(crate) fn create_worktree(
-        &self,
-        repo: &Repository,
-        dir: &Path,
-        full: &str,
-    ) -> Result<(), GitError> {
+    pub(crate) fn create_worktree(&self, repo: &Repository, dir: &Path, full: &str) -> Result<(), GitError> {
         let name = self.unique_worktree_name(dir);
         let admin_dir = self.common_dir().join("worktrees").join(&name);
+        // libgit2 creates `<common>/worktrees` with O_EXCL after checking it is absent,
+        // so two threads adding their first worktrees at once can fail; make it first.
+        let records_dir = self.common_dir().join("worktrees");
+        fs::create_dir_all(&records_dir).map_err(|error| io_error("create folder", &records_dir, error))?;
         if let Some(parent) = dir.parent() {
             fs::create_dir_all(parent).map_err(|error| io_error("create folder", parent, error))?;
         }
@@ -441,20 +441,34 @@ impl Git {
             .context(|| format!("find branch `{}`", short_branch(full)))?;
         let mut options = WorktreeAddOptions::new();
         options.reference(Some(&reference));
-        match repo.worktree(&name, dir, Some(&options)) {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let _ = fs::remove_dir_all(&admin_dir);
-                let _ = fs::remove_dir_all(dir);
-                Err(GitError::Git {
-                    action: format!(
-                        "create worktree `{}` for branch `{}`",
-                        dir.display(),
-                        short_branch(full)
-                    ),
-                    error,
-                })
+        let mut attempts = 0u64;
+        loop {
+            let error = match repo.worktree(&name, dir, Some(&options)) {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            // libgit2's "already checked out" check misreads a record another thread is
+            // still writing as holding the branch (an operator-precedence slip in
+            // `git_repository_foreach_worktree`). It fails before creating anything, so
+            // retry while our own reading of the records says the branch is free.
+            let spurious = error.class() == ErrorClass::Worktree
+                && error.message().contains("is already checked out")
+                && attempts < SPURIOUS_CHECKED_OUT_RETRIES
+                && self.checked_out_at(repo, full)?.is_none();
+            if spurious {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(5 * attempts.min(20)));
+                continue;
             }
+            remove_half_made_worktree(&admin_dir, dir);
+            return Err(GitError::Git {
+                action: format!(
+                    "create worktree `{}` for branch `{}`",
+                    dir.display(),
+                    short_branch(full)
+                ),
+                error,
+            });
         }
     }
 
@@ -499,6 +513,33 @@ fn worktree_name_base(dir: &Path) -> String {
         "flow-worktree".to_owned()
     } else {
         format!("flow-{cleaned}")
+    }
+}
+
+/// Deletes what a failed `git_worktree_add` left behind, but only what belongs to this
+/// attempt: libgit2 fails early when the record or folder already exists, and those
+/// belong to someone else.
+fn remove_half_made_worktree(admin_dir: &Path, dir: &Path) {
+    let points_at = |file: &Path, target: &Path| -> bool {
+        match fs::read_to_string(file) {
+            Ok(text) => {
+                let text = text.trim_end();
+                let text = text.strip_prefix("gitdir: ").unwrap_or(text);
+                normalize(Path::new(text)) == normalize(target)
+            }
+            Err(_) => false,
+        }
+    };
+    let record_is_ours = admin_dir.is_dir()
+        && (!admin_dir.join("gitdir").exists() || points_at(&admin_dir.join("gitdir"), &dir.join(".git")));
+    let folder_is_ours =
+        dir.is_dir() && (is_empty_dir(dir).unwrap_or(false) || points_at(&dir.join(".git"), admin_dir));
+    // Best effort: the error from libgit2 is what the caller reports.
+    if folder_is_ours {
+        let _ = fs::remove_dir_all(dir);
+    }
+    if record_is_ours {
+        let _ = fs::remove_dir_all(admin_dir);
     }
 }
 

@@ -13,7 +13,12 @@ pub fn dot(plan: &Plan) -> String {
     let _ = writeln!(out, "  rankdir=LR;\n  node [shape=box, style=rounded];");
     let critical: std::collections::HashSet<usize> = plan.critical_path.iter().copied().collect();
     for (k, wave) in plan.waves.iter().enumerate() {
-        let _ = writeln!(out, "  subgraph cluster_wave{} {{\n    label={};\n    style=dashed;", k + 1, quote(&format!("wave {}", k + 1)));
+        let _ = writeln!(
+            out,
+            "  subgraph cluster_wave{} {{\n    label={};\n    style=dashed;",
+            k + 1,
+            quote(&format!("wave {}", k + 1))
+        );
         for &i in wave {
             let ws = &wf.workstreams[i];
             let label = match plan.merge_position[i] {
@@ -27,7 +32,12 @@ pub fn dot(plan: &Plan) -> String {
     }
     for (i, ws) in wf.workstreams.iter().enumerate() {
         for &d in &ws.dependencies {
-            let _ = writeln!(out, "  {} -> {};", quote(&wf.workstreams[d].name), quote(&wf.workstreams[i].name));
+            let _ = writeln!(
+                out,
+                "  {} -> {};",
+                quote(&wf.workstreams[d].name),
+                quote(&wf.workstreams[i].name)
+            );
         }
     }
     out.push_str("}\n");
@@ -56,5 +66,8 @@ pub fn mermaid(plan: &Plan) -> String {
 }
 
 fn quote(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+    format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    )
 }

@@ -3,3 +3,5 @@
 pub mod graph;
 pub mod plan_json;
 pub mod plan_text;
+pub mod progress;
+pub mod run_table;

@@ -80,7 +80,11 @@ pub struct OverlapJson<'p> {
 }
 
 fn estimate(e: &Estimate) -> EstimateJson {
-    EstimateJson { seconds: e.duration.map(|d| d.as_secs_f64()), tokens: e.tokens, usd: e.usd }
+    EstimateJson {
+        seconds: e.duration.map(|d| d.as_secs_f64()),
+        tokens: e.tokens,
+        usd: e.usd,
+    }
 }
 
 /// Builds the JSON document of a plan.
@@ -123,7 +127,11 @@ pub fn plan_json(plan: &Plan) -> PlanJson<'_> {
             })
             .collect(),
         waves: plan.waves.iter().map(|w| names(w)).collect(),
-        critical_path: CriticalPathJson { workstreams: names(&plan.critical_path), length: plan.critical_length, unit: plan.path_unit },
+        critical_path: CriticalPathJson {
+            workstreams: names(&plan.critical_path),
+            length: plan.critical_length,
+            unit: plan.path_unit,
+        },
         merge_order: names(&plan.merge_order),
         overlaps: wf
             .overlaps

@@ -11,7 +11,11 @@ pub fn plan_text(plan: &Plan) -> String {
     let wf = &plan.workflow;
     let mut out = String::new();
     let n = wf.workstreams.len();
-    let file = wf.path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default();
+    let file = wf
+        .path
+        .as_ref()
+        .map(|p| format!(" ({})", p.display()))
+        .unwrap_or_default();
     let _ = writeln!(out, "Plan for workflow `{}`{file}", wf.name);
     let base = wf.base.as_deref().unwrap_or("the current branch");
     let _ = writeln!(
@@ -36,27 +40,72 @@ pub fn plan_text(plan: &Plan) -> String {
             let start = match plan.start_point(i) {
                 StartPoint::Base => "from base".to_string(),
                 StartPoint::Integration => format!("after {}", plan.names(&ws.dependencies).join(", ")),
-                StartPoint::Scratch => format!("no worktree{}", if ws.dependencies.is_empty() { String::new() } else { format!(", after {}", plan.names(&ws.dependencies).join(", ")) }),
+                StartPoint::Scratch => format!(
+                    "no worktree{}",
+                    if ws.dependencies.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", after {}", plan.names(&ws.dependencies).join(", "))
+                    }
+                ),
             };
-            let owns = if ws.isolation == Isolation::None { "changes nothing".to_string() } else if ws.owns.is_empty() { "owns everything".to_string() } else { ws.owns.join(" ") };
-            let _ = writeln!(out, "  {:<width$}  {:<8} {} · {}  {}  [{owns}]", ws.name, ws.priority.name(), ws.agent, model, start);
+            let owns = if ws.isolation == Isolation::None {
+                "changes nothing".to_string()
+            } else if ws.owns.is_empty() {
+                "owns everything".to_string()
+            } else {
+                ws.owns.join(" ")
+            };
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:<8} {} · {}  {}  [{owns}]",
+                ws.name,
+                ws.priority.name(),
+                ws.agent,
+                model,
+                start
+            );
         }
     }
     let path = plan.names(&plan.critical_path).join(" → ");
     let length = match plan.path_unit {
-        PathUnit::Workstreams => format!("{} workstream{}", plan.critical_length as usize, plural(plan.critical_length as usize)),
-        PathUnit::Seconds => format!("about {}", format_duration(std::time::Duration::from_secs_f64(plan.critical_length))),
+        PathUnit::Workstreams => format!(
+            "{} workstream{}",
+            plan.critical_length as usize,
+            plural(plan.critical_length as usize)
+        ),
+        PathUnit::Seconds => format!(
+            "about {}",
+            format_duration(std::time::Duration::from_secs_f64(plan.critical_length))
+        ),
     };
     let _ = writeln!(out, "\nCritical path  {path}  ({length})");
-    let merges: Vec<String> = plan.merge_order.iter().enumerate().map(|(k, &i)| format!("{}. {}", k + 1, wf.workstreams[i].name)).collect();
-    let _ = writeln!(out, "Merge order    {}", if merges.is_empty() { "nothing merges".to_string() } else { merges.join("  ") });
+    let merges: Vec<String> = plan
+        .merge_order
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| format!("{}. {}", k + 1, wf.workstreams[i].name))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Merge order    {}",
+        if merges.is_empty() {
+            "nothing merges".to_string()
+        } else {
+            merges.join("  ")
+        }
+    );
     if let Some(verify) = &wf.integrate.verify {
         let _ = writeln!(out, "Verify         `{verify}` after each merge");
     }
     if wf.overlaps.is_empty() {
         let _ = writeln!(out, "Overlaps       none predicted");
     } else {
-        let _ = writeln!(out, "Overlaps       {} predicted between workstreams that may run at once:", wf.overlaps.len());
+        let _ = writeln!(
+            out,
+            "Overlaps       {} predicted between workstreams that may run at once:",
+            wf.overlaps.len()
+        );
         for o in &wf.overlaps {
             let _ = writeln!(
                 out,

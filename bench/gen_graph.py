@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Generates the same random DAG as a flow workflow and as a build.ninja.
+
+usage: gen_graph.py N EDGES_PER_NODE OUT_DIR [--sleep MAX_MS] [--isolation none|worktree] [--seed S]
+
+Each workstream i depends on up to EDGES_PER_NODE earlier workstreams chosen at random,
+so the graph is acyclic. Both files run the same command per task: `true`, or with
+--sleep a `sleep` of a random duration up to MAX_MS milliseconds (the same duration in
+both files). The ninja file uses phony-free edges whose outputs are stamp files, so
+`ninja -n` plans every task and `ninja -jN` runs them.
+"""
+import argparse
+import os
+import random
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("n", type=int)
+    p.add_argument("edges", type=int)
+    p.add_argument("out")
+    p.add_argument("--sleep", type=int, default=0, help="max sleep in ms (0: run `true`)")
+    p.add_argument("--isolation", default="none")
+    p.add_argument("--seed", type=int, default=42)
+    a = p.parse_args()
+    rng = random.Random(a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    deps = []
+    cmds = []
+    for i in range(a.n):
+        k = min(i, a.edges)
+        window = list(range(max(0, i - 200), i))  # local structure: depend on recent tasks
+        chosen = sorted(rng.sample(window, min(k, len(window)))) if window else []
+        deps.append(chosen)
+        if a.sleep:
+            ms = rng.randint(1, a.sleep)
+            cmds.append(f"sleep {ms / 1000:.3f}")
+        else:
+            cmds.append("true")
+    with open(os.path.join(a.out, "parallel.kdl"), "w") as f:
+        f.write(f'workflow "bench" {{\n    max-parallel 64\n}}\n')
+        f.write('agent "shell" {\n    command "sh" "-c" "{script}"\n}\n')
+        f.write(f'defaults {{\n    agent "shell"\n    isolation "{a.isolation}"\n}}\n')
+        for i in range(a.n):
+            d = " ".join(f'"t{j}"' for j in deps[i])
+            dep = f"\n    depends-on {d}" if d else ""
+            f.write(f'workstream "t{i}" {{\n    script "{cmds[i]}"\n    owns "gen/t{i}/**"{dep}\n}}\n')
+    with open(os.path.join(a.out, "build.ninja"), "w") as f:
+        f.write("rule run\n  command = $cmd && touch $out\n\n")
+        for i in range(a.n):
+            ins = " ".join(f"stamp/t{j}" for j in deps[i])
+            f.write(f"build stamp/t{i}: run {ins}\n  cmd = {cmds[i]}\n")
+    edges = sum(len(d) for d in deps)
+    print(f"{a.n} tasks, {edges} edges -> {a.out}/parallel.kdl, {a.out}/build.ninja")
+
+
+if __name__ == "__main__":
+    main()

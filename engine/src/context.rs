@@ -1,0 +1,263 @@
+//! What an agent is told: the rendered prompt and the seed's context files in its worktree.
+//!
+//! Into each worktree go `.ai/worktrees/<name>/context.md` (role, expertise, scope,
+//! integration points, context files with sizes), `current_task.md` (the task),
+//! `agent_config.json` (everything machine-readable) and `prompt.md` (exactly what the agent
+//! is given). These files are never committed: see [`CONTEXT_PREFIXES`].
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use flow_dsl::{Workflow, Workstream, format_duration};
+use serde::Serialize;
+
+/// Path prefixes flow writes into worktrees and never commits or merges.
+pub const CONTEXT_PREFIXES: &[&str] = &[".ai/worktrees/", ".ai/coordination/"];
+
+/// The folder of a workstream's context files, relative to its worktree.
+pub fn context_dir(workstream: &str) -> PathBuf {
+    Path::new(".ai").join("worktrees").join(workstream)
+}
+
+/// The machine-readable context, written as `agent_config.json`.
+#[derive(Debug, Serialize)]
+pub struct AgentConfig<'w> {
+    pub workstream: &'w str,
+    pub workflow: &'w str,
+    pub agent: &'w str,
+    pub model: Option<&'w str>,
+    pub model_id: Option<&'w str>,
+    pub role: Option<&'w str>,
+    pub expertise: Vec<&'w str>,
+    pub instructions: Option<&'w str>,
+    pub context_files: &'w [String],
+    pub allowed_files: &'w [String],
+    pub forbidden_files: &'w [String],
+    pub depends_on: Vec<&'w str>,
+    pub dependents: Vec<&'w str>,
+    pub test: Option<&'w str>,
+    pub limits: Limits,
+}
+
+/// The limits an agent runs under.
+#[derive(Debug, Serialize)]
+pub struct Limits {
+    pub timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub retries: u32,
+    pub budget_usd: Option<f64>,
+    pub budget_tokens: Option<u64>,
+}
+
+/// Everything written for one workstream.
+#[derive(Debug)]
+pub struct Context {
+    pub prompt: String,
+    pub context_md: String,
+    pub current_task_md: String,
+    pub agent_config_json: String,
+}
+
+/// Renders a workstream's context. `root` is where context files are looked up for their size.
+pub fn render(workflow: &Workflow, index: usize, root: &Path) -> Context {
+    let ws = &workflow.workstreams[index];
+    let role = workflow.role_of(ws);
+    let dependents: Vec<&str> = workflow
+        .workstreams
+        .iter()
+        .filter(|w| w.dependencies.contains(&index))
+        .map(|w| w.name.as_str())
+        .collect();
+    let depends_on: Vec<&str> = ws
+        .dependencies
+        .iter()
+        .map(|&d| workflow.workstreams[d].name.as_str())
+        .collect();
+    let task = ws.task.as_deref().or(ws.script.as_deref()).unwrap_or("").trim_end();
+
+    let mut scope = String::new();
+    if ws.owns.is_empty() {
+        scope.push_str("- You may change any file.\n");
+    } else {
+        let _ = writeln!(scope, "- You may change only files matching: {}", code_list(&ws.owns));
+    }
+    if !ws.forbid.is_empty() {
+        let _ = writeln!(scope, "- You must not change files matching: {}", code_list(&ws.forbid));
+    }
+    scope.push_str(
+        "- Changes outside this scope are rejected and nothing of your work is merged.\n- Do not switch branches, rewrite history, or touch `.git`. Commit or leave changes in place; flow commits what is left.\n",
+    );
+
+    let mut context_files = String::new();
+    for file in &ws.context {
+        let size = std::fs::metadata(root.join(file)).map(|m| m.len()).ok();
+        match size {
+            Some(bytes) => {
+                let _ = writeln!(
+                    context_files,
+                    "- `{file}` ({bytes} bytes, about {} tokens)",
+                    bytes.div_ceil(4)
+                );
+            }
+            None => {
+                let _ = writeln!(context_files, "- `{file}` (not found)");
+            }
+        }
+    }
+
+    let mut integration = String::new();
+    if !depends_on.is_empty() {
+        let _ = writeln!(
+            integration,
+            "- Builds on the merged work of: {}",
+            code_list_str(&depends_on)
+        );
+    }
+    if !dependents.is_empty() {
+        let _ = writeln!(
+            integration,
+            "- Later work builds on yours: {}",
+            code_list_str(&dependents)
+        );
+    }
+    if let Some(test) = &ws.test {
+        let _ = writeln!(integration, "- Your work must pass `{test}` in this worktree.");
+    }
+    if let Some(verify) = &workflow.integrate.verify {
+        let _ = writeln!(
+            integration,
+            "- After merging, `{verify}` must pass on the integrated tree."
+        );
+    }
+
+    let mut context_md = format!("# Context for workstream `{}`\n\n", ws.name);
+    if let Some(d) = &ws.description {
+        let _ = writeln!(context_md, "{d}\n");
+    }
+    if let Some(role) = role {
+        let _ = writeln!(
+            context_md,
+            "## Role: {}\n",
+            role.description.as_deref().unwrap_or(&role.name)
+        );
+        if !role.expertise.is_empty() {
+            let _ = writeln!(context_md, "Expertise: {}\n", role.expertise.join(", "));
+        }
+        if let Some(i) = &role.instructions {
+            let _ = writeln!(context_md, "{}\n", i.trim_end());
+        }
+    }
+    let _ = writeln!(context_md, "## Scope\n\n{scope}");
+    if !integration.is_empty() {
+        let _ = writeln!(context_md, "## Integration points\n\n{integration}");
+    }
+    if !context_files.is_empty() {
+        let _ = writeln!(context_md, "## Files to read first\n\n{context_files}");
+    }
+
+    let current_task_md = format!("# Task: {}\n\n{task}\n", ws.name);
+
+    let mut prompt = format!(
+        "You are working on workstream `{}` of workflow `{}`.\n",
+        ws.name, workflow.name
+    );
+    if let Some(role) = role {
+        let _ = write!(
+            prompt,
+            "Your role: {}.",
+            role.description.as_deref().unwrap_or(&role.name)
+        );
+        if !role.expertise.is_empty() {
+            let _ = write!(prompt, " Expertise: {}.", role.expertise.join(", "));
+        }
+        prompt.push('\n');
+        if let Some(i) = &role.instructions {
+            let _ = writeln!(prompt, "{}", i.trim_end());
+        }
+    }
+    let _ = writeln!(prompt, "\n## Task\n\n{task}\n\n## Scope\n\n{scope}");
+    if !integration.is_empty() {
+        let _ = writeln!(prompt, "## Integration points\n\n{integration}");
+    }
+    if !context_files.is_empty() {
+        let _ = writeln!(prompt, "## Files to read first\n\n{context_files}");
+    }
+    let _ = writeln!(
+        prompt,
+        "More context is in `{}/context.md`. When you are done, stop; flow checks, commits and merges your work.",
+        context_dir(&ws.name).display()
+    );
+
+    let config = AgentConfig {
+        workstream: &ws.name,
+        workflow: &workflow.name,
+        agent: &ws.agent,
+        model: ws.model.as_deref(),
+        model_id: workflow.model_of(ws).map(|m| m.id.as_str()),
+        role: ws.role.as_deref(),
+        expertise: role
+            .map(|r| r.expertise.iter().map(String::as_str).collect())
+            .unwrap_or_default(),
+        instructions: role.and_then(|r| r.instructions.as_deref()),
+        context_files: &ws.context,
+        allowed_files: &ws.owns,
+        forbidden_files: &ws.forbid,
+        depends_on,
+        dependents,
+        test: ws.test.as_deref(),
+        limits: limits(ws),
+    };
+    let agent_config_json = serde_json::to_string_pretty(&config).expect("the agent config has only string keys");
+    Context {
+        prompt,
+        context_md,
+        current_task_md,
+        agent_config_json,
+    }
+}
+
+fn limits(ws: &Workstream) -> Limits {
+    Limits {
+        timeout_seconds: ws.timeout.map(|t| t.as_secs()),
+        idle_timeout_seconds: ws.idle_timeout.map(|t| t.as_secs()),
+        retries: ws.retries,
+        budget_usd: ws.budget.usd,
+        budget_tokens: ws.budget.tokens,
+    }
+}
+
+/// Writes the context files into a worktree (or scratch folder); returns the prompt file's path.
+pub fn write(context: &Context, dir: &Path, workstream: &str) -> std::io::Result<PathBuf> {
+    let folder = dir.join(context_dir(workstream));
+    std::fs::create_dir_all(&folder)?;
+    std::fs::write(folder.join("context.md"), &context.context_md)?;
+    std::fs::write(folder.join("current_task.md"), &context.current_task_md)?;
+    std::fs::write(folder.join("agent_config.json"), &context.agent_config_json)?;
+    let prompt = folder.join("prompt.md");
+    std::fs::write(&prompt, &context.prompt)?;
+    Ok(prompt)
+}
+
+/// A one-line summary of a workstream's limits, for tables.
+pub fn limits_line(ws: &Workstream) -> String {
+    let mut parts = vec![];
+    if let Some(t) = ws.timeout {
+        parts.push(format!("timeout {}", format_duration(t)));
+    }
+    if ws.retries > 0 {
+        parts.push(format!(
+            "{} retr{}",
+            ws.retries,
+            if ws.retries == 1 { "y" } else { "ies" }
+        ));
+    }
+    parts.join(", ")
+}
+
+fn code_list(items: &[String]) -> String {
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+fn code_list_str(items: &[&str]) -> String {
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}

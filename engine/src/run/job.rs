@@ -1,0 +1,594 @@
+//! One workstream from start to ready: worktree and context, agent attempts with retries,
+//! then commit, integrity and scope checks, and its test.
+//!
+//! A job reports everything through messages; it never touches the run state itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flow_dsl::{Isolation, ScopePolicy, Workflow};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use tokio::sync::{mpsc, watch};
+
+use crate::agent::command::{Placeholders, launch};
+use crate::agent::output::{AgentError, ErrorClass, OutputReader, Usage};
+use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, run_process};
+use crate::context::{self, CONTEXT_PREFIXES};
+use crate::git::{Git, IntegrityProblem, Oid};
+use crate::run::state::{EventKind, Failure, FailureKind, Phase, TestResult};
+use crate::run::store::RunDir;
+
+/// A message from a job or a merge to the scheduler.
+#[derive(Debug)]
+pub enum Msg {
+    /// Something to record.
+    Event(EventKind),
+    /// A line an agent printed (for progress only; the log has them all).
+    Line { workstream: usize, line: String },
+    /// The job is over; its last event said how.
+    JobEnded { workstream: usize },
+    /// The merge is over; its last event said how.
+    MergeEnded { workstream: usize },
+}
+
+/// What every job of a run shares.
+pub struct RunContext {
+    pub workflow: Arc<Workflow>,
+    pub git: Option<Git>,
+    pub run_dir: RunDir,
+    /// The folder holding this workflow's worktrees.
+    pub worktrees_dir: PathBuf,
+    pub parent_env: BTreeMap<String, String>,
+    pub cancel: watch::Receiver<bool>,
+    pub grace: Duration,
+    /// The first retry waits this long; each later one twice as long (at most 30 s), with jitter.
+    pub retry_base: Duration,
+}
+
+impl RunContext {
+    /// The worktree folder of a workstream.
+    pub fn worktree_of(&self, name: &str) -> PathBuf {
+        self.worktrees_dir.join(name)
+    }
+}
+
+/// How a job asks to be stopped from outside (budget exhausted).
+pub type StopSignal = watch::Receiver<Option<String>>;
+
+struct Job {
+    ctx: Arc<RunContext>,
+    index: usize,
+    tx: mpsc::UnboundedSender<Msg>,
+    stop: StopSignal,
+}
+
+/// Runs one workstream; `start` is the commit its branch starts from (worktree isolation).
+pub async fn run_job(
+    ctx: Arc<RunContext>,
+    index: usize,
+    start: Option<Oid>,
+    tx: mpsc::UnboundedSender<Msg>,
+    stop: StopSignal,
+) {
+    let job = Job { ctx, index, tx, stop };
+    job.run(start).await;
+    let _ = job.tx.send(Msg::JobEnded { workstream: index });
+}
+
+enum Attempt {
+    Succeeded,
+    Failed(Failure),
+    Cancelled,
+}
+
+impl Job {
+    fn send(&self, kind: EventKind) {
+        let _ = self.tx.send(Msg::Event(kind));
+    }
+
+    fn phase(&self, phase: Phase, reason: Option<String>) {
+        self.send(EventKind::Phase {
+            workstream: self.index,
+            phase,
+            reason,
+        });
+    }
+
+    fn fail(&self, kind: FailureKind, message: impl Into<String>) {
+        self.send(EventKind::Failed {
+            workstream: self.index,
+            failure: Failure {
+                kind,
+                message: message.into(),
+            },
+        });
+    }
+
+    fn cancelled(&self) -> bool {
+        *self.ctx.cancel.borrow()
+    }
+
+    async fn run(&self, start: Option<Oid>) {
+        let workflow = &self.ctx.workflow;
+        let ws = &workflow.workstreams[self.index];
+        self.phase(Phase::Preparing, None);
+        let prepared = match self.prepare(start).await {
+            Ok(p) => p,
+            Err(message) => return self.fail(FailureKind::Git, message),
+        };
+        let attempts = ws.retries + 1;
+        for attempt in 1..=attempts {
+            if self.cancelled() {
+                return self.phase(Phase::Cancelled, Some("stopped before it started".into()));
+            }
+            match self.attempt(attempt, &prepared).await {
+                Attempt::Succeeded => {
+                    let done = if ws.isolation == Isolation::None {
+                        Phase::Done
+                    } else {
+                        Phase::Ready
+                    };
+                    return self.phase(done, None);
+                }
+                Attempt::Cancelled => return self.phase(Phase::Cancelled, Some("stopped by Ctrl-C".into())),
+                Attempt::Failed(failure) => {
+                    let retryable = !matches!(
+                        failure.kind,
+                        FailureKind::Budget | FailureKind::Scope | FailureKind::Integrity | FailureKind::Cancelled
+                    );
+                    if attempt == attempts || !retryable {
+                        return self.send(EventKind::Failed {
+                            workstream: self.index,
+                            failure,
+                        });
+                    }
+                    let wait = backoff(self.ctx.retry_base, attempt, self.index);
+                    self.send(EventKind::Alert {
+                        workstream: Some(self.index),
+                        message: format!(
+                            "{}: attempt {attempt} failed ({}); retrying in {:.1}s",
+                            ws.name,
+                            failure.message,
+                            wait.as_secs_f64()
+                        ),
+                    });
+                    let mut cancel = self.ctx.cancel.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = cancel.wait_for(|c| *c) => return self.phase(Phase::Cancelled, Some("stopped by Ctrl-C".into())),
+                    }
+                    if let (Some(git), Some(start)) = (&self.ctx.git, prepared.start) {
+                        let (git, dir) = (git.clone(), prepared.dir.clone());
+                        let reset =
+                            tokio::task::spawn_blocking(move || git.reset_worktree(&dir, start, CONTEXT_PREFIXES))
+                                .await;
+                        if let Err(message) = flatten(reset) {
+                            return self.fail(
+                                FailureKind::Git,
+                                format!("cannot reset the worktree for a retry: {message}"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn prepare(&self, start: Option<Oid>) -> Result<Prepared, String> {
+        let workflow = self.ctx.workflow.clone();
+        let ws = &workflow.workstreams[self.index];
+        let (dir, branch, start) = match (&self.ctx.git, ws.isolation) {
+            (Some(git), Isolation::Worktree) => {
+                let start = start.ok_or("no start commit for a worktree")?;
+                let dir = self.ctx.worktree_of(&ws.name);
+                let branch = workflow.branch_of(ws);
+                let (git, d, b) = (git.clone(), dir.clone(), branch.clone());
+                let reason = format!("flow run {}", self.ctx.run_dir.id);
+                flatten(
+                    tokio::task::spawn_blocking(move || {
+                        git.add_worktree(&d, &b, start)?;
+                        git.lock_worktree(&d, &reason)
+                    })
+                    .await,
+                )?;
+                (dir, Some(branch), Some(start))
+            }
+            _ => {
+                let dir = self.ctx.run_dir.scratch_path(&ws.name);
+                std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                (dir, None, None)
+            }
+        };
+        let root = self.ctx.git.as_ref().map_or(dir.clone(), |g| g.root().to_path_buf());
+        let rendered = context::render(&workflow, self.index, &root);
+        let prompt_file = context::write(&rendered, &dir, &ws.name)
+            .map_err(|e| format!("cannot write the context into {}: {e}", dir.display()))?;
+        self.send(EventKind::Prepared {
+            workstream: self.index,
+            branch: branch.clone(),
+            worktree: dir.display().to_string(),
+            start_commit: start.map(|s| s.to_string()),
+        });
+        Ok(Prepared {
+            dir,
+            branch,
+            start,
+            prompt: rendered.prompt,
+            prompt_file,
+        })
+    }
+
+    async fn attempt(&self, attempt: u32, prepared: &Prepared) -> Attempt {
+        let workflow = self.ctx.workflow.clone();
+        let ws = &workflow.workstreams[self.index];
+        self.send(EventKind::AttemptStarted {
+            workstream: self.index,
+            attempt,
+        });
+        let mut extra = BTreeMap::new();
+        extra.insert("FLOW_WORKSTREAM".to_string(), ws.name.clone());
+        extra.insert("FLOW_RUN".to_string(), self.ctx.run_dir.id.clone());
+        extra.insert("FLOW_ATTEMPT".to_string(), attempt.to_string());
+        extra.insert("FLOW_WORKTREE".to_string(), prepared.dir.display().to_string());
+        let values = Placeholders {
+            prompt: &prepared.prompt,
+            prompt_file: &prepared.prompt_file,
+            worktree: &prepared.dir,
+        };
+        let launched = match launch(&workflow, self.index, &values, &self.ctx.parent_env, &extra) {
+            Ok(l) => l,
+            Err(message) => {
+                return Attempt::Failed(Failure {
+                    kind: FailureKind::Agent,
+                    message,
+                });
+            }
+        };
+        let mut spec = launched.spec;
+        spec.log_path = Some(self.ctx.run_dir.log_path(&ws.name));
+        spec.grace = self.ctx.grace;
+        let test_env = spec.env.clone();
+
+        let agent = workflow.agent_of(ws);
+        let mut reader = OutputReader::new(agent.output);
+        let budget = ws.budget;
+        let index = self.index;
+        let tx = self.tx.clone();
+        let stop = self.stop.clone();
+        let on_line = |line: OutputLine<'_>| {
+            if let OutputLine::Stdout(text) = line {
+                if let Some(usage) = reader.feed_line(text) {
+                    let _ = tx.send(Msg::Event(EventKind::Usage {
+                        workstream: index,
+                        usage,
+                    }));
+                    if let Some(reason) = over_budget(&usage, budget.usd, budget.tokens) {
+                        return Control::Stop(reason);
+                    }
+                }
+                let _ = tx.send(Msg::Line {
+                    workstream: index,
+                    line: text.to_string(),
+                });
+            }
+            match stop.borrow().clone() {
+                Some(reason) => Control::Stop(reason),
+                None => Control::Continue,
+            }
+        };
+        let outcome = run_process(spec, on_line, self.ctx.cancel.clone()).await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                self.send(EventKind::AttemptEnded {
+                    workstream: self.index,
+                    attempt,
+                    usage: Usage::default(),
+                    session_id: None,
+                    error: Some(AgentError::new(ErrorClass::Crash, e.to_string())),
+                    last_line: None,
+                });
+                return Attempt::Failed(Failure {
+                    kind: FailureKind::Agent,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let exit_code = match &outcome.end {
+            ProcessEnd::Exited(code) => Some(*code),
+            _ => None,
+        };
+        let report = reader.finish(exit_code, &outcome.stderr_tail);
+        self.send(EventKind::AttemptEnded {
+            workstream: self.index,
+            attempt,
+            usage: report.usage,
+            session_id: report.session_id.clone(),
+            error: report.error.clone(),
+            last_line: outcome.last_line.clone(),
+        });
+        let failure = match &outcome.end {
+            ProcessEnd::Cancelled => return Attempt::Cancelled,
+            ProcessEnd::TimedOut => Some((
+                FailureKind::Timeout,
+                format!(
+                    "timed out after {}",
+                    flow_dsl::format_duration(ws.timeout.unwrap_or_default())
+                ),
+            )),
+            ProcessEnd::Hung => Some((
+                FailureKind::Hung,
+                format!(
+                    "printed nothing for {}: treated as hung",
+                    flow_dsl::format_duration(ws.idle_timeout.unwrap_or_default())
+                ),
+            )),
+            ProcessEnd::Stopped(reason) => Some((FailureKind::Budget, reason.clone())),
+            ProcessEnd::Exited(_) | ProcessEnd::Signaled(_) => match &report.error {
+                Some(error) if error.class == ErrorClass::Budget => Some((FailureKind::Budget, error.to_string())),
+                Some(error) => Some((FailureKind::Agent, error.to_string())),
+                None if !outcome.end.is_success() => Some((FailureKind::Agent, outcome.end.to_string())),
+                None => None,
+            },
+        };
+        if let Some((kind, message)) = failure {
+            return Attempt::Failed(Failure { kind, message });
+        }
+
+        self.phase(Phase::Checking, None);
+        let (result_commit, files_changed) = match self.check_changes(prepared).await {
+            Ok(v) => v,
+            Err(failure) => return Attempt::Failed(failure),
+        };
+        let test = match &ws.test {
+            Some(command) => match self.run_test(command, prepared, test_env).await {
+                Ok(result) => Some(result),
+                Err(()) => return Attempt::Cancelled,
+            },
+            None => None,
+        };
+        let passed = test.as_ref().is_none_or(|t| t.passed);
+        self.send(EventKind::Checked {
+            workstream: self.index,
+            result_commit,
+            files_changed,
+            test: test.clone(),
+        });
+        if !passed {
+            let detail = test.map(|t| t.detail).unwrap_or_default();
+            return Attempt::Failed(Failure {
+                kind: FailureKind::Test,
+                message: format!("test failed: {detail}"),
+            });
+        }
+        Attempt::Succeeded
+    }
+
+    /// Commits leftovers, checks the worktree was not rewired, and checks the changed paths
+    /// against the scope. Returns the result commit and the changed paths.
+    async fn check_changes(&self, prepared: &Prepared) -> Result<(Option<String>, Vec<String>), Failure> {
+        let (Some(git), Some(branch), Some(start)) = (&self.ctx.git, &prepared.branch, prepared.start) else {
+            return Ok((None, vec![]));
+        };
+        let workflow = self.ctx.workflow.clone();
+        let policy = workflow.scope_policy;
+        let (git, dir, branch) = (git.clone(), prepared.dir.clone(), branch.clone());
+        let index = self.index;
+        let tx = self.tx.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<(Option<String>, Vec<String>), Failure> {
+            let ws = &workflow.workstreams[index];
+            let git_failure = |e: crate::git::GitError| Failure {
+                kind: FailureKind::Git,
+                message: e.to_string(),
+            };
+            let message = format!("flow: work of {} (uncommitted changes left by the agent)", ws.name);
+            git.commit_all(&dir, &message, CONTEXT_PREFIXES).map_err(git_failure)?;
+            let problems = git
+                .check_worktree_integrity(&dir, &branch, start)
+                .map_err(git_failure)?;
+            if !problems.is_empty() {
+                let text: Vec<String> = problems.iter().map(describe_integrity).collect();
+                return Err(Failure {
+                    kind: FailureKind::Integrity,
+                    message: text.join("; "),
+                });
+            }
+            let head = git.branch_head(&branch).map_err(git_failure)?.ok_or_else(|| Failure {
+                kind: FailureKind::Integrity,
+                message: format!("branch {branch} is gone"),
+            })?;
+            let changes = git.changed_paths(start, head).map_err(git_failure)?;
+            let mut paths: Vec<String> = changes.iter().flat_map(|c| c.paths().map(str::to_string)).collect();
+            paths.sort();
+            paths.dedup();
+            let violations = scope_violations(&ws.owns, &ws.forbid, &paths);
+            if violations.is_empty() {
+                return Ok((Some(head.to_string()), paths));
+            }
+            let list = violations.join(", ");
+            match policy {
+                ScopePolicy::Fail => Err(Failure {
+                    kind: FailureKind::Scope,
+                    message: format!("changed files outside its scope: {list}"),
+                }),
+                ScopePolicy::Warn => {
+                    let _ = tx.send(Msg::Event(EventKind::Alert {
+                        workstream: Some(index),
+                        message: format!("{}: changed files outside its scope: {list}", ws.name),
+                    }));
+                    Ok((Some(head.to_string()), paths))
+                }
+                ScopePolicy::Revert => {
+                    git.restore_paths(&dir, start, &violations).map_err(git_failure)?;
+                    let message = format!(
+                        "flow: revert changes of {} outside its scope\n\n{}",
+                        ws.name,
+                        violations.join("\n")
+                    );
+                    git.commit_all(&dir, &message, CONTEXT_PREFIXES).map_err(git_failure)?;
+                    let head = git.branch_head(&branch).map_err(git_failure)?.unwrap_or(head);
+                    let _ = tx.send(Msg::Event(EventKind::Alert {
+                        workstream: Some(index),
+                        message: format!("{}: reverted changes outside its scope: {list}", ws.name),
+                    }));
+                    let kept: Vec<String> = paths.into_iter().filter(|p| !violations.contains(p)).collect();
+                    Ok((Some(head.to_string()), kept))
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(r) => r,
+            Err(e) => Err(Failure {
+                kind: FailureKind::Git,
+                message: format!("the check stopped: {e}"),
+            }),
+        }
+    }
+
+    async fn run_test(
+        &self,
+        command: &str,
+        prepared: &Prepared,
+        env: BTreeMap<String, String>,
+    ) -> Result<TestResult, ()> {
+        let ws = &self.ctx.workflow.workstreams[self.index];
+        let mut spec = ProcessSpec::new("sh", vec!["-c".to_string(), command.to_string()], &prepared.dir);
+        spec.env = env;
+        spec.log_path = Some(self.ctx.run_dir.log_path(&ws.name));
+        spec.grace = self.ctx.grace;
+        spec.timeout = ws.timeout;
+        let mut tail: Vec<String> = vec![];
+        let outcome = run_process(
+            spec,
+            |line: OutputLine<'_>| {
+                tail.push(line.text().to_string());
+                if tail.len() > 20 {
+                    tail.remove(0);
+                }
+                Control::Continue
+            },
+            self.ctx.cancel.clone(),
+        )
+        .await;
+        match outcome {
+            Ok(o) if o.end == ProcessEnd::Cancelled => Err(()),
+            Ok(o) => {
+                let passed = o.end.is_success();
+                let detail = if passed {
+                    "passed".to_string()
+                } else {
+                    format!("`{command}` {}: {}", o.end, tail.last().cloned().unwrap_or_default())
+                };
+                Ok(TestResult {
+                    passed,
+                    command: command.to_string(),
+                    detail,
+                })
+            }
+            Err(e) => Ok(TestResult {
+                passed: false,
+                command: command.to_string(),
+                detail: format!("cannot run `{command}`: {e}"),
+            }),
+        }
+    }
+}
+
+struct Prepared {
+    dir: PathBuf,
+    branch: Option<String>,
+    start: Option<Oid>,
+    prompt: String,
+    prompt_file: PathBuf,
+}
+
+fn flatten<T>(result: Result<Result<T, crate::git::GitError>, tokio::task::JoinError>) -> Result<T, String> {
+    match result {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the git task stopped: {e}")),
+    }
+}
+
+/// Tells whether usage passes a limit, and says how.
+pub fn over_budget(usage: &Usage, usd: Option<f64>, tokens: Option<u64>) -> Option<String> {
+    if let (Some(limit), Some(spent)) = (usd, usage.cost_usd)
+        && spent > limit
+    {
+        return Some(format!("budget exhausted: ${spent:.4} spent of ${limit:.2}"));
+    }
+    if let Some(limit) = tokens
+        && usage.total_tokens() > limit
+    {
+        return Some(format!(
+            "budget exhausted: {} tokens used of {limit}",
+            usage.total_tokens()
+        ));
+    }
+    None
+}
+
+/// The delay before retry number `attempt` (1-based): exponential with ±20% jitter.
+fn backoff(base: Duration, attempt: u32, salt: usize) -> Duration {
+    let exponential = base
+        .saturating_mul(1 << (attempt - 1).min(10))
+        .min(Duration::from_secs(30));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = ((nanos as usize ^ salt.wrapping_mul(2_654_435_761)) % 401) as f64 / 1000.0 - 0.2;
+    exponential.mul_f64(1.0 + jitter)
+}
+
+/// The changed paths that break the scope: outside every `owns` (when there is one) or inside a `forbid`.
+pub fn scope_violations(owns: &[String], forbid: &[String], paths: &[String]) -> Vec<String> {
+    let owns_set = glob_set(owns);
+    let forbid_set = glob_set(forbid);
+    paths
+        .iter()
+        .filter(|p| {
+            let outside = !owns.is_empty() && !owns_set.is_match(p.as_str());
+            outside || forbid_set.is_match(p.as_str())
+        })
+        .cloned()
+        .collect()
+}
+
+fn glob_set(globs: &[String]) -> GlobSet {
+    let mut builder = GlobSetBuilder::new();
+    for glob in globs {
+        // Validation already rejected globs that do not parse.
+        if let Ok(g) = Glob::new(glob).and_then(|_| globset::GlobBuilder::new(glob).literal_separator(true).build()) {
+            builder.add(g);
+        }
+    }
+    builder.build().unwrap_or_else(|_| GlobSet::empty())
+}
+
+fn describe_integrity(problem: &IntegrityProblem) -> String {
+    match problem {
+        IntegrityProblem::FolderMissing => "its worktree folder is gone".to_string(),
+        IntegrityProblem::GitFileTouched { detail } => format!("it touched .git: {detail}"),
+        IntegrityProblem::SwitchedBranch { now } => format!("it switched its worktree to branch {now}"),
+        IntegrityProblem::Detached { at } => format!("it detached its worktree's HEAD (at {at})"),
+        IntegrityProblem::BranchMissing => "its branch was deleted".to_string(),
+        IntegrityProblem::RewroteHistory { head } => format!("it rewrote history below its start commit (head {head})"),
+    }
+}
+
+/// The path of a workstream's worktree for a workflow in a repository.
+pub fn worktrees_dir(workflow: &Workflow, root: &Path) -> PathBuf {
+    let base = match &workflow.worktrees {
+        Some(dir) => root.join(dir),
+        None => {
+            let name = root
+                .file_name()
+                .map_or("repository".into(), |n| n.to_string_lossy().into_owned());
+            root.parent().unwrap_or(root).join(format!("{name}-worktrees"))
+        }
+    };
+    base.join(&workflow.name)
+}

@@ -1,0 +1,424 @@
+//! The state of a run: what each workstream is doing, what it produced, what it spent.
+//!
+//! State changes only through [`RunState::apply`], one [`Event`] at a time, so the
+//! append-only event log is the truth and `state.json` a snapshot of it: after a crash the
+//! state is the last snapshot with every later event applied again.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::output::{AgentError, Usage};
+
+/// Where a workstream is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Waiting for its dependencies or a free slot.
+    Pending,
+    /// Creating its worktree and writing its context.
+    Preparing,
+    /// Its agent is running.
+    Running,
+    /// Committing, checking scope, running its test.
+    Checking,
+    /// Finished and checked; waiting for its turn to merge.
+    Ready,
+    /// Being merged and verified.
+    Merging,
+    /// Merged into the integration branch.
+    Merged,
+    /// Finished; nothing to merge (`isolation "none"`).
+    Done,
+    /// Failed (agent error, scope violation, test or verify failure, budget).
+    Failed,
+    /// Not run because a dependency did not succeed.
+    Skipped,
+    /// Stopped by Ctrl-C or by the failure policy.
+    Cancelled,
+    /// Its branch conflicted with the integration branch.
+    Conflicted,
+}
+
+impl Phase {
+    /// The name shown in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Preparing => "preparing",
+            Phase::Running => "running",
+            Phase::Checking => "checking",
+            Phase::Ready => "ready",
+            Phase::Merging => "merging",
+            Phase::Merged => "merged",
+            Phase::Done => "done",
+            Phase::Failed => "failed",
+            Phase::Skipped => "skipped",
+            Phase::Cancelled => "cancelled",
+            Phase::Conflicted => "conflicted",
+        }
+    }
+
+    /// Tells whether the workstream finished successfully (its dependents may start).
+    pub fn is_success(self) -> bool {
+        matches!(self, Phase::Merged | Phase::Done)
+    }
+
+    /// Tells whether the workstream is over for this run, successfully or not.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Phase::Merged | Phase::Done | Phase::Failed | Phase::Skipped | Phase::Cancelled | Phase::Conflicted
+        )
+    }
+
+    /// Tells whether work is under way (an agent, a check or a merge).
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            Phase::Preparing | Phase::Running | Phase::Checking | Phase::Merging
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The result of a workstream's `test` or the workflow's `verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    pub passed: bool,
+    pub command: String,
+    pub detail: String,
+}
+
+/// Why a workstream failed, in words and as a class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// The kinds of failure, for tables and for deciding whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    Agent,
+    Timeout,
+    Hung,
+    Budget,
+    Scope,
+    Integrity,
+    Test,
+    Verify,
+    Conflict,
+    Git,
+    Cancelled,
+    Dependency,
+}
+
+/// Everything recorded about one workstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkstreamState {
+    pub name: String,
+    pub phase: Phase,
+    pub attempts: u32,
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+    pub updated_at: f64,
+    /// The hash of the workstream's effective spec (and its dependencies' hashes).
+    pub spec_hash: String,
+    pub branch: Option<String>,
+    pub worktree: Option<String>,
+    pub start_commit: Option<String>,
+    pub result_commit: Option<String>,
+    pub merge_commit: Option<String>,
+    pub files_changed: Vec<String>,
+    pub test: Option<TestResult>,
+    pub usage: Usage,
+    pub session_id: Option<String>,
+    pub failure: Option<Failure>,
+    /// Why the workstream is in its phase, when that is not obvious (skipped, cancelled).
+    pub reason: Option<String>,
+    /// The last line its agent printed.
+    pub last_line: Option<String>,
+}
+
+impl WorkstreamState {
+    /// A workstream that has not started.
+    pub fn new(name: &str, spec_hash: String, now: f64) -> WorkstreamState {
+        WorkstreamState {
+            name: name.to_string(),
+            phase: Phase::Pending,
+            attempts: 0,
+            started_at: None,
+            ended_at: None,
+            updated_at: now,
+            spec_hash,
+            branch: None,
+            worktree: None,
+            start_commit: None,
+            result_commit: None,
+            merge_commit: None,
+            files_changed: vec![],
+            test: None,
+            usage: Usage::default(),
+            session_id: None,
+            failure: None,
+            reason: None,
+            last_line: None,
+        }
+    }
+}
+
+/// How the run as a whole stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// Everything recorded about a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub version: u32,
+    pub id: String,
+    pub workflow: String,
+    pub workflow_file: Option<String>,
+    pub workflow_hash: String,
+    pub repository: String,
+    pub base: Option<String>,
+    pub base_commit: Option<String>,
+    pub into: String,
+    /// The integration branch's last commit that passed verification.
+    pub last_good: Option<String>,
+    pub status: RunStatus,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    /// The sequence number of the last event applied.
+    pub last_event: u64,
+    pub workstreams: Vec<WorkstreamState>,
+    /// Warnings and alerts raised during the run (budget at 80%, scope warnings).
+    pub alerts: Vec<String>,
+}
+
+/// One thing that happened in a run. Applying events in order rebuilds the state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at: f64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A run started or resumed.
+    RunStarted { pid: u32, resumed: bool },
+    /// A workstream moved to a phase.
+    Phase {
+        workstream: usize,
+        phase: Phase,
+        reason: Option<String>,
+    },
+    /// A workstream's worktree is ready at its start commit.
+    Prepared {
+        workstream: usize,
+        branch: Option<String>,
+        worktree: String,
+        start_commit: Option<String>,
+    },
+    /// An agent attempt started.
+    AttemptStarted { workstream: usize, attempt: u32 },
+    /// Running usage of an agent attempt, as it streams.
+    Usage { workstream: usize, usage: Usage },
+    /// An agent attempt ended.
+    AttemptEnded {
+        workstream: usize,
+        attempt: u32,
+        usage: Usage,
+        session_id: Option<String>,
+        error: Option<AgentError>,
+        last_line: Option<String>,
+    },
+    /// The workstream's work is committed and checked.
+    Checked {
+        workstream: usize,
+        result_commit: Option<String>,
+        files_changed: Vec<String>,
+        test: Option<TestResult>,
+    },
+    /// The workstream failed.
+    Failed { workstream: usize, failure: Failure },
+    /// The workstream's branch merged into the integration branch.
+    Merged {
+        workstream: usize,
+        merge_commit: String,
+        verify: Option<TestResult>,
+    },
+    /// The workstream's branch conflicted.
+    Conflicted { workstream: usize, paths: Vec<String> },
+    /// An alert (budget at 80%, scope warning).
+    Alert { workstream: Option<usize>, message: String },
+    /// The run ended.
+    RunEnded { status: RunStatus },
+}
+
+impl RunState {
+    /// Applies one event.
+    pub fn apply(&mut self, event: &Event) {
+        self.last_event = event.seq;
+        let at = event.at;
+        match &event.kind {
+            EventKind::RunStarted { .. } => {
+                self.status = RunStatus::Running;
+                self.ended_at = None;
+            }
+            EventKind::Phase {
+                workstream,
+                phase,
+                reason,
+            } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.phase = *phase;
+                ws.reason = reason.clone();
+                ws.updated_at = at;
+                if *phase == Phase::Preparing && ws.started_at.is_none() {
+                    ws.started_at = Some(at);
+                }
+                if phase.is_final() || *phase == Phase::Ready {
+                    ws.ended_at = Some(at);
+                }
+                if *phase == Phase::Pending {
+                    ws.failure = None;
+                    ws.ended_at = None;
+                }
+            }
+            EventKind::Prepared {
+                workstream,
+                branch,
+                worktree,
+                start_commit,
+            } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.branch = branch.clone();
+                ws.worktree = Some(worktree.clone());
+                ws.start_commit = start_commit.clone();
+                ws.updated_at = at;
+            }
+            EventKind::AttemptStarted { workstream, attempt } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.attempts = *attempt;
+                ws.phase = Phase::Running;
+                ws.updated_at = at;
+            }
+            EventKind::Usage { workstream, usage } => {
+                // Streaming usage is shown live; the attempt's final usage is added when it ends.
+                let ws = &mut self.workstreams[*workstream];
+                ws.updated_at = at;
+                let _ = usage;
+            }
+            EventKind::AttemptEnded {
+                workstream,
+                usage,
+                session_id,
+                last_line,
+                ..
+            } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.usage.add(usage);
+                if session_id.is_some() {
+                    ws.session_id = session_id.clone();
+                }
+                if last_line.is_some() {
+                    ws.last_line = last_line.clone();
+                }
+                ws.updated_at = at;
+            }
+            EventKind::Checked {
+                workstream,
+                result_commit,
+                files_changed,
+                test,
+            } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.result_commit = result_commit.clone();
+                ws.files_changed = files_changed.clone();
+                ws.test = test.clone();
+                ws.updated_at = at;
+            }
+            EventKind::Failed { workstream, failure } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.failure = Some(failure.clone());
+                ws.phase = Phase::Failed;
+                ws.ended_at = Some(at);
+                ws.updated_at = at;
+            }
+            EventKind::Merged {
+                workstream,
+                merge_commit,
+                ..
+            } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.merge_commit = Some(merge_commit.clone());
+                ws.phase = Phase::Merged;
+                ws.ended_at = Some(at);
+                ws.updated_at = at;
+                self.last_good = Some(merge_commit.clone());
+            }
+            EventKind::Conflicted { workstream, paths } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.phase = Phase::Conflicted;
+                ws.failure = Some(Failure {
+                    kind: FailureKind::Conflict,
+                    message: format!("conflicts in {}", paths.join(", ")),
+                });
+                ws.ended_at = Some(at);
+                ws.updated_at = at;
+            }
+            EventKind::Alert { message, .. } => self.alerts.push(message.clone()),
+            EventKind::RunEnded { status } => {
+                self.status = *status;
+                self.ended_at = Some(at);
+            }
+        }
+    }
+
+    /// Finds a workstream by name.
+    pub fn workstream(&self, name: &str) -> Option<&WorkstreamState> {
+        self.workstreams.iter().find(|w| w.name == name)
+    }
+
+    /// The total usage over every workstream.
+    pub fn total_usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for ws in &self.workstreams {
+            total.add(&ws.usage);
+        }
+        total
+    }
+
+    /// Counts workstreams per phase.
+    pub fn phase_counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for ws in &self.workstreams {
+            *counts.entry(ws.phase.name()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Seconds since the Unix epoch, as a float (milliseconds kept).
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,203 @@
+//! Where a run lives on disk: `.flow/runs/<id>/` with `state.json` (an atomic snapshot),
+//! `events.jsonl` (append-only, one event per line), `logs/<workstream>.log`, and
+//! `.flow/latest` naming the newest run.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use crate::run::state::{Event, RunState};
+
+/// The folders and files of one run.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub flow_dir: PathBuf,
+    pub dir: PathBuf,
+    pub id: String,
+}
+
+impl RunDir {
+    /// The run folder of `id` under a repository's `.flow/`.
+    pub fn new(flow_dir: &Path, id: &str) -> RunDir {
+        RunDir {
+            flow_dir: flow_dir.to_path_buf(),
+            dir: flow_dir.join("runs").join(id),
+            id: id.to_string(),
+        }
+    }
+
+    /// `state.json`.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// `events.jsonl`.
+    pub fn events_path(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    /// The log of one workstream.
+    pub fn log_path(&self, workstream: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{workstream}.log"))
+    }
+
+    /// The scratch folder of a workstream with `isolation "none"`.
+    pub fn scratch_path(&self, workstream: &str) -> PathBuf {
+        self.dir.join("scratch").join(workstream)
+    }
+
+    /// Creates the folders and makes this the latest run.
+    pub fn create(&self) -> io::Result<()> {
+        std::fs::create_dir_all(self.dir.join("logs"))?;
+        ensure_gitignore(&self.flow_dir)?;
+        write_atomic(&self.flow_dir.join("latest"), format!("{}\n", self.id).as_bytes())
+    }
+
+    /// Writes the state snapshot atomically (temporary file, fsync, rename).
+    pub fn save(&self, state: &RunState) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        write_atomic(&self.state_path(), &json)
+    }
+
+    /// Loads the state: the snapshot with every later event applied again.
+    pub fn load(&self) -> io::Result<RunState> {
+        let text = std::fs::read(self.state_path())?;
+        let mut state: RunState = serde_json::from_slice(&text).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", self.state_path().display()),
+            )
+        })?;
+        for event in read_events(&self.events_path())? {
+            if event.seq > state.last_event {
+                state.apply(&event);
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// Reads every complete event; a last line cut short by a crash is ignored.
+pub fn read_events(path: &Path) -> io::Result<Vec<Event>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let mut events = vec![];
+    for line in io::BufReader::new(file).lines() {
+        let line = line?;
+        if let Ok(event) = serde_json::from_str::<Event>(&line) {
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
+/// The append-only event log.
+pub struct EventLog {
+    file: File,
+}
+
+impl EventLog {
+    /// Opens (or creates) the log for appending.
+    pub fn open(path: &Path) -> io::Result<EventLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(EventLog { file })
+    }
+
+    /// Appends one event as a single write, so a crash leaves whole lines only (or a cut last line).
+    pub fn append(&mut self, event: &Event) -> io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)
+    }
+
+    /// Forces the log to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Writes a file atomically: a temporary file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Keeps `.flow/` out of git without touching the user's `.gitignore`.
+fn ensure_gitignore(flow_dir: &Path) -> io::Result<()> {
+    let path = flow_dir.join(".gitignore");
+    if !path.exists() {
+        std::fs::create_dir_all(flow_dir)?;
+        std::fs::write(path, "*\n")?;
+    }
+    Ok(())
+}
+
+/// The id of the newest run, if any.
+pub fn latest_run(flow_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(flow_dir.join("latest"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Every run id, oldest first.
+pub fn list_runs(flow_dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(flow_dir.join("runs"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// A new run id: UTC date and time, plus a short suffix so two runs in one second differ.
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let suffix = (now.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)) & 0xffff;
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{suffix:04x}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Converts days since 1970-01-01 to a (year, month, day) civil date.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_416), (2025, 11, 24));
+    }
+}

@@ -1,0 +1,1120 @@
+//! Tests of `flow_engine::git` on real temporary repositories.
+//!
+//! Repositories are set up and inspected with the git CLI under a hermetic
+//! configuration; every operation under test goes through the library.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flow_engine::git::{
+    BranchState, Change, ChangeKind, Git, GitError, IntegrityProblem, MergeOutcome, Oid, WorktreeState,
+};
+use tempfile::TempDir;
+
+/// Runs git in `dir` with a hermetic configuration and a pinned identity and date.
+fn run_git(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "advice.detachedHead=false",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_COMMON_DIR")
+        .env_remove("GIT_OBJECT_DIRECTORY")
+        .output()
+        .expect("the git CLI runs")
+}
+
+/// Runs git and returns its trimmed stdout, failing the test when git fails.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = run_git(dir, args);
+    assert!(
+        output.status.success(),
+        "git {args:?} in {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Writes a file, creating its folders.
+fn write(path: &Path, content: &str) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("create parent folder");
+    }
+    fs::write(path, content).expect("write file");
+}
+
+/// Ten numbered lines, with line `i` replaced when given.
+fn lines(replace: Option<(usize, &str)>) -> String {
+    (1..=10)
+        .map(|i| match replace {
+            Some((at, text)) if at == i => format!("{text}\n"),
+            _ => format!("line {i}\n"),
+        })
+        .collect()
+}
+
+/// A temporary repository on `main` with two commits, and a folder for worktrees.
+struct Fixture {
+    _tmp: TempDir,
+    root: PathBuf,
+    worktrees: PathBuf,
+    tmp_path: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = TempDir::new().expect("temp dir");
+        let tmp_path = fs::canonicalize(tmp.path()).expect("canonical temp dir");
+        let root = tmp_path.join("repo");
+        fs::create_dir_all(&root).expect("create repo folder");
+        git(&root, &["init", "-q", "-b", "main"]);
+        write(&root.join("a.txt"), &lines(None));
+        write(&root.join("b.txt"), "bee\n");
+        write(
+            &root.join("src/lib.rs"),
+            "pub fn answer() -> u32 {\n    42\n}\n\npub fn question() -> &'static str {\n    \"six by nine\"\n}\n",
+        );
+        write(&root.join(".gitignore"), "*.log\ntarget/\n");
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "init"]);
+        write(&root.join("c.txt"), "sea\n");
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "second"]);
+        Fixture {
+            _tmp: tmp,
+            worktrees: tmp_path.join("worktrees"),
+            root,
+            tmp_path,
+        }
+    }
+
+    fn git(&self) -> Git {
+        Git::discover(&self.root).expect("discover the fixture repository")
+    }
+
+    fn wt(&self, name: &str) -> PathBuf {
+        self.worktrees.join(name)
+    }
+
+    fn rev(&self, rev: &str) -> Oid {
+        self.git().resolve(rev).expect("resolve")
+    }
+
+    /// Commits `files` (path, content or `None` to delete) in `dir` with the CLI.
+    fn commit_in(&self, dir: &Path, files: &[(&str, Option<&str>)], message: &str) -> Oid {
+        for (path, content) in files {
+            match content {
+                Some(content) => write(&dir.join(path), content),
+                None => {
+                    fs::remove_file(dir.join(path)).expect("delete file");
+                }
+            }
+        }
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", message]);
+        Oid::from_hex(&git(dir, &["rev-parse", "HEAD"])).expect("hex id")
+    }
+}
+
+#[test]
+fn discovers_from_a_subfolder_and_reads_revisions() {
+    let f = Fixture::new();
+    let g = Git::discover(&f.root.join("src")).expect("discover from a subfolder");
+    assert_eq!(g.root(), f.root.as_path());
+    assert_eq!(g.current_branch().expect("branch"), Some("main".to_owned()));
+
+    let head = git(&f.root, &["rev-parse", "HEAD"]);
+    assert_eq!(g.resolve("main").expect("main").to_string(), head);
+    assert_eq!(g.resolve("refs/heads/main").expect("full ref").to_string(), head);
+    assert_eq!(g.resolve(&head).expect("sha").to_string(), head);
+    assert_eq!(
+        g.resolve("main~1").expect("parent").to_string(),
+        git(&f.root, &["rev-parse", "HEAD~1"])
+    );
+    assert!(matches!(
+        g.resolve("no-such-branch"),
+        Err(GitError::UnknownRevision(rev)) if rev == "no-such-branch"
+    ));
+
+    git(&f.root, &["checkout", "-q", "--detach"]);
+    assert_eq!(g.current_branch().expect("detached"), None);
+    git(&f.root, &["checkout", "-q", "main"]);
+
+    let outside = TempDir::new().expect("temp dir");
+    assert!(matches!(
+        Git::discover(outside.path()),
+        Err(GitError::NotARepository { .. })
+    ));
+    let bare = f.tmp_path.join("bare.git");
+    git(&f.tmp_path, &["init", "-q", "--bare", "bare.git"]);
+    assert!(matches!(Git::discover(&bare), Err(GitError::BareRepository { .. })));
+
+    let id: Oid = head.parse().expect("parse");
+    let json = serde_json::to_string(&id).expect("serialize");
+    assert_eq!(json, format!("\"{head}\""));
+    assert_eq!(serde_json::from_str::<Oid>(&json).expect("deserialize"), id);
+    assert!(serde_json::from_str::<Oid>("\"abc\"").is_err());
+}
+
+#[test]
+fn branches_are_created_once_and_moved_only_by_compare_and_swap() {
+    let f = Fixture::new();
+    let g = f.git();
+    let first = f.rev("main~1");
+    let second = f.rev("main");
+
+    assert_eq!(g.branch_head("flow/x").expect("absent"), None);
+    assert_eq!(g.ensure_branch("flow/x", first).expect("create"), BranchState::Created);
+    assert_eq!(
+        g.ensure_branch("flow/x", second).expect("exists"),
+        BranchState::Existing(first)
+    );
+    assert_eq!(g.branch_head("flow/x").expect("head"), Some(first));
+
+    let moved = g.set_branch("flow/x", second, Some(second), "wrong expectation");
+    assert!(matches!(
+        moved,
+        Err(GitError::RefMoved { expected: Some(e), actual: Some(a), .. }) if e == second && a == first
+    ));
+    assert_eq!(g.branch_head("flow/x").expect("head"), Some(first));
+    assert!(matches!(
+        g.set_branch("flow/x", second, None, "must not exist"),
+        Err(GitError::RefMoved { expected: None, .. })
+    ));
+    g.set_branch("flow/x", second, Some(first), "advance")
+        .expect("compare-and-swap succeeds");
+    assert_eq!(g.branch_head("flow/x").expect("head"), Some(second));
+    assert!(matches!(
+        g.set_branch("flow/y", first, Some(second), "absent branch"),
+        Err(GitError::RefMoved { actual: None, .. })
+    ));
+    g.set_branch("flow/y", first, None, "create").expect("create");
+    assert_eq!(g.branch_head("refs/heads/flow/y").expect("head"), Some(first));
+
+    assert!(matches!(
+        g.set_branch("main", first, Some(second), "moving the user's branch"),
+        Err(GitError::BranchCheckedOut { .. })
+    ));
+    assert!(matches!(
+        g.delete_branch("main"),
+        Err(GitError::BranchCheckedOut { .. })
+    ));
+    assert!(matches!(
+        g.ensure_branch("bad..name", first),
+        Err(GitError::InvalidBranchName(_))
+    ));
+
+    g.delete_branch("flow/y").expect("delete");
+    g.delete_branch("flow/y").expect("deleting twice is fine");
+    assert_eq!(g.branch_head("flow/y").expect("gone"), None);
+
+    assert!(g.is_ancestor(first, second).expect("ancestor"));
+    assert!(!g.is_ancestor(second, first).expect("not ancestor"));
+    assert!(g.is_ancestor(second, second).expect("itself"));
+}
+
+#[test]
+fn adds_reuses_and_refuses_worktrees() {
+    let f = Fixture::new();
+    let g = f.git();
+    let base = f.rev("main~1");
+    let gui = f.wt("gui");
+
+    assert_eq!(
+        g.add_worktree(&gui, "flow/gui", base).expect("add"),
+        WorktreeState::Created {
+            branch: BranchState::Created
+        }
+    );
+    assert_eq!(git(&gui, &["rev-parse", "HEAD"]), base.to_string());
+    assert_eq!(git(&gui, &["symbolic-ref", "HEAD"]), "refs/heads/flow/gui");
+    assert_eq!(git(&gui, &["status", "--porcelain"]), "");
+    assert!(!gui.join("c.txt").exists(), "checked out at the start commit");
+    let listed = git(&f.root, &["worktree", "list", "--porcelain"]);
+    assert!(listed.contains(&format!("worktree {}", gui.display())));
+
+    write(&gui.join("scratch.txt"), "agent work in progress\n");
+    assert_eq!(
+        g.add_worktree(&gui, "flow/gui", f.rev("main")).expect("reuse"),
+        WorktreeState::Reused
+    );
+    assert!(gui.join("scratch.txt").exists(), "a reused worktree is not touched");
+
+    // A folder of someone else's files is in the way.
+    let occupied = f.wt("occupied");
+    write(&occupied.join("keep.txt"), "mine\n");
+    assert!(matches!(
+        g.add_worktree(&occupied, "flow/occupied", base),
+        Err(GitError::PathInTheWay { .. })
+    ));
+    assert_eq!(g.branch_head("flow/occupied").expect("head"), None);
+    assert_eq!(fs::read_to_string(occupied.join("keep.txt")).expect("kept"), "mine\n");
+
+    // The same folder with another branch is in the way too.
+    assert!(matches!(
+        g.add_worktree(&gui, "flow/other", base),
+        Err(GitError::PathInTheWay { found, .. }) if found.contains("flow/gui")
+    ));
+
+    // An empty folder is fine.
+    let empty = f.wt("empty");
+    fs::create_dir_all(&empty).expect("create empty folder");
+    assert!(matches!(
+        g.add_worktree(&empty, "flow/empty", base).expect("empty folder"),
+        WorktreeState::Created { .. }
+    ));
+
+    // A branch checked out elsewhere: in the user's checkout or another worktree.
+    let err = g
+        .add_worktree(&f.wt("main-again"), "main", base)
+        .expect_err("main is checked out");
+    assert!(
+        matches!(&err, GitError::BranchCheckedOut { path, .. } if path == &f.root),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("main"));
+    let err = g
+        .add_worktree(&f.wt("gui-again"), "flow/gui", base)
+        .expect_err("flow/gui is checked out in gui");
+    assert!(
+        matches!(&err, GitError::BranchCheckedOut { path, .. } if path == &gui),
+        "{err:?}"
+    );
+    assert!(!f.wt("gui-again").exists());
+
+    // When creating the worktree fails after the branch was made, the branch goes too.
+    write(&f.wt("a-file"), "not a folder\n");
+    let err = g
+        .add_worktree(&f.wt("a-file").join("child"), "flow/child", base)
+        .expect_err("parent is a file");
+    assert!(matches!(err, GitError::Io { .. }), "{err:?}");
+    assert_eq!(g.branch_head("flow/child").expect("head"), None);
+
+    // An existing branch is used where it is, not moved to `start`.
+    g.ensure_branch("flow/existing", f.rev("main")).expect("create");
+    assert_eq!(
+        g.add_worktree(&f.wt("existing"), "flow/existing", base).expect("add"),
+        WorktreeState::Created {
+            branch: BranchState::Existing(f.rev("main"))
+        }
+    );
+    assert_eq!(
+        git(&f.wt("existing"), &["rev-parse", "HEAD"]),
+        f.rev("main").to_string()
+    );
+
+    git(&f.root, &["worktree", "list"]);
+    git(&f.root, &["fsck", "--strict"]);
+}
+
+#[test]
+fn stale_records_are_pruned_unless_locked() {
+    let f = Fixture::new();
+    let g = f.git();
+    let base = f.rev("main");
+    let gui = f.wt("gui");
+    g.add_worktree(&gui, "flow/gui", base).expect("add");
+    fs::remove_dir_all(&gui).expect("rm -rf by hand");
+
+    let listed = g.worktrees().expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "flow-gui");
+    assert_eq!(listed[0].branch.as_deref(), Some("flow/gui"));
+    assert!(listed[0].missing && listed[0].prunable);
+
+    // Adding the same folder again prunes the stale record first.
+    assert_eq!(
+        g.add_worktree(&gui, "flow/gui", base).expect("re-add"),
+        WorktreeState::Created {
+            branch: BranchState::Existing(base)
+        }
+    );
+    let listed = g.worktrees().expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].missing);
+
+    // A stale record that holds the branch is pruned for a new folder as well.
+    fs::remove_dir_all(&gui).expect("rm -rf by hand");
+    let moved = f.wt("gui-moved");
+    g.add_worktree(&moved, "flow/gui", base).expect("add elsewhere");
+    assert_eq!(g.worktrees().expect("list").len(), 1);
+
+    // prune_stale_worktrees removes exactly the records whose folder is gone.
+    g.add_worktree(&f.wt("api"), "flow/api", base).expect("add");
+    fs::remove_dir_all(f.wt("api")).expect("rm -rf by hand");
+    assert_eq!(g.prune_stale_worktrees().expect("prune"), vec!["flow-api"]);
+    assert_eq!(g.prune_stale_worktrees().expect("prune"), Vec::<String>::new());
+    assert_eq!(g.branch_head("flow/api").expect("kept"), Some(base));
+
+    // A locked stale record is kept and blocks with a clear error.
+    let db = f.wt("db");
+    g.add_worktree(&db, "flow/db", base).expect("add");
+    g.lock_worktree(&db, "flow run 7").expect("lock");
+    fs::remove_dir_all(&db).expect("rm -rf by hand");
+    assert!(g.prune_stale_worktrees().expect("prune").is_empty());
+    let err = g.add_worktree(&db, "flow/db", base).expect_err("locked stale record");
+    assert!(
+        matches!(&err, GitError::StaleWorktreeLocked { name, .. } if name == "flow-db"),
+        "{err:?}"
+    );
+    let listed = g.worktrees().expect("list");
+    let db_info = listed.iter().find(|info| info.name == "flow-db").expect("listed");
+    assert!(db_info.locked && db_info.missing && !db_info.prunable);
+    assert_eq!(db_info.lock_reason.as_deref(), Some("flow run 7"));
+    g.remove_worktree(&db, true).expect("forced removal clears it");
+    assert!(g.worktrees().expect("list").iter().all(|i| i.name != "flow-db"));
+    git(&f.root, &["fsck", "--strict"]);
+}
+
+#[test]
+fn locks_and_removes_worktrees() {
+    let f = Fixture::new();
+    let g = f.git();
+    let base = f.rev("main");
+    let gui = f.wt("gui");
+    g.add_worktree(&gui, "flow/gui", base).expect("add");
+
+    g.lock_worktree(&gui, "flow run 1").expect("lock");
+    g.lock_worktree(&gui, "flow run 2").expect("relock with a new reason");
+    let porcelain = git(&f.root, &["worktree", "list", "--porcelain"]);
+    assert!(porcelain.contains("locked flow run 2"), "{porcelain}");
+    assert!(matches!(
+        g.remove_worktree(&gui, false),
+        Err(GitError::WorktreeLocked { reason: Some(r), .. }) if r == "flow run 2"
+    ));
+    g.unlock_worktree(&gui).expect("unlock");
+    g.unlock_worktree(&gui).expect("unlock twice");
+    assert!(!g.worktrees().expect("list")[0].locked);
+
+    write(&gui.join("new.txt"), "untracked\n");
+    write(&gui.join("a.txt"), "changed\n");
+    write(&gui.join("debug.log"), "ignored\n");
+    write(&gui.join(".ai/worktrees/gui/context.md"), "seed\n");
+    let err = g.remove_worktree(&gui, false).expect_err("dirty");
+    match &err {
+        GitError::Dirty { paths, .. } => assert_eq!(paths, &[".ai/worktrees/gui/context.md", "a.txt", "new.txt"]),
+        other => panic!("expected Dirty, got {other:?}"),
+    }
+    assert!(err.to_string().contains("3 path(s)"));
+    assert!(gui.join("new.txt").exists());
+
+    assert_eq!(
+        g.is_dirty(&gui, &[".ai/worktrees/"]).expect("dirty"),
+        vec!["a.txt", "new.txt"]
+    );
+    fs::remove_file(gui.join("new.txt")).expect("rm");
+    git(&gui, &["checkout", "-q", "--", "a.txt"]);
+    g.remove_worktree_ignoring(&gui, false, &[".ai/worktrees/"])
+        .expect("only flow's own files are left");
+    assert!(!gui.exists());
+    assert!(g.worktrees().expect("list").is_empty());
+    assert_eq!(g.branch_head("flow/gui").expect("kept"), Some(base));
+    g.remove_worktree(&gui, false).expect("removing twice is fine");
+
+    let api = f.wt("api");
+    g.add_worktree(&api, "flow/api", base).expect("add");
+    g.lock_worktree(&api, "busy").expect("lock");
+    write(&api.join("b.txt"), "changed\n");
+    g.remove_worktree(&api, true).expect("forced");
+    assert!(!api.exists());
+    assert!(g.worktrees().expect("list").is_empty());
+    g.delete_branch("flow/api").expect("branch is free again");
+
+    assert!(matches!(
+        g.remove_worktree(&f.root, true),
+        Err(GitError::UserCheckout { .. })
+    ));
+    assert!(matches!(
+        g.remove_worktree(&f.wt("never-made").join(".."), true),
+        Err(GitError::NotAWorktree { .. })
+    ));
+    assert!(f.root.join("a.txt").exists());
+    git(&f.root, &["worktree", "prune", "--dry-run"]);
+    git(&f.root, &["fsck", "--strict"]);
+}
+
+#[test]
+fn commit_all_stages_everything_but_excluded_and_ignored_paths() {
+    let f = Fixture::new();
+    let g = f.git();
+    let base = f.rev("main");
+    let dir = f.wt("ws");
+    g.add_worktree(&dir, "flow/ws", base).expect("add");
+
+    assert_eq!(g.commit_all(&dir, "nothing", &[]).expect("clean"), None);
+
+    write(&dir.join("a.txt"), &lines(Some((3, "changed"))));
+    fs::remove_file(dir.join("b.txt")).expect("delete");
+    write(&dir.join("docs/new/guide.md"), "# guide\n");
+    write(&dir.join("build.log"), "ignored by *.log\n");
+    write(&dir.join("target/debug/out"), "ignored folder\n");
+    write(&dir.join(".ai/worktrees/ws/context.md"), "seed\n");
+    write(&dir.join(".ai/coordination/worktree_status.md"), "status\n");
+    write(&dir.join(".ai/patterns.md"), "not excluded\n");
+    // An agent's own partial staging is overridden by the full content.
+    git(&dir, &["add", "a.txt"]);
+    write(&dir.join("a.txt"), &lines(Some((4, "changed again"))));
+
+    let excluded = [".ai/worktrees/", ".ai/coordination/"];
+    let commit = g
+        .commit_all(&dir, "flow: leftovers of ws", &excluded)
+        .expect("commit")
+        .expect("something to commit");
+
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]), commit.to_string());
+    assert_eq!(
+        git(&f.root, &["rev-parse", "flow/ws"]),
+        commit.to_string(),
+        "the commit landed on the worktree's branch"
+    );
+    assert_eq!(
+        git(&f.root, &["log", "-1", "--format=%an <%ae>|%cn <%ce>|%s|%P", "flow/ws"]),
+        format!("flow <flow@localhost>|flow <flow@localhost>|flow: leftovers of ws|{base}")
+    );
+    let files = git(&f.root, &["ls-tree", "-r", "--name-only", "flow/ws"]);
+    let files: Vec<&str> = files.lines().collect();
+    assert_eq!(
+        files,
+        [
+            ".ai/patterns.md",
+            ".gitignore",
+            "a.txt",
+            "c.txt",
+            "docs/new/guide.md",
+            "src/lib.rs"
+        ]
+    );
+    assert_eq!(
+        git(&f.root, &["show", "flow/ws:a.txt"]),
+        lines(Some((4, "changed again"))).trim_end()
+    );
+
+    // Only the excluded files remain uncommitted; git agrees the index is consistent.
+    assert_eq!(
+        g.is_dirty(&dir, &[]).expect("dirty"),
+        vec![".ai/coordination/worktree_status.md", ".ai/worktrees/ws/context.md"]
+    );
+    assert!(g.is_dirty(&dir, &excluded).expect("dirty").is_empty());
+    assert_eq!(git(&dir, &["status", "--porcelain", "--untracked-files=no"]), "");
+    assert_eq!(g.commit_all(&dir, "again", &excluded).expect("nothing new"), None);
+
+    // Deletions of tracked files alone make a commit too.
+    fs::remove_file(dir.join("c.txt")).expect("delete");
+    let second = g
+        .commit_all(&dir, "delete c", &excluded)
+        .expect("commit")
+        .expect("a deletion is a change");
+    assert_eq!(
+        g.changed_paths(commit, second).expect("diff"),
+        vec![Change {
+            path: "c.txt".to_owned(),
+            old_path: None,
+            kind: ChangeKind::Deleted
+        }]
+    );
+
+    // The user's checkout, a detached HEAD or an unfinished merge is refused.
+    write(&f.root.join("user.txt"), "the user's work\n");
+    assert!(matches!(
+        g.commit_all(&f.root, "never", &[]),
+        Err(GitError::UserCheckout { .. })
+    ));
+    assert_eq!(git(&f.root, &["status", "--porcelain"]), "?? user.txt");
+    git(&dir, &["checkout", "-q", "--detach"]);
+    write(&dir.join("x.txt"), "x\n");
+    assert!(matches!(
+        g.commit_all(&dir, "detached", &excluded),
+        Err(GitError::DetachedHead { .. })
+    ));
+    git(&dir, &["switch", "-q", "flow/ws"]);
+    git(&dir, &["switch", "-q", "-c", "side", "HEAD~1"]);
+    f.commit_in(&dir, &[("a.txt", Some("side\n"))], "side");
+    git(&dir, &["switch", "-q", "flow/ws"]);
+    write(&dir.join("a.txt"), "ours\n");
+    git(&dir, &["commit", "-q", "-am", "ours"]);
+    assert!(!run_git(&dir, &["merge", "-q", "side"]).status.success());
+    assert!(matches!(
+        g.commit_all(&dir, "mid-merge", &excluded),
+        Err(GitError::OperationInProgress { operation, .. }) if operation == "merge"
+    ));
+    git(&f.root, &["fsck", "--strict"]);
+}
+
+#[test]
+fn changed_paths_detect_renames_deletions_and_type_changes() {
+    let f = Fixture::new();
+    let g = f.git();
+    let base = f.rev("main");
+    let dir = f.wt("ws");
+    g.add_worktree(&dir, "flow/ws", base).expect("add");
+
+    write(&dir.join("a.txt"), &lines(Some((1, "first"))));
+    fs::remove_file(dir.join("b.txt")).expect("delete");
+    fs::rename(dir.join("src/lib.rs"), dir.join("src/core.rs")).expect("rename");
+    write(&dir.join("new/file.txt"), "new\n");
+    fs::remove_file(dir.join("c.txt")).expect("delete");
+    std::os::unix::fs::symlink("a.txt", dir.join("c.txt")).expect("symlink");
+    let to = g.commit_all(&dir, "changes", &[]).expect("commit").expect("changed");
+
+    let changes = g.changed_paths(base, to).expect("diff");
+    let change = |path: &str, old: Option<&str>, kind| Change {
+        path: path.to_owned(),
+        old_path: old.map(str::to_owned),
+        kind,
+    };
+    assert_eq!(
+        changes,
+        vec![
+            change("a.txt", None, ChangeKind::Modified),
+            change("b.txt", None, ChangeKind::Deleted),
+            change("c.txt", None, ChangeKind::TypeChanged),
+            change("new/file.txt", None, ChangeKind::Added),
+            change("src/core.rs", Some("src/lib.rs"), ChangeKind::Renamed),
+        ]
+    );
+    assert_eq!(changes[4].paths().collect::<Vec<_>>(), ["src/core.rs", "src/lib.rs"]);
+
+    // The same answer as `git diff --name-status -M`.
+    let cli = git(
+        &f.root,
+        &["diff", "--name-status", "-M", &base.to_string(), &to.to_string()],
+    );
+    let mut from_cli: Vec<String> = cli
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields[0].chars().next() {
+                Some('R') => format!("R {} <- {}", fields[2], fields[1]),
+                Some(kind) => format!("{kind} {}", fields[1]),
+                None => String::new(),
+            }
+        })
+        .collect();
+    from_cli.sort();
+    let mut ours: Vec<String> = changes
+        .iter()
+        .map(|c| match c.kind {
+            ChangeKind::Renamed => format!("R {} <- {}", c.path, c.old_path.clone().unwrap_or_default()),
+            ChangeKind::Added => format!("A {}", c.path),
+            ChangeKind::Deleted => format!("D {}", c.path),
+            ChangeKind::Modified => format!("M {}", c.path),
+            ChangeKind::TypeChanged => format!("T {}", c.path),
+        })
+        .collect();
+    ours.sort();
+    assert_eq!(ours, from_cli);
+
+    let json = serde_json::to_value(&changes[4]).expect("serialize");
+    assert_eq!(
+        json,
+        serde_json::json!({"path": "src/core.rs", "old_path": "src/lib.rs", "kind": "renamed"})
+    );
+    assert!(g.changed_paths(base, base).expect("same").is_empty());
+}
+
+#[test]
+fn integrity_problems_are_reported() {
+    let f = Fixture::new();
+    let g = f.git();
+    let start = f.rev("main");
+    let dir = f.wt("ws");
+    g.add_worktree(&dir, "flow/ws", start).expect("add");
+    let check = || g.check_worktree_integrity(&dir, "flow/ws", start).expect("check");
+    assert!(check().is_empty());
+    f.commit_in(&dir, &[("a.txt", Some("agent\n"))], "agent work");
+    assert!(check().is_empty(), "committing on the branch is fine");
+
+    git(&dir, &["switch", "-q", "-c", "elsewhere"]);
+    assert_eq!(
+        check(),
+        vec![IntegrityProblem::SwitchedBranch {
+            now: "elsewhere".to_owned()
+        }]
+    );
+    git(&dir, &["switch", "-q", "flow/ws"]);
+
+    git(&dir, &["checkout", "-q", "--detach"]);
+    let at = Oid::from_hex(&git(&dir, &["rev-parse", "HEAD"])).expect("hex");
+    assert_eq!(check(), vec![IntegrityProblem::Detached { at }]);
+    git(&dir, &["switch", "-q", "flow/ws"]);
+
+    git(&dir, &["reset", "-q", "--hard", "HEAD~2"]);
+    let head = Oid::from_hex(&git(&dir, &["rev-parse", "HEAD"])).expect("hex");
+    assert_eq!(check(), vec![IntegrityProblem::RewroteHistory { head }]);
+    git(&dir, &["reset", "-q", "--hard", &start.to_string()]);
+    assert!(check().is_empty());
+
+    let gitfile = dir.join(".git");
+    let original = fs::read(&gitfile).expect("read .git");
+    fs::write(&gitfile, "gitdir: /somewhere/else\n").expect("overwrite .git");
+    assert!(matches!(
+        check().as_slice(),
+        [IntegrityProblem::GitFileTouched { detail }] if detail.contains("/somewhere/else")
+    ));
+    fs::remove_file(&gitfile).expect("rm .git");
+    git(&dir, &["init", "-q"]);
+    assert!(matches!(
+        check().as_slice(),
+        [IntegrityProblem::GitFileTouched { detail }] if detail.contains("folder")
+    ));
+    fs::remove_dir_all(&gitfile).expect("rm nested repo");
+    fs::write(&gitfile, &original).expect("restore .git");
+    assert!(check().is_empty());
+
+    // The branch itself vanished (HEAD still names it).
+    let tip = git(&f.root, &["rev-parse", "flow/ws"]);
+    git(&f.root, &["update-ref", "-d", "refs/heads/flow/ws"]);
+    assert_eq!(check(), vec![IntegrityProblem::BranchMissing]);
+    git(&f.root, &["update-ref", "refs/heads/flow/ws", &tip]);
+    assert!(check().is_empty());
+    let json = serde_json::to_value(IntegrityProblem::SwitchedBranch { now: "x".to_owned() }).expect("serialize");
+    assert_eq!(json, serde_json::json!({"problem": "switched_branch", "now": "x"}));
+
+    assert!(matches!(
+        g.check_worktree_integrity(&f.wt("nothing"), "flow/ws", start),
+        Err(GitError::NotAWorktree { .. })
+    ));
+    fs::remove_dir_all(&dir).expect("rm -rf");
+    assert_eq!(check(), vec![IntegrityProblem::FolderMissing]);
+}
+
+/// Sets up `integration/x` at main and three workstream branches made in worktrees:
+/// `a` edits line 1 of a.txt and src/lib.rs, `b` edits line 10 of a.txt, deletes b.txt
+/// and renames src/lib.rs, `c` edits line 1 of a.txt differently from `a`.
+struct MergeFixture {
+    f: Fixture,
+    base: Oid,
+    a: Oid,
+    b: Oid,
+    c: Oid,
+}
+
+impl MergeFixture {
+    fn new() -> MergeFixture {
+        let f = Fixture::new();
+        let g = f.git();
+        let base = f.rev("main");
+        assert_eq!(
+            g.ensure_branch("integration/x", base).expect("integration"),
+            BranchState::Created
+        );
+        for name in ["a", "b", "c"] {
+            g.add_worktree(&f.wt(name), &format!("flow/{name}"), base).expect("add");
+        }
+        write(&f.wt("a").join("a.txt"), &lines(Some((1, "alpha"))));
+        write(
+            &f.wt("a").join("src/lib.rs"),
+            "pub fn answer() -> u32 {\n    42\n}\n\npub fn question() -> &'static str {\n    \"life\"\n}\n",
+        );
+        write(&f.wt("a").join("x.txt"), "from a\n");
+        let a = g.commit_all(&f.wt("a"), "a", &[]).expect("commit").expect("changed");
+        write(&f.wt("b").join("a.txt"), &lines(Some((10, "omega"))));
+        fs::remove_file(f.wt("b").join("b.txt")).expect("delete");
+        fs::create_dir_all(f.wt("b").join("core")).expect("mkdir");
+        fs::rename(f.wt("b").join("src/lib.rs"), f.wt("b").join("core/lib.rs")).expect("mv");
+        let b = g.commit_all(&f.wt("b"), "b", &[]).expect("commit").expect("changed");
+        write(&f.wt("c").join("a.txt"), &lines(Some((1, "gamma"))));
+        let c = g.commit_all(&f.wt("c"), "c", &[]).expect("commit").expect("changed");
+        MergeFixture { f, base, a, b, c }
+    }
+}
+
+#[test]
+fn merges_fast_forward_then_like_git_merge_no_ff() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+
+    assert_eq!(
+        g.merge_into("integration/x", m.base, "nothing").expect("merge"),
+        MergeOutcome::UpToDate
+    );
+    assert_eq!(
+        g.merge_into("integration/x", m.a, "Merge flow/a").expect("merge"),
+        MergeOutcome::FastForward { to: m.a }
+    );
+    assert_eq!(g.branch_head("integration/x").expect("head"), Some(m.a));
+    assert_eq!(
+        g.merge_into("integration/x", m.a, "again").expect("merge"),
+        MergeOutcome::UpToDate
+    );
+
+    let commit = match g
+        .merge_into("integration/x", m.b, "Merge flow/b into integration/x")
+        .expect("merge")
+    {
+        MergeOutcome::Merged { commit } => commit,
+        other => panic!("expected a merge commit, got {other:?}"),
+    };
+    let root = &m.f.root;
+    assert_eq!(git(root, &["rev-parse", "integration/x"]), commit.to_string());
+    assert_eq!(
+        git(
+            root,
+            &["log", "-1", "--format=%P|%an <%ae>|%cn <%ce>|%B", "integration/x"]
+        ),
+        format!(
+            "{} {}|flow <flow@localhost>|flow <flow@localhost>|Merge flow/b into integration/x",
+            m.a, m.b
+        )
+    );
+
+    // The CLI merges the same two commits in a separate clone to the same tree.
+    let clone = m.f.tmp_path.join("clone");
+    git(
+        &m.f.tmp_path,
+        &["clone", "-q", root.to_str().expect("utf-8 path"), "clone"],
+    );
+    git(&clone, &["checkout", "-q", "-b", "int", &m.a.to_string()]);
+    git(&clone, &["merge", "-q", "--no-ff", "-m", "cli merge", &m.b.to_string()]);
+    assert_eq!(
+        git(&clone, &["rev-parse", "HEAD^{tree}"]),
+        git(root, &["rev-parse", &format!("{commit}^{{tree}}")]),
+        "libgit2's in-memory merge and `git merge --no-ff` agree on the tree"
+    );
+    assert_eq!(
+        git(root, &["show", &format!("{commit}:core/lib.rs")]),
+        git(root, &["show", &format!("{}:src/lib.rs", m.a)]),
+        "the edit of a followed the rename of b"
+    );
+    assert!(!git(root, &["ls-tree", "-r", "--name-only", &commit.to_string()]).contains("b.txt"));
+
+    // No working tree was touched to merge.
+    for name in ["a", "b", "c"] {
+        assert_eq!(git(&m.f.wt(name), &["status", "--porcelain"]), "");
+    }
+    assert_eq!(git(root, &["status", "--porcelain"]), "");
+    git(root, &["fsck", "--strict"]);
+}
+
+#[test]
+fn conflicts_leave_the_target_untouched_and_name_the_paths() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+    let refs_before = git(&m.f.root, &["for-each-ref"]);
+    assert!(g.trial_merge(m.a, m.b).expect("trial").is_empty());
+    assert_eq!(g.trial_merge(m.a, m.c).expect("trial"), vec!["a.txt"]);
+    assert_eq!(g.trial_merge(m.c, m.a).expect("trial"), vec!["a.txt"]);
+    assert_eq!(
+        git(&m.f.root, &["for-each-ref"]),
+        refs_before,
+        "trial merges move nothing"
+    );
+
+    g.merge_into("integration/x", m.a, "Merge a").expect("ff");
+    let before = g.branch_head("integration/x").expect("head");
+    assert_eq!(
+        g.merge_into("integration/x", m.c, "Merge c").expect("merge"),
+        MergeOutcome::Conflict {
+            paths: vec!["a.txt".to_owned()]
+        }
+    );
+    assert_eq!(g.branch_head("integration/x").expect("head"), before);
+    assert_eq!(git(&m.f.root, &["status", "--porcelain"]), "");
+    let json = serde_json::to_value(MergeOutcome::Conflict {
+        paths: vec!["a.txt".to_owned()],
+    })
+    .expect("serialize");
+    assert_eq!(json, serde_json::json!({"outcome": "conflict", "paths": ["a.txt"]}));
+}
+
+#[test]
+fn merges_refuse_moved_or_checked_out_targets() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+    let recorded = g.branch_head("integration/x").expect("head").expect("exists");
+
+    // Someone else moves the integration branch after flow recorded its head.
+    g.set_branch("integration/x", m.a, Some(recorded), "elsewhere")
+        .expect("move");
+    let err = g
+        .merge_into_expecting("integration/x", recorded, m.b, "Merge b")
+        .expect_err("moved");
+    assert!(
+        matches!(
+            &err,
+            GitError::RefMoved { expected: Some(e), actual: Some(a), .. } if *e == recorded && *a == m.a
+        ),
+        "{err:?}"
+    );
+    assert_eq!(g.branch_head("integration/x").expect("head"), Some(m.a));
+
+    // A branch checked out anywhere is never a merge target.
+    assert!(matches!(
+        g.merge_into("main", m.a, "into the user's branch"),
+        Err(GitError::BranchCheckedOut { .. })
+    ));
+    assert!(matches!(
+        g.merge_into("flow/b", m.a, "into a worktree's branch"),
+        Err(GitError::BranchCheckedOut { .. })
+    ));
+    assert!(matches!(
+        g.merge_into("integration/none", m.a, "absent"),
+        Err(GitError::UnknownBranch(_))
+    ));
+    assert_eq!(git(&m.f.root, &["rev-parse", "main"]), m.base.to_string());
+}
+
+#[test]
+fn checkout_detached_materialises_a_commit_and_removes_strays() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+    let dir = m.f.wt("integration");
+
+    g.checkout_detached(&dir, m.a).expect("create detached");
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]), m.a.to_string());
+    assert!(run_git(&dir, &["symbolic-ref", "-q", "HEAD"]).status.code() == Some(1));
+    assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+    assert!(dir.join("b.txt").exists() && dir.join("x.txt").exists());
+    assert_eq!(
+        git(&m.f.root, &["branch", "--list", "flow-tmp/*"]),
+        "",
+        "the temporary branch is gone"
+    );
+
+    write(&dir.join("stray.txt"), "left by verify\n");
+    write(&dir.join("a.txt"), "scribbled\n");
+    write(&dir.join("target/cache.bin"), "ignored cache\n");
+    fs::remove_file(dir.join("c.txt")).expect("delete");
+    g.checkout_detached(&dir, m.b).expect("re-checkout");
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]), m.b.to_string());
+    assert_eq!(git(&dir, &["status", "--porcelain", "--ignored=no"]), "");
+    assert!(!dir.join("stray.txt").exists(), "untracked files are removed");
+    assert!(!dir.join("b.txt").exists(), "files deleted by the commit are removed");
+    assert!(!dir.join("x.txt").exists(), "files of the old commit are removed");
+    assert!(dir.join("core/lib.rs").exists());
+    assert!(dir.join("c.txt").exists(), "deleted tracked files come back");
+    assert_eq!(
+        fs::read_to_string(dir.join("a.txt")).expect("read"),
+        lines(Some((10, "omega")))
+    );
+    assert!(dir.join("target/cache.bin").exists(), "ignored files are kept");
+
+    // A folder that is not a worktree is refused, the user's checkout above all.
+    assert!(matches!(
+        g.checkout_detached(&m.f.root, m.a),
+        Err(GitError::UserCheckout { .. })
+    ));
+    assert!(matches!(
+        g.checkout_detached(&m.f.root.join("src/.."), m.a),
+        Err(GitError::UserCheckout { .. })
+    ));
+    write(&m.f.wt("a").join("unsaved.txt"), "agent work\n");
+    assert!(matches!(
+        g.checkout_detached(&m.f.wt("a"), m.b),
+        Err(GitError::PathInTheWay { found, .. }) if found.contains("flow/a")
+    ));
+    assert!(
+        m.f.wt("a").join("unsaved.txt").exists(),
+        "a workstream's worktree is left alone"
+    );
+    let other = m.f.wt("other");
+    write(&other.join("keep.txt"), "mine\n");
+    assert!(matches!(
+        g.checkout_detached(&other, m.a),
+        Err(GitError::PathInTheWay { .. })
+    ));
+    assert!(other.join("keep.txt").exists());
+
+    // A worktree deleted by hand is recreated.
+    fs::remove_dir_all(&dir).expect("rm -rf");
+    g.checkout_detached(&dir, m.c).expect("recreate");
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]), m.c.to_string());
+    git(&m.f.root, &["fsck", "--strict"]);
+}
+
+#[test]
+fn handles_can_cross_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Git>();
+    assert_send_sync::<GitError>();
+    let f = Fixture::new();
+    let g = f.git();
+    let base = f.rev("main");
+    // Eight threads at once reliably hit libgit2's racy "already checked out" test.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let g = g.clone();
+            let dir = f.wt(&format!("t{i}"));
+            std::thread::spawn(move || {
+                g.add_worktree(&dir, &format!("flow/t{i}"), base)?;
+                write(&dir.join("work.txt"), &format!("{i}\n"));
+                g.commit_all(&dir, "work", &[])
+            })
+        })
+        .collect();
+    for handle in handles {
+        let committed = handle.join().expect("thread finished");
+        assert!(matches!(committed, Ok(Some(_))), "{committed:?}");
+    }
+    assert_eq!(g.worktrees().expect("list").len(), 8);
+    for i in 0..8 {
+        let dir = f.wt(&format!("t{i}"));
+        g.remove_worktree(&dir, false).expect("remove");
+        g.delete_branch(&format!("flow/t{i}")).expect("delete");
+    }
+    git(&f.root, &["fsck", "--strict"]);
+}
+
+/// Captures everything of the user's checkout that flow must never change.
+fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let git_dir = root.join(".git");
+    out.insert("HEAD file".to_owned(), fs::read(git_dir.join("HEAD")).expect("HEAD"));
+    out.insert("index file".to_owned(), fs::read(git_dir.join("index")).expect("index"));
+    out.insert("HEAD commit".to_owned(), git(root, &["rev-parse", "HEAD"]).into_bytes());
+    out.insert(
+        "stash list".to_owned(),
+        git(root, &["stash", "list", "--format=%H %gs"]).into_bytes(),
+    );
+    out.insert(
+        "refs/heads/main".to_owned(),
+        git(root, &["rev-parse", "refs/heads/main"]).into_bytes(),
+    );
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).expect("read dir") {
+            let entry = entry.expect("entry");
+            let path = entry.path();
+            if path == git_dir {
+                continue;
+            }
+            let relative = path.strip_prefix(root).expect("under root").display().to_string();
+            let kind = entry.file_type().expect("file type");
+            if kind.is_dir() {
+                out.insert(format!("dir {relative}"), Vec::new());
+                pending.push(path);
+            } else if kind.is_symlink() {
+                let target = fs::read_link(&path).expect("link");
+                out.insert(format!("link {relative}"), target.display().to_string().into_bytes());
+            } else {
+                out.insert(format!("file {relative}"), fs::read(&path).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_users_checkout_is_byte_identical_after_a_full_run() {
+    let f = Fixture::new();
+    let root = &f.root;
+    // The user is mid-work: a stash, a staged edit, an unstaged edit, an untracked file.
+    write(&root.join("b.txt"), "stashed edit\n");
+    git(root, &["stash", "-q"]);
+    write(&root.join("a.txt"), &lines(Some((5, "staged by the user"))));
+    git(root, &["add", "a.txt"]);
+    write(&root.join("c.txt"), "unstaged edit\n");
+    write(&root.join("notes.txt"), "untracked\n");
+    write(&root.join("debug.log"), "ignored\n");
+    let before = snapshot(root);
+
+    let g = Git::discover(&root.join("src")).expect("discover");
+    let base = g.resolve("main").expect("base");
+    let user_dirty = g.is_dirty(root, &[]).expect("user's status");
+    assert_eq!(user_dirty, vec!["a.txt", "c.txt", "notes.txt"]);
+    g.ensure_branch("integration/run", base).expect("integration");
+    let mut heads = Vec::new();
+    for (name, file) in [("gui", "ui.txt"), ("api", "api.txt"), ("clash", "a.txt")] {
+        let dir = f.wt(name);
+        let branch = format!("flow/{name}");
+        g.add_worktree(&dir, &branch, base).expect("add");
+        g.lock_worktree(&dir, "flow run 1").expect("lock");
+        write(&dir.join(file), &format!("{name}\n"));
+        write(&dir.join(".ai/worktrees").join(name).join("context.md"), "seed\n");
+        let head = g
+            .commit_all(&dir, &format!("flow: {name}"), &[".ai/worktrees/"])
+            .expect("commit")
+            .expect("changed");
+        assert!(
+            g.check_worktree_integrity(&dir, &branch, base)
+                .expect("check")
+                .is_empty()
+        );
+        assert_eq!(g.changed_paths(base, head).expect("diff").len(), 1);
+        heads.push(head);
+    }
+    assert!(g.trial_merge(heads[0], heads[1]).expect("trial").is_empty());
+    let integration = f.wt("integration");
+    assert_eq!(
+        g.merge_into("integration/run", heads[0], "Merge gui").expect("merge"),
+        MergeOutcome::FastForward { to: heads[0] }
+    );
+    g.checkout_detached(&integration, heads[0]).expect("verify tree");
+    let merged = match g.merge_into("integration/run", heads[1], "Merge api").expect("merge") {
+        MergeOutcome::Merged { commit } => commit,
+        other => panic!("expected a merge, got {other:?}"),
+    };
+    g.checkout_detached(&integration, merged).expect("verify tree");
+    assert_eq!(
+        g.merge_into("integration/run", heads[2], "Merge clash").expect("merge"),
+        MergeOutcome::Merged {
+            commit: g.branch_head("integration/run").expect("head").expect("exists")
+        },
+        "a.txt was not changed on the integration side, so this merges cleanly"
+    );
+    for name in ["gui", "api", "clash"] {
+        let dir = f.wt(name);
+        g.unlock_worktree(&dir).expect("unlock");
+        g.remove_worktree_ignoring(&dir, false, &[".ai/worktrees/"])
+            .expect("remove");
+    }
+    g.remove_worktree(&integration, true).expect("remove");
+    g.prune_stale_worktrees().expect("prune");
+    assert!(g.worktrees().expect("list").is_empty());
+
+    assert_eq!(snapshot(root), before, "the user's checkout did not change");
+    git(root, &["fsck", "--strict"]);
+    assert_eq!(git(root, &["worktree", "list", "--porcelain"]).lines().count(), 3);
+}
+
+#[test]
+fn commit_all_names_nested_repositories_instead_of_failing_obscurely() {
+    let f = Fixture::new();
+    let g = f.git();
+    let base = f.rev("main");
+    let dir = f.wt("ws");
+    g.add_worktree(&dir, "flow/ws", base).expect("add");
+    let nested = dir.join("vendor/lib");
+    fs::create_dir_all(&nested).expect("mkdir");
+    git(&nested, &["init", "-q"]);
+    write(&nested.join("x.txt"), "x\n");
+    git(&nested, &["add", "-A"]);
+    git(&nested, &["commit", "-q", "-m", "x"]);
+    write(&dir.join("top.txt"), "top\n");
+
+    let err = g.commit_all(&dir, "nested", &[]).expect_err("nested repository");
+    assert!(
+        matches!(&err, GitError::NestedRepository { paths, .. } if paths == &["vendor/lib"]),
+        "{err:?}"
+    );
+    assert_eq!(g.branch_head("flow/ws").expect("head"), Some(base));
+
+    // Excluded or ignored, it is simply left out.
+    let committed = g
+        .commit_all(&dir, "without vendor", &["vendor/"])
+        .expect("commit")
+        .expect("top.txt");
+    let files = git(&f.root, &["ls-tree", "-r", "--name-only", &committed.to_string()]);
+    assert!(files.contains("top.txt") && !files.contains("vendor"));
+    write(&dir.join(".gitignore"), "*.log\ntarget/\nvendor/\n");
+    assert!(g.commit_all(&dir, "ignore vendor", &[]).expect("commit").is_some());
+}

@@ -1,0 +1,82 @@
+//! `flow run`: run a workflow to its end.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use flow_engine::plan::Plan;
+use flow_engine::report::progress::{BarProgress, PlainProgress};
+use flow_engine::report::run_table::run_table;
+use flow_engine::run::runner::{self, RunSettings, Site};
+use flow_engine::run::scheduler::{Observer, Options};
+use flow_engine::run::state::{RunState, RunStatus};
+
+use crate::cli::{ProgressMode, RunArgs};
+use crate::commands::{CommandError, load};
+
+/// Starts a run and prints its progress and final table.
+pub async fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
+    let checked = load(&args.file)?;
+    let workflow = checked.workflow;
+    let cwd = std::env::current_dir()
+        .map_err(|e| CommandError::Usage(miette::miette!("cannot read the current folder: {e}")))?;
+    let site = Site::find(&cwd, &workflow).map_err(|e| CommandError::Usage(e.into()))?;
+    let only = runner::select(&workflow, &args.only).map_err(|e| CommandError::Usage(e.into()))?;
+    let settings = RunSettings {
+        options: Options {
+            max_parallel: args.max_parallel,
+            keep_going: args.keep_going,
+            abort_on_failure: args.abort_on_failure,
+            only,
+        },
+        grace: args.grace,
+        retry_base: args.retry_delay,
+    };
+    let total = workflow.workstreams.len();
+    let mut observer = observer(args.progress, total);
+    let state = runner::start(Plan::new(workflow), site, settings, observer.as_mut())
+        .await
+        .map_err(|e| CommandError::Usage(e.into()))?;
+    Ok(finish(&state))
+}
+
+/// Picks how progress is shown.
+pub fn observer(mode: ProgressMode, total: usize) -> Box<dyn Observer> {
+    let terminal = std::io::stderr().is_terminal();
+    match mode {
+        ProgressMode::Bars => Box::new(BarProgress::new(total)),
+        ProgressMode::Auto if terminal => Box::new(BarProgress::new(total)),
+        ProgressMode::Quiet => Box::new(PlainProgress::new(Box::new(std::io::sink()))),
+        _ => Box::new(PlainProgress::new(Box::new(std::io::stderr()))),
+    }
+}
+
+/// Prints the final table and where to look; the exit code says whether everything succeeded.
+pub fn finish(state: &RunState) -> ExitCode {
+    print!("{}", run_table(state));
+    let dir = std::path::Path::new(&state.repository)
+        .join(".flow")
+        .join("runs")
+        .join(&state.id);
+    println!(
+        "run {} {}; logs in {}",
+        state.id,
+        status_word(state.status),
+        dir.join("logs").display()
+    );
+    if state.status == RunStatus::Succeeded {
+        println!("merged into `{}`", state.into);
+        ExitCode::SUCCESS
+    } else {
+        println!("continue with `flow resume`; see `flow status` for details");
+        ExitCode::from(1)
+    }
+}
+
+fn status_word(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "is still running",
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "was interrupted",
+    }
+}

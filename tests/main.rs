@@ -1,0 +1,4 @@
+//! End-to-end tests of the `flow` binary.
+
+mod examples;
+mod support;
