@@ -27,6 +27,7 @@ pub enum Command {
     Plan(PlanArgs),
     Graph(GraphArgs),
     Run(RunArgs),
+    Demo(DemoArgs),
 }
 
 /// Check a workflow file and report every problem in it.
@@ -130,4 +131,19 @@ pub enum ProgressMode {
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     flow_dsl::parse_duration(text)
+}
+
+/// Run the built-in example: a small Python repository built by five shell agents.
+///
+/// Creates a sample repository (in a new temporary folder, or --dir), then runs the demo
+/// workflow on it with shell agents: real worktrees, agents in parallel, a merge queue with
+/// the project's tests as `verify`. Needs only git and python3; no account, key or network.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to create the sample repository (must be new or empty).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// How progress is shown.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }

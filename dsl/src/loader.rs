@@ -450,10 +450,12 @@ fn explain(text: &str, d: &kdl::KdlDiagnostic) -> Explained {
     if label == "not property value" {
         let eq = spanned.rfind('=').map_or(end, |i| offset + i);
         let key_start = text[..eq]
-            .rfind(|c: char| c.is_whitespace() || "{;".contains(c))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace() || "{;".contains(*c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let key = &text[key_start..eq];
-        let value = token_at(text, (eq + 1).min(text.len()));
+        let value = token_at(text, eq + text[eq..].chars().next().map_or(0, char::len_utf8));
         if value.is_empty() {
             return Explained::new(
                 (key_start, eq + 1 - key_start),

@@ -461,3 +461,37 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// One edge from a workstream back to one of its ancestors makes exactly one cycle,
+    /// reported once, with nothing else.
+    #[test]
+    fn one_back_edge_makes_one_cycle((mut streams, order) in dag(), start in any::<prop::sample::Index>(), walk in prop::collection::vec(any::<prop::sample::Index>(), 1..5)) {
+        let with_deps: Vec<usize> = (0..streams.len()).filter(|&i| !streams[i].deps.is_empty()).collect();
+        prop_assume!(!with_deps.is_empty());
+        let from = with_deps[start.index(with_deps.len())];
+        // Walk down the dependencies to an ancestor of `from`.
+        let mut to = from;
+        for step in &walk {
+            let deps: Vec<usize> = streams[to].deps.iter().copied().collect();
+            if deps.is_empty() {
+                break;
+            }
+            to = deps[step.index(deps.len())];
+        }
+        prop_assume!(to != from);
+        streams[to].deps.insert(from);
+        let text = render_dag(&streams, &order);
+        let problems = match check_text("cycle.kdl", &text) {
+            Ok(_) => return Err(TestCaseError::fail(format!("a cycle was accepted:\n{text}"))),
+            Err(p) => p,
+        };
+        let errors: Vec<&Problem> = problems.problems.iter().filter(|p| p.is_error()).collect();
+        prop_assert_eq!(errors.len(), 1, "{:?}", errors.iter().map(|p| &p.message).collect::<Vec<_>>());
+        prop_assert_eq!(errors[0].code, flow_dsl::Code::DependencyCycle);
+        let needle = format!("w{from}");
+        prop_assert!(errors[0].message.contains(&needle), "{}", errors[0].message);
+    }
+}

@@ -1,6 +1,7 @@
 //! One module per verb, each with a `run` function; errors map to exit codes here.
 
 mod check;
+mod demo;
 mod graph;
 mod plan;
 mod run;
@@ -56,6 +57,7 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Plan(args) => plan::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Run(args) => run::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
     }
 }
 

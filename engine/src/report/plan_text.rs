@@ -33,9 +33,9 @@ pub fn plan_text(plan: &Plan) -> String {
         for &i in wave {
             let ws = &wf.workstreams[i];
             let model = match (&ws.model, ws.model_source) {
-                (Some(m), ModelSource::Workstream) => m.clone(),
-                (Some(m), source) => format!("{m} (from {})", source_name(source)),
-                (None, _) => "-".to_string(),
+                (Some(m), ModelSource::Workstream) => format!(" · {m}"),
+                (Some(m), source) => format!(" · {m} (from {})", source_name(source)),
+                (None, _) => String::new(),
             };
             let start = match plan.start_point(i) {
                 StartPoint::Base => "from base".to_string(),
@@ -58,7 +58,7 @@ pub fn plan_text(plan: &Plan) -> String {
             };
             let _ = writeln!(
                 out,
-                "  {:<width$}  {:<8} {} · {}  {}  [{owns}]",
+                "  {:<width$}  {:<8} {}{}  {}  [{owns}]",
                 ws.name,
                 ws.priority.name(),
                 ws.agent,

@@ -1,0 +1,89 @@
+//! `flow demo`: the built-in example. It makes a small Python repository in a new folder and
+//! runs `workflows/demo.kdl` on it with shell agents: real worktrees, parallel agents, a
+//! merge queue with a verify step. No account, key or network.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use flow_engine::plan::Plan;
+use flow_engine::run::runner::{self, RunSettings, Site};
+use flow_engine::run::scheduler::Options;
+
+use crate::cli::DemoArgs;
+use crate::commands::run::{finish, observer};
+use crate::commands::{CommandError, print_problems};
+
+/// The demo workflow, embedded so the demo runs from any folder.
+const WORKFLOW: &str = include_str!("../../workflows/demo.kdl");
+
+/// The sample repository's files before any agent runs.
+const FILES: &[(&str, &str)] = &[
+    ("README.md", "# catalog\n\nA small book catalog, built by the flow demo.\n"),
+    ("src/catalog/__init__.py", "\"\"\"A small book catalog.\"\"\"\n"),
+    ("tests/__init__.py", ""),
+    ("tests/test_package.py", "import unittest\n\nimport catalog\n\n\nclass PackageTest(unittest.TestCase):\n    def test_imports(self):\n        self.assertTrue(catalog.__doc__)\n"),
+    (".gitignore", "__pycache__/\n"),
+];
+
+/// Creates the sample repository and runs the demo workflow in it.
+pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("flow-demo-{}", flow_engine::run::store::new_run_id())),
+    };
+    create_repository(&dir).map_err(CommandError::Failed)?;
+    eprintln!("flow demo: a sample repository in {}", dir.display());
+    eprintln!("flow demo: running workflows/demo.kdl: 5 workstreams of shell agents, verify = the project's tests\n");
+
+    let file = dir.join("parallel.kdl");
+    let checked = flow_dsl::check_file(&file).map_err(CommandError::Invalid)?;
+    print_problems(&checked.warnings);
+    let workflow = checked.workflow;
+    let site = Site::find(&dir, &workflow).map_err(|e| CommandError::Failed(e.into()))?;
+    let settings = RunSettings { options: Options::default(), ..RunSettings::default() };
+    let total = workflow.workstreams.len();
+    let mut progress = observer(args.progress, total);
+    let state = runner::start(Plan::new(workflow), site, settings, progress.as_mut()).await.map_err(|e| CommandError::Failed(e.into()))?;
+    let code = finish(&state);
+    let d = dir.display();
+    println!("\nwhere to look:");
+    println!("  git -C {d} log --graph --oneline integration/demo   the merges, in dependency order");
+    println!("  flow -C {d} status                                     the run's table again");
+    println!("  ls {d}/.flow/runs/{}/                     state.json, events.jsonl, logs/", state.id);
+    println!("  ls {}", flow_engine::run::job::worktrees_dir(&flow_dsl::check_file(&file).map_err(CommandError::Invalid)?.workflow, &dir).display());
+    Ok(code)
+}
+
+fn create_repository(dir: &Path) -> miette::Result<()> {
+    if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        miette::bail!("{} exists and is not empty; pick another folder with --dir", dir.display());
+    }
+    for (path, text) in FILES {
+        write(&dir.join(path), text)?;
+    }
+    write(&dir.join("parallel.kdl"), WORKFLOW)?;
+    git(dir, &["init", "--quiet", "--initial-branch", "main"])?;
+    git(dir, &["add", "--all"])?;
+    git(dir, &["commit", "--quiet", "--no-verify", "-m", "A book catalog to build"])?;
+    Ok(())
+}
+
+fn write(path: &PathBuf, text: &str) -> miette::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| miette::miette!("cannot create {}: {e}", parent.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))
+}
+
+fn git(dir: &Path, args: &[&str]) -> miette::Result<()> {
+    let status = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=flow demo", "-c", "user.email=demo@flow.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .status()
+        .map_err(|e| miette::miette!("cannot run git (is it installed?): {e}"))?;
+    if !status.success() {
+        miette::bail!("git {} failed in {}", args.join(" "), dir.display());
+    }
+    Ok(())
+}
