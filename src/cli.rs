@@ -28,6 +28,11 @@ pub enum Command {
     Graph(GraphArgs),
     Run(RunArgs),
     Demo(DemoArgs),
+    Prepare(PrepareArgs),
+    Context(ContextArgs),
+    Merge(MergeArgs),
+    Conflicts(ConflictsArgs),
+    Clean(CleanArgs),
 }
 
 /// Check a workflow file and report every problem in it.
@@ -146,4 +151,76 @@ pub struct DemoArgs {
     /// How progress is shown.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+}
+
+/// Create every workstream's worktree, branch and context without launching anything.
+///
+/// For people who start their own agent sessions in the worktrees. A workstream whose
+/// dependencies have not merged yet waits: run `flow merge`, then `flow prepare` again.
+/// Existing worktrees are reused; anything else in the way is refused.
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// The workflow file.
+    #[arg(default_value = "parallel.kdl")]
+    pub file: PathBuf,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Print the exact prompt a workstream's agent is given.
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// The workflow file.
+    pub file: PathBuf,
+    /// The workstream.
+    pub workstream: String,
+    /// Print `agent_config.json` instead of the prompt.
+    #[arg(long)]
+    pub config: bool,
+}
+
+/// Merge every ready workstream branch into the integration branch, in the plan's order.
+///
+/// What each worktree left uncommitted is committed first; each branch is checked against
+/// its scope, merged in memory, and `verify` runs on the merged tree (a failure rolls the
+/// merge back). Prints what merged, what was skipped, and why.
+///
+/// Exit status: 0 when nothing conflicted or failed, 1 otherwise.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The workflow file.
+    #[arg(default_value = "parallel.kdl")]
+    pub file: PathBuf,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Show overlaps: declared (from `owns`, with the files that exist) and live (paths changed
+/// by more than one existing branch, with a trial merge of each pair).
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// The workflow file.
+    #[arg(default_value = "parallel.kdl")]
+    pub file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Remove a workflow's worktrees and branches.
+///
+/// Refuses to drop uncommitted changes or branches with unmerged commits unless --force.
+/// The integration branch is deleted only when it holds nothing beyond base (or --force).
+/// Worktree records whose folders were deleted by hand are pruned. Run records in `.flow/`
+/// are kept.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// The workflow file.
+    #[arg(default_value = "parallel.kdl")]
+    pub file: PathBuf,
+    /// Drop uncommitted changes and unmerged branches too.
+    #[arg(long)]
+    pub force: bool,
 }

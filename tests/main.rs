@@ -1,4 +1,7 @@
 //! End-to-end tests of the `flow` binary.
 
 mod examples;
+mod run;
+mod run_agents;
+mod run_checks;
 mod support;

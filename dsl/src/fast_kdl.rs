@@ -30,7 +30,7 @@
 //! Outside the subset, so `None`: a byte-order mark, type annotations `(t)`, slashdash `/-`
 //! comments, hexadecimal, octal and binary numbers, whitespace escapes inside multi-line
 //! strings (and backslashes before whitespace in multi-line raw strings), single-line raw
-//! strings whose body starts with `"`, the character U+007F outside
+//! strings whose non-empty body starts with `"`, the character U+007F outside
 //! comments, children nested deeper than [`MAX_DEPTH`], and anything invalid.
 
 use std::ops::Range;
@@ -582,18 +582,13 @@ impl<'a> Parser<'a> {
         }
         self.pos += 1;
         let start = self.pos;
-        if self.peek() == Some(b'"') {
+        // A body starting with `"` is valid only when it is empty (`#""#`).
+        if self.peek() == Some(b'"') && !self.closes_raw(self.pos + 1, hashes) {
             return None;
         }
         loop {
             match self.peek()? {
-                b'"' if self.b[self.pos + 1..]
-                    .iter()
-                    .take(hashes)
-                    .filter(|&&c| c == b'#')
-                    .count()
-                    == hashes =>
-                {
+                b'"' if self.closes_raw(self.pos + 1, hashes) => {
                     let text = self.text[start..self.pos].to_string();
                     self.pos += 1 + hashes;
                     return Some(text);
@@ -612,6 +607,11 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Whether `hashes` `#`s start at byte `i` (the end of a raw string's closing quotes).
+    fn closes_raw(&self, i: usize, hashes: usize) -> bool {
+        self.b.get(i..i + hashes).is_some_and(|h| h.iter().all(|&c| c == b'#'))
+    }
+
     /// The rest of a multi-line string after its opening `"""` (`hashes` > 0: a raw one),
     /// with the KDL 2 dedent: every line that is not whitespace-only must start with the
     /// whitespace before the closing `"""`, which is removed; whitespace-only lines become
@@ -622,10 +622,7 @@ impl<'a> Parser<'a> {
             return None;
         }
         let body_start = self.pos + n;
-        let closes_at = |p: usize| {
-            self.starts_with(p, b"\"\"\"")
-                && self.b[p + 3..].iter().take(hashes).filter(|&&c| c == b'#').count() == hashes
-        };
+        let closes_at = |p: usize| self.starts_with(p, b"\"\"\"") && self.closes_raw(p + 3, hashes);
         // Find the closing line: the first line that is whitespace and then `"""`.
         let mut line = body_start;
         let quotes = loop {
@@ -692,10 +689,7 @@ impl<'a> Parser<'a> {
         let mut i = from;
         while i < end {
             let c = self.b[i];
-            if c == b'"'
-                && self.starts_with(i, b"\"\"\"")
-                && self.b[i + 3..].iter().take(hashes).filter(|&&c| c == b'#').count() == hashes
-            {
+            if c == b'"' && self.starts_with(i, b"\"\"\"") && self.closes_raw(i + 3, hashes) {
                 return None;
             }
             // The `kdl` crate reads `\` + whitespace as an escape even in raw strings when it

@@ -76,6 +76,18 @@ pub fn globs_may_overlap(a: &str, b: &str) -> bool {
     }
 }
 
+/// A path both globs match (the shortest one found), for messages; `None` when they do
+/// not overlap or the answer is unknown.
+pub fn overlap_example(a: &str, b: &str) -> Option<String> {
+    if !prefixes_nested(literal_prefix(a), literal_prefix(b)) {
+        return None;
+    }
+    match overlap_witness(&Nfa::from_glob(a)?, &Nfa::from_glob(b)?) {
+        Search::Found(bytes) => String::from_utf8(bytes).ok(),
+        _ => None,
+    }
+}
+
 /// Tells whether every path matching `inner` also matches `outer`
 /// (`inner ⊆ outer`).
 ///

@@ -32,7 +32,7 @@ mod workflow;
 use std::path::Path;
 
 pub use duration::{format_duration, parse_duration};
-pub use glob::{example_path, glob_covers, globs_may_overlap};
+pub use glob::{example_path, glob_covers, globs_may_overlap, overlap_example};
 pub use output_format::OutputFormat;
 pub use problem::{Code, Problem, Problems, did_you_mean};
 pub use validate::Checked;

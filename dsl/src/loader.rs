@@ -678,7 +678,7 @@ fn string_end(text: &str, offset: usize) -> usize {
 /// The first invalid escape in the quoted string starting at `offset`, with its offset.
 fn bad_escape(text: &str, offset: usize) -> Option<(usize, &str)> {
     let multi = text[offset..].starts_with("\"\"\"");
-    let mut chars = text[offset..].char_indices().skip(if multi { 3 } else { 1 }).peekable();
+    let mut chars = text[offset..].char_indices().skip(if multi { 3 } else { 1 });
     while let Some((i, c)) = chars.next() {
         match c {
             '"' if !multi || text[offset + i..].starts_with("\"\"\"") => return None,

@@ -942,7 +942,11 @@ impl<'a> Reader<'a> {
                         self.source,
                         name.span,
                         why,
-                        format!("`{}` is not a valid {what} name", name.value),
+                        if name.value.is_empty() {
+                            format!("the {what} name is empty")
+                        } else {
+                            format!("`{}` is not a valid {what} name", name.value)
+                        },
                     )
                     .with_help("names become branch and folder names: use letters, digits, `-`, `_` and `.`"),
                 );

@@ -892,10 +892,12 @@ impl<'a> Validator<'a> {
             if forbidden {
                 continue;
             }
-            let example = crate::glob::example_path(if g.value.len() >= h.value.len() {
-                &g.value
-            } else {
-                &h.value
+            let example = crate::glob::overlap_example(&g.value, &h.value).unwrap_or_else(|| {
+                crate::glob::example_path(if g.value.len() >= h.value.len() {
+                    &g.value
+                } else {
+                    &h.value
+                })
             });
             let (a, b) = (&workflow.workstreams[i].name, &workflow.workstreams[j].name);
             let source = self.source(g.file);

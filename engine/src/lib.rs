@@ -10,6 +10,8 @@
 pub mod agent;
 pub mod context;
 pub mod git;
+pub mod layout;
+pub mod manual;
 pub mod plan;
 pub mod report;
 pub mod run;

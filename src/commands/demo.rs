@@ -18,10 +18,16 @@ const WORKFLOW: &str = include_str!("../../workflows/demo.kdl");
 
 /// The sample repository's files before any agent runs.
 const FILES: &[(&str, &str)] = &[
-    ("README.md", "# catalog\n\nA small book catalog, built by the flow demo.\n"),
+    (
+        "README.md",
+        "# catalog\n\nA small book catalog, built by the flow demo.\n",
+    ),
     ("src/catalog/__init__.py", "\"\"\"A small book catalog.\"\"\"\n"),
     ("tests/__init__.py", ""),
-    ("tests/test_package.py", "import unittest\n\nimport catalog\n\n\nclass PackageTest(unittest.TestCase):\n    def test_imports(self):\n        self.assertTrue(catalog.__doc__)\n"),
+    (
+        "tests/test_package.py",
+        "import unittest\n\nimport catalog\n\n\nclass PackageTest(unittest.TestCase):\n    def test_imports(self):\n        self.assertTrue(catalog.__doc__)\n",
+    ),
     (".gitignore", "__pycache__/\n"),
 ];
 
@@ -40,23 +46,41 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
     print_problems(&checked.warnings);
     let workflow = checked.workflow;
     let site = Site::find(&dir, &workflow).map_err(|e| CommandError::Failed(e.into()))?;
-    let settings = RunSettings { options: Options::default(), ..RunSettings::default() };
+    let settings = RunSettings {
+        options: Options::default(),
+        ..RunSettings::default()
+    };
     let total = workflow.workstreams.len();
     let mut progress = observer(args.progress, total);
-    let state = runner::start(Plan::new(workflow), site, settings, progress.as_mut()).await.map_err(|e| CommandError::Failed(e.into()))?;
+    let state = runner::start(Plan::new(workflow), site, settings, progress.as_mut())
+        .await
+        .map_err(|e| CommandError::Failed(e.into()))?;
     let code = finish(&state);
     let d = dir.display();
     println!("\nwhere to look:");
     println!("  git -C {d} log --graph --oneline integration/demo   the merges, in dependency order");
     println!("  flow -C {d} status                                     the run's table again");
-    println!("  ls {d}/.flow/runs/{}/                     state.json, events.jsonl, logs/", state.id);
-    println!("  ls {}", flow_engine::run::job::worktrees_dir(&flow_dsl::check_file(&file).map_err(CommandError::Invalid)?.workflow, &dir).display());
+    println!(
+        "  ls {d}/.flow/runs/{}/                     state.json, events.jsonl, logs/",
+        state.id
+    );
+    println!(
+        "  ls {}",
+        flow_engine::run::job::worktrees_dir(
+            &flow_dsl::check_file(&file).map_err(CommandError::Invalid)?.workflow,
+            &dir
+        )
+        .display()
+    );
     Ok(code)
 }
 
 fn create_repository(dir: &Path) -> miette::Result<()> {
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        miette::bail!("{} exists and is not empty; pick another folder with --dir", dir.display());
+        miette::bail!(
+            "{} exists and is not empty; pick another folder with --dir",
+            dir.display()
+        );
     }
     for (path, text) in FILES {
         write(&dir.join(path), text)?;
@@ -64,7 +88,10 @@ fn create_repository(dir: &Path) -> miette::Result<()> {
     write(&dir.join("parallel.kdl"), WORKFLOW)?;
     git(dir, &["init", "--quiet", "--initial-branch", "main"])?;
     git(dir, &["add", "--all"])?;
-    git(dir, &["commit", "--quiet", "--no-verify", "-m", "A book catalog to build"])?;
+    git(
+        dir,
+        &["commit", "--quiet", "--no-verify", "-m", "A book catalog to build"],
+    )?;
     Ok(())
 }
 
@@ -78,7 +105,14 @@ fn write(path: &PathBuf, text: &str) -> miette::Result<()> {
 fn git(dir: &Path, args: &[&str]) -> miette::Result<()> {
     let status = Command::new("git")
         .current_dir(dir)
-        .args(["-c", "user.name=flow demo", "-c", "user.email=demo@flow.invalid", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=flow demo",
+            "-c",
+            "user.email=demo@flow.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .status()
         .map_err(|e| miette::miette!("cannot run git (is it installed?): {e}"))?;

@@ -1,9 +1,14 @@
 //! One module per verb, each with a `run` function; errors map to exit codes here.
 
 mod check;
+mod clean;
+mod conflicts;
+mod context;
 mod demo;
 mod graph;
+mod merge;
 mod plan;
+mod prepare;
 mod run;
 
 use std::path::Path;
@@ -58,6 +63,11 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Graph(args) => graph::run(args),
         Command::Run(args) => run::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Prepare(args) => prepare::run(args),
+        Command::Context(args) => context::run(args),
+        Command::Merge(args) => merge::run(args).await,
+        Command::Conflicts(args) => conflicts::run(args),
+        Command::Clean(args) => clean::run(args),
     }
 }
 
@@ -91,6 +101,28 @@ pub fn summary(errors: usize, warnings: usize) -> String {
         (0, w) => format!("warning: {}", plural(w, "warning")),
         (e, w) => format!("error: {}, {}", plural(e, "error"), plural(w, "warning")),
     }
+}
+
+/// Loads a workflow and finds where it lives in the repository of the current folder.
+pub fn load_layout(file: &Path) -> Result<(flow_dsl::Workflow, flow_engine::layout::Layout), CommandError> {
+    let workflow = load(file)?.workflow;
+    let cwd = std::env::current_dir()
+        .map_err(|e| CommandError::Usage(miette::miette!("cannot read the current folder: {e}")))?;
+    let site = flow_engine::run::runner::Site::find(&cwd, &workflow).map_err(|e| CommandError::Usage(e.into()))?;
+    let layout = flow_engine::layout::Layout::new(&workflow, &site).map_err(|e| CommandError::Usage(e.into()))?;
+    Ok((workflow, layout))
+}
+
+/// Maps a git error to a failed command.
+pub fn git_failed(error: flow_engine::git::GitError) -> CommandError {
+    CommandError::Failed(error.into())
+}
+
+/// Prints a JSON value on standard output.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), CommandError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CommandError::Failed(miette::miette!("cannot write JSON: {e}")))?;
+    print_stdout(&format!("{text}\n"))
 }
 
 /// Loads and validates a workflow, printing its warnings; invalid input is an error.

@@ -38,21 +38,22 @@ pub fn launch(
     let ws = &workflow.workstreams[index];
     let agent = workflow.agent_of(ws);
     let model = workflow.model_of(ws);
-    let fill = |arg: &str| -> String {
-        let mut out = arg.to_string();
-        for (name, value) in [
-            ("prompt", values.prompt),
-            ("model", model.map_or("", |m| m.id.as_str())),
-            ("model_name", ws.model.as_deref().unwrap_or("")),
-            ("provider", model.map_or("", |m| m.provider.as_str())),
-            ("workstream", ws.name.as_str()),
-            ("script", ws.script.as_deref().unwrap_or("")),
-        ] {
-            out = out.replace(&format!("{{{name}}}"), value);
-        }
-        out.replace("{prompt_file}", &values.prompt_file.display().to_string())
-            .replace("{worktree}", &values.worktree.display().to_string())
+    let prompt_file = values.prompt_file.display().to_string();
+    let worktree = values.worktree.display().to_string();
+    let lookup = |name: &str| -> Option<&str> {
+        Some(match name {
+            "prompt" => values.prompt,
+            "prompt_file" => &prompt_file,
+            "model" => model.map_or("", |m| m.id.as_str()),
+            "model_name" => ws.model.as_deref().unwrap_or(""),
+            "provider" => model.map_or("", |m| m.provider.as_str()),
+            "worktree" => &worktree,
+            "workstream" => ws.name.as_str(),
+            "script" => ws.script.as_deref().unwrap_or(""),
+            _ => return None,
+        })
     };
+    let fill = |arg: &str| fill_placeholders(arg, &lookup);
     let mut argv = agent.command.iter().map(|a| fill(a));
     let program = argv
         .next()
@@ -98,4 +99,48 @@ pub fn launch(
     spec.timeout = ws.timeout;
     spec.idle_timeout = ws.idle_timeout;
     Ok(Launch { spec, secrets })
+}
+
+/// Replaces every `{name}` that `lookup` knows in one pass, so text substituted in (a
+/// prompt that mentions `{model}`) is never substituted again.
+pub fn fill_placeholders<'v>(text: &str, lookup: &dyn Fn(&str) -> Option<&'v str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after
+            .find('}')
+            .and_then(|close| lookup(&after[..close]).map(|v| (close, v)))
+        {
+            Some((close, value)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill_placeholders;
+
+    #[test]
+    fn fills_in_one_pass() {
+        let lookup = |name: &str| match name {
+            "prompt" => Some("use {model} and {x}"),
+            "model" => Some("m1"),
+            _ => None,
+        };
+        assert_eq!(
+            fill_placeholders("-p {prompt} --model {model} {other} {", &lookup),
+            "-p use {model} and {x} --model m1 {other} {"
+        );
+    }
 }

@@ -25,6 +25,7 @@ mod changes;
 mod checkout;
 mod commit;
 mod error;
+mod history;
 mod integrity;
 mod merge;
 mod oid;

@@ -232,6 +232,10 @@ impl Job {
         extra.insert("FLOW_RUN".to_string(), self.ctx.run_dir.id.clone());
         extra.insert("FLOW_ATTEMPT".to_string(), attempt.to_string());
         extra.insert("FLOW_WORKTREE".to_string(), prepared.dir.display().to_string());
+        extra.insert("FLOW_INTO".to_string(), workflow.into.clone());
+        if let Some(git) = &self.ctx.git {
+            extra.insert("FLOW_REPO".to_string(), git.root().display().to_string());
+        }
         let values = Placeholders {
             prompt: &prepared.prompt,
             prompt_file: &prepared.prompt_file,

@@ -1,0 +1,32 @@
+//! `flow clean`: remove a workflow's worktrees and branches.
+
+use std::process::ExitCode;
+
+use flow_engine::manual::clean;
+
+use crate::cli::CleanArgs;
+use crate::commands::{CommandError, git_failed, load_layout, print_stdout};
+
+/// Removes what it safely can and says what it kept and why; exits 1 when something was kept.
+pub fn run(args: CleanArgs) -> Result<ExitCode, CommandError> {
+    let (workflow, layout) = load_layout(&args.file)?;
+    let items = clean(&workflow, &layout, args.force).map_err(git_failed)?;
+    let mut out = String::new();
+    for i in &items {
+        out.push_str(&format!(
+            "{} {}: {}\n",
+            if i.removed { "removed" } else { "kept   " },
+            i.what,
+            i.detail
+        ));
+    }
+    if items.is_empty() {
+        out.push_str("nothing to clean\n");
+    }
+    print_stdout(&out)?;
+    Ok(if items.iter().any(|i| !i.removed) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,33 @@
+//! `flow context`: the exact prompt (or config) a workstream's agent gets.
+
+use std::process::ExitCode;
+
+use crate::cli::ContextArgs;
+use crate::commands::{CommandError, load, print_stdout};
+
+/// Prints the rendered prompt of one workstream.
+pub fn run(args: ContextArgs) -> Result<ExitCode, CommandError> {
+    let workflow = load(&args.file)?.workflow;
+    let Some(index) = workflow.index_of(&args.workstream) else {
+        let known: Vec<&str> = workflow.workstreams.iter().map(|w| w.name.as_str()).collect();
+        let hint = flow_dsl::did_you_mean(&args.workstream, known.iter().copied())
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        return Err(CommandError::Usage(miette::miette!(
+            "no workstream `{}` in {}{hint}",
+            args.workstream,
+            args.file.display()
+        )));
+    };
+    let root = std::env::current_dir().unwrap_or_default();
+    let rendered = flow_engine::context::render(&workflow, index, &root);
+    print_stdout(if args.config {
+        &rendered.agent_config_json
+    } else {
+        &rendered.prompt
+    })?;
+    if args.config {
+        print_stdout("\n")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

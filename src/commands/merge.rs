@@ -1,0 +1,66 @@
+//! `flow merge`: integrate whatever workstream branches are ready.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use flow_engine::manual::{MergeResult, merge_ready};
+use flow_engine::plan::Plan;
+use flow_engine::run::merge::{Integration, integration_dir};
+
+use crate::cli::MergeArgs;
+use crate::commands::{CommandError, git_failed, load_layout, print_json, print_stdout};
+
+/// Merges ready branches in the plan's order and prints what happened to each.
+pub async fn run(args: MergeArgs) -> Result<ExitCode, CommandError> {
+    let (workflow, layout) = load_layout(&args.file)?;
+    let plan = Plan::new(workflow);
+    let parent_env: BTreeMap<String, String> = std::env::vars().collect();
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = cancel_tx.send(true);
+        }
+    });
+    let log_path = layout.root.join(".flow").join("merge.log");
+    let integration = Integration {
+        git: &layout.git,
+        workflow: &plan.workflow,
+        verify_dir: integration_dir(&layout.worktrees_dir),
+        log_path: log_path.clone(),
+        parent_env: &parent_env,
+        grace: std::time::Duration::from_secs(5),
+        cancel: cancel_rx,
+        note: "flow merge".to_string(),
+    };
+    let items = merge_ready(&plan, &layout, integration).await.map_err(git_failed)?;
+    let bad = items
+        .iter()
+        .any(|i| matches!(i.result, MergeResult::Conflicted | MergeResult::Failed));
+    if args.json {
+        print_json(&items)?;
+    } else {
+        let width = items.iter().map(|i| i.workstream.len()).max().unwrap_or(4);
+        let mut out = String::new();
+        for i in &items {
+            let result = serde_json::to_value(i.result)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            out.push_str(&format!("{:<width$}  {result:<14} {}\n", i.workstream, i.detail));
+        }
+        let head = layout
+            .git
+            .branch_head(&layout.into)
+            .ok()
+            .flatten()
+            .map(|h| h.short())
+            .unwrap_or_default();
+        out.push_str(&format!("{} is at {head}", layout.into));
+        if plan.workflow.integrate.verify.is_some() {
+            out.push_str(&format!("; verify output in {}", log_path.display()));
+        }
+        out.push('\n');
+        print_stdout(&out)?;
+    }
+    Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,38 @@
+//! `flow prepare`: worktrees, branches and context for every workstream, no agents.
+
+use std::process::ExitCode;
+
+use flow_engine::manual::{PrepareStatus, prepare};
+use flow_engine::plan::Plan;
+
+use crate::cli::PrepareArgs;
+use crate::commands::{CommandError, git_failed, load_layout, print_json, print_stdout};
+
+/// Prepares every workstream that can start, and says what each one got.
+pub fn run(args: PrepareArgs) -> Result<ExitCode, CommandError> {
+    let (workflow, layout) = load_layout(&args.file)?;
+    let plan = Plan::new(workflow);
+    let items = prepare(&plan, &layout).map_err(git_failed)?;
+    let failed = items.iter().any(|i| i.status == PrepareStatus::Failed);
+    if args.json {
+        print_json(&items)?;
+    } else {
+        let width = items.iter().map(|i| i.workstream.len()).max().unwrap_or(4);
+        let mut out = String::new();
+        for i in &items {
+            let status = serde_json::to_value(i.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let place = i
+                .worktree
+                .as_ref()
+                .map(|w| format!("{}  ", w.display()))
+                .unwrap_or_default();
+            out.push_str(&format!("{:<width$}  {status:<8} {place}{}\n", i.workstream, i.detail));
+        }
+        out.push_str(&format!("integration branch: {} (from {})\n", layout.into, layout.base));
+        print_stdout(&out)?;
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
