@@ -33,6 +33,10 @@ pub enum Command {
     Merge(MergeArgs),
     Conflicts(ConflictsArgs),
     Clean(CleanArgs),
+    Resume(ResumeArgs),
+    Status(StatusArgs),
+    Logs(LogsArgs),
+    Runs(RunsArgs),
 }
 
 /// Check a workflow file and report every problem in it.
@@ -223,4 +227,82 @@ pub struct CleanArgs {
     /// Drop uncommitted changes and unmerged branches too.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Continue a run after a failure, a crash or Ctrl-C.
+///
+/// Before doing anything it says, for each workstream, what it will do and why: keep it
+/// (merged and unchanged), merge it (checked, not yet merged), check it (its agent finished
+/// before the run stopped), or run it again (failed, interrupted, or its spec changed, and
+/// then its dependents too). The record is checked against git: branches and the
+/// integration branch changed by hand are noticed, not trusted.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to continue (default: the latest).
+    pub run: Option<String>,
+    /// The workflow file (default: the one the run was started with).
+    #[arg(long, short)]
+    pub file: Option<PathBuf>,
+    /// Only print what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub run_options: RunOptionArgs,
+}
+
+/// The options shared by `flow run` and `flow resume`.
+#[derive(Debug, Args)]
+pub struct RunOptionArgs {
+    /// Agents running at once (overrides the workflow's `max-parallel`).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub max_parallel: Option<usize>,
+    /// After a failure, keep starting workstreams that do not depend on it.
+    #[arg(long, conflicts_with = "abort_on_failure")]
+    pub keep_going: bool,
+    /// After a failure, also stop the agents still running (default: let them finish).
+    #[arg(long)]
+    pub abort_on_failure: bool,
+    /// How progress is shown: bars on a terminal, plain lines otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// How long a stopped agent gets between SIGINT and SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: std::time::Duration,
+    /// The delay before the first retry of a failed attempt; each later retry waits twice as long.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_delay: std::time::Duration,
+}
+
+/// Show where a run stands: a table of workstreams, or JSON, or the markdown board.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run (default: the latest).
+    pub run: Option<String>,
+    /// Print the run state as JSON.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the markdown status board.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+/// Print a workstream's log (agent output, test and verify output).
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The workstream (`_verify` for the verify log).
+    pub workstream: String,
+    /// The run (default: the latest).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Keep printing as the log grows, until the run ends.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+/// List past runs, oldest first.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }

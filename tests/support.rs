@@ -215,11 +215,13 @@ impl TestEnv {
     }
 
     /// What the user's checkout looks like: HEAD's branch and commit, `main`'s commit, the
-    /// status, and the files at the root. A run must leave all of it unchanged.
+    /// status, and the files at the root (but `.flow/`, flow's own, git-ignored folder). A run
+    /// must leave all of it unchanged.
     pub fn checkout_snapshot(&self) -> Vec<String> {
         let mut files: Vec<String> = std::fs::read_dir(&self.root)
             .expect("read root")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| name != ".flow")
             .collect();
         files.sort();
         vec![

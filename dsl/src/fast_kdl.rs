@@ -52,6 +52,9 @@ pub fn parse(text: &str) -> Option<KdlDocument> {
         b: text.as_bytes(),
         pos: 0,
         depth: 0,
+        node_stack: Vec::new(),
+        entry_stack: Vec::new(),
+        blank: blank_node(),
     };
     let document = parser.nodes(false)?;
     (parser.pos == text.len()).then_some(document)
@@ -62,6 +65,41 @@ struct Parser<'a> {
     b: &'a [u8],
     pos: usize,
     depth: usize,
+    /// Nodes and entries read so far whose parent is not finished yet. Each parent moves its
+    /// own into a vector of exactly the right size: `KdlNode` and `KdlEntry` are large (about
+    /// 400 bytes), and a vector grown by pushing holds room for at least four.
+    node_stack: Vec<KdlNode>,
+    entry_stack: Vec<RawEntry>,
+    blank: KdlNode,
+}
+
+/// A node with an empty name and no formatting, to clone: cloning it allocates nothing.
+fn blank_node() -> KdlNode {
+    let mut node = KdlNode::new(KdlIdentifier::from(String::new()));
+    node.clear_format();
+    node
+}
+
+/// An entry read but not built yet: each `KdlEntry` is built once, in its node's vector.
+struct RawEntry {
+    key: Option<(String, Range<usize>)>,
+    value: KdlValue,
+    span: Range<usize>,
+}
+
+impl RawEntry {
+    fn build(self) -> KdlEntry {
+        let mut entry = match self.key {
+            None => KdlEntry::new(self.value),
+            Some((key, span)) => {
+                let mut key = KdlIdentifier::from(key);
+                key.set_span(span);
+                KdlEntry::new_prop(key, self.value)
+            }
+        };
+        entry.set_span(self.span);
+        entry
+    }
 }
 
 /// KDL 2's `unicode-space`.
@@ -273,7 +311,7 @@ impl<'a> Parser<'a> {
         self.skip_line_space()?;
         let start = self.pos;
         let mut end = start;
-        let mut document = KdlDocument::new();
+        let base = self.node_stack.len();
         loop {
             match self.peek() {
                 None if in_children => return None,
@@ -282,9 +320,8 @@ impl<'a> Parser<'a> {
                 Some(b'}') => return None,
                 _ => {}
             }
-            let node = self.node()?;
+            self.node()?;
             end = self.pos;
-            document.nodes_mut().push(node);
             match self.peek() {
                 None | Some(b'}') => continue,
                 Some(b';') => self.pos += 1,
@@ -299,24 +336,26 @@ impl<'a> Parser<'a> {
             }
             self.skip_line_space()?;
         }
+        let mut document = KdlDocument::new();
+        *document.nodes_mut() = self.node_stack.drain(base..).collect();
         document.set_span(start..end);
         Some(document)
     }
 
-    /// One node, with the node space after it; its span ends there, before its terminator.
-    fn node(&mut self) -> Option<KdlNode> {
+    /// One node, with the node space after it (its span ends there, before its terminator),
+    /// pushed on the node stack.
+    fn node(&mut self) -> Option<()> {
         let start = self.pos;
         let (name, name_span) = self.string()?;
-        let mut name = KdlIdentifier::from(name);
-        name.set_span(name_span);
-        let mut node = KdlNode::new(name);
+        let base = self.entry_stack.len();
+        let mut children = None;
         loop {
             let before = self.pos;
             self.skip_node_space()?;
             match self.peek() {
                 None | Some(b';' | b'}') => break,
                 Some(b'{') => {
-                    self.children(&mut node)?;
+                    children = Some(self.children()?);
                     self.skip_node_space()?;
                     break;
                 }
@@ -327,15 +366,28 @@ impl<'a> Parser<'a> {
                         return None;
                     }
                     let entry = self.entry()?;
-                    node.entries_mut().push(entry);
+                    self.entry_stack.push(entry);
                 }
             }
         }
+        let mut name = KdlIdentifier::from(name);
+        name.set_span(name_span);
+        // A clone of a blank node: `KdlNode::new` would allocate formatting we do not keep.
+        let mut node = self.blank.clone();
+        node.set_name(name);
+        if self.entry_stack.len() > base {
+            *node.entries_mut() = self.entry_stack.drain(base..).map(RawEntry::build).collect();
+        }
+        if let Some(children) = children {
+            node.set_children(children);
+        }
         node.set_span(start..self.pos);
-        Some(node)
+        self.node_stack.push(node);
+        Some(())
     }
 
-    fn children(&mut self, node: &mut KdlNode) -> Option<()> {
+    /// A children block at its `{`.
+    fn children(&mut self) -> Option<KdlDocument> {
         if self.depth >= MAX_DEPTH {
             return None;
         }
@@ -344,27 +396,30 @@ impl<'a> Parser<'a> {
         let children = self.nodes(true)?;
         self.pos += 1;
         self.depth -= 1;
-        node.set_children(children);
-        Some(())
+        Some(children)
     }
 
     /// An argument or a property.
-    fn entry(&mut self) -> Option<KdlEntry> {
+    fn entry(&mut self) -> Option<RawEntry> {
         let start = self.pos;
         if !self.is_string_start() {
             let value = self.non_string_value()?;
-            let mut entry = KdlEntry::new(value);
-            entry.set_span(start..self.pos);
-            return Some(entry);
+            return Some(RawEntry {
+                key: None,
+                value,
+                span: start..self.pos,
+            });
         }
         let (text, key_span) = self.string()?;
         let after = self.pos;
         self.skip_node_space()?;
         if self.peek() != Some(b'=') {
             self.pos = after;
-            let mut entry = KdlEntry::new(KdlValue::String(text));
-            entry.set_span(start..after);
-            return Some(entry);
+            return Some(RawEntry {
+                key: None,
+                value: KdlValue::String(text),
+                span: start..after,
+            });
         }
         self.pos += 1;
         self.skip_node_space()?;
@@ -373,11 +428,11 @@ impl<'a> Parser<'a> {
         } else {
             self.non_string_value()?
         };
-        let mut key = KdlIdentifier::from(text);
-        key.set_span(key_span);
-        let mut entry = KdlEntry::new_prop(key, value);
-        entry.set_span(start..self.pos);
-        Some(entry)
+        Some(RawEntry {
+            key: Some((text, key_span)),
+            value,
+            span: start..self.pos,
+        })
     }
 
     /// Whether a string (identifier, quoted or raw) starts here. Numbers, keywords and

@@ -132,7 +132,10 @@ impl Loader {
             self.order.push(id);
             return id;
         }
-        let document = match source.inner().parse::<KdlDocument>() {
+        // The fast path reads the common subset of KDL; anything else, errors included, goes
+        // to the kdl crate, so every syntax error still comes from it.
+        let parsed = crate::fast_kdl::parse(source.inner()).map_or_else(|| source.inner().parse::<KdlDocument>(), Ok);
+        let document = match parsed {
             Ok(d) => d,
             Err(error) => {
                 self.syntax_failed = true;

@@ -28,8 +28,16 @@ fn check_invariants(text: &str) -> Result<(), TestCaseError> {
             problems.problems
         }
     };
+    let mut seen = BTreeSet::new();
     for problem in &problems {
         check_labels(problem)?;
+        let key = (
+            problem.code.as_str(),
+            problem.file_name().to_string(),
+            problem.offset(),
+            problem.message.clone(),
+        );
+        prop_assert!(seen.insert(key), "{} reported twice: {}", problem.code, problem.message);
     }
     Ok(())
 }

@@ -14,6 +14,16 @@ use serde::Serialize;
 /// Path prefixes flow writes into worktrees and never commits or merges.
 pub const CONTEXT_PREFIXES: &[&str] = &[".ai/worktrees/", ".ai/coordination/"];
 
+/// Every path prefix flow's own files live under in a worktree: the context folders and the
+/// workflow's status board. Commits and cleanliness checks leave these out.
+pub fn excluded_prefixes(workflow: &Workflow) -> Vec<&str> {
+    let mut prefixes = CONTEXT_PREFIXES.to_vec();
+    if !prefixes.iter().any(|p| workflow.status_file.starts_with(p)) {
+        prefixes.push(workflow.status_file.as_str());
+    }
+    prefixes
+}
+
 /// The folder of a workstream's context files, relative to its worktree.
 pub fn context_dir(workstream: &str) -> PathBuf {
     Path::new(".ai").join("worktrees").join(workstream)

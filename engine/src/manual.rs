@@ -10,7 +10,7 @@ use flow_dsl::{Isolation, OnConflict, ScopePolicy, Workflow};
 use globset::GlobBuilder;
 use serde::Serialize;
 
-use crate::context::{self, CONTEXT_PREFIXES};
+use crate::context;
 use crate::git::{GitError, Oid};
 use crate::layout::Layout;
 use crate::plan::Plan;
@@ -242,7 +242,10 @@ pub async fn merge_ready(
         let dir = layout.worktree_of(&ws.name);
         if dir.exists() && layout.git.worktrees()?.iter().any(|w| w.path == dir) {
             let message = format!("flow: work of {} (committed by flow merge)", ws.name);
-            if let Err(e) = layout.git.commit_all(&dir, &message, CONTEXT_PREFIXES) {
+            if let Err(e) = layout
+                .git
+                .commit_all(&dir, &message, &context::excluded_prefixes(workflow))
+            {
                 blocked.insert(i);
                 say(
                     MergeResult::Failed,
@@ -513,7 +516,10 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
         let branch = workflow.branch_of(ws);
         let mut worktree_kept = false;
         if worktrees.iter().any(|w| w.path == dir) {
-            match layout.git.remove_worktree_ignoring(&dir, force, CONTEXT_PREFIXES) {
+            match layout
+                .git
+                .remove_worktree_ignoring(&dir, force, &context::excluded_prefixes(workflow))
+            {
                 Ok(()) => say(format!("worktree {}", dir.display()), true, "removed".into()),
                 Err(GitError::Dirty { paths, .. }) => {
                     worktree_kept = true;

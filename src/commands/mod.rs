@@ -9,7 +9,9 @@ mod graph;
 mod merge;
 mod plan;
 mod prepare;
+mod resume;
 mod run;
+mod status;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -68,6 +70,10 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Merge(args) => merge::run(args).await,
         Command::Conflicts(args) => conflicts::run(args),
         Command::Clean(args) => clean::run(args),
+        Command::Resume(args) => resume::run(args).await,
+        Command::Status(args) => status::status(args),
+        Command::Logs(args) => status::logs(args).await,
+        Command::Runs(args) => status::runs(args),
     }
 }
 

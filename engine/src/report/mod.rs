@@ -1,5 +1,6 @@
 //! Reports: plans and runs turned into text for people, JSON for programs, and graphs.
 
+pub mod board;
 pub mod graph;
 pub mod plan_json;
 pub mod plan_text;

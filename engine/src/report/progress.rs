@@ -129,6 +129,14 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
             format!("run ended: {}", serde_json::to_value(status).ok()?.as_str()?),
         ),
         EventKind::Usage { .. } => return None,
+        EventKind::Reset { workstream, reason, .. } => (name(workstream), format!("runs again: {reason}")),
+        EventKind::IntegrationReset { commit, reason } => (
+            None,
+            format!(
+                "integration branch moved back to {}: {reason}",
+                &commit[..commit.len().min(8)]
+            ),
+        ),
     })
 }
 

@@ -54,8 +54,26 @@ impl RunContext {
     }
 }
 
-/// How a job asks to be stopped from outside (budget exhausted).
-pub type StopSignal = watch::Receiver<Option<String>>;
+/// Why the scheduler stops a job from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// A run, account or workstream budget is exhausted: the workstream fails (kind budget).
+    Budget(String),
+    /// Another workstream failed under `--abort-on-failure`: the workstream is cancelled.
+    Abort(String),
+}
+
+/// How a job asks to be stopped from outside (budget exhausted, `--abort-on-failure`).
+pub type StopSignal = watch::Receiver<Option<Stop>>;
+
+/// Aborts the task that feeds a process's cancel channel when the process is over.
+struct Forwarder(tokio::task::JoinHandle<()>);
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 struct Job {
     ctx: Arc<RunContext>,
@@ -64,23 +82,33 @@ struct Job {
     stop: StopSignal,
 }
 
-/// Runs one workstream; `start` is the commit its branch starts from (worktree isolation).
+/// How a job begins.
+#[derive(Debug, Clone, Copy)]
+pub struct JobStart {
+    /// The commit its branch starts from (worktree isolation).
+    pub start: Option<Oid>,
+    /// Its agent already finished in an interrupted run: check its work, do not run it again.
+    pub agent_finished: bool,
+}
+
+/// Runs one workstream.
 pub async fn run_job(
     ctx: Arc<RunContext>,
     index: usize,
-    start: Option<Oid>,
+    begin: JobStart,
     tx: mpsc::UnboundedSender<Msg>,
     stop: StopSignal,
 ) {
     let job = Job { ctx, index, tx, stop };
-    job.run(start).await;
+    job.run(begin).await;
     let _ = job.tx.send(Msg::JobEnded { workstream: index });
 }
 
 enum Attempt {
     Succeeded,
     Failed(Failure),
-    Cancelled,
+    /// Stopped by Ctrl-C or by the failure policy, with the reason.
+    Cancelled(String),
 }
 
 impl Job {
@@ -110,20 +138,70 @@ impl Job {
         *self.ctx.cancel.borrow()
     }
 
-    async fn run(&self, start: Option<Oid>) {
+    /// The cancel channel for one process of this job: it turns true on Ctrl-C and when the
+    /// scheduler stops the job, so that an agent printing nothing is stopped at once too.
+    fn process_cancel(&self) -> (watch::Receiver<bool>, Forwarder) {
+        let (tx, rx) = watch::channel(self.cancelled() || self.stop.borrow().is_some());
+        let (mut cancel, mut stop) = (self.ctx.cancel.clone(), self.stop.clone());
+        let task = tokio::spawn(async move {
+            // A sender that is gone can no longer ask for anything: wait on the other one.
+            let cancelled = async {
+                if cancel.wait_for(|c| *c).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let stopped = async {
+                if stop.wait_for(|s| s.is_some()).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = cancelled => {}
+                () = stopped => {}
+            }
+            let _ = tx.send(true);
+        });
+        (rx, Forwarder(task))
+    }
+
+    /// What a process stopped through [`Job::process_cancel`] means for the attempt.
+    fn interrupted(&self) -> Attempt {
+        if self.cancelled() {
+            return Attempt::Cancelled("stopped by Ctrl-C".into());
+        }
+        match self.stop.borrow().clone() {
+            Some(Stop::Budget(message)) => Attempt::Failed(Failure {
+                kind: FailureKind::Budget,
+                message,
+            }),
+            Some(Stop::Abort(reason)) => Attempt::Cancelled(reason),
+            None => Attempt::Cancelled("stopped by Ctrl-C".into()),
+        }
+    }
+
+    async fn run(&self, begin: JobStart) {
         let workflow = &self.ctx.workflow;
         let ws = &workflow.workstreams[self.index];
         self.phase(Phase::Preparing, None);
-        let prepared = match self.prepare(start).await {
+        let prepared = match self.prepare(begin).await {
             Ok(p) => p,
             Err(message) => return self.fail(FailureKind::Git, message),
         };
         let attempts = ws.retries + 1;
+        let mut check_only = begin.agent_finished;
         for attempt in 1..=attempts {
             if self.cancelled() {
                 return self.phase(Phase::Cancelled, Some("stopped before it started".into()));
             }
-            match self.attempt(attempt, &prepared).await {
+            let outcome = if self.stop.borrow().is_some() {
+                self.interrupted()
+            } else if check_only {
+                self.check(&prepared, None).await
+            } else {
+                self.attempt(attempt, &prepared).await
+            };
+            check_only = false;
+            match outcome {
                 Attempt::Succeeded => {
                     let done = if ws.isolation == Isolation::None {
                         Phase::Done
@@ -132,7 +210,7 @@ impl Job {
                     };
                     return self.phase(done, None);
                 }
-                Attempt::Cancelled => return self.phase(Phase::Cancelled, Some("stopped by Ctrl-C".into())),
+                Attempt::Cancelled(reason) => return self.phase(Phase::Cancelled, Some(reason)),
                 Attempt::Failed(failure) => {
                     let retryable = !matches!(
                         failure.kind,
@@ -155,9 +233,12 @@ impl Job {
                         ),
                     });
                     let mut cancel = self.ctx.cancel.clone();
+                    let mut stop = self.stop.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = cancel.wait_for(|c| *c) => return self.phase(Phase::Cancelled, Some("stopped by Ctrl-C".into())),
+                        // The next turn of the loop says what the stop means.
+                        _ = stop.wait_for(|s| s.is_some()) => continue,
                     }
                     if let (Some(git), Some(start)) = (&self.ctx.git, prepared.start) {
                         let (git, dir) = (git.clone(), prepared.dir.clone());
@@ -176,7 +257,9 @@ impl Job {
         }
     }
 
-    async fn prepare(&self, start: Option<Oid>) -> Result<Prepared, String> {
+    async fn prepare(&self, begin: JobStart) -> Result<Prepared, String> {
+        let start = begin.start;
+        let fresh = !begin.agent_finished;
         let workflow = self.ctx.workflow.clone();
         let ws = &workflow.workstreams[self.index];
         let (dir, branch, start) = match (&self.ctx.git, ws.isolation) {
@@ -189,6 +272,10 @@ impl Job {
                 flatten(
                     tokio::task::spawn_blocking(move || {
                         git.add_worktree(&d, &b, start)?;
+                        if fresh {
+                            // A reused worktree (an earlier, interrupted attempt) starts over at `start`.
+                            git.reset_worktree(&d, start, CONTEXT_PREFIXES)?;
+                        }
                         git.lock_worktree(&d, &reason)
                     })
                     .await,
@@ -260,7 +347,6 @@ impl Job {
         let budget = ws.budget;
         let index = self.index;
         let tx = self.tx.clone();
-        let stop = self.stop.clone();
         let on_line = |line: OutputLine<'_>| {
             if let OutputLine::Stdout(text) = line {
                 if let Some(usage) = reader.feed_line(text) {
@@ -277,12 +363,10 @@ impl Job {
                     line: text.to_string(),
                 });
             }
-            match stop.borrow().clone() {
-                Some(reason) => Control::Stop(reason),
-                None => Control::Continue,
-            }
+            Control::Continue
         };
-        let outcome = run_process(spec, on_line, self.ctx.cancel.clone()).await;
+        let (cancel, _forwarder) = self.process_cancel();
+        let outcome = run_process(spec, on_line, cancel).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -314,7 +398,7 @@ impl Job {
             last_line: outcome.last_line.clone(),
         });
         let failure = match &outcome.end {
-            ProcessEnd::Cancelled => return Attempt::Cancelled,
+            ProcessEnd::Cancelled => return self.interrupted(),
             ProcessEnd::TimedOut => Some((
                 FailureKind::Timeout,
                 format!(
@@ -340,7 +424,17 @@ impl Job {
         if let Some((kind, message)) = failure {
             return Attempt::Failed(Failure { kind, message });
         }
+        self.check(prepared, Some(test_env)).await
+    }
 
+    /// Checks an attempt's work: commit, integrity, scope, then the workstream's test.
+    async fn check(&self, prepared: &Prepared, test_env: Option<BTreeMap<String, String>>) -> Attempt {
+        let workflow = self.ctx.workflow.clone();
+        let ws = &workflow.workstreams[self.index];
+        let test_env = test_env.unwrap_or_else(|| {
+            let parent = self.ctx.parent_env.iter().map(|(k, v)| (k.clone(), v.clone()));
+            crate::agent::environment::agent_environment(parent, &[], &BTreeMap::new())
+        });
         self.phase(Phase::Checking, None);
         let (result_commit, files_changed) = match self.check_changes(prepared).await {
             Ok(v) => v,
@@ -349,7 +443,7 @@ impl Job {
         let test = match &ws.test {
             Some(command) => match self.run_test(command, prepared, test_env).await {
                 Ok(result) => Some(result),
-                Err(()) => return Attempt::Cancelled,
+                Err(()) => return self.interrupted(),
             },
             None => None,
         };
@@ -388,7 +482,8 @@ impl Job {
                 message: e.to_string(),
             };
             let message = format!("flow: work of {} (uncommitted changes left by the agent)", ws.name);
-            git.commit_all(&dir, &message, CONTEXT_PREFIXES).map_err(git_failure)?;
+            git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))
+                .map_err(git_failure)?;
             let problems = git
                 .check_worktree_integrity(&dir, &branch, start)
                 .map_err(git_failure)?;
@@ -431,7 +526,8 @@ impl Job {
                         ws.name,
                         violations.join("\n")
                     );
-                    git.commit_all(&dir, &message, CONTEXT_PREFIXES).map_err(git_failure)?;
+                    git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))
+                        .map_err(git_failure)?;
                     let head = git.branch_head(&branch).map_err(git_failure)?.unwrap_or(head);
                     let _ = tx.send(Msg::Event(EventKind::Alert {
                         workstream: Some(index),
@@ -460,21 +556,25 @@ impl Job {
     ) -> Result<TestResult, ()> {
         let ws = &self.ctx.workflow.workstreams[self.index];
         let mut spec = ProcessSpec::new("sh", vec!["-c".to_string(), command.to_string()], &prepared.dir);
+        // The test sees the agent's variables: keep their secrets out of the log too.
+        spec.secrets = crate::agent::environment::secret_values(&env);
         spec.env = env;
         spec.log_path = Some(self.ctx.run_dir.log_path(&ws.name));
         spec.grace = self.ctx.grace;
         spec.timeout = ws.timeout;
+        let secrets = spec.secrets.clone();
         let mut tail: Vec<String> = vec![];
+        let (cancel, _forwarder) = self.process_cancel();
         let outcome = run_process(
             spec,
             |line: OutputLine<'_>| {
-                tail.push(line.text().to_string());
+                tail.push(crate::agent::environment::redact(line.text(), &secrets).into_owned());
                 if tail.len() > 20 {
                     tail.remove(0);
                 }
                 Control::Continue
             },
-            self.ctx.cancel.clone(),
+            cancel,
         )
         .await;
         match outcome {

@@ -302,3 +302,381 @@ pub fn failed_count(state: &RunState) -> usize {
         })
         .count()
 }
+
+/// What a resume does with one workstream, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Decision {
+    pub workstream: String,
+    pub action: Action,
+    pub why: String,
+}
+
+/// The actions of a resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Finished and still valid: not run again.
+    Keep,
+    /// Its work is checked and kept; only its merge is (re)done.
+    Merge,
+    /// Its agent finished before the run stopped: its work is checked, the agent is not run again.
+    Check,
+    /// Run from the start.
+    Run,
+}
+
+/// A resume worked out: the state as it will be continued, and the decisions that led to it.
+pub struct ResumePlan {
+    pub decisions: Vec<Decision>,
+    /// Events that bring the recorded state in line with the decisions.
+    pub events: Vec<crate::run::state::EventKind>,
+    pub run_dir: RunDir,
+    pub state: RunState,
+    /// Where the integration branch is moved back to, if anywhere.
+    pub integration_reset: Option<(Oid, String)>,
+}
+
+/// Loads a run and decides, for every workstream, what continuing it means, checking the
+/// record against git (branches and the integration branch may have changed by hand).
+pub fn plan_resume(plan: &Plan, site: &Site, run_id: Option<&str>) -> Result<ResumePlan, RunError> {
+    use crate::run::state::EventKind;
+    let id = match run_id {
+        Some(id) => id.to_string(),
+        None => crate::run::store::latest_run(&site.flow_dir).ok_or_else(|| RunError::NoRun(site.flow_dir.clone()))?,
+    };
+    let run_dir = RunDir::new(&site.flow_dir, &id);
+    let state = run_dir.load().map_err(|error| RunError::Io {
+        action: "read",
+        path: run_dir.state_path(),
+        error,
+    })?;
+    let workflow = &plan.workflow;
+    let hashes = spec_hashes(workflow);
+    let n = workflow.workstreams.len();
+    let names_match = state.workstreams.len() == n
+        && state
+            .workstreams
+            .iter()
+            .zip(&workflow.workstreams)
+            .all(|(s, w)| s.name == w.name);
+    if !names_match {
+        return Err(RunError::Leftovers {
+            what: "workstreams that differ from the workflow's (added, removed or reordered)",
+            names: state
+                .workstreams
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            file: workflow
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        });
+    }
+    let git = site.git.as_ref();
+    let recorded_good: Option<Oid> = state.last_good.as_deref().and_then(|c| c.parse().ok());
+    let into_head = match git {
+        Some(g) => g.branch_head(&workflow.into)?,
+        None => None,
+    };
+    // The integration branch as git has it, checked against the record.
+    let mut integration_reset = None;
+    let mut good = recorded_good;
+    if let (Some(g), Some(head), Some(recorded)) = (git, into_head, recorded_good)
+        && head != recorded
+    {
+        let pending_results: Vec<Oid> = state
+            .workstreams
+            .iter()
+            .filter(|w| matches!(w.phase, Phase::Ready | Phase::Merging))
+            .filter_map(|w| w.result_commit.as_deref().and_then(|c| c.parse().ok()))
+            .collect();
+        let unrecorded_merge = g.is_ancestor(recorded, head)?
+            && pending_results
+                .iter()
+                .any(|r| *r == head || g.is_ancestor(*r, head).unwrap_or(false));
+        if unrecorded_merge {
+            integration_reset = Some((
+                recorded,
+                "a merge the interrupted run did not finish verifying is undone and redone".to_string(),
+            ));
+        } else {
+            // Moved by hand: continue from where it is; merged workstreams are checked against it.
+            good = Some(head);
+        }
+    }
+    let into_now = integration_reset.as_ref().map(|(c, _)| *c).or(good);
+
+    let mut decisions: Vec<Decision> = Vec::with_capacity(n);
+    let mut rerun = vec![false; n];
+    let order = plan
+        .merge_order
+        .iter()
+        .copied()
+        .chain((0..n).filter(|i| plan.merge_position[*i].is_none()));
+    let mut topo: Vec<usize> = order.collect();
+    // Dependencies before dependents: sort by wave, stable.
+    topo.sort_by_key(|&i| plan.wave_of[i]);
+    let mut chosen: Vec<Option<Decision>> = vec![None; n];
+    for &i in &topo {
+        let ws = &workflow.workstreams[i];
+        let recorded = &state.workstreams[i];
+        let decide = |action: Action, why: String| Decision {
+            workstream: ws.name.clone(),
+            action,
+            why,
+        };
+        let changed = recorded.spec_hash != hashes[i];
+        let rerun_dependency = ws
+            .dependencies
+            .iter()
+            .find(|&&d| rerun[d])
+            .map(|&d| workflow.workstreams[d].name.clone());
+        let branch_head = match (git, ws.isolation) {
+            (Some(g), Isolation::Worktree) => g.branch_head(&workflow.branch_of(ws))?,
+            _ => None,
+        };
+        let result: Option<Oid> = recorded.result_commit.as_deref().and_then(|c| c.parse().ok());
+        let start: Option<Oid> = recorded.start_commit.as_deref().and_then(|c| c.parse().ok());
+        let own = if changed {
+            decide(
+                Action::Run,
+                "its spec changed (task, agent, model, scope, test or a dependency's)".into(),
+            )
+        } else {
+            match recorded.phase {
+                Phase::Done => decide(Action::Keep, "done".into()),
+                Phase::Merged => {
+                    let merge: Option<Oid> = recorded.merge_commit.as_deref().and_then(|c| c.parse().ok());
+                    let still_in = match (git, merge, into_now) {
+                        (Some(g), Some(m), Some(head)) => m == head || g.is_ancestor(m, head)?,
+                        _ => true,
+                    };
+                    if still_in {
+                        decide(Action::Keep, "merged".into())
+                    } else if result.is_some() && branch_head == result {
+                        decide(
+                            Action::Merge,
+                            "its merge is no longer in the integration branch; merged again".into(),
+                        )
+                    } else {
+                        decide(
+                            Action::Run,
+                            "its merge is no longer in the integration branch and its branch changed".into(),
+                        )
+                    }
+                }
+                Phase::Ready | Phase::Merging => {
+                    if result.is_some() && branch_head == result {
+                        decide(
+                            Action::Merge,
+                            if recorded.phase == Phase::Merging {
+                                "its merge was interrupted; merged again".into()
+                            } else {
+                                "ready; merged now".into()
+                            },
+                        )
+                    } else {
+                        decide(Action::Run, "its branch changed since it was checked".into())
+                    }
+                }
+                Phase::Checking | Phase::Running | Phase::Preparing
+                    if recorded.agent_finished && (start.is_none() || branch_head.is_some()) =>
+                {
+                    decide(
+                        Action::Check,
+                        "its agent finished before the run stopped; its work is checked, the agent is not run again"
+                            .into(),
+                    )
+                }
+                Phase::Running | Phase::Preparing | Phase::Checking => decide(Action::Run, "it was interrupted".into()),
+                Phase::Failed => decide(
+                    Action::Run,
+                    format!(
+                        "it failed: {}",
+                        recorded.failure.as_ref().map_or("", |f| f.message.as_str())
+                    ),
+                ),
+                Phase::Conflicted => decide(Action::Run, "it conflicted".into()),
+                Phase::Cancelled => decide(Action::Run, "it was cancelled".into()),
+                Phase::Skipped => decide(Action::Run, "it was skipped".into()),
+                Phase::Pending => decide(Action::Run, "it had not started".into()),
+            }
+        };
+        let decision = match rerun_dependency {
+            Some(d) if own.action != Action::Run => decide(Action::Run, format!("its dependency `{d}` runs again")),
+            _ => own,
+        };
+        // A kept branch must still start inside the integration branch it will merge into.
+        let decision = match (decision.action, git, start, into_now) {
+            (Action::Merge, Some(g), Some(s), Some(head))
+                if !ws.dependencies.is_empty() && !(s == head || g.is_ancestor(s, head)?) =>
+            {
+                decide(
+                    Action::Run,
+                    "the integration commit it started from is no longer in the integration branch".into(),
+                )
+            }
+            _ => decision,
+        };
+        rerun[i] = decision.action == Action::Run;
+        chosen[i] = Some(decision);
+    }
+    decisions.extend(chosen.into_iter().flatten());
+    decisions.sort_by_key(|d| workflow.index_of(&d.workstream).unwrap_or(usize::MAX));
+
+    let mut events = vec![];
+    if let Some((commit, reason)) = &integration_reset {
+        events.push(EventKind::IntegrationReset {
+            commit: commit.to_string(),
+            reason: reason.clone(),
+        });
+    } else if good != recorded_good
+        && let Some(g) = good
+    {
+        events.push(EventKind::IntegrationReset {
+            commit: g.to_string(),
+            reason: "the integration branch was moved by hand; continuing from where it is".into(),
+        });
+    }
+    for (i, d) in decisions.iter().enumerate() {
+        let recorded = &state.workstreams[i];
+        match d.action {
+            Action::Keep => {}
+            Action::Merge => {
+                if recorded.phase != Phase::Ready {
+                    events.push(EventKind::Phase {
+                        workstream: i,
+                        phase: Phase::Ready,
+                        reason: Some(d.why.clone()),
+                    });
+                }
+            }
+            Action::Check => events.push(EventKind::Phase {
+                workstream: i,
+                phase: Phase::Pending,
+                reason: Some(d.why.clone()),
+            }),
+            Action::Run => events.push(EventKind::Reset {
+                workstream: i,
+                spec_hash: hashes[i].clone(),
+                reason: d.why.clone(),
+            }),
+        }
+    }
+    Ok(ResumePlan {
+        decisions,
+        events,
+        run_dir,
+        state,
+        integration_reset,
+    })
+}
+
+/// Continues a run after `plan_resume`.
+pub async fn resume(
+    plan: Plan,
+    site: Site,
+    resume: ResumePlan,
+    settings: RunSettings,
+    observer: &mut dyn Observer,
+) -> Result<RunState, RunError> {
+    let workflow = &plan.workflow;
+    let lock = RunLock::acquire(&site.flow_dir, &workflow.name)?;
+    let ResumePlan {
+        events,
+        run_dir,
+        mut state,
+        integration_reset,
+        ..
+    } = resume;
+    if let (Some(git), Some((commit, _))) = (&site.git, &integration_reset) {
+        let head = git.branch_head(&workflow.into)?;
+        git.set_branch(
+            &workflow.into,
+            *commit,
+            head,
+            "flow: resume moves the integration branch back to its last good commit",
+        )?;
+    }
+    // Record the decisions, so the event log alone rebuilds this state.
+    let mut log = EventLog::open(&run_dir.events_path()).map_err(|error| RunError::Io {
+        action: "open",
+        path: run_dir.events_path(),
+        error,
+    })?;
+    for kind in events {
+        let event = crate::run::state::Event {
+            seq: state.last_event + 1,
+            at: now(),
+            kind,
+        };
+        state.apply(&event);
+        log.append(&event).map_err(|error| RunError::Io {
+            action: "write",
+            path: run_dir.events_path(),
+            error,
+        })?;
+    }
+    drop(log);
+    run_dir.save(&state).map_err(|error| RunError::Io {
+        action: "write",
+        path: run_dir.state_path(),
+        error,
+    })?;
+    let worktrees = worktrees_dir(workflow, &site.root);
+    let workflow_text = workflow
+        .path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let result = drive_with_hash(
+        plan,
+        site,
+        worktrees,
+        state,
+        run_dir,
+        settings,
+        observer,
+        text_hash(&workflow_text),
+    )
+    .await;
+    drop(lock);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive_with_hash(
+    plan: Plan,
+    site: Site,
+    worktrees: PathBuf,
+    state: RunState,
+    run_dir: RunDir,
+    settings: RunSettings,
+    observer: &mut dyn Observer,
+    hash: String,
+) -> Result<RunState, RunError> {
+    let log = EventLog::open(&run_dir.events_path()).map_err(|error| RunError::Io {
+        action: "open",
+        path: run_dir.events_path(),
+        error,
+    })?;
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let parent_env: BTreeMap<String, String> = std::env::vars().collect();
+    let plan = Arc::new(plan);
+    let ctx = Arc::new(RunContext {
+        workflow: Arc::new(plan.workflow.clone()),
+        git: site.git,
+        run_dir: run_dir.clone(),
+        worktrees_dir: worktrees,
+        parent_env,
+        cancel: cancel_rx,
+        grace: settings.grace,
+        retry_base: settings.retry_base,
+    });
+    let scheduler =
+        Scheduler::new(plan, ctx, state, run_dir, log, observer, settings.options, cancel_tx).with_workflow_hash(hash);
+    Ok(scheduler.run(true).await)
+}

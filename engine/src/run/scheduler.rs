@@ -14,10 +14,13 @@ use tokio::sync::{mpsc, watch};
 use crate::agent::output::Usage;
 use crate::git::Oid;
 use crate::plan::Plan;
-use crate::run::job::{Msg, RunContext, over_budget, run_job};
+use crate::run::job::{JobStart, Msg, RunContext, Stop, over_budget, run_job};
 use crate::run::merge;
 use crate::run::state::{Event, EventKind, Phase, RunState, RunStatus, now};
 use crate::run::store::{EventLog, RunDir};
+
+/// The most often `state.json` is rewritten (events between are in the event log).
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
 
 /// How the run reacts to failures and how much runs at once.
 #[derive(Debug, Clone, Default)]
@@ -82,7 +85,7 @@ pub struct Scheduler<'o> {
     running: usize,
     per_agent: HashMap<String, usize>,
     per_account: HashMap<String, usize>,
-    stops: Vec<Option<watch::Sender<Option<String>>>>,
+    stops: Vec<Option<watch::Sender<Option<Stop>>>>,
     live_usage: Vec<Usage>,
     stopping: bool,
     merge_stopped: bool,
@@ -94,8 +97,12 @@ pub struct Scheduler<'o> {
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     last_snapshot: Instant,
+    /// Events were applied since the last snapshot.
+    dirty: bool,
     base_commit: Option<Oid>,
     alerted: Vec<String>,
+    /// The workflow file's hash, recorded when a resume starts.
+    workflow_hash: Option<String>,
 }
 
 impl<'o> Scheduler<'o> {
@@ -151,9 +158,17 @@ impl<'o> Scheduler<'o> {
             tx,
             rx,
             last_snapshot: Instant::now(),
+            dirty: false,
             base_commit,
             alerted: vec![],
+            workflow_hash: None,
         }
+    }
+
+    /// Records the workflow file's hash when the run (re)starts.
+    pub fn with_workflow_hash(mut self, hash: String) -> Self {
+        self.workflow_hash = Some(hash);
+        self
     }
 
     /// Records an event: applied to the state, appended to the log, shown to the observer.
@@ -177,7 +192,8 @@ impl<'o> Scheduler<'o> {
         }
         self.observer.event(&self.state, &event);
         self.react(&event);
-        if important || self.last_snapshot.elapsed() > Duration::from_millis(250) {
+        self.dirty = true;
+        if important || self.last_snapshot.elapsed() > SNAPSHOT_EVERY {
             self.snapshot();
         }
     }
@@ -186,14 +202,40 @@ impl<'o> Scheduler<'o> {
         if let Err(e) = self.run_dir.save(&self.state) {
             eprintln!("flow: cannot write the run state: {e}");
         }
+        self.write_boards();
         self.last_snapshot = Instant::now();
+        self.dirty = false;
+    }
+
+    /// Writes the markdown board into the run folder and, following the `.ai/coordination/`
+    /// convention, into every worktree still in use (never into the user's checkout).
+    fn write_boards(&self) {
+        let board = crate::report::board::markdown_board(&self.state);
+        let _ = std::fs::write(self.run_dir.dir.join("worktree_status.md"), &board);
+        let status_file = &self.plan.workflow.status_file;
+        for ws in &self.state.workstreams {
+            let (Some(dir), Some(_)) = (&ws.worktree, &ws.branch) else {
+                continue;
+            };
+            if ws.phase.is_final() {
+                continue;
+            }
+            let path = std::path::Path::new(dir).join(status_file);
+            if let Some(parent) = path.parent()
+                && std::fs::create_dir_all(parent).is_ok()
+            {
+                let _ = std::fs::write(&path, &board);
+            }
+        }
     }
 
     /// Runs until every selected workstream is over or the run stops; returns the final state.
     pub async fn run(mut self, resumed: bool) -> RunState {
+        let workflow_hash = self.workflow_hash.take();
         self.record(EventKind::RunStarted {
             pid: std::process::id(),
             resumed,
+            workflow_hash,
         });
         self.initialize();
         let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
@@ -208,6 +250,11 @@ impl<'o> Scheduler<'o> {
                     Some(m) => self.handle(m),
                     None => break,
                 },
+                // Events recorded within SNAPSHOT_EVERY of a snapshot reach state.json this late
+                // at most, even when nothing else happens for a long time.
+                () = tokio::time::sleep_until((self.last_snapshot + SNAPSHOT_EVERY).into()), if self.dirty => {
+                    self.snapshot();
+                }
                 _ = &mut interrupt, if !self.cancelled => {
                     self.cancelled = true;
                     self.stopping = true;
@@ -325,8 +372,12 @@ impl<'o> Scheduler<'o> {
     fn start(&mut self, index: usize) {
         let workflow = self.plan.workflow.clone();
         let ws = &workflow.workstreams[index];
+        let recorded = &self.state.workstreams[index];
+        let agent_finished = recorded.agent_finished && recorded.start_commit.is_some();
         let start = if ws.isolation == Isolation::Worktree && self.ctx.git.is_some() {
-            if ws.dependencies.is_empty() {
+            if agent_finished {
+                recorded.start_commit.as_deref().and_then(|c| c.parse().ok())
+            } else if ws.dependencies.is_empty() {
                 self.base_commit
             } else {
                 self.state
@@ -338,6 +389,7 @@ impl<'o> Scheduler<'o> {
         } else {
             None
         };
+        let begin = JobStart { start, agent_finished };
         self.running += 1;
         *self.per_agent.entry(ws.agent.clone()).or_default() += 1;
         if let Some(a) = &ws.account {
@@ -346,7 +398,7 @@ impl<'o> Scheduler<'o> {
         let (stop_tx, stop_rx) = watch::channel(None);
         self.stops[index] = Some(stop_tx);
         self.live_usage[index] = Usage::default();
-        tokio::spawn(run_job(self.ctx.clone(), index, start, self.tx.clone(), stop_rx));
+        tokio::spawn(run_job(self.ctx.clone(), index, begin, self.tx.clone(), stop_rx));
     }
 
     fn handle(&mut self, message: Msg) {
@@ -423,7 +475,9 @@ impl<'o> Scheduler<'o> {
             self.stopping = true;
             if self.options.abort_on_failure {
                 for stop in self.stops.iter().flatten() {
-                    let _ = stop.send(Some(format!("stopped: `{name}` failed (--abort-on-failure)")));
+                    let _ = stop.send(Some(Stop::Abort(format!(
+                        "stopped: `{name}` failed (--abort-on-failure)"
+                    ))));
                 }
             }
         }
@@ -465,7 +519,7 @@ impl<'o> Scheduler<'o> {
             if let Some(reason) = over_budget(&spent, budget.usd, budget.tokens) {
                 for &m in &members {
                     if let Some(stop) = &self.stops[m] {
-                        let _ = stop.send(Some(format!("{scope}: {reason}")));
+                        let _ = stop.send(Some(Stop::Budget(format!("{scope}: {reason}"))));
                     }
                 }
                 if scope == "run" {

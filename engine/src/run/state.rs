@@ -145,6 +145,10 @@ pub struct WorkstreamState {
     pub reason: Option<String>,
     /// The last line its agent printed.
     pub last_line: Option<String>,
+    /// True when its latest agent attempt ended without error (so a resume checks its work
+    /// instead of running the agent again).
+    #[serde(default)]
+    pub agent_finished: bool,
 }
 
 impl WorkstreamState {
@@ -170,6 +174,7 @@ impl WorkstreamState {
             failure: None,
             reason: None,
             last_line: None,
+            agent_finished: false,
         }
     }
 }
@@ -222,7 +227,20 @@ pub struct Event {
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum EventKind {
     /// A run started or resumed.
-    RunStarted { pid: u32, resumed: bool },
+    RunStarted {
+        pid: u32,
+        resumed: bool,
+        #[serde(default)]
+        workflow_hash: Option<String>,
+    },
+    /// A resume decided to run a workstream again from the start.
+    Reset {
+        workstream: usize,
+        spec_hash: String,
+        reason: String,
+    },
+    /// A resume moved the integration branch back (an unverified or unwanted merge).
+    IntegrationReset { commit: String, reason: String },
     /// A workstream moved to a phase.
     Phase {
         workstream: usize,
@@ -278,10 +296,27 @@ impl RunState {
         self.last_event = event.seq;
         let at = event.at;
         match &event.kind {
-            EventKind::RunStarted { .. } => {
+            EventKind::RunStarted { workflow_hash, .. } => {
                 self.status = RunStatus::Running;
                 self.ended_at = None;
+                if let Some(h) = workflow_hash {
+                    self.workflow_hash = h.clone();
+                }
             }
+            EventKind::Reset {
+                workstream,
+                spec_hash,
+                reason,
+            } => {
+                let ws = &mut self.workstreams[*workstream];
+                let usage = ws.usage;
+                let attempts = ws.attempts;
+                *ws = WorkstreamState::new(&ws.name.clone(), spec_hash.clone(), at);
+                ws.usage = usage;
+                ws.attempts = attempts;
+                ws.reason = Some(reason.clone());
+            }
+            EventKind::IntegrationReset { commit, .. } => self.last_good = Some(commit.clone()),
             EventKind::Phase {
                 workstream,
                 phase,
@@ -317,6 +352,7 @@ impl RunState {
             EventKind::AttemptStarted { workstream, attempt } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.attempts = *attempt;
+                ws.agent_finished = false;
                 ws.phase = Phase::Running;
                 ws.updated_at = at;
             }

@@ -55,7 +55,7 @@ impl RunDir {
 
     /// Writes the state snapshot atomically (temporary file, fsync, rename).
     pub fn save(&self, state: &RunState) -> io::Result<()> {
-        let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        let json = serde_json::to_vec(state).map_err(io::Error::other)?;
         write_atomic(&self.state_path(), &json)
     }
 
