@@ -37,6 +37,7 @@ pub enum Command {
     Status(StatusArgs),
     Logs(LogsArgs),
     Runs(RunsArgs),
+    Usage(UsageArgs),
 }
 
 /// Check a workflow file and report every problem in it.
@@ -302,6 +303,20 @@ pub struct LogsArgs {
 /// List past runs, oldest first.
 #[derive(Debug, Args)]
 pub struct RunsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Show what a run spent: tokens and dollars per workstream, model, agent and account,
+/// against every budget, the most expensive workstreams, and cheaper models to consider.
+///
+/// Costs come from what each agent reported, or from the `std:models` price table (dated,
+/// overridable in the workflow) for agents that report only tokens.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The run (default: the latest).
+    pub run: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -137,6 +137,7 @@ pub struct AgentAst {
     pub env: Vec<(Spanned<String>, Spanned<String>)>,
     pub pass_env: Vec<Spanned<String>>,
     pub max_parallel: Option<Spanned<u64>>,
+    pub budget_flag: Option<Spanned<String>>,
 }
 
 /// `role "name" { ... }`.

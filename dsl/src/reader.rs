@@ -75,6 +75,7 @@ const DEFAULTS_CHILDREN: &[&str] = &[
 ];
 const INTEGRATE_CHILDREN: &[&str] = &["verify", "on-conflict", "order"];
 const AGENT_CHILDREN: &[&str] = &[
+    "budget-flag",
     "command",
     "output",
     "stdin",
@@ -394,6 +395,7 @@ impl<'a> Reader<'a> {
             env: vec![],
             pass_env: vec![],
             max_parallel: None,
+            budget_flag: None,
         };
         let mut seen = Seen::default();
         let mut has_command = false;
@@ -438,6 +440,7 @@ impl<'a> Reader<'a> {
                 }
                 "pass-env" => agent.pass_env.extend(self.list(child, "a variable name")),
                 "max-parallel" => agent.max_parallel = self.one_count(child, 1),
+                "budget-flag" => agent.budget_flag = self.one_string(child, "a command-line flag"),
                 other => self.unknown_node(child, other, AGENT_CHILDREN, "in `agent`"),
             }
         }
@@ -499,7 +502,7 @@ impl<'a> Reader<'a> {
             max_parallel: props.get("max-parallel").and_then(|e| self.count(e, 1, "")),
             budget: BudgetAst {
                 usd: props.get("budget-usd").and_then(|e| self.price(e)),
-                tokens: props.get("budget-tokens").and_then(|e| self.count(e, 0, "")),
+                tokens: props.get("budget-tokens").and_then(|e| self.count(e, 1, "")),
             },
             name: name?,
         };
@@ -959,7 +962,7 @@ impl<'a> Reader<'a> {
     fn count(&mut self, entry: &KdlEntry, min: u64, node: &str) -> Option<Spanned<u64>> {
         let subject = entry.name().map_or(node, |k| k.value());
         match entry.value() {
-            KdlValue::Integer(n) if *n >= min as i128 && *n <= u32::MAX as i128 => {
+            KdlValue::Integer(n) if *n >= min as i128 && *n <= limit_of(subject) => {
                 Some(self.spanned(*n as u64, entry.span()))
             }
             KdlValue::Integer(n) => {
@@ -1195,5 +1198,15 @@ fn example_for(what: &str) -> &'static str {
         "a duration" => "\"45m\"",
         "a glob" => "\"src/**\"",
         _ => "\"...\"",
+    }
+}
+
+/// The largest whole number a node or property takes: token counts may be large, counts of
+/// things (retries, parallel agents) fit in 32 bits.
+fn limit_of(subject: &str) -> i128 {
+    if subject.contains("tokens") {
+        i64::MAX as i128
+    } else {
+        u32::MAX as i128
     }
 }

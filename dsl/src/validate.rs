@@ -277,6 +277,7 @@ impl<'a> Validator<'a> {
                 env: a.env.iter().map(|(k, v)| (k.value.clone(), v.value.clone())).collect(),
                 pass_env: a.pass_env.iter().map(|p| p.value.clone()).collect(),
                 max_parallel: a.max_parallel.as_ref().map(|m| m.value as usize),
+                budget_flag: a.budget_flag.as_ref().map(|f| f.value.clone()),
             };
             out.insert(agent.name.clone(), agent);
         }

@@ -276,6 +276,8 @@ pub struct Agent {
     pub env: BTreeMap<String, String>,
     pub pass_env: Vec<String>,
     pub max_parallel: Option<usize>,
+    /// A flag the tool takes to limit its own spending (given the workstream's `budget usd`).
+    pub budget_flag: Option<String>,
 }
 
 impl Agent {

@@ -683,8 +683,17 @@ fn document() -> impl Strategy<Value = String> {
         })
 }
 
+/// `PROPTEST_CASES` when set, else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(Config { cases: 1500, failure_persistence: None, ..Config::default() })]
+    // `PROPTEST_CASES=100000` runs more.
+    #![proptest_config(Config { cases: cases(1500), failure_persistence: None, ..Config::default() })]
 
     /// Every generated document is valid KDL in the subset: both parsers take it and agree.
     #[test]
@@ -710,7 +719,13 @@ proptest! {
             }
         }
         let text: String = chars.into_iter().collect();
-        check(&text).map_err(TestCaseError::fail)?;
+        let ok = check(&text).map_err(TestCaseError::fail)?;
+        let kdl_ok = text.parse::<KdlDocument>().is_ok();
+        MUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if ok { MUT_OK.fetch_add(1, std::sync::atomic::Ordering::Relaxed); }
+        if kdl_ok { MUT_KDL.fetch_add(1, std::sync::atomic::Ordering::Relaxed); }
+        if kdl_ok && !ok && SHOWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 25 { eprintln!("DECLINED VALID {:?}", text); }
+        if MUT.load(std::sync::atomic::Ordering::Relaxed) % 5000 == 0 { eprintln!("mut {} fast {} kdl {}", MUT.load(std::sync::atomic::Ordering::Relaxed), MUT_OK.load(std::sync::atomic::Ordering::Relaxed), MUT_KDL.load(std::sync::atomic::Ordering::Relaxed)); }
     }
 
     /// Random text over KDL's significant characters.
@@ -801,3 +816,8 @@ fn speed_on_5000_workstreams() {
         },
     );
 }
+
+static MUT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static MUT_OK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static MUT_KDL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static SHOWN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

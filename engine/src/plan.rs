@@ -183,3 +183,104 @@ impl Plan {
             .collect()
     }
 }
+
+/// A range of dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CostRange {
+    pub low_usd: f64,
+    pub high_usd: f64,
+}
+
+/// What a plan is expected to cost, from each workstream's `estimate` and the price table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CostEstimate {
+    /// The sum over the workstreams that have an estimate.
+    pub total: CostRange,
+    /// Estimated tokens, summed.
+    pub tokens: u64,
+    /// Per workstream (by name), when it has an estimate.
+    pub workstreams: std::collections::BTreeMap<String, CostRange>,
+    /// Workstreams with no estimate, or whose model has no prices.
+    pub unestimated: Vec<String>,
+    /// Estimates that exceed (or may exceed) a budget.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Estimates the cost: a workstream's `estimate usd=` as given, or its `estimate tokens=`
+    /// priced between all-input and all-output at its model's prices.
+    pub fn cost_estimate(&self) -> CostEstimate {
+        let wf = &self.workflow;
+        let mut estimate = CostEstimate::default();
+        for ws in &wf.workstreams {
+            let range = match (ws.estimate.usd, ws.estimate.tokens, wf.model_of(ws)) {
+                (Some(usd), _, _) => Some(CostRange {
+                    low_usd: usd,
+                    high_usd: usd,
+                }),
+                (None, Some(tokens), Some(m)) if m.input_usd > 0.0 || m.output_usd > 0.0 => {
+                    let (cheap, dear) = (m.input_usd.min(m.output_usd), m.input_usd.max(m.output_usd));
+                    Some(CostRange {
+                        low_usd: tokens as f64 * cheap / 1e6,
+                        high_usd: tokens as f64 * dear / 1e6,
+                    })
+                }
+                _ => None,
+            };
+            estimate.tokens += ws.estimate.tokens.unwrap_or(0);
+            match range {
+                Some(r) => {
+                    estimate.total.low_usd += r.low_usd;
+                    estimate.total.high_usd += r.high_usd;
+                    if let Some(limit) = ws.budget.usd {
+                        warn_over(&mut estimate.warnings, &format!("workstream `{}`", ws.name), r, limit);
+                    }
+                    estimate.workstreams.insert(ws.name.clone(), r);
+                }
+                None => estimate.unestimated.push(ws.name.clone()),
+            }
+        }
+        if let Some(limit) = wf.budget.usd {
+            let total = estimate.total;
+            warn_over(&mut estimate.warnings, "the run", total, limit);
+        }
+        if let Some(limit) = wf.budget.tokens
+            && estimate.tokens > limit
+        {
+            estimate.warnings.push(format!(
+                "the estimated {} tokens exceed the run's budget of {limit} tokens",
+                estimate.tokens
+            ));
+        }
+        for (name, account) in &wf.accounts {
+            let Some(limit) = account.budget.usd else { continue };
+            let mut sum = CostRange::default();
+            for ws in wf
+                .workstreams
+                .iter()
+                .filter(|w| w.account.as_deref() == Some(name.as_str()))
+            {
+                if let Some(r) = estimate.workstreams.get(&ws.name) {
+                    sum.low_usd += r.low_usd;
+                    sum.high_usd += r.high_usd;
+                }
+            }
+            warn_over(&mut estimate.warnings, &format!("account `{name}`"), sum, limit);
+        }
+        estimate
+    }
+}
+
+fn warn_over(warnings: &mut Vec<String>, scope: &str, range: CostRange, limit: f64) {
+    if range.low_usd > limit {
+        warnings.push(format!(
+            "{scope} is estimated at ${:.2}–${:.2}, over its ${limit:.2} budget",
+            range.low_usd, range.high_usd
+        ));
+    } else if range.high_usd > limit {
+        warnings.push(format!(
+            "{scope} is estimated at ${:.2}–${:.2}, which may pass its ${limit:.2} budget",
+            range.low_usd, range.high_usd
+        ));
+    }
+}

@@ -74,6 +74,7 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Status(args) => status::status(args),
         Command::Logs(args) => status::logs(args).await,
         Command::Runs(args) => status::runs(args),
+        Command::Usage(args) => status::usage(args),
     }
 }
 

@@ -9,7 +9,7 @@ use flow_engine::report::run_table::{dollars, run_table, seconds, tokens};
 use flow_engine::run::state::{RunState, RunStatus};
 use flow_engine::run::store::{RunDir, latest_run, list_runs};
 
-use crate::cli::{LogsArgs, RunsArgs, StatusArgs};
+use crate::cli::{LogsArgs, RunsArgs, StatusArgs, UsageArgs};
 use crate::commands::{CommandError, print_json, print_stdout};
 
 fn flow_dir() -> Result<PathBuf, CommandError> {
@@ -140,6 +140,83 @@ pub fn runs(args: RunsArgs) -> Result<ExitCode, CommandError> {
             s.workstreams.len(),
             tokens(usage.total_tokens()),
             dollars(usage.cost_usd)
+        ));
+    }
+    print_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what a run spent.
+pub fn usage(args: UsageArgs) -> Result<ExitCode, CommandError> {
+    let (_, state) = load_run(args.run.as_deref())?;
+    let workflow = state
+        .workflow_file
+        .as_ref()
+        .and_then(|f| flow_dsl::check_file(std::path::Path::new(f)).ok())
+        .map(|c| c.workflow);
+    let report = flow_engine::report::usage::usage_report(&state, workflow.as_ref());
+    if args.json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = format!(
+        "run {} of workflow `{}`: {} tokens, {}\n",
+        report.run,
+        report.workflow,
+        tokens(report.total.total_tokens()),
+        dollars(report.total.cost_usd)
+    );
+    if workflow.is_none() {
+        out.push_str("(the workflow file could not be read: no per-model, agent or budget figures)\n");
+    }
+    let groups = [
+        ("workstream", &report.by_workstream),
+        ("model", &report.by_model),
+        ("agent", &report.by_agent),
+        ("account", &report.by_account),
+    ];
+    for (what, map) in groups {
+        if map.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\nby {what}:\n"));
+        for (name, u) in map {
+            out.push_str(&format!(
+                "  {name:<24} {:>8} in  {:>8} out  {:>8} cache  {:>9}\n",
+                tokens(u.input_tokens),
+                tokens(u.output_tokens),
+                tokens(u.cache_read_tokens + u.cache_write_tokens),
+                dollars(u.cost_usd)
+            ));
+        }
+    }
+    if !report.budgets.is_empty() {
+        out.push_str("\nbudgets:\n");
+        for b in &report.budgets {
+            let usd = b
+                .limit_usd
+                .map_or(String::new(), |l| format!("{} of ${l:.2}", dollars(b.spent_usd)));
+            let tok = b.limit_tokens.map_or(String::new(), |l| {
+                format!("{} of {} tokens", tokens(b.spent_tokens), tokens(l))
+            });
+            let pct = b.percent.map_or(String::new(), |p| format!(" ({p:.0}%)"));
+            out.push_str(&format!(
+                "  {:<24} {usd}{}{tok}{pct}\n",
+                b.scope,
+                if !usd.is_empty() && !tok.is_empty() { ", " } else { "" }
+            ));
+        }
+    }
+    if !report.most_expensive.is_empty() {
+        out.push_str("\nmost expensive:\n");
+        for (name, cost) in &report.most_expensive {
+            out.push_str(&format!("  {name:<24} ${cost:.4}\n"));
+        }
+    }
+    for s in &report.suggestions {
+        out.push_str(&format!(
+            "\nsuggestion: `{}` (kind {}) used {} (${:.4}); the kind table maps it to {}, which would have cost ${:.4} for the same tokens\n",
+            s.workstream, s.kind, s.used, s.spent_usd, s.suggested, s.would_cost_usd
         ));
     }
     print_stdout(&out)?;

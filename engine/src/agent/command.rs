@@ -58,7 +58,11 @@ pub fn launch(
     let program = argv
         .next()
         .ok_or_else(|| format!("agent `{}` has an empty command", agent.name))?;
-    let args: Vec<String> = argv.collect();
+    let mut args: Vec<String> = argv.collect();
+    if let (Some(flag), Some(usd)) = (&agent.budget_flag, ws.budget.usd) {
+        // The tool's own limit is checked only between turns; flow enforces the budget too.
+        args.splice(0..0, [flag.clone(), format!("{usd}")]);
+    }
 
     let mut pass: Vec<String> = agent.pass_env.clone();
     let mut set: BTreeMap<String, String> = agent.env.clone();

@@ -6,3 +6,4 @@ pub mod plan_json;
 pub mod plan_text;
 pub mod progress;
 pub mod run_table;
+pub mod usage;

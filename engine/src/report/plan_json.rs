@@ -26,6 +26,7 @@ pub struct PlanJson<'p> {
     pub critical_path: CriticalPathJson<'p>,
     pub merge_order: Vec<&'p str>,
     pub overlaps: Vec<OverlapJson<'p>>,
+    pub cost: crate::plan::CostEstimate,
 }
 
 /// One workstream as planned, after defaults.
@@ -144,5 +145,6 @@ pub fn plan_json(plan: &Plan) -> PlanJson<'_> {
                 example: &o.example,
             })
             .collect(),
+        cost: plan.cost_estimate(),
     }
 }

@@ -98,6 +98,27 @@ pub fn plan_text(plan: &Plan) -> String {
     if let Some(verify) = &wf.integrate.verify {
         let _ = writeln!(out, "Verify         `{verify}` after each merge");
     }
+    let cost = plan.cost_estimate();
+    if cost.workstreams.is_empty() {
+        let _ = writeln!(out, "Cost estimate  none (no workstream has an `estimate`)");
+    } else {
+        let missing = if cost.unestimated.is_empty() {
+            String::new()
+        } else {
+            format!("; no estimate for {}", cost.unestimated.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "Cost estimate  ${:.2}–${:.2} for {} workstream{}{missing}",
+            cost.total.low_usd,
+            cost.total.high_usd,
+            cost.workstreams.len(),
+            plural(cost.workstreams.len())
+        );
+    }
+    for warning in &cost.warnings {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
     if wf.overlaps.is_empty() {
         let _ = writeln!(out, "Overlaps       none predicted");
     } else {

@@ -344,12 +344,14 @@ impl Job {
 
         let agent = workflow.agent_of(ws);
         let mut reader = OutputReader::new(agent.output);
+        let model = workflow.model_of(ws).cloned();
         let budget = ws.budget;
         let index = self.index;
         let tx = self.tx.clone();
         let on_line = |line: OutputLine<'_>| {
             if let OutputLine::Stdout(text) = line {
                 if let Some(usage) = reader.feed_line(text) {
+                    let usage = priced(usage, model.as_ref());
                     let _ = tx.send(Msg::Event(EventKind::Usage {
                         workstream: index,
                         usage,
@@ -392,7 +394,7 @@ impl Job {
         self.send(EventKind::AttemptEnded {
             workstream: self.index,
             attempt,
-            usage: report.usage,
+            usage: priced(report.usage, workflow.model_of(ws)),
             session_id: report.session_id.clone(),
             error: report.error.clone(),
             last_line: outcome.last_line.clone(),
@@ -695,4 +697,20 @@ pub fn worktrees_dir(workflow: &Workflow, root: &Path) -> PathBuf {
         }
     };
     base.join(&workflow.name)
+}
+
+/// Fills in the cost from the model's price table when the agent did not report one.
+pub fn priced(mut usage: Usage, model: Option<&flow_dsl::Model>) -> Usage {
+    if usage.cost_usd.is_none()
+        && let Some(m) = model
+        && (m.input_usd > 0.0 || m.output_usd > 0.0)
+        && usage.total_tokens() > 0
+    {
+        let per_million = usage.input_tokens as f64 * m.input_usd
+            + usage.output_tokens as f64 * m.output_usd
+            + usage.cache_read_tokens as f64 * m.cache_read_usd
+            + usage.cache_write_tokens as f64 * m.cache_write_usd;
+        usage.cost_usd = Some(per_million / 1_000_000.0);
+    }
+    usage
 }

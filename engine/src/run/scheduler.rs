@@ -623,6 +623,30 @@ impl<'o> Scheduler<'o> {
                 });
             }
         }
+        // Finished work that did not merge says why (it merges on resume).
+        let unmerged = if self.cancelled {
+            "not merged: the run was interrupted".to_string()
+        } else if self.merge_stopped {
+            "not merged: merging stopped at a conflict (on-conflict \"stop\")".to_string()
+        } else {
+            let waiting = self.plan.merge_order.get(self.next_merge).copied();
+            match waiting.map(|w| &self.plan.workflow.workstreams[w].name) {
+                Some(name) => format!("not merged: `{name}` comes first in the merge order and did not finish"),
+                None => "not merged: the run stopped".to_string(),
+            }
+        };
+        for i in 0..self.state.workstreams.len() {
+            if self.selected[i]
+                && self.state.workstreams[i].phase == Phase::Ready
+                && self.state.workstreams[i].reason.is_none()
+            {
+                self.record(EventKind::Phase {
+                    workstream: i,
+                    phase: Phase::Ready,
+                    reason: Some(unmerged.clone()),
+                });
+            }
+        }
         let all_good = (0..self.state.workstreams.len())
             .all(|i| !self.selected[i] || self.state.workstreams[i].phase.is_success());
         let status = if all_good {

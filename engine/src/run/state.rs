@@ -323,13 +323,15 @@ impl RunState {
                 reason,
             } => {
                 let ws = &mut self.workstreams[*workstream];
+                let was = ws.phase;
                 ws.phase = *phase;
                 ws.reason = reason.clone();
                 ws.updated_at = at;
                 if *phase == Phase::Preparing && ws.started_at.is_none() {
                     ws.started_at = Some(at);
                 }
-                if phase.is_final() || *phase == Phase::Ready {
+                // A ready workstream given a reason keeps the time its work ended.
+                if phase.is_final() || (*phase == Phase::Ready && was != Phase::Ready) {
                     ws.ended_at = Some(at);
                 }
                 if *phase == Phase::Pending {
