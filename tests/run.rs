@@ -87,6 +87,16 @@ workstream "d" { owns "d/**"; depends-on "b" "c"; script "test -f b/b.txt && tes
     let second = &order[2];
     let merge = state.field(second, "merge_commit").expect("merge commit");
     assert_eq!(env.parents(&merge).len(), 2, "{second} merged with a merge commit");
+    assert_eq!(
+        env.git_log(&merge, "%s")[0],
+        format!("Merge flow/t/{second} ({second}) into integration/t")
+    );
+    // flow's own commits are flow's, the user's keep their pinned author.
+    assert_eq!(
+        env.git_log(&base, "%an <%ae> %aI")[0],
+        "Test User <test@example.com> 2001-02-03T04:05:06Z"
+    );
+    assert_eq!(env.git_log(&merge, "%an <%ae>")[0], "flow <flow@localhost>");
 
     // The user's checkout, main and the object store are untouched.
     assert_eq!(env.checkout_snapshot(), before);
@@ -200,6 +210,44 @@ fn a_failure_stops_new_starts_but_lets_running_agents_finish() {
 }
 
 #[test]
+fn finished_work_waiting_behind_an_unstarted_workstream_in_the_merge_order_says_why() {
+    let env = TestEnv::new();
+    // `slow` starts before `early` (it has a longer path ahead) but merges after it.
+    env.workflow(
+        r#"
+workstream "bad" { owns "bad/**"; script "sleep 0.2; exit 3" }
+workstream "early" { owns "early/**"; script "mkdir -p early && echo > early/x" }
+workstream "slow" { owns "slow/**"; script "sleep 1; mkdir -p slow && echo > slow/x" }
+workstream "after-bad" { owns "ab/**"; depends-on "bad"; script "true" }
+workstream "after-slow" { owns "as/**"; depends-on "slow"; script "true" }
+"#,
+    );
+    assert_eq!(env.merge_order(), ["bad", "early", "slow", "after-bad", "after-slow"]);
+    let run = env.run(&["-j", "2"]);
+    run.assert_code(1);
+    let state = env.state();
+    assert_eq!(
+        state.phases(),
+        phases(&[
+            ("bad", "failed"),
+            ("early", "pending"),
+            ("slow", "ready"),
+            ("after-bad", "skipped"),
+            ("after-slow", "pending"),
+        ]),
+        "{}",
+        run.text()
+    );
+    let reason = state.field("slow", "reason").unwrap_or_default();
+    assert!(reason.contains("not merged") && reason.contains("`early`"), "{reason}");
+    // It keeps the time its work ended, not the run's end.
+    let ended = state.ended_at("slow").expect("ended");
+    assert!(ended < state.0["ended_at"].as_f64().expect("run ended"));
+    assert!(state.field("slow", "result_commit").is_some());
+    assert_eq!(env.show_file("integration/t", "slow/x"), None);
+}
+
+#[test]
 fn keep_going_starts_independent_workstreams_after_a_failure() {
     let env = TestEnv::new();
     failing_workflow(&env, 1);
@@ -237,11 +285,11 @@ fn abort_on_failure_stops_the_agents_still_running() {
     );
     let state = env.state();
     assert_eq!(state.status(), "failed");
-    let slow = state.phase("slow");
+    assert_eq!(state.phase("slow"), "cancelled", "{}", run.text());
+    let reason = state.field("slow", "reason").unwrap_or_default();
     assert!(
-        slow == "cancelled" || slow == "failed",
-        "slow is {slow}\n{}",
-        run.text()
+        reason.contains("`bad` failed") && reason.contains("--abort-on-failure"),
+        "{reason}"
     );
     assert_eq!(state.phase("bad"), "failed");
     assert_eq!(state.phase("after-bad"), "skipped");
@@ -260,7 +308,21 @@ workstream "c" { owns "c/**"; script "mkdir -p c && echo > c/x" }
 workstream "d" { owns "d/**"; depends-on "b"; script "mkdir -p d && echo > d/x" }
 "#,
     );
-    let run = env.run(&["--only", "b"]);
+    let unknown = env.run(&["--only", "nope"]);
+    unknown.assert_code(2);
+    assert!(unknown.stderr().contains("nope"), "{}", unknown.text());
+    assert!(env.latest_run_dir().is_none());
+
+    // Started from another folder with `-C`, like git.
+    let out = env
+        .flow()
+        .current_dir(&env.outside)
+        .arg("-C")
+        .arg(&env.root)
+        .args(["run", "--progress", "plain", "--only", "b"])
+        .output()
+        .expect("flow runs");
+    let run = crate::support::RunOutput { out };
     run.assert_code(0);
     let state = env.state();
     assert_eq!(
@@ -312,15 +374,19 @@ fn both_running(env: &TestEnv) -> bool {
 
 #[test]
 fn ctrl_c_stops_every_agent_and_its_children_and_records_the_run_as_cancelled() {
+    stop_a_run_with(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_stops_every_agent_like_ctrl_c() {
+    stop_a_run_with(libc::SIGTERM);
+}
+
+/// Sends `signal` to a run whose agents sleep, and checks everything stopped and was recorded.
+fn stop_a_run_with(signal: libc::c_int) {
     let env = TestEnv::new();
     sleepers_with_grandchildren(&env);
-    let mut child = env
-        .flow_process()
-        .args(["run", "--progress", "plain", "--grace", "1s"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("flow starts");
+    let mut flow = env.spawn_flow(&["run", "--progress", "plain", "--grace", "1s"]);
     wait_until(Duration::from_secs(20), "both agents running", || both_running(&env));
     let pids = recorded_pids(&env);
     assert_eq!(pids.len(), 4);
@@ -329,27 +395,22 @@ fn ctrl_c_stops_every_agent_and_its_children_and_records_the_run_as_cancelled() 
         "the agents are alive before Ctrl-C"
     );
 
-    let flow_pid = i32::try_from(child.id()).expect("pid");
-    // SAFETY: sends SIGINT to the flow process this test started.
-    assert_eq!(unsafe { libc::kill(flow_pid, libc::SIGINT) }, 0);
-    let sent = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if sent.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("flow did not exit within 10 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    flow.signal(signal);
+    // The agents get SIGINT, then SIGKILL after the 1 s grace.
+    let status = flow.wait(Duration::from_secs(10));
     assert!(!status.success(), "an interrupted run does not exit 0: {status:?}");
     for pid in pids {
-        assert!(process_gone(pid), "process {pid} outlived Ctrl-C");
+        assert!(process_gone(pid), "process {pid} outlived signal {signal}");
     }
     let state = env.state();
     assert_eq!(state.status(), "cancelled");
     assert_eq!(state.phases(), phases(&[("s1", "cancelled"), ("s2", "cancelled")]));
+    assert!(
+        state.field("s1", "reason").unwrap_or_default().contains("stopped"),
+        "{:?}",
+        state.field("s1", "reason")
+    );
+    assert!(!env.flow_dir().join("locks/t.lock").exists(), "the lock is released");
     assert!(env.show_file("integration/t", "s1").is_none());
 }
 
@@ -357,13 +418,7 @@ fn ctrl_c_stops_every_agent_and_its_children_and_records_the_run_as_cancelled() 
 fn a_second_run_of_the_same_workflow_is_refused_while_one_runs() {
     let env = TestEnv::new();
     sleepers_with_grandchildren(&env);
-    let mut first = env
-        .flow_process()
-        .args(["run", "--progress", "quiet", "--grace", "1s"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("flow starts");
+    let mut first = env.spawn_flow(&["run", "--progress", "quiet", "--grace", "1s"]);
     wait_until(Duration::from_secs(20), "both agents running", || both_running(&env));
     let run_id = env.state().0["id"].clone();
 
@@ -371,15 +426,14 @@ fn a_second_run_of_the_same_workflow_is_refused_while_one_runs() {
     second.assert_code(2);
     let stderr = second.stderr();
     assert!(
-        stderr.contains("already running") && stderr.contains(&format!("pid {}", first.id())),
+        stderr.contains("already running") && stderr.contains(&format!("pid {}", first.pid())),
         "the refusal names the holder's pid:\n{stderr}"
     );
     assert_eq!(env.state().0["id"], run_id, "the refused run made no run folder");
     assert_eq!(env.state().status(), "running");
 
-    // SAFETY: sends SIGINT to the flow process this test started.
-    unsafe { libc::kill(i32::try_from(first.id()).expect("pid"), libc::SIGINT) };
-    let status = first.wait().expect("first run ends");
+    first.signal(libc::SIGINT);
+    let status = first.wait(Duration::from_secs(10));
     assert!(!status.success());
     for pid in recorded_pids(&env) {
         assert!(process_gone(pid), "process {pid} outlived Ctrl-C");
@@ -404,4 +458,119 @@ fn leftover_branches_of_an_earlier_run_make_a_fresh_run_refuse_with_a_hint() {
     );
     assert_eq!(env.state().0["id"], first, "no new run was recorded");
     assert_eq!(env.rev_parse("integration/t"), integration);
+}
+
+#[test]
+fn a_lock_left_by_a_dead_run_is_taken_over_and_a_live_holder_is_named() {
+    let env = TestEnv::new();
+    env.workflow(r#"workstream "a" { owns "a/**"; script "mkdir -p a && echo > a/x" }"#);
+    let locks = env.flow_dir().join("locks");
+    std::fs::create_dir_all(&locks).expect("locks dir");
+    let lock = locks.join("t.lock");
+
+    // A live process holds it (this test): refused, naming the pid.
+    std::fs::write(&lock, format!("{} 1700000000.5\n", std::process::id())).expect("write lock");
+    let refused = env.run(&[]);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr().contains(&format!("pid {}", std::process::id())),
+        "{}",
+        refused.text()
+    );
+    assert!(lock.exists(), "a refused run leaves the holder's lock alone");
+    assert!(env.latest_run_dir().is_none(), "nothing was started");
+
+    // Its holder died: the lock is taken over, and released at the end.
+    let mut dead = std::process::Command::new("true").spawn().expect("spawn true");
+    let dead_pid = dead.id();
+    dead.wait().expect("true exits");
+    std::fs::write(&lock, format!("{dead_pid} 1700000000.5\n")).expect("write lock");
+    env.run(&[]).assert_code(0);
+    assert_eq!(env.state().status(), "succeeded");
+    assert!(!lock.exists(), "the lock is released when the run ends");
+    let leftovers: Vec<_> = std::fs::read_dir(&locks).expect("locks").flatten().collect();
+    assert!(leftovers.is_empty(), "nothing left in .flow/locks: {leftovers:?}");
+}
+
+#[test]
+fn ctrl_c_during_verify_moves_the_integration_branch_back() {
+    let env = TestEnv::new();
+    let pid_file = env.outside("verify.pid");
+    env.workflow(&format!(
+        r#"{}
+integrate {{ verify "echo $$ > {pid_file}; sleep 30" }}
+workstream "a" {{ owns "a/**"; script "mkdir -p a && echo > a/x" }}
+"#,
+        crate::support::HEADER
+    ));
+    let base = env.rev_parse("main").expect("main");
+    let mut flow = env.spawn_flow(&["run", "--progress", "plain", "--grace", "1s"]);
+    wait_until(Duration::from_secs(20), "verify running", || {
+        env.try_state().is_some_and(|s| s.phase("a") == "merging") && !env.read_outside("verify.pid").is_empty()
+    });
+    let verify_pid: i32 = env.read_outside("verify.pid").trim().parse().expect("pid");
+    flow.signal(libc::SIGINT);
+    let status = flow.wait(Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(process_gone(verify_pid), "verify outlived Ctrl-C");
+    let state = env.state();
+    assert_eq!(state.status(), "cancelled");
+    assert_eq!(state.phase("a"), "ready");
+    assert!(state.field("a", "merge_commit").is_none());
+    assert_eq!(state.0["last_good"].as_str(), Some(base.as_str()));
+    assert_eq!(
+        env.rev_parse("integration/t").as_deref(),
+        Some(base.as_str()),
+        "rolled back"
+    );
+    assert!(
+        env.rev_parse("flow/t/a").is_some(),
+        "the work is kept on its branch for a resume"
+    );
+}
+
+#[test]
+fn an_agents_background_processes_do_not_outlive_it() {
+    let env = TestEnv::new();
+    let pid_file = env.outside("background.pid");
+    env.workflow(&format!(
+        r#"workstream "a" {{ owns "a/**"; script "sleep 100 > /dev/null 2>&1 & echo $! > {pid_file}; mkdir -p a && echo > a/x" }}"#
+    ));
+    env.run(&[]).assert_code(0);
+    let pid: i32 = env.read_outside("background.pid").trim().parse().expect("pid");
+    assert!(process_gone(pid), "the background sleep {pid} outlived its agent");
+    assert_eq!(env.state().phase("a"), "merged");
+}
+
+#[test]
+fn a_dirty_checkout_on_another_branch_is_left_alone_and_not_merged() {
+    let env = TestEnv::new();
+    env.workflow(
+        r#"workstream "a" { owns "a/**"; script "mkdir -p a && echo > a/x && cat README.md > a/readme-copy" }"#,
+    );
+    env.git(&["checkout", "-q", "-b", "topic"]);
+    env.write("README.md", "# edited, not committed\n");
+    env.write("notes.txt", "untracked\n");
+    env.git(&["add", "notes.txt"]);
+    env.write("scratch.txt", "untracked too\n");
+    let before = env.checkout_snapshot();
+    let main = env.rev_parse("main").expect("main");
+
+    env.run(&[]).assert_code(0);
+    assert_eq!(env.checkout_snapshot(), before);
+    assert_eq!(
+        std::fs::read_to_string(env.root.join("README.md")).unwrap(),
+        "# edited, not committed\n"
+    );
+    assert_eq!(env.rev_parse("main").as_deref(), Some(main.as_str()));
+    // The workstream started from `main` as committed, not from the dirty checkout.
+    assert_eq!(
+        env.show_file("integration/t", "a/readme-copy").as_deref(),
+        Some("# test repository\n")
+    );
+    assert_eq!(
+        env.files_at("integration/t"),
+        ["README.md", "a/readme-copy", "a/x", "parallel.kdl"]
+    );
+    env.assert_fsck_clean();
 }

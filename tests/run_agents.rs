@@ -35,7 +35,19 @@ workstream "plain" {{ owns "p/**"; script "env > {plain}" }}
 workstream "named" {{
     owns "n/**"
     env "SECRET_TOKEN" GREETING="hello"
+    test "echo \"test saw $SECRET_TOKEN\""
     script "env > {named}; echo \"token is $SECRET_TOKEN\"; echo \"stderr $SECRET_TOKEN\" >&2"
+}}
+workstream "leaky-test" {{
+    owns "l/**"
+    env "SECRET_TOKEN"
+    test "echo \"failing with $SECRET_TOKEN\"; false"
+    script "echo \"$SECRET_TOKEN\""
+}}
+workstream "leaky-agent" {{
+    owns "k/**"
+    env "SECRET_TOKEN"
+    script "echo \"key is $SECRET_TOKEN\"; exit 1"
 }}
 "#
     ));
@@ -46,7 +58,29 @@ workstream "named" {{
         .args(["run", "--progress", "plain", "--grace", "1s"])
         .output()
         .expect("flow runs");
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let state = env.state();
+    assert_eq!(
+        state.phases(),
+        crate::support::phases(&[
+            ("plain", "merged"),
+            ("named", "merged"),
+            ("leaky-test", "failed"),
+            ("leaky-agent", "failed")
+        ])
+    );
+    assert_eq!(
+        state.failure_message("leaky-agent"),
+        "crash: key is ***",
+        "the agent's error quotes its output, redacted"
+    );
+    assert_eq!(state.failure_kind("leaky-test"), Some("test"));
+    assert!(
+        state.failure_message("leaky-test").contains("failing with ***"),
+        "the test's last line is kept, redacted: {}",
+        state.failure_message("leaky-test")
+    );
+    assert_eq!(state.field("leaky-test", "last_line").as_deref(), Some("***"));
 
     let vars = |text: &str| -> Vec<String> {
         text.lines()
@@ -73,6 +107,10 @@ workstream "named" {{
     let log = env.log("named");
     assert!(log.contains("token is ***"), "the log shows the redacted line:\n{log}");
     assert!(log.contains("[stderr] stderr ***"), "{log}");
+    assert!(
+        log.contains("test saw ***"),
+        "the test's output is redacted too:\n{log}"
+    );
     for file in files_under(&env.flow_dir()) {
         let bytes = std::fs::read(&file).expect("read");
         assert!(
@@ -132,6 +170,15 @@ fn a_claude_json_success_records_its_tokens_cost_and_session() {
         env.show_file("integration/t", "fake-agentic.txt").as_deref(),
         Some("work of agentic\n")
     );
+    // The context flow wrote for the agent (its prompt file) is not part of the work.
+    assert_eq!(
+        state.ws("agentic")["files_changed"],
+        serde_json::json!(["fake-agentic.txt"])
+    );
+    assert_eq!(
+        env.files_at("integration/t"),
+        ["README.md", "fake-agentic.txt", "parallel.kdl"]
+    );
 }
 
 #[test]
@@ -173,4 +220,46 @@ fn codex_jsonl_usage_is_summed_over_turns() {
         state.field("agentic", "session_id").as_deref(),
         Some("0199a213-81c0-7800-8aa1-bbab2a035a53")
     );
+}
+
+#[test]
+fn crossing_the_run_budget_stops_the_other_agents_even_silent_ones() {
+    let env = TestEnv::new();
+    let script = fake_agent("fake-agent.sh");
+    let recorded = recorded_output("claude-json-success.json");
+    // The recorded run cost $0.0699: past the run's $0.05.
+    env.workflow(&format!(
+        r#"
+workflow "t" {{
+    base "main"
+    budget usd=0.05
+}}
+agent "shell" {{
+    command "sh" "-c" "{{script}}"
+    output "text"
+}}
+agent "fake" {{
+    command "sh" "{script}" "{recorded}" "0" "{{prompt_file}}"
+    output "claude-json"
+}}
+workstream "spender" {{ agent "fake"; owns "fake-spender.txt"; task "Spend." }}
+workstream "silent" {{ agent "shell"; owns "s/**"; script "sleep 30" }}
+"#,
+        script = script.display(),
+        recorded = recorded.display(),
+    ));
+    let started = std::time::Instant::now();
+    let run = env.run(&[]);
+    let took = started.elapsed();
+    run.assert_code(1);
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "the silent agent was stopped (took {took:?})"
+    );
+    let state = env.state();
+    assert_eq!(state.phase("silent"), "failed", "{}", run.text());
+    assert_eq!(state.failure_kind("silent"), Some("budget"));
+    let message = state.failure_message("silent");
+    assert!(message.contains("run") && message.contains("budget"), "{message}");
+    assert_eq!(state.ws("spender")["usage"]["cost_usd"], 0.0699105);
 }

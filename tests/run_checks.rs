@@ -235,8 +235,10 @@ fn the_second_of_two_conflicting_branches_is_marked_conflicted() {
         state.field(first, "merge_commit"),
         "the integration branch keeps the first"
     );
-    // `stop`: nothing merges after a conflict.
-    assert_ne!(state.phase("third"), "merged");
+    // `stop`: nothing merges after a conflict; the finished work waits, and says why.
+    assert_eq!(state.phase("third"), "ready");
+    let reason = state.field("third", "reason").unwrap_or_default();
+    assert!(reason.contains("not merged") && reason.contains("conflict"), "{reason}");
     assert_eq!(env.show_file("integration/t", "third.txt"), None);
     assert_eq!(state.status(), "failed");
 }

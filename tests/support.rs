@@ -205,6 +205,14 @@ impl TestEnv {
         chain
     }
 
+    /// `git log --format=FORMAT` of a revision, one entry per commit, newest first.
+    pub fn git_log(&self, rev: &str, format: &str) -> Vec<String> {
+        self.git(&["log", &format!("--format={format}"), rev])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The parents of a commit.
     pub fn parents(&self, rev: &str) -> Vec<String> {
         self.git(&["rev-list", "--parents", "-n", "1", rev])
@@ -251,11 +259,20 @@ impl TestEnv {
         cmd
     }
 
-    /// The same as a plain process, for tests that signal it.
-    pub fn flow_process(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(flow_bin());
-        cmd.current_dir(&self.root).env_clear().envs(self.base_env());
-        cmd
+    /// Starts `flow` with these arguments in the background, its output discarded, for tests
+    /// that signal it or run something beside it.
+    pub fn spawn_flow(&self, args: &[&str]) -> Background {
+        let child = std::process::Command::new(flow_bin())
+            .current_dir(&self.root)
+            .env_clear()
+            .envs(self.base_env())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("flow starts");
+        Background { child }
     }
 
     /// Runs `flow run --progress plain --grace 1s --retry-delay 100ms` with more arguments.
@@ -322,6 +339,54 @@ impl TestEnv {
     /// The temporary folder holding everything.
     pub fn base(&self) -> &Path {
         self.temp.path()
+    }
+}
+
+/// A `flow` process running in the background. If a test fails while it runs, it is stopped
+/// like a user would (SIGINT, then SIGKILL after five seconds), so that it neither outlives the
+/// test nor leaves its agents behind.
+pub struct Background {
+    child: std::process::Child,
+}
+
+impl Background {
+    /// Its process id.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("a pid fits in i32")
+    }
+
+    /// Sends it a signal.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill only sends a signal, to a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "signal {signal} sent");
+    }
+
+    /// Waits for it to exit; panics if it is still running after `limit`.
+    #[track_caller]
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for flow") {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "flow still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: as in `signal`; the child has not been reaped.
+            unsafe { libc::kill(self.pid(), libc::SIGINT) };
+            let start = Instant::now();
+            while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -180,9 +180,11 @@ fn example_workflows_parse_the_same() {
         accepted += usize::from(ok);
         if text.parse::<KdlDocument>().is_ok() {
             valid += 1;
+            // Slashdash comments and type annotations are outside the subset; anything else a
+            // real workflow uses should stay on the fast path.
             assert!(
                 ok || text.contains("/-") || text.contains('('),
-                "{name}: valid KDL in the subset, but declined"
+                "{name}: the fast path declines this valid file, so it is read by the slow kdl crate"
             );
         }
     }
@@ -241,6 +243,7 @@ const ACCEPTED: &[&str] = &[
     "a #\"\"\"\n  x\n  \"\"\"# 1",
     "a ##\"x\"#y\"##",
     "a #\"C:\\path\"#",
+    "a #\"\"# ##\"\"## #\"\"x\"# ##\"\"x\"#\"##",
     "a\n\"\"\"\nx\n\"\"\" 1",
     "a\t\u{a0}b\u{3000}c",
     "a\u{2028}b\u{85}c\u{b}d\u{c}e\rf\r\ng",
@@ -300,6 +303,8 @@ const DECLINED: &[&str] = &[
     "a \"b\"c",
     "a \"b\"\"c\"",
     "a #\"\"\"#",
+    "a #\"\"\"\"#",
+    "a ##\"\"\"x\"##",
     "a #\"\"\"x\"\"\"#",
     "a \"\"\" x\n\"\"\"",
     "a \"\"\"\n  a\n\t\"\"\"",
@@ -339,8 +344,9 @@ fn deep_nesting_is_declined() {
 // ---- generated documents in the subset ----
 
 fn identifier() -> impl Strategy<Value = String> {
+    let keyword = |s: &String| matches!(s.as_str(), "true" | "false" | "null" | "inf" | "nan");
     prop_oneof![
-        4 => "[a-z][a-z0-9_-]{0,8}",
+        4 => "[a-z][a-z0-9_-]{0,8}".prop_filter("a keyword", move |s| !keyword(s)),
         1 => prop::sample::select(vec![
             "-", "+", "--", "-x", "+y", ".", "..", ".a", "-.", "+.z", "a.b", "x'y", "é", "日本", "a,b", "<>", "a:b",
             "std:agents", "-_", "_", "truex", "nulls", "info", "-infinity", "x😀",
@@ -399,7 +405,8 @@ fn multi_line(raw: bool) -> impl Strategy<Value = String> {
         prop::collection::vec(
             prop_oneof![
                 4 => "[a-zA-Z0-9 ,.:/{}=;()-]{1,6}",
-                1 => prop::sample::select(vec!["\"x", "\"\"y", "\\n", "\\x", "é", "#", "\"\"\" "]).prop_map(str::to_string),
+                1 => prop::sample::select(vec!["\"x", "\"\"y", "\\n", "\\x", "é", "#", "\"\"\" "])
+                    .prop_map(str::to_string),
             ],
             1..4,
         )
@@ -407,7 +414,10 @@ fn multi_line(raw: bool) -> impl Strategy<Value = String> {
         .boxed()
     } else {
         prop::collection::vec(
-            prop_oneof![4 => string_piece(false), 1 => prop::sample::select(vec!["\"x", "\"\"y"]).prop_map(str::to_string)],
+            prop_oneof![
+                4 => string_piece(false),
+                1 => prop::sample::select(vec!["\"x", "\"\"y"]).prop_map(str::to_string),
+            ],
             1..4,
         )
         .prop_map(|p| p.concat())
@@ -451,18 +461,18 @@ fn multi_line(raw: bool) -> impl Strategy<Value = String> {
 fn raw_string() -> impl Strategy<Value = String> {
     (
         "[a-zA-Z0-9 \\\\/'{}=;.-]{0,8}",
-        prop::sample::select(vec!["", "\"", "\"#", "x\"y"]),
+        prop::sample::select(vec!["", "\"", "\"#", "x\"y", "\"x"]),
         1..3usize,
     )
         .prop_map(|(a, b, hashes)| {
             let hashes_text = "#".repeat(hashes);
-            // The body may not contain `"` followed by the hashes, nor start with `"`.
+            // The body may not contain `"` followed by the hashes, nor start with `""`.
             let body = if hashes == 1 && b.contains("\"#") {
                 format!("{a}{}", b.replace('#', ""))
             } else {
                 format!("{a}{b}")
             };
-            let body = if body.starts_with('"') {
+            let body = if body.starts_with("\"\"") {
                 format!("x{body}")
             } else {
                 body
@@ -683,24 +693,33 @@ fn document() -> impl Strategy<Value = String> {
         })
 }
 
-/// `PROPTEST_CASES` when set, else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
+/// `default` cases (`PROPTEST_CASES` when set), without saving failures to a file.
+fn config(default: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(default);
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
 
 proptest! {
     // `PROPTEST_CASES=100000` runs more.
-    #![proptest_config(Config { cases: cases(1500), failure_persistence: None, ..Config::default() })]
+    #![proptest_config(config(400))]
 
-    /// Every generated document is valid KDL in the subset: both parsers take it and agree.
+    /// Every generated document is valid KDL in the subset: both parsers take it and agree (a
+    /// failure that says the kdl crate rejects the text is a bug in the generator).
     #[test]
     fn generated_documents_parse_the_same(text in document()) {
-        prop_assert!(text.parse::<KdlDocument>().is_ok(), "the generator wrote invalid KDL: {:?}", text);
         check_accepted(&text).map_err(TestCaseError::fail)?;
     }
+}
+
+proptest! {
+    #![proptest_config(config(800))]
 
     /// Near-valid text: a generated document with a few characters changed. Whatever the fast
     /// parser accepts, the kdl crate accepts and reads the same.
@@ -719,14 +738,12 @@ proptest! {
             }
         }
         let text: String = chars.into_iter().collect();
-        let ok = check(&text).map_err(TestCaseError::fail)?;
-        let kdl_ok = text.parse::<KdlDocument>().is_ok();
-        MUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if ok { MUT_OK.fetch_add(1, std::sync::atomic::Ordering::Relaxed); }
-        if kdl_ok { MUT_KDL.fetch_add(1, std::sync::atomic::Ordering::Relaxed); }
-        if kdl_ok && !ok && SHOWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 25 { eprintln!("DECLINED VALID {:?}", text); }
-        if MUT.load(std::sync::atomic::Ordering::Relaxed) % 5000 == 0 { eprintln!("mut {} fast {} kdl {}", MUT.load(std::sync::atomic::Ordering::Relaxed), MUT_OK.load(std::sync::atomic::Ordering::Relaxed), MUT_KDL.load(std::sync::atomic::Ordering::Relaxed)); }
+        check(&text).map_err(TestCaseError::fail)?;
     }
+}
+
+proptest! {
+    #![proptest_config(config(3000))]
 
     /// Random text over KDL's significant characters.
     #[test]
@@ -800,24 +817,25 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
 #[test]
 fn speed_on_5000_workstreams() {
     let text = generated_workflow(5000);
-    check_accepted(&text).unwrap_or_else(|e| panic!("{}", &e[..e.len().min(2000)]));
-    let fast = best_of(5, || fast_kdl::parse(&text));
-    let slow = best_of(2, || text.parse::<KdlDocument>());
+    let start = Instant::now();
+    let slow = text.parse::<KdlDocument>().expect("the kdl crate parses the workflow");
+    let mut slow_time = start.elapsed();
+    if !cfg!(debug_assertions) {
+        slow_time = slow_time.min(best_of(2, || text.parse::<KdlDocument>()));
+    }
+    let fast = fast_kdl::parse(&text).expect("the fast path takes the workflow");
+    same_document(&fast, &slow, "").unwrap_or_else(|e| panic!("{e}"));
+    let fast_time = best_of(5, || fast_kdl::parse(&text));
+    let build = if cfg!(debug_assertions) {
+        "debug build"
+    } else {
+        "release build"
+    };
     println!(
-        "5,000 workstreams ({} KB): fast path {:.2} ms, kdl crate {:.1} ms, {:.0}x faster ({})",
+        "5,000 workstreams ({} KB): fast path {:.2} ms, kdl crate {:.1} ms, {:.0}x faster ({build})",
         text.len() / 1000,
-        fast.as_secs_f64() * 1e3,
-        slow.as_secs_f64() * 1e3,
-        slow.as_secs_f64() / fast.as_secs_f64().max(1e-9),
-        if cfg!(debug_assertions) {
-            "debug build"
-        } else {
-            "release build"
-        },
+        fast_time.as_secs_f64() * 1e3,
+        slow_time.as_secs_f64() * 1e3,
+        slow_time.as_secs_f64() / fast_time.as_secs_f64().max(1e-9),
     );
 }
-
-static MUT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static MUT_OK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static MUT_KDL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static SHOWN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -32,7 +32,7 @@ pub enum PathUnit {
 /// A workflow arranged for running: the graph and the orders derived from it.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub workflow: Workflow,
+    pub workflow: std::sync::Arc<Workflow>,
     /// Edges go from a dependency to its dependent; node weights are workstream indices.
     pub graph: DiGraph<usize, ()>,
     /// Groups that could run together if every workstream took as long: wave `k` holds the
@@ -143,7 +143,7 @@ impl Plan {
             merge_position[i] = Some(position);
         }
         Plan {
-            workflow,
+            workflow: std::sync::Arc::new(workflow),
             graph,
             waves,
             wave_of,

@@ -211,7 +211,11 @@ pub async fn run_process(
         None => None,
     };
 
-    let mut command = Command::new(&spec.program);
+    // A program found through the child's own PATH, resolved here: the standard library falls
+    // back from posix_spawn to fork when the environment sets PATH and the program is a bare
+    // name, and fork's cost grows with flow's memory.
+    let program = resolve_program(&spec.program, spec.env.get("PATH").map(String::as_str), &spec.cwd);
+    let mut command = Command::new(&program);
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
@@ -535,4 +539,25 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// Finds a bare program name in `path` (the child's PATH), the way a shell would; a name with
+/// a slash, or one not found, is returned as it is.
+fn resolve_program(program: &str, path: Option<&str>, cwd: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    for dir in path.unwrap_or("/usr/bin:/bin").split(':') {
+        let dir = if dir.is_empty() {
+            cwd.to_path_buf()
+        } else {
+            PathBuf::from(dir)
+        };
+        let candidate = dir.join(program);
+        if std::fs::metadata(&candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) {
+            return candidate;
+        }
+    }
+    PathBuf::from(program)
 }

@@ -13,6 +13,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::command::{Placeholders, launch};
+use crate::agent::environment::redact;
 use crate::agent::output::{AgentError, ErrorClass, OutputReader, Usage};
 use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, run_process};
 use crate::context::{self, CONTEXT_PREFIXES};
@@ -290,8 +291,14 @@ impl Job {
         };
         let root = self.ctx.git.as_ref().map_or(dir.clone(), |g| g.root().to_path_buf());
         let rendered = context::render(&workflow, self.index, &root);
-        let prompt_file = context::write(&rendered, &dir, &ws.name)
-            .map_err(|e| format!("cannot write the context into {}: {e}", dir.display()))?;
+        // Worktrees always get the seed's context files; a scratch folder only when the agent
+        // reads its prompt from a file (thousands of no-op steps should not cost thousands of files).
+        let prompt_file = if branch.is_some() || workflow.agent_of(ws).uses("prompt_file") {
+            context::write(&rendered, &dir, &ws.name)
+                .map_err(|e| format!("cannot write the context into {}: {e}", dir.display()))?
+        } else {
+            dir.join(context::context_dir(&ws.name)).join("prompt.md")
+        };
         self.send(EventKind::Prepared {
             workstream: self.index,
             branch: branch.clone(),
@@ -341,6 +348,7 @@ impl Job {
         spec.log_path = Some(self.ctx.run_dir.log_path(&ws.name));
         spec.grace = self.ctx.grace;
         let test_env = spec.env.clone();
+        let secrets = launched.secrets;
 
         let agent = workflow.agent_of(ws);
         let mut reader = OutputReader::new(agent.output);
@@ -362,7 +370,7 @@ impl Job {
                 }
                 let _ = tx.send(Msg::Line {
                     workstream: index,
-                    line: text.to_string(),
+                    line: redact(text, &secrets).into_owned(),
                 });
             }
             Control::Continue
@@ -390,7 +398,11 @@ impl Job {
             ProcessEnd::Exited(code) => Some(*code),
             _ => None,
         };
-        let report = reader.finish(exit_code, &outcome.stderr_tail);
+        let mut report = reader.finish(exit_code, &outcome.stderr_tail);
+        // The tool's own message may quote what it printed: keep secrets out of state and events.
+        if let Some(error) = &mut report.error {
+            error.message = redact(&error.message, &secrets).into_owned();
+        }
         self.send(EventKind::AttemptEnded {
             workstream: self.index,
             attempt,
@@ -570,7 +582,7 @@ impl Job {
         let outcome = run_process(
             spec,
             |line: OutputLine<'_>| {
-                tail.push(crate::agent::environment::redact(line.text(), &secrets).into_owned());
+                tail.push(redact(line.text(), &secrets).into_owned());
                 if tail.len() > 20 {
                     tail.remove(0);
                 }

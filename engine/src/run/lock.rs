@@ -1,7 +1,6 @@
 //! One run per workflow and repository at a time: a lock file holding the owner's pid and
 //! start time, taken over safely when its owner is dead.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -40,15 +39,19 @@ impl RunLock {
             error,
         })?;
         let path = dir.join(format!("{workflow}.lock"));
+        let io = |error| LockError::Io {
+            path: path.clone(),
+            error,
+        };
         for _ in 0..3 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    let started = crate::run::state::now();
-                    let _ = writeln!(file, "{} {started}", std::process::id());
-                    let _ = file.sync_all();
-                    return Ok(RunLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Written whole to a temporary file, then linked into place (failing if a lock is
+            // there): nobody ever reads a lock file with its pid missing.
+            let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+            writeln!(temp, "{} {}", std::process::id(), crate::run::state::now()).map_err(io)?;
+            temp.as_file().sync_all().map_err(io)?;
+            match temp.persist_noclobber(&path) {
+                Ok(_) => return Ok(RunLock { path }),
+                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
                     let mut parts = text.split_whitespace();
                     let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
@@ -62,12 +65,20 @@ impl RunLock {
                             });
                         }
                         _ => {
-                            // The owner is gone (or the file is half-written by a crash): take it over.
-                            let _ = std::fs::remove_file(&path);
+                            // The owner is gone (or the file is damaged): take it over. Moved
+                            // aside first, so that a lock another process took over meanwhile
+                            // is put back rather than deleted.
+                            let aside = dir.join(format!("{workflow}.lock.{}", std::process::id()));
+                            if std::fs::rename(&path, &aside).is_ok() {
+                                if std::fs::read_to_string(&aside).unwrap_or_default() != text {
+                                    let _ = std::fs::hard_link(&aside, &path);
+                                }
+                                let _ = std::fs::remove_file(&aside);
+                            }
                         }
                     }
                 }
-                Err(error) => return Err(LockError::Io { path, error }),
+                Err(e) => return Err(io(e.error)),
             }
         }
         Err(LockError::Io {

@@ -270,7 +270,7 @@ async fn drive(
     let parent_env: BTreeMap<String, String> = std::env::vars().collect();
     let plan = Arc::new(plan);
     let ctx = Arc::new(RunContext {
-        workflow: Arc::new(plan.workflow.clone()),
+        workflow: plan.workflow.clone(),
         git: site.git,
         run_dir: run_dir.clone(),
         worktrees_dir: worktrees,
@@ -667,7 +667,7 @@ async fn drive_with_hash(
     let parent_env: BTreeMap<String, String> = std::env::vars().collect();
     let plan = Arc::new(plan);
     let ctx = Arc::new(RunContext {
-        workflow: Arc::new(plan.workflow.clone()),
+        workflow: plan.workflow.clone(),
         git: site.git,
         run_dir: run_dir.clone(),
         worktrees_dir: worktrees,

@@ -183,10 +183,9 @@ impl<'o> Scheduler<'o> {
             self.stopping = true;
             eprintln!("flow: cannot write the event log: {e}");
         }
-        let important = matches!(
-            event.kind,
-            EventKind::Merged { .. } | EventKind::RunEnded { .. } | EventKind::Prepared { .. }
-        );
+        // A merge moves a branch the record must agree with; the end closes the run. Everything
+        // else reaches the disk with the log's write and the next debounced snapshot.
+        let important = matches!(event.kind, EventKind::Merged { .. } | EventKind::RunEnded { .. });
         if important {
             let _ = self.log.sync();
         }
@@ -238,7 +237,7 @@ impl<'o> Scheduler<'o> {
             workflow_hash,
         });
         self.initialize();
-        let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+        let mut interrupt = std::pin::pin!(interrupted());
         loop {
             self.launch();
             self.pump_merges();
@@ -665,6 +664,26 @@ impl<'o> Scheduler<'o> {
             }
         }
         self.snapshot();
+    }
+}
+
+/// Completes when flow is asked to stop: Ctrl-C (SIGINT), SIGTERM (`kill`, a CI timeout) or
+/// SIGHUP (the terminal closed). Each stops every agent the same way; without a handler,
+/// SIGTERM and SIGHUP would end flow at once and leave its agents running.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    async fn on(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+    tokio::select! {
+        () = on(SignalKind::interrupt()) => {}
+        () = on(SignalKind::terminate()) => {}
+        () = on(SignalKind::hangup()) => {}
     }
 }
 
