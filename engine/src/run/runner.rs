@@ -512,7 +512,7 @@ pub fn plan_resume(plan: &Plan, site: &Site, run_id: Option<&str>) -> Result<Res
         // A kept branch must still start inside the integration branch it will merge into.
         let decision = match (decision.action, git, start, into_now) {
             (Action::Merge, Some(g), Some(s), Some(head))
-                if !ws.dependencies.is_empty() && !(s == head || g.is_ancestor(s, head)?) =>
+                if !(ws.dependencies.is_empty() || s == head || g.is_ancestor(s, head)?) =>
             {
                 decide(
                     Action::Run,
