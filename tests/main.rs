@@ -1,5 +1,7 @@
 //! End-to-end tests of the `flow` binary.
 
+mod budget;
+mod crash;
 mod examples;
 mod run;
 mod run_agents;

@@ -37,7 +37,9 @@
 
 use std::ops::Range;
 
-use kdl::{KdlDocument, KdlEntry, KdlIdentifier, KdlNode, KdlValue};
+use kdl::KdlValue;
+
+use crate::node::{Document, Entry, Identifier, Node};
 
 /// The deepest nesting of children blocks read here; deeper documents go to the `kdl` crate.
 pub const MAX_DEPTH: usize = 64;
@@ -45,7 +47,7 @@ pub const MAX_DEPTH: usize = 64;
 /// Parses `text` as KDL 2 when it stays within the subset this module reads (see the module
 /// documentation), giving the same document, spans included, as the `kdl` crate; otherwise
 /// `None`.
-pub fn parse(text: &str) -> Option<KdlDocument> {
+pub fn parse(text: &str) -> Option<Document> {
     if text.starts_with('\u{FEFF}') {
         return None;
     }
@@ -58,7 +60,6 @@ pub fn parse(text: &str) -> Option<KdlDocument> {
         // only what is written is touched).
         node_stack: Vec::with_capacity((text.len() / 32).min(1 << 16)),
         entry_stack: Vec::with_capacity(64),
-        blank: blank_node(),
     };
     let document = parser.nodes(false)?;
     (parser.pos == text.len()).then_some(document)
@@ -72,16 +73,8 @@ struct Parser<'a> {
     /// Nodes and entries read so far whose parent is not finished yet. Each parent moves its
     /// own into a vector of exactly the right size: `KdlNode` and `KdlEntry` are large (about
     /// 400 bytes), and a vector grown by pushing holds room for at least four.
-    node_stack: Vec<KdlNode>,
+    node_stack: Vec<Node>,
     entry_stack: Vec<RawEntry>,
-    blank: KdlNode,
-}
-
-/// A node with an empty name and no formatting, to clone: cloning it allocates nothing.
-fn blank_node() -> KdlNode {
-    let mut node = KdlNode::new(KdlIdentifier::from(String::new()));
-    node.clear_format();
-    node
 }
 
 /// An entry read but not built yet: each `KdlEntry` is built once, in its node's vector.
@@ -92,17 +85,15 @@ struct RawEntry {
 }
 
 impl RawEntry {
-    fn build(self) -> KdlEntry {
-        let mut entry = match self.key {
-            None => KdlEntry::new(self.value),
-            Some((key, span)) => {
-                let mut key = KdlIdentifier::from(key);
-                key.set_span(span);
-                KdlEntry::new_prop(key, self.value)
-            }
-        };
-        entry.set_span(self.span);
-        entry
+    fn build(self) -> Entry {
+        Entry {
+            name: self.key.map(|(value, span)| Identifier {
+                value,
+                span: span.into(),
+            }),
+            value: self.value,
+            span: self.span.into(),
+        }
     }
 }
 
@@ -311,7 +302,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `nodes`: the document, or a children block's content up to its `}`.
-    fn nodes(&mut self, in_children: bool) -> Option<KdlDocument> {
+    fn nodes(&mut self, in_children: bool) -> Option<Document> {
         self.skip_line_space()?;
         let start = self.pos;
         let mut end = start;
@@ -340,8 +331,7 @@ impl<'a> Parser<'a> {
             }
             self.skip_line_space()?;
         }
-        let mut document = KdlDocument::new();
-        *document.nodes_mut() = if in_children {
+        let nodes = if in_children {
             self.node_stack.drain(base..).collect()
         } else {
             // The document's own nodes, usually most of them: the stack itself, not a copy.
@@ -349,8 +339,10 @@ impl<'a> Parser<'a> {
             nodes.shrink_to_fit();
             nodes
         };
-        document.set_span(start..end);
-        Some(document)
+        Some(Document {
+            nodes,
+            span: (start..end).into(),
+        })
     }
 
     /// One node, with the node space after it (its span ends there, before its terminator),
@@ -381,24 +373,25 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        let mut name = KdlIdentifier::from(name);
-        name.set_span(name_span);
-        // A clone of a blank node: `KdlNode::new` would allocate formatting we do not keep.
-        let mut node = self.blank.clone();
-        node.set_name(name);
-        if self.entry_stack.len() > base {
-            *node.entries_mut() = self.entry_stack.drain(base..).map(RawEntry::build).collect();
-        }
-        if let Some(children) = children {
-            node.set_children(children);
-        }
-        node.set_span(start..self.pos);
-        self.node_stack.push(node);
+        let entries = if self.entry_stack.len() > base {
+            self.entry_stack.drain(base..).map(RawEntry::build).collect()
+        } else {
+            Vec::new()
+        };
+        self.node_stack.push(Node {
+            name: Identifier {
+                value: name,
+                span: name_span.into(),
+            },
+            entries,
+            children,
+            span: (start..self.pos).into(),
+        });
         Some(())
     }
 
     /// A children block at its `{`.
-    fn children(&mut self) -> Option<KdlDocument> {
+    fn children(&mut self) -> Option<Document> {
         if self.depth >= MAX_DEPTH {
             return None;
         }

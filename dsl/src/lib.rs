@@ -23,6 +23,7 @@ mod duration;
 pub mod fast_kdl;
 mod glob;
 pub mod loader;
+pub mod node;
 mod output_format;
 mod problem;
 mod reader;

@@ -134,7 +134,15 @@ impl Loader {
         }
         // The fast path reads the common subset of KDL; anything else, errors included, goes
         // to the kdl crate, so every syntax error still comes from it.
-        let parsed = crate::fast_kdl::parse(source.inner()).map_or_else(|| source.inner().parse::<KdlDocument>(), Ok);
+        let parsed = crate::fast_kdl::parse(source.inner()).map_or_else(
+            || {
+                source
+                    .inner()
+                    .parse::<KdlDocument>()
+                    .map(|d| crate::node::Document::from(&d))
+            },
+            Ok,
+        );
         let document = match parsed {
             Ok(d) => d,
             Err(error) => {

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+use kdl::KdlValue;
+
+use crate::node::{Document as KdlDocument, Entry as KdlEntry, Node as KdlNode};
 use miette::SourceSpan;
 
 use crate::OutputFormat;

@@ -13,8 +13,14 @@ pub fn run(args: PlanArgs) -> Result<ExitCode, CommandError> {
     let checked = load(&args.file)?;
     let plan = Plan::new(checked.workflow);
     if args.json {
-        let json = serde_json::to_string_pretty(&plan_json::plan_json(&plan))
-            .expect("plan JSON serializes: it has no maps with non-string keys");
+        // Indented for people at a terminal; compact when piped to a program.
+        let document = plan_json::plan_json(&plan);
+        let json = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            serde_json::to_string_pretty(&document)
+        } else {
+            serde_json::to_string(&document)
+        }
+        .expect("plan JSON serializes: it has no maps with non-string keys");
         print_stdout(&format!("{json}\n"))?;
     } else {
         print_stdout(&plan_text::plan_text(&plan))?;

@@ -81,6 +81,8 @@ struct Job {
     index: usize,
     tx: mpsc::UnboundedSender<Msg>,
     stop: StopSignal,
+    /// What the attempts that ended so far used (priced): the workstream's budget covers them all.
+    spent: std::sync::Mutex<Usage>,
 }
 
 /// How a job begins.
@@ -100,7 +102,13 @@ pub async fn run_job(
     tx: mpsc::UnboundedSender<Msg>,
     stop: StopSignal,
 ) {
-    let job = Job { ctx, index, tx, stop };
+    let job = Job {
+        ctx,
+        index,
+        tx,
+        stop,
+        spent: std::sync::Mutex::new(Usage::default()),
+    };
     job.run(begin).await;
     let _ = job.tx.send(Msg::JobEnded { workstream: index });
 }
@@ -354,6 +362,7 @@ impl Job {
         let mut reader = OutputReader::new(agent.output);
         let model = workflow.model_of(ws).cloned();
         let budget = ws.budget;
+        let earlier = *self.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let index = self.index;
         let tx = self.tx.clone();
         let on_line = |line: OutputLine<'_>| {
@@ -364,7 +373,9 @@ impl Job {
                         workstream: index,
                         usage,
                     }));
-                    if let Some(reason) = over_budget(&usage, budget.usd, budget.tokens) {
+                    let mut total = earlier;
+                    total.add(&usage);
+                    if let Some(reason) = over_budget(&total, budget.usd, budget.tokens) {
                         return Control::Stop(reason);
                     }
                 }
@@ -403,10 +414,16 @@ impl Job {
         if let Some(error) = &mut report.error {
             error.message = redact(&error.message, &secrets).into_owned();
         }
+        let usage = priced(report.usage, workflow.model_of(ws));
+        let spent = {
+            let mut spent = self.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            spent.add(&usage);
+            *spent
+        };
         self.send(EventKind::AttemptEnded {
             workstream: self.index,
             attempt,
-            usage: priced(report.usage, workflow.model_of(ws)),
+            usage,
             session_id: report.session_id.clone(),
             error: report.error.clone(),
             last_line: outcome.last_line.clone(),
@@ -432,7 +449,10 @@ impl Job {
                 Some(error) if error.class == ErrorClass::Budget => Some((FailureKind::Budget, error.to_string())),
                 Some(error) => Some((FailureKind::Agent, error.to_string())),
                 None if !outcome.end.is_success() => Some((FailureKind::Agent, outcome.end.to_string())),
-                None => None,
+                // Formats read as a whole give their usage only now: the budget still holds.
+                None => {
+                    over_budget(&spent, ws.budget.usd, ws.budget.tokens).map(|reason| (FailureKind::Budget, reason))
+                }
             },
         };
         if let Some((kind, message)) = failure {

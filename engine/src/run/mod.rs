@@ -4,6 +4,7 @@
 pub mod job;
 pub mod lock;
 pub mod merge;
+pub mod recover;
 pub mod runner;
 pub mod scheduler;
 pub mod spec_hash;

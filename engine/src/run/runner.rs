@@ -14,6 +14,7 @@ use crate::git::{Git, GitError, Oid};
 use crate::plan::Plan;
 use crate::run::job::{RunContext, worktrees_dir};
 use crate::run::lock::{LockError, RunLock};
+use crate::run::recover::{clear_stale_git_locks, stop_leftover_processes};
 use crate::run::scheduler::{Observer, Options, Scheduler};
 use crate::run::spec_hash::{spec_hashes, text_hash};
 use crate::run::state::{Phase, RunState, RunStatus, WorkstreamState, now};
@@ -168,6 +169,9 @@ pub async fn start(
         None => (workflow.base.clone(), None),
     };
     let worktrees = worktrees_dir(workflow, &site.root);
+    if let Some(git) = &site.git {
+        report_stale_locks(&clear_stale_git_locks(git, workflow, &worktrees));
+    }
     if let (Some(git), Some(commit)) = (&site.git, base_commit) {
         let selection = settings.options.only.clone();
         let mut leftovers = vec![];
@@ -245,6 +249,11 @@ pub async fn start(
         path: run_dir.state_path(),
         error,
     })?;
+    run_dir.make_latest().map_err(|error| RunError::Io {
+        action: "write",
+        path: site.flow_dir.join("latest"),
+        error,
+    })?;
     let result = drive(plan, site, worktrees, state, run_dir, settings, observer, false).await;
     drop(lock);
     result
@@ -281,6 +290,15 @@ async fn drive(
     });
     let scheduler = Scheduler::new(plan, ctx, state, run_dir, log, observer, settings.options, cancel_tx);
     Ok(scheduler.run(resumed).await)
+}
+
+fn report_stale_locks(removed: &[PathBuf]) {
+    for path in removed {
+        eprintln!(
+            "flow: removed {}, a git lock file an interrupted run left behind",
+            path.display()
+        );
+    }
 }
 
 /// Tells whether a recorded commit id still names a commit.
@@ -482,7 +500,9 @@ pub fn plan_resume(plan: &Plan, site: &Site, run_id: Option<&str>) -> Result<Res
                         decide(Action::Run, "its branch changed since it was checked".into())
                     }
                 }
-                Phase::Checking | Phase::Running | Phase::Preparing
+                // Pending too: a resume that decided to check it was itself interrupted before
+                // the check started.
+                Phase::Checking | Phase::Running | Phase::Preparing | Phase::Pending
                     if recorded.agent_finished && (start.is_none() || branch_head.is_some()) =>
                 {
                     decide(
@@ -592,6 +612,19 @@ pub async fn resume(
         integration_reset,
         ..
     } = resume;
+    // What the interrupted run left: its agents, still at work in the worktrees this resume
+    // reuses, and the git lock files it held when it died.
+    let stopped = stop_leftover_processes(&run_dir.id);
+    if stopped > 0 {
+        eprintln!("flow: stopped {stopped} process(es) the interrupted run had left running");
+    }
+    if let Some(git) = &site.git {
+        report_stale_locks(&clear_stale_git_locks(
+            git,
+            workflow,
+            &worktrees_dir(workflow, &site.root),
+        ));
+    }
     if let (Some(git), Some((commit, _))) = (&site.git, &integration_reset) {
         let head = git.branch_head(&workflow.into)?;
         git.set_branch(

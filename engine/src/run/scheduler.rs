@@ -441,7 +441,11 @@ impl<'o> Scheduler<'o> {
                 self.live_usage[*workstream] = *usage;
                 self.check_budgets(*workstream);
             }
-            EventKind::AttemptEnded { workstream, .. } => self.live_usage[*workstream] = Usage::default(),
+            EventKind::AttemptEnded { workstream, .. } => {
+                self.live_usage[*workstream] = Usage::default();
+                // Formats read as a whole (claude-json, gemini-json) report usage only here.
+                self.check_budgets(*workstream);
+            }
             _ => {}
         }
     }
@@ -516,16 +520,16 @@ impl<'o> Scheduler<'o> {
         scopes.push((format!("workstream `{}`", ws.name), own, ws.budget, vec![index]));
         for (scope, spent, budget, members) in scopes {
             if let Some(reason) = over_budget(&spent, budget.usd, budget.tokens) {
+                // Agents running are stopped; those not started yet are refused at launch
+                // (`budget_refusal`), so each says why.
                 for &m in &members {
                     if let Some(stop) = &self.stops[m] {
                         let _ = stop.send(Some(Stop::Budget(format!("{scope}: {reason}"))));
                     }
                 }
-                if scope == "run" {
-                    self.stopping = true;
-                }
-            } else if let Some(alert) = near_budget(&spent, budget) {
-                let key = format!("{scope}:{alert}");
+            } else if let Some((limit, alert)) = near_budget(&spent, budget) {
+                // Once per scope and limit, however the amount grows past 80%.
+                let key = format!("{scope}:{limit}");
                 if !self.alerted.contains(&key) {
                     self.alerted.push(key);
                     self.record(EventKind::Alert {
@@ -701,16 +705,20 @@ fn over_or_at(usage: &Usage, usd: Option<f64>, tokens: Option<u64>) -> Option<St
     None
 }
 
-fn near_budget(usage: &Usage, budget: flow_dsl::Budget) -> Option<String> {
+/// The alert for usage at 80% of a budget or more, and which limit it is about (`usd`, `tokens`).
+fn near_budget(usage: &Usage, budget: flow_dsl::Budget) -> Option<(&'static str, String)> {
     if let (Some(limit), Some(spent)) = (budget.usd, usage.cost_usd)
         && spent >= 0.8 * limit
     {
-        return Some(format!("80% of its ${limit:.2} budget (${spent:.2})"));
+        return Some(("usd", format!("80% of its ${limit:.2} budget (${spent:.2})")));
     }
     if let Some(limit) = budget.tokens
         && usage.total_tokens() as f64 >= 0.8 * limit as f64
     {
-        return Some(format!("80% of its {limit}-token budget ({})", usage.total_tokens()));
+        return Some((
+            "tokens",
+            format!("80% of its {limit}-token budget ({})", usage.total_tokens()),
+        ));
     }
     None
 }

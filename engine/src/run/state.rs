@@ -369,10 +369,15 @@ impl RunState {
                 usage,
                 session_id,
                 last_line,
+                error,
                 ..
             } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.usage.add(usage);
+                // An attempt ends without error only when its agent exited 0 and reported no
+                // error (a signal, a timeout or a cancel always carries one): a resume then
+                // checks its work instead of running the agent again.
+                ws.agent_finished = error.is_none();
                 if session_id.is_some() {
                     ws.session_id = session_id.clone();
                 }

@@ -46,10 +46,15 @@ impl RunDir {
         self.dir.join("scratch").join(workstream)
     }
 
-    /// Creates the folders and makes this the latest run.
+    /// Creates the folders.
     pub fn create(&self) -> io::Result<()> {
         std::fs::create_dir_all(self.dir.join("logs"))?;
-        ensure_gitignore(&self.flow_dir)?;
+        ensure_gitignore(&self.flow_dir)
+    }
+
+    /// Makes this the latest run: only once its first `state.json` is written, so that a
+    /// crash in between never leaves `.flow/latest` naming a run that cannot be read.
+    pub fn make_latest(&self) -> io::Result<()> {
         write_atomic(&self.flow_dir.join("latest"), format!("{}\n", self.id).as_bytes())
     }
 

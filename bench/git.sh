@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# flow's git work against the same work done with the git CLI in a bash loop, in the same run.
+#
+# A generated repository of 3,000 files in 300 folders (10 files of 20 lines each; packed with
+# `git gc`, as a cloned repository would be) and a workflow of 16 workstreams, each owning its
+# own folder (shell agents, no verify). Both sides do the same thing, timed end to end:
+#   flow:      `flow prepare` (16 worktrees and branches), one small commit per workstream
+#              made with git in its worktree, `flow merge` (all 16, into integration/bench);
+#   bash loop: `git worktree add -b ...` x16, the same commit in each, then
+#              `git worktree add -b integration/bench` and `git merge --no-edit` of each branch,
+#              one after another, in that worktree.
+# Each run starts from a fresh `cp -a` of the same pristine repository (not timed); RUNS runs
+# each (default 3), alternating, median reported. After every run the script checks that the
+# integration branch holds all 16 changes. Target: flow <= 0.5x the bash loop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+WS=16
+need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2"; (apt-get update -qq && apt-get install -y -qq "$2") >/dev/null; }; }
+need git git
+cargo build --release --quiet
+flow="$PWD/target/release/flow"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com
+export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
+export GIT_CONFIG_NOSYSTEM=1 HOME="$dir"   # no user or system git configuration on either side
+
+# The pristine repository.
+mkdir "$dir/pristine"
+python3 - "$dir/pristine" <<'PY'
+import os, sys
+root = sys.argv[1]
+for d in range(300):
+    os.makedirs(os.path.join(root, f"d{d:03}"))
+    for f in range(10):
+        with open(os.path.join(root, f"d{d:03}", f"f{f}.txt"), "w") as fh:
+            fh.write("".join(f"line {k} of d{d:03}/f{f}.txt\n" for k in range(20)))
+PY
+git -C "$dir/pristine" init -q -b main
+git -C "$dir/pristine" add -A
+git -C "$dir/pristine" commit -qm "3,000 files"
+git -C "$dir/pristine" gc -q
+
+# The workflow: workstream wNN owns folder d(NN*18).
+names=() folders=()
+{
+    printf 'workflow "bench" {\n    base "main"\n    into "integration/bench"\n    max-parallel %d\n}\n' "$WS"
+    printf 'agent "shell" {\n    command "sh" "-c" "{script}"\n}\n'
+    printf 'defaults {\n    agent "shell"\n}\n'
+    for i in $(seq 0 $((WS - 1))); do
+        names+=("$(printf 'w%02d' "$i")")
+        folders+=("$(printf 'd%03d' $((i * 18)))")
+        printf 'workstream "%s" {\n    script "true"\n    owns "%s/**"\n}\n' "${names[i]}" "${folders[i]}"
+    done
+} >"$dir/parallel.kdl"
+"$flow" check "$dir/parallel.kdl" >/dev/null 2>&1 || { "$flow" check "$dir/parallel.kdl"; exit 1; }
+export NAMES="${names[*]}" FOLDERS="${folders[*]}"
+
+# One small commit in worktree $1 for workstream index $2.
+cat >"$dir/commit.sh" <<'SH'
+set -e
+read -ra names <<<"$NAMES"; read -ra folders <<<"$FOLDERS"
+cd "$1"
+echo "change by ${names[$2]}" >>"${folders[$2]}/f0.txt"
+git commit -qam "${names[$2]}: one change"
+SH
+
+cat >"$dir/flow.sh" <<SH
+set -e
+read -ra names <<<"\$NAMES"
+cd "\$1"
+"$flow" -C repo prepare "$dir/parallel.kdl" >/dev/null
+for i in "\${!names[@]}"; do bash "$dir/commit.sh" "repo-worktrees/bench/\${names[i]}" "\$i"; done
+"$flow" -C repo merge "$dir/parallel.kdl" >/dev/null
+SH
+
+cat >"$dir/loop.sh" <<SH
+set -e
+read -ra names <<<"\$NAMES"
+cd "\$1/repo"
+for n in "\${names[@]}"; do git worktree add -q -b "ws/\$n" "../wt/\$n" main; done
+for i in "\${!names[@]}"; do bash "$dir/commit.sh" "../wt/\${names[i]}" "\$i"; done
+git worktree add -q -b integration/bench ../wt/integration main
+for n in "\${names[@]}"; do git -C ../wt/integration merge -q --no-edit "ws/\$n"; done
+SH
+
+# check RUN_DIR: the integration branch holds every workstream's change.
+check() {
+    local i got
+    for i in "${!names[@]}"; do
+        got=$(git -C "$1/repo" show "integration/bench:${folders[i]}/f0.txt" | tail -n 1)
+        [ "$got" = "change by ${names[i]}" ] ||
+            { echo "$1: integration/bench lacks ${names[i]}'s change (last line: $got)" >&2; exit 1; }
+    done
+}
+
+results="$dir/results.txt"
+: >"$results"
+# measure LABEL SCRIPT: a fresh copy of the pristine repository, then the timed script.
+measure() {
+    local run="$dir/run-$1"
+    rm -rf "$run" && mkdir "$run" && cp -a "$dir/pristine" "$run/repo"
+    sync
+    local t0 t1
+    t0=$EPOCHREALTIME
+    bash "$2" "$run" || { echo "$1 failed" >&2; exit 1; }
+    t1=$EPOCHREALTIME
+    check "$run"
+    echo "$1 $t0 $t1" >>"$results"
+    rm -rf "$run"
+}
+
+echo "# machine: $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for _ in $(seq "$RUNS"); do
+    measure flow "$dir/flow.sh"
+    measure loop "$dir/loop.sh"
+done
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg); all $WS changes found on both sides in every run"
+python3 - "$results" <<'PY'
+import statistics, sys
+t = {}
+for line in open(sys.argv[1]):
+    label, t0, t1 = line.split()
+    t.setdefault(label, []).append(float(t1) - float(t0))
+f, l = statistics.median(t["flow"]), statistics.median(t["loop"])
+print(f"(median of {len(t['flow'])} runs) 3,000 files, 16 workstreams:")
+print(f"    flow prepare + commits + flow merge: {f:.2f} s ({', '.join(f'{x:.2f}' for x in t['flow'])})")
+print(f"    git worktree add + commits + git merge loop: {l:.2f} s ({', '.join(f'{x:.2f}' for x in t['loop'])})")
+print(f"    ratio {f/l:.2f} (target <= 0.5)")
+PY

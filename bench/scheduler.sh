@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The scheduler against ninja, on the same generated graphs (bench/gen_graph.py), in the same run.
+#
+# (a) 10,000 no-op workstreams (`isolation "none"`, a shell agent running `true`, ~20,000
+#     edges): wall time and peak memory (/usr/bin/time -f "%e %M") of
+#     `flow run -j 2 --progress quiet` against `ninja -j2`. Targets: wall <= 1.0x, memory <= 4x.
+# (b) 120 `sleep` tasks of random durations (1..1000 ms, ~240 edges):
+#     - the makespan of `flow run -j 1000` against the graph's critical path (computed here
+#       from graph.json: durations and edges), target <= 1.02x; `ninja -j1000` is shown too;
+#     - `flow run -j 8` against `ninja -j8`, target flow <= ninja.
+# Each measurement is taken RUNS times (default 3), flow and ninja alternating, and the median
+# is reported; `.flow`, `stamp/` and `.ninja_log` are deleted between runs.
+# Installs ninja and hyperfine with apt-get when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+N=${N:-10000}
+SLEEP_N=${SLEEP_N:-120}
+SLEEP_MAX=${SLEEP_MAX:-1000}
+need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2"; (apt-get update -qq && apt-get install -y -qq "$2") >/dev/null; }; }
+need ninja ninja-build
+need hyperfine hyperfine
+[ -x /usr/bin/time ] || { echo "installing time"; (apt-get update -qq && apt-get install -y -qq time) >/dev/null; }
+cargo build --release --quiet
+flow="$PWD/target/release/flow"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+results="$dir/results.txt"
+: >"$results"
+
+clean() { rm -rf "$1/.flow" "$1/stamp" "$1/.ninja_log" "$1/.ninja_deps"; }
+
+# measure LABEL DIR COMMAND...: runs COMMAND in DIR (from a clean state), appends
+# "LABEL SECONDS MAX_RSS_KB" to the results.
+measure() {
+    local label=$1 d=$2
+    shift 2
+    clean "$d"
+    (cd "$d" && /usr/bin/time -f "%e %M" -o "$dir/time.txt" "$@" >/dev/null) ||
+        { echo "$label failed" >&2; exit 1; }
+    echo "$label $(cat "$dir/time.txt")" >>"$results"
+    clean "$d"
+}
+
+echo "# machine: $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# (a) 10,000 no-op workstreams.
+python3 bench/gen_graph.py "$N" 2 "$dir/a"
+for _ in $(seq "$RUNS"); do
+    measure "a.flow" "$dir/a" "$flow" run -j 2 --progress quiet
+    measure "a.ninja" "$dir/a" ninja -j2
+done
+
+# (b) 120 sleep tasks.
+python3 bench/gen_graph.py "$SLEEP_N" 2 "$dir/b" --sleep "$SLEEP_MAX" --json
+for _ in $(seq "$RUNS"); do
+    measure "b.flow-j1000" "$dir/b" "$flow" run -j 1000 --progress quiet
+    measure "b.ninja-j1000" "$dir/b" ninja -j1000
+    measure "b.flow-j8" "$dir/b" "$flow" run -j 8 --progress quiet
+    measure "b.ninja-j8" "$dir/b" ninja -j8
+done
+
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$results" "$dir/b/graph.json" "$N" "$SLEEP_N" <<'PY'
+import json, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    label, secs, kb = line.split()
+    rows.setdefault(label, []).append((float(secs), int(kb)))
+def med(label, i):
+    return statistics.median(r[i] for r in rows[label])
+runs = len(rows["a.flow"])
+print(f"(median of {runs} runs)")
+
+# (a)
+fw, nw = med("a.flow", 0), med("a.ninja", 0)
+fm, nm = med("a.flow", 1), med("a.ninja", 1)
+print(f"(a) {sys.argv[3]} no-op tasks, -j2:")
+print(f"    wall:   flow {fw:.2f} s, ninja {nw:.2f} s, ratio {fw/nw:.2f} (target <= 1.0)")
+print(f"    memory: flow {fm/1024:.1f} MB, ninja {nm/1024:.1f} MB, ratio {fm/nm:.2f} (target <= 4)")
+
+# (b): the critical path from the generated durations and edges.
+tasks = json.load(open(sys.argv[2]))["tasks"]
+finish, prev = {}, {}
+for t in tasks:  # tasks come in topological order (each depends on earlier ones)
+    start = max((finish[d] for d in t["deps"]), default=0)
+    prev[t["name"]] = max(t["deps"], key=lambda d: finish[d]) if t["deps"] else None
+    finish[t["name"]] = start + t["ms"]
+end = max(finish, key=finish.get)
+cp, chain = finish[end] / 1000, []
+while end:
+    chain.append(end)
+    end = prev[end]
+work = sum(t["ms"] for t in tasks) / 1000
+f1, n1 = med("b.flow-j1000", 0), med("b.ninja-j1000", 0)
+f8, n8 = med("b.flow-j8", 0), med("b.ninja-j8", 0)
+print(f"(b) {sys.argv[4]} sleep tasks: critical path {cp:.2f} s over {len(chain)} tasks, total work {work:.1f} s")
+print(f"    -j1000: flow {f1:.2f} s ({f1/cp:.3f}x the critical path, target <= 1.02), ninja {n1:.2f} s ({n1/cp:.3f}x)")
+print(f"    -j8:    flow {f8:.2f} s, ninja {n8:.2f} s, ratio {f8/n8:.2f} (target <= 1.0); lower bound max(cp, work/8) = {max(cp, work/8):.2f} s")
+PY

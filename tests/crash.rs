@@ -1,0 +1,946 @@
+//! Crash safety end to end: `flow run` is SIGKILLed at many points of its lifecycle, then
+//! `flow resume` (itself killed at random points) runs until it succeeds. Every time: each
+//! workstream is merged exactly once, no agent that had finished runs again, the user's
+//! checkout is untouched, `git fsck` is clean and `state.json` parses.
+//!
+//! And: after a failed run and an edit of the workflow, `flow resume` re-runs exactly the
+//! changed workstreams and their dependents.
+//!
+//! Self-contained on purpose (its own repository helper), so it does not depend on
+//! `support.rs` changing under it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workflow's name; branches are `flow/crash/<ws>`, merges land in `integration/crash`.
+const WORKFLOW: &str = "crash";
+const INTO: &str = "integration/crash";
+
+/// One workstream of the crash workflow.
+struct Spec {
+    name: &'static str,
+    deps: &'static [&'static str],
+    sleep_ms: u32,
+    /// The agent commits its own work (otherwise flow commits what it left).
+    commits: bool,
+    /// `isolation "none"`: runs in a scratch folder, nothing is merged.
+    scratch: bool,
+}
+
+const fn ws(name: &'static str, deps: &'static [&'static str], sleep_ms: u32, commits: bool) -> Spec {
+    Spec {
+        name,
+        deps,
+        sleep_ms,
+        commits,
+        scratch: false,
+    }
+}
+
+/// Three roots, two diamonds (api/db/ui -> svc/web -> app), a chain (c1 -> c2 -> c3) and a
+/// scratch workstream: ten in all, three at a time.
+const SPECS: &[Spec] = &[
+    ws("api", &[], 250, true),
+    ws("db", &[], 150, false),
+    ws("ui", &[], 350, true),
+    ws("svc", &["api", "db"], 200, false),
+    ws("web", &["api", "ui"], 300, true),
+    ws("app", &["svc", "web"], 250, false),
+    ws("c1", &[], 100, false),
+    ws("c2", &["c1"], 200, true),
+    ws("c3", &["c2"], 150, false),
+    Spec {
+        name: "notes",
+        deps: &[],
+        sleep_ms: 200,
+        commits: false,
+        scratch: true,
+    },
+];
+
+fn index_of(name: &str) -> usize {
+    SPECS
+        .iter()
+        .position(|s| s.name == name)
+        .expect("a workstream of SPECS")
+}
+
+/// The agent's script: count the invocation outside the repository, sleep, write its file
+/// (its name, then its dependencies' files, which must be there), maybe commit.
+fn script(spec: &Spec) -> String {
+    let name = spec.name;
+    let sleep = format!("{}.{:03}", spec.sleep_ms / 1000, spec.sleep_ms % 1000);
+    let mut s = format!("echo run >> $COUNTERS/{name}; sleep {sleep}; ");
+    if spec.scratch {
+        s.push_str(&format!("echo {name} > {name}.txt"));
+        return s;
+    }
+    s.push_str(&format!("mkdir -p {name}; echo {name} > {name}/file.txt"));
+    for dep in spec.deps {
+        s.push_str(&format!("; cat {dep}/file.txt >> {name}/file.txt || exit 7"));
+    }
+    if spec.commits {
+        s.push_str(&format!("; git add {name} && git commit -q -m '{name}: work'"));
+    }
+    s
+}
+
+/// What a workstream's file holds once its dependencies' work is in its tree.
+fn expected_content(name: &str) -> String {
+    let spec = &SPECS[index_of(name)];
+    let mut text = format!("{name}\n");
+    for dep in spec.deps {
+        text.push_str(&expected_content(dep));
+    }
+    text
+}
+
+fn workflow_text() -> String {
+    let mut text = format!(
+        r#"workflow "{WORKFLOW}" {{
+    base "main"
+    max-parallel 3
+}}
+agent "shell" {{
+    command "sh" "-c" "{{script}}"
+    output "text"
+}}
+defaults {{
+    agent "shell"
+    env "COUNTERS"
+}}
+"#
+    );
+    for spec in SPECS {
+        let mut body = String::new();
+        if spec.scratch {
+            body.push_str("    isolation \"none\"\n");
+        } else {
+            writeln!(body, "    owns \"{}/**\"", spec.name).unwrap();
+        }
+        if !spec.deps.is_empty() {
+            let deps: Vec<String> = spec.deps.iter().map(|d| format!("\"{d}\"")).collect();
+            writeln!(body, "    depends-on {}", deps.join(" ")).unwrap();
+        }
+        writeln!(body, "    script \"{}\"", script(spec)).unwrap();
+        writeln!(text, "workstream \"{}\" {{\n{body}}}", spec.name).unwrap();
+    }
+    text.push_str("integrate {\n    verify \"sh verify.sh\"\n}\n");
+    text
+}
+
+/// `verify`: on the merged tree, every workstream file starts with its folder's name, and a
+/// workstream's dependencies are merged whenever it is.
+fn verify_script() -> String {
+    let mut s = String::from(
+        "sleep 0.05\n\
+         for f in */file.txt; do\n\
+         \x20 [ -e \"$f\" ] || continue\n\
+         \x20 d=${f%/file.txt}\n\
+         \x20 [ \"$(head -n 1 \"$f\")\" = \"$d\" ] || { echo \"$f does not start with $d\"; exit 1; }\n\
+         done\n",
+    );
+    for spec in SPECS.iter().filter(|s| !s.deps.is_empty()) {
+        for dep in spec.deps {
+            writeln!(
+                s,
+                "[ ! -e {0}/file.txt ] || [ -e {dep}/file.txt ] || {{ echo '{0} merged before {dep}'; exit 1; }}",
+                spec.name
+            )
+            .unwrap();
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// A repository of its own, with a hermetic environment.
+
+fn flow_bin() -> PathBuf {
+    PathBuf::from(assert_cmd::cargo::cargo_bin!("flow"))
+}
+
+struct Repo {
+    _temp: tempfile::TempDir,
+    base: PathBuf,
+    root: PathBuf,
+    counters: PathBuf,
+    home: PathBuf,
+}
+
+impl Repo {
+    fn new(prefix: &str) -> Repo {
+        let temp = tempfile::Builder::new().prefix(prefix).tempdir().expect("temp dir");
+        let base = std::fs::canonicalize(temp.path()).expect("canonical temp dir");
+        let root = base.join("repo");
+        let counters = base.join("counters");
+        let home = base.join("home");
+        for dir in [&root, &counters, &home] {
+            std::fs::create_dir_all(dir).expect("create dir");
+        }
+        let repo = Repo {
+            _temp: temp,
+            base,
+            root,
+            counters,
+            home,
+        };
+        repo.git(&["init", "-q", "-b", "main"]);
+        // Agents that commit themselves find an identity in the repository's config.
+        repo.git(&["config", "user.name", "Agent"]);
+        repo.git(&["config", "user.email", "agent@example.com"]);
+        repo
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            (
+                "PATH".to_string(),
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            ),
+            ("HOME".to_string(), self.home.display().to_string()),
+            ("LANG".to_string(), "C".to_string()),
+            ("TZ".to_string(), "UTC".to_string()),
+            ("NO_COLOR".to_string(), "1".to_string()),
+            ("COLUMNS".to_string(), "100".to_string()),
+            ("GIT_CONFIG_GLOBAL".to_string(), "/dev/null".to_string()),
+            ("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string()),
+            ("COUNTERS".to_string(), self.counters.display().to_string()),
+        ];
+        for who in ["AUTHOR", "COMMITTER"] {
+            vars.push((format!("GIT_{who}_NAME"), "Test User".to_string()));
+            vars.push((format!("GIT_{who}_EMAIL"), "test@example.com".to_string()));
+        }
+        vars
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let full = self.root.join(path);
+        std::fs::create_dir_all(full.parent().expect("a parent")).expect("create dirs");
+        std::fs::write(full, text).expect("write file");
+    }
+
+    fn git_output(&self, args: &[&str]) -> std::process::Output {
+        Command::new("git")
+            .current_dir(&self.root)
+            .env_clear()
+            .envs(self.env())
+            .args(args)
+            .output()
+            .expect("git runs")
+    }
+
+    #[track_caller]
+    fn git(&self, args: &[&str]) -> String {
+        let out = self.git_output(args);
+        assert!(
+            out.status.success(),
+            "git {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
+    fn commit_all(&self, message: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+    }
+
+    /// Starts `flow <args>`, its output going to a file of the temporary folder.
+    fn spawn_flow(&self, args: &[&str], label: &str) -> Child {
+        let out = std::fs::File::create(self.base.join(format!("{label}.out"))).expect("output file");
+        let err = out.try_clone().expect("clone file");
+        Command::new(flow_bin())
+            .current_dir(&self.root)
+            .env_clear()
+            .envs(self.env())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("flow starts")
+    }
+
+    fn output_of(&self, label: &str) -> String {
+        std::fs::read_to_string(self.base.join(format!("{label}.out"))).unwrap_or_default()
+    }
+
+    fn run_flow(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(flow_bin())
+            .current_dir(&self.root)
+            .env_clear()
+            .envs(self.env())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("flow runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    }
+
+    fn latest_run_dir(&self) -> Option<PathBuf> {
+        let id = std::fs::read_to_string(self.root.join(".flow/latest")).ok()?;
+        Some(self.root.join(".flow/runs").join(id.trim()))
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let Some(dir) = self.latest_run_dir() else {
+            return vec![];
+        };
+        read_events(&dir.join("events.jsonl"))
+    }
+
+    /// How often each workstream's agent ran.
+    fn counters(&self) -> BTreeMap<String, usize> {
+        SPECS
+            .iter()
+            .map(|s| {
+                let text = std::fs::read_to_string(self.counters.join(s.name)).unwrap_or_default();
+                (s.name.to_string(), text.lines().count())
+            })
+            .collect()
+    }
+
+    /// The user's checkout: HEAD, the base branch, the status (but flow's own `.flow/`), the
+    /// stash, and the content of the files the user left dirty.
+    fn checkout_snapshot(&self) -> Vec<String> {
+        let status: Vec<String> = self
+            .git(&["status", "--porcelain", "--untracked-files=all"])
+            .lines()
+            .filter(|l| !l.contains(".flow/"))
+            .map(str::to_string)
+            .collect();
+        vec![
+            self.git(&["symbolic-ref", "HEAD"]),
+            self.git(&["rev-parse", "HEAD"]),
+            self.git(&["rev-parse", "refs/heads/main"]),
+            status.join("\n"),
+            self.git(&["stash", "list", "--format=%H %s"]),
+            std::fs::read_to_string(self.root.join("README.md")).unwrap_or_default(),
+            std::fs::read_to_string(self.root.join("notes-of-the-user.txt")).unwrap_or_default(),
+        ]
+    }
+
+    #[track_caller]
+    fn assert_fsck_clean(&self, when: &str) {
+        let out = self.git_output(&["fsck", "--strict", "--no-dangling", "--no-progress"]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.trim().is_empty(),
+            "git fsck --strict {when}:\n{text}"
+        );
+    }
+}
+
+fn read_events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Where to kill.
+
+/// A fixed-seed xorshift, so that the kill points are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// When to SIGKILL a flow process.
+#[derive(Debug, Clone)]
+enum Trigger {
+    /// This long after it started.
+    Delay(u64),
+    /// As soon as this event (of this workstream, with this phase) is in the log.
+    After {
+        event: &'static str,
+        ws: Option<&'static str>,
+        phase: Option<&'static str>,
+    },
+    /// As soon as the process has appended this many events.
+    NthEvent(usize),
+    /// Never: let it finish.
+    Never,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Delay(ms) => write!(f, "after {ms} ms"),
+            Trigger::After { event, ws, phase } => {
+                write!(f, "right after {event}")?;
+                if let Some(p) = phase {
+                    write!(f, " {p}")?;
+                }
+                if let Some(w) = ws {
+                    write!(f, " of {w}")?;
+                }
+                Ok(())
+            }
+            Trigger::NthEvent(n) => write!(f, "right after its event #{n}"),
+            Trigger::Never => write!(f, "never"),
+        }
+    }
+}
+
+fn after(event: &'static str, ws: &'static str) -> Trigger {
+    Trigger::After {
+        event,
+        ws: Some(ws),
+        phase: None,
+    }
+}
+
+fn after_phase(phase: &'static str, ws: &'static str) -> Trigger {
+    Trigger::After {
+        event: "phase",
+        ws: Some(ws),
+        phase: Some(phase),
+    }
+}
+
+fn matches(trigger: &Trigger, event: &Value) -> bool {
+    let Trigger::After { event: name, ws, phase } = trigger else {
+        return false;
+    };
+    event["event"] == *name
+        && ws.is_none_or(|w| event["workstream"].as_u64() == Some(index_of(w) as u64))
+        && phase.is_none_or(|p| event["phase"] == p)
+}
+
+/// The initial kill points: deterministic ones at each step of the lifecycle, and delays
+/// spread over the whole run.
+fn initial_triggers(full_run_ms: u64, rng: &mut Rng) -> Vec<Trigger> {
+    let mut t = vec![
+        Trigger::Delay(2),
+        Trigger::Delay(12),
+        Trigger::After {
+            event: "run-started",
+            ws: None,
+            phase: None,
+        },
+        after_phase("preparing", "api"),
+        after("prepared", "db"),
+        after("attempt-started", "ui"),
+        after("attempt-ended", "api"),
+        after_phase("checking", "db"),
+        after("checked", "ui"),
+        after_phase("ready", "api"),
+        after_phase("merging", "api"),
+        after("merged", "api"),
+        after_phase("done", "notes"),
+        after("prepared", "svc"),
+        after("attempt-ended", "c2"),
+        after_phase("checking", "web"),
+        after_phase("merging", "svc"),
+        after("checked", "c3"),
+        after("attempt-started", "app"),
+        after_phase("merging", "app"),
+        after("merged", "app"),
+        Trigger::After {
+            event: "run-ended",
+            ws: None,
+            phase: None,
+        },
+        Trigger::NthEvent(20),
+        Trigger::NthEvent(45),
+    ];
+    for _ in 0..4 {
+        t.push(Trigger::Delay(20 + rng.below(full_run_ms.max(100))));
+    }
+    t
+}
+
+/// How a resume is stopped: the first ones are often killed, at a random event or delay.
+fn resume_trigger(attempt: usize, rng: &mut Rng) -> Trigger {
+    let chance = [60, 45, 30, 15];
+    if attempt >= chance.len() || rng.below(100) >= chance[attempt] {
+        return Trigger::Never;
+    }
+    if rng.below(2) == 0 {
+        Trigger::NthEvent(1 + rng.below(40) as usize)
+    } else {
+        Trigger::Delay(3 + rng.below(1500))
+    }
+}
+
+/// What a kill interrupted, read back from the event log.
+#[derive(Debug, Clone, Default)]
+struct KillPoint {
+    label: String,
+    trigger: String,
+    after_ms: u128,
+    last_event: String,
+    /// Workstreams in an active phase when the process died, with the phase.
+    in_flight: Vec<(String, String)>,
+    /// `verify` had started for the workstream being merged.
+    verifying: bool,
+}
+
+impl KillPoint {
+    fn has(&self, phase: &str) -> bool {
+        self.in_flight.iter().any(|(_, p)| p == phase)
+    }
+
+    fn between_runs(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+}
+
+/// Every workstream's phase as the log has it.
+fn replay_phases(events: &[Value]) -> Vec<String> {
+    let mut phases = vec!["pending".to_string(); SPECS.len()];
+    for e in events {
+        let Some(i) = e["workstream"].as_u64().map(|i| i as usize) else {
+            continue;
+        };
+        if i >= SPECS.len() {
+            continue;
+        }
+        let phase = match e["event"].as_str().unwrap_or("") {
+            "phase" => e["phase"].as_str().unwrap_or("").to_string(),
+            "attempt-started" => "running".into(),
+            "failed" => "failed".into(),
+            "merged" => "merged".into(),
+            "conflicted" => "conflicted".into(),
+            "reset" => "pending".into(),
+            _ => continue,
+        };
+        phases[i] = phase;
+    }
+    phases
+}
+
+fn describe_kill(repo: &Repo, label: &str, trigger: &Trigger, after_ms: u128, first_event: usize) -> KillPoint {
+    let events = repo.events();
+    let phases = replay_phases(&events);
+    let in_flight: Vec<(String, String)> = phases
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p.as_str(), "preparing" | "running" | "checking" | "merging"))
+        .map(|(i, p)| (SPECS[i].name.to_string(), p.clone()))
+        .collect();
+    let last_event = match events.len().checked_sub(1) {
+        Some(last) if last >= first_event => {
+            let e = &events[last];
+            let mut s = format!("#{} {}", e["seq"], e["event"].as_str().unwrap_or("?"));
+            if let Some(p) = e["phase"].as_str() {
+                write!(s, " {p}").unwrap();
+            }
+            if let Some(i) = e["workstream"].as_u64() {
+                write!(s, " of {}", SPECS[i as usize].name).unwrap();
+            }
+            s
+        }
+        _ => "none of its own".to_string(),
+    };
+    // `verify` writes a header line into its log before it starts.
+    let verifying = in_flight.iter().any(|(ws, p)| {
+        p == "merging"
+            && repo.latest_run_dir().is_some_and(|d| {
+                std::fs::read_to_string(d.join("logs/_verify.log"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("== verify after merging "))
+                    .last()
+                    .is_some_and(|l| l.starts_with(&format!("== verify after merging {ws}:")))
+            })
+    });
+    KillPoint {
+        label: label.to_string(),
+        trigger: trigger.to_string(),
+        after_ms,
+        last_event,
+        in_flight,
+        verifying,
+    }
+}
+
+/// Runs a flow process until it exits or the trigger fires (then SIGKILLs it). Returns the
+/// exit code (None when killed) and how long it ran.
+fn drive(repo: &Repo, mut child: Child, trigger: &Trigger, events_from: usize) -> (Option<i32>, u128) {
+    let start = Instant::now();
+    let mut seen = events_from;
+    let limit = Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (status.code(), start.elapsed().as_millis());
+        }
+        assert!(start.elapsed() < limit, "flow ran for more than {limit:?}");
+        let fire = match trigger {
+            Trigger::Never => false,
+            Trigger::Delay(ms) => start.elapsed() >= Duration::from_millis(*ms),
+            Trigger::NthEvent(n) => repo.events().len() >= events_from + n,
+            Trigger::After { .. } => {
+                let events = repo.events();
+                let hit = events.iter().skip(seen).any(|e| matches(trigger, e));
+                seen = events.len().max(seen);
+                hit
+            }
+        };
+        if fire {
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let status = child.wait().expect("wait");
+            assert!(status.code().is_none(), "flow was killed");
+            return (None, start.elapsed().as_millis());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The crash test.
+
+/// A repository with the crash workflow, and a user's checkout with uncommitted work and a
+/// stash that a run must not touch.
+fn crash_repo(prefix: &str) -> Repo {
+    let repo = Repo::new(prefix);
+    repo.write("README.md", "# crash test\n");
+    repo.write("verify.sh", &verify_script());
+    repo.write("parallel.kdl", &workflow_text());
+    repo.commit_all("initial commit");
+    repo.write("README.md", "# crash test\n\nstashed edit\n");
+    repo.git(&["stash", "-q"]);
+    repo.write("README.md", "# crash test\n\nuncommitted edit\n");
+    repo.write("notes-of-the-user.txt", "untracked\n");
+    repo
+}
+
+/// What a scenario found, for the summary.
+struct Outcome {
+    report: String,
+    kills: Vec<KillPoint>,
+}
+
+/// Checks that hold after every kill: state.json parses, the checkout and git are sound.
+fn check_after_kill(repo: &Repo, before: &[String], what: &str) {
+    if let Some(dir) = repo.latest_run_dir() {
+        let path = dir.join("state.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{what}: .flow/latest names a run but {} cannot be read: {e}",
+                path.display()
+            )
+        });
+        let state: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: state.json is not JSON ({e}):\n{text}"));
+        assert_eq!(
+            state["workstreams"].as_array().map(Vec::len),
+            Some(SPECS.len()),
+            "{what}: state.json lists every workstream"
+        );
+    }
+    assert_eq!(repo.checkout_snapshot(), before, "{what}: the user's checkout changed");
+    repo.assert_fsck_clean(what);
+}
+
+/// The workstreams whose agent attempt ended without error, as the log has it.
+fn finished_agents(events: &[Value]) -> Vec<usize> {
+    let mut finished: Vec<usize> = events
+        .iter()
+        .filter(|e| e["event"] == "attempt-ended" && e["error"].is_null())
+        .filter_map(|e| e["workstream"].as_u64().map(|i| i as usize))
+        .collect();
+    finished.sort_unstable();
+    finished.dedup();
+    finished
+}
+
+/// What a flow process cleaned up after the process it took over from, as a report line.
+fn cleanup_note(output: &str) -> String {
+    let stopped: usize = output
+        .lines()
+        .filter_map(|l| l.strip_prefix("flow: stopped "))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
+        .sum();
+    let locks: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.strip_prefix("flow: removed "))
+        .filter_map(|l| l.split(", a git lock file").next())
+        .map(|p| p.rsplit_once("/.git/").map_or(p, |(_, rest)| rest))
+        .collect();
+    if stopped == 0 && locks.is_empty() {
+        return String::new();
+    }
+    format!(
+        "    (it first stopped {stopped} leftover process(es) and removed {} stale lock(s){})\n",
+        locks.len(),
+        if locks.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", locks.join(", "))
+        }
+    )
+}
+
+/// One scenario: `flow run` killed by `trigger`, then resumes until one succeeds.
+fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
+    let repo = crash_repo(&format!("flow-crash-{number}-"));
+    let before = repo.checkout_snapshot();
+    let mut rng = Rng(seed);
+    let mut report = String::new();
+    let mut kills = vec![];
+    // For each workstream whose agent finished: the counter when that was first seen.
+    let mut frozen: BTreeMap<usize, usize> = BTreeMap::new();
+    // Kills that caught a workstream preparing or running (its agent may run again).
+    let mut interrupted = vec![0usize; SPECS.len()];
+    let mut step = 0;
+    let mut current = trigger;
+    let mut command: Vec<&str> = vec!["run", "--progress", "plain", "--grace", "1s"];
+    let mut label = "run".to_string();
+    loop {
+        assert!(
+            step < 10,
+            "scenario {number}: no resume succeeded after {step} tries\n{report}"
+        );
+        let events_from = repo.events().len();
+        let child = repo.spawn_flow(&command, &format!("{step}-{label}"));
+        let (code, ms) = drive(&repo, child, &current, events_from);
+        let what = format!("scenario {number}, {label} killed {current}");
+        let cleanup = cleanup_note(&repo.output_of(&format!("{step}-{label}")));
+        match code {
+            None => {
+                let kill = describe_kill(&repo, &label, &current, ms, events_from);
+                let flight: Vec<String> = kill.in_flight.iter().map(|(w, p)| format!("{w}:{p}")).collect();
+                writeln!(
+                    report,
+                    "  kill {label:<9} {:<32} at {:>5} ms; last event: {}; in flight: {}{}",
+                    kill.trigger,
+                    kill.after_ms,
+                    kill.last_event,
+                    if flight.is_empty() {
+                        "nothing (between runs)".to_string()
+                    } else {
+                        flight.join(" ")
+                    },
+                    if kill.verifying { " (verify started)" } else { "" }
+                )
+                .unwrap();
+                report.push_str(&cleanup);
+                for (w, p) in &kill.in_flight {
+                    if p == "preparing" || p == "running" {
+                        interrupted[index_of(w)] += 1;
+                    }
+                }
+                check_after_kill(&repo, &before, &what);
+                kills.push(kill);
+            }
+            Some(c) => {
+                let out = repo.output_of(&format!("{step}-{label}"));
+                writeln!(report, "  {label:<14} exited {c} after {ms} ms").unwrap();
+                report.push_str(&cleanup);
+                // A resume nobody killed finishes the run: nothing of a crash may make it fail.
+                assert_eq!(
+                    c, 0,
+                    "scenario {number}: {label} exited {c}\n{out}\n--- so far\n{report}"
+                );
+                break;
+            }
+        }
+        // No agent that had finished ran again.
+        let counters = repo.counters();
+        for i in finished_agents(&repo.events()) {
+            let now = counters[SPECS[i].name];
+            let first = *frozen.entry(i).or_insert(now);
+            assert_eq!(
+                now, first,
+                "scenario {number}: the agent of `{}` finished, yet ran again ({first} -> {now} runs)\n{report}",
+                SPECS[i].name
+            );
+        }
+        step += 1;
+        // Resume; with nothing recorded yet there is nothing to resume: start again.
+        if repo.latest_run_dir().is_some() {
+            command = vec!["resume", "--progress", "plain", "--grace", "1s"];
+            label = format!("resume {step}");
+        } else {
+            command = vec!["run", "--progress", "plain", "--grace", "1s"];
+            label = format!("run {step}");
+        }
+        current = resume_trigger(step - 1, &mut rng);
+    }
+    check_final(&repo, &before, &frozen, &interrupted, number, &report);
+    Outcome { report, kills }
+}
+
+/// Everything holds at the end: all merged once, the work in the tree, agents run as often as
+/// the kills allow, the checkout untouched, git sound.
+fn check_final(
+    repo: &Repo,
+    before: &[String],
+    frozen: &BTreeMap<usize, usize>,
+    interrupted: &[usize],
+    number: usize,
+    report: &str,
+) {
+    let what = format!("scenario {number}");
+    let dir = repo.latest_run_dir().expect("a run");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).expect("state.json")).expect("JSON");
+    assert_eq!(state["status"], "succeeded", "{what}: {report}");
+    let head = repo.git(&["rev-parse", INTO]);
+    assert_eq!(
+        state["last_good"].as_str(),
+        Some(head.as_str()),
+        "{what}: last_good is the integration head"
+    );
+    let subjects = repo.git(&["log", "--format=%s", INTO]);
+    let counters = repo.counters();
+    for (i, spec) in SPECS.iter().enumerate() {
+        let ws = &state["workstreams"][i];
+        assert_eq!(ws["name"], spec.name);
+        let expected_phase = if spec.scratch { "done" } else { "merged" };
+        assert_eq!(ws["phase"], expected_phase, "{what}: {}\n{report}", spec.name);
+        // The agent ran at least once, and again only after a kill caught it before it finished.
+        let runs = counters[spec.name];
+        assert!(
+            runs >= 1 && runs <= 1 + interrupted[i],
+            "{what}: `{}` ran {runs} times for {} interrupting kills\n{report}",
+            spec.name,
+            interrupted[i]
+        );
+        if let Some(first) = frozen.get(&i) {
+            assert_eq!(runs, *first, "{what}: `{}` ran again after it finished", spec.name);
+        }
+        let path = format!("{}/file.txt", spec.name);
+        if spec.scratch {
+            let files = repo.git(&["ls-tree", "-r", "--name-only", INTO]);
+            assert!(
+                !files.contains("notes"),
+                "{what}: nothing of a scratch workstream is merged"
+            );
+            continue;
+        }
+        // Merged exactly once: at most one merge commit names it (none for a fast-forward),
+        // exactly one commit brought its file, and its work is in the final tree.
+        let prefix = format!("Merge flow/{WORKFLOW}/{} (", spec.name);
+        let merges = subjects.lines().filter(|s| s.starts_with(&prefix)).count();
+        assert!(
+            merges <= 1,
+            "{what}: `{}` merged {merges} times:\n{subjects}",
+            spec.name
+        );
+        let touching = repo.git(&[
+            "log",
+            "--format=%H %s",
+            "--no-merges",
+            "--full-history",
+            INTO,
+            "--",
+            &path,
+        ]);
+        assert_eq!(
+            touching.lines().count(),
+            1,
+            "{what}: commits bringing {path} on {INTO}:\n{touching}"
+        );
+        let content = repo.git(&["show", &format!("{INTO}:{path}")]);
+        assert_eq!(format!("{content}\n"), expected_content(spec.name), "{what}: {path}");
+        let merge = ws["merge_commit"].as_str().expect("merge commit");
+        let ancestor = repo.git_output(&["merge-base", "--is-ancestor", merge, INTO]);
+        assert!(
+            ancestor.status.success(),
+            "{what}: `{}`'s merge is in {INTO}",
+            spec.name
+        );
+    }
+    assert_eq!(repo.checkout_snapshot(), before, "{what}: the user's checkout changed");
+    repo.assert_fsck_clean(&what);
+}
+
+#[test]
+fn kill_anywhere_then_resume_merges_everything_once_and_never_reruns_a_finished_agent() {
+    let started = Instant::now();
+    // A run nobody kills: the reference, and the length of a whole run.
+    let reference = crash_repo("flow-crash-ref-");
+    let before = reference.checkout_snapshot();
+    let child = reference.spawn_flow(&["run", "--progress", "plain"], "reference");
+    let (code, full_run_ms) = drive(&reference, child, &Trigger::Never, 0);
+    assert_eq!(code, Some(0), "{}", reference.output_of("reference"));
+    check_final(&reference, &before, &BTreeMap::new(), &[0; SPECS.len()], 0, "");
+    println!("an uninterrupted run takes {full_run_ms} ms");
+
+    let mut rng = Rng(0x5eed_f10e_c4a5_4001);
+    let triggers = initial_triggers(full_run_ms as u64, &mut rng);
+    let seeds: Vec<u64> = triggers.iter().map(|_| rng.next()).collect();
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<(usize, Outcome)>> = Mutex::new(vec![]);
+    let threads = std::env::var("FLOW_CRASH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(3);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(trigger) = triggers.get(i) else { break };
+                    let outcome = scenario(i + 1, trigger.clone(), seeds[i]);
+                    println!("scenario {} (kill `flow run` {trigger}):\n{}", i + 1, outcome.report);
+                    outcomes.lock().unwrap().push((i, outcome));
+                }
+            });
+        }
+    });
+    let outcomes = outcomes.into_inner().unwrap();
+    assert_eq!(outcomes.len(), triggers.len(), "every scenario ran");
+    let kills: Vec<&KillPoint> = outcomes.iter().flat_map(|(_, o)| &o.kills).collect();
+    let count = |f: &dyn Fn(&KillPoint) -> bool| kills.iter().filter(|k| f(k)).count();
+    let coverage = [
+        ("preparing", count(&|k| k.has("preparing"))),
+        ("running", count(&|k| k.has("running"))),
+        ("checking", count(&|k| k.has("checking"))),
+        ("merging", count(&|k| k.has("merging"))),
+        ("verify", count(&|k| k.verifying)),
+        ("between runs", count(&|k| k.between_runs())),
+        ("of a resume", count(&|k| k.label.starts_with("resume"))),
+    ];
+    println!(
+        "{} kills in {} scenarios, {:.1} s; kills that caught: {}",
+        kills.len(),
+        outcomes.len(),
+        started.elapsed().as_secs_f64(),
+        coverage
+            .iter()
+            .map(|(what, n)| format!("{what} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(kills.len() >= 20, "at least 20 kill points, got {}", kills.len());
+    for (what, n) in coverage {
+        assert!(n >= 1, "no kill caught a workstream {what}");
+    }
+}
