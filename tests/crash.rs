@@ -664,7 +664,42 @@ fn check_after_kill(repo: &Repo, before: &[String], what: &str) {
         );
     }
     assert_eq!(repo.checkout_snapshot(), before, "{what}: the user's checkout changed");
+    // The dead flow's agents may still be at work (the next resume stops them): freeze them,
+    // so that fsck does not race a `git commit` of theirs.
+    let frozen = freeze_leftovers(repo);
     repo.assert_fsck_clean(what);
+    for pid in frozen {
+        // SAFETY: resuming a process we stopped.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    }
+}
+
+/// Stops (SIGSTOP) every live process of the latest run (they carry `FLOW_RUN=<id>`), until
+/// none is left running; returns them.
+fn freeze_leftovers(repo: &Repo) -> Vec<i32> {
+    let Some(dir) = repo.latest_run_dir() else { return vec![] };
+    let id = dir.file_name().expect("run id").to_string_lossy().into_owned();
+    let needle = format!("FLOW_RUN={id}");
+    let mut frozen: Vec<i32> = vec![];
+    loop {
+        let found: Vec<i32> = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| !frozen.contains(pid))
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+            })
+            .collect();
+        if found.is_empty() {
+            return frozen;
+        }
+        for pid in found {
+            // SAFETY: stopping a leftover agent of our own test run.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            frozen.push(pid);
+        }
+    }
 }
 
 /// The workstreams whose agent attempt ended without error, as the log has it.
