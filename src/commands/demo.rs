@@ -57,21 +57,21 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
         .map_err(|e| CommandError::Failed(e.into()))?;
     let code = finish(&state);
     let d = dir.display();
+    let flow = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "flow".into());
+    let worktrees = flow_engine::run::job::worktrees_dir(
+        &flow_dsl::check_file(&file).map_err(CommandError::Invalid)?.workflow,
+        &dir,
+    );
     println!("\nwhere to look:");
-    println!("  git -C {d} log --graph --oneline integration/demo   the merges, in dependency order");
-    println!("  flow -C {d} status                                     the run's table again");
+    println!("  the merges, in dependency order:\n    git -C {d} log --graph --oneline integration/demo");
+    println!("  the run's table again, and what each workstream spent:\n    {flow} -C {d} status");
     println!(
-        "  ls {d}/.flow/runs/{}/                     state.json, events.jsonl, logs/",
-        state.id
+        "  the record (state.json, events.jsonl, logs/):\n    {}",
+        dir.join(".flow").join("runs").join(&state.id).display()
     );
-    println!(
-        "  ls {}",
-        flow_engine::run::job::worktrees_dir(
-            &flow_dsl::check_file(&file).map_err(CommandError::Invalid)?.workflow,
-            &dir
-        )
-        .display()
-    );
+    println!("  the worktrees, one per workstream:\n    {}", worktrees.display());
     Ok(code)
 }
 
