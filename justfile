@@ -19,6 +19,8 @@ fmt:
 # Run the benchmarks under bench/ (they install ninja and hyperfine with apt-get when missing).
 bench:
     bench/plan.sh
+    bench/scheduler.sh
+    bench/git.sh
 
 # Run the built-in demo: a sample repository, five shell-agent workstreams, real worktrees and merges.
 demo:

@@ -677,7 +677,9 @@ fn check_after_kill(repo: &Repo, before: &[String], what: &str) {
 /// Stops (SIGSTOP) every live process of the latest run (they carry `FLOW_RUN=<id>`), until
 /// none is left running; returns them.
 fn freeze_leftovers(repo: &Repo) -> Vec<i32> {
-    let Some(dir) = repo.latest_run_dir() else { return vec![] };
+    let Some(dir) = repo.latest_run_dir() else {
+        return vec![];
+    };
     let id = dir.file_name().expect("run id").to_string_lossy().into_owned();
     let needle = format!("FLOW_RUN={id}");
     let mut frozen: Vec<i32> = vec![];

@@ -228,6 +228,14 @@ impl Plan {
                 _ => None,
             };
             estimate.tokens += ws.estimate.tokens.unwrap_or(0);
+            if let (Some(limit), Some(tokens)) = (ws.budget.tokens, ws.estimate.tokens)
+                && tokens > limit
+            {
+                estimate.warnings.push(format!(
+                    "the estimated {tokens} tokens of workstream `{}` exceed its budget of {limit} tokens",
+                    ws.name
+                ));
+            }
             match range {
                 Some(r) => {
                     estimate.total.low_usd += r.low_usd;
@@ -253,6 +261,19 @@ impl Plan {
             ));
         }
         for (name, account) in &wf.accounts {
+            if let Some(limit) = account.budget.tokens {
+                let tokens: u64 = wf
+                    .workstreams
+                    .iter()
+                    .filter(|w| w.account.as_deref() == Some(name.as_str()))
+                    .filter_map(|w| w.estimate.tokens)
+                    .sum();
+                if tokens > limit {
+                    estimate.warnings.push(format!(
+                        "the estimated {tokens} tokens of account `{name}` exceed its budget of {limit} tokens"
+                    ));
+                }
+            }
             let Some(limit) = account.budget.usd else { continue };
             let mut sum = CostRange::default();
             for ws in wf

@@ -27,7 +27,11 @@ pub fn tokens(n: u64) -> String {
 
 /// Formats dollars, or `-` when unknown.
 pub fn dollars(usd: Option<f64>) -> String {
-    usd.map_or("-".to_string(), |u| format!("${u:.2}"))
+    match usd {
+        None => "-".to_string(),
+        Some(u) if u > 0.0 && u < 0.01 => format!("${u:.4}"),
+        Some(u) => format!("${u:.2}"),
+    }
 }
 
 fn duration(ws: &WorkstreamState) -> String {
