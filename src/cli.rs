@@ -23,6 +23,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Init(InitArgs),
     Check(CheckArgs),
     Plan(PlanArgs),
     Graph(GraphArgs),
@@ -113,8 +114,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub abort_on_failure: bool,
     /// Run only these workstreams, with everything they depend on.
-    #[arg(long, num_args = 1.., value_name = "WORKSTREAM")]
+    #[arg(long, num_args = 1.., value_name = "WORKSTREAM", conflicts_with = "resume")]
     pub only: Vec<String>,
+    /// Continue the latest run of this workflow instead of starting a new one (as `flow resume`).
+    #[arg(long)]
+    pub resume: bool,
     /// How progress is shown: bars on a terminal, plain lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -320,4 +324,15 @@ pub struct UsageArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Write a starting workflow file (`parallel.kdl`) to edit.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write it.
+    #[arg(default_value = "parallel.kdl")]
+    pub file: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -85,3 +85,20 @@ fn plan_json_of_the_book_cataloger_orders_waves_and_merges() {
         }
     }
 }
+
+#[test]
+fn init_writes_a_workflow_that_checks_and_refuses_to_overwrite() {
+    let root = repo_root();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("parallel.kdl");
+    let out = flow(dir.path()).arg("init").output().expect("flow runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = flow(&root)
+        .args(["check", "--deny-warnings"])
+        .arg(&file)
+        .output()
+        .expect("flow runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = flow(dir.path()).arg("init").output().expect("flow runs");
+    assert_eq!(again.status.code(), Some(2), "a second init must refuse");
+}

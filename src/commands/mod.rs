@@ -9,7 +9,7 @@ mod graph;
 mod merge;
 mod plan;
 mod prepare;
-mod resume;
+pub mod resume;
 mod run;
 mod status;
 
@@ -60,6 +60,7 @@ impl CommandError {
 /// Runs one verb.
 pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
     match command {
+        Command::Init(args) => init(args),
         Command::Check(args) => check::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Graph(args) => graph::run(args),
@@ -137,4 +138,22 @@ pub fn load(file: &Path) -> Result<Checked, CommandError> {
     let checked = flow_dsl::check_file(file).map_err(CommandError::Invalid)?;
     print_problems(&checked.warnings);
     Ok(checked)
+}
+
+/// `flow init`: writes the starting workflow.
+fn init(args: crate::cli::InitArgs) -> Result<ExitCode, CommandError> {
+    if args.file.exists() && !args.force {
+        return Err(CommandError::Usage(miette::miette!(
+            help = "edit it, or pass --force to replace it",
+            "{} already exists",
+            args.file.display()
+        )));
+    }
+    std::fs::write(&args.file, flow_stdlib::INIT_TEMPLATE)
+        .map_err(|e| CommandError::Failed(miette::miette!("cannot write {}: {e}", args.file.display())))?;
+    eprintln!(
+        "wrote {}: edit its workstreams, then `flow check`, `flow plan` and `flow run`",
+        args.file.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,41 @@ use crate::cli::ResumeArgs;
 use crate::commands::run::{finish, observer};
 use crate::commands::{CommandError, load, print_stdout};
 
+/// Continues the latest run of the workflow in `file` (`flow run FILE --resume`).
+pub async fn continue_workflow(
+    file: &std::path::Path,
+    run_options: crate::cli::RunOptionArgs,
+) -> Result<ExitCode, CommandError> {
+    let workflow = load(file)?.workflow;
+    let cwd = std::env::current_dir()
+        .map_err(|e| CommandError::Usage(miette::miette!("cannot read the current folder: {e}")))?;
+    let flow_dir = flow_engine::git::Git::discover(&cwd)
+        .map(|g| g.root().join(".flow"))
+        .unwrap_or_else(|_| cwd.join(".flow"));
+    let latest = flow_engine::run::store::list_runs(&flow_dir)
+        .into_iter()
+        .rev()
+        .find(|id| {
+            RunDir::new(&flow_dir, id)
+                .load()
+                .is_ok_and(|s| s.workflow == workflow.name)
+        })
+        .ok_or_else(|| {
+            CommandError::Usage(miette::miette!(
+                help = "start one with `flow run` (without --resume)",
+                "no run of workflow `{}` to resume",
+                workflow.name
+            ))
+        })?;
+    run(ResumeArgs {
+        run: Some(latest),
+        file: Some(file.to_path_buf()),
+        dry_run: false,
+        run_options,
+    })
+    .await
+}
+
 /// Decides, prints the decisions, and (unless `--dry-run`) continues the run.
 pub async fn run(args: ResumeArgs) -> Result<ExitCode, CommandError> {
     let cwd = std::env::current_dir()

@@ -15,6 +15,17 @@ use crate::commands::{CommandError, load};
 
 /// Starts a run and prints its progress and final table.
 pub async fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
+    if args.resume {
+        let options = crate::cli::RunOptionArgs {
+            max_parallel: args.max_parallel,
+            keep_going: args.keep_going,
+            abort_on_failure: args.abort_on_failure,
+            progress: args.progress,
+            grace: args.grace,
+            retry_delay: args.retry_delay,
+        };
+        return crate::commands::resume::continue_workflow(&args.file, options).await;
+    }
     let checked = load(&args.file)?;
     let workflow = checked.workflow;
     let cwd = std::env::current_dir()

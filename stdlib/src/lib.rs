@@ -104,3 +104,6 @@ mod tests {
         }
     }
 }
+
+/// The workflow `flow init` writes: a commented starting point that passes `flow check`.
+pub const INIT_TEMPLATE: &str = include_str!("../templates/parallel.kdl");
