@@ -8,11 +8,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// A faster allocator than the system's for the many small allocations of parsing and
-/// scheduling: it makes `flow plan` on thousands of workstreams markedly quicker.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if let Some(dir) = &cli.directory

@@ -33,6 +33,9 @@ pub fn module(name: &str) -> Option<&'static str> {
     }
 }
 
+/// The workflow `flow init` writes: a commented starting point that passes `flow check`.
+pub const INIT_TEMPLATE: &str = include_str!("../templates/parallel.kdl");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +107,3 @@ mod tests {
         }
     }
 }
-
-/// The workflow `flow init` writes: a commented starting point that passes `flow check`.
-pub const INIT_TEMPLATE: &str = include_str!("../templates/parallel.kdl");
