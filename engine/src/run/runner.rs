@@ -16,7 +16,7 @@ use crate::run::job::{RunContext, worktrees_dir};
 use crate::run::lock::{LockError, RunLock};
 use crate::run::recover::{clear_stale_git_locks, stop_leftover_processes};
 use crate::run::scheduler::{Observer, Options, Scheduler};
-use crate::run::spec_hash::{spec_hashes, text_hash};
+use crate::run::spec_hash::{spec_hash_with, spec_hashes, text_hash};
 use crate::run::state::{Phase, RunState, RunStatus, WorkstreamState, now};
 use crate::run::store::{EventLog, RunDir, new_run_id};
 
@@ -254,11 +254,13 @@ pub async fn start(
         path: site.flow_dir.join("latest"),
         error,
     })?;
-    let result = drive(plan, site, worktrees, state, run_dir, settings, observer, false).await;
+    let result = drive(plan, site, worktrees, state, run_dir, settings, observer, None).await;
     drop(lock);
     result
 }
 
+/// Runs the scheduler over a prepared state; `resumed_with_hash` carries the workflow file's
+/// hash when an earlier run is continued.
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     plan: Plan,
@@ -268,7 +270,7 @@ async fn drive(
     run_dir: RunDir,
     settings: RunSettings,
     observer: &mut dyn Observer,
-    resumed: bool,
+    resumed_with_hash: Option<String>,
 ) -> Result<RunState, RunError> {
     let log = EventLog::open(&run_dir.events_path()).map_err(|error| RunError::Io {
         action: "open",
@@ -288,7 +290,11 @@ async fn drive(
         grace: settings.grace,
         retry_base: settings.retry_base,
     });
-    let scheduler = Scheduler::new(plan, ctx, state, run_dir, log, observer, settings.options, cancel_tx);
+    let mut scheduler = Scheduler::new(plan, ctx, state, run_dir, log, observer, settings.options, cancel_tx);
+    let resumed = resumed_with_hash.is_some();
+    if let Some(hash) = resumed_with_hash {
+        scheduler = scheduler.with_workflow_hash(hash);
+    }
     Ok(scheduler.run(resumed).await)
 }
 
@@ -458,11 +464,27 @@ pub fn plan_resume(plan: &Plan, site: &Site, run_id: Option<&str>) -> Result<Res
         };
         let result: Option<Oid> = recorded.result_commit.as_deref().and_then(|c| c.parse().ok());
         let start: Option<Oid> = recorded.start_commit.as_deref().and_then(|c| c.parse().ok());
+        // Its own spec is unchanged when its hash over its dependencies' recorded hashes is.
+        let recorded_dependencies: Vec<&str> = ws
+            .dependencies
+            .iter()
+            .map(|&d| state.workstreams[d].spec_hash.as_str())
+            .collect();
+        let changed_dependency = ws
+            .dependencies
+            .iter()
+            .find(|&&d| state.workstreams[d].spec_hash != hashes[d])
+            .map(|&d| workflow.workstreams[d].name.clone());
         let own = if changed {
-            decide(
-                Action::Run,
-                "its spec changed (task, agent, model, scope, test or a dependency's)".into(),
-            )
+            match changed_dependency {
+                Some(d) if spec_hash_with(workflow, i, &recorded_dependencies) == recorded.spec_hash => {
+                    decide(Action::Run, format!("its dependency `{d}` runs again"))
+                }
+                _ => decide(
+                    Action::Run,
+                    "its spec changed (task, agent, model, scope, test or a dependency's)".into(),
+                ),
+            }
         } else {
             match recorded.phase {
                 Phase::Done => decide(Action::Keep, "done".into()),
@@ -665,51 +687,8 @@ pub async fn resume(
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
-    let result = drive_with_hash(
-        plan,
-        site,
-        worktrees,
-        state,
-        run_dir,
-        settings,
-        observer,
-        text_hash(&workflow_text),
-    )
-    .await;
+    let resumed = Some(text_hash(&workflow_text));
+    let result = drive(plan, site, worktrees, state, run_dir, settings, observer, resumed).await;
     drop(lock);
     result
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn drive_with_hash(
-    plan: Plan,
-    site: Site,
-    worktrees: PathBuf,
-    state: RunState,
-    run_dir: RunDir,
-    settings: RunSettings,
-    observer: &mut dyn Observer,
-    hash: String,
-) -> Result<RunState, RunError> {
-    let log = EventLog::open(&run_dir.events_path()).map_err(|error| RunError::Io {
-        action: "open",
-        path: run_dir.events_path(),
-        error,
-    })?;
-    let (cancel_tx, cancel_rx) = watch::channel(false);
-    let parent_env: BTreeMap<String, String> = std::env::vars().collect();
-    let plan = Arc::new(plan);
-    let ctx = Arc::new(RunContext {
-        workflow: plan.workflow.clone(),
-        git: site.git,
-        run_dir: run_dir.clone(),
-        worktrees_dir: worktrees,
-        parent_env,
-        cancel: cancel_rx,
-        grace: settings.grace,
-        retry_base: settings.retry_base,
-    });
-    let scheduler =
-        Scheduler::new(plan, ctx, state, run_dir, log, observer, settings.options, cancel_tx).with_workflow_hash(hash);
-    Ok(scheduler.run(true).await)
 }
