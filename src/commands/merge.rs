@@ -21,7 +21,10 @@ pub async fn run(args: MergeArgs) -> Result<ExitCode, CommandError> {
             let _ = cancel_tx.send(true);
         }
     });
-    let log_path = layout.root.join(".flow").join("merge.log");
+    let flow_dir = layout.root.join(".flow");
+    flow_engine::run::store::ensure_flow_dir(&flow_dir)
+        .map_err(|e| CommandError::Failed(miette::miette!("cannot create {}: {e}", flow_dir.display())))?;
+    let log_path = flow_dir.join("merge.log");
     let integration = Integration {
         git: &layout.git,
         workflow: &plan.workflow,

@@ -105,9 +105,21 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Opens (or creates) the log for appending.
+    /// Opens (or creates) the log for appending. A last line cut short by a crash is ended
+    /// first, so that the next event starts a line of its own instead of being glued to it
+    /// (and lost with it).
     pub fn open(path: &Path) -> io::Result<EventLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8];
+            file.seek(SeekFrom::Start(len - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+            }
+        }
         Ok(EventLog { file })
     }
 
@@ -135,8 +147,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Keeps `.flow/` out of git without touching the user's `.gitignore`.
-fn ensure_gitignore(flow_dir: &Path) -> io::Result<()> {
+/// Creates `.flow/` with a `.gitignore` of its own, so it stays out of git (and out of
+/// `git status`) without touching the user's `.gitignore`.
+pub fn ensure_flow_dir(flow_dir: &Path) -> io::Result<()> {
     let path = flow_dir.join(".gitignore");
     if !path.exists() {
         std::fs::create_dir_all(flow_dir)?;
