@@ -49,7 +49,7 @@ impl RunDir {
     /// Creates the folders.
     pub fn create(&self) -> io::Result<()> {
         std::fs::create_dir_all(self.dir.join("logs"))?;
-        ensure_gitignore(&self.flow_dir)
+        ensure_flow_dir(&self.flow_dir)
     }
 
     /// Makes this the latest run: only once its first `state.json` is written, so that a
