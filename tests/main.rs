@@ -3,6 +3,7 @@
 mod budget;
 mod crash;
 mod examples;
+mod manual;
 mod run;
 mod run_agents;
 mod run_checks;

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use flow_dsl::{Isolation, OnConflict, ScopePolicy, Workflow};
+use flow_dsl::{Isolation, OnConflict, ScopePolicy, Workflow, Workstream};
 use globset::GlobBuilder;
 use serde::Serialize;
 
@@ -168,7 +168,9 @@ fn unmerged_dependencies(
             continue;
         }
         let merged = match layout.git.branch_head(&workflow.branch_of(dep))? {
-            Some(head) => head != layout.base_commit && layout.is_merged(head, into_head)?,
+            Some(head) => {
+                head != start_of(workflow, layout, dep, head, Some(into_head))? && layout.is_merged(head, into_head)?
+            }
             None => false,
         };
         if !merged {
@@ -176,6 +178,47 @@ fn unmerged_dependencies(
         }
     }
     Ok(waiting)
+}
+
+/// The commit a workstream's branch started from, so that only its own commits count as its
+/// work: where the branch was created (the oldest entry of its reflog) when that is still in
+/// its history; else where it leaves base or, for a workstream that started from the
+/// integration branch and is not merged yet, where it leaves that branch.
+///
+/// A workstream with dependencies starts from the integration branch, whose history holds
+/// its dependencies' work: measured from base, a dependent that did nothing would look
+/// already merged and would seem to change every path its dependencies changed.
+fn start_of(
+    workflow: &Workflow,
+    layout: &Layout,
+    ws: &Workstream,
+    head: Oid,
+    into_head: Option<Oid>,
+) -> Result<Oid, GitError> {
+    if let Some(created) = created_at(layout, &workflow.branch_of(ws))
+        && layout.git.is_ancestor(created, head)?
+    {
+        return Ok(created);
+    }
+    let from = match into_head {
+        Some(into) if !ws.dependencies.is_empty() && !layout.is_merged(head, into)? => into,
+        _ => layout.base_commit,
+    };
+    Ok(layout.git.merge_base(head, from)?.unwrap_or(layout.base_commit))
+}
+
+/// Where a branch was created, from its reflog; `None` when the reflog does not go back to
+/// its creation (reflogs disabled or expired).
+fn created_at(layout: &Layout, branch: &str) -> Option<Oid> {
+    let name = if branch.starts_with("refs/") {
+        branch.to_string()
+    } else {
+        format!("refs/heads/{branch}")
+    };
+    let repo = layout.git.open().ok()?;
+    let reflog = repo.reflog(&name).ok()?;
+    let oldest = reflog.get(reflog.len().checked_sub(1)?)?;
+    oldest.id_old().is_zero().then(|| oldest.id_new().into())
 }
 
 /// What `flow merge` did with one workstream.
@@ -265,7 +308,8 @@ pub async fn merge_ready(
             continue;
         };
         if layout.is_merged(head, into_head)? {
-            if head == layout.base_commit || layout.git.is_ancestor(head, layout.base_commit)? {
+            let start = start_of(workflow, layout, ws, head, Some(into_head))?;
+            if head == start || layout.git.is_ancestor(head, layout.base_commit)? {
                 blocked.insert(i);
                 say(
                     MergeResult::Skipped,
@@ -357,7 +401,8 @@ fn writers_of(workflow: &Workflow, layout: &Layout, paths: &[String], except: us
         let Ok(Some(head)) = layout.git.branch_head(&workflow.branch_of(other)) else {
             continue;
         };
-        let Ok(Some(start)) = layout.git.merge_base(head, layout.base_commit) else {
+        let into_head = layout.git.branch_head(&layout.into).ok().flatten();
+        let Ok(start) = start_of(workflow, layout, other, head, into_head) else {
             continue;
         };
         let Ok(changes) = layout.git.changed_paths(start, head) else {
@@ -440,15 +485,13 @@ pub fn conflicts(workflow: &Workflow, layout: &Layout) -> Result<Conflicts, GitE
             existing_files: existing,
         });
     }
+    let into_head = layout.git.branch_head(&layout.into)?;
     let mut changed: Vec<(usize, Oid, BTreeSet<String>)> = vec![];
     for (i, ws) in workflow.workstreams.iter().enumerate() {
         let Some(head) = layout.git.branch_head(&workflow.branch_of(ws))? else {
             continue;
         };
-        let start = layout
-            .git
-            .merge_base(head, layout.base_commit)?
-            .unwrap_or(layout.base_commit);
+        let start = start_of(workflow, layout, ws, head, into_head)?;
         let paths: BTreeSet<String> = layout
             .git
             .changed_paths(start, head)?

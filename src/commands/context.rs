@@ -19,7 +19,10 @@ pub fn run(args: ContextArgs) -> Result<ExitCode, CommandError> {
             args.file.display()
         )));
     };
-    let root = std::env::current_dir().unwrap_or_default();
+    // Context files are sized from the repository's root, as `flow prepare` and `flow run` do,
+    // so that the prompt printed here is the one they write, from any folder of the repository.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let root = flow_engine::git::Git::discover(&cwd).map_or(cwd, |git| git.root().to_path_buf());
     let rendered = flow_engine::context::render(&workflow, index, &root);
     print_stdout(if args.config {
         &rendered.agent_config_json
