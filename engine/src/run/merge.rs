@@ -218,10 +218,10 @@ async fn verify(integration: &Integration<'_>, command: &str, commit: Oid, works
         Ok(o) if o.end == ProcessEnd::Cancelled => None,
         Ok(o) => {
             let passed = o.end.is_success();
-            let detail = if passed {
-                "passed".to_string()
-            } else {
-                format!("`{command}` {}: {last}", o.end)
+            let detail = match (passed, last.is_empty()) {
+                (true, _) => "passed".to_string(),
+                (false, true) => format!("`{command}` {}", o.end),
+                (false, false) => format!("`{command}` {}: {last}", o.end),
             };
             Some(TestResult {
                 passed,
