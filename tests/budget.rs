@@ -339,6 +339,29 @@ fn events(env: &TestEnv) -> Vec<Value> {
         .collect()
 }
 
+/// `flow ARGS --json`'s output.
+fn flow_json(env: &TestEnv, args: &[&str]) -> Value {
+    let out = env.flow().args(args).output().expect("flow runs");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// The line of `flow usage --json`'s `budgets` for a scope.
+#[track_caller]
+fn budget_line(usage: &Value, scope: &str) -> Value {
+    usage["budgets"]
+        .as_array()
+        .expect("budgets")
+        .iter()
+        .find(|b| b["scope"] == scope)
+        .unwrap_or_else(|| panic!("no budget line {scope} in {usage:#}"))
+        .clone()
+}
+
 /// Whether a branch has a file (false when the branch does not exist).
 fn branch_has(env: &TestEnv, branch: &str, path: &str) -> bool {
     env.rev_parse(branch).is_some() && env.show_file(branch, path).is_some()
@@ -676,6 +699,17 @@ agent "stream" {{
         );
     }
     assert_eq!(state.phase("after-second"), "skipped", "{}", run.text());
+
+    // `flow usage` shows the run's budget passed.
+    let usage = flow_json(&env, &["usage", "--json"]);
+    let line = budget_line(&usage, "run");
+    let spent = full_cost + running[last - 1].cost.unwrap();
+    assert!((line["spent_usd"].as_f64().unwrap() - spent).abs() < 1e-9, "{line}");
+    assert_eq!(line["limit_usd"].as_f64(), Some(budget));
+    assert!(
+        (line["percent"].as_f64().unwrap() - 100.0 * spent / budget).abs() < 1e-6,
+        "{line}"
+    );
 }
 
 #[test]
@@ -764,6 +798,18 @@ agent "stream" {{
     assert!(branch_has(&env, "integration/t", "fake-free.txt"));
     assert!(!branch_has(&env, "integration/t", "fake-spender.txt"));
     assert!(!text.contains("acct-secret-key"));
+
+    // `flow usage` counts the account's spending against its budget.
+    let usage = flow_json(&env, &["usage", "--json"]);
+    let line = budget_line(&usage, "account acct");
+    let spent = running[last - 1].cost.unwrap();
+    assert!((line["spent_usd"].as_f64().unwrap() - spent).abs() < 1e-9, "{line}");
+    assert_eq!(line["limit_usd"].as_f64(), Some(limit));
+    assert_eq!(line["spent_tokens"].as_u64(), Some(running[last - 1].tokens()));
+    assert!(
+        (usage["by_account"]["acct"]["cost_usd"].as_f64().unwrap() - spent).abs() < 1e-9,
+        "{usage:#}"
+    );
 }
 
 #[test]
@@ -804,7 +850,14 @@ workstream "careful" {{ agent "stream"; owns "fake-careful.txt"; task "Work."; b
         "{alerts:?}"
     );
     assert_eq!(state.alerts(), alerts);
-    assert!(run.text().contains("has used 80%"), "{}", run.text());
+    // The plain progress shows it too.
+    assert!(
+        run.stderr()
+            .lines()
+            .any(|l| l.contains("careful") && l.contains("note: workstream `careful` has used 80%")),
+        "{}",
+        run.text()
+    );
 }
 
 #[test]
@@ -897,17 +950,8 @@ workstream "w-opencode" {{ agent "opencode"; owns "fake-w-opencode.txt"; task "W
         expected_cost += cost;
     }
 
-    let json = |args: &[&str]| -> Value {
-        let out = env.flow().args(args).output().expect("flow runs");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON")
-    };
-    let status = json(&["status", "--json"]);
-    let usage = json(&["usage", "--json"]);
+    let status = flow_json(&env, &["status", "--json"]);
+    let usage = flow_json(&env, &["usage", "--json"]);
 
     let mut status_total = Tally::default();
     let mut status_cost = 0.0;
@@ -1039,6 +1083,45 @@ workstream "parser" {{ agent "coder"; model "sonnet"; task "Parse."; estimate to
     let plan: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
     assert_eq!(plan["cost"]["warnings"], serde_json::json!([]), "{:#}", plan["cost"]);
     assert!(close(&plan["cost"]["total"]["high_usd"], 1.5));
+
+    // Token estimates against token budgets: the run's, a workstream's and an account's, with
+    // or without prices.
+    let env = TestEnv::new();
+    env.workflow(
+        r#"
+workflow "t" {
+    base "main"
+    budget tokens=400_000
+}
+agent "coder" {
+    command "sh" "-c" "true"
+    output "text"
+}
+account "team" env="TEAM_KEY" budget-tokens=100_000
+workstream "big" { agent "coder"; owns "b/**"; task "Big."; estimate tokens=300_000; budget tokens=200_000 }
+workstream "teamwork" { agent "coder"; owns "t/**"; task "Team."; account "team"; estimate tokens=150_000 }
+"#,
+    );
+    let out = env.flow().args(["plan", "--json"]).output().expect("flow plan runs");
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    assert_eq!(plan["cost"]["tokens"], 450_000);
+    assert_eq!(plan["cost"]["unestimated"], serde_json::json!(["big", "teamwork"]));
+    assert_eq!(
+        plan["cost"]["warnings"],
+        serde_json::json!([
+            "the estimated 300000 tokens of workstream `big` exceed its budget of 200000 tokens",
+            "the estimated 450000 tokens exceed the run's budget of 400000 tokens",
+            "the estimated 150000 tokens of account `team` exceed its budget of 100000 tokens",
+        ]),
+        "{:#}",
+        plan["cost"]
+    );
+    let out = env.flow().args(["plan"]).output().expect("flow plan runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning: the estimated 300000 tokens of workstream `big` exceed its budget of 200000 tokens"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -1108,4 +1191,48 @@ workstream "free" { owns "fake-free.txt"; task "Work." }
     assert_eq!(free.first().map(String::as_str), Some("-p"), "{free:?}");
     assert!(!free.contains(&"--max-budget-usd".to_string()), "{free:?}");
     assert_eq!(env.state().phase("capped"), "merged");
+}
+
+#[test]
+fn a_workstream_budget_covers_all_its_attempts() {
+    let env = TestEnv::new();
+    // A pretty-printed claude-json answer (its usage is known only at the end), printed by an
+    // agent that fails its first attempt: each attempt is under the budget, both together over.
+    let answer = recorded_output("claude-json-array.json");
+    let items: Value = serde_json::from_str(&std::fs::read_to_string(&answer).unwrap()).unwrap();
+    let cost = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "result")
+        .and_then(|r| r["total_cost_usd"].as_f64())
+        .expect("a cost");
+    env.workflow(&format!(
+        r#"
+workflow "t" {{
+    base "main"
+}}
+agent "flaky" {{
+    command "sh" "-c" "echo x > fake-twice.txt; cat {answer}; [ \"$FLOW_ATTEMPT\" = 2 ]"
+    output "claude-json"
+}}
+workstream "twice" {{ agent "flaky"; owns "fake-twice.txt"; task "Work."; retries 1; budget usd={limit} }}
+"#,
+        answer = answer.display(),
+        limit = cost * 1.5,
+    ));
+    let run = env.run(&[]);
+    run.assert_code(1);
+    let state = env.state();
+    assert_eq!(state.ws("twice")["attempts"], 2, "{}", run.text());
+    assert_eq!(state.phase("twice"), "failed", "{}", run.text());
+    assert_eq!(state.failure_kind("twice"), Some("budget"), "{}", run.text());
+    assert!(
+        state.failure_message("twice").contains("budget exhausted"),
+        "{}",
+        state.failure_message("twice")
+    );
+    let spent = state.ws("twice")["usage"]["cost_usd"].as_f64().unwrap();
+    assert!((spent - 2.0 * cost).abs() < 1e-9, "{spent}");
+    assert!(!branch_has(&env, "integration/t", "fake-twice.txt"));
 }
