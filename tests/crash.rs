@@ -1,7 +1,13 @@
 //! Crash safety end to end: `flow run` is SIGKILLed at many points of its lifecycle, then
 //! `flow resume` (itself killed at random points) runs until it succeeds. Every time: each
 //! workstream is merged exactly once, no agent that had finished runs again, the user's
-//! checkout is untouched, `git fsck` is clean and `state.json` parses.
+//! checkout is untouched, `git fsck --strict` is clean (right after a kill, it may only report
+//! a worktree record the kill caught half-made) and `state.json` parses.
+//!
+//! Only the flow process is killed: its agents live on, as after a real crash, until the
+//! resume stops them. On top of the states the kills leave by timing, some scenarios add the
+//! ones a kill leaves in windows too narrow to hit reliably: a torn last event line, a worktree
+//! record caught inside its creation, the integration worktree still on its temporary branch.
 //!
 //! And: after a failed run and an edit of the workflow, `flow resume` re-runs exactly the
 //! changed workstreams and their dependents.
@@ -391,6 +397,9 @@ enum Trigger {
     },
     /// As soon as the process has appended this many events.
     NthEvent(usize),
+    /// As soon as the worktree record of this workstream has its `HEAD` (libgit2 is checking
+    /// it out, or just did).
+    WorktreeMade(&'static str),
     /// Never: let it finish.
     Never,
 }
@@ -410,6 +419,7 @@ impl std::fmt::Display for Trigger {
                 Ok(())
             }
             Trigger::NthEvent(n) => write!(f, "right after its event #{n}"),
+            Trigger::WorktreeMade(ws) => write!(f, "as {ws}'s worktree is made"),
             Trigger::Never => write!(f, "never"),
         }
     }
@@ -474,8 +484,19 @@ fn initial_triggers(full_run_ms: u64, rng: &mut Rng) -> Vec<Trigger> {
             ws: None,
             phase: None,
         },
+        after("checked", "api"),
+        after("attempt-ended", "notes"),
+        after("prepared", "c2"),
+        after_phase("merging", "c1"),
+        after("merged", "web"),
+        after_phase("checking", "app"),
+        Trigger::WorktreeMade("api"),
+        Trigger::WorktreeMade("svc"),
+        Trigger::WorktreeMade("c3"),
+        Trigger::NthEvent(5),
         Trigger::NthEvent(20),
         Trigger::NthEvent(45),
+        Trigger::NthEvent(70),
     ];
     for _ in 0..4 {
         t.push(Trigger::Delay(20 + rng.below(full_run_ms.max(100))));
@@ -573,8 +594,7 @@ fn describe_kill(repo: &Repo, label: &str, trigger: &Trigger, after_ms: u128, fi
                 std::fs::read_to_string(d.join("logs/_verify.log"))
                     .unwrap_or_default()
                     .lines()
-                    .filter(|l| l.starts_with("== verify after merging "))
-                    .last()
+                    .rfind(|l| l.starts_with("== verify after merging "))
                     .is_some_and(|l| l.starts_with(&format!("== verify after merging {ws}:")))
             })
     });
@@ -603,6 +623,11 @@ fn drive(repo: &Repo, mut child: Child, trigger: &Trigger, events_from: usize) -
             Trigger::Never => false,
             Trigger::Delay(ms) => start.elapsed() >= Duration::from_millis(*ms),
             Trigger::NthEvent(n) => repo.events().len() >= events_from + n,
+            Trigger::WorktreeMade(ws) => repo
+                .root
+                .join(".git/worktrees")
+                .join(format!("flow-{ws}/HEAD"))
+                .is_file(),
             Trigger::After { .. } => {
                 let events = repo.events();
                 let hit = events.iter().skip(seen).any(|e| matches(trigger, e));
@@ -643,10 +668,14 @@ fn crash_repo(prefix: &str) -> Repo {
 struct Outcome {
     report: String,
     kills: Vec<KillPoint>,
+    torn_worktrees: usize,
+    torn_integration: usize,
 }
 
 /// Checks that hold after every kill: state.json parses, the checkout and git are sound.
-fn check_after_kill(repo: &Repo, before: &[String], what: &str) {
+/// Returns the worktree records fsck found half-made (the kill caught libgit2 creating them;
+/// the next resume removes them), the only fsck errors a kill may leave.
+fn check_after_kill(repo: &Repo, before: &[String], what: &str) -> Vec<String> {
     if let Some(dir) = repo.latest_run_dir() {
         let path = dir.join("state.json");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
@@ -667,11 +696,36 @@ fn check_after_kill(repo: &Repo, before: &[String], what: &str) {
     // The dead flow's agents may still be at work (the next resume stops them): freeze them,
     // so that fsck does not race a `git commit` of theirs.
     let frozen = freeze_leftovers(repo);
-    repo.assert_fsck_clean(what);
+    let out = repo.git_output(&["fsck", "--strict", "--no-dangling", "--no-progress"]);
     for pid in frozen {
         // SAFETY: resuming a process we stopped.
         unsafe { libc::kill(pid, libc::SIGCONT) };
     }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut half_made = vec![];
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let record = line
+            .strip_prefix("error: worktrees/")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(name, _)| name.to_string())
+            .filter(|name| {
+                let admin = repo.root.join(".git/worktrees").join(name);
+                !["HEAD", "gitdir", "commondir"].iter().all(|f| admin.join(f).is_file())
+            });
+        match record {
+            Some(name) => half_made.push(name),
+            None => panic!("git fsck --strict {what}:\n{text}"),
+        }
+    }
+    assert!(
+        out.status.success() || !half_made.is_empty(),
+        "git fsck --strict {what}:\n{text}"
+    );
+    half_made
 }
 
 /// Stops (SIGSTOP) every live process of the latest run (they carry `FLOW_RUN=<id>`), until
@@ -704,6 +758,29 @@ fn freeze_leftovers(repo: &Repo) -> Vec<i32> {
     }
 }
 
+/// The event log holds whole events numbered 1, 2, 3... with no gap (nothing lost), and no
+/// other lines than the `torn` ones the test wrote.
+fn check_event_log(repo: &Repo, torn: usize, what: &str) {
+    let Some(dir) = repo.latest_run_dir() else { return };
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
+    let mut bad = 0;
+    let mut expected = 1;
+    for line in text.lines() {
+        match serde_json::from_str::<Value>(line) {
+            Ok(event) => {
+                assert_eq!(
+                    event["seq"].as_u64(),
+                    Some(expected),
+                    "{what}: event log out of sequence at {line}"
+                );
+                expected += 1;
+            }
+            Err(_) => bad += 1,
+        }
+    }
+    assert_eq!(bad, torn, "{what}: lines of the event log that are not events");
+}
+
 /// The workstreams whose agent attempt ended without error, as the log has it.
 fn finished_agents(events: &[Value]) -> Vec<usize> {
     let mut finished: Vec<usize> = events
@@ -716,6 +793,54 @@ fn finished_agents(events: &[Value]) -> Vec<usize> {
     finished
 }
 
+/// Makes the worktrees of the workstreams a kill caught preparing look half-made (their record
+/// loses `HEAD` and `gitdir`); returns their names.
+fn tear_worktrees(repo: &Repo, kill: &KillPoint) -> Vec<String> {
+    let mut torn = vec![];
+    for (ws, phase) in &kill.in_flight {
+        if phase != "preparing" || SPECS[index_of(ws)].scratch {
+            continue;
+        }
+        let folder = repo.base.join("repo-worktrees").join(WORKFLOW).join(ws);
+        let Ok(text) = std::fs::read_to_string(folder.join(".git")) else {
+            continue;
+        };
+        let admin = PathBuf::from(text.trim_end().trim_start_matches("gitdir: "));
+        if admin.join("HEAD").is_file() {
+            std::fs::remove_file(admin.join("HEAD")).expect("remove HEAD");
+            let _ = std::fs::remove_file(admin.join("gitdir"));
+            torn.push(ws.clone());
+        }
+    }
+    torn
+}
+
+/// Puts the integration worktree (if there is one, detached) back on a temporary branch named
+/// after the dead flow process `pid`, as a kill inside its creation leaves it.
+fn tear_integration_worktree(repo: &Repo, pid: u32) -> bool {
+    let folder = repo.base.join("repo-worktrees").join(WORKFLOW).join("_integration");
+    let Ok(text) = std::fs::read_to_string(folder.join(".git")) else {
+        return false;
+    };
+    let admin = PathBuf::from(text.trim_end().trim_start_matches("gitdir: "));
+    let head = std::fs::read_to_string(admin.join("HEAD")).unwrap_or_default();
+    let commit = head.trim();
+    if commit.len() != 40 {
+        return false;
+    }
+    let branch = format!("flow-tmp/checkout--integration-{pid}-0");
+    // (The dead process may have been creating that very branch: then its lock is in the way.)
+    if !repo
+        .git_output(&["update-ref", &format!("refs/heads/{branch}"), commit])
+        .status
+        .success()
+    {
+        return false;
+    }
+    std::fs::write(admin.join("HEAD"), format!("ref: refs/heads/{branch}\n")).expect("write HEAD");
+    true
+}
+
 /// What a flow process cleaned up after the process it took over from, as a report line.
 fn cleanup_note(output: &str) -> String {
     let stopped: usize = output
@@ -723,24 +848,39 @@ fn cleanup_note(output: &str) -> String {
         .filter_map(|l| l.strip_prefix("flow: stopped "))
         .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
         .sum();
-    let locks: Vec<&str> = output
+    let removed = |what: &str| -> Vec<String> {
+        output
+            .lines()
+            .filter_map(|l| l.strip_prefix("flow: removed "))
+            .filter_map(|l| l.split_once(", ").filter(|(_, rest)| rest.contains(what)))
+            .map(|(p, _)| p.rsplit_once("/.git/").map_or(p, |(_, rest)| rest).to_string())
+            .collect()
+    };
+    let (locks, half_made) = (removed("git lock file"), removed("half-way through creating"));
+    let others: Vec<String> = output
         .lines()
-        .filter_map(|l| l.strip_prefix("flow: removed "))
-        .filter_map(|l| l.split(", a git lock file").next())
-        .map(|p| p.rsplit_once("/.git/").map_or(p, |(_, rest)| rest))
+        .filter_map(|l| {
+            let (verb, rest) = l.strip_prefix("flow: ")?.split_once(' ')?;
+            let name = rest.split([',', ' ']).next()?;
+            let name = name.rsplit_once('/').map_or(name, |(_, last)| last);
+            matches!(verb, "deleted" | "detached").then(|| format!("{verb} {name}"))
+        })
         .collect();
-    if stopped == 0 && locks.is_empty() {
+    if stopped == 0 && locks.is_empty() && half_made.is_empty() && others.is_empty() {
         return String::new();
     }
-    format!(
-        "    (it first stopped {stopped} leftover process(es) and removed {} stale lock(s){})\n",
-        locks.len(),
-        if locks.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", locks.join(", "))
-        }
-    )
+    let mut note = format!("    (it first stopped {stopped} leftover process(es)");
+    if !locks.is_empty() {
+        write!(note, "; removed stale locks: {}", locks.join(", ")).unwrap();
+    }
+    if !half_made.is_empty() {
+        write!(note, "; removed half-made worktrees: {}", half_made.join(", ")).unwrap();
+    }
+    if !others.is_empty() {
+        write!(note, "; {}", others.join(", ")).unwrap();
+    }
+    note.push_str(")\n");
+    note
 }
 
 /// One scenario: `flow run` killed by `trigger`, then resumes until one succeeds.
@@ -755,6 +895,11 @@ fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
     // Kills that caught a workstream preparing or running (its agent may run again).
     let mut interrupted = vec![0usize; SPECS.len()];
     let mut step = 0;
+    let mut torn = 0;
+    let mut torn_worktrees = 0;
+    let mut torn_integration = 0;
+    // Kills as a worktree is made always catch one to tear.
+    let tear = number.is_multiple_of(2) || matches!(trigger, Trigger::WorktreeMade(_));
     let mut current = trigger;
     let mut command: Vec<&str> = vec!["run", "--progress", "plain", "--grace", "1s"];
     let mut label = "run".to_string();
@@ -765,6 +910,7 @@ fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
         );
         let events_from = repo.events().len();
         let child = repo.spawn_flow(&command, &format!("{step}-{label}"));
+        let pid = child.id();
         let (code, ms) = drive(&repo, child, &current, events_from);
         let what = format!("scenario {number}, {label} killed {current}");
         let cleanup = cleanup_note(&repo.output_of(&format!("{step}-{label}")));
@@ -792,7 +938,47 @@ fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
                         interrupted[index_of(w)] += 1;
                     }
                 }
-                check_after_kill(&repo, &before, &what);
+                for record in check_after_kill(&repo, &before, &what) {
+                    writeln!(report, "    (fsck: the kill left {record} half-made)").unwrap();
+                }
+                // In some scenarios, a kill that caught a worktree being made caught it inside
+                // libgit2's creation: its record without `HEAD` and `gitdir` (what a kill between
+                // its first and last file leaves, a window too narrow to hit by timing alone).
+                if tear {
+                    for ws in tear_worktrees(&repo, &kill) {
+                        writeln!(
+                            report,
+                            "    (and tore the worktree of {ws} as if killed inside its creation)"
+                        )
+                        .unwrap();
+                        torn_worktrees += 1;
+                    }
+                }
+                // And in others, it caught the integration worktree being made: still on the
+                // temporary branch it is created through, not yet detached.
+                if number % 4 == 3 && tear_integration_worktree(&repo, pid) {
+                    report.push_str("    (and left the integration worktree on a temporary branch)\n");
+                    torn_integration += 1;
+                }
+                // Every third scenario, the dead process was also half-way through writing
+                // one more event: a torn last line, which the next process must step over.
+                if number.is_multiple_of(3)
+                    && let Some(dir) = repo.latest_run_dir()
+                    && std::fs::read(dir.join("events.jsonl")).is_ok_and(|log| log.ends_with(b"\n"))
+                {
+                    let seq = repo.events().len() + 1;
+                    let mut log = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(dir.join("events.jsonl"))
+                        .expect("open the event log");
+                    std::io::Write::write_all(
+                        &mut log,
+                        format!("{{\"seq\":{seq},\"at\":1.5,\"event\":\"pha").as_bytes(),
+                    )
+                    .expect("write");
+                    torn += 1;
+                    report.push_str("    (and left a torn event line)\n");
+                }
                 kills.push(kill);
             }
             Some(c) => {
@@ -807,6 +993,7 @@ fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
                 break;
             }
         }
+        check_event_log(&repo, torn, &what);
         // No agent that had finished ran again.
         let counters = repo.counters();
         for i in finished_agents(&repo.events()) {
@@ -830,7 +1017,12 @@ fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
         current = resume_trigger(step - 1, &mut rng);
     }
     check_final(&repo, &before, &frozen, &interrupted, number, &report);
-    Outcome { report, kills }
+    Outcome {
+        report,
+        kills,
+        torn_worktrees,
+        torn_integration,
+    }
 }
 
 /// Everything holds at the end: all merged once, the work in the tree, agents run as often as
@@ -863,15 +1055,15 @@ fn check_final(
         assert_eq!(ws["phase"], expected_phase, "{what}: {}\n{report}", spec.name);
         // The agent ran at least once, and again only after a kill caught it before it finished.
         let runs = counters[spec.name];
+        if let Some(first) = frozen.get(&i) {
+            assert_eq!(runs, *first, "{what}: `{}` ran again after it finished", spec.name);
+        }
         assert!(
             runs >= 1 && runs <= 1 + interrupted[i],
             "{what}: `{}` ran {runs} times for {} interrupting kills\n{report}",
             spec.name,
             interrupted[i]
         );
-        if let Some(first) = frozen.get(&i) {
-            assert_eq!(runs, *first, "{what}: `{}` ran again after it finished", spec.name);
-        }
         let path = format!("{}/file.txt", spec.name);
         if spec.scratch {
             let files = repo.git(&["ls-tree", "-r", "--name-only", INTO]);
@@ -913,6 +1105,16 @@ fn check_final(
             "{what}: `{}`'s merge is in {INTO}",
             spec.name
         );
+    }
+    // No branch but the base, the integration branch and the workstreams' is left behind.
+    let branches = repo.git(&["for-each-ref", "--format=%(refname:short)", "refs/heads"]);
+    for branch in branches.lines() {
+        let known = branch == "main"
+            || branch == INTO
+            || SPECS
+                .iter()
+                .any(|s| !s.scratch && branch == format!("flow/{WORKFLOW}/{}", s.name));
+        assert!(known, "{what}: a branch left behind: {branch}\n{report}");
     }
     assert_eq!(repo.checkout_snapshot(), before, "{what}: the user's checkout changed");
     repo.assert_fsck_clean(&what);
@@ -976,8 +1178,188 @@ fn kill_anywhere_then_resume_merges_everything_once_and_never_reruns_a_finished_
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let torn_worktrees: usize = outcomes.iter().map(|(_, o)| o.torn_worktrees).sum();
+    let torn_integration: usize = outcomes.iter().map(|(_, o)| o.torn_integration).sum();
+    println!(
+        "worktrees torn as if killed inside their creation: {torn_worktrees}; \
+         integration worktrees left on their temporary branch: {torn_integration}"
+    );
     assert!(kills.len() >= 20, "at least 20 kill points, got {}", kills.len());
+    assert!(torn_worktrees >= 1, "no worktree was caught half-made");
+    assert!(
+        torn_integration >= 1,
+        "no integration worktree was caught on its temporary branch"
+    );
     for (what, n) in coverage {
         assert!(n >= 1, "no kill caught a workstream {what}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Resuming after a failure and an edit of the workflow.
+
+/// A workflow where `broken` fails unless `fixed`, and `gamma`'s task says `gamma_task`.
+fn edited_workflow(fixed: bool, gamma_task: &str) -> String {
+    let step = |name: &str, deps: &[&str]| {
+        let mut s = format!("echo run >> $COUNTERS/{name}; sleep 0.1; mkdir -p {name}; echo {name} > {name}/file.txt");
+        for dep in deps {
+            s.push_str(&format!("; cat {dep}/file.txt >> {name}/file.txt || exit 7"));
+        }
+        s
+    };
+    let broken = if fixed {
+        step("broken", &[])
+    } else {
+        "echo run >> $COUNTERS/broken; echo on purpose >&2; exit 3".to_string()
+    };
+    let mut text = format!(
+        r#"workflow "{WORKFLOW}" {{
+    base "main"
+    max-parallel 3
+}}
+agent "shell" {{
+    command "sh" "-c" "{{script}}"
+    output "text"
+}}
+defaults {{
+    agent "shell"
+    env "COUNTERS"
+}}
+workstream "broken" {{
+    owns "broken/**"
+    script "{broken}"
+}}
+workstream "gamma" {{
+    owns "gamma/**"
+    task "{gamma_task}"
+    script "{}"
+}}
+"#,
+        step("gamma", &[])
+    );
+    for (name, deps) in [
+        ("alpha", &[][..]),
+        ("beta", &[]),
+        ("after-broken", &["broken"]),
+        ("after-gamma", &["gamma"]),
+        ("after-alpha", &["alpha"]),
+        ("tail", &["after-alpha", "beta"]),
+    ] {
+        let quoted: Vec<String> = deps.iter().map(|d| format!("\"{d}\"")).collect();
+        let depends = if deps.is_empty() {
+            String::new()
+        } else {
+            format!("    depends-on {}\n", quoted.join(" "))
+        };
+        writeln!(
+            text,
+            "workstream \"{name}\" {{\n    owns \"{name}/**\"\n{depends}    script \"{}\"\n}}",
+            step(name, deps)
+        )
+        .unwrap();
+    }
+    text.push_str("integrate {\n    verify \"test -f README.md\"\n}\n");
+    text
+}
+
+fn edited_counters(repo: &Repo) -> BTreeMap<String, usize> {
+    [
+        "broken",
+        "gamma",
+        "alpha",
+        "beta",
+        "after-broken",
+        "after-gamma",
+        "after-alpha",
+        "tail",
+    ]
+    .iter()
+    .map(|name| {
+        let text = std::fs::read_to_string(repo.counters.join(name)).unwrap_or_default();
+        (name.to_string(), text.lines().count())
+    })
+    .collect()
+}
+
+#[test]
+fn after_a_failure_and_an_edit_resume_reruns_exactly_the_changed_workstreams_and_their_dependents() {
+    let repo = Repo::new("flow-crash-edit-");
+    repo.write("README.md", "# edit test\n");
+    repo.write("parallel.kdl", &edited_workflow(false, "Write the first version."));
+    repo.commit_all("initial commit");
+
+    let (code, out) = repo.run_flow(&["run", "--progress", "plain", "--keep-going"]);
+    assert_eq!(code, Some(1), "the run fails:\n{out}");
+    let once: BTreeMap<String, usize> = edited_counters(&repo)
+        .into_iter()
+        .map(|(name, n)| {
+            let expected = usize::from(name != "after-broken");
+            assert_eq!(n, expected, "{name} ran {n} times in the first run\n{out}");
+            (name, n)
+        })
+        .collect();
+
+    // Fix `broken`'s script and reword `gamma`'s task (an independent, merged workstream).
+    repo.write("parallel.kdl", &edited_workflow(true, "Write the second version."));
+    let events_before = repo.events().len();
+    let (code, dry) = repo.run_flow(&["resume", "--dry-run"]);
+    assert_eq!(code, Some(0), "{dry}");
+    println!("{dry}");
+    let decisions: BTreeMap<String, (String, String)> = dry
+        .lines()
+        .skip_while(|l| !l.starts_with("resuming run"))
+        .skip(1)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next()?.to_string();
+            let action = words.next()?.to_string();
+            Some((name, (action, words.collect::<Vec<_>>().join(" "))))
+        })
+        .collect();
+    // The edited ones say their spec changed; their dependents, which were not edited, say why
+    // they run again.
+    let expected_runs: [(&str, &[&str]); 4] = [
+        ("broken", &["spec changed"]),
+        ("gamma", &["spec changed"]),
+        ("after-broken", &["its dependency `broken` runs again"]),
+        ("after-gamma", &["its dependency `gamma` runs again"]),
+    ];
+    for (name, reasons) in expected_runs {
+        let (action, why) = decisions
+            .get(name)
+            .unwrap_or_else(|| panic!("no decision for {name}:\n{dry}"));
+        assert_eq!(action, "run", "{name}:\n{dry}");
+        assert!(
+            reasons.iter().any(|r| why.contains(r)),
+            "{name}'s reason `{why}`:\n{dry}"
+        );
+    }
+    for name in ["alpha", "beta", "after-alpha", "tail"] {
+        let (action, why) = decisions
+            .get(name)
+            .unwrap_or_else(|| panic!("no decision for {name}:\n{dry}"));
+        assert_eq!((action.as_str(), why.as_str()), ("keep", "merged"), "{name}:\n{dry}");
+    }
+    assert_eq!(decisions.len(), 8, "one decision per workstream:\n{dry}");
+    assert_eq!(edited_counters(&repo), once, "a dry run runs nothing");
+    assert_eq!(repo.events().len(), events_before, "a dry run records nothing");
+
+    let (code, out) = repo.run_flow(&["resume", "--progress", "plain"]);
+    assert_eq!(code, Some(0), "{out}");
+    let after = edited_counters(&repo);
+    for (name, n) in &after {
+        let reran = expected_runs.iter().any(|(r, _)| r == name);
+        assert_eq!(*n, once[name] + usize::from(reran), "runs of {name}\n{out}");
+    }
+    let dir = repo.latest_run_dir().expect("a run");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).expect("state.json")).expect("JSON");
+    assert_eq!(state["status"], "succeeded", "{out}");
+    for ws in state["workstreams"].as_array().expect("workstreams") {
+        assert_eq!(ws["phase"], "merged", "{ws}");
+        let name = ws["name"].as_str().expect("name");
+        let content = repo.git(&["show", &format!("{INTO}:{name}/file.txt")]);
+        assert_eq!(content.lines().next(), Some(name), "{name}'s work is merged");
+    }
+    repo.assert_fsck_clean("after the resume");
 }

@@ -14,7 +14,7 @@ use crate::git::{Git, GitError, Oid};
 use crate::plan::Plan;
 use crate::run::job::{RunContext, worktrees_dir};
 use crate::run::lock::{LockError, RunLock};
-use crate::run::recover::{clear_stale_git_locks, stop_leftover_processes};
+use crate::run::recover::{repair_git, stop_leftover_processes};
 use crate::run::scheduler::{Observer, Options, Scheduler};
 use crate::run::spec_hash::{spec_hash_with, spec_hashes, text_hash};
 use crate::run::state::{Phase, RunState, RunStatus, WorkstreamState, now};
@@ -170,7 +170,7 @@ pub async fn start(
     };
     let worktrees = worktrees_dir(workflow, &site.root);
     if let Some(git) = &site.git {
-        report_stale_locks(&clear_stale_git_locks(git, workflow, &worktrees));
+        report_repairs(&repair_git(git, workflow, &worktrees));
     }
     if let (Some(git), Some(commit)) = (&site.git, base_commit) {
         let selection = settings.options.only.clone();
@@ -298,12 +298,9 @@ async fn drive(
     Ok(scheduler.run(resumed).await)
 }
 
-fn report_stale_locks(removed: &[PathBuf]) {
-    for path in removed {
-        eprintln!(
-            "flow: removed {}, a git lock file an interrupted run left behind",
-            path.display()
-        );
+fn report_repairs(done: &[String]) {
+    for line in done {
+        eprintln!("flow: {line}");
     }
 }
 
@@ -641,11 +638,7 @@ pub async fn resume(
         eprintln!("flow: stopped {stopped} process(es) the interrupted run had left running");
     }
     if let Some(git) = &site.git {
-        report_stale_locks(&clear_stale_git_locks(
-            git,
-            workflow,
-            &worktrees_dir(workflow, &site.root),
-        ));
+        report_repairs(&repair_git(git, workflow, &worktrees_dir(workflow, &site.root)));
     }
     if let (Some(git), Some((commit, _))) = (&site.git, &integration_reset) {
         let head = git.branch_head(&workflow.into)?;

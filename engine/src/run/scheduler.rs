@@ -372,8 +372,10 @@ impl<'o> Scheduler<'o> {
         let workflow = self.plan.workflow.clone();
         let ws = &workflow.workstreams[index];
         let recorded = &self.state.workstreams[index];
-        let agent_finished = recorded.agent_finished && recorded.start_commit.is_some();
-        let start = if ws.isolation == Isolation::Worktree && self.ctx.git.is_some() {
+        let in_worktree = ws.isolation == Isolation::Worktree && self.ctx.git.is_some();
+        // A worktree's work is checked from its recorded start; a scratch folder has none.
+        let agent_finished = recorded.agent_finished && (!in_worktree || recorded.start_commit.is_some());
+        let start = if in_worktree {
             if agent_finished {
                 recorded.start_commit.as_deref().and_then(|c| c.parse().ok())
             } else if ws.dependencies.is_empty() {

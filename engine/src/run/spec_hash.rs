@@ -37,43 +37,52 @@ pub fn spec_hashes(workflow: &Workflow) -> Vec<String> {
             pending.push(missing);
             continue;
         }
-        let mut h = Fnv::new();
-        h.field("name", &ws.name);
-        h.field("task", ws.task.as_deref().unwrap_or(""));
-        h.field("script", ws.script.as_deref().unwrap_or(""));
-        let agent = workflow.agent_of(ws);
-        h.field("agent", &agent.name);
-        h.field("command", &agent.command.join("\u{1}"));
-        h.field("output", agent.output.name());
-        h.field("model", workflow.model_of(ws).map_or("", |m| m.id.as_str()));
-        if let Some(role) = workflow.role_of(ws) {
-            h.field("role", &role.name);
-            h.field("expertise", &role.expertise.join("\u{1}"));
-            h.field("instructions", role.instructions.as_deref().unwrap_or(""));
-        }
-        h.field("owns", &ws.owns.join("\u{1}"));
-        h.field("forbid", &ws.forbid.join("\u{1}"));
-        h.field("context", &ws.context.join("\u{1}"));
-        h.field("test", ws.test.as_deref().unwrap_or(""));
-        h.field("isolation", ws.isolation.name());
-        for env in &ws.env {
-            match env {
-                EnvSetting::Set { name, value } => h.field("env", &format!("{name}={value}")),
-                EnvSetting::Pass { name } => h.field("env-pass", name),
-            }
-        }
-        for &d in &ws.dependencies {
-            h.field(
-                "dependency",
-                hashes[d].as_deref().expect("dependencies are hashed first"),
-            );
-        }
-        hashes[i] = Some(format!("{:016x}", h.0));
+        let dependencies: Vec<&str> = ws
+            .dependencies
+            .iter()
+            .map(|&d| hashes[d].as_deref().expect("dependencies are hashed first"))
+            .collect();
+        hashes[i] = Some(spec_hash_with(workflow, i, &dependencies));
     }
     hashes
         .into_iter()
         .map(|h| h.expect("every workstream is hashed"))
         .collect()
+}
+
+/// The hash of workstream `index` given its dependencies' hashes (in `depends-on` order): with
+/// their recorded hashes, it tells whether the workstream's own spec changed or only theirs.
+pub fn spec_hash_with(workflow: &Workflow, index: usize, dependencies: &[&str]) -> String {
+    let ws = &workflow.workstreams[index];
+    let mut h = Fnv::new();
+    h.field("name", &ws.name);
+    h.field("task", ws.task.as_deref().unwrap_or(""));
+    h.field("script", ws.script.as_deref().unwrap_or(""));
+    let agent = workflow.agent_of(ws);
+    h.field("agent", &agent.name);
+    h.field("command", &agent.command.join("\u{1}"));
+    h.field("output", agent.output.name());
+    h.field("model", workflow.model_of(ws).map_or("", |m| m.id.as_str()));
+    if let Some(role) = workflow.role_of(ws) {
+        h.field("role", &role.name);
+        h.field("expertise", &role.expertise.join("\u{1}"));
+        h.field("instructions", role.instructions.as_deref().unwrap_or(""));
+    }
+    h.field("owns", &ws.owns.join("\u{1}"));
+    h.field("forbid", &ws.forbid.join("\u{1}"));
+    h.field("context", &ws.context.join("\u{1}"));
+    h.field("test", ws.test.as_deref().unwrap_or(""));
+    h.field("isolation", ws.isolation.name());
+    for env in &ws.env {
+        match env {
+            EnvSetting::Set { name, value } => h.field("env", &format!("{name}={value}")),
+            EnvSetting::Pass { name } => h.field("env-pass", name),
+        }
+    }
+    for dependency in dependencies {
+        h.field("dependency", dependency);
+    }
+    format!("{:016x}", h.0)
 }
 
 /// Hashes a file's bytes the same way, for the workflow file's hash.
