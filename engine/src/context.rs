@@ -240,12 +240,24 @@ fn limits(ws: &Workstream) -> Limits {
 pub fn write(context: &Context, dir: &Path, workstream: &str) -> std::io::Result<PathBuf> {
     let folder = dir.join(context_dir(workstream));
     std::fs::create_dir_all(&folder)?;
+    hide_from_git(&dir.join(".ai").join("worktrees"))?;
     std::fs::write(folder.join("context.md"), &context.context_md)?;
     std::fs::write(folder.join("current_task.md"), &context.current_task_md)?;
     std::fs::write(folder.join("agent_config.json"), &context.agent_config_json)?;
     let prompt = folder.join("prompt.md");
     std::fs::write(&prompt, &context.prompt)?;
     Ok(prompt)
+}
+
+/// Makes git ignore a folder of flow's files (a `.gitignore` of `*`, which ignores itself too),
+/// so an agent's `git add -A` does not commit them.
+pub fn hide_from_git(folder: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder)?;
+    let ignore = folder.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(ignore, "# flow's own files: never committed\n*\n")?;
+    }
+    Ok(())
 }
 
 /// A one-line summary of a workstream's limits, for tables.

@@ -220,9 +220,13 @@ impl<'o> Scheduler<'o> {
                 continue;
             }
             let path = std::path::Path::new(dir).join(status_file);
-            if let Some(parent) = path.parent()
-                && std::fs::create_dir_all(parent).is_ok()
-            {
+            // Flow's own `.ai/` folders ignore themselves; a board elsewhere is left to the user's rules.
+            let ready = match path.parent() {
+                Some(parent) if status_file.starts_with(".ai/") => crate::context::hide_from_git(parent).is_ok(),
+                Some(parent) => std::fs::create_dir_all(parent).is_ok(),
+                None => false,
+            };
+            if ready {
                 let _ = std::fs::write(&path, &board);
             }
         }
