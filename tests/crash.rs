@@ -1309,6 +1309,7 @@ fn after_a_failure_and_an_edit_resume_reruns_exactly_the_changed_workstreams_and
         .lines()
         .skip_while(|l| !l.starts_with("resuming run"))
         .skip(1)
+        .filter(|l| !l.trim_start().starts_with("integration branch:"))
         .filter_map(|l| {
             let mut words = l.split_whitespace();
             let name = words.next()?.to_string();

@@ -288,8 +288,8 @@ fn prepare_makes_worktrees_branches_and_context_for_what_can_start() {
             serde_json::from_str(&std::fs::read_to_string(context.join("agent_config.json")).expect("config"))
                 .expect("agent_config.json is JSON");
         assert_eq!(config["workstream"], ws);
-        // Only the context files are new in the worktree, and nothing is staged.
-        assert_eq!(git_at(&env, &dir, &["status", "--porcelain"]), "?? .ai/", "{ws}");
+        // The context files ignore themselves: the worktree is clean, nothing is staged.
+        assert_eq!(git_at(&env, &dir, &["status", "--porcelain"]), "", "{ws}");
 
         // `flow context` prints exactly the prompt the worktree got, from anywhere in the repo.
         let prompt = std::fs::read_to_string(context.join("prompt.md")).expect("prompt.md");
@@ -407,11 +407,11 @@ fn merge_commits_leftovers_and_merges_in_plan_order_like_git_merge_then_dependen
     );
     assert!(stdout.contains(&format!("{INTO} is at ")), "{stdout}");
 
-    // Everything left in the worktrees was committed; only the context files remain.
+    // Everything left in the worktrees was committed; the context files ignore themselves.
     for ws in ["api", "ui"] {
         assert_eq!(
             git_at(&env, &worktree(&env, ws), &["status", "--porcelain"]),
-            "?? .ai/",
+            "",
             "{ws}"
         );
     }

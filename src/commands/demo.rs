@@ -64,14 +64,14 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
         &flow_dsl::check_file(&file).map_err(CommandError::Invalid)?.workflow,
         &dir,
     );
-    println!("\nwhere to look:");
-    println!("  the merges, in dependency order:\n    git -C {d} log --graph --oneline integration/demo");
-    println!("  the run's table again, and what each workstream spent:\n    {flow} -C {d} status");
-    println!(
-        "  the record (state.json, events.jsonl, logs/):\n    {}",
-        dir.join(".flow").join("runs").join(&state.id).display()
-    );
-    println!("  the worktrees, one per workstream:\n    {}", worktrees.display());
+    let record = dir.join(".flow").join("runs").join(&state.id);
+    let _ = crate::commands::print_stdout(&format!(
+        "\nwhere to look:\n  the merges, in dependency order:\n    git -C {d} log --graph --oneline integration/demo\n  \
+         the run's table again, and what each workstream spent:\n    {flow} -C {d} status\n  \
+         the record (state.json, events.jsonl, logs/):\n    {}\n  the worktrees, one per workstream:\n    {}\n",
+        record.display(),
+        worktrees.display()
+    ));
     Ok(code)
 }
 

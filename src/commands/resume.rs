@@ -88,6 +88,11 @@ pub async fn run(args: ResumeArgs) -> Result<ExitCode, CommandError> {
             commit.short()
         ));
     }
+    for (name, _, _) in &decided.undo_merges {
+        out.push_str(&format!(
+            "  integration branch: the merge of `{name}` is undone (it runs again)\n"
+        ));
+    }
     for d in &decided.decisions {
         let action = match d.action {
             Action::Keep => "keep",

@@ -63,24 +63,27 @@ pub fn observer(mode: ProgressMode, total: usize) -> Box<dyn Observer> {
 
 /// Prints the final table and where to look; the exit code says whether everything succeeded.
 pub fn finish(state: &RunState) -> ExitCode {
-    print!("{}", run_table(state));
     let dir = std::path::Path::new(&state.repository)
         .join(".flow")
         .join("runs")
         .join(&state.id);
-    println!(
-        "run {} {}; logs in {}",
+    let mut out = run_table(state);
+    out.push_str(&format!(
+        "run {} {}; logs in {}\n",
         state.id,
         status_word(state.status),
         dir.join("logs").display()
-    );
-    if state.status == RunStatus::Succeeded {
-        println!("merged into `{}`", state.into);
+    ));
+    let code = if state.status == RunStatus::Succeeded {
+        out.push_str(&format!("merged into `{}`\n", state.into));
         ExitCode::SUCCESS
     } else {
-        println!("continue with `flow resume`; see `flow status` for details");
+        out.push_str("continue with `flow resume`; see `flow status` for details\n");
         ExitCode::from(1)
-    }
+    };
+    // A reader that went away (`| head`) loses the table, not the exit code.
+    let _ = crate::commands::print_stdout(&out);
+    code
 }
 
 fn status_word(status: RunStatus) -> &'static str {

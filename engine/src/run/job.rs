@@ -46,6 +46,9 @@ pub struct RunContext {
     pub grace: Duration,
     /// The first retry waits this long; each later one twice as long (at most 30 s), with jitter.
     pub retry_base: Duration,
+    /// Each workstream's spec hash, written into flow's commits so that work redone for a
+    /// changed spec never repeats an earlier commit exactly.
+    pub spec_hashes: Vec<String>,
 }
 
 impl RunContext {
@@ -509,13 +512,21 @@ impl Job {
         let (git, dir, branch) = (git.clone(), prepared.dir.clone(), branch.clone());
         let index = self.index;
         let tx = self.tx.clone();
+        let trailer = format!(
+            "flow run {}, spec {}",
+            self.ctx.run_dir.id,
+            self.ctx.spec_hashes.get(index).map_or("", String::as_str)
+        );
         let result = tokio::task::spawn_blocking(move || -> Result<(Option<String>, Vec<String>), Failure> {
             let ws = &workflow.workstreams[index];
             let git_failure = |e: crate::git::GitError| Failure {
                 kind: FailureKind::Git,
                 message: e.to_string(),
             };
-            let message = format!("flow: work of {} (uncommitted changes left by the agent)", ws.name);
+            let message = format!(
+                "flow: work of {} (uncommitted changes left by the agent)\n\n{trailer}",
+                ws.name
+            );
             git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))
                 .map_err(git_failure)?;
             let problems = git

@@ -55,6 +55,14 @@ pub enum RunError {
     #[error("no run to resume in {0}")]
     #[diagnostic(code(flow::run::no_run), help("start one with `flow run`"))]
     NoRun(PathBuf),
+    #[error(
+        "the earlier merge of `{workstream}` cannot be taken out of {into} cleanly: later merges changed the same lines"
+    )]
+    #[diagnostic(
+        code(flow::run::undo_conflict),
+        help("start over with `flow clean --force` and `flow run`, or undo it by hand in {into} and resume")
+    )]
+    UndoConflict { workstream: String, into: String },
     #[error("unknown workstream `{0}` in --only")]
     #[diagnostic(code(flow::run::unknown_workstream))]
     UnknownWorkstream(String),
@@ -289,6 +297,7 @@ async fn drive(
         cancel: cancel_rx,
         grace: settings.grace,
         retry_base: settings.retry_base,
+        spec_hashes: spec_hashes(&plan.workflow),
     });
     let mut scheduler = Scheduler::new(plan, ctx, state, run_dir, log, observer, settings.options, cancel_tx);
     let resumed = resumed_with_hash.is_some();
@@ -355,6 +364,9 @@ pub struct ResumePlan {
     pub state: RunState,
     /// Where the integration branch is moved back to, if anywhere.
     pub integration_reset: Option<(Oid, String)>,
+    /// Merges to take back out of the integration branch because their workstreams run
+    /// again, latest first: workstream, the branch's head before and after that merge.
+    pub undo_merges: Vec<(String, Oid, Oid)>,
 }
 
 /// Loads a run and decides, for every workstream, what continuing it means, checking the
@@ -430,141 +442,161 @@ pub fn plan_resume(plan: &Plan, site: &Site, run_id: Option<&str>) -> Result<Res
     }
     let into_now = integration_reset.as_ref().map(|(c, _)| *c).or(good);
 
-    let mut decisions: Vec<Decision> = Vec::with_capacity(n);
-    let mut rerun = vec![false; n];
-    let order = plan
-        .merge_order
-        .iter()
-        .copied()
-        .chain((0..n).filter(|i| plan.merge_position[*i].is_none()));
-    let mut topo: Vec<usize> = order.collect();
-    // Dependencies before dependents: sort by wave, stable.
-    topo.sort_by_key(|&i| plan.wave_of[i]);
-    let mut chosen: Vec<Option<Decision>> = vec![None; n];
-    for &i in &topo {
-        let ws = &workflow.workstreams[i];
-        let recorded = &state.workstreams[i];
-        let decide = |action: Action, why: String| Decision {
-            workstream: ws.name.clone(),
-            action,
-            why,
-        };
-        let changed = recorded.spec_hash != hashes[i];
-        let rerun_dependency = ws
-            .dependencies
+    // Decides every workstream against the integration branch as it will be (`into_now`).
+    let decide_all = |into_now: Option<Oid>| -> Result<Vec<Decision>, RunError> {
+        let mut decisions: Vec<Decision> = Vec::with_capacity(n);
+        let mut rerun = vec![false; n];
+        let order = plan
+            .merge_order
             .iter()
-            .find(|&&d| rerun[d])
-            .map(|&d| workflow.workstreams[d].name.clone());
-        let branch_head = match (git, ws.isolation) {
-            (Some(g), Isolation::Worktree) => g.branch_head(&workflow.branch_of(ws))?,
-            _ => None,
-        };
-        let result: Option<Oid> = recorded.result_commit.as_deref().and_then(|c| c.parse().ok());
-        let start: Option<Oid> = recorded.start_commit.as_deref().and_then(|c| c.parse().ok());
-        // Its own spec is unchanged when its hash over its dependencies' recorded hashes is.
-        let recorded_dependencies: Vec<&str> = ws
-            .dependencies
-            .iter()
-            .map(|&d| state.workstreams[d].spec_hash.as_str())
-            .collect();
-        let changed_dependency = ws
-            .dependencies
-            .iter()
-            .find(|&&d| state.workstreams[d].spec_hash != hashes[d])
-            .map(|&d| workflow.workstreams[d].name.clone());
-        let own = if changed {
-            match changed_dependency {
-                Some(d) if spec_hash_with(workflow, i, &recorded_dependencies) == recorded.spec_hash => {
-                    decide(Action::Run, format!("its dependency `{d}` runs again"))
+            .copied()
+            .chain((0..n).filter(|i| plan.merge_position[*i].is_none()));
+        let mut topo: Vec<usize> = order.collect();
+        // Dependencies before dependents: sort by wave, stable.
+        topo.sort_by_key(|&i| plan.wave_of[i]);
+        let mut chosen: Vec<Option<Decision>> = vec![None; n];
+        for &i in &topo {
+            let ws = &workflow.workstreams[i];
+            let recorded = &state.workstreams[i];
+            let decide = |action: Action, why: String| Decision {
+                workstream: ws.name.clone(),
+                action,
+                why,
+            };
+            let changed = recorded.spec_hash != hashes[i];
+            let rerun_dependency = ws
+                .dependencies
+                .iter()
+                .find(|&&d| rerun[d])
+                .map(|&d| workflow.workstreams[d].name.clone());
+            let branch_head = match (git, ws.isolation) {
+                (Some(g), Isolation::Worktree) => g.branch_head(&workflow.branch_of(ws))?,
+                _ => None,
+            };
+            let result: Option<Oid> = recorded.result_commit.as_deref().and_then(|c| c.parse().ok());
+            let start: Option<Oid> = recorded.start_commit.as_deref().and_then(|c| c.parse().ok());
+            // Its own spec is unchanged when its hash over its dependencies' recorded hashes is.
+            let recorded_dependencies: Vec<&str> = ws
+                .dependencies
+                .iter()
+                .map(|&d| state.workstreams[d].spec_hash.as_str())
+                .collect();
+            let changed_dependency = ws
+                .dependencies
+                .iter()
+                .find(|&&d| state.workstreams[d].spec_hash != hashes[d])
+                .map(|&d| workflow.workstreams[d].name.clone());
+            let own = if changed {
+                match changed_dependency {
+                    Some(d) if spec_hash_with(workflow, i, &recorded_dependencies) == recorded.spec_hash => {
+                        decide(Action::Run, format!("its dependency `{d}` runs again"))
+                    }
+                    _ => decide(
+                        Action::Run,
+                        "its spec changed (task, agent, model, scope, test or a dependency's)".into(),
+                    ),
                 }
-                _ => decide(
-                    Action::Run,
-                    "its spec changed (task, agent, model, scope, test or a dependency's)".into(),
-                ),
-            }
-        } else {
-            match recorded.phase {
-                Phase::Done => decide(Action::Keep, "done".into()),
-                Phase::Merged => {
-                    let merge: Option<Oid> = recorded.merge_commit.as_deref().and_then(|c| c.parse().ok());
-                    let still_in = match (git, merge, into_now) {
-                        (Some(g), Some(m), Some(head)) => m == head || g.is_ancestor(m, head)?,
-                        _ => true,
-                    };
-                    if still_in {
-                        decide(Action::Keep, "merged".into())
-                    } else if result.is_some() && branch_head == result {
+            } else {
+                match recorded.phase {
+                    Phase::Done => decide(Action::Keep, "done".into()),
+                    Phase::Merged => {
+                        let merge: Option<Oid> = recorded.merge_commit.as_deref().and_then(|c| c.parse().ok());
+                        let still_in = match (git, merge, into_now) {
+                            (Some(g), Some(m), Some(head)) => m == head || g.is_ancestor(m, head)?,
+                            _ => true,
+                        };
+                        if still_in {
+                            decide(Action::Keep, "merged".into())
+                        } else if result.is_some() && branch_head == result {
+                            decide(
+                                Action::Merge,
+                                "its merge is no longer in the integration branch; merged again".into(),
+                            )
+                        } else {
+                            decide(
+                                Action::Run,
+                                "its merge is no longer in the integration branch and its branch changed".into(),
+                            )
+                        }
+                    }
+                    Phase::Ready | Phase::Merging => {
+                        if result.is_some() && branch_head == result {
+                            decide(
+                                Action::Merge,
+                                if recorded.phase == Phase::Merging {
+                                    "its merge was interrupted; merged again".into()
+                                } else {
+                                    "ready; merged now".into()
+                                },
+                            )
+                        } else {
+                            decide(Action::Run, "its branch changed since it was checked".into())
+                        }
+                    }
+                    // Pending too: a resume that decided to check it was itself interrupted before
+                    // the check started.
+                    Phase::Checking | Phase::Running | Phase::Preparing | Phase::Pending
+                        if recorded.agent_finished && (start.is_none() || branch_head.is_some()) =>
+                    {
                         decide(
-                            Action::Merge,
-                            "its merge is no longer in the integration branch; merged again".into(),
-                        )
-                    } else {
-                        decide(
-                            Action::Run,
-                            "its merge is no longer in the integration branch and its branch changed".into(),
+                            Action::Check,
+                            "its agent finished before the run stopped; its work is checked, the agent is not run again"
+                                .into(),
                         )
                     }
+                    Phase::Running | Phase::Preparing | Phase::Checking => decide(Action::Run, "it was interrupted".into()),
+                    Phase::Failed => decide(
+                        Action::Run,
+                        format!(
+                            "it failed: {}",
+                            recorded.failure.as_ref().map_or("", |f| f.message.as_str())
+                        ),
+                    ),
+                    Phase::Conflicted => decide(Action::Run, "it conflicted".into()),
+                    Phase::Cancelled => decide(Action::Run, "it was cancelled".into()),
+                    Phase::Skipped => decide(Action::Run, "it was skipped".into()),
+                    Phase::Pending => decide(Action::Run, "it had not started".into()),
                 }
-                Phase::Ready | Phase::Merging => {
-                    if result.is_some() && branch_head == result {
-                        decide(
-                            Action::Merge,
-                            if recorded.phase == Phase::Merging {
-                                "its merge was interrupted; merged again".into()
-                            } else {
-                                "ready; merged now".into()
-                            },
-                        )
-                    } else {
-                        decide(Action::Run, "its branch changed since it was checked".into())
-                    }
-                }
-                // Pending too: a resume that decided to check it was itself interrupted before
-                // the check started.
-                Phase::Checking | Phase::Running | Phase::Preparing | Phase::Pending
-                    if recorded.agent_finished && (start.is_none() || branch_head.is_some()) =>
+            };
+            let decision = match rerun_dependency {
+                Some(d) if own.action != Action::Run => decide(Action::Run, format!("its dependency `{d}` runs again")),
+                _ => own,
+            };
+            // A kept branch must still start inside the integration branch it will merge into.
+            let decision = match (decision.action, git, start, into_now) {
+                (Action::Merge, Some(g), Some(s), Some(head))
+                    if !(ws.dependencies.is_empty() || s == head || g.is_ancestor(s, head)?) =>
                 {
                     decide(
-                        Action::Check,
-                        "its agent finished before the run stopped; its work is checked, the agent is not run again"
-                            .into(),
+                        Action::Run,
+                        "the integration commit it started from is no longer in the integration branch".into(),
                     )
                 }
-                Phase::Running | Phase::Preparing | Phase::Checking => decide(Action::Run, "it was interrupted".into()),
-                Phase::Failed => decide(
-                    Action::Run,
-                    format!(
-                        "it failed: {}",
-                        recorded.failure.as_ref().map_or("", |f| f.message.as_str())
-                    ),
-                ),
-                Phase::Conflicted => decide(Action::Run, "it conflicted".into()),
-                Phase::Cancelled => decide(Action::Run, "it was cancelled".into()),
-                Phase::Skipped => decide(Action::Run, "it was skipped".into()),
-                Phase::Pending => decide(Action::Run, "it had not started".into()),
+                _ => decision,
+            };
+            rerun[i] = decision.action == Action::Run;
+            chosen[i] = Some(decision);
+        }
+        decisions.extend(chosen.into_iter().flatten());
+        decisions.sort_by_key(|d| workflow.index_of(&d.workstream).unwrap_or(usize::MAX));
+        Ok(decisions)
+    };
+    let decisions = decide_all(into_now)?;
+    // A merged workstream that runs again must leave the integration branch: its merge is
+    // undone in a new commit (latest first), so the merges after it stay as they are.
+    let mut undo_merges = vec![];
+    if let (Some(_), Some(base)) = (git, state.base_commit.as_deref().and_then(|c| c.parse::<Oid>().ok())) {
+        let sequence = merge_sequence(&run_dir, &state);
+        for (k, &(i, after)) in sequence.iter().enumerate().rev() {
+            let reruns = decisions
+                .iter()
+                .any(|d| d.workstream == workflow.workstreams[i].name && d.action == Action::Run);
+            if reruns && integration_reset.is_none() {
+                let before = if k == 0 { base } else { sequence[k - 1].1 };
+                undo_merges.push((workflow.workstreams[i].name.clone(), before, after));
             }
-        };
-        let decision = match rerun_dependency {
-            Some(d) if own.action != Action::Run => decide(Action::Run, format!("its dependency `{d}` runs again")),
-            _ => own,
-        };
-        // A kept branch must still start inside the integration branch it will merge into.
-        let decision = match (decision.action, git, start, into_now) {
-            (Action::Merge, Some(g), Some(s), Some(head))
-                if !(ws.dependencies.is_empty() || s == head || g.is_ancestor(s, head)?) =>
-            {
-                decide(
-                    Action::Run,
-                    "the integration commit it started from is no longer in the integration branch".into(),
-                )
-            }
-            _ => decision,
-        };
-        rerun[i] = decision.action == Action::Run;
-        chosen[i] = Some(decision);
+        }
     }
-    decisions.extend(chosen.into_iter().flatten());
-    decisions.sort_by_key(|d| workflow.index_of(&d.workstream).unwrap_or(usize::MAX));
 
     let mut events = vec![];
     if let Some((commit, reason)) = &integration_reset {
@@ -611,7 +643,32 @@ pub fn plan_resume(plan: &Plan, site: &Site, run_id: Option<&str>) -> Result<Res
         run_dir,
         state,
         integration_reset,
+        undo_merges,
     })
+}
+
+/// The recorded merges in the order they happened: workstream and merge commit, only those
+/// still recorded as merged with that commit.
+fn merge_sequence(run_dir: &RunDir, state: &RunState) -> Vec<(usize, Oid)> {
+    let events = crate::run::store::read_events(&run_dir.events_path()).unwrap_or_default();
+    let mut sequence: Vec<(usize, Oid)> = vec![];
+    for event in events {
+        if let crate::run::state::EventKind::Merged {
+            workstream,
+            merge_commit,
+            ..
+        } = event.kind
+            && let Ok(commit) = merge_commit.parse::<Oid>()
+        {
+            sequence.retain(|(w, _)| *w != workstream);
+            sequence.push((workstream, commit));
+        }
+    }
+    sequence.retain(|(w, c)| {
+        let recorded = &state.workstreams[*w];
+        recorded.phase == Phase::Merged && recorded.merge_commit.as_deref() == Some(c.to_string().as_str())
+    });
+    sequence
 }
 
 /// Continues a run after `plan_resume`.
@@ -625,10 +682,11 @@ pub async fn resume(
     let workflow = &plan.workflow;
     let lock = RunLock::acquire(&site.flow_dir, &workflow.name)?;
     let ResumePlan {
-        events,
+        mut events,
         run_dir,
         mut state,
         integration_reset,
+        undo_merges,
         ..
     } = resume;
     // What the interrupted run left: its agents, still at work in the worktrees this resume
@@ -648,6 +706,30 @@ pub async fn resume(
             head,
             "flow: resume moves the integration branch back to its last good commit",
         )?;
+    }
+    if let (Some(git), false) = (&site.git, undo_merges.is_empty()) {
+        let mut head = git
+            .branch_head(&workflow.into)?
+            .ok_or_else(|| GitError::UnknownBranch(workflow.into.clone()))?;
+        for (name, before, after) in &undo_merges {
+            let message = format!("Undo the merge of {name}: it runs again\n\nflow run {}", run_dir.id);
+            head = git
+                .undo_merge(&workflow.into, head, *before, *after, &message)?
+                .ok_or_else(|| RunError::UndoConflict {
+                    workstream: name.clone(),
+                    into: workflow.into.clone(),
+                })?;
+        }
+        events.insert(
+            0,
+            crate::run::state::EventKind::IntegrationReset {
+                commit: head.to_string(),
+                reason: format!(
+                    "undid the merges of {} (they run again)",
+                    undo_merges.iter().map(|u| u.0.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            },
+        );
     }
     // Record the decisions, so the event log alone rebuilds this state.
     let mut log = EventLog::open(&run_dir.events_path()).map_err(|error| RunError::Io {
