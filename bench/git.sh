@@ -9,8 +9,11 @@
 #   bash loop: `git worktree add -b ...` x16, the same commit in each, then
 #              `git worktree add -b integration/bench` and `git merge --no-edit` of each branch,
 #              one after another, in that worktree.
-# Each run starts from a fresh `cp -a` of the same pristine repository (not timed); RUNS runs
-# each (default 3), alternating, median reported. After every run the script checks that the
+# Each run starts from a fresh `cp -a` of the same pristine repository (not timed) in a folder
+# of its own; RUNS runs each (default 3), alternating, median reported, with the time of each
+# phase. Runs are deleted only at the end: on ext4, creating files within a minute or more of
+# deleting many is several times slower in the kernel (new inodes skip recently deleted ones),
+# which would charge each run for the previous one's clean-up. After every run the script checks that the
 # integration branch holds all 16 changes. Target: flow <= 0.5x the bash loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,12 +69,15 @@ echo "change by ${names[$2]}" >>"${folders[$2]}/f0.txt"
 git commit -qam "${names[$2]}: one change"
 SH
 
+# Each side writes the time after each phase (worktrees, commits, merges) to RUN_DIR/phases.
 cat >"$dir/flow.sh" <<SH
 set -e
 read -ra names <<<"\$NAMES"
 cd "\$1"
 "$flow" -C repo prepare "$dir/parallel.kdl" >/dev/null
+echo "\$EPOCHREALTIME" >>phases
 for i in "\${!names[@]}"; do bash "$dir/commit.sh" "repo-worktrees/bench/\${names[i]}" "\$i"; done
+echo "\$EPOCHREALTIME" >>phases
 "$flow" -C repo merge "$dir/parallel.kdl" >/dev/null
 SH
 
@@ -80,7 +86,9 @@ set -e
 read -ra names <<<"\$NAMES"
 cd "\$1/repo"
 for n in "\${names[@]}"; do git worktree add -q -b "ws/\$n" "../wt/\$n" main; done
+echo "\$EPOCHREALTIME" >>../phases
 for i in "\${!names[@]}"; do bash "$dir/commit.sh" "../wt/\${names[i]}" "\$i"; done
+echo "\$EPOCHREALTIME" >>../phases
 git worktree add -q -b integration/bench ../wt/integration main
 for n in "\${names[@]}"; do git -C ../wt/integration merge -q --no-edit "ws/\$n"; done
 SH
@@ -99,16 +107,16 @@ results="$dir/results.txt"
 : >"$results"
 # measure LABEL SCRIPT: a fresh copy of the pristine repository, then the timed script.
 measure() {
-    local run="$dir/run-$1"
-    rm -rf "$run" && mkdir "$run" && cp -a "$dir/pristine" "$run/repo"
+    local run
+    run=$(mktemp -d "$dir/run-$1-XXXXXX")
+    cp -a "$dir/pristine" "$run/repo"
     sync
     local t0 t1
     t0=$EPOCHREALTIME
     bash "$2" "$run" || { echo "$1 failed" >&2; exit 1; }
     t1=$EPOCHREALTIME
     check "$run"
-    echo "$1 $t0 $t1" >>"$results"
-    rm -rf "$run"
+    echo "$1 $t0 $(tr '\n' ' ' <"$run/phases")$t1" >>"$results"
 }
 
 echo "# machine: $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -119,13 +127,19 @@ done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg); all $WS changes found on both sides in every run"
 python3 - "$results" <<'PY'
 import statistics, sys
-t = {}
+t, phases = {}, {}
 for line in open(sys.argv[1]):
-    label, t0, t1 = line.split()
-    t.setdefault(label, []).append(float(t1) - float(t0))
+    label, *marks = line.split()
+    marks = [float(m) for m in marks]  # start, after worktrees, after commits, end
+    t.setdefault(label, []).append(marks[-1] - marks[0])
+    phases.setdefault(label, []).append([b - a for a, b in zip(marks, marks[1:])])
+def show(xs):
+    return ", ".join(f"{x:.2f}" for x in xs)
+def split(label):
+    return " + ".join(f"{statistics.median(p[k] for p in phases[label]):.2f}" for k in range(3))
 f, l = statistics.median(t["flow"]), statistics.median(t["loop"])
-print(f"(median of {len(t['flow'])} runs) 3,000 files, 16 workstreams:")
-print(f"    flow prepare + commits + flow merge: {f:.2f} s ({', '.join(f'{x:.2f}' for x in t['flow'])})")
-print(f"    git worktree add + commits + git merge loop: {l:.2f} s ({', '.join(f'{x:.2f}' for x in t['loop'])})")
+print(f"(median of {len(t['flow'])} runs) 3,000 files, 16 workstreams; phases: worktrees + commits + merges")
+print(f"    flow prepare + commits + flow merge:         {f:.2f} s = {split('flow')} (runs: {show(t['flow'])})")
+print(f"    git worktree add + commits + git merge loop: {l:.2f} s = {split('loop')} (runs: {show(t['loop'])})")
 print(f"    ratio {f/l:.2f} (target <= 0.5)")
 PY

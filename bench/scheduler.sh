@@ -9,7 +9,10 @@
 #       from graph.json: durations and edges), target <= 1.02x; `ninja -j1000` is shown too;
 #     - `flow run -j 8` against `ninja -j8`, target flow <= ninja.
 # Each measurement is taken RUNS times (default 3), flow and ninja alternating, and the median
-# is reported; `.flow`, `stamp/` and `.ninja_log` are deleted between runs.
+# is reported. Between runs `.flow`, `stamp/` and `.ninja_log` are removed from the graph's
+# folder: moved to a trash folder that is deleted at the end, because on ext4 creating files
+# within a minute or more of deleting many is several times slower in the kernel (new inodes
+# skip recently deleted ones), which would charge each run for the previous one's clean-up.
 # Installs ninja and hyperfine with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,15 +31,21 @@ trap 'rm -rf "$dir"' EXIT
 results="$dir/results.txt"
 : >"$results"
 
-clean() { rm -rf "$1/.flow" "$1/stamp" "$1/.ninja_log" "$1/.ninja_deps"; }
+mkdir "$dir/trash"
+clean() {
+    local t
+    t=$(mktemp -d "$dir/trash/XXXXXX")
+    for f in .flow stamp .ninja_log .ninja_deps; do [ ! -e "$1/$f" ] || mv "$1/$f" "$t/"; done
+}
 
 # measure LABEL DIR COMMAND...: runs COMMAND in DIR (from a clean state), appends
-# "LABEL SECONDS MAX_RSS_KB" to the results.
+# "LABEL SECONDS MAX_RSS_KB USER_SECONDS SYSTEM_SECONDS" to the results (CPU times include
+# the children: the agents, ninja's commands).
 measure() {
     local label=$1 d=$2
     shift 2
     clean "$d"
-    (cd "$d" && /usr/bin/time -f "%e %M" -o "$dir/time.txt" "$@" >/dev/null) ||
+    (cd "$d" && /usr/bin/time -f "%e %M %U %S" -o "$dir/time.txt" "$@" >/dev/null) ||
         { echo "$label failed" >&2; exit 1; }
     echo "$label $(cat "$dir/time.txt")" >>"$results"
     clean "$d"
@@ -65,18 +74,21 @@ python3 - "$results" "$dir/b/graph.json" "$N" "$SLEEP_N" <<'PY'
 import json, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    label, secs, kb = line.split()
-    rows.setdefault(label, []).append((float(secs), int(kb)))
+    label, secs, kb, user, system = line.split()
+    rows.setdefault(label, []).append((float(secs), int(kb), float(user) + float(system)))
 def med(label, i):
     return statistics.median(r[i] for r in rows[label])
-runs = len(rows["a.flow"])
-print(f"(median of {runs} runs)")
+def runs(label):
+    return ", ".join(f"{r[0]:.2f}" for r in rows[label])
+count = len(rows["a.flow"])
+print(f"(median of {count} runs)")
 
 # (a)
 fw, nw = med("a.flow", 0), med("a.ninja", 0)
 fm, nm = med("a.flow", 1), med("a.ninja", 1)
 print(f"(a) {sys.argv[3]} no-op tasks, -j2:")
-print(f"    wall:   flow {fw:.2f} s, ninja {nw:.2f} s, ratio {fw/nw:.2f} (target <= 1.0)")
+print(f"    wall:   flow {fw:.2f} s, ninja {nw:.2f} s, ratio {fw/nw:.2f} (target <= 1.0); runs: flow {runs('a.flow')}, ninja {runs('a.ninja')}")
+print(f"    CPU (user+system, with children): flow {med('a.flow', 2):.2f} s, ninja {med('a.ninja', 2):.2f} s")
 print(f"    memory: flow {fm/1024:.1f} MB, ninja {nm/1024:.1f} MB, ratio {fm/nm:.2f} (target <= 4)")
 
 # (b): the critical path from the generated durations and edges.
@@ -95,6 +107,7 @@ work = sum(t["ms"] for t in tasks) / 1000
 f1, n1 = med("b.flow-j1000", 0), med("b.ninja-j1000", 0)
 f8, n8 = med("b.flow-j8", 0), med("b.ninja-j8", 0)
 print(f"(b) {sys.argv[4]} sleep tasks: critical path {cp:.2f} s over {len(chain)} tasks, total work {work:.1f} s")
-print(f"    -j1000: flow {f1:.2f} s ({f1/cp:.3f}x the critical path, target <= 1.02), ninja {n1:.2f} s ({n1/cp:.3f}x)")
-print(f"    -j8:    flow {f8:.2f} s, ninja {n8:.2f} s, ratio {f8/n8:.2f} (target <= 1.0); lower bound max(cp, work/8) = {max(cp, work/8):.2f} s")
+print(f"    -j1000: flow {f1:.2f} s ({f1/cp:.3f}x the critical path, target <= 1.02), ninja {n1:.2f} s ({n1/cp:.3f}x); runs: flow {runs('b.flow-j1000')}")
+print(f"    -j8:    flow {f8:.2f} s, ninja {n8:.2f} s, ratio {f8/n8:.2f} (target <= 1.0); runs: flow {runs('b.flow-j8')}, ninja {runs('b.ninja-j8')}")
+print(f"            lower bound max(critical path, work/8) = {max(cp, work/8):.2f} s")
 PY
