@@ -544,10 +544,35 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Finds a bare program name in `path` (the child's PATH), the way a shell would; a name with
 /// a slash, or one not found, is returned as it is.
 fn resolve_program(program: &str, path: Option<&str>, cwd: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
     if program.contains('/') {
         return PathBuf::from(program);
     }
+    // Thousands of steps run the same few programs: look each up once per PATH. A PATH with
+    // entries relative to the working folder is searched every time.
+    let relative = path.is_some_and(|p| p.split(':').any(|d| !d.starts_with('/')));
+    if relative {
+        return search_path(program, path, cwd);
+    }
+    type Found = HashMap<(String, Option<String>), PathBuf>;
+    static FOUND: OnceLock<Mutex<Found>> = OnceLock::new();
+    let key = (program.to_string(), path.map(str::to_string));
+    let cache = FOUND.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(found) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return found;
+    }
+    let found = search_path(program, path, cwd);
+    if found.is_absolute()
+        && let Ok(mut c) = cache.lock()
+    {
+        c.insert(key, found.clone());
+    }
+    found
+}
+
+fn search_path(program: &str, path: Option<&str>, cwd: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     for dir in path.unwrap_or("/usr/bin:/bin").split(':') {
         let dir = if dir.is_empty() {
             cwd.to_path_buf()

@@ -301,14 +301,19 @@ impl Job {
             }
         };
         let root = self.ctx.git.as_ref().map_or(dir.clone(), |g| g.root().to_path_buf());
-        let rendered = context::render(&workflow, self.index, &root);
         // Worktrees always get the seed's context files; a scratch folder only when the agent
-        // reads its prompt from a file (thousands of no-op steps should not cost thousands of files).
-        let prompt_file = if branch.is_some() || workflow.agent_of(ws).uses("prompt_file") {
-            context::write(&rendered, &dir, &ws.name)
-                .map_err(|e| format!("cannot write the context into {}: {e}", dir.display()))?
-        } else {
-            dir.join(context::context_dir(&ws.name)).join("prompt.md")
+        // reads its prompt from a file, and the prompt is rendered only when something reads it
+        // (thousands of no-op steps should cost neither files nor rendering).
+        let agent = workflow.agent_of(ws);
+        let needs_prompt = branch.is_some()
+            || agent.uses("prompt")
+            || agent.uses("prompt_file")
+            || agent.stdin == flow_dsl::StdinMode::Prompt;
+        let rendered = needs_prompt.then(|| context::render(&workflow, self.index, &root));
+        let prompt_file = match &rendered {
+            Some(r) if branch.is_some() || agent.uses("prompt_file") => context::write(r, &dir, &ws.name)
+                .map_err(|e| format!("cannot write the context into {}: {e}", dir.display()))?,
+            _ => dir.join(context::context_dir(&ws.name)).join("prompt.md"),
         };
         self.send(EventKind::Prepared {
             workstream: self.index,
@@ -320,7 +325,7 @@ impl Job {
             dir,
             branch,
             start,
-            prompt: rendered.prompt,
+            prompt: rendered.map(|r| r.prompt).unwrap_or_default(),
             prompt_file,
         })
     }
@@ -472,6 +477,10 @@ impl Job {
             let parent = self.ctx.parent_env.iter().map(|(k, v)| (k.clone(), v.clone()));
             crate::agent::environment::agent_environment(parent, &[], &BTreeMap::new())
         });
+        // A scratch folder with no test has nothing to check: no events for it.
+        if prepared.branch.is_none() && ws.test.is_none() {
+            return Attempt::Succeeded;
+        }
         self.phase(Phase::Checking, None);
         let (result_commit, files_changed) = match self.check_changes(prepared).await {
             Ok(v) => v,
