@@ -23,8 +23,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(commands::run(cli.command)) {
-        Ok(code) => code,
-        Err(error) => error.report(),
+    // The command runs on a thread with a large stack: the KDL parser recurses, and a
+    // pathological file (a million quotes) must be an error, not a stack overflow. Only the
+    // pages used are ever touched.
+    let work = std::thread::Builder::new()
+        .name("flow".into())
+        .stack_size(1 << 30)
+        .spawn(move || match runtime.block_on(commands::run(cli.command)) {
+            Ok(code) => code,
+            Err(error) => error.report(),
+        });
+    match work.map(|handle| handle.join()) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => ExitCode::from(101),
+        Err(e) => {
+            eprintln!("error: cannot start flow's main thread: {e}");
+            ExitCode::from(2)
+        }
     }
 }

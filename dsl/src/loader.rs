@@ -132,6 +132,24 @@ impl Loader {
             self.order.push(id);
             return id;
         }
+        // The kdl crate slows down without bound on long runs of quotes (seconds for
+        // thousands): no workflow has one outside a raw string, so it is reported here.
+        if let Some(at) = quote_run(source.inner(), QUOTE_RUN_LIMIT) {
+            self.syntax_failed = true;
+            self.problems.push(Problem {
+                code: Code::Syntax,
+                severity: Severity::Error,
+                message: format!("more than {QUOTE_RUN_LIMIT} `\"` in a row"),
+                source: source.clone(),
+                labels: vec![LabeledSpan::new_primary_with_span(
+                    Some("a run of quotes starts here".into()),
+                    (at, 1),
+                )],
+                help: Some("a string is `\"text\"`, or `\"\"\"` on a line of its own around several lines".into()),
+            });
+            self.order.push(id);
+            return id;
+        }
         // The fast path reads the common subset of KDL; anything else, errors included, goes
         // to the kdl crate, so every syntax error still comes from it.
         let parsed = crate::fast_kdl::parse(source.inner()).map_or_else(
@@ -784,4 +802,23 @@ fn unclosed_block(text: &str, open: usize) -> (usize, Option<usize>) {
         }
     }
     (stack.last().map_or(open, |&(_, block)| block), None)
+}
+
+/// The longest run of `"` a workflow file may have.
+const QUOTE_RUN_LIMIT: usize = 64;
+
+/// Where the first run of more than `limit` quotes starts, if any.
+fn quote_run(text: &str, limit: usize) -> Option<usize> {
+    let mut run = 0;
+    for (i, b) in text.bytes().enumerate() {
+        if b == b'"' {
+            run += 1;
+            if run > limit {
+                return Some(i + 1 - run);
+            }
+        } else {
+            run = 0;
+        }
+    }
+    None
 }
