@@ -10,11 +10,12 @@
 #              `git worktree add -b integration/bench` and `git merge --no-edit` of each branch,
 #              one after another, in that worktree.
 # Each run starts from a fresh `cp -a` of the same pristine repository (not timed) in a folder
-# of its own; RUNS runs each (default 3), alternating, median reported, with the time of each
-# phase. Runs are deleted only at the end: on ext4, creating files within a minute or more of
-# deleting many is several times slower in the kernel (new inodes skip recently deleted ones),
-# which would charge each run for the previous one's clean-up. After every run the script checks that the
-# integration branch holds all 16 changes. Target: flow <= 0.5x the bash loop.
+# of its own. After one warm-up run of each side, RUNS runs each (default 3), alternating; the
+# median is reported with the time of each phase. After every run the script checks that the
+# integration branch holds all 16 changes. Runs are deleted only at the end: on ext4, creating
+# files within a minute or more of deleting many is several times slower in the kernel (new
+# inodes skip recently deleted ones), which would charge each run for the previous one's
+# clean-up. TMPDIR=/dev/shm runs it on tmpfs, without the disk. Target: flow <= 0.5x the loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -120,6 +121,11 @@ measure() {
 }
 
 echo "# machine: $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+# One warm-up run of each side (checked, not counted): page cache, and the first run after
+# another benchmark's clean-up would otherwise pay for it.
+measure flow "$dir/flow.sh"
+measure loop "$dir/loop.sh"
+: >"$results"
 for _ in $(seq "$RUNS"); do
     measure flow "$dir/flow.sh"
     measure loop "$dir/loop.sh"

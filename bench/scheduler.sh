@@ -13,7 +13,7 @@
 # folder: moved to a trash folder that is deleted at the end, because on ext4 creating files
 # within a minute or more of deleting many is several times slower in the kernel (new inodes
 # skip recently deleted ones), which would charge each run for the previous one's clean-up.
-# Installs ninja and hyperfine with apt-get when they are missing.
+# Installs ninja (and GNU time) with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -22,7 +22,6 @@ SLEEP_N=${SLEEP_N:-120}
 SLEEP_MAX=${SLEEP_MAX:-1000}
 need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2"; (apt-get update -qq && apt-get install -y -qq "$2") >/dev/null; }; }
 need ninja ninja-build
-need hyperfine hyperfine
 [ -x /usr/bin/time ] || { echo "installing time"; (apt-get update -qq && apt-get install -y -qq time) >/dev/null; }
 cargo build --release --quiet
 flow="$PWD/target/release/flow"

@@ -358,9 +358,12 @@ impl<'o> Scheduler<'o> {
     /// Why a workstream may not start because a budget is already spent.
     fn budget_refusal(&self, index: usize) -> Option<String> {
         let workflow = &self.plan.workflow;
-        let spent = self.spent_total();
-        if let Some(reason) = over_or_at(&spent, workflow.budget.usd, workflow.budget.tokens) {
-            return Some(format!("not started: the run's {reason}"));
+        // Summing every workstream's usage costs O(n): only when there is a run budget.
+        if !workflow.budget.is_unlimited() {
+            let spent = self.spent_total();
+            if let Some(reason) = over_or_at(&spent, workflow.budget.usd, workflow.budget.tokens) {
+                return Some(format!("not started: the run's {reason}"));
+            }
         }
         let ws = &workflow.workstreams[index];
         if let Some(account) = ws.account.as_ref().and_then(|a| workflow.accounts.get(a)) {
@@ -510,6 +513,14 @@ impl<'o> Scheduler<'o> {
     /// Stops agents whose run or account budget is crossed; alerts at 80%.
     fn check_budgets(&mut self, index: usize) {
         let workflow = self.plan.workflow.clone();
+        let has_account_budget = workflow.workstreams[index]
+            .account
+            .as_ref()
+            .and_then(|a| workflow.accounts.get(a))
+            .is_some_and(|a| !a.budget.is_unlimited());
+        if workflow.budget.is_unlimited() && workflow.workstreams[index].budget.is_unlimited() && !has_account_budget {
+            return;
+        }
         let mut scopes: Vec<(String, Usage, flow_dsl::Budget, Vec<usize>)> = vec![];
         let everyone: Vec<usize> = (0..workflow.workstreams.len()).collect();
         scopes.push(("run".to_string(), self.spent_total(), workflow.budget, everyone));
