@@ -195,31 +195,11 @@ impl<'a> Reader<'a> {
                         ast.integrate = Some(self.integrate(node));
                     }
                 }
-                "model" => {
-                    if let Some(m) = self.model(node) {
-                        ast.models.push(m);
-                    }
-                }
-                "agent" => {
-                    if let Some(a) = self.agent(node) {
-                        ast.agents.push(a);
-                    }
-                }
-                "role" => {
-                    if let Some(r) = self.role(node) {
-                        ast.roles.push(r);
-                    }
-                }
-                "account" => {
-                    if let Some(a) = self.account(node) {
-                        ast.accounts.push(a);
-                    }
-                }
-                "kind" => {
-                    if let Some(k) = self.kind(node) {
-                        ast.kinds.push(k);
-                    }
-                }
+                "model" => ast.models.extend(self.model(node)),
+                "agent" => ast.agents.extend(self.agent(node)),
+                "role" => ast.roles.extend(self.role(node)),
+                "account" => ast.accounts.extend(self.account(node)),
+                "kind" => ast.kinds.extend(self.kind(node)),
                 other => self.unknown_node(node, other, TOP_LEVEL, "at the top level"),
             }
             if self.problems.len() > before {
