@@ -59,7 +59,8 @@ pub struct ProcessSpec {
     pub env: BTreeMap<String, String>,
     /// Text written to the child's stdin, which is then closed; `None` gives it `/dev/null`.
     pub stdin: Option<String>,
-    /// A file every output line is appended to (stderr lines prefixed `[stderr] `).
+    /// A file every output line is appended to (stderr lines prefixed `[stderr] `), created
+    /// with the first line.
     pub log_path: Option<PathBuf>,
     /// Values replaced by `***` in the lines written to the log.
     pub secrets: Vec<String>,
@@ -189,9 +190,10 @@ pub struct ProcessOutcome {
 ///
 /// # Errors
 ///
-/// Fails when the log cannot be opened, when the program cannot be started (the message names
-/// the program), when waiting for the child fails, and when a line cannot be written to the
-/// log: in that last case the child is stopped first, as with [`Control::Stop`].
+/// Fails when the program cannot be started (the message names the program), when waiting for
+/// the child fails, and when the log cannot be opened or a line cannot be written to it: in
+/// that last case the child is stopped first, as with [`Control::Stop`]. The log is created
+/// with the first line of output; a child that prints nothing leaves no log.
 pub async fn run_process(
     mut spec: ProcessSpec,
     mut on_line: impl FnMut(OutputLine<'_>) -> Control + Send,
@@ -206,11 +208,6 @@ pub async fn run_process(
             last_line: None,
         });
     }
-    let log = match &spec.log_path {
-        Some(path) => Some(open_log(path).await?),
-        None => None,
-    };
-
     // A program found through the child's own PATH, resolved here: the standard library falls
     // back from posix_spawn to fork when the environment sets PATH and the program is a bare
     // name, and fork's cost grows with flow's memory.
@@ -259,7 +256,7 @@ pub async fn run_process(
     }
     drop(sender);
 
-    let mut recorder = Recorder::new(log, &spec.secrets);
+    let mut recorder = Recorder::new(spec.log_path.take(), &spec.secrets);
     let deadline = spec.timeout.map(|timeout| started + timeout);
     let mut idle_deadline = spec.idle_timeout.map(|idle| Instant::now() + idle);
     let mut stopping: Option<Stopping> = None;
@@ -367,7 +364,11 @@ enum Stream {
 }
 
 /// Handles each line: the callback, the log, the stderr tail and the last line.
+///
+/// The log is created with the first line, so a quiet step (thousands of no-op steps in a
+/// large workflow) costs no file.
 struct Recorder<'a> {
+    log_path: Option<PathBuf>,
     log: Option<tokio::fs::File>,
     log_error: Option<io::Error>,
     secrets: &'a [String],
@@ -376,10 +377,11 @@ struct Recorder<'a> {
 }
 
 impl<'a> Recorder<'a> {
-    /// Creates a recorder writing to `log`, hiding `secrets` in it.
-    fn new(log: Option<tokio::fs::File>, secrets: &'a [String]) -> Self {
+    /// Creates a recorder writing to the log at `log_path`, hiding `secrets` in it.
+    fn new(log_path: Option<PathBuf>, secrets: &'a [String]) -> Self {
         Self {
-            log,
+            log_path,
+            log: None,
             log_error: None,
             secrets,
             stderr_tail: VecDeque::with_capacity(STDERR_TAIL_LINES + 1),
@@ -400,6 +402,15 @@ impl<'a> Recorder<'a> {
             Stream::Stdout => OutputLine::Stdout(&text),
             Stream::Stderr => OutputLine::Stderr(&text),
         });
+        if self.log.is_none()
+            && self.log_error.is_none()
+            && let Some(path) = self.log_path.take()
+        {
+            match open_log(&path).await {
+                Ok(file) => self.log = Some(file),
+                Err(error) => self.log_error = Some(error),
+            }
+        }
         if let Some(file) = &mut self.log {
             let redacted = redact(&text, self.secrets);
             let mut entry = String::with_capacity(redacted.len() + 10);

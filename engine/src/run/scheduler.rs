@@ -22,6 +22,11 @@ use crate::run::store::{EventLog, RunDir};
 /// The most often `state.json` is rewritten (events between are in the event log).
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
 
+/// A snapshot waits at least this many times as long as the previous one took, so that
+/// rewriting a large state (megabytes for thousands of workstreams, plus an fsync) takes
+/// at most about 1/20 of the scheduler's time, however large the run.
+const SNAPSHOT_COST_FACTOR: u32 = 20;
+
 /// How the run reacts to failures and how much runs at once.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -97,6 +102,8 @@ pub struct Scheduler<'o> {
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     last_snapshot: Instant,
+    /// The least time between two snapshots: [`SNAPSHOT_EVERY`], or more when they are slow.
+    snapshot_every: Duration,
     /// Events were applied since the last snapshot.
     dirty: bool,
     base_commit: Option<Oid>,
@@ -158,6 +165,7 @@ impl<'o> Scheduler<'o> {
             tx,
             rx,
             last_snapshot: Instant::now(),
+            snapshot_every: SNAPSHOT_EVERY,
             dirty: false,
             base_commit,
             alerted: vec![],
@@ -192,17 +200,19 @@ impl<'o> Scheduler<'o> {
         self.observer.event(&self.state, &event);
         self.react(&event);
         self.dirty = true;
-        if important || self.last_snapshot.elapsed() > SNAPSHOT_EVERY {
+        if important || self.last_snapshot.elapsed() > self.snapshot_every {
             self.snapshot();
         }
     }
 
     fn snapshot(&mut self) {
+        let started = Instant::now();
         if let Err(e) = self.run_dir.save(&self.state) {
             eprintln!("flow: cannot write the run state: {e}");
         }
         self.write_boards();
         self.last_snapshot = Instant::now();
+        self.snapshot_every = SNAPSHOT_EVERY.max(self.last_snapshot.duration_since(started) * SNAPSHOT_COST_FACTOR);
         self.dirty = false;
     }
 
@@ -253,9 +263,9 @@ impl<'o> Scheduler<'o> {
                     Some(m) => self.handle(m),
                     None => break,
                 },
-                // Events recorded within SNAPSHOT_EVERY of a snapshot reach state.json this late
+                // Events recorded within `snapshot_every` of a snapshot reach state.json this late
                 // at most, even when nothing else happens for a long time.
-                () = tokio::time::sleep_until((self.last_snapshot + SNAPSHOT_EVERY).into()), if self.dirty => {
+                () = tokio::time::sleep_until((self.last_snapshot + self.snapshot_every).into()), if self.dirty => {
                     self.snapshot();
                 }
                 _ = &mut interrupt, if !self.cancelled => {
