@@ -77,25 +77,18 @@ pub fn prepare(plan: &Plan, layout: &Layout) -> Result<Vec<PrepareItem>, GitErro
         };
         jobs.push((i, start));
     }
-    let results = std::sync::Mutex::new(Vec::new());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = jobs.len().clamp(1, 4);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(&(i, start)) = jobs.get(k) else { break };
-                    let result = prepare_one(workflow, layout, i, start);
-                    if let Ok(mut r) = results.lock() {
-                        r.push((i, result));
-                    }
-                }
-            });
-        }
-    });
-    for (i, result) in results.into_inner().unwrap_or_default() {
-        items[i] = Some(result);
+    // The worktrees first, all together (their files are written on several threads), then
+    // each one's context.
+    let requests: Vec<(PathBuf, String, Oid)> = jobs
+        .iter()
+        .map(|&(i, start)| {
+            let ws = &workflow.workstreams[i];
+            (layout.worktree_of(&ws.name), workflow.branch_of(ws), start)
+        })
+        .collect();
+    let made = layout.git.add_worktrees(&requests)?;
+    for ((&(i, start), (dir, branch, _)), result) in jobs.iter().zip(requests).zip(made) {
+        items[i] = Some(prepare_one(workflow, layout, i, start, dir, branch, result));
     }
     Ok(items.into_iter().flatten().collect())
 }
@@ -118,11 +111,18 @@ fn item(
     }
 }
 
-fn prepare_one(workflow: &Workflow, layout: &Layout, index: usize, start: Oid) -> PrepareItem {
+/// Writes the context of one workstream whose worktree `made` says how it went.
+fn prepare_one(
+    workflow: &Workflow,
+    layout: &Layout,
+    index: usize,
+    start: Oid,
+    dir: PathBuf,
+    branch: String,
+    made: Result<crate::git::WorktreeState, GitError>,
+) -> PrepareItem {
     let ws = &workflow.workstreams[index];
-    let branch = workflow.branch_of(ws);
-    let dir = layout.worktree_of(&ws.name);
-    let status = match layout.git.add_worktree(&dir, &branch, start) {
+    let status = match made {
         Ok(crate::git::WorktreeState::Reused) => PrepareStatus::Reused,
         Ok(_) => PrepareStatus::Created,
         Err(e) => {
@@ -253,6 +253,9 @@ pub async fn merge_ready(
     let mut out = vec![];
     let mut blocked: BTreeSet<usize> = BTreeSet::new();
     let mut stopped = false;
+    let worktrees: BTreeSet<PathBuf> = layout.git.worktrees()?.into_iter().map(|w| w.path).collect();
+    let excluded = context::excluded_prefixes(workflow);
+    let clean = clean_worktrees(plan, layout, &worktrees, &excluded);
     for &i in &plan.merge_order {
         let ws = &workflow.workstreams[i];
         let branch = workflow.branch_of(ws);
@@ -283,12 +286,9 @@ pub async fn merge_ready(
             continue;
         }
         let dir = layout.worktree_of(&ws.name);
-        if dir.exists() && layout.git.worktrees()?.iter().any(|w| w.path == dir) {
+        if worktrees.contains(&dir) && dir.exists() && !clean.contains(&i) {
             let message = format!("flow: work of {} (committed by flow merge)", ws.name);
-            if let Err(e) = layout
-                .git
-                .commit_all(&dir, &message, &context::excluded_prefixes(workflow))
-            {
+            if let Err(e) = layout.git.commit_all(&dir, &message, &excluded) {
                 blocked.insert(i);
                 say(
                     MergeResult::Failed,
@@ -389,6 +389,39 @@ pub async fn merge_ready(
         }
     }
     Ok(out)
+}
+
+/// The workstreams whose worktrees hold nothing uncommitted, found on a few threads: looking
+/// means a walk over every file of every worktree, the bulk of `flow merge`'s time.
+fn clean_worktrees(plan: &Plan, layout: &Layout, worktrees: &BTreeSet<PathBuf>, excluded: &[&str]) -> BTreeSet<usize> {
+    let workflow = &plan.workflow;
+    let candidates: Vec<(usize, PathBuf)> = plan
+        .merge_order
+        .iter()
+        .map(|&i| (i, layout.worktree_of(&workflow.workstreams[i].name)))
+        .filter(|(_, dir)| worktrees.contains(dir))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let clean = std::sync::Mutex::new(BTreeSet::new());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4)
+        .min(candidates.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while let Some((i, dir)) = candidates.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    // Anything unreadable counts as dirty: `commit_all` then reports it.
+                    if layout.git.is_dirty(dir, excluded).is_ok_and(|paths| paths.is_empty())
+                        && let Ok(mut clean) = clean.lock()
+                    {
+                        clean.insert(*i);
+                    }
+                }
+            });
+        }
+    });
+    clean.into_inner().unwrap_or_default()
 }
 
 /// Names the merged workstreams that last changed the conflicting paths.

@@ -1118,3 +1118,202 @@ fn commit_all_names_nested_repositories_instead_of_failing_obscurely() {
     write(&dir.join(".gitignore"), "*.log\ntarget/\nvendor/\n");
     assert!(g.commit_all(&dir, "ignore vendor", &[]).expect("commit").is_some());
 }
+
+/// The files, modes and symbolic links of a tree as `git ls-tree -r` lists them.
+fn ls_tree(root: &Path, rev: &str) -> String {
+    git(root, &["ls-tree", "-r", "--full-tree", rev])
+}
+
+#[test]
+fn new_worktrees_hold_exactly_the_tree_with_a_stat_filled_index() {
+    let f = Fixture::new();
+    let root = &f.root;
+    write(&root.join("deep/er/still/file.txt"), "deep\n");
+    write(&root.join("empty.txt"), "");
+    write(&root.join("run.sh"), "#!/bin/sh\necho hi\n");
+    write(&root.join(".github/workflows/ci.yml"), "on: push\n");
+    write(&root.join(".gitkeep"), "");
+    std::os::unix::fs::symlink("deep/er/still/file.txt", root.join("link")).expect("symlink");
+    git(root, &["add", "-A"]);
+    git(root, &["update-index", "--chmod=+x", "run.sh"]);
+    git(root, &["commit", "-q", "-m", "a richer tree"]);
+    let g = f.git();
+    let (old, new) = (f.rev("main~1"), f.rev("main"));
+
+    // Three at once, two of them at one commit: the batch writes each commit's blobs once.
+    let items: Vec<(PathBuf, String, Oid)> = [("one", new), ("two", new), ("three", old)]
+        .iter()
+        .map(|&(name, at)| (f.wt(name), format!("flow/{name}"), at))
+        .collect();
+    let results = g.add_worktrees(&items).expect("add");
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(WorktreeState::Created { .. }))),
+        "{results:?}"
+    );
+
+    let listed = git(root, &["worktree", "list", "--porcelain"]);
+    for (dir, branch, at) in &items {
+        assert!(
+            listed.contains(&format!(
+                "worktree {}\nHEAD {at}\nbranch refs/heads/{branch}",
+                dir.display()
+            )),
+            "{listed}"
+        );
+        // The stat data of the files is in the index as written (before `git status`
+        // refreshes it), so git compares stat data instead of content.
+        let debug = git(dir, &["ls-files", "--debug", "a.txt"]);
+        let meta = fs::metadata(dir.join("a.txt")).expect("stat");
+        use std::os::unix::fs::MetadataExt;
+        assert!(debug.contains(&format!("ino: {}", meta.ino())), "{debug}");
+        assert!(debug.contains(&format!("size: {}", meta.size())), "{debug}");
+        assert!(debug.contains(&format!("mtime: {}:", meta.mtime())), "{debug}");
+        assert_eq!(git(dir, &["status", "--porcelain", "--untracked-files=all"]), "");
+        // The index holds the tree, entry for entry.
+        let staged = git(dir, &["ls-files", "-s"]);
+        let tree: Vec<String> = ls_tree(root, &at.to_string())
+            .lines()
+            .map(|line| {
+                let (meta, path) = line.split_once('\t').expect("tab");
+                let parts: Vec<&str> = meta.split(' ').collect();
+                format!("{} {} 0\t{path}", parts[0], parts[2])
+            })
+            .collect();
+        assert_eq!(staged, tree.join("\n"));
+    }
+    let one = f.wt("one");
+    use std::os::unix::fs::PermissionsExt;
+    assert_ne!(
+        fs::metadata(one.join("run.sh")).expect("stat").permissions().mode() & 0o111,
+        0
+    );
+    assert_eq!(
+        fs::metadata(one.join("a.txt")).expect("stat").permissions().mode() & 0o111,
+        0
+    );
+    assert_eq!(
+        fs::read_link(one.join("link")).expect("a link"),
+        Path::new("deep/er/still/file.txt")
+    );
+    assert_eq!(
+        fs::read_to_string(one.join("deep/er/still/file.txt")).expect("read"),
+        "deep\n"
+    );
+    assert!(!f.wt("three").join("run.sh").exists(), "the older commit has no run.sh");
+
+    // Work in a new worktree commits like anywhere else.
+    write(&one.join("deep/new.txt"), "new\n");
+    let commit = g.commit_all(&one, "work", &[]).expect("commit").expect("changed");
+    assert_eq!(git(&one, &["rev-parse", "HEAD"]), commit.to_string());
+    assert_eq!(git(&one, &["status", "--porcelain"]), "");
+    git(root, &["fsck", "--strict"]);
+}
+
+#[test]
+fn attributes_send_the_checkout_through_libgit2() {
+    let f = Fixture::new();
+    write(&f.root.join(".gitattributes"), "*.txt text eol=crlf\n");
+    git(&f.root, &["add", "-A"]);
+    git(&f.root, &["commit", "-q", "-m", "attributes"]);
+    let g = f.git();
+    let dir = f.wt("crlf");
+    g.add_worktree(&dir, "flow/crlf", f.rev("main")).expect("add");
+    assert_eq!(fs::read_to_string(dir.join("c.txt")).expect("read"), "sea\r\n");
+    assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+    git(&f.root, &["fsck", "--strict"]);
+}
+
+/// A small pseudo-random generator, so the cases below are the same on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+/// Changes a few files of the worktree at `dir` at random: edits of one line, new files,
+/// deletions, in a handful of folders (so two branches often touch the same folder, and
+/// sometimes the same file).
+fn random_changes(dir: &Path, rng: &mut Lcg, tag: &str) {
+    for k in 0..1 + rng.below(4) {
+        let path = dir.join(format!("f{}/g{}/x{}.txt", rng.below(3), rng.below(2), rng.below(3)));
+        match rng.below(4) {
+            0 if path.exists() => fs::remove_file(&path).expect("delete"),
+            1 => write(
+                &path.with_file_name(format!("new-{tag}-{k}.txt")),
+                &format!("{tag} {k}\n"),
+            ),
+            _ => write(&path, &lines(Some((1 + rng.below(10), &format!("{tag} {k}"))))),
+        }
+    }
+}
+
+#[test]
+fn merges_agree_with_git_merge_whether_or_not_files_changed_on_both_sides() {
+    let f = Fixture::new();
+    for a in 0..3 {
+        for b in 0..2 {
+            for c in 0..3 {
+                write(&f.root.join(format!("f{a}/g{b}/x{c}.txt")), &lines(None));
+            }
+        }
+    }
+    git(&f.root, &["add", "-A"]);
+    git(&f.root, &["commit", "-q", "-m", "folders"]);
+    let g = f.git();
+    let base = f.rev("main");
+    let clone = f.tmp_path.join("clone");
+    let mut rng = Lcg(7);
+    let (mut merged, mut conflicted) = (0, 0);
+    for case in 0..24 {
+        let heads: Vec<Oid> = ["ours", "theirs"]
+            .iter()
+            .map(|side| {
+                let dir = f.wt(&format!("{side}{case}"));
+                g.add_worktree(&dir, &format!("flow/{side}{case}"), base).expect("add");
+                random_changes(&dir, &mut rng, side);
+                g.commit_all(&dir, side, &[]).expect("commit").expect("changed")
+            })
+            .collect();
+        let into = format!("integration/{case}");
+        g.ensure_branch(&into, heads[0]).expect("branch");
+        let outcome = g.merge_into(&into, heads[1], "merge").expect("merge");
+        if case == 0 {
+            git(&f.tmp_path, &["clone", "-q", f.root.to_str().expect("utf-8"), "clone"]);
+        } else {
+            git(
+                &clone,
+                &["fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*"],
+            );
+        }
+        git(&clone, &["checkout", "-q", "--detach", &heads[0].to_string()]);
+        let cli = run_git(&clone, &["merge", "-q", "--no-ff", "-m", "cli", &heads[1].to_string()]);
+        match outcome {
+            MergeOutcome::Merged { commit } => {
+                assert!(cli.status.success(), "case {case}: flow merged, git did not");
+                assert_eq!(
+                    git(&clone, &["rev-parse", "HEAD^{tree}"]),
+                    git(&f.root, &["rev-parse", &format!("{commit}^{{tree}}")]),
+                    "case {case}: the merged trees differ"
+                );
+                merged += 1;
+            }
+            MergeOutcome::Conflict { .. } => {
+                assert!(!cli.status.success(), "case {case}: flow saw a conflict, git did not");
+                git(&clone, &["merge", "--abort"]);
+                conflicted += 1;
+            }
+            other => panic!("case {case}: {other:?}"),
+        }
+    }
+    assert!(
+        merged >= 8 && conflicted >= 2,
+        "{merged} merged, {conflicted} conflicted"
+    );
+    git(&f.root, &["fsck", "--strict"]);
+}

@@ -81,9 +81,9 @@ impl Git {
         if let Some(path) = self.checked_out_at(&repo, &full)? {
             return Err(GitError::BranchCheckedOut { branch: short, path });
         }
-        // `git_branch_delete` repeats the checked-out test with the same race as
-        // worktree creation (see `create_worktree`), so the ref is deleted directly after
-        // our own test. flow's branches carry no `branch.<name>` configuration.
+        // `git_branch_delete` repeats the checked-out test, and reads a worktree record
+        // another process is still writing as holding every branch, so the ref is deleted
+        // directly after our own test. flow's branches carry no `branch.<name>` configuration.
         let mut reference = match repo.find_reference(&full) {
             Ok(reference) => reference,
             Err(error) if error.code() == ErrorCode::NotFound => return Ok(()),

@@ -1,22 +1,14 @@
 //! The detached integration worktree where `verify` runs on a merged tree.
 
-use std::fs;
-use std::io::ErrorKind;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use git2::build::CheckoutBuilder;
 
-use super::error::{GitContext, io_error};
+use super::error::GitContext;
 use super::paths::normalize;
 use super::repo::{Head, short_branch};
+use super::worktree::{refuse_occupied, remove_half_made_worktree};
 use super::{Git, GitError, Oid};
-
-/// Distinguishes temporary branches made by one process.
-static TEMPORARY_BRANCH_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Prefix of the short-lived branch a new detached worktree is created on.
-const TEMPORARY_BRANCH_PREFIX: &str = "flow-tmp/checkout-";
 
 impl Git {
     /// Makes `dir` a worktree whose HEAD is detached at `commit` and whose files equal
@@ -51,10 +43,7 @@ impl Git {
                 }
                 record
             }
-            None => {
-                self.create_detached_worktree(&repo, &dir, commit)?;
-                self.require_record(&repo, &dir)?
-            }
+            None => return self.create_detached_worktree(&dir, commit),
         };
 
         let worktree_repo = self.open_record(&record)?;
@@ -72,55 +61,12 @@ impl Git {
             .context(|| format!("detach HEAD of `{}` at {}", dir.display(), commit.short()))
     }
 
-    /// Creates a worktree at `dir` detached at `commit`. libgit2 only creates worktrees
-    /// on a branch, so it goes through a temporary branch that is deleted afterwards.
-    fn create_detached_worktree(&self, repo: &git2::Repository, dir: &Path, commit: Oid) -> Result<(), GitError> {
-        match fs::symlink_metadata(dir) {
-            Ok(meta) if meta.is_dir() => {
-                let mut entries = fs::read_dir(dir).map_err(|error| io_error("read folder", dir, error))?;
-                if entries.next().is_some() {
-                    return Err(GitError::PathInTheWay {
-                        path: dir.to_path_buf(),
-                        found: "a non-empty folder that is not a worktree of this repository".to_owned(),
-                    });
-                }
-            }
-            Ok(_) => {
-                return Err(GitError::PathInTheWay {
-                    path: dir.to_path_buf(),
-                    found: "a file".to_owned(),
-                });
-            }
-            Err(error) if error.kind() == ErrorKind::NotFound => {}
-            Err(error) => return Err(io_error("inspect", dir, error)),
-        }
-
-        let folder = dir
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let suffix: String = folder
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        let temporary = format!(
-            "refs/heads/{TEMPORARY_BRANCH_PREFIX}{suffix}-{}-{}",
-            std::process::id(),
-            TEMPORARY_BRANCH_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        repo.reference(&temporary, commit.raw(), true, "flow: temporary branch")
-            .context(|| format!("create temporary branch `{temporary}`"))?;
-        let created = self.create_worktree(repo, dir, &temporary).and_then(|()| {
-            let record = self.require_record(repo, dir)?;
-            let worktree_repo = self.open_record(&record)?;
-            worktree_repo
-                .set_head_detached(commit.raw())
-                .context(|| format!("detach HEAD of `{}`", dir.display()))
-        });
-        let deleted = repo
-            .find_reference(&temporary)
-            .and_then(|mut reference| reference.delete())
-            .context(|| format!("delete temporary branch `{temporary}`"));
-        created.and(deleted)
+    /// Creates a worktree at `dir` detached at `commit`, with its files.
+    fn create_detached_worktree(&self, dir: &Path, commit: Oid) -> Result<(), GitError> {
+        refuse_occupied(dir)?;
+        let record = self.create_worktree(dir, &Head::Detached(commit))?;
+        self.populate_worktrees(commit, &[dir.to_path_buf()]).inspect_err(|_| {
+            remove_half_made_worktree(&record.admin_dir, dir);
+        })
     }
 }

@@ -38,6 +38,11 @@ impl Git {
             None => None,
         };
 
+        // The common case, nothing left: one status walk instead of staging walks.
+        let left = super::status::dirty_paths(&repo, &path, &[])?;
+        if left.iter().all(|file| is_under_any(file, exclude_prefixes)) {
+            return Ok(None);
+        }
         let mut index = repo
             .index()
             .context(|| format!("read the index of `{}`", path.display()))?;

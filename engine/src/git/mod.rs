@@ -30,6 +30,7 @@ mod integrity;
 mod merge;
 mod oid;
 mod paths;
+mod populate;
 mod repo;
 mod reset;
 mod status;

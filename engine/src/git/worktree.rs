@@ -3,18 +3,14 @@
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use git2::{ErrorClass, Repository, WorktreeAddOptions, WorktreePruneOptions};
+use git2::{Repository, WorktreePruneOptions};
 
 use super::branch::read_ref;
 use super::error::{GitContext, io_error};
 use super::paths::normalize;
 use super::repo::{Head, branch_ref, read_head, short_branch};
 use super::{BranchState, Git, GitError, Oid};
-
-/// How often a spurious "already checked out" from libgit2 is retried (about 4 s in all).
-const SPURIOUS_CHECKED_OUT_RETRIES: u64 = 50;
 
 /// Says whether `add_worktree` made a new worktree or found the right one in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +46,17 @@ pub struct WorktreeInfo {
     pub prunable: bool,
 }
 
+/// A worktree record just written by `add_worktrees`, its files not yet.
+struct MadeRecord {
+    dir: PathBuf,
+    admin_dir: PathBuf,
+    /// The commit its branch points at.
+    commit: Oid,
+    branch: BranchState,
+    /// The branch's full ref.
+    full: String,
+}
+
 /// One record under `<common dir>/worktrees/<name>`, read without trusting the folder.
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
@@ -72,26 +79,100 @@ impl Git {
     /// branch is checked out elsewhere and `StaleWorktreeLocked` when a locked record
     /// blocks. If creating the worktree fails, a branch it created is deleted again.
     pub fn add_worktree(&self, dir: &Path, branch: &str, start: Oid) -> Result<WorktreeState, GitError> {
+        let item = [(dir.to_path_buf(), branch.to_owned(), start)];
+        self.add_worktrees(&item)?.pop().unwrap_or_else(|| {
+            Err(GitError::NotAWorktree {
+                path: dir.to_path_buf(),
+            })
+        })
+    }
+
+    /// Works as [`Git::add_worktree`] for each `(dir, branch, start)`, with one result per
+    /// item: the records and branches are made one after the other, then the files of all
+    /// new worktrees are written together (each blob read once, on several threads).
+    /// Fails as a whole only when the repository cannot be read.
+    pub fn add_worktrees(
+        &self,
+        items: &[(PathBuf, String, Oid)],
+    ) -> Result<Vec<Result<WorktreeState, GitError>>, GitError> {
+        let repo = self.open()?;
+        let mut records = self.records(&repo)?;
+        let mut results: Vec<Option<Result<WorktreeState, GitError>>> = Vec::with_capacity(items.len());
+        let mut made: Vec<(usize, MadeRecord)> = Vec::new();
+        for (i, (dir, branch, start)) in items.iter().enumerate() {
+            match self.make_record(&repo, &mut records, dir, branch, *start) {
+                Ok(None) => results.push(Some(Ok(WorktreeState::Reused))),
+                Ok(Some(record)) => {
+                    results.push(None);
+                    made.push((i, record));
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
+        }
+        let mut commits: Vec<Oid> = made.iter().map(|(_, record)| record.commit).collect();
+        commits.sort();
+        commits.dedup();
+        for commit in commits {
+            let group: Vec<&(usize, MadeRecord)> = made.iter().filter(|(_, record)| record.commit == commit).collect();
+            let dirs: Vec<PathBuf> = group.iter().map(|(_, record)| record.dir.clone()).collect();
+            match self.populate_worktrees(commit, &dirs) {
+                Ok(()) => {
+                    for (i, record) in group {
+                        results[*i] = Some(Ok(WorktreeState::Created { branch: record.branch }));
+                    }
+                }
+                Err(error) => {
+                    // The first worktree reports the error; the others say why they were not made.
+                    let message = error.to_string();
+                    let mut error = Some(error);
+                    for (i, record) in group {
+                        self.undo_record(record);
+                        let error = error.take().unwrap_or_else(|| {
+                            io_error(
+                                "check out the files of",
+                                &record.dir,
+                                std::io::Error::other(message.clone()),
+                            )
+                        });
+                        results[*i] = Some(Err(error));
+                    }
+                }
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+    /// Checks that a worktree of `branch` can be made at `dir` and writes its record, the
+    /// branch (created at `start` when missing) checked out; returns `None` when `dir`
+    /// already is that worktree. `records` is the list read once for a batch, kept current.
+    fn make_record(
+        &self,
+        repo: &Repository,
+        records: &mut Vec<Record>,
+        dir: &Path,
+        branch: &str,
+        start: Oid,
+    ) -> Result<Option<MadeRecord>, GitError> {
         let full = branch_ref(branch)?;
         let short = short_branch(&full).to_owned();
         let dir = normalize(dir);
-        let repo = self.open()?;
 
         // Records that concern this folder, this branch or the name this folder gets.
         let base_name = worktree_name_base(&dir);
-        for record in self.records(&repo)? {
-            let record_head = self.record_head(&record).ok();
+        let mut pruned = Vec::new();
+        for (k, record) in records.iter().enumerate() {
+            let record_head = self.record_head(record).ok();
             let same_path = record.path == dir;
             let holds_branch = record_head == Some(Head::Branch(full.clone()));
             if !(same_path || holds_branch) {
                 if !record.exists && record.lock.is_none() && record.name == base_name {
-                    self.prune_record(&repo, &record)?;
+                    self.prune_record(repo, record)?;
+                    pruned.push(k);
                 }
                 continue;
             }
             if record.exists && same_path {
                 if holds_branch {
-                    return Ok(WorktreeState::Reused);
+                    return Ok(None);
                 }
                 let found = match record_head {
                     Some(Head::Branch(other)) => {
@@ -103,44 +184,50 @@ impl Git {
                 return Err(GitError::PathInTheWay { path: dir, found });
             }
             if !record.exists {
-                self.prune_record(&repo, &record)?;
+                self.prune_record(repo, record)?;
+                pruned.push(k);
             }
         }
-
-        match fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {
-                if !is_empty_dir(&dir)? {
-                    return Err(GitError::PathInTheWay {
-                        path: dir,
-                        found: "a non-empty folder that is not a worktree of this repository".to_owned(),
-                    });
-                }
-            }
-            Ok(_) => {
-                return Err(GitError::PathInTheWay {
-                    path: dir,
-                    found: "a file".to_owned(),
-                });
-            }
-            Err(error) if error.kind() == ErrorKind::NotFound => {}
-            Err(error) => return Err(io_error("inspect", &dir, error)),
+        for k in pruned.into_iter().rev() {
+            records.remove(k);
         }
 
-        if let Some(path) = self.checked_out_at(&repo, &full)? {
+        refuse_occupied(&dir)?;
+        if let Some(path) = self.checked_out_at_among(records, &full)? {
             return Err(GitError::BranchCheckedOut { branch: short, path });
         }
 
         let branch_state = self.ensure_branch(&full, start)?;
-        let created = branch_state == BranchState::Created;
-        match self.create_worktree(&repo, &dir, &full) {
-            Ok(()) => Ok(WorktreeState::Created { branch: branch_state }),
+        let commit = match branch_state {
+            BranchState::Existing(at) => at,
+            BranchState::Created => start,
+        };
+        match self.create_worktree(&dir, &Head::Branch(full.clone())) {
+            Ok(record) => {
+                records.push(record.clone());
+                Ok(Some(MadeRecord {
+                    dir,
+                    admin_dir: record.admin_dir,
+                    commit,
+                    branch: branch_state,
+                    full,
+                }))
+            }
             Err(error) => {
-                if created {
+                if branch_state == BranchState::Created {
                     // Best effort: the worktree error is the one worth reporting.
                     let _ = self.delete_branch(&full);
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// Removes a worktree whose files could not be written, and the branch made for it.
+    fn undo_record(&self, record: &MadeRecord) {
+        remove_half_made_worktree(&record.admin_dir, &record.dir);
+        if record.branch == BranchState::Created {
+            let _ = self.delete_branch(&record.full);
         }
     }
 
@@ -388,15 +475,20 @@ impl Git {
     /// Returns the working tree that has the full ref `full` checked out, if any:
     /// the main checkout or a linked worktree (including one whose folder is gone).
     pub(crate) fn checked_out_at(&self, repo: &Repository, full: &str) -> Result<Option<PathBuf>, GitError> {
+        self.checked_out_at_among(&self.records(repo)?, full)
+    }
+
+    /// Works as [`Git::checked_out_at`] with the records already read.
+    fn checked_out_at_among(&self, records: &[Record], full: &str) -> Result<Option<PathBuf>, GitError> {
         let main = self.open_main()?;
         if let Some(workdir) = main.workdir()
             && read_head(&main, workdir)? == Head::Branch(full.to_owned())
         {
             return Ok(Some(normalize(workdir)));
         }
-        for record in self.records(repo)? {
-            if self.record_head(&record).ok() == Some(Head::Branch(full.to_owned())) {
-                return Ok(Some(record.path));
+        for record in records {
+            if self.record_head(record).ok() == Some(Head::Branch(full.to_owned())) {
+                return Ok(Some(record.path.clone()));
             }
         }
         Ok(None)
@@ -418,58 +510,85 @@ impl Git {
             .context(|| format!("prune stale worktree record `{}`", record.name))
     }
 
-    /// Creates a worktree at `dir` (absent or an empty folder) with the existing branch
-    /// `full` checked out, cleaning up what it made when libgit2 fails halfway.
-    pub(crate) fn create_worktree(&self, repo: &Repository, dir: &Path, full: &str) -> Result<(), GitError> {
-        let name = self.unique_worktree_name(dir);
-        let admin_dir = self.common_dir().join("worktrees").join(&name);
-        // libgit2 creates `<common>/worktrees` with O_EXCL after checking it is absent,
-        // so two threads adding their first worktrees at once can fail; make it first.
+    /// Creates a worktree record for `dir` (absent or an empty folder) with HEAD at `head`
+    /// and the folder holding only its `.git` file: the files are written next, by
+    /// [`Git::populate_worktrees`]. The record is written in a folder of its own and moved
+    /// into `<common>/worktrees/` complete, so nobody ever reads it half-written.
+    pub(crate) fn create_worktree(&self, dir: &Path, head: &Head) -> Result<Record, GitError> {
         let records_dir = self.common_dir().join("worktrees");
         fs::create_dir_all(&records_dir).map_err(|error| io_error("create folder", &records_dir, error))?;
         if let Some(parent) = dir.parent() {
             fs::create_dir_all(parent).map_err(|error| io_error("create folder", parent, error))?;
         }
-        // libgit2 insists on creating the folder itself.
-        match fs::remove_dir(dir) {
-            Ok(()) => {}
-            Err(error) if error.kind() == ErrorKind::NotFound => {}
-            Err(error) => return Err(io_error("replace empty folder", dir, error)),
+        let made_folder = match fs::create_dir(dir) {
+            Ok(()) => true,
+            Err(error) if error.kind() == ErrorKind::AlreadyExists && is_empty_dir(dir)? => false,
+            Err(error) => return Err(io_error("create folder", dir, error)),
+        };
+        let head_text = match head {
+            Head::Branch(full) => format!("ref: {full}\n"),
+            Head::Detached(at) => format!("{at}\n"),
+        };
+        let staging = tempfile::Builder::new()
+            .prefix("flow-worktree-")
+            .tempdir_in(self.common_dir())
+            .map_err(|error| io_error("create a folder in", self.common_dir(), error))?;
+        let files = [
+            ("gitdir", format!("{}\n", dir.join(".git").display())),
+            ("commondir", "../..\n".to_owned()),
+            ("HEAD", head_text),
+        ];
+        let mut written = files.iter().try_for_each(|(name, text)| {
+            let path = staging.path().join(name);
+            fs::write(&path, text).map_err(|error| io_error("write", &path, error))
+        });
+        let mut name = self.unique_worktree_name(dir);
+        let mut admin_dir = records_dir.join(&name);
+        if written.is_ok() {
+            let git_file = dir.join(".git");
+            written = fs::write(&git_file, format!("gitdir: {}\n", admin_dir.display()))
+                .map_err(|error| io_error("write", &git_file, error));
         }
-        let reference = repo
-            .find_reference(full)
-            .context(|| format!("find branch `{}`", short_branch(full)))?;
-        let mut options = WorktreeAddOptions::new();
-        options.reference(Some(&reference));
-        let mut attempts = 0u64;
-        loop {
-            let error = match repo.worktree(&name, dir, Some(&options)) {
-                Ok(_) => return Ok(()),
-                Err(error) => error,
-            };
-            // libgit2's "already checked out" check misreads a record another thread is
-            // still writing as holding the branch (an operator-precedence slip in
-            // `git_repository_foreach_worktree`). It fails before creating anything, so
-            // retry while our own reading of the records says the branch is free.
-            let spurious = error.class() == ErrorClass::Worktree
-                && error.message().contains("is already checked out")
-                && attempts < SPURIOUS_CHECKED_OUT_RETRIES
-                && self.checked_out_at(repo, full)?.is_none();
-            if spurious {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(5 * attempts.min(20)));
-                continue;
+        if written.is_ok() {
+            let staged = staging.keep();
+            loop {
+                match fs::rename(&staged, &admin_dir) {
+                    Ok(()) => break,
+                    // Another process took the name meanwhile: take the next one.
+                    Err(error) if admin_dir.exists() => {
+                        let _ = error;
+                        name = self.unique_worktree_name(dir);
+                        admin_dir = records_dir.join(&name);
+                        let git_file = dir.join(".git");
+                        if let Err(error) = fs::write(&git_file, format!("gitdir: {}\n", admin_dir.display())) {
+                            written = Err(io_error("write", &git_file, error));
+                            let _ = fs::remove_dir_all(&staged);
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        written = Err(io_error("create worktree record", &admin_dir, error));
+                        let _ = fs::remove_dir_all(&staged);
+                        break;
+                    }
+                }
             }
-            remove_half_made_worktree(&admin_dir, dir);
-            return Err(GitError::Git {
-                action: format!(
-                    "create worktree `{}` for branch `{}`",
-                    dir.display(),
-                    short_branch(full)
-                ),
-                error,
-            });
         }
+        if let Err(error) = written {
+            if made_folder {
+                let _ = fs::remove_dir_all(dir);
+            } else {
+                let _ = fs::remove_file(dir.join(".git"));
+            }
+            return Err(error);
+        }
+        Ok(Record {
+            name,
+            admin_dir,
+            path: dir.to_path_buf(),
+            exists: true,
+            lock: None,
+        })
     }
 
     /// Derives a record name from the folder (`flow-<folder>`, `/` and other odd
@@ -519,7 +638,7 @@ fn worktree_name_base(dir: &Path) -> String {
 /// Deletes what a failed `git_worktree_add` left behind, but only what belongs to this
 /// attempt: libgit2 fails early when the record or folder already exists, and those
 /// belong to someone else.
-fn remove_half_made_worktree(admin_dir: &Path, dir: &Path) {
+pub(crate) fn remove_half_made_worktree(admin_dir: &Path, dir: &Path) {
     let points_at = |file: &Path, target: &Path| -> bool {
         match fs::read_to_string(file) {
             Ok(text) => {
@@ -540,6 +659,28 @@ fn remove_half_made_worktree(admin_dir: &Path, dir: &Path) {
     }
     if record_is_ours {
         let _ = fs::remove_dir_all(admin_dir);
+    }
+}
+
+/// Refuses `dir` when something other than nothing or an empty folder is there.
+pub(crate) fn refuse_occupied(dir: &Path) -> Result<(), GitError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {
+            if is_empty_dir(dir)? {
+                Ok(())
+            } else {
+                Err(GitError::PathInTheWay {
+                    path: dir.to_path_buf(),
+                    found: "a non-empty folder that is not a worktree of this repository".to_owned(),
+                })
+            }
+        }
+        Ok(_) => Err(GitError::PathInTheWay {
+            path: dir.to_path_buf(),
+            found: "a file".to_owned(),
+        }),
+        Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_error("inspect", dir, error)),
     }
 }
 

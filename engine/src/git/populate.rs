@@ -1,0 +1,329 @@
+//! Writing a commit's files into a new worktree: the checkout behind `add_worktree`.
+//!
+//! libgit2's checkout loads the filter list of every file it writes, which looks up
+//! `.gitattributes` files and resolves the real path of the file's folder each time: about
+//! half of its time on a repository of small files. When nothing can filter or convert a
+//! file (no attributes file anywhere, no line-ending or sparse-checkout setting, no
+//! submodules), flow writes the blobs itself instead, on several threads, and writes the
+//! index with each file's stat data, as `git checkout` would, so that `git status` in the
+//! new worktree compares stat data instead of hashing files. Anything else, and any tree
+//! with a path git would refuse to write, goes through libgit2's checkout.
+
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use git2::build::CheckoutBuilder;
+use git2::{IndexEntry, IndexTime, ObjectType, Repository, Tree};
+
+use super::error::{GitContext, io_error};
+use super::{Git, GitError, Oid};
+
+/// Files handed to a thread at a time.
+const CHUNK: usize = 64;
+
+/// The most threads writing files at once.
+const MAX_THREADS: usize = 8;
+
+/// A file of the tree: its path (bytes, `/`-separated), git mode and blob.
+struct File {
+    path: Vec<u8>,
+    mode: u32,
+    id: git2::Oid,
+}
+
+/// What the index records of a file just written.
+#[derive(Clone, Copy, Default)]
+struct Stat {
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+    dev: u64,
+    ino: u64,
+    uid: u32,
+    gid: u32,
+    size: u64,
+}
+
+impl Stat {
+    fn of(meta: &fs::Metadata) -> Stat {
+        Stat {
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.size(),
+        }
+    }
+}
+
+impl Git {
+    /// Writes the files of `commit` into the worktrees at `dirs` (new records with HEAD
+    /// set, folders holding nothing but `.git`) and writes each one's index. The blobs are
+    /// read once for all of them.
+    pub(crate) fn populate_worktrees(&self, commit: Oid, dirs: &[PathBuf]) -> Result<(), GitError> {
+        let repo = self.open()?;
+        let tree = repo
+            .find_commit(commit.raw())
+            .and_then(|commit| commit.tree())
+            .context(|| format!("read the tree of {commit}"))?;
+        let files = if writes_plain_files(&repo, self.common_dir()) {
+            let mut walk = Walk::default();
+            walk.tree(&repo, &tree, &mut Vec::new())?;
+            walk.plain.then_some(walk)
+        } else {
+            None
+        };
+        let Some(walk) = files else {
+            for dir in dirs {
+                let worktree = Repository::open(dir).context(|| format!("open the worktree `{}`", dir.display()))?;
+                let mut checkout = CheckoutBuilder::new();
+                checkout.force();
+                worktree
+                    .checkout_head(Some(&mut checkout))
+                    .context(|| format!("check out the files of `{}`", dir.display()))?;
+            }
+            return Ok(());
+        };
+
+        for dir in dirs {
+            for folder in &walk.folders {
+                let path = dir.join(OsStr::from_bytes(folder));
+                fs::create_dir(&path).map_err(|error| io_error("create folder", &path, error))?;
+            }
+        }
+        let stats = self.write_files(&walk.files, dirs)?;
+        for (dir, stats) in dirs.iter().zip(stats) {
+            write_index(dir, &walk.files, &stats)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every file into every folder of `dirs` on a few threads, each blob read once;
+    /// returns, per folder, the stat data of each file.
+    fn write_files(&self, files: &[File], dirs: &[PathBuf]) -> Result<Vec<Vec<Stat>>, GitError> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_THREADS)
+            .min(files.len().div_ceil(CHUNK))
+            .max(1);
+        let next = AtomicUsize::new(0);
+        let failed = Mutex::new(None);
+        let written: Mutex<Vec<(usize, Vec<Stat>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    let result = (|| -> Result<Vec<(usize, Vec<Stat>)>, GitError> {
+                        let repo = self.open()?;
+                        let mut done = Vec::new();
+                        loop {
+                            if failed.lock().is_ok_and(|f| f.is_some()) {
+                                break;
+                            }
+                            let start = next.fetch_add(CHUNK, Ordering::Relaxed);
+                            if start >= files.len() {
+                                break;
+                            }
+                            let end = (start + CHUNK).min(files.len());
+                            let mut stats = vec![Stat::default(); (end - start) * dirs.len()];
+                            for (k, file) in files[start..end].iter().enumerate() {
+                                let blob = repo.find_blob(file.id).context(|| format!("read blob {}", file.id))?;
+                                for (d, dir) in dirs.iter().enumerate() {
+                                    stats[k * dirs.len() + d] = write_file(dir, file, blob.content())?;
+                                }
+                            }
+                            done.push((start, stats));
+                        }
+                        Ok(done)
+                    })();
+                    match result {
+                        Ok(done) => {
+                            if let Ok(mut written) = written.lock() {
+                                written.extend(done);
+                            }
+                        }
+                        Err(error) => {
+                            if let Ok(mut failed) = failed.lock() {
+                                failed.get_or_insert(error);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(error) = failed.into_inner().ok().flatten() {
+            return Err(error);
+        }
+        let mut per_dir = vec![vec![Stat::default(); files.len()]; dirs.len()];
+        for (start, stats) in written.into_inner().unwrap_or_default() {
+            for (j, stat) in stats.into_iter().enumerate() {
+                per_dir[j % dirs.len()][start + j / dirs.len()] = stat;
+            }
+        }
+        Ok(per_dir)
+    }
+}
+
+/// Writes one file (or symbolic link) under `dir` and returns its stat data.
+fn write_file(dir: &Path, file: &File, content: &[u8]) -> Result<Stat, GitError> {
+    let path = dir.join(OsStr::from_bytes(&file.path));
+    let meta = if file.mode == 0o120000 {
+        std::os::unix::fs::symlink(OsStr::from_bytes(content), &path)
+            .and_then(|()| fs::symlink_metadata(&path))
+            .map_err(|error| io_error("create symbolic link", &path, error))?
+    } else {
+        let permissions = if file.mode == 0o100755 { 0o777 } else { 0o666 };
+        let mut handle = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(permissions)
+            .open(&path)
+            .map_err(|error| io_error("create", &path, error))?;
+        handle
+            .write_all(content)
+            .and_then(|()| handle.metadata())
+            .map_err(|error| io_error("write", &path, error))?
+    };
+    Ok(Stat::of(&meta))
+}
+
+/// Writes the index of the worktree at `dir`: every file with its stat data.
+fn write_index(dir: &Path, files: &[File], stats: &[Stat]) -> Result<(), GitError> {
+    let repo = Repository::open(dir).context(|| format!("open the worktree `{}`", dir.display()))?;
+    let mut index = repo
+        .index()
+        .context(|| format!("read the index of `{}`", dir.display()))?;
+    index
+        .clear()
+        .context(|| format!("clear the index of `{}`", dir.display()))?;
+    // Entries store the low 32 bits of these, as git does.
+    let time = |(seconds, nanoseconds): (i64, i64)| IndexTime::new(seconds as i32, nanoseconds as u32);
+    for (file, stat) in files.iter().zip(stats) {
+        let entry = IndexEntry {
+            ctime: time(stat.ctime),
+            mtime: time(stat.mtime),
+            dev: stat.dev as u32,
+            ino: stat.ino as u32,
+            mode: file.mode,
+            uid: stat.uid,
+            gid: stat.gid,
+            file_size: stat.size as u32,
+            id: file.id,
+            flags: file.path.len().min(0xfff) as u16,
+            flags_extended: 0,
+            path: file.path.clone(),
+        };
+        index
+            .add(&entry)
+            .context(|| format!("add `{}` to the index", String::from_utf8_lossy(&file.path)))?;
+    }
+    index
+        .write()
+        .context(|| format!("write the index of `{}`", dir.display()))
+}
+
+/// The folders and files of a tree, in the tree's order (a folder before what it holds).
+#[derive(Default)]
+struct Walk {
+    folders: Vec<Vec<u8>>,
+    files: Vec<File>,
+    /// No attributes file, submodule, odd mode or path git would refuse was met.
+    plain: bool,
+}
+
+impl Walk {
+    fn tree(&mut self, repo: &Repository, tree: &Tree<'_>, prefix: &mut Vec<u8>) -> Result<(), GitError> {
+        if prefix.is_empty() {
+            self.plain = true;
+        }
+        for entry in tree.iter() {
+            if !self.plain {
+                return Ok(());
+            }
+            let name = entry.name_bytes();
+            if !plain_name(name) {
+                self.plain = false;
+                return Ok(());
+            }
+            let length = prefix.len();
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(name);
+            match (entry.kind(), entry.filemode_raw() as u32) {
+                (Some(ObjectType::Tree), _) => {
+                    self.folders.push(prefix.clone());
+                    let subtree = repo
+                        .find_tree(entry.id())
+                        .context(|| format!("read tree {}", entry.id()))?;
+                    self.tree(repo, &subtree, prefix)?;
+                }
+                (Some(ObjectType::Blob), mode @ (0o100644 | 0o100755 | 0o120000)) => self.files.push(File {
+                    path: prefix.clone(),
+                    mode,
+                    id: entry.id(),
+                }),
+                // Submodules, and modes git itself normalises (0o100664): left to libgit2.
+                _ => self.plain = false,
+            }
+            prefix.truncate(length);
+        }
+        Ok(())
+    }
+}
+
+/// Tells whether flow may write a tree entry of this name itself: not an attributes file,
+/// and nothing git protects against (`.git` in any case or with trailing dots and spaces,
+/// its short name `git~1`, `.`, `..`, separators, NUL, `:`).
+fn plain_name(name: &[u8]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let end = lower.iter().rposition(|&b| b != b' ' && b != b'.').map_or(0, |i| i + 1);
+    let trimmed = &lower[..end];
+    !(name.is_empty()
+        || name == b"."
+        || name == b".."
+        || trimmed == b".git"
+        || lower == b"git~1"
+        || lower == b".gitattributes"
+        || name.iter().any(|&b| matches!(b, b'/' | b'\\' | b'\0' | b':')))
+}
+
+/// Tells whether the repository's settings let every blob be written as it is: no
+/// line-ending conversion, no attributes outside the tree, no sparse checkout, and a file
+/// system with symbolic links, executable bits and case-sensitive names.
+fn writes_plain_files(repo: &Repository, common_dir: &Path) -> bool {
+    let Ok(config) = repo.config() else { return false };
+    let is_set = |key: &str| config.get_entry(key).is_ok();
+    let flag = |key: &str, default: bool| {
+        if is_set(key) {
+            config.get_bool(key).ok()
+        } else {
+            Some(default)
+        }
+    };
+    let settings_plain = flag("core.autocrlf", false) == Some(false)
+        && !is_set("core.eol")
+        && !is_set("core.attributesFile")
+        && flag("core.sparseCheckout", false) == Some(false)
+        && flag("core.symlinks", true) == Some(true)
+        && flag("core.filemode", true) == Some(true)
+        && flag("core.ignorecase", false) == Some(false);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|home| home.join(".config")));
+    let mut attribute_files = vec![common_dir.join("info/attributes"), PathBuf::from("/etc/gitattributes")];
+    attribute_files.extend(xdg.map(|config| config.join("git/attributes")));
+    settings_plain && attribute_files.iter().all(|path| !exists(path))
+}
+
+/// Tells whether something is at `path` (an unreadable path counts as present).
+fn exists(path: &Path) -> bool {
+    !matches!(fs::symlink_metadata(path), Err(error) if error.kind() == ErrorKind::NotFound)
+}
