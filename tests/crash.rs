@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use flow_engine::git::WORKTREE_BEING_MADE;
 use serde_json::Value;
 
 /// The workflow's name; branches are `flow/crash/<ws>`, merges land in `integration/crash`.
@@ -793,8 +794,10 @@ fn finished_agents(events: &[Value]) -> Vec<usize> {
     finished
 }
 
-/// Makes the worktrees of the workstreams a kill caught preparing look half-made (their record
-/// loses `HEAD` and `gitdir`); returns their names.
+/// Makes the worktrees of the workstreams a kill caught preparing look half-made, as a kill
+/// inside their creation leaves them: the record still locked as being made, and either no
+/// `.git` file yet (killed right after the record was moved into place) or only some of the
+/// files and no index (killed while the files were written); returns their names.
 fn tear_worktrees(repo: &Repo, kill: &KillPoint) -> Vec<String> {
     let mut torn = vec![];
     for (ws, phase) in &kill.in_flight {
@@ -806,11 +809,21 @@ fn tear_worktrees(repo: &Repo, kill: &KillPoint) -> Vec<String> {
             continue;
         };
         let admin = PathBuf::from(text.trim_end().trim_start_matches("gitdir: "));
-        if admin.join("HEAD").is_file() {
-            std::fs::remove_file(admin.join("HEAD")).expect("remove HEAD");
-            let _ = std::fs::remove_file(admin.join("gitdir"));
-            torn.push(ws.clone());
+        if !admin.join("HEAD").is_file() {
+            continue;
         }
+        std::fs::write(admin.join("locked"), format!("{WORKTREE_BEING_MADE}\n")).expect("lock");
+        if torn.len() % 2 == 0 {
+            std::fs::remove_file(folder.join(".git")).expect("remove .git");
+        } else {
+            let _ = std::fs::remove_file(admin.join("index"));
+            for entry in std::fs::read_dir(&folder).expect("read the worktree").flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_file()) && entry.file_name() != ".git" {
+                    std::fs::remove_file(entry.path()).expect("remove a file");
+                }
+            }
+        }
+        torn.push(ws.clone());
     }
     torn
 }
@@ -942,8 +955,7 @@ fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
                     writeln!(report, "    (fsck: the kill left {record} half-made)").unwrap();
                 }
                 // In some scenarios, a kill that caught a worktree being made caught it inside
-                // libgit2's creation: its record without `HEAD` and `gitdir` (what a kill between
-                // its first and last file leaves, a window too narrow to hit by timing alone).
+                // its creation (windows too narrow to hit by timing alone): see `tear_worktrees`.
                 if tear {
                     for ws in tear_worktrees(&repo, &kill) {
                         writeln!(

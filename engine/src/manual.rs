@@ -412,7 +412,7 @@ fn clean_worktrees(plan: &Plan, layout: &Layout, worktrees: &BTreeSet<PathBuf>, 
             scope.spawn(|| {
                 while let Some((i, dir)) = candidates.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
                     // Anything unreadable counts as dirty: `commit_all` then reports it.
-                    if layout.git.is_dirty(dir, excluded).is_ok_and(|paths| paths.is_empty())
+                    if layout.git.has_uncommitted(dir, excluded).is_ok_and(|dirty| !dirty)
                         && let Ok(mut clean) = clean.lock()
                     {
                         clean.insert(*i);

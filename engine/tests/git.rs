@@ -1317,3 +1317,72 @@ fn merges_agree_with_git_merge_whether_or_not_files_changed_on_both_sides() {
     );
     git(&f.root, &["fsck", "--strict"]);
 }
+
+#[test]
+fn has_uncommitted_agrees_with_the_full_status_in_every_case() {
+    let f = Fixture::new();
+    let g = f.git();
+    let dir = f.wt("w");
+    g.add_worktree(&dir, "flow/w", f.rev("main")).expect("add");
+    let ignore = [".ai/worktrees/"];
+    // Context files under an ignored prefix, in folders git does not track.
+    write(&dir.join(".ai/worktrees/w/context.md"), "context\n");
+    // Files older than the index, so their stat data is trusted (not racily clean).
+    let aged = Command::new("sh")
+        .arg("-c")
+        .arg("git ls-files -z | xargs -0 touch -h -d 2020-01-02T00:00:00Z && git update-index --really-refresh")
+        .current_dir(&dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .expect("sh");
+    assert!(aged.success());
+    let check = |case: &str, expect_dirty: bool| {
+        let listed = g.is_dirty(&dir, &ignore).expect("status");
+        let dirty = g.has_uncommitted(&dir, &ignore).expect("has_uncommitted");
+        assert_eq!(dirty, !listed.is_empty(), "{case}: {listed:?}");
+        assert_eq!(dirty, expect_dirty, "{case}: {listed:?}");
+    };
+    check("clean", false);
+    write(&dir.join("debug.log"), "ignored by *.log\n");
+    check("an ignored file", false);
+    fs::create_dir_all(dir.join("empty/folder")).expect("mkdir");
+    check("an empty folder", false);
+    // Without these two (which stat data alone cannot clear), the cases below take the
+    // fast way whenever it can answer.
+    fs::remove_file(dir.join("debug.log")).expect("rm");
+    fs::remove_dir_all(dir.join("empty")).expect("rm");
+    write(&dir.join("src/new.rs"), "new\n");
+    check("an untracked file in a tracked folder", true);
+    fs::remove_file(dir.join("src/new.rs")).expect("rm");
+    write(&dir.join("fresh/deep/new.rs"), "new\n");
+    check("an untracked folder", true);
+    fs::remove_dir_all(dir.join("fresh")).expect("rm");
+    check("clean again", false);
+    // Same size, same second: only the content (or the nanoseconds) tell.
+    write(&dir.join("b.txt"), "BEE\n");
+    check("an edit of the same size", true);
+    let touch_old = Command::new("touch")
+        .args(["-d", "2020-01-03T00:00:00Z"])
+        .arg(dir.join("b.txt"))
+        .status()
+        .expect("touch");
+    assert!(touch_old.success());
+    check("an edit of the same size with an old time", true);
+    git(&dir, &["checkout", "--", "b.txt"]);
+    check("the edit undone", false);
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.join("b.txt"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    check("an executable bit", true);
+    fs::set_permissions(dir.join("b.txt"), fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::remove_file(dir.join("c.txt")).expect("rm");
+    check("a deleted file", true);
+    git(&dir, &["checkout", "--", "c.txt"]);
+    write(&dir.join("b.txt"), "staged\n");
+    git(&dir, &["add", "b.txt"]);
+    git(&dir, &["checkout", "HEAD", "--", "b.txt"]);
+    git(&dir, &["add", "b.txt"]);
+    check("staged and unstaged back", false);
+    write(&dir.join("b.txt"), "staged\n");
+    git(&dir, &["add", "b.txt"]);
+    check("a staged change", true);
+}

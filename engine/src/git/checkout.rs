@@ -65,8 +65,8 @@ impl Git {
     fn create_detached_worktree(&self, dir: &Path, commit: Oid) -> Result<(), GitError> {
         refuse_occupied(dir)?;
         let record = self.create_worktree(dir, &Head::Detached(commit))?;
-        self.populate_worktrees(commit, &[dir.to_path_buf()]).inspect_err(|_| {
-            remove_half_made_worktree(&record.admin_dir, dir);
-        })
+        self.populate_worktrees(commit, &[dir.to_path_buf()])
+            .and_then(|()| self.finish_worktree(&record.admin_dir))
+            .inspect_err(|_| remove_half_made_worktree(&record.admin_dir, dir))
     }
 }

@@ -92,82 +92,95 @@ impl Git {
             return Ok(());
         };
 
-        for dir in dirs {
-            for folder in &walk.folders {
-                let path = dir.join(OsStr::from_bytes(folder));
-                fs::create_dir(&path).map_err(|error| io_error("create folder", &path, error))?;
-            }
-        }
-        let stats = self.write_files(&walk.files, dirs)?;
-        for (dir, stats) in dirs.iter().zip(stats) {
-            write_index(dir, &walk.files, &stats)?;
-        }
+        // Folders, then files (each blob read once, written into every worktree), then
+        // each index: each step on a few threads.
+        in_parallel(
+            dirs.len(),
+            || Ok(()),
+            |(), d| {
+                walk.folders.iter().try_for_each(|folder| {
+                    let path = dirs[d].join(OsStr::from_bytes(folder));
+                    fs::create_dir(&path).map_err(|error| io_error("create folder", &path, error))
+                })
+            },
+        )?;
+        let chunks = in_parallel(
+            walk.files.len().div_ceil(CHUNK),
+            || self.open(),
+            |repo, c| {
+                let files = &walk.files[c * CHUNK..((c + 1) * CHUNK).min(walk.files.len())];
+                let mut stats = Vec::with_capacity(files.len() * dirs.len());
+                for file in files {
+                    let blob = repo.find_blob(file.id).context(|| format!("read blob {}", file.id))?;
+                    for dir in dirs {
+                        stats.push(write_file(dir, file, blob.content())?);
+                    }
+                }
+                Ok(stats)
+            },
+        )?;
+        // Chunk by chunk, file by file, worktree by worktree: regrouped per worktree.
+        let stats = chunks.concat();
+        in_parallel(
+            dirs.len(),
+            || Ok(()),
+            |(), d| {
+                let mine: Vec<Stat> = stats.iter().skip(d).step_by(dirs.len()).copied().collect();
+                write_index(&dirs[d], &walk.files, &mine)
+            },
+        )?;
         Ok(())
     }
+}
 
-    /// Writes every file into every folder of `dirs` on a few threads, each blob read once;
-    /// returns, per folder, the stat data of each file.
-    fn write_files(&self, files: &[File], dirs: &[PathBuf]) -> Result<Vec<Vec<Stat>>, GitError> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(MAX_THREADS)
-            .min(files.len().div_ceil(CHUNK))
-            .max(1);
-        let next = AtomicUsize::new(0);
-        let failed = Mutex::new(None);
-        let written: Mutex<Vec<(usize, Vec<Stat>)>> = Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    let result = (|| -> Result<Vec<(usize, Vec<Stat>)>, GitError> {
-                        let repo = self.open()?;
-                        let mut done = Vec::new();
-                        loop {
-                            if failed.lock().is_ok_and(|f| f.is_some()) {
-                                break;
-                            }
-                            let start = next.fetch_add(CHUNK, Ordering::Relaxed);
-                            if start >= files.len() {
-                                break;
-                            }
-                            let end = (start + CHUNK).min(files.len());
-                            let mut stats = vec![Stat::default(); (end - start) * dirs.len()];
-                            for (k, file) in files[start..end].iter().enumerate() {
-                                let blob = repo.find_blob(file.id).context(|| format!("read blob {}", file.id))?;
-                                for (d, dir) in dirs.iter().enumerate() {
-                                    stats[k * dirs.len() + d] = write_file(dir, file, blob.content())?;
-                                }
-                            }
-                            done.push((start, stats));
+/// Runs `work` for the items `0..count` on a few threads, each thread with a state made by
+/// `init`, and returns the results in item order, or the first error (after which the
+/// threads take no new item).
+fn in_parallel<S, T: Send>(
+    count: usize,
+    init: impl Fn() -> Result<S, GitError> + Sync,
+    work: impl Fn(&mut S, usize) -> Result<T, GitError> + Sync,
+) -> Result<Vec<T>, GitError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_THREADS)
+        .min(count)
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let failed = Mutex::new(None);
+    let done = Mutex::new(Vec::with_capacity(count));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let result = init().and_then(|mut state| {
+                    let mut mine = Vec::new();
+                    while failed.lock().is_ok_and(|failed| failed.is_none()) {
+                        let item = next.fetch_add(1, Ordering::Relaxed);
+                        if item >= count {
+                            break;
                         }
-                        Ok(done)
-                    })();
-                    match result {
-                        Ok(done) => {
-                            if let Ok(mut written) = written.lock() {
-                                written.extend(done);
-                            }
-                        }
-                        Err(error) => {
-                            if let Ok(mut failed) = failed.lock() {
-                                failed.get_or_insert(error);
-                            }
-                        }
+                        mine.push((item, work(&mut state, item)?));
                     }
+                    Ok(mine)
                 });
-            }
-        });
-        if let Some(error) = failed.into_inner().ok().flatten() {
-            return Err(error);
+                match result {
+                    Ok(mine) => done.lock().map(|mut done| done.extend(mine)).unwrap_or_default(),
+                    Err(error) => failed
+                        .lock()
+                        .map(|mut failed| {
+                            failed.get_or_insert(error);
+                        })
+                        .unwrap_or_default(),
+                }
+            });
         }
-        let mut per_dir = vec![vec![Stat::default(); files.len()]; dirs.len()];
-        for (start, stats) in written.into_inner().unwrap_or_default() {
-            for (j, stat) in stats.into_iter().enumerate() {
-                per_dir[j % dirs.len()][start + j / dirs.len()] = stat;
-            }
-        }
-        Ok(per_dir)
+    });
+    if let Some(error) = failed.into_inner().ok().flatten() {
+        return Err(error);
     }
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(item, _)| *item);
+    Ok(done.into_iter().map(|(_, result)| result).collect())
 }
 
 /// Writes one file (or symbolic link) under `dir` and returns its stat data.

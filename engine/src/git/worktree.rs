@@ -46,6 +46,13 @@ pub struct WorktreeInfo {
     pub prunable: bool,
 }
 
+/// The lock reason of a worktree whose record is written but whose files are not yet all
+/// there: a record locked so is half-made (a kill caught its creation).
+pub const WORKTREE_BEING_MADE: &str = "flow: being created";
+
+/// The prefix of the folder in the common dir a new record is written in first.
+pub const STAGED_RECORD_PREFIX: &str = "flow-new-worktree-";
+
 /// A worktree record just written by `add_worktrees`, its files not yet.
 struct MadeRecord {
     dir: PathBuf,
@@ -118,7 +125,10 @@ impl Git {
             match self.populate_worktrees(commit, &dirs) {
                 Ok(()) => {
                     for (i, record) in group {
-                        results[*i] = Some(Ok(WorktreeState::Created { branch: record.branch }));
+                        results[*i] = Some(
+                            self.finish_worktree(&record.admin_dir)
+                                .map(|()| WorktreeState::Created { branch: record.branch }),
+                        );
                     }
                 }
                 Err(error) => {
@@ -163,6 +173,12 @@ impl Git {
             let record_head = self.record_head(record).ok();
             let same_path = record.path == dir;
             let holds_branch = record_head == Some(Head::Branch(full.clone()));
+            if (same_path || holds_branch) && record.lock.as_deref() == Some(WORKTREE_BEING_MADE) {
+                // Left half-made by a killed flow: made again from scratch.
+                remove_half_made_worktree(&record.admin_dir, &record.path);
+                pruned.push(k);
+                continue;
+            }
             if !(same_path || holds_branch) {
                 if !record.exists && record.lock.is_none() && record.name == base_name {
                     self.prune_record(repo, record)?;
@@ -273,14 +289,11 @@ impl Git {
         for record in self.records(&repo)? {
             let head = self.record_head(&record).ok();
             let (branch, head_commit) = match head {
-                Some(Head::Branch(full)) => {
-                    let admin = Repository::open(&record.admin_dir).ok();
-                    let commit = match admin {
-                        Some(admin) => read_ref(&admin, &full).ok().flatten(),
-                        None => None,
-                    };
-                    (Some(short_branch(&full).to_owned()), commit)
-                }
+                // Branches are shared by all worktrees: read through the main repository.
+                Some(Head::Branch(full)) => (
+                    Some(short_branch(&full).to_owned()),
+                    read_ref(&repo, &full).ok().flatten(),
+                ),
                 Some(Head::Detached(at)) => (None, Some(at)),
                 None => (None, None),
             };
@@ -467,7 +480,20 @@ impl Git {
     }
 
     /// Reads HEAD of a record through its admin dir (works when the folder is gone).
+    ///
+    /// The file is read directly (`ref: <full ref>` or a commit id): opening the record as
+    /// a repository would load the whole configuration, and every worktree operation
+    /// reads the HEAD of every record. Anything else in it goes through libgit2.
     pub(crate) fn record_head(&self, record: &Record) -> Result<Head, GitError> {
+        if let Ok(text) = fs::read_to_string(record.admin_dir.join("HEAD")) {
+            let text = text.trim_end();
+            if let Some(full) = text.strip_prefix("ref: ").filter(|full| full.starts_with("refs/")) {
+                return Ok(Head::Branch(full.to_owned()));
+            }
+            if let Ok(at) = text.parse::<Oid>() {
+                return Ok(Head::Detached(at));
+            }
+        }
         let repo = self.open_record(record)?;
         read_head(&repo, &record.path)
     }
@@ -512,8 +538,10 @@ impl Git {
 
     /// Creates a worktree record for `dir` (absent or an empty folder) with HEAD at `head`
     /// and the folder holding only its `.git` file: the files are written next, by
-    /// [`Git::populate_worktrees`]. The record is written in a folder of its own and moved
-    /// into `<common>/worktrees/` complete, so nobody ever reads it half-written.
+    /// [`Git::populate_worktrees`], then [`Git::finish_worktree`] says it is complete. The
+    /// record is written in a folder of its own and moved into `<common>/worktrees/`
+    /// whole, locked as [`WORKTREE_BEING_MADE`] until then: whatever a kill leaves at any
+    /// point is recognised as half-made and removed before the folder is used again.
     pub(crate) fn create_worktree(&self, dir: &Path, head: &Head) -> Result<Record, GitError> {
         let records_dir = self.common_dir().join("worktrees");
         fs::create_dir_all(&records_dir).map_err(|error| io_error("create folder", &records_dir, error))?;
@@ -525,70 +553,61 @@ impl Git {
             Err(error) if error.kind() == ErrorKind::AlreadyExists && is_empty_dir(dir)? => false,
             Err(error) => return Err(io_error("create folder", dir, error)),
         };
+        let record = self.write_record(&records_dir, dir, head);
+        if record.is_err() && made_folder {
+            let _ = fs::remove_dir_all(dir);
+        }
+        record
+    }
+
+    /// Writes the record of a new worktree and its `.git` file (see `create_worktree`).
+    fn write_record(&self, records_dir: &Path, dir: &Path, head: &Head) -> Result<Record, GitError> {
+        let staging = tempfile::Builder::new()
+            .prefix(STAGED_RECORD_PREFIX)
+            .tempdir_in(self.common_dir())
+            .map_err(|error| io_error("create a folder in", self.common_dir(), error))?;
         let head_text = match head {
             Head::Branch(full) => format!("ref: {full}\n"),
             Head::Detached(at) => format!("{at}\n"),
         };
-        let staging = tempfile::Builder::new()
-            .prefix("flow-worktree-")
-            .tempdir_in(self.common_dir())
-            .map_err(|error| io_error("create a folder in", self.common_dir(), error))?;
         let files = [
             ("gitdir", format!("{}\n", dir.join(".git").display())),
             ("commondir", "../..\n".to_owned()),
             ("HEAD", head_text),
+            ("locked", format!("{WORKTREE_BEING_MADE}\n")),
         ];
-        let mut written = files.iter().try_for_each(|(name, text)| {
+        for (name, text) in files {
             let path = staging.path().join(name);
-            fs::write(&path, text).map_err(|error| io_error("write", &path, error))
-        });
-        let mut name = self.unique_worktree_name(dir);
-        let mut admin_dir = records_dir.join(&name);
-        if written.is_ok() {
-            let git_file = dir.join(".git");
-            written = fs::write(&git_file, format!("gitdir: {}\n", admin_dir.display()))
-                .map_err(|error| io_error("write", &git_file, error));
+            fs::write(&path, text).map_err(|error| io_error("write", &path, error))?;
         }
-        if written.is_ok() {
-            let staged = staging.keep();
-            loop {
-                match fs::rename(&staged, &admin_dir) {
-                    Ok(()) => break,
-                    // Another process took the name meanwhile: take the next one.
-                    Err(error) if admin_dir.exists() => {
-                        let _ = error;
-                        name = self.unique_worktree_name(dir);
-                        admin_dir = records_dir.join(&name);
-                        let git_file = dir.join(".git");
-                        if let Err(error) = fs::write(&git_file, format!("gitdir: {}\n", admin_dir.display())) {
-                            written = Err(io_error("write", &git_file, error));
-                            let _ = fs::remove_dir_all(&staged);
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        written = Err(io_error("create worktree record", &admin_dir, error));
-                        let _ = fs::remove_dir_all(&staged);
-                        break;
-                    }
-                }
+        // Under a name nobody took meanwhile.
+        let (name, admin_dir) = loop {
+            let name = self.unique_worktree_name(dir);
+            let admin_dir = records_dir.join(&name);
+            match fs::rename(staging.path(), &admin_dir) {
+                Ok(()) => break (name, admin_dir),
+                Err(_) if admin_dir.exists() => continue,
+                Err(error) => return Err(io_error("create worktree record", &admin_dir, error)),
             }
-        }
-        if let Err(error) = written {
-            if made_folder {
-                let _ = fs::remove_dir_all(dir);
-            } else {
-                let _ = fs::remove_file(dir.join(".git"));
-            }
-            return Err(error);
+        };
+        let git_file = dir.join(".git");
+        if let Err(error) = fs::write(&git_file, format!("gitdir: {}\n", admin_dir.display())) {
+            let _ = fs::remove_dir_all(&admin_dir);
+            return Err(io_error("write", &git_file, error));
         }
         Ok(Record {
             name,
             admin_dir,
             path: dir.to_path_buf(),
             exists: true,
-            lock: None,
+            lock: Some(WORKTREE_BEING_MADE.to_owned()),
         })
+    }
+
+    /// Marks a worktree made by `create_worktree` complete, once its files are written.
+    pub(crate) fn finish_worktree(&self, admin_dir: &Path) -> Result<(), GitError> {
+        let lock = admin_dir.join("locked");
+        fs::remove_file(&lock).map_err(|error| io_error("unlock new worktree", &lock, error))
     }
 
     /// Derives a record name from the folder (`flow-<folder>`, `/` and other odd

@@ -26,6 +26,10 @@ use crate::run::store::RunDir;
 pub enum Msg {
     /// Something to record.
     Event(EventKind),
+    /// Something to record before the sender goes on, told through the channel once it is
+    /// in the event log: an agent starts only after its attempt is on record, so the record
+    /// never lags behind a process that is running.
+    EventFirst(EventKind, tokio::sync::oneshot::Sender<()>),
     /// A line an agent printed (for progress only; the log has them all).
     Line { workstream: usize, line: String },
     /// The job is over; its last event said how.
@@ -126,6 +130,15 @@ enum Attempt {
 impl Job {
     fn send(&self, kind: EventKind) {
         let _ = self.tx.send(Msg::Event(kind));
+    }
+
+    /// Sends an event and waits until it is in the event log.
+    async fn send_first(&self, kind: EventKind) {
+        let (done, recorded) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::EventFirst(kind, done)).is_ok() {
+            // A scheduler that is gone records nothing more anyway.
+            let _ = recorded.await;
+        }
     }
 
     fn phase(&self, phase: Phase, reason: Option<String>) {
@@ -333,10 +346,11 @@ impl Job {
     async fn attempt(&self, attempt: u32, prepared: &Prepared) -> Attempt {
         let workflow = self.ctx.workflow.clone();
         let ws = &workflow.workstreams[self.index];
-        self.send(EventKind::AttemptStarted {
+        self.send_first(EventKind::AttemptStarted {
             workstream: self.index,
             attempt,
-        });
+        })
+        .await;
         let mut extra = BTreeMap::new();
         extra.insert("FLOW_WORKSTREAM".to_string(), ws.name.clone());
         extra.insert("FLOW_RUN".to_string(), self.ctx.run_dir.id.clone());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use flow_dsl::{Isolation, Workflow};
 
-use crate::git::Git;
+use crate::git::{Git, STAGED_RECORD_PREFIX, WORKTREE_BEING_MADE};
 
 /// Stops the processes a dead flow left running for run `run_id`, and waits until they are
 /// gone: its agents, their children and the workstreams' tests all carry `FLOW_RUN=<id>` in
@@ -137,15 +137,36 @@ fn settled(paths: Vec<PathBuf>) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Tells whether a worktree record is whole: its `gitdir`, `commondir` and `HEAD` files
+/// written, and not locked as still being made.
+fn record_complete(admin: &Path) -> bool {
+    ["gitdir", "commondir", "HEAD"].iter().all(|f| admin.join(f).is_file())
+        && std::fs::read_to_string(admin.join("locked")).map_or(true, |reason| reason.trim() != WORKTREE_BEING_MADE)
+}
+
 /// Removes the worktrees a killed flow was half-way through creating: a record under
-/// `<common>/worktrees/` without its `gitdir`, `commondir` or `HEAD` file, and the folder it
-/// was making for it. libgit2 reads such a record as holding every branch, so one left there
+/// `<common>/worktrees/` without its `gitdir`, `commondir` or `HEAD` file or still locked as
+/// being made, and the folder it was making for it; and records that were still being
+/// written outside `worktrees/`. libgit2 reads such a record as holding every branch, so one left there
 /// makes every later worktree creation fail with "already checked out". Only records that
 /// belong to one of `folders` (flow's worktree folders) are touched. Returns what was removed.
 pub fn remove_half_made_worktrees(git: &Git, folders: &[PathBuf]) -> Vec<PathBuf> {
+    let mut removed = vec![];
+    let staged: Vec<PathBuf> = std::fs::read_dir(git.common_dir())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(STAGED_RECORD_PREFIX))
+        .map(|e| e.path())
+        .collect();
+    for record in settled(staged) {
+        if std::fs::remove_dir_all(&record).is_ok() {
+            removed.push(record);
+        }
+    }
     let records_dir = git.common_dir().join("worktrees");
     let Ok(entries) = std::fs::read_dir(&records_dir) else {
-        return vec![];
+        return removed;
     };
     let points_at = |file: &Path, target: &Path| -> bool {
         std::fs::read_to_string(file).is_ok_and(|text| {
@@ -154,13 +175,12 @@ pub fn remove_half_made_worktrees(git: &Git, folders: &[PathBuf]) -> Vec<PathBuf
             same_path(Path::new(text), target)
         })
     };
-    let complete = |admin: &Path| ["gitdir", "commondir", "HEAD"].iter().all(|f| admin.join(f).is_file());
+    let complete = |admin: &Path| record_complete(admin);
     let incomplete: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.is_dir() && !complete(p))
         .collect();
-    let mut removed = vec![];
     for admin in settled(incomplete) {
         if complete(&admin) {
             continue;
@@ -185,8 +205,7 @@ pub fn remove_half_made_worktrees(git: &Git, folders: &[PathBuf]) -> Vec<PathBuf
         // (a later attempt under another name): half-made, it holds nothing of an agent.
         let other_record = std::fs::read_to_string(folder.join(".git")).ok().and_then(|text| {
             let target = PathBuf::from(text.trim_end().trim_start_matches("gitdir: "));
-            let complete = ["gitdir", "commondir", "HEAD"].iter().all(|f| target.join(f).is_file());
-            (complete && !same_path(&target, &admin)).then_some(target)
+            (record_complete(&target) && !same_path(&target, &admin)).then_some(target)
         });
         if other_record.is_none() && folder.exists() && std::fs::remove_dir_all(folder).is_ok() {
             removed.push(folder.clone());

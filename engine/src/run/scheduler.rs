@@ -422,6 +422,10 @@ impl<'o> Scheduler<'o> {
     fn handle(&mut self, message: Msg) {
         match message {
             Msg::Event(kind) => self.record(kind),
+            Msg::EventFirst(kind, done) => {
+                self.record(kind);
+                let _ = done.send(());
+            }
             Msg::Line { workstream, line } => self.observer.line(&self.state, workstream, &line),
             Msg::JobEnded { workstream } => {
                 self.running -= 1;
