@@ -1386,3 +1386,73 @@ fn has_uncommitted_agrees_with_the_full_status_in_every_case() {
     git(&dir, &["add", "b.txt"]);
     check("a staged change", true);
 }
+
+#[test]
+fn changed_paths_agree_with_git_diff_find_renames() {
+    let f = Fixture::new();
+    for a in 0..3 {
+        for b in 0..2 {
+            for c in 0..3 {
+                write(
+                    &f.root.join(format!("f{a}/g{b}/x{c}.txt")),
+                    &format!("{a}{b}{c}\n{}", lines(None)),
+                );
+            }
+        }
+    }
+    git(&f.root, &["add", "-A"]);
+    git(&f.root, &["commit", "-q", "-m", "folders"]);
+    let g = f.git();
+    let base = f.rev("main");
+    let mut rng = Lcg(3);
+    for case in 0..16 {
+        let dir = f.wt(&format!("c{case}"));
+        g.add_worktree(&dir, &format!("flow/c{case}"), base).expect("add");
+        random_changes(&dir, &mut rng, "c");
+        // A move to another folder, and a whole folder deleted or replaced by a file.
+        let moved = dir.join(format!("f{}/g{}/x{}.txt", rng.below(3), rng.below(2), rng.below(3)));
+        if moved.exists() {
+            fs::rename(&moved, dir.join(format!("moved-{case}.txt"))).expect("mv");
+        }
+        if rng.below(2) == 0 {
+            let folder = dir.join(format!("f{}/g{}", rng.below(3), rng.below(2)));
+            if folder.exists() {
+                fs::remove_dir_all(&folder).expect("rm");
+                if rng.below(2) == 0 {
+                    write(&folder, "now a file\n");
+                }
+            }
+        }
+        let head = g.commit_all(&dir, "c", &[]).expect("commit").expect("changed");
+        let ours: Vec<String> = g
+            .changed_paths(base, head)
+            .expect("changed paths")
+            .iter()
+            .map(|c| match (&c.kind, &c.old_path) {
+                (ChangeKind::Renamed, Some(old)) => format!("R {old} -> {}", c.path),
+                (kind, _) => format!("{} {}", &format!("{kind:?}")[..1], c.path),
+            })
+            .collect();
+        let mut theirs: Vec<String> = git(
+            &f.root,
+            &["diff", "--name-status", "-M", &base.to_string(), &head.to_string()],
+        )
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields[0].chars().next() {
+                Some('R') => format!("R {} -> {}", fields[1], fields[2]),
+                Some('A') => format!("A {}", fields[1]),
+                Some('D') => format!("D {}", fields[1]),
+                Some('T') => format!("T {}", fields[1]),
+                _ => format!("M {}", fields[1]),
+            }
+        })
+        .collect();
+        let key = |s: &String| s.rsplit(' ').next().unwrap_or_default().to_owned();
+        theirs.sort_by_key(key);
+        let mut ours_sorted = ours.clone();
+        ours_sorted.sort_by_key(key);
+        assert_eq!(ours_sorted, theirs, "case {case}");
+    }
+}

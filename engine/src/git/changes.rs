@@ -47,8 +47,22 @@ impl Git {
         let repo = self.open()?;
         let old_tree = tree_of(&repo, from)?;
         let new_tree = tree_of(&repo, to)?;
+        // libgit2's diff reads every folder of both trees; the paths that differ are found
+        // by reading only the folders that differ, and the diff (for renames) limited to them.
+        let mut differing = Vec::new();
+        differing_paths(&repo, Some(&old_tree), Some(&new_tree), &mut Vec::new(), &mut differing)
+            .context(|| format!("compare {} with {}", from.short(), to.short()))?;
+        if differing.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut options = DiffOptions::new();
         options.include_typechange(true);
+        if differing.len() <= PATHSPEC_LIMIT {
+            options.disable_pathspec_match(true);
+            for path in &differing {
+                options.pathspec(path.as_slice());
+            }
+        }
         let mut diff = repo
             .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), Some(&mut options))
             .context(|| format!("diff {} against {}", from.short(), to.short()))?;
@@ -80,6 +94,55 @@ impl Git {
         changes.sort_by(|a, b| a.path.cmp(&b.path).then(a.old_path.cmp(&b.old_path)));
         Ok(changes)
     }
+}
+
+/// The most paths a diff is limited to; beyond, the whole trees are compared.
+const PATHSPEC_LIMIT: usize = 1000;
+
+/// The git mode of a tree entry that is a folder.
+const FOLDER_MODE: i32 = 0o040000;
+
+/// Appends to `out` the path of every file (and submodule) that differs between two
+/// folders (`None`: absent), without reading the subfolders both have alike.
+fn differing_paths(
+    repo: &Repository,
+    old: Option<&Tree<'_>>,
+    new: Option<&Tree<'_>>,
+    prefix: &mut Vec<u8>,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<(), git2::Error> {
+    type Entry = Option<(i32, git2::Oid)>;
+    let mut entries: std::collections::BTreeMap<Vec<u8>, [Entry; 2]> = std::collections::BTreeMap::new();
+    for (side, tree) in [old, new].into_iter().enumerate() {
+        for entry in tree.into_iter().flat_map(Tree::iter) {
+            entries.entry(entry.name_bytes().to_vec()).or_default()[side] = Some((entry.filemode_raw(), entry.id()));
+        }
+    }
+    for (name, [before, after]) in entries {
+        if before == after {
+            continue;
+        }
+        let length = prefix.len();
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        prefix.extend_from_slice(&name);
+        let folder = |entry: Entry| match entry {
+            Some((FOLDER_MODE, id)) => repo.find_tree(id).map(Some),
+            _ => Ok(None),
+        };
+        let (old_folder, new_folder) = (folder(before)?, folder(after)?);
+        if old_folder.is_some() || new_folder.is_some() {
+            differing_paths(repo, old_folder.as_ref(), new_folder.as_ref(), prefix, out)?;
+        }
+        // A file on either side (beside or instead of a folder).
+        let is_file = |entry: Entry| entry.is_some_and(|(mode, _)| mode != FOLDER_MODE);
+        if is_file(before) || is_file(after) {
+            out.push(prefix.clone());
+        }
+        prefix.truncate(length);
+    }
+    Ok(())
 }
 
 /// Reads the tree of a commit (or a tree id itself).
