@@ -85,7 +85,12 @@ pub async fn logs(args: LogsArgs) -> Result<ExitCode, CommandError> {
             offset += text.len() as u64;
             print_stdout(&text)?;
         } else if !args.follow {
-            print_stdout(&format!("(no log yet at {})\n", path.display()))?;
+            // The log is created with the first line of output.
+            print_stdout(&format!(
+                "(no output from {} yet: its log {} is made with the first line)\n",
+                args.workstream,
+                path.display()
+            ))?;
         }
         if !args.follow {
             break;
