@@ -1168,6 +1168,15 @@ fn new_worktrees_hold_exactly_the_tree_with_a_stat_filled_index() {
         assert!(debug.contains(&format!("ino: {}", meta.ino())), "{debug}");
         assert!(debug.contains(&format!("size: {}", meta.size())), "{debug}");
         assert!(debug.contains(&format!("mtime: {}:", meta.mtime())), "{debug}");
+        // Older (in whole seconds, as git compares) than the index: not racily clean, so
+        // git trusts the stat data instead of hashing every file.
+        let index_file = PathBuf::from(git(dir, &["rev-parse", "--git-path", "index"]));
+        let index_file = if index_file.is_absolute() {
+            index_file
+        } else {
+            dir.join(index_file)
+        };
+        assert!(meta.mtime() < fs::metadata(&index_file).expect("the index").mtime());
         assert_eq!(git(dir, &["status", "--porcelain", "--untracked-files=all"]), "");
         // The index holds the tree, entry for entry.
         let staged = git(dir, &["ls-files", "-s"]);

@@ -17,6 +17,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use git2::build::CheckoutBuilder;
 use git2::{IndexEntry, IndexTime, ObjectType, Repository, Tree};
@@ -92,6 +93,12 @@ impl Git {
             return Ok(());
         };
 
+        // The whole second before this one (see `write_file`).
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let stamp = UNIX_EPOCH + Duration::from_secs(now.saturating_sub(1));
         // Folders, then files (each blob read once, written into every worktree), then
         // each index: each step on a few threads.
         in_parallel(
@@ -113,7 +120,7 @@ impl Git {
                 for file in files {
                     let blob = repo.find_blob(file.id).context(|| format!("read blob {}", file.id))?;
                     for dir in dirs {
-                        stats.push(write_file(dir, file, blob.content())?);
+                        stats.push(write_file(dir, file, blob.content(), stamp)?);
                     }
                 }
                 Ok(stats)
@@ -184,7 +191,13 @@ fn in_parallel<S, T: Send>(
 }
 
 /// Writes one file (or symbolic link) under `dir` and returns its stat data.
-fn write_file(dir: &Path, file: &File, content: &[u8]) -> Result<Stat, GitError> {
+///
+/// A regular file's modification time is set to `stamp`, a whole second before the index is
+/// written: git (which compares whole seconds) would otherwise take every file written in the
+/// same second as the index for "racily clean" and read and hash them all at the first
+/// `git status` or `git commit` in the worktree. Any later edit gets a later time, so none
+/// can go unnoticed.
+fn write_file(dir: &Path, file: &File, content: &[u8], stamp: SystemTime) -> Result<Stat, GitError> {
     let path = dir.join(OsStr::from_bytes(&file.path));
     let meta = if file.mode == 0o120000 {
         std::os::unix::fs::symlink(OsStr::from_bytes(content), &path)
@@ -200,6 +213,7 @@ fn write_file(dir: &Path, file: &File, content: &[u8]) -> Result<Stat, GitError>
             .map_err(|error| io_error("create", &path, error))?;
         handle
             .write_all(content)
+            .and_then(|()| handle.set_modified(stamp))
             .and_then(|()| handle.metadata())
             .map_err(|error| io_error("write", &path, error))?
     };
