@@ -798,7 +798,7 @@ fn finished_agents(events: &[Value]) -> Vec<usize> {
 /// inside their creation leaves them: the record still locked as being made, and either no
 /// `.git` file yet (killed right after the record was moved into place) or only some of the
 /// files and no index (killed while the files were written); returns their names.
-fn tear_worktrees(repo: &Repo, kill: &KillPoint) -> Vec<String> {
+fn tear_worktrees(repo: &Repo, kill: &KillPoint, pid: u32) -> Vec<String> {
     let mut torn = vec![];
     for (ws, phase) in &kill.in_flight {
         if phase != "preparing" || SPECS[index_of(ws)].scratch {
@@ -812,7 +812,12 @@ fn tear_worktrees(repo: &Repo, kill: &KillPoint) -> Vec<String> {
         if !admin.join("HEAD").is_file() {
             continue;
         }
-        std::fs::write(admin.join("locked"), format!("{WORKTREE_BEING_MADE}\n")).expect("lock");
+        // By the killed process, which is gone.
+        std::fs::write(
+            admin.join("locked"),
+            format!("{WORKTREE_BEING_MADE} by process {pid}\n"),
+        )
+        .expect("lock");
         if torn.len() % 2 == 0 {
             std::fs::remove_file(folder.join(".git")).expect("remove .git");
         } else {
@@ -957,7 +962,7 @@ fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
                 // In some scenarios, a kill that caught a worktree being made caught it inside
                 // its creation (windows too narrow to hit by timing alone): see `tear_worktrees`.
                 if tear {
-                    for ws in tear_worktrees(&repo, &kill) {
+                    for ws in tear_worktrees(&repo, &kill, pid) {
                         writeln!(
                             report,
                             "    (and tore the worktree of {ws} as if killed inside its creation)"

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use flow_engine::git::{
-    BranchState, Change, ChangeKind, Git, GitError, IntegrityProblem, MergeOutcome, Oid, WorktreeState,
+    BranchState, Change, ChangeKind, Git, GitError, IntegrityProblem, MergeOutcome, Oid, WORKTREE_BEING_MADE,
+    WorktreeState,
 };
 use tempfile::TempDir;
 
@@ -1464,4 +1465,70 @@ fn changed_paths_agree_with_git_diff_find_renames() {
         ours_sorted.sort_by_key(key);
         assert_eq!(ours_sorted, theirs, "case {case}");
     }
+
+    // Names libgit2 would read as patterns (an exclusion, a comment, trailing blanks) hide nothing.
+    let dir = f.wt("patterns");
+    g.add_worktree(&dir, "flow/patterns", base).expect("add");
+    write(&dir.join("f0/g0/x0.txt"), "changed\n");
+    for name in ["!f0", "#notes.md", "blank "] {
+        write(&dir.join(name), "odd name\n");
+    }
+    let head = g.commit_all(&dir, "odd names", &[]).expect("commit").expect("changed");
+    let paths: Vec<String> = g
+        .changed_paths(base, head)
+        .expect("changed")
+        .into_iter()
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(paths, ["!f0", "#notes.md", "blank ", "f0/g0/x0.txt"]);
+}
+
+#[test]
+fn a_worktree_left_half_made_is_made_again_unless_its_maker_lives() {
+    let f = Fixture::new();
+    let g = f.git();
+    let dir = f.wt("half");
+    g.add_worktree(&dir, "flow/half", f.rev("main")).expect("add");
+    let admin = PathBuf::from(
+        fs::read_to_string(dir.join(".git"))
+            .expect(".git")
+            .trim_end()
+            .trim_start_matches("gitdir: "),
+    );
+    // Files half written when its maker stopped.
+    fs::remove_file(dir.join("a.txt")).expect("rm");
+    let _ = fs::remove_file(admin.join("index"));
+
+    // A maker that is alive (this process) is left alone.
+    fs::write(
+        admin.join("locked"),
+        format!("{WORKTREE_BEING_MADE} by process {}\n", std::process::id()),
+    )
+    .expect("lock");
+    let err = g
+        .add_worktree(&dir, "flow/half", f.rev("main"))
+        .expect_err("being made");
+    assert!(
+        matches!(&err, GitError::PathInTheWay { found, .. } if found.contains("another flow")),
+        "{err:?}"
+    );
+
+    // A maker that is gone: the worktree is made again, whole.
+    let mut gone = Command::new("true").spawn().expect("spawn");
+    let pid = gone.id();
+    gone.wait().expect("wait");
+    fs::write(
+        admin.join("locked"),
+        format!("{WORKTREE_BEING_MADE} by process {pid}\n"),
+    )
+    .expect("lock");
+    assert!(matches!(
+        g.add_worktree(&dir, "flow/half", f.rev("main")).expect("made again"),
+        WorktreeState::Created { .. }
+    ));
+    assert_eq!(fs::read_to_string(dir.join("a.txt")).expect("a.txt"), lines(None));
+    assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+    let listed = git(&f.root, &["worktree", "list", "--porcelain"]);
+    assert!(!listed.contains("locked"), "{listed}");
+    git(&f.root, &["fsck", "--strict"]);
 }

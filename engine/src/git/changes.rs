@@ -55,21 +55,38 @@ impl Git {
         if differing.is_empty() {
             return Ok(Vec::new());
         }
-        let mut options = DiffOptions::new();
-        options.include_typechange(true);
-        if differing.len() <= PATHSPEC_LIMIT {
-            options.disable_pathspec_match(true);
-            for path in &differing {
+        let diff_of = |paths: &[Vec<u8>]| -> Result<git2::Diff<'_>, GitError> {
+            let mut options = DiffOptions::new();
+            options.include_typechange(true).disable_pathspec_match(true);
+            for path in paths {
                 options.pathspec(path.as_slice());
             }
+            let mut diff = repo
+                .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), Some(&mut options))
+                .context(|| format!("diff {} against {}", from.short(), to.short()))?;
+            let mut find = DiffFindOptions::new();
+            find.renames(true);
+            diff.find_similar(Some(&mut find))
+                .context(|| format!("find renames between {} and {}", from.short(), to.short()))?;
+            Ok(diff)
+        };
+        // libgit2 still reads a pathspec as a pattern (`!x` excludes, `#x` is a comment,
+        // trailing blanks go): the limited diff is used only when it lists every path found.
+        let mut diff = diff_of(if differing.len() <= PATHSPEC_LIMIT {
+            &differing
+        } else {
+            &[]
+        })?;
+        if differing.len() <= PATHSPEC_LIMIT {
+            let listed: std::collections::HashSet<&[u8]> = diff
+                .deltas()
+                .flat_map(|delta| [delta.old_file().path_bytes(), delta.new_file().path_bytes()])
+                .flatten()
+                .collect();
+            if !differing.iter().all(|path| listed.contains(path.as_slice())) {
+                diff = diff_of(&[])?;
+            }
         }
-        let mut diff = repo
-            .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), Some(&mut options))
-            .context(|| format!("diff {} against {}", from.short(), to.short()))?;
-        let mut find = DiffFindOptions::new();
-        find.renames(true);
-        diff.find_similar(Some(&mut find))
-            .context(|| format!("find renames between {} and {}", from.short(), to.short()))?;
 
         let mut changes = Vec::new();
         for delta in diff.deltas() {

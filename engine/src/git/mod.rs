@@ -43,4 +43,4 @@ pub use integrity::IntegrityProblem;
 pub use merge::MergeOutcome;
 pub use oid::Oid;
 pub use repo::Git;
-pub use worktree::{STAGED_RECORD_PREFIX, WORKTREE_BEING_MADE, WorktreeInfo, WorktreeState};
+pub use worktree::{STAGED_RECORD_PREFIX, WORKTREE_BEING_MADE, WorktreeInfo, WorktreeState, is_half_made};

@@ -316,7 +316,7 @@ fn plain_name(name: &[u8]) -> bool {
         || name == b"."
         || name == b".."
         || trimmed == b".git"
-        || lower == b"git~1"
+        || trimmed == b"git~1"
         || lower == b".gitattributes"
         || name.iter().any(|&b| matches!(b, b'/' | b'\\' | b'\0' | b':')))
 }
@@ -343,6 +343,7 @@ fn writes_plain_files(repo: &Repository, common_dir: &Path) -> bool {
         && flag("core.ignorecase", false) == Some(false);
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .or_else(|| home.map(|home| home.join(".config")));
     let mut attribute_files = vec![common_dir.join("info/attributes"), PathBuf::from("/etc/gitattributes")];

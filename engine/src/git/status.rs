@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use git2::{Repository, Status, StatusOptions, StatusShow};
@@ -26,6 +27,10 @@ impl Git {
     /// against the index. Anything unclear (conflicts, no HEAD) counts as uncommitted.
     pub fn has_uncommitted(&self, dir: &Path, ignore: &[&str]) -> Result<bool, GitError> {
         let (repo, path) = self.open_worktree(dir)?;
+        // Before the index is read: a later rewrite only makes its entries look racier.
+        let index_time = fs::metadata(repo.path().join("index"))
+            .ok()
+            .map(|meta| (meta.mtime(), meta.mtime_nsec()));
         let mut index = repo
             .index()
             .context(|| format!("read the index of `{}`", path.display()))?;
@@ -33,7 +38,7 @@ impl Git {
         if index.has_conflicts() || index.write_tree().ok() != head_tree.ok() {
             return Ok(true);
         }
-        let by_stat = unchanged_by_stat(&repo, &index, &path, ignore);
+        let by_stat = index_time.and_then(|time| unchanged_by_stat(&index, time, &path, ignore));
         if let Some(dirty) = by_stat.map(|clean| !clean) {
             return Ok(dirty);
         }
@@ -88,16 +93,19 @@ pub(crate) fn dirty_paths(repo: &Repository, path: &Path, ignore: &[&str]) -> Re
 /// file is gone, `None` whenever only reading content could tell (a file whose stat data
 /// differs, one written too close to the index to trust its stat data, anything not in
 /// the index, which may be ignored or not), leaving the answer to libgit2's status.
-fn unchanged_by_stat(repo: &Repository, index: &git2::Index, root: &Path, ignore: &[&str]) -> Option<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let index_meta = fs::metadata(repo.path().join("index")).ok()?;
-    let index_time = (index_meta.mtime(), index_meta.mtime_nsec());
+fn unchanged_by_stat(index: &git2::Index, index_time: (i64, i64), root: &Path, ignore: &[&str]) -> Option<bool> {
+    let empty_blob = git2::Oid::hash_object(git2::ObjectType::Blob, b"").ok()?;
     let entries: Vec<git2::IndexEntry> = index.iter().collect();
     let mut files = HashSet::new();
     let mut folders = HashSet::new();
     for entry in &entries {
-        // Flags beyond the path length (stages, skip-worktree, intent-to-add), submodules.
-        if entry.flags & !0x0fff != 0 || entry.flags_extended != 0 || entry.mode == 0o160000 {
+        // Flags beyond the path length (stages, skip-worktree, intent-to-add), submodules,
+        // and entries git smudged (size 0 for content that is not empty) to force a look.
+        if entry.flags & !0x0fff != 0
+            || entry.flags_extended != 0
+            || entry.mode == 0o160000
+            || (entry.file_size == 0 && entry.id != empty_blob)
+        {
             return None;
         }
         let path = std::str::from_utf8(&entry.path).ok()?;

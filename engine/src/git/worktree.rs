@@ -46,9 +46,40 @@ pub struct WorktreeInfo {
     pub prunable: bool,
 }
 
-/// The lock reason of a worktree whose record is written but whose files are not yet all
-/// there: a record locked so is half-made (a kill caught its creation).
+/// How the lock reason of a worktree whose files are not yet all written begins; the
+/// reason goes on with ` by process <pid>`, the process making it.
 pub const WORKTREE_BEING_MADE: &str = "flow: being created";
+
+/// The lock reason of a worktree this process is making.
+fn being_made_reason() -> String {
+    format!("{WORKTREE_BEING_MADE} by process {}", std::process::id())
+}
+
+/// Tells whether a worktree record with this lock reason was left half-made: locked as
+/// being made by a process that is gone (or by no process it names).
+pub fn is_half_made(lock_reason: &str) -> bool {
+    let Some(rest) = lock_reason.trim().strip_prefix(WORKTREE_BEING_MADE) else {
+        return false;
+    };
+    match rest
+        .trim()
+        .strip_prefix("by process ")
+        .and_then(|pid| pid.parse::<i32>().ok())
+    {
+        Some(pid) => !process_alive(pid),
+        None => true,
+    }
+}
+
+/// Tells whether the process `pid` exists (this one included).
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
 
 /// The prefix of the folder in the common dir a new record is written in first.
 pub const STAGED_RECORD_PREFIX: &str = "flow-new-worktree-";
@@ -173,7 +204,15 @@ impl Git {
             let record_head = self.record_head(record).ok();
             let same_path = record.path == dir;
             let holds_branch = record_head == Some(Head::Branch(full.clone()));
-            if (same_path || holds_branch) && record.lock.as_deref() == Some(WORKTREE_BEING_MADE) {
+            if let Some(reason) = record.lock.as_deref().filter(|r| r.starts_with(WORKTREE_BEING_MADE))
+                && (same_path || holds_branch)
+            {
+                if !is_half_made(reason) {
+                    return Err(GitError::PathInTheWay {
+                        path: record.path.clone(),
+                        found: format!("a worktree another flow is making ({reason})"),
+                    });
+                }
                 // Left half-made by a killed flow: made again from scratch.
                 remove_half_made_worktree(&record.admin_dir, &record.path);
                 pruned.push(k);
@@ -574,7 +613,7 @@ impl Git {
             ("gitdir", format!("{}\n", dir.join(".git").display())),
             ("commondir", "../..\n".to_owned()),
             ("HEAD", head_text),
-            ("locked", format!("{WORKTREE_BEING_MADE}\n")),
+            ("locked", format!("{}\n", being_made_reason())),
         ];
         for (name, text) in files {
             let path = staging.path().join(name);
@@ -585,7 +624,12 @@ impl Git {
             let name = self.unique_worktree_name(dir);
             let admin_dir = records_dir.join(&name);
             match fs::rename(staging.path(), &admin_dir) {
-                Ok(()) => break (name, admin_dir),
+                // Readable as git makes records (a temporary folder is private).
+                Ok(()) => {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = fs::set_permissions(&admin_dir, fs::Permissions::from_mode(0o755));
+                    break (name, admin_dir);
+                }
                 Err(_) if admin_dir.exists() => continue,
                 Err(error) => return Err(io_error("create worktree record", &admin_dir, error)),
             }
@@ -600,7 +644,7 @@ impl Git {
             admin_dir,
             path: dir.to_path_buf(),
             exists: true,
-            lock: Some(WORKTREE_BEING_MADE.to_owned()),
+            lock: Some(being_made_reason()),
         })
     }
 

@@ -29,7 +29,7 @@ pub enum Msg {
     /// Something to record before the sender goes on, told through the channel once it is
     /// in the event log: an agent starts only after its attempt is on record, so the record
     /// never lags behind a process that is running.
-    EventFirst(EventKind, tokio::sync::oneshot::Sender<()>),
+    EventFirst(EventKind, tokio::sync::oneshot::Sender<bool>),
     /// A line an agent printed (for progress only; the log has them all).
     Line { workstream: usize, line: String },
     /// The job is over; its last event said how.
@@ -132,13 +132,10 @@ impl Job {
         let _ = self.tx.send(Msg::Event(kind));
     }
 
-    /// Sends an event and waits until it is in the event log.
-    async fn send_first(&self, kind: EventKind) {
+    /// Sends an event and waits until it is in the event log; says whether it got there.
+    async fn send_first(&self, kind: EventKind) -> bool {
         let (done, recorded) = tokio::sync::oneshot::channel();
-        if self.tx.send(Msg::EventFirst(kind, done)).is_ok() {
-            // A scheduler that is gone records nothing more anyway.
-            let _ = recorded.await;
-        }
+        self.tx.send(Msg::EventFirst(kind, done)).is_ok() && recorded.await.unwrap_or(false)
     }
 
     fn phase(&self, phase: Phase, reason: Option<String>) {
@@ -346,11 +343,16 @@ impl Job {
     async fn attempt(&self, attempt: u32, prepared: &Prepared) -> Attempt {
         let workflow = self.ctx.workflow.clone();
         let ws = &workflow.workstreams[self.index];
-        self.send_first(EventKind::AttemptStarted {
-            workstream: self.index,
-            attempt,
-        })
-        .await;
+        let recorded = self
+            .send_first(EventKind::AttemptStarted {
+                workstream: self.index,
+                attempt,
+            })
+            .await;
+        if !recorded {
+            // Nothing starts that the record would not know of.
+            return Attempt::Cancelled("the run's event log cannot be written".into());
+        }
         let mut extra = BTreeMap::new();
         extra.insert("FLOW_WORKSTREAM".to_string(), ws.name.clone());
         extra.insert("FLOW_RUN".to_string(), self.ctx.run_dir.id.clone());

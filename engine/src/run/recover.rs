@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use flow_dsl::{Isolation, Workflow};
 
-use crate::git::{Git, STAGED_RECORD_PREFIX, WORKTREE_BEING_MADE};
+use crate::git::{Git, STAGED_RECORD_PREFIX, is_half_made};
 
 /// Stops the processes a dead flow left running for run `run_id`, and waits until they are
 /// gone: its agents, their children and the workstreams' tests all carry `FLOW_RUN=<id>` in
@@ -138,10 +138,10 @@ fn settled(paths: Vec<PathBuf>) -> Vec<PathBuf> {
 }
 
 /// Tells whether a worktree record is whole: its `gitdir`, `commondir` and `HEAD` files
-/// written, and not locked as still being made.
+/// written, and not left locked as being made by a process that is gone.
 fn record_complete(admin: &Path) -> bool {
     ["gitdir", "commondir", "HEAD"].iter().all(|f| admin.join(f).is_file())
-        && std::fs::read_to_string(admin.join("locked")).map_or(true, |reason| reason.trim() != WORKTREE_BEING_MADE)
+        && std::fs::read_to_string(admin.join("locked")).map_or(true, |reason| !is_half_made(&reason))
 }
 
 /// Removes the worktrees a killed flow was half-way through creating: a record under

@@ -27,6 +27,9 @@ const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
 /// at most about 1/20 of the scheduler's time, however large the run.
 const SNAPSHOT_COST_FACTOR: u32 = 20;
 
+/// The longest wait between snapshots, however slow one was (a stalled disk).
+const SNAPSHOT_EVERY_MAX: Duration = Duration::from_secs(5);
+
 /// How the run reacts to failures and how much runs at once.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -180,17 +183,22 @@ impl<'o> Scheduler<'o> {
     }
 
     /// Records an event: applied to the state, appended to the log, shown to the observer.
-    fn record(&mut self, kind: EventKind) {
+    /// Returns whether it reached the log.
+    fn record(&mut self, kind: EventKind) -> bool {
         let event = Event {
             seq: self.state.last_event + 1,
             at: now(),
             kind,
         };
         self.state.apply(&event);
-        if let Err(e) = self.log.append(&event) {
-            self.stopping = true;
-            eprintln!("flow: cannot write the event log: {e}");
-        }
+        let logged = match self.log.append(&event) {
+            Ok(()) => true,
+            Err(e) => {
+                self.stopping = true;
+                eprintln!("flow: cannot write the event log: {e}");
+                false
+            }
+        };
         // A merge moves a branch the record must agree with; the end closes the run. Everything
         // else reaches the disk with the log's write and the next debounced snapshot.
         let important = matches!(event.kind, EventKind::Merged { .. } | EventKind::RunEnded { .. });
@@ -203,6 +211,7 @@ impl<'o> Scheduler<'o> {
         if important || self.last_snapshot.elapsed() > self.snapshot_every {
             self.snapshot();
         }
+        logged
     }
 
     fn snapshot(&mut self) {
@@ -212,7 +221,8 @@ impl<'o> Scheduler<'o> {
         }
         self.write_boards();
         self.last_snapshot = Instant::now();
-        self.snapshot_every = SNAPSHOT_EVERY.max(self.last_snapshot.duration_since(started) * SNAPSHOT_COST_FACTOR);
+        self.snapshot_every = (self.last_snapshot.duration_since(started) * SNAPSHOT_COST_FACTOR)
+            .clamp(SNAPSHOT_EVERY, SNAPSHOT_EVERY_MAX);
         self.dirty = false;
     }
 
@@ -421,10 +431,12 @@ impl<'o> Scheduler<'o> {
 
     fn handle(&mut self, message: Msg) {
         match message {
-            Msg::Event(kind) => self.record(kind),
-            Msg::EventFirst(kind, done) => {
+            Msg::Event(kind) => {
                 self.record(kind);
-                let _ = done.send(());
+            }
+            Msg::EventFirst(kind, done) => {
+                let logged = self.record(kind);
+                let _ = done.send(logged);
             }
             Msg::Line { workstream, line } => self.observer.line(&self.state, workstream, &line),
             Msg::JobEnded { workstream } => {
