@@ -42,29 +42,21 @@ impl Git {
         if let Some(dirty) = by_stat.map(|clean| !clean) {
             return Ok(dirty);
         }
-        let mut options = StatusOptions::new();
-        options
-            .show(StatusShow::Workdir)
-            .include_untracked(true)
-            .recurse_untracked_dirs(true)
-            .include_ignored(false)
-            .include_unmodified(false)
-            .exclude_submodules(false);
-        let statuses = repo
-            .statuses(Some(&mut options))
-            .context(|| format!("read the status of `{}`", path.display()))?;
-        Ok(statuses.iter().any(|entry| {
-            !entry.status().is_empty()
-                && !entry.status().contains(Status::IGNORED)
-                && !is_under_any(&repo_path(entry.path_bytes()), ignore)
-        }))
+        Ok(!status_paths(&repo, &path, ignore, StatusShow::Workdir)?.is_empty())
     }
 }
 
 /// Lists the uncommitted paths of `repo`, sorted, without the `ignore` prefixes.
 pub(crate) fn dirty_paths(repo: &Repository, path: &Path, ignore: &[&str]) -> Result<Vec<String>, GitError> {
+    status_paths(repo, path, ignore, StatusShow::IndexAndWorkdir)
+}
+
+/// Lists the paths `git status` shows (`show`: staged, unstaged and untracked ones, or the
+/// last two only), sorted, ignored files and the `ignore` prefixes left out.
+fn status_paths(repo: &Repository, path: &Path, ignore: &[&str], show: StatusShow) -> Result<Vec<String>, GitError> {
     let mut options = StatusOptions::new();
     options
+        .show(show)
         .include_untracked(true)
         .recurse_untracked_dirs(true)
         .include_ignored(false)
