@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         eprintln!("error: cannot change to {}: {e}", dir.display());
         return ExitCode::from(2);
     }
+    flow_engine::git::configure_process();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -44,3 +44,10 @@ pub use merge::MergeOutcome;
 pub use oid::Oid;
 pub use repo::Git;
 pub use worktree::{STAGED_RECORD_PREFIX, WORKTREE_BEING_MADE, WorktreeInfo, WorktreeState, is_half_made};
+
+/// Sets how libgit2 works for the whole process; called once when the program starts.
+/// Objects are read as the git CLI reads them: without hashing each one again on every
+/// read (libgit2's default), which costs a SHA-1 of every blob a worktree is made of.
+pub fn configure_process() {
+    git2::opts::strict_hash_verification(false);
+}

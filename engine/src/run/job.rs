@@ -17,7 +17,7 @@ use crate::agent::environment::redact;
 use crate::agent::output::{AgentError, ErrorClass, OutputReader, Usage};
 use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, run_process};
 use crate::context::{self, CONTEXT_PREFIXES};
-use crate::git::{Git, IntegrityProblem, Oid};
+use crate::git::{BranchState, Git, IntegrityProblem, Oid, WorktreeState};
 use crate::run::state::{EventKind, Failure, FailureKind, Phase, TestResult};
 use crate::run::store::RunDir;
 
@@ -293,9 +293,19 @@ impl Job {
                 let reason = format!("flow run {}", self.ctx.run_dir.id);
                 flatten(
                     tokio::task::spawn_blocking(move || {
-                        git.add_worktree(&d, &b, start)?;
-                        if fresh {
-                            // A reused worktree (an earlier, interrupted attempt) starts over at `start`.
+                        let made = git.add_worktree(&d, &b, start)?;
+                        // A reused worktree (an earlier, interrupted attempt), or one made on a
+                        // branch left elsewhere, starts over at `start`; a new one is there already.
+                        let at_start = match made {
+                            WorktreeState::Created {
+                                branch: BranchState::Created,
+                            } => true,
+                            WorktreeState::Created {
+                                branch: BranchState::Existing(at),
+                            } => at == start,
+                            WorktreeState::Reused => false,
+                        };
+                        if fresh && !at_start {
                             git.reset_worktree(&d, start, CONTEXT_PREFIXES)?;
                         }
                         git.lock_worktree(&d, &reason)
