@@ -21,9 +21,14 @@ pub fn run(args: PlanArgs) -> Result<ExitCode, CommandError> {
             serde_json::to_string(&document)
         }
         .expect("plan JSON serializes: it has no maps with non-string keys");
-        print_stdout(&format!("{json}\n"))?;
+        print_stdout(&json)?;
+        print_stdout("\n")?;
+        std::mem::forget((document, json));
     } else {
         print_stdout(&plan_text::plan_text(&plan))?;
     }
+    // The process ends right after and its memory goes back with it: freeing a plan of
+    // thousands of workstreams, entry by entry, would only add to the wait.
+    std::mem::forget(plan);
     Ok(ExitCode::SUCCESS)
 }
