@@ -12,6 +12,7 @@ pub mod context;
 pub mod git;
 pub mod layout;
 pub mod manual;
+mod parallel;
 pub mod plan;
 pub mod report;
 pub mod run;

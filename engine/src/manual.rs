@@ -401,27 +401,22 @@ fn clean_worktrees(plan: &Plan, layout: &Layout, worktrees: &BTreeSet<PathBuf>, 
         .map(|&i| (i, layout.worktree_of(&workflow.workstreams[i].name)))
         .filter(|(_, dir)| worktrees.contains(dir))
         .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let clean = std::sync::Mutex::new(BTreeSet::new());
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 4)
-        .min(candidates.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                while let Some((i, dir)) = candidates.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
-                    // Anything unreadable counts as dirty: `commit_all` then reports it.
-                    if layout.git.has_uncommitted(dir, excluded).is_ok_and(|dirty| !dirty)
-                        && let Ok(mut clean) = clean.lock()
-                    {
-                        clean.insert(*i);
-                    }
-                }
-            });
-        }
-    });
-    clean.into_inner().unwrap_or_default()
+    // Anything unreadable counts as dirty: `commit_all` then reports it.
+    let Ok(clean) = crate::parallel::in_parallel::<_, _, std::convert::Infallible>(
+        candidates.len(),
+        || Ok(()),
+        |(), k| {
+            Ok(layout
+                .git
+                .has_uncommitted(&candidates[k].1, excluded)
+                .is_ok_and(|dirty| !dirty))
+        },
+    );
+    candidates
+        .iter()
+        .zip(clean)
+        .filter_map(|((i, _), clean)| clean.then_some(*i))
+        .collect()
 }
 
 /// Names the merged workstreams that last changed the conflicting paths.

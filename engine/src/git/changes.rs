@@ -4,6 +4,7 @@ use git2::{Delta, DiffFindOptions, DiffOptions, Repository, Tree};
 
 use super::error::GitContext;
 use super::paths::repo_path;
+use super::trees::{Entry, FOLDER_MODE, entries_by_name, is_folder};
 use super::{Git, GitError, Oid};
 
 /// Classifies how a path changed between two commits.
@@ -72,12 +73,9 @@ impl Git {
         };
         // libgit2 still reads a pathspec as a pattern (`!x` excludes, `#x` is a comment,
         // trailing blanks go): the limited diff is used only when it lists every path found.
-        let mut diff = diff_of(if differing.len() <= PATHSPEC_LIMIT {
-            &differing
-        } else {
-            &[]
-        })?;
-        if differing.len() <= PATHSPEC_LIMIT {
+        let limited = differing.len() <= PATHSPEC_LIMIT;
+        let mut diff = diff_of(if limited { &differing } else { &[] })?;
+        if limited {
             let listed: std::collections::HashSet<&[u8]> = diff
                 .deltas()
                 .flat_map(|delta| [delta.old_file().path_bytes(), delta.new_file().path_bytes()])
@@ -116,9 +114,6 @@ impl Git {
 /// The most paths a diff is limited to; beyond, the whole trees are compared.
 const PATHSPEC_LIMIT: usize = 1000;
 
-/// The git mode of a tree entry that is a folder.
-const FOLDER_MODE: i32 = 0o040000;
-
 /// Appends to `out` the path of every file (and submodule) that differs between two
 /// folders (`None`: absent), without reading the subfolders both have alike.
 fn differing_paths(
@@ -128,14 +123,7 @@ fn differing_paths(
     prefix: &mut Vec<u8>,
     out: &mut Vec<Vec<u8>>,
 ) -> Result<(), git2::Error> {
-    type Entry = Option<(i32, git2::Oid)>;
-    let mut entries: std::collections::BTreeMap<Vec<u8>, [Entry; 2]> = std::collections::BTreeMap::new();
-    for (side, tree) in [old, new].into_iter().enumerate() {
-        for entry in tree.into_iter().flat_map(Tree::iter) {
-            entries.entry(entry.name_bytes().to_vec()).or_default()[side] = Some((entry.filemode_raw(), entry.id()));
-        }
-    }
-    for (name, [before, after]) in entries {
+    for (name, [before, after]) in entries_by_name([old, new]) {
         if before == after {
             continue;
         }
@@ -153,8 +141,7 @@ fn differing_paths(
             differing_paths(repo, old_folder.as_ref(), new_folder.as_ref(), prefix, out)?;
         }
         // A file on either side (beside or instead of a folder).
-        let is_file = |entry: Entry| entry.is_some_and(|(mode, _)| mode != FOLDER_MODE);
-        if is_file(before) || is_file(after) {
+        if (before.is_some() && !is_folder(&before)) || (after.is_some() && !is_folder(&after)) {
             out.push(prefix.clone());
         }
         prefix.truncate(length);

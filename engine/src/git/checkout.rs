@@ -7,7 +7,7 @@ use git2::build::CheckoutBuilder;
 use super::error::GitContext;
 use super::paths::normalize;
 use super::repo::{Head, short_branch};
-use super::worktree::{WORKTREE_BEING_MADE, is_half_made, refuse_occupied, remove_half_made_worktree};
+use super::worktree::{refuse_occupied, remove_half_made_worktree, remove_if_half_made};
 use super::{Git, GitError, Oid};
 
 impl Git {
@@ -28,21 +28,10 @@ impl Git {
         }
 
         let mut record = self.find_record(&repo, &dir)?;
-        if let Some(reason) = record
-            .as_ref()
-            .and_then(|record| record.lock.as_deref())
-            .filter(|reason| reason.starts_with(WORKTREE_BEING_MADE))
+        if let Some(half_made) = &record
+            && remove_if_half_made(half_made)?
         {
-            if !is_half_made(reason) {
-                return Err(GitError::PathInTheWay {
-                    path: dir,
-                    found: format!("a worktree another flow is making ({reason})"),
-                });
-            }
-            // Left half-made by a killed flow: made again from scratch.
-            if let Some(half_made) = record.take() {
-                remove_half_made_worktree(&half_made.admin_dir, &half_made.path);
-            }
+            record = None;
         }
         if let Some(stale) = record.as_ref().filter(|record| !record.exists) {
             self.prune_record(&repo, stale)?;

@@ -39,8 +39,7 @@ impl Git {
         };
 
         // The common case, nothing left: one status walk instead of staging walks.
-        let left = super::status::dirty_paths(&repo, &path, &[])?;
-        if left.iter().all(|file| is_under_any(file, exclude_prefixes)) {
+        if super::status::dirty_paths(&repo, &path, exclude_prefixes)?.is_empty() {
             return Ok(None);
         }
         let mut index = repo

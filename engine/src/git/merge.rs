@@ -8,6 +8,7 @@ use super::branch::{compare_and_swap, read_ref};
 use super::error::GitContext;
 use super::paths::repo_path;
 use super::repo::{branch_ref, flow_signature, short_branch};
+use super::trees::{Entry, FOLDER_MODE, entries_by_name, is_folder};
 use super::{Git, GitError, Oid};
 
 /// Says what merging a branch into another did.
@@ -135,9 +136,6 @@ impl Git {
     }
 }
 
-/// The git mode of a tree entry that is a folder.
-const FOLDER_MODE: i32 = 0o040000;
-
 /// Merges two commits with a single merge base without looking into any file: where one
 /// side left a path (file or whole folder) as the base had it, the other side's version is
 /// taken, and folders changed on both sides are merged the same way, entry by entry. This
@@ -171,14 +169,7 @@ fn merge_folders(
     ours: &git2::Tree<'_>,
     theirs: &git2::Tree<'_>,
 ) -> Result<Option<Option<git2::Oid>>, git2::Error> {
-    type Entry = Option<(i32, git2::Oid)>;
-    let mut entries: std::collections::BTreeMap<Vec<u8>, [Entry; 3]> = std::collections::BTreeMap::new();
-    for (side, tree) in [base, Some(ours), Some(theirs)].into_iter().enumerate() {
-        for entry in tree.into_iter().flat_map(git2::Tree::iter) {
-            entries.entry(entry.name_bytes().to_vec()).or_default()[side] = Some((entry.filemode_raw(), entry.id()));
-        }
-    }
-    let is_folder = |entry: &Entry| entry.is_some_and(|(mode, _)| mode == FOLDER_MODE);
+    let entries = entries_by_name([base, Some(ours), Some(theirs)]);
     let mut builder = repo.treebuilder(None)?;
     // Modes git writes; anything else (an old 100664) is left to libgit2, which normalises it.
     let known_mode = |entry: &Entry| {

@@ -34,6 +34,7 @@ mod populate;
 mod repo;
 mod reset;
 mod status;
+mod trees;
 mod worktree;
 
 pub use branch::BranchState;

@@ -15,8 +15,6 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use git2::build::CheckoutBuilder;
@@ -24,12 +22,10 @@ use git2::{IndexEntry, IndexTime, ObjectType, Repository, Tree};
 
 use super::error::{GitContext, io_error};
 use super::{Git, GitError, Oid};
+use crate::parallel::in_parallel;
 
 /// Files handed to a thread at a time.
 const CHUNK: usize = 64;
-
-/// The most threads writing files at once.
-const MAX_THREADS: usize = 8;
 
 /// A file of the tree: its path (bytes, `/`-separated), git mode and blob.
 struct File {
@@ -74,14 +70,12 @@ impl Git {
             .find_commit(commit.raw())
             .and_then(|commit| commit.tree())
             .context(|| format!("read the tree of {commit}"))?;
-        let files = if writes_plain_files(&repo, self.common_dir()) {
-            let mut walk = Walk::default();
-            walk.tree(&repo, &tree, &mut Vec::new())?;
-            walk.plain.then_some(walk)
+        let plain = if writes_plain_files(&repo, self.common_dir()) {
+            Walk::of(&repo, &tree)?
         } else {
             None
         };
-        let Some(walk) = files else {
+        let Some(walk) = plain else {
             for dir in dirs {
                 let worktree = Repository::open(dir).context(|| format!("open the worktree `{}`", dir.display()))?;
                 let mut checkout = CheckoutBuilder::new();
@@ -138,56 +132,6 @@ impl Git {
         )?;
         Ok(())
     }
-}
-
-/// Runs `work` for the items `0..count` on a few threads, each thread with a state made by
-/// `init`, and returns the results in item order, or the first error (after which the
-/// threads take no new item).
-fn in_parallel<S, T: Send>(
-    count: usize,
-    init: impl Fn() -> Result<S, GitError> + Sync,
-    work: impl Fn(&mut S, usize) -> Result<T, GitError> + Sync,
-) -> Result<Vec<T>, GitError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_THREADS)
-        .min(count)
-        .max(1);
-    let next = AtomicUsize::new(0);
-    let failed = Mutex::new(None);
-    let done = Mutex::new(Vec::with_capacity(count));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let result = init().and_then(|mut state| {
-                    let mut mine = Vec::new();
-                    while failed.lock().is_ok_and(|failed| failed.is_none()) {
-                        let item = next.fetch_add(1, Ordering::Relaxed);
-                        if item >= count {
-                            break;
-                        }
-                        mine.push((item, work(&mut state, item)?));
-                    }
-                    Ok(mine)
-                });
-                match result {
-                    Ok(mine) => done.lock().map(|mut done| done.extend(mine)).unwrap_or_default(),
-                    Err(error) => failed
-                        .lock()
-                        .map(|mut failed| {
-                            failed.get_or_insert(error);
-                        })
-                        .unwrap_or_default(),
-                }
-            });
-        }
-    });
-    if let Some(error) = failed.into_inner().ok().flatten() {
-        return Err(error);
-    }
-    let mut done = done.into_inner().unwrap_or_default();
-    done.sort_by_key(|(item, _)| *item);
-    Ok(done.into_iter().map(|(_, result)| result).collect())
 }
 
 /// Writes one file (or symbolic link) under `dir` and returns its stat data.
@@ -260,23 +204,22 @@ fn write_index(dir: &Path, files: &[File], stats: &[Stat]) -> Result<(), GitErro
 struct Walk {
     folders: Vec<Vec<u8>>,
     files: Vec<File>,
-    /// No attributes file, submodule, odd mode or path git would refuse was met.
-    plain: bool,
 }
 
 impl Walk {
-    fn tree(&mut self, repo: &Repository, tree: &Tree<'_>, prefix: &mut Vec<u8>) -> Result<(), GitError> {
-        if prefix.is_empty() {
-            self.plain = true;
-        }
+    /// Lists `tree`, or says `None` at the first attributes file, submodule, odd mode or
+    /// path git would refuse.
+    fn of(repo: &Repository, tree: &Tree<'_>) -> Result<Option<Walk>, GitError> {
+        let mut walk = Walk::default();
+        Ok(walk.add(repo, tree, &mut Vec::new())?.then_some(walk))
+    }
+
+    /// Adds what `tree` holds under `prefix`; false when something in it is not plain.
+    fn add(&mut self, repo: &Repository, tree: &Tree<'_>, prefix: &mut Vec<u8>) -> Result<bool, GitError> {
         for entry in tree.iter() {
-            if !self.plain {
-                return Ok(());
-            }
             let name = entry.name_bytes();
             if !plain_name(name) {
-                self.plain = false;
-                return Ok(());
+                return Ok(false);
             }
             let length = prefix.len();
             if !prefix.is_empty() {
@@ -289,7 +232,9 @@ impl Walk {
                     let subtree = repo
                         .find_tree(entry.id())
                         .context(|| format!("read tree {}", entry.id()))?;
-                    self.tree(repo, &subtree, prefix)?;
+                    if !self.add(repo, &subtree, prefix)? {
+                        return Ok(false);
+                    }
                 }
                 (Some(ObjectType::Blob), mode @ (0o100644 | 0o100755 | 0o120000)) => self.files.push(File {
                     path: prefix.clone(),
@@ -297,11 +242,11 @@ impl Walk {
                     id: entry.id(),
                 }),
                 // Submodules, and modes git itself normalises (0o100664): left to libgit2.
-                _ => self.plain = false,
+                _ => return Ok(false),
             }
             prefix.truncate(length);
         }
-        Ok(())
+        Ok(true)
     }
 }
 

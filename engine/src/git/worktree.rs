@@ -204,17 +204,7 @@ impl Git {
             let record_head = self.record_head(record).ok();
             let same_path = record.path == dir;
             let holds_branch = record_head == Some(Head::Branch(full.clone()));
-            if let Some(reason) = record.lock.as_deref().filter(|r| r.starts_with(WORKTREE_BEING_MADE))
-                && (same_path || holds_branch)
-            {
-                if !is_half_made(reason) {
-                    return Err(GitError::PathInTheWay {
-                        path: record.path.clone(),
-                        found: format!("a worktree another flow is making ({reason})"),
-                    });
-                }
-                // Left half-made by a killed flow: made again from scratch.
-                remove_half_made_worktree(&record.admin_dir, &record.path);
+            if (same_path || holds_branch) && remove_if_half_made(record)? {
                 pruned.push(k);
                 continue;
             }
@@ -698,9 +688,9 @@ fn worktree_name_base(dir: &Path) -> String {
     }
 }
 
-/// Deletes what a failed `git_worktree_add` left behind, but only what belongs to this
-/// attempt: libgit2 fails early when the record or folder already exists, and those
-/// belong to someone else.
+/// Deletes a worktree record and its folder that a failed or killed creation left behind,
+/// but only what belongs to that creation: a record pointing at another folder, or a
+/// folder holding anything but that record's files, belongs to someone else.
 pub(crate) fn remove_half_made_worktree(admin_dir: &Path, dir: &Path) {
     let points_at = |file: &Path, target: &Path| -> bool {
         match fs::read_to_string(file) {
@@ -723,6 +713,22 @@ pub(crate) fn remove_half_made_worktree(admin_dir: &Path, dir: &Path) {
     if record_is_ours {
         let _ = fs::remove_dir_all(admin_dir);
     }
+}
+
+/// Removes the worktree of `record` when a killed flow left it half-made, so that it is made
+/// again from scratch; says whether it did. One that another flow is still making is refused.
+pub(crate) fn remove_if_half_made(record: &Record) -> Result<bool, GitError> {
+    let Some(reason) = record.lock.as_deref().filter(|r| r.starts_with(WORKTREE_BEING_MADE)) else {
+        return Ok(false);
+    };
+    if !is_half_made(reason) {
+        return Err(GitError::PathInTheWay {
+            path: record.path.clone(),
+            found: format!("a worktree another flow is making ({reason})"),
+        });
+    }
+    remove_half_made_worktree(&record.admin_dir, &record.path);
+    Ok(true)
 }
 
 /// Refuses `dir` when something other than nothing or an empty folder is there.

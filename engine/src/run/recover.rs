@@ -175,14 +175,13 @@ pub fn remove_half_made_worktrees(git: &Git, folders: &[PathBuf]) -> Vec<PathBuf
             same_path(Path::new(text), target)
         })
     };
-    let complete = |admin: &Path| record_complete(admin);
     let incomplete: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && !complete(p))
+        .filter(|p| p.is_dir() && !record_complete(p))
         .collect();
     for admin in settled(incomplete) {
-        if complete(&admin) {
+        if record_complete(&admin) {
             continue;
         }
         let name = admin
