@@ -109,8 +109,9 @@ fn expected_content(name: &str) -> String {
     text
 }
 
-fn workflow_text() -> String {
-    let mut text = format!(
+/// The workflow's settings, its shell agent and its defaults, shared by both workflows here.
+fn workflow_header() -> String {
+    format!(
         r#"workflow "{WORKFLOW}" {{
     base "main"
     max-parallel 3
@@ -124,7 +125,11 @@ defaults {{
     env "COUNTERS"
 }}
 "#
-    );
+    )
+}
+
+fn workflow_text() -> String {
+    let mut text = workflow_header();
     for spec in SPECS {
         let mut body = String::new();
         if spec.scratch {
@@ -207,24 +212,8 @@ impl Repo {
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        let mut vars = vec![
-            (
-                "PATH".to_string(),
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
-            ),
-            ("HOME".to_string(), self.home.display().to_string()),
-            ("LANG".to_string(), "C".to_string()),
-            ("TZ".to_string(), "UTC".to_string()),
-            ("NO_COLOR".to_string(), "1".to_string()),
-            ("COLUMNS".to_string(), "100".to_string()),
-            ("GIT_CONFIG_GLOBAL".to_string(), "/dev/null".to_string()),
-            ("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string()),
-            ("COUNTERS".to_string(), self.counters.display().to_string()),
-        ];
-        for who in ["AUTHOR", "COMMITTER"] {
-            vars.push((format!("GIT_{who}_NAME"), "Test User".to_string()));
-            vars.push((format!("GIT_{who}_EMAIL"), "test@example.com".to_string()));
-        }
+        let mut vars = crate::support::hermetic_env(&self.home);
+        vars.push(("COUNTERS".to_string(), self.counters.display().to_string()));
         vars
     }
 
@@ -1229,20 +1218,9 @@ fn edited_workflow(fixed: bool, gamma_task: &str) -> String {
     } else {
         "echo run >> $COUNTERS/broken; echo on purpose >&2; exit 3".to_string()
     };
-    let mut text = format!(
-        r#"workflow "{WORKFLOW}" {{
-    base "main"
-    max-parallel 3
-}}
-agent "shell" {{
-    command "sh" "-c" "{{script}}"
-    output "text"
-}}
-defaults {{
-    agent "shell"
-    env "COUNTERS"
-}}
-workstream "broken" {{
+    let mut text = workflow_header();
+    text.push_str(&format!(
+        r#"workstream "broken" {{
     owns "broken/**"
     script "{broken}"
 }}
@@ -1253,7 +1231,7 @@ workstream "gamma" {{
 }}
 "#,
         step("gamma", &[])
-    );
+    ));
     for (name, deps) in [
         ("alpha", &[][..]),
         ("beta", &[]),

@@ -100,22 +100,8 @@ impl TestEnv {
     /// The environment every process of a test gets: nothing from the test's own environment
     /// but `PATH`.
     fn base_env(&self) -> Vec<(String, String)> {
-        let mut vars = vec![
-            (
-                "PATH".to_string(),
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
-            ),
-            ("HOME".to_string(), self.home.display().to_string()),
-            ("LANG".to_string(), "C".to_string()),
-            ("TZ".to_string(), "UTC".to_string()),
-            ("NO_COLOR".to_string(), "1".to_string()),
-            ("COLUMNS".to_string(), "100".to_string()),
-            ("GIT_CONFIG_GLOBAL".to_string(), "/dev/null".to_string()),
-            ("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string()),
-        ];
+        let mut vars = hermetic_env(&self.home);
         for who in ["AUTHOR", "COMMITTER"] {
-            vars.push((format!("GIT_{who}_NAME"), "Test User".to_string()));
-            vars.push((format!("GIT_{who}_EMAIL"), "test@example.com".to_string()));
             vars.push((format!("GIT_{who}_DATE"), PINNED_DATE.to_string()));
         }
         vars
@@ -526,4 +512,27 @@ pub fn process_gone(pid: i32) -> bool {
             .is_some_and(|state| state == "Z" || state == "X"),
         Err(_) => true,
     }
+}
+
+/// What every process of a test gets instead of the test's own environment: `PATH`, `home`
+/// as `HOME`, a plain locale and terminal, no git configuration but a test identity.
+pub fn hermetic_env(home: &Path) -> Vec<(String, String)> {
+    let mut vars = vec![
+        (
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        ),
+        ("HOME".to_string(), home.display().to_string()),
+        ("LANG".to_string(), "C".to_string()),
+        ("TZ".to_string(), "UTC".to_string()),
+        ("NO_COLOR".to_string(), "1".to_string()),
+        ("COLUMNS".to_string(), "100".to_string()),
+        ("GIT_CONFIG_GLOBAL".to_string(), "/dev/null".to_string()),
+        ("GIT_CONFIG_NOSYSTEM".to_string(), "1".to_string()),
+    ];
+    for who in ["AUTHOR", "COMMITTER"] {
+        vars.push((format!("GIT_{who}_NAME"), "Test User".to_string()));
+        vars.push((format!("GIT_{who}_EMAIL"), "test@example.com".to_string()));
+    }
+    vars
 }
