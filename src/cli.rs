@@ -104,30 +104,14 @@ pub struct RunArgs {
     /// The workflow file.
     #[arg(default_value = "parallel.kdl")]
     pub file: PathBuf,
-    /// Agents running at once (overrides the workflow's `max-parallel`).
-    #[arg(long, short = 'j', value_name = "N")]
-    pub max_parallel: Option<usize>,
-    /// After a failure, keep starting workstreams that do not depend on it.
-    #[arg(long, conflicts_with = "abort_on_failure")]
-    pub keep_going: bool,
-    /// After a failure, also stop the agents still running (default: let them finish).
-    #[arg(long)]
-    pub abort_on_failure: bool,
     /// Run only these workstreams, with everything they depend on.
     #[arg(long, num_args = 1.., value_name = "WORKSTREAM", conflicts_with = "resume")]
     pub only: Vec<String>,
     /// Continue the latest run of this workflow instead of starting a new one (as `flow resume`).
     #[arg(long)]
     pub resume: bool,
-    /// How progress is shown: bars on a terminal, plain lines otherwise.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
-    pub progress: ProgressMode,
-    /// How long a stopped agent gets between SIGINT and SIGKILL.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
-    pub grace: std::time::Duration,
-    /// The delay before the first retry of a failed attempt; each later retry waits twice as long.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub retry_delay: std::time::Duration,
+    #[command(flatten)]
+    pub run_options: RunOptionArgs,
 }
 
 /// How run progress is shown.
@@ -276,6 +260,23 @@ pub struct RunOptionArgs {
     /// The delay before the first retry of a failed attempt; each later retry waits twice as long.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub retry_delay: std::time::Duration,
+}
+
+impl RunOptionArgs {
+    /// The scheduler's settings these options make, for the workstreams `only` names (all
+    /// when `None`).
+    pub fn settings(&self, only: Option<Vec<usize>>) -> flow_engine::run::runner::RunSettings {
+        flow_engine::run::runner::RunSettings {
+            options: flow_engine::run::scheduler::Options {
+                max_parallel: self.max_parallel,
+                keep_going: self.keep_going,
+                abort_on_failure: self.abort_on_failure,
+                only,
+            },
+            grace: self.grace,
+            retry_base: self.retry_delay,
+        }
+    }
 }
 
 /// Show where a run stands: a table of workstreams, or JSON, or the markdown board.

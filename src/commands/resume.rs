@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use flow_engine::plan::Plan;
-use flow_engine::run::runner::{self, Action, RunSettings, Site};
-use flow_engine::run::scheduler::Options;
+use flow_engine::run::runner::{self, Action, Site};
 use flow_engine::run::store::{RunDir, latest_run};
 
 use crate::cli::ResumeArgs;
@@ -106,19 +105,9 @@ pub async fn run(args: ResumeArgs) -> Result<ExitCode, CommandError> {
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    let o = &args.run_options;
-    let settings = RunSettings {
-        options: Options {
-            max_parallel: o.max_parallel,
-            keep_going: o.keep_going,
-            abort_on_failure: o.abort_on_failure,
-            only: None,
-        },
-        grace: o.grace,
-        retry_base: o.retry_delay,
-    };
+    let settings = args.run_options.settings(None);
     let total = plan.workflow.workstreams.len();
-    let mut progress = observer(o.progress, total);
+    let mut progress = observer(args.run_options.progress, total);
     let state = runner::resume(plan, site, decided, settings, progress.as_mut())
         .await
         .map_err(|e| CommandError::Usage(e.into()))?;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use flow_engine::plan::Plan;
 use flow_engine::report::progress::{BarProgress, PlainProgress};
 use flow_engine::report::run_table::run_table;
-use flow_engine::run::runner::{self, RunSettings, Site};
-use flow_engine::run::scheduler::{Observer, Options};
+use flow_engine::run::runner::{self, Site};
+use flow_engine::run::scheduler::Observer;
 use flow_engine::run::state::{RunState, RunStatus};
 
 use crate::cli::{ProgressMode, RunArgs};
@@ -16,15 +16,7 @@ use crate::commands::{CommandError, load};
 /// Starts a run and prints its progress and final table.
 pub async fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
     if args.resume {
-        let options = crate::cli::RunOptionArgs {
-            max_parallel: args.max_parallel,
-            keep_going: args.keep_going,
-            abort_on_failure: args.abort_on_failure,
-            progress: args.progress,
-            grace: args.grace,
-            retry_delay: args.retry_delay,
-        };
-        return crate::commands::resume::continue_workflow(&args.file, options).await;
+        return crate::commands::resume::continue_workflow(&args.file, args.run_options).await;
     }
     let checked = load(&args.file)?;
     let workflow = checked.workflow;
@@ -32,18 +24,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, CommandError> {
         .map_err(|e| CommandError::Usage(miette::miette!("cannot read the current folder: {e}")))?;
     let site = Site::find(&cwd, &workflow).map_err(|e| CommandError::Usage(e.into()))?;
     let only = runner::select(&workflow, &args.only).map_err(|e| CommandError::Usage(e.into()))?;
-    let settings = RunSettings {
-        options: Options {
-            max_parallel: args.max_parallel,
-            keep_going: args.keep_going,
-            abort_on_failure: args.abort_on_failure,
-            only,
-        },
-        grace: args.grace,
-        retry_base: args.retry_delay,
-    };
+    let settings = args.run_options.settings(only);
     let total = workflow.workstreams.len();
-    let mut observer = observer(args.progress, total);
+    let mut observer = observer(args.run_options.progress, total);
     let state = runner::start(Plan::new(workflow), site, settings, observer.as_mut())
         .await
         .map_err(|e| CommandError::Usage(e.into()))?;
