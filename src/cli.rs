@@ -265,16 +265,16 @@ pub struct RunOptionArgs {
 impl RunOptionArgs {
     /// The scheduler's settings these options make, for the workstreams `only` names (all
     /// when `None`).
-    pub fn settings(&self, only: Option<Vec<usize>>) -> flow_engine::run::runner::RunSettings {
-        flow_engine::run::runner::RunSettings {
-            options: flow_engine::run::scheduler::Options {
+    pub fn settings(&self, only: Option<Vec<usize>>) -> flow_engine::RunSettings {
+        flow_engine::RunSettings {
+            options: flow_engine::run::core::Options {
                 max_parallel: self.max_parallel,
                 keep_going: self.keep_going,
                 abort_on_failure: self.abort_on_failure,
                 only,
+                retry_base: self.retry_delay,
             },
             grace: self.grace,
-            retry_base: self.retry_delay,
         }
     }
 }

@@ -446,14 +446,14 @@ impl State {
         self.ws(name)["failure"]["message"].as_str().unwrap_or("")
     }
 
-    /// A workstream's `started_at`, if it started.
+    /// A workstream's `started_at` (RFC 3339 in the state) as seconds since the epoch, if it started.
     pub fn started_at(&self, name: &str) -> Option<f64> {
-        self.ws(name)["started_at"].as_f64()
+        seconds(&self.ws(name)["started_at"])
     }
 
-    /// A workstream's `ended_at`, if it ended.
+    /// A workstream's `ended_at` as seconds since the epoch, if it ended.
     pub fn ended_at(&self, name: &str) -> Option<f64> {
-        self.ws(name)["ended_at"].as_f64()
+        seconds(&self.ws(name)["ended_at"])
     }
 
     /// A string field of a workstream.
@@ -535,4 +535,10 @@ pub fn hermetic_env(home: &Path) -> Vec<(String, String)> {
         vars.push((format!("GIT_{who}_EMAIL"), "test@example.com".to_string()));
     }
     vars
+}
+
+/// An RFC 3339 time of a JSON record as seconds since the epoch.
+pub fn seconds(value: &Value) -> Option<f64> {
+    let at: jiff::Timestamp = value.as_str()?.parse().ok()?;
+    Some(at.as_millisecond() as f64 / 1000.0)
 }

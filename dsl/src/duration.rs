@@ -39,26 +39,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(total as u64))
 }
 
-/// Formats a duration the way workflow files write it: `1h30m`, `45s`, `250ms`.
+/// Formats a duration for people, in the units workflow files use: `45m`, `1h30m`, `3m05s`,
+/// `4.2s`, `2d3h`. Below a minute it keeps a tenth of a second; above, it drops what is
+/// smaller than the next unit but one (a run of `1h02m` does not show its seconds). This
+/// is flow's one duration formatter: timeouts in messages, elapsed times in tables.
 pub fn format_duration(duration: Duration) -> String {
-    let mut ms = duration.as_millis();
-    if ms == 0 {
-        return "0s".into();
+    let tenths = (duration.as_millis() + 50) / 100;
+    if tenths < 600 {
+        return if tenths.is_multiple_of(10) {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        };
     }
-    let mut out = String::new();
-    for (unit, size) in [
-        ("d", 86_400_000u128),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
-        if ms >= size {
-            out.push_str(&format!("{}{unit}", ms / size));
-            ms %= size;
-        }
+    let seconds = duration.as_secs_f64().round() as u64;
+    let (days, hours, minutes, secs) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
+    match (days, hours) {
+        (0, 0) if secs == 0 => format!("{minutes}m"),
+        (0, 0) => format!("{minutes}m{secs:02}s"),
+        (0, _) if minutes == 0 => format!("{hours}h"),
+        (0, _) => format!("{hours}h{minutes:02}m"),
+        (_, 0) => format!("{days}d"),
+        _ => format!("{days}d{hours}h"),
     }
-    out
 }
 
 #[cfg(test)]
@@ -77,8 +80,23 @@ mod tests {
         ] {
             assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
         }
-        assert_eq!(format_duration(Duration::from_millis(5_400_000)), "1h30m");
-        assert_eq!(format_duration(Duration::from_millis(1_500)), "1s500ms");
+        for (ms, text) in [
+            (0, "0s"),
+            (500, "0.5s"),
+            (1_500, "1.5s"),
+            (4_240, "4.2s"),
+            (45_000, "45s"),
+            (59_960, "1m"),
+            (185_000, "3m05s"),
+            (2_700_000, "45m"),
+            (3_600_000, "1h"),
+            (3_720_000, "1h02m"),
+            (5_400_000, "1h30m"),
+            (183_600_000, "2d3h"),
+            (172_800_000, "2d"),
+        ] {
+            assert_eq!(format_duration(Duration::from_millis(ms)), text, "{ms} ms");
+        }
     }
 
     #[test]

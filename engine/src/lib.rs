@@ -1,18 +1,33 @@
 //! flow-engine: everything `flow` does after a workflow has been validated.
 //!
 //! Data flows one way: a [`flow_dsl::Workflow`] becomes a [`plan::Plan`] (the dependency
-//! graph with waves, critical path and merge order); [`run::scheduler`] starts a job per
-//! workstream ([`run::job`]: worktree from [`git`], context from [`context`], the agent
-//! process from [`agent`]) and merges finished branches one at a time ([`run::merge`]);
-//! every step is an event recorded in [`run::state`] and on disk ([`run::store`]);
-//! [`report`] turns plans and runs into text, JSON and graphs.
+//! graph with waves, critical path and merge order); [`run::core`] decides, one input at a
+//! time, what a run does next; [`run::driver`] carries those decisions out (worktrees from
+//! [`git`], context from [`context`], agent processes from [`agent`], checks and merges
+//! through [`checks`] and [`integrate`]) and feeds the results back; every step is an event
+//! recorded in [`run::state`] and on disk ([`run::store`]) and shown to observers, such as
+//! [`report`]'s progress and board. [`by_hand`] holds the verbs for people who start agents
+//! themselves. [`site::Site`] says where all of it lives.
 
 pub mod agent;
+pub mod by_hand;
+pub mod checks;
 pub mod context;
 pub mod git;
-pub mod layout;
-pub mod manual;
+pub mod integrate;
 mod parallel;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod site;
+pub mod time;
+
+// The front door: what the command line calls.
+pub use crate::plan::Plan;
+pub use crate::run::error::RunError;
+pub use crate::run::observer::{Observer, Observers};
+pub use crate::run::resume::{Action, ResumePlan, plan_resume, resume};
+pub use crate::run::session::RunSettings;
+pub use crate::run::start::{select, start};
+pub use crate::run::state::{Phase, RunState, RunStatus};
+pub use crate::site::Site;

@@ -2,14 +2,15 @@
 
 use std::process::ExitCode;
 
-use flow_engine::manual::clean;
+use flow_engine::Site;
+use flow_engine::by_hand::clean::clean;
 
 use crate::cli::CleanArgs;
 use crate::commands::{CommandError, git_failed, load_layout, print_stdout};
 
 /// Removes what it safely can and says what it kept and why; exits 1 when something was kept.
-pub fn run(args: CleanArgs) -> Result<ExitCode, CommandError> {
-    let (workflow, layout) = load_layout(&args.file)?;
+pub fn run(args: CleanArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let (workflow, layout) = load_layout(site, &args.file)?;
     let items = clean(&workflow, &layout, args.force).map_err(git_failed)?;
     let mut out = String::new();
     for i in &items {

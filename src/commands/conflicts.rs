@@ -3,14 +3,15 @@
 use std::fmt::Write;
 use std::process::ExitCode;
 
-use flow_engine::manual::conflicts;
+use flow_engine::Site;
+use flow_engine::by_hand::conflicts::conflicts;
 
 use crate::cli::ConflictsArgs;
 use crate::commands::{CommandError, git_failed, load_layout, print_json, print_stdout};
 
 /// Prints the overlaps; exits 1 when a trial merge of two branches conflicts.
-pub fn run(args: ConflictsArgs) -> Result<ExitCode, CommandError> {
-    let (workflow, layout) = load_layout(&args.file)?;
+pub fn run(args: ConflictsArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let (workflow, layout) = load_layout(site, &args.file)?;
     let report = conflicts(&workflow, &layout).map_err(git_failed)?;
     let conflicting = report.live.iter().any(|l| !l.conflicts.is_empty());
     if args.json {

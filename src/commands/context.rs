@@ -2,11 +2,13 @@
 
 use std::process::ExitCode;
 
+use flow_engine::Site;
+
 use crate::cli::ContextArgs;
 use crate::commands::{CommandError, load, print_stdout};
 
 /// Prints the rendered prompt of one workstream.
-pub fn run(args: ContextArgs) -> Result<ExitCode, CommandError> {
+pub fn run(args: ContextArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let workflow = load(&args.file)?.workflow;
     let Some(index) = workflow.index_of(&args.workstream) else {
         let known: Vec<&str> = workflow.workstreams.iter().map(|w| w.name.as_str()).collect();
@@ -21,9 +23,7 @@ pub fn run(args: ContextArgs) -> Result<ExitCode, CommandError> {
     };
     // Context files are sized from the repository's root, as `flow prepare` and `flow run` do,
     // so that the prompt printed here is the one they write, from any folder of the repository.
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let root = flow_engine::git::Git::discover(&cwd).map_or(cwd, |git| git.root().to_path_buf());
-    let rendered = flow_engine::context::render(&workflow, index, &root);
+    let rendered = flow_engine::context::render(&workflow, index, site.root());
     print_stdout(if args.config {
         &rendered.agent_config_json
     } else {

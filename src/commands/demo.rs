@@ -5,12 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use flow_engine::plan::Plan;
-use flow_engine::run::runner::{self, RunSettings, Site};
-use flow_engine::run::scheduler::Options;
+use flow_engine::{Plan, RunSettings, Site, start};
 
 use crate::cli::DemoArgs;
-use crate::commands::run::{finish, observer};
+use crate::commands::progress::{finish, observers};
 use crate::commands::{CommandError, print_problems};
 
 /// The demo workflow, embedded so the demo runs from any folder.
@@ -45,14 +43,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
     let checked = flow_dsl::check_file(&file).map_err(CommandError::Invalid)?;
     print_problems(&checked.warnings);
     let workflow = checked.workflow;
-    let site = Site::find(&dir, &workflow).map_err(|e| CommandError::Failed(e.into()))?;
-    let settings = RunSettings {
-        options: Options::default(),
-        ..RunSettings::default()
-    };
-    let total = workflow.workstreams.len();
-    let mut progress = observer(args.progress, total);
-    let state = runner::start(Plan::new(workflow), site, settings, progress.as_mut())
+    let site = Site::find(&dir);
+    let worktrees = site.worktrees_dir(&workflow);
+    let mut observers = observers(args.progress, workflow.workstreams.len(), &site, &workflow.status_file);
+    let state = start(Plan::new(workflow), &site, RunSettings::default(), &mut observers)
         .await
         .map_err(|e| CommandError::Failed(e.into()))?;
     let code = finish(&state);
@@ -60,11 +54,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
     let flow = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "flow".into());
-    let worktrees = flow_engine::run::job::worktrees_dir(
-        &flow_dsl::check_file(&file).map_err(CommandError::Invalid)?.workflow,
-        &dir,
-    );
-    let record = dir.join(".flow").join("runs").join(&state.id);
+    let record = site.run_dir(&state.id).dir;
     let _ = crate::commands::print_stdout(&format!(
         "\nwhere to look:\n  the merges, in dependency order:\n    git -C {d} log --graph --oneline integration/demo\n  \
          the run's table again, and what each workstream spent:\n    {flow} -C {d} status\n  \

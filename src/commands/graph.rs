@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use flow_engine::plan::Plan;
+use flow_engine::Plan;
 use flow_engine::report::graph;
 
 use crate::cli::{GraphArgs, GraphFormat};

@@ -3,16 +3,16 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use flow_engine::manual::{MergeResult, merge_ready};
-use flow_engine::plan::Plan;
-use flow_engine::run::merge::{Integration, integration_dir};
+use flow_engine::by_hand::merge::{MergeResult, merge_ready};
+use flow_engine::integrate::Integration;
+use flow_engine::{Plan, Site};
 
 use crate::cli::MergeArgs;
 use crate::commands::{CommandError, git_failed, load_layout, print_json, print_stdout};
 
 /// Merges ready branches in the plan's order and prints what happened to each.
-pub async fn run(args: MergeArgs) -> Result<ExitCode, CommandError> {
-    let (workflow, layout) = load_layout(&args.file)?;
+pub async fn run(args: MergeArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let (workflow, layout) = load_layout(site, &args.file)?;
     let plan = Plan::new(workflow);
     let parent_env: BTreeMap<String, String> = std::env::vars().collect();
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
@@ -21,21 +21,22 @@ pub async fn run(args: MergeArgs) -> Result<ExitCode, CommandError> {
             let _ = cancel_tx.send(true);
         }
     });
-    let flow_dir = layout.root.join(".flow");
-    flow_engine::run::store::ensure_flow_dir(&flow_dir)
+    let flow_dir = site.flow_dir();
+    flow_engine::run::store::ensure_flow_dir(flow_dir)
         .map_err(|e| CommandError::Failed(miette::miette!("cannot create {}: {e}", flow_dir.display())))?;
     let log_path = flow_dir.join("merge.log");
     let integration = Integration {
         git: &layout.git,
         workflow: &plan.workflow,
-        verify_dir: integration_dir(&layout.worktrees_dir),
+        verify_dir: site.integration_dir(&plan.workflow),
         log_path: log_path.clone(),
         parent_env: &parent_env,
         grace: std::time::Duration::from_secs(5),
-        cancel: cancel_rx,
         note: "flow merge".to_string(),
     };
-    let items = merge_ready(&plan, &layout, integration).await.map_err(git_failed)?;
+    let items = merge_ready(&plan, &layout, integration, cancel_rx)
+        .await
+        .map_err(git_failed)?;
     let bad = items
         .iter()
         .any(|i| matches!(i.result, MergeResult::Conflicted | MergeResult::Failed));

@@ -9,7 +9,8 @@ mod graph;
 mod merge;
 mod plan;
 mod prepare;
-pub mod resume;
+mod progress;
+mod resume;
 mod run;
 mod status;
 
@@ -17,6 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use flow_dsl::{Checked, Problems};
+use flow_engine::Site;
 
 use crate::cli::Command;
 use crate::diagnostics;
@@ -57,25 +59,28 @@ impl CommandError {
     }
 }
 
-/// Runs one verb.
+/// Runs one verb, in the site (repository and `.flow/`) of the current folder.
 pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| CommandError::Usage(miette::miette!("cannot read the current folder: {e}")))?;
+    let site = Site::find(&cwd);
     match command {
         Command::Init(args) => init(args),
         Command::Check(args) => check::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Graph(args) => graph::run(args),
-        Command::Run(args) => run::run(args).await,
+        Command::Run(args) => run::run(args, &site).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Prepare(args) => prepare::run(args),
-        Command::Context(args) => context::run(args),
-        Command::Merge(args) => merge::run(args).await,
-        Command::Conflicts(args) => conflicts::run(args),
-        Command::Clean(args) => clean::run(args),
-        Command::Resume(args) => resume::run(args).await,
-        Command::Status(args) => status::status(args),
-        Command::Logs(args) => status::logs(args).await,
-        Command::Runs(args) => status::runs(args),
-        Command::Usage(args) => status::usage(args),
+        Command::Prepare(args) => prepare::run(args, &site),
+        Command::Context(args) => context::run(args, &site),
+        Command::Merge(args) => merge::run(args, &site).await,
+        Command::Conflicts(args) => conflicts::run(args, &site),
+        Command::Clean(args) => clean::run(args, &site),
+        Command::Resume(args) => resume::run(args, &site).await,
+        Command::Status(args) => status::status(args, &site),
+        Command::Logs(args) => status::logs(args, &site).await,
+        Command::Runs(args) => status::runs(args, &site),
+        Command::Usage(args) => status::usage(args, &site),
     }
 }
 
@@ -111,13 +116,13 @@ pub fn summary(errors: usize, warnings: usize) -> String {
     }
 }
 
-/// Loads a workflow and finds where it lives in the repository of the current folder.
-pub fn load_layout(file: &Path) -> Result<(flow_dsl::Workflow, flow_engine::layout::Layout), CommandError> {
+/// Loads a workflow and finds where it lives in the site's repository.
+pub fn load_layout(
+    site: &Site,
+    file: &Path,
+) -> Result<(flow_dsl::Workflow, flow_engine::by_hand::Layout), CommandError> {
     let workflow = load(file)?.workflow;
-    let cwd = std::env::current_dir()
-        .map_err(|e| CommandError::Usage(miette::miette!("cannot read the current folder: {e}")))?;
-    let site = flow_engine::run::runner::Site::find(&cwd, &workflow).map_err(|e| CommandError::Usage(e.into()))?;
-    let layout = flow_engine::layout::Layout::new(&workflow, &site).map_err(|e| CommandError::Usage(e.into()))?;
+    let layout = flow_engine::by_hand::Layout::new(&workflow, site).map_err(|e| CommandError::Usage(e.into()))?;
     Ok((workflow, layout))
 }
 

@@ -2,15 +2,16 @@
 
 use std::process::ExitCode;
 
-use flow_engine::manual::{PrepareStatus, prepare};
-use flow_engine::plan::Plan;
+use flow_engine::Plan;
+use flow_engine::Site;
+use flow_engine::by_hand::prepare::{PrepareStatus, prepare};
 
 use crate::cli::PrepareArgs;
 use crate::commands::{CommandError, git_failed, load_layout, print_json, print_stdout};
 
 /// Prepares every workstream that can start, and says what each one got.
-pub fn run(args: PrepareArgs) -> Result<ExitCode, CommandError> {
-    let (workflow, layout) = load_layout(&args.file)?;
+pub fn run(args: PrepareArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let (workflow, layout) = load_layout(site, &args.file)?;
     let plan = Plan::new(workflow);
     let items = prepare(&plan, &layout).map_err(git_failed)?;
     let failed = items.iter().any(|i| i.status == PrepareStatus::Failed);

@@ -1,38 +1,30 @@
 //! `flow status`, `flow logs`, `flow runs`: reading what runs recorded.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use flow_dsl::format_duration;
 use flow_engine::report::board::markdown_board;
-use flow_engine::report::run_table::{dollars, run_table, seconds, tokens};
-use flow_engine::run::state::{RunState, RunStatus};
-use flow_engine::run::store::{RunDir, latest_run, list_runs};
+use flow_engine::report::run_table::{dollars, run_table, tokens};
+use flow_engine::run::store::RunDir;
+use flow_engine::time::{elapsed, now};
+use flow_engine::{RunState, RunStatus, Site};
 
 use crate::cli::{LogsArgs, RunsArgs, StatusArgs, UsageArgs};
 use crate::commands::{CommandError, print_json, print_stdout};
 
-fn flow_dir() -> Result<PathBuf, CommandError> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| CommandError::Usage(miette::miette!("cannot read the current folder: {e}")))?;
-    Ok(flow_engine::git::Git::discover(&cwd)
-        .map(|g| g.root().join(".flow"))
-        .unwrap_or_else(|_| cwd.join(".flow")))
-}
-
-fn load_run(run: Option<&str>) -> Result<(RunDir, RunState), CommandError> {
-    let dir = flow_dir()?;
+fn load_run(site: &Site, run: Option<&str>) -> Result<(RunDir, RunState), CommandError> {
     let id = match run {
         Some(id) => id.to_string(),
-        None => latest_run(&dir).ok_or_else(|| {
+        None => site.latest_run().ok_or_else(|| {
             CommandError::Usage(miette::miette!(
                 help = "start one with `flow run`",
                 "no run recorded in {}",
-                dir.display()
+                site.flow_dir().display()
             ))
         })?,
     };
-    let run_dir = RunDir::new(&dir, &id);
+    let run_dir = site.run_dir(&id);
     let state = run_dir
         .load()
         .map_err(|e| CommandError::Usage(miette::miette!("cannot read run {id}: {e}")))?;
@@ -40,32 +32,28 @@ fn load_run(run: Option<&str>) -> Result<(RunDir, RunState), CommandError> {
 }
 
 /// Prints where a run stands.
-pub fn status(args: StatusArgs) -> Result<ExitCode, CommandError> {
-    let (_, state) = load_run(args.run.as_deref())?;
+pub fn status(args: StatusArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let (_, state) = load_run(site, args.run.as_deref())?;
     if args.json {
         print_json(&state)?;
     } else if args.markdown {
         print_stdout(&markdown_board(&state))?;
     } else {
-        let status = serde_json::to_value(state.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let mut out = format!("run {} of workflow `{}`: {status}\n", state.id, state.workflow);
+        let mut out = format!("run {} of workflow `{}`: {}\n", state.id, state.workflow, state.status);
         out.push_str(&format!(
             "integration branch {} at {}\n\n",
             state.into,
             state.last_good.as_deref().map_or("-", |c| &c[..c.len().min(8)])
         ));
-        out.push_str(&run_table(&state));
+        out.push_str(&run_table(&state, now()));
         print_stdout(&out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a workstream's log, following it while the run is going.
-pub async fn logs(args: LogsArgs) -> Result<ExitCode, CommandError> {
-    let (run_dir, state) = load_run(args.run.as_deref())?;
+pub async fn logs(args: LogsArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let (run_dir, state) = load_run(site, args.run.as_deref())?;
     if args.workstream != "_verify" && state.workstream(&args.workstream).is_none() {
         let known: Vec<&str> = state.workstreams.iter().map(|w| w.name.as_str()).collect();
         return Err(CommandError::Usage(miette::miette!(
@@ -105,11 +93,10 @@ pub async fn logs(args: LogsArgs) -> Result<ExitCode, CommandError> {
 }
 
 /// Lists past runs.
-pub fn runs(args: RunsArgs) -> Result<ExitCode, CommandError> {
-    let dir = flow_dir()?;
+pub fn runs(args: RunsArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let mut rows = vec![];
-    for id in list_runs(&dir) {
-        if let Ok(state) = RunDir::new(&dir, &id).load() {
+    for id in site.runs() {
+        if let Ok(state) = site.run_dir(&id).load() {
             rows.push(state);
         }
     }
@@ -131,11 +118,10 @@ pub fn runs(args: RunsArgs) -> Result<ExitCode, CommandError> {
         out.push_str("no runs yet\n");
     }
     for s in &rows {
-        let status = serde_json::to_value(s.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let took = s.ended_at.map_or("-".to_string(), |e| seconds(e - s.started_at));
+        let status = s.status.as_str();
+        let took = s
+            .ended_at
+            .map_or("-".to_string(), |e| format_duration(elapsed(s.started_at, e)));
         let done = s.workstreams.iter().filter(|w| w.phase.is_success()).count();
         let usage = s.total_usage();
         out.push_str(&format!(
@@ -152,8 +138,8 @@ pub fn runs(args: RunsArgs) -> Result<ExitCode, CommandError> {
 }
 
 /// Prints what a run spent.
-pub fn usage(args: UsageArgs) -> Result<ExitCode, CommandError> {
-    let (_, state) = load_run(args.run.as_deref())?;
+pub fn usage(args: UsageArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let (_, state) = load_run(site, args.run.as_deref())?;
     let workflow = state
         .workflow_file
         .as_ref()

@@ -27,13 +27,15 @@ pub struct Placeholders<'a> {
 /// Builds the process for one attempt of a workstream's agent.
 ///
 /// `parent` is flow's own environment; only allowed and named variables reach the agent.
-/// `extra` is set last (flow's own `FLOW_*` variables).
+/// `extra` is set last (flow's own `FLOW_*` variables). `budget_usd` is what the workstream's
+/// budget has left, given to tools that take a spending cap of their own.
 pub fn launch(
     workflow: &Workflow,
     index: usize,
     values: &Placeholders<'_>,
     parent: &BTreeMap<String, String>,
     extra: &BTreeMap<String, String>,
+    budget_usd: Option<f64>,
 ) -> Result<Launch, String> {
     let ws = &workflow.workstreams[index];
     let agent = workflow.agent_of(ws);
@@ -59,8 +61,8 @@ pub fn launch(
         .next()
         .ok_or_else(|| format!("agent `{}` has an empty command", agent.name))?;
     let mut args: Vec<String> = argv.collect();
-    if let (Some(flag), Some(usd)) = (&agent.budget_flag, ws.budget.usd) {
-        // The tool's own limit is checked only between turns; flow enforces the budget too.
+    if let (Some(flag), Some(usd)) = (&agent.budget_flag, budget_usd) {
+        // The tool's own limit is checked only between turns; flow's ledger enforces the budget.
         args.splice(0..0, [flag.clone(), format!("{usd}")]);
     }
 

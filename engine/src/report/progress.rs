@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::report::run_table::{dollars, tokens};
-use crate::run::scheduler::Observer;
+use crate::run::observer::Observer;
 use crate::run::state::{Event, EventKind, Phase, RunState};
 
 /// One line per event, each with the time since the run started.
@@ -124,10 +124,7 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
         }
         EventKind::Conflicted { workstream, paths } => (name(workstream), format!("CONFLICT in {}", paths.join(", "))),
         EventKind::Alert { workstream, message } => (workstream.as_ref().and_then(name), format!("note: {message}")),
-        EventKind::RunEnded { status } => (
-            None,
-            format!("run ended: {}", serde_json::to_value(status).ok()?.as_str()?),
-        ),
+        EventKind::RunEnded { status } => (None, format!("run ended: {status}")),
         EventKind::Usage { .. } => return None,
         EventKind::Reset { workstream, reason, .. } => (name(workstream), format!("runs again: {reason}")),
         EventKind::IntegrationReset { commit, reason } => (
@@ -165,7 +162,10 @@ impl Observer for PlainProgress {
         );
     }
 
-    fn line(&mut self, _state: &RunState, _workstream: usize, _line: &str) {}
+    fn notice(&mut self, message: &str) {
+        // Said whatever the progress mode: these are repairs and problems of flow itself.
+        eprintln!("flow: {message}");
+    }
 
     fn finish(&mut self, _state: &RunState) {
         let _ = self.out.flush();
@@ -294,6 +294,10 @@ impl Observer for BarProgress {
         let text: String = line.chars().filter(|c| !c.is_control()).take(120).collect();
         let bar = self.bar(workstream, state).clone();
         bar.set_message(format!("{}{spent} · {text}", ws.phase));
+    }
+
+    fn notice(&mut self, message: &str) {
+        self.multi.suspend(|| eprintln!("flow: {message}"));
     }
 
     fn finish(&mut self, _state: &RunState) {

@@ -2,18 +2,10 @@
 
 use std::fmt::Write;
 
-use crate::run::state::{Phase, RunState, WorkstreamState, now};
+use flow_dsl::format_duration;
 
-/// Formats seconds as `1h02m`, `3m05s` or `4.2s`.
-pub fn seconds(secs: f64) -> String {
-    if secs < 60.0 {
-        format!("{secs:.1}s")
-    } else if secs < 3600.0 {
-        format!("{}m{:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
-    } else {
-        format!("{}h{:02}m", (secs / 3600.0) as u64, (secs % 3600.0 / 60.0) as u64)
-    }
-}
+use crate::run::state::{Phase, RunState, WorkstreamState};
+use crate::time::{Timestamp, elapsed};
 
 /// Formats a token count: `950`, `12.3k`, `4.1M`.
 pub fn tokens(n: u64) -> String {
@@ -34,10 +26,10 @@ pub fn dollars(usd: Option<f64>) -> String {
     }
 }
 
-fn duration(ws: &WorkstreamState) -> String {
+fn duration(ws: &WorkstreamState, now: Timestamp) -> String {
     match (ws.started_at, ws.ended_at) {
-        (Some(s), Some(e)) => seconds(e - s),
-        (Some(s), None) if ws.phase.is_active() => seconds(now() - s),
+        (Some(s), Some(e)) => format_duration(elapsed(s, e)),
+        (Some(s), None) if ws.phase.is_active() => format_duration(elapsed(s, now)),
         _ => "-".to_string(),
     }
 }
@@ -61,8 +53,9 @@ fn commit(ws: &WorkstreamState) -> String {
     }
 }
 
-/// Renders the table and, under it, the reason for every workstream that did not succeed.
-pub fn run_table(state: &RunState) -> String {
+/// Renders the table and, under it, the reason for every workstream that did not succeed;
+/// `now` gives the running time of what is still under way.
+pub fn run_table(state: &RunState, now: Timestamp) -> String {
     let rows: Vec<[String; 8]> = state
         .workstreams
         .iter()
@@ -70,7 +63,7 @@ pub fn run_table(state: &RunState) -> String {
             [
                 ws.name.clone(),
                 ws.phase.name().to_string(),
-                duration(ws),
+                duration(ws, now),
                 if ws.files_changed.is_empty() {
                     "-".into()
                 } else {

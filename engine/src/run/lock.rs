@@ -47,7 +47,7 @@ impl RunLock {
             // Written whole to a temporary file, then linked into place (failing if a lock is
             // there): nobody ever reads a lock file with its pid missing.
             let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-            writeln!(temp, "{} {}", std::process::id(), crate::run::state::now()).map_err(io)?;
+            writeln!(temp, "{} {}", std::process::id(), crate::time::now()).map_err(io)?;
             temp.as_file().sync_all().map_err(io)?;
             match temp.persist_noclobber(&path) {
                 Ok(_) => return Ok(RunLock { path }),
@@ -55,7 +55,7 @@ impl RunLock {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
                     let mut parts = text.split_whitespace();
                     let pid: Option<u32> = parts.next().and_then(|p| p.parse().ok());
-                    let started: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+                    let started: Option<crate::time::Timestamp> = parts.next().and_then(|s| s.parse().ok());
                     match pid {
                         Some(pid) if pid != std::process::id() && alive(pid) => {
                             return Err(LockError::Held {
@@ -101,13 +101,12 @@ fn alive(pid: u32) -> bool {
     result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-fn describe_time(at: f64) -> String {
-    let ago = crate::run::state::now() - at;
-    if ago < 120.0 {
-        format!("{ago:.0}s ago")
-    } else if ago < 7200.0 {
-        format!("{:.0} minutes ago", ago / 60.0)
-    } else {
-        format!("{:.1} hours ago", ago / 3600.0)
+fn describe_time(at: Option<crate::time::Timestamp>) -> String {
+    match at {
+        Some(at) => format!(
+            "{} ago",
+            flow_dsl::format_duration(crate::time::elapsed(at, crate::time::now()))
+        ),
+        None => "at an unknown time".to_string(),
     }
 }

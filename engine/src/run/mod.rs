@@ -1,12 +1,20 @@
-//! Running a plan: the scheduler, the jobs it starts, the merge queue, and the run state
-//! they record.
+//! Running a plan.
+//!
+//! The decisions are in [`core`], a state machine with no I/O; [`driver`] carries its effects
+//! out with tokio, [`work`] is the real work behind them (worktrees, agents, checks, merges),
+//! and [`session`] puts them together for [`start`] and [`resume`]. What happened is recorded
+//! as events ([`state`]) in the run's folder ([`store`]) and shown to [`observer`]s.
 
-pub mod job;
+pub mod core;
+pub mod driver;
+pub mod error;
 pub mod lock;
-pub mod merge;
+pub mod observer;
 pub mod recover;
-pub mod runner;
-pub mod scheduler;
+pub mod resume;
+pub mod session;
 pub mod spec_hash;
+pub mod start;
 pub mod state;
 pub mod store;
+pub mod work;

@@ -223,7 +223,8 @@ fn same_path(a: &Path, b: &Path) -> bool {
 
 /// Repairs what a killed flow left in git for `workflow`: stale lock files on its branches and
 /// worktrees, and half-made worktrees. Returns what was removed, in words.
-pub fn repair_git(git: &Git, workflow: &Workflow, worktrees_dir: &Path) -> Vec<String> {
+pub fn repair_git(git: &Git, workflow: &Workflow, site: &crate::site::Site) -> Vec<String> {
+    let worktrees_dir = &site.worktrees_dir(workflow);
     let mut done: Vec<String> = clear_stale_git_locks(git, workflow, worktrees_dir)
         .iter()
         .map(|p| {
@@ -239,8 +240,8 @@ pub fn repair_git(git: &Git, workflow: &Workflow, worktrees_dir: &Path) -> Vec<S
         .filter(|w| w.isolation == Isolation::Worktree)
         .map(|w| worktrees_dir.join(&w.name))
         .collect();
-    folders.push(crate::run::merge::integration_dir(worktrees_dir));
-    done.extend(detach_integration_worktree(git, worktrees_dir));
+    folders.push(site.integration_dir(workflow));
+    done.extend(detach_integration_worktree(git, &site.integration_dir(workflow)));
     done.extend(remove_dead_temporary_branches(git));
     done.extend(remove_half_made_worktrees(git, &folders).iter().map(|p| {
         format!(
@@ -258,8 +259,7 @@ const TEMPORARY_BRANCHES: &str = "refs/heads/flow-tmp/checkout-";
 /// A flow killed while creating the integration worktree (where `verify` runs) can leave it on
 /// its temporary branch instead of detached, which every later checkout refuses ("a worktree
 /// of branch flow-tmp/..."): detach it where that branch points.
-fn detach_integration_worktree(git: &Git, worktrees_dir: &Path) -> Vec<String> {
-    let folder = crate::run::merge::integration_dir(worktrees_dir);
+fn detach_integration_worktree(git: &Git, folder: &Path) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(folder.join(".git")) else {
         return vec![];
     };
@@ -286,7 +286,7 @@ fn detach_integration_worktree(git: &Git, worktrees_dir: &Path) -> Vec<String> {
         }
         // Its branch is gone too: the worktree is only `verify`'s scratch, made again on demand.
         Err(_) if std::fs::remove_dir_all(&admin).is_ok() => {
-            let _ = std::fs::remove_dir_all(&folder);
+            let _ = std::fs::remove_dir_all(folder);
             vec![format!(
                 "removed {}, left on a temporary branch that no longer exists",
                 folder.display()

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::output::{AgentError, Usage};
+use crate::time::Timestamp;
 
 /// Where a workstream is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -95,11 +96,108 @@ pub struct TestResult {
     pub detail: String,
 }
 
-/// Why a workstream failed, in words and as a class.
+/// Why a workstream failed, in words and as a class, with the facts behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     pub kind: FailureKind,
     pub message: String,
+    /// The budget that stopped it or kept it from starting (kind `budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetBreach>,
+    /// How its agent's process ended, when that is the failure (kind `agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitStatus>,
+}
+
+impl Failure {
+    /// A failure with a message and nothing more.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+            budget: None,
+            exit: None,
+        }
+    }
+}
+
+/// How a process ended on its own: its exit code or the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exited with code {code}"),
+            ExitStatus::Signal(signal) => write!(f, "killed by signal {signal}"),
+        }
+    }
+}
+
+/// Whose budget: the run's, an account's or a workstream's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BudgetScope {
+    Run,
+    Account(String),
+    Workstream(String),
+}
+
+impl std::fmt::Display for BudgetScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BudgetScope::Run => f.write_str("run"),
+            BudgetScope::Account(name) => write!(f, "account `{name}`"),
+            BudgetScope::Workstream(name) => write!(f, "workstream `{name}`"),
+        }
+    }
+}
+
+/// An amount a budget limits: dollars or tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Amount {
+    Usd(f64),
+    Tokens(u64),
+}
+
+/// A budget that was reached: whose, its limit and what was spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetBreach {
+    pub scope: BudgetScope,
+    pub limit: Amount,
+    pub spent: Amount,
+    /// True when it kept a workstream from starting (spent up to the limit), false when it
+    /// stopped one (spent past the limit).
+    pub at_start: bool,
+}
+
+impl std::fmt::Display for BudgetBreach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let whose = match &self.scope {
+            BudgetScope::Run => "the run's".to_string(),
+            other => format!("{other}'s"),
+        };
+        match (self.at_start, self.spent, self.limit) {
+            (true, Amount::Usd(spent), Amount::Usd(limit)) => {
+                write!(f, "not started: {whose} budget is spent: ${spent:.4} of ${limit:.2}")
+            }
+            (true, Amount::Tokens(spent), Amount::Tokens(limit)) => {
+                write!(f, "not started: {whose} budget is spent: {spent} tokens of {limit}")
+            }
+            (false, Amount::Usd(spent), Amount::Usd(limit)) => {
+                write!(f, "{}: budget exhausted: ${spent:.4} spent of ${limit:.2}", self.scope)
+            }
+            (false, Amount::Tokens(spent), Amount::Tokens(limit)) => {
+                write!(f, "{}: budget exhausted: {spent} tokens used of {limit}", self.scope)
+            }
+            _ => write!(f, "{}: budget reached", self.scope),
+        }
+    }
 }
 
 /// The kinds of failure, for tables and for deciding whether to retry.
@@ -120,15 +218,53 @@ pub enum FailureKind {
     Dependency,
 }
 
+impl FailureKind {
+    /// The spelling used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Agent => "agent",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Hung => "hung",
+            FailureKind::Budget => "budget",
+            FailureKind::Scope => "scope",
+            FailureKind::Integrity => "integrity",
+            FailureKind::Test => "test",
+            FailureKind::Verify => "verify",
+            FailureKind::Conflict => "conflict",
+            FailureKind::Git => "git",
+            FailureKind::Cancelled => "cancelled",
+            FailureKind::Dependency => "dependency",
+        }
+    }
+
+    /// Tells whether another attempt may fix it: not a spent budget, a broken scope or
+    /// integrity, or a stop.
+    pub fn is_retryable(self) -> bool {
+        !matches!(
+            self,
+            FailureKind::Budget | FailureKind::Scope | FailureKind::Integrity | FailureKind::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything recorded about one workstream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkstreamState {
     pub name: String,
     pub phase: Phase,
     pub attempts: u32,
-    pub started_at: Option<f64>,
-    pub ended_at: Option<f64>,
-    pub updated_at: f64,
+    #[serde(default, with = "crate::time::compat::option")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, with = "crate::time::compat::option")]
+    pub ended_at: Option<Timestamp>,
+    #[serde(with = "crate::time::compat")]
+    pub updated_at: Timestamp,
     /// The hash of the workstream's effective spec (and its dependencies' hashes).
     pub spec_hash: String,
     pub branch: Option<String>,
@@ -153,7 +289,7 @@ pub struct WorkstreamState {
 
 impl WorkstreamState {
     /// A workstream that has not started.
-    pub fn new(name: &str, spec_hash: String, now: f64) -> WorkstreamState {
+    pub fn new(name: &str, spec_hash: String, now: Timestamp) -> WorkstreamState {
         WorkstreamState {
             name: name.to_string(),
             phase: Phase::Pending,
@@ -189,6 +325,24 @@ pub enum RunStatus {
     Cancelled,
 }
 
+impl RunStatus {
+    /// The spelling used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything recorded about a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
@@ -204,8 +358,10 @@ pub struct RunState {
     /// The integration branch's last commit that passed verification.
     pub last_good: Option<String>,
     pub status: RunStatus,
-    pub started_at: f64,
-    pub ended_at: Option<f64>,
+    #[serde(with = "crate::time::compat")]
+    pub started_at: Timestamp,
+    #[serde(default, with = "crate::time::compat::option")]
+    pub ended_at: Option<Timestamp>,
     /// The sequence number of the last event applied.
     pub last_event: u64,
     pub workstreams: Vec<WorkstreamState>,
@@ -217,7 +373,8 @@ pub struct RunState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: u64,
-    pub at: f64,
+    #[serde(with = "crate::time::compat")]
+    pub at: Timestamp,
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -420,10 +577,10 @@ impl RunState {
             EventKind::Conflicted { workstream, paths } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.phase = Phase::Conflicted;
-                ws.failure = Some(Failure {
-                    kind: FailureKind::Conflict,
-                    message: format!("conflicts in {}", paths.join(", ")),
-                });
+                ws.failure = Some(Failure::new(
+                    FailureKind::Conflict,
+                    format!("conflicts in {}", paths.join(", ")),
+                ));
                 ws.ended_at = Some(at);
                 ws.updated_at = at;
             }
@@ -457,11 +614,4 @@ impl RunState {
         }
         counts
     }
-}
-
-/// Seconds since the Unix epoch, as a float (milliseconds kept).
-pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
+use crate::run::driver::Journal;
 use crate::run::state::{Event, RunState};
 
 /// The folders and files of one run.
@@ -136,6 +137,36 @@ impl EventLog {
     }
 }
 
+/// A run's record on disk: its event log and its `state.json`.
+pub struct RunJournal {
+    log: EventLog,
+    run_dir: RunDir,
+}
+
+impl RunJournal {
+    /// Opens the event log of a run folder for appending.
+    pub fn open(run_dir: RunDir) -> io::Result<RunJournal> {
+        Ok(RunJournal {
+            log: EventLog::open(&run_dir.events_path())?,
+            run_dir,
+        })
+    }
+}
+
+impl Journal for RunJournal {
+    fn append(&mut self, event: &Event) -> io::Result<()> {
+        self.log.append(event)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.log.sync()
+    }
+
+    fn snapshot(&mut self, state: &RunState) -> io::Result<()> {
+        self.run_dir.save(state)
+    }
+}
+
 /// Writes a file atomically: a temporary file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -181,32 +212,9 @@ pub fn list_runs(flow_dir: &Path) -> Vec<String> {
 
 /// A new run id: UTC date and time, plus a short suffix so two runs in one second differ.
 pub fn new_run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    let suffix = (now.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)) & 0xffff;
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{suffix:04x}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Converts days since 1970-01-01 to a (year, month, day) civil date.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let now = crate::time::now();
+    let suffix = (now.subsec_nanosecond() as u32 ^ std::process::id().wrapping_mul(2_654_435_761)) & 0xffff;
+    format!("{}-{suffix:04x}", now.strftime("%Y%m%d-%H%M%S"))
 }
 
 #[cfg(test)]
@@ -214,8 +222,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_416), (2025, 11, 24));
+    fn run_ids_sort_by_time() {
+        let id = new_run_id();
+        assert_eq!(id.len(), "20251124-130405-0a1b".len(), "{id}");
+        assert!(id.starts_with("20"), "{id}");
     }
 }

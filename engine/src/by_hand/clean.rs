@@ -1,0 +1,146 @@
+//! `flow clean`: a workflow's worktrees and branches removed, unless they hold work.
+
+use flow_dsl::{Isolation, Workflow};
+use serde::Serialize;
+
+use super::Layout;
+use crate::context;
+use crate::git::GitError;
+
+/// What `flow clean` did with one thing.
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanItem {
+    pub what: String,
+    pub removed: bool,
+    pub detail: String,
+}
+
+/// Removes a workflow's worktrees and branches (and its integration branch when it holds
+/// nothing that is not in base), refusing to drop uncommitted or unmerged work unless `force`.
+pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<CleanItem>, GitError> {
+    let mut out = vec![];
+    let mut say = |what: String, removed: bool, detail: String| out.push(CleanItem { what, removed, detail });
+    let pruned = layout.git.prune_stale_worktrees()?;
+    for name in pruned {
+        say(
+            format!("worktree record {name}"),
+            true,
+            "its folder was deleted by hand; pruned".into(),
+        );
+    }
+    let into_head = layout.git.branch_head(&layout.into)?;
+    let worktrees = layout.git.worktrees()?;
+    let mut kept_any = false;
+    for ws in &workflow.workstreams {
+        if ws.isolation == Isolation::None {
+            continue;
+        }
+        let dir = layout.worktree_of(&ws.name);
+        let branch = workflow.branch_of(ws);
+        let mut worktree_kept = false;
+        if worktrees.iter().any(|w| w.path == dir) {
+            match layout
+                .git
+                .remove_worktree_ignoring(&dir, force, &context::excluded_prefixes(workflow))
+            {
+                Ok(()) => say(format!("worktree {}", dir.display()), true, "removed".into()),
+                Err(GitError::Dirty { paths, .. }) => {
+                    worktree_kept = true;
+                    say(
+                        format!("worktree {}", dir.display()),
+                        false,
+                        format!(
+                            "kept: uncommitted changes in {} (use --force to drop them)",
+                            paths.join(", ")
+                        ),
+                    );
+                }
+                Err(e) => {
+                    worktree_kept = true;
+                    say(format!("worktree {}", dir.display()), false, format!("kept: {e}"));
+                }
+            }
+        }
+        let Some(head) = layout.git.branch_head(&branch)? else {
+            continue;
+        };
+        if worktree_kept {
+            kept_any = true;
+            say(format!("branch {branch}"), false, "kept: its worktree was kept".into());
+            continue;
+        }
+        let merged = head == layout.base_commit
+            || layout.git.is_ancestor(head, layout.base_commit)?
+            || into_head.is_some_and(|i| head == i || layout.git.is_ancestor(head, i).unwrap_or(false));
+        if !merged && !force {
+            kept_any = true;
+            say(
+                format!("branch {branch}"),
+                false,
+                "kept: it has commits not merged anywhere (use --force to delete it)".into(),
+            );
+            continue;
+        }
+        match layout.git.delete_branch(&branch) {
+            Ok(()) => say(
+                format!("branch {branch}"),
+                true,
+                if merged {
+                    "deleted (merged)".into()
+                } else {
+                    "deleted (unmerged work dropped: --force)".into()
+                },
+            ),
+            Err(e) => {
+                kept_any = true;
+                say(format!("branch {branch}"), false, format!("kept: {e}"));
+            }
+        }
+    }
+    let verify_dir = layout.site.integration_dir(workflow);
+    if worktrees.iter().any(|w| w.path == verify_dir) {
+        match layout.git.remove_worktree(&verify_dir, true) {
+            Ok(()) => say(
+                format!("worktree {}", verify_dir.display()),
+                true,
+                "removed (integration checkout)".into(),
+            ),
+            Err(e) => say(
+                format!("worktree {}", verify_dir.display()),
+                false,
+                format!("kept: {e}"),
+            ),
+        }
+    }
+    if let Some(head) = into_head {
+        let in_base = head == layout.base_commit || layout.git.is_ancestor(head, layout.base_commit)?;
+        if (in_base || force) && !kept_any {
+            match layout.git.delete_branch(&layout.into) {
+                Ok(()) => say(
+                    format!("branch {}", layout.into),
+                    true,
+                    if in_base {
+                        "deleted (nothing beyond base)".into()
+                    } else {
+                        "deleted (merges not in base dropped: --force)".into()
+                    },
+                ),
+                Err(e) => say(format!("branch {}", layout.into), false, format!("kept: {e}")),
+            }
+        } else if !in_base {
+            say(
+                format!("branch {}", layout.into),
+                false,
+                format!(
+                    "kept: it holds merges not in {} (merge it, or use --force)",
+                    layout.base
+                ),
+            )
+        }
+    }
+    let _ = std::fs::remove_dir(&layout.worktrees_dir);
+    if let Some(parent) = layout.worktrees_dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(out)
+}

@@ -1,0 +1,244 @@
+//! `flow merge`: every ready branch into the integration branch, in the plan's order, with
+//! `verify` after each.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use flow_dsl::{OnConflict, ScopePolicy, Workflow};
+use serde::Serialize;
+
+use super::{Layout, start_of};
+use crate::context;
+use crate::git::{GitError, Oid};
+use crate::integrate::{Integrated, Integration, merge_and_verify};
+use crate::plan::Plan;
+
+/// What `flow merge` did with one workstream.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeItem {
+    pub workstream: String,
+    pub result: MergeResult,
+    pub detail: String,
+    pub commit: Option<String>,
+}
+
+/// The outcome of trying to merge one workstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergeResult {
+    Merged,
+    AlreadyMerged,
+    Skipped,
+    Conflicted,
+    Failed,
+}
+
+/// Merges every ready branch into the integration branch, in the plan's merge order, with
+/// `verify` after each; says for each workstream what happened and why.
+pub async fn merge_ready(
+    plan: &Plan,
+    layout: &Layout,
+    integration: Integration<'_>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<MergeItem>, GitError> {
+    let workflow = &plan.workflow;
+    let mut into_head = layout.ensure_into()?;
+    let mut out = vec![];
+    let mut blocked: BTreeSet<usize> = BTreeSet::new();
+    let mut stopped = false;
+    let worktrees: BTreeSet<PathBuf> = layout.git.worktrees()?.into_iter().map(|w| w.path).collect();
+    let excluded = context::excluded_prefixes(workflow);
+    let clean = clean_worktrees(plan, layout, &worktrees, &excluded);
+    for &i in &plan.merge_order {
+        let ws = &workflow.workstreams[i];
+        let branch = workflow.branch_of(ws);
+        let mut say = |result: MergeResult, detail: String, commit: Option<Oid>| {
+            out.push(MergeItem {
+                workstream: ws.name.clone(),
+                result,
+                detail,
+                commit: commit.map(|c| c.to_string()),
+            });
+        };
+        if stopped {
+            blocked.insert(i);
+            say(
+                MergeResult::Skipped,
+                "not tried: merging stopped at a conflict (on-conflict \"stop\")".into(),
+                None,
+            );
+            continue;
+        }
+        if let Some(&d) = ws.dependencies.iter().find(|d| blocked.contains(d)) {
+            blocked.insert(i);
+            say(
+                MergeResult::Skipped,
+                format!("its dependency `{}` is not merged", workflow.workstreams[d].name),
+                None,
+            );
+            continue;
+        }
+        let dir = layout.worktree_of(&ws.name);
+        if worktrees.contains(&dir) && dir.exists() && !clean.contains(&i) {
+            let message = format!("flow: work of {} (committed by flow merge)", ws.name);
+            if let Err(e) = layout.git.commit_all(&dir, &message, &excluded) {
+                blocked.insert(i);
+                say(
+                    MergeResult::Failed,
+                    format!("cannot commit what is left in its worktree: {e}"),
+                    None,
+                );
+                continue;
+            }
+        }
+        let Some(head) = layout.git.branch_head(&branch)? else {
+            blocked.insert(i);
+            say(
+                MergeResult::Skipped,
+                format!("no branch {branch} (run `flow prepare` first)"),
+                None,
+            );
+            continue;
+        };
+        if layout.is_merged(head, into_head)? {
+            let start = start_of(workflow, layout, ws, head, Some(into_head))?;
+            if head == start || layout.git.is_ancestor(head, layout.base_commit)? {
+                blocked.insert(i);
+                say(
+                    MergeResult::Skipped,
+                    "nothing to merge: no commits on its branch yet".into(),
+                    None,
+                );
+            } else {
+                say(
+                    MergeResult::AlreadyMerged,
+                    "already in the integration branch".into(),
+                    Some(head),
+                );
+            }
+            continue;
+        }
+        let start = layout.git.merge_base(head, into_head)?.unwrap_or(layout.base_commit);
+        let changes = layout.git.changed_paths(start, head)?;
+        let paths: Vec<String> = changes.iter().flat_map(|c| c.paths().map(str::to_string)).collect();
+        let violations = crate::run::core::scope_violations(&ws.owns, &ws.forbid, &paths);
+        if !violations.is_empty() && workflow.scope_policy != ScopePolicy::Warn {
+            blocked.insert(i);
+            say(
+                MergeResult::Failed,
+                format!("changed files outside its scope: {}", violations.join(", ")),
+                None,
+            );
+            continue;
+        }
+        match merge_and_verify(&integration, i, into_head, head, stop.clone()).await {
+            Integrated::Merged { commit, verify } => {
+                into_head = commit;
+                let verified = if verify.is_some() { ", verified" } else { "" };
+                say(
+                    MergeResult::Merged,
+                    format!(
+                        "{} file{} changed{verified}",
+                        paths.len(),
+                        if paths.len() == 1 { "" } else { "s" }
+                    ),
+                    Some(commit),
+                );
+            }
+            Integrated::Conflict { paths } => {
+                blocked.insert(i);
+                let writers = writers_of(workflow, layout, &paths, i);
+                say(
+                    MergeResult::Conflicted,
+                    format!("conflicts in {}{writers}", paths.join(", ")),
+                    None,
+                );
+                if workflow.integrate.on_conflict == OnConflict::Stop {
+                    stopped = true;
+                }
+            }
+            Integrated::VerifyFailed { result, rolled_back } => {
+                blocked.insert(i);
+                let back = if rolled_back { "rolled back" } else { "ROLLBACK FAILED" };
+                say(
+                    MergeResult::Failed,
+                    format!("verify failed ({back}): {}", result.detail),
+                    None,
+                );
+            }
+            Integrated::Interrupted => {
+                blocked.insert(i);
+                stopped = true;
+                say(
+                    MergeResult::Skipped,
+                    "interrupted during verify; rolled back".into(),
+                    None,
+                );
+            }
+            Integrated::Error(message) => {
+                blocked.insert(i);
+                say(MergeResult::Failed, message, None);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The workstreams whose worktrees hold nothing uncommitted, found on a few threads: looking
+/// means a walk over every file of every worktree, the bulk of `flow merge`'s time.
+fn clean_worktrees(plan: &Plan, layout: &Layout, worktrees: &BTreeSet<PathBuf>, excluded: &[&str]) -> BTreeSet<usize> {
+    let workflow = &plan.workflow;
+    let candidates: Vec<(usize, PathBuf)> = plan
+        .merge_order
+        .iter()
+        .map(|&i| (i, layout.worktree_of(&workflow.workstreams[i].name)))
+        .filter(|(_, dir)| worktrees.contains(dir))
+        .collect();
+    // Anything unreadable counts as dirty: `commit_all` then reports it.
+    let Ok(clean) = crate::parallel::in_parallel::<_, _, std::convert::Infallible>(
+        candidates.len(),
+        || Ok(()),
+        |(), k| {
+            Ok(layout
+                .git
+                .has_uncommitted(&candidates[k].1, excluded)
+                .is_ok_and(|dirty| !dirty))
+        },
+    );
+    candidates
+        .iter()
+        .zip(clean)
+        .filter_map(|((i, _), clean)| clean.then_some(*i))
+        .collect()
+}
+
+/// Names the merged workstreams that last changed the conflicting paths.
+fn writers_of(workflow: &Workflow, layout: &Layout, paths: &[String], except: usize) -> String {
+    let mut writers = BTreeSet::new();
+    for (j, other) in workflow.workstreams.iter().enumerate() {
+        if j == except {
+            continue;
+        }
+        let Ok(Some(head)) = layout.git.branch_head(&workflow.branch_of(other)) else {
+            continue;
+        };
+        let into_head = layout.git.branch_head(&layout.into).ok().flatten();
+        let Ok(start) = start_of(workflow, layout, other, head, into_head) else {
+            continue;
+        };
+        let Ok(changes) = layout.git.changed_paths(start, head) else {
+            continue;
+        };
+        if changes.iter().any(|c| c.paths().any(|p| paths.iter().any(|q| q == p))) {
+            writers.insert(other.name.clone());
+        }
+    }
+    if writers.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (also written by {})",
+            writers.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    }
+}

@@ -1,0 +1,174 @@
+//! `flow prepare`: every workstream's worktree, branch and context, without launching anything.
+
+use std::path::PathBuf;
+
+use flow_dsl::{Isolation, Workflow};
+use serde::Serialize;
+
+use super::{Layout, start_of};
+use crate::context;
+use crate::git::{GitError, Oid};
+use crate::plan::Plan;
+
+/// What `flow prepare` did for one workstream.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrepareItem {
+    pub workstream: String,
+    pub status: PrepareStatus,
+    pub branch: Option<String>,
+    pub worktree: Option<PathBuf>,
+    pub start: Option<String>,
+    pub detail: String,
+}
+
+/// The outcome of preparing one workstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrepareStatus {
+    Created,
+    Reused,
+    Waiting,
+    Skipped,
+    Failed,
+}
+
+/// Creates the worktree, branch and context of every workstream whose dependencies have
+/// merged (in parallel); the others wait for `flow merge`.
+pub fn prepare(plan: &Plan, layout: &Layout) -> Result<Vec<PrepareItem>, GitError> {
+    let workflow = &plan.workflow;
+    let into_head = layout.ensure_into()?;
+    let mut items: Vec<Option<PrepareItem>> = vec![None; workflow.workstreams.len()];
+    let mut jobs: Vec<(usize, Oid)> = vec![];
+    for (i, ws) in workflow.workstreams.iter().enumerate() {
+        if ws.isolation == Isolation::None {
+            items[i] = Some(item(
+                ws.name.clone(),
+                PrepareStatus::Skipped,
+                None,
+                None,
+                None,
+                "isolation \"none\": no worktree",
+            ));
+            continue;
+        }
+        let waiting = unmerged_dependencies(workflow, layout, i, into_head)?;
+        if !waiting.is_empty() {
+            items[i] = Some(item(
+                ws.name.clone(),
+                PrepareStatus::Waiting,
+                Some(workflow.branch_of(ws)),
+                None,
+                None,
+                &format!("waits for {} to merge (`flow merge`)", waiting.join(", ")),
+            ));
+            continue;
+        }
+        let start = if ws.dependencies.is_empty() {
+            layout.base_commit
+        } else {
+            into_head
+        };
+        jobs.push((i, start));
+    }
+    // The worktrees first, all together (their files are written on several threads), then
+    // each one's context.
+    let requests: Vec<(PathBuf, String, Oid)> = jobs
+        .iter()
+        .map(|&(i, start)| {
+            let ws = &workflow.workstreams[i];
+            (layout.worktree_of(&ws.name), workflow.branch_of(ws), start)
+        })
+        .collect();
+    let made = layout.git.add_worktrees(&requests)?;
+    for ((&(i, start), (dir, branch, _)), result) in jobs.iter().zip(requests).zip(made) {
+        items[i] = Some(prepare_one(workflow, layout, i, start, dir, branch, result));
+    }
+    Ok(items.into_iter().flatten().collect())
+}
+
+fn item(
+    workstream: String,
+    status: PrepareStatus,
+    branch: Option<String>,
+    worktree: Option<PathBuf>,
+    start: Option<Oid>,
+    detail: &str,
+) -> PrepareItem {
+    PrepareItem {
+        workstream,
+        status,
+        branch,
+        worktree,
+        start: start.map(|s| s.to_string()),
+        detail: detail.to_string(),
+    }
+}
+
+/// Writes the context of one workstream whose worktree `made` says how it went.
+fn prepare_one(
+    workflow: &Workflow,
+    layout: &Layout,
+    index: usize,
+    start: Oid,
+    dir: PathBuf,
+    branch: String,
+    made: Result<crate::git::WorktreeState, GitError>,
+) -> PrepareItem {
+    let ws = &workflow.workstreams[index];
+    let status = match made {
+        Ok(crate::git::WorktreeState::Reused) => PrepareStatus::Reused,
+        Ok(_) => PrepareStatus::Created,
+        Err(e) => {
+            return item(
+                ws.name.clone(),
+                PrepareStatus::Failed,
+                Some(branch),
+                Some(dir),
+                Some(start),
+                &e.to_string(),
+            );
+        }
+    };
+    let rendered = context::render(workflow, index, layout.site.root());
+    if let Err(e) = context::write(&rendered, &dir, &ws.name) {
+        return item(
+            ws.name.clone(),
+            PrepareStatus::Failed,
+            Some(branch),
+            Some(dir),
+            Some(start),
+            &format!("cannot write the context: {e}"),
+        );
+    }
+    let detail = format!(
+        "prompt in {}",
+        dir.join(context::context_dir(&ws.name)).join("prompt.md").display()
+    );
+    item(ws.name.clone(), status, Some(branch), Some(dir), Some(start), &detail)
+}
+
+/// The dependencies of a workstream whose branches are not (yet) in the integration branch.
+fn unmerged_dependencies(
+    workflow: &Workflow,
+    layout: &Layout,
+    index: usize,
+    into_head: Oid,
+) -> Result<Vec<String>, GitError> {
+    let mut waiting = vec![];
+    for &d in &workflow.workstreams[index].dependencies {
+        let dep = &workflow.workstreams[d];
+        if dep.isolation == Isolation::None {
+            continue;
+        }
+        let merged = match layout.git.branch_head(&workflow.branch_of(dep))? {
+            Some(head) => {
+                head != start_of(workflow, layout, dep, head, Some(into_head))? && layout.is_merged(head, into_head)?
+            }
+            None => false,
+        };
+        if !merged {
+            waiting.push(dep.name.clone());
+        }
+    }
+    Ok(waiting)
+}

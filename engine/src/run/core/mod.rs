@@ -1,0 +1,547 @@
+//! The run's core: every decision of a run, as a state machine with no I/O.
+//!
+//! [`Core::step`] takes one [`Input`] (a worktree is ready, an agent printed usage or ended,
+//! a check, merge or `verify` finished, a timer went off, a stop was asked for) and the time
+//! it happened, updates the [`RunState`] and returns the [`Effect`]s to carry out (record an
+//! event, make a worktree, start or stop an agent, check, merge, verify, set a timer). It
+//! reads no clock, touches no file, starts no process and prints nothing; the driver
+//! (`run::driver`) does all of that and feeds the results back.
+//!
+//! Where each decision is made:
+//!
+//! - why a workstream starts, or waits: [`Core::launch`] (dependencies merged, a slot free
+//!   under `-j`, the agent's and the account's `max-parallel`, longest remaining path
+//!   first, then priority; a spent budget refuses it);
+//! - what an attempt's end means (retry, fail, check its work): `job.rs`;
+//! - why an agent is stopped: budgets in `ledger.rs` via [`Core::weigh`], the failure policy
+//!   in [`Core::react`] (`--abort-on-failure`), Ctrl-C in [`Core::interrupt`];
+//! - what merges next and what a merge or `verify` result means: `merge_queue.rs`;
+//! - what a resume does with each workstream: `run::resume::decide` (a pure function too).
+//!
+//! Every change of state is an [`Event`], applied here and recorded by the driver before
+//! anything that depends on it happens.
+
+mod job;
+mod ledger;
+mod merge_queue;
+mod protocol;
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flow_dsl::OnConflict;
+
+pub use self::ledger::{Ledger, priced};
+pub use self::protocol::{AgentEnd, AgentOutcome, Effect, Input, Inspection, MergeOutcome, Timer, Workspace};
+
+use self::job::Job;
+pub use self::job::scope_violations;
+use self::merge_queue::MergeQueue;
+use crate::git::Oid;
+use crate::plan::Plan;
+use crate::run::state::{Event, EventKind, Failure, FailureKind, Phase, RunState, RunStatus};
+use crate::time::Timestamp;
+
+/// How the run reacts to failures and how much runs at once.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Overrides the workflow's `max-parallel`.
+    pub max_parallel: Option<usize>,
+    /// Keep starting workstreams that do not depend on a failure.
+    pub keep_going: bool,
+    /// On a failure, stop the agents still running too.
+    pub abort_on_failure: bool,
+    /// Run only these workstreams (indices; the caller adds what they depend on).
+    pub only: Option<Vec<usize>>,
+    /// The first retry waits this long; each later one twice as long (at most 30 s), with jitter.
+    pub retry_base: Duration,
+}
+
+/// A workstream ready to start, ordered for the ready heap: longest remaining path first,
+/// then higher priority, then declaration order.
+#[derive(Debug, PartialEq)]
+struct ReadyItem {
+    remaining: f64,
+    priority: u8,
+    index: usize,
+}
+
+impl Eq for ReadyItem {}
+
+impl Ord for ReadyItem {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.remaining
+            .total_cmp(&other.remaining)
+            .then(other.priority.cmp(&self.priority))
+            .then(other.index.cmp(&self.index))
+    }
+}
+
+impl PartialOrd for ReadyItem {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Why the core stopped a workstream's work from outside.
+#[derive(Debug, Clone, PartialEq)]
+enum StopReason {
+    /// A budget it counts against was passed: it fails (kind budget).
+    Budget(crate::run::state::BudgetBreach),
+    /// Another workstream failed under `--abort-on-failure`: it is cancelled.
+    Abort(String),
+}
+
+/// The state machine of one run.
+pub struct Core {
+    plan: Arc<Plan>,
+    state: RunState,
+    options: Options,
+    /// The run has a repository: worktree workstreams get worktrees and merge.
+    has_git: bool,
+    /// Mixed into retry jitter, so that runs differ but a run is reproducible.
+    seed: u64,
+    selected: Vec<bool>,
+    /// Dependencies of each workstream that have not succeeded yet.
+    missing: Vec<usize>,
+    ready: BinaryHeap<ReadyItem>,
+    /// The workstreams being worked on (preparing, running, checking, waiting to retry).
+    jobs: Vec<Option<Job>>,
+    running: usize,
+    per_agent: HashMap<String, usize>,
+    per_account: HashMap<String, usize>,
+    merges: MergeQueue,
+    ledger: Ledger,
+    base_commit: Option<Oid>,
+    /// Ctrl-C: every process is stopped and nothing new starts.
+    cancelled: bool,
+    /// Nothing new starts (a failure without `--keep-going`, Ctrl-C, a broken event log).
+    stopping: bool,
+    /// The time of the input being handled.
+    now: Timestamp,
+    /// The effects of the input being handled.
+    out: Vec<Effect>,
+}
+
+impl Core {
+    /// A core for a plan; `state` is fresh or loaded for a resume.
+    pub fn new(plan: Arc<Plan>, state: RunState, options: Options, has_git: bool, seed: u64) -> Core {
+        let n = plan.workflow.workstreams.len();
+        let selected = match &options.only {
+            Some(only) => {
+                let mut s = vec![false; n];
+                for &i in only {
+                    s[i] = true;
+                }
+                s
+            }
+            None => vec![true; n],
+        };
+        let base_commit = state.base_commit.as_deref().and_then(|c| c.parse().ok());
+        let now = state.started_at;
+        Core {
+            merges: MergeQueue::new(),
+            plan,
+            state,
+            options,
+            has_git,
+            seed,
+            selected,
+            missing: vec![0; n],
+            ready: BinaryHeap::new(),
+            jobs: (0..n).map(|_| None).collect(),
+            running: 0,
+            per_agent: HashMap::new(),
+            per_account: HashMap::new(),
+            ledger: Ledger::new(n),
+            base_commit,
+            cancelled: false,
+            stopping: false,
+            now,
+            out: vec![],
+        }
+    }
+
+    /// The run's state as it stands.
+    pub fn state(&self) -> &RunState {
+        &self.state
+    }
+
+    /// Gives the state back once the run is over.
+    pub fn into_state(self) -> RunState {
+        self.state
+    }
+
+    /// Starts (or resumes) the run: records its start and launches what can start.
+    pub fn begin(&mut self, at: Timestamp, pid: u32, resumed: bool, workflow_hash: Option<String>) -> Vec<Effect> {
+        self.now = at;
+        self.record(EventKind::RunStarted {
+            pid,
+            resumed,
+            workflow_hash,
+        });
+        let n = self.plan.workflow.workstreams.len();
+        for i in 0..n {
+            self.missing[i] = self.plan.workflow.workstreams[i]
+                .dependencies
+                .iter()
+                .filter(|&&d| !self.state.workstreams[d].phase.is_success())
+                .count();
+        }
+        for i in 0..n {
+            if !self.selected[i] {
+                continue;
+            }
+            match self.state.workstreams[i].phase {
+                Phase::Ready => self.merges.push(i),
+                Phase::Pending if self.missing[i] == 0 => self.push_ready(i),
+                _ => {}
+            }
+        }
+        self.advance();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Handles one input that happened at `at`; returns what to do, in order.
+    pub fn step(&mut self, at: Timestamp, input: Input) -> Vec<Effect> {
+        self.now = at;
+        match input {
+            Input::Prepared { workstream, result } => self.prepared(workstream, result),
+            Input::Usage { workstream, usage } => self.usage(workstream, usage),
+            Input::AgentEnded { workstream, outcome } => self.agent_ended(workstream, outcome),
+            Input::Inspected { workstream, result } => self.inspected(workstream, result),
+            Input::Reverted { workstream, result } => self.reverted(workstream, result),
+            Input::Tested { workstream, result } => self.tested(workstream, result),
+            Input::Reset { workstream, result } => self.reset(workstream, result),
+            Input::Merged { workstream, outcome } => self.merged(workstream, outcome),
+            Input::Verified { workstream, result } => self.verified(workstream, result),
+            Input::RolledBack { workstream, ok } => self.rolled_back(workstream, ok),
+            Input::Timer(timer) => self.timer(timer),
+            Input::Interrupt => self.interrupt(),
+            Input::RecordFailed(_) => self.stopping = true,
+        }
+        self.advance();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Tells whether nothing is under way and nothing more will start: time for [`Core::finish`].
+    pub fn is_over(&self) -> bool {
+        self.running == 0 && !self.merges.is_busy() && (self.ready.is_empty() || self.stopping)
+    }
+
+    /// Ends the run: says why what did not run or merge did not, and records the end.
+    pub fn finish(&mut self, at: Timestamp) -> Vec<Effect> {
+        self.now = at;
+        let reason = if self.cancelled {
+            "not started: the run was interrupted"
+        } else {
+            "not started: the run stopped after a failure"
+        };
+        for i in 0..self.state.workstreams.len() {
+            let ws = &self.state.workstreams[i];
+            if self.selected[i] && ws.phase == Phase::Pending && ws.reason.is_none() {
+                self.record(EventKind::Phase {
+                    workstream: i,
+                    phase: Phase::Pending,
+                    reason: Some(reason.to_string()),
+                });
+            }
+        }
+        // Finished work that did not merge says why (it merges on resume).
+        let unmerged = if self.cancelled {
+            "not merged: the run was interrupted".to_string()
+        } else {
+            self.merges.why_unmerged(&self.plan)
+        };
+        for i in 0..self.state.workstreams.len() {
+            let ws = &self.state.workstreams[i];
+            if self.selected[i] && ws.phase == Phase::Ready && ws.reason.is_none() {
+                self.record(EventKind::Phase {
+                    workstream: i,
+                    phase: Phase::Ready,
+                    reason: Some(unmerged.clone()),
+                });
+            }
+        }
+        let all_good = (0..self.state.workstreams.len())
+            .all(|i| !self.selected[i] || self.state.workstreams[i].phase.is_success());
+        let status = if all_good {
+            RunStatus::Succeeded
+        } else if self.cancelled {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Failed
+        };
+        self.record(EventKind::RunEnded { status });
+        std::mem::take(&mut self.out)
+    }
+
+    /// Applies an event to the state, asks for it to be recorded, and draws its consequences.
+    fn record(&mut self, kind: EventKind) {
+        let event = Event {
+            seq: self.state.last_event + 1,
+            at: self.now,
+            kind,
+        };
+        self.state.apply(&event);
+        let kind = event.kind.clone();
+        self.out.push(Effect::Record(event));
+        self.react(&kind);
+    }
+
+    /// The consequences of an event: dependents released or skipped, merges queued, the
+    /// failure policy applied.
+    fn react(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::Phase { workstream, phase, .. } => match phase {
+                Phase::Ready => self.merges.push(*workstream),
+                Phase::Done => self.succeeded(*workstream),
+                Phase::Cancelled => self.failed(*workstream),
+                _ => {}
+            },
+            EventKind::Merged { workstream, .. } => self.succeeded(*workstream),
+            EventKind::Failed { workstream, .. } => self.failed(*workstream),
+            EventKind::Conflicted { workstream, .. } => {
+                if self.plan.workflow.integrate.on_conflict == OnConflict::Stop {
+                    self.merges.stop();
+                }
+                self.failed(*workstream);
+            }
+            _ => {}
+        }
+    }
+
+    fn succeeded(&mut self, index: usize) {
+        let dependents: Vec<usize> = self.plan.dependents(index).collect();
+        for d in dependents {
+            self.missing[d] -= 1;
+            if self.missing[d] == 0 && self.selected[d] && self.state.workstreams[d].phase == Phase::Pending {
+                self.push_ready(d);
+            }
+        }
+    }
+
+    /// A workstream did not succeed: its dependents are skipped, and the failure policy says
+    /// whether anything else starts or keeps running.
+    fn failed(&mut self, index: usize) {
+        let name = self.plan.workflow.workstreams[index].name.clone();
+        let mut queue: VecDeque<usize> = self.plan.dependents(index).collect();
+        while let Some(d) = queue.pop_front() {
+            if self.state.workstreams[d].phase != Phase::Pending || !self.selected[d] {
+                continue;
+            }
+            self.record(EventKind::Phase {
+                workstream: d,
+                phase: Phase::Skipped,
+                reason: Some(format!("dependency `{name}` did not succeed")),
+            });
+            queue.extend(self.plan.dependents(d));
+        }
+        if !self.options.keep_going && !self.cancelled {
+            self.stopping = true;
+            if self.options.abort_on_failure {
+                let reason = format!("stopped: `{name}` failed (--abort-on-failure)");
+                for i in 0..self.jobs.len() {
+                    if self.jobs[i].is_some() {
+                        self.stop_job(i, StopReason::Abort(reason.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn push_ready(&mut self, index: usize) {
+        self.ready.push(ReadyItem {
+            remaining: self.plan.remaining[index],
+            priority: self.plan.workflow.workstreams[index].priority.rank(),
+            index,
+        });
+    }
+
+    /// Starts what can start, then the next merge.
+    fn advance(&mut self) {
+        self.launch();
+        self.pump_merges();
+    }
+
+    /// Starts ready workstreams while slots are free: `-j`, then the agent's and the
+    /// account's `max-parallel`; a workstream whose budget is spent is refused.
+    fn launch(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let limit = self
+            .options
+            .max_parallel
+            .unwrap_or(self.plan.workflow.max_parallel)
+            .max(1);
+        let mut deferred = vec![];
+        while self.running < limit {
+            let Some(item) = self.ready.pop() else { break };
+            let i = item.index;
+            if self.state.workstreams[i].phase != Phase::Pending {
+                continue;
+            }
+            let plan = self.plan.clone();
+            let workflow = &plan.workflow;
+            let ws = &workflow.workstreams[i];
+            let agent_limit = workflow.agents.get(&ws.agent).and_then(|a| a.max_parallel);
+            let account_limit = ws
+                .account
+                .as_ref()
+                .and_then(|a| workflow.accounts.get(a))
+                .and_then(|a| a.max_parallel);
+            let agent_busy = agent_limit.is_some_and(|l| self.per_agent.get(&ws.agent).copied().unwrap_or(0) >= l);
+            let account_busy = account_limit.is_some_and(|l| {
+                ws.account
+                    .as_ref()
+                    .and_then(|a| self.per_account.get(a))
+                    .copied()
+                    .unwrap_or(0)
+                    >= l
+            });
+            if agent_busy || account_busy {
+                deferred.push(item);
+                continue;
+            }
+            if let Some(breach) = self.ledger.refusal(workflow, &self.state, i) {
+                self.record(EventKind::Failed {
+                    workstream: i,
+                    failure: Failure {
+                        kind: FailureKind::Budget,
+                        message: breach.to_string(),
+                        budget: Some(breach),
+                        exit: None,
+                    },
+                });
+                continue;
+            }
+            self.start_job(i);
+        }
+        self.ready.extend(deferred);
+    }
+
+    /// Takes a slot for workstream `index` and prepares its worktree.
+    fn start_job(&mut self, index: usize) {
+        let plan = self.plan.clone();
+        let ws = &plan.workflow.workstreams[index];
+        let recorded = &self.state.workstreams[index];
+        let in_worktree = ws.isolation == flow_dsl::Isolation::Worktree && self.has_git;
+        // A worktree's work is checked from its recorded start; a scratch folder has none.
+        let agent_finished = recorded.agent_finished && (!in_worktree || recorded.start_commit.is_some());
+        let start = if !in_worktree {
+            None
+        } else if agent_finished {
+            recorded.start_commit.as_deref().and_then(|c| c.parse().ok())
+        } else if ws.dependencies.is_empty() {
+            self.base_commit
+        } else {
+            self.last_good()
+        };
+        self.running += 1;
+        *self.per_agent.entry(ws.agent.clone()).or_default() += 1;
+        if let Some(a) = &ws.account {
+            *self.per_account.entry(a.clone()).or_default() += 1;
+        }
+        self.jobs[index] = Some(Job::new(agent_finished));
+        self.record(EventKind::Phase {
+            workstream: index,
+            phase: Phase::Preparing,
+            reason: None,
+        });
+        self.out.push(Effect::Prepare {
+            workstream: index,
+            start,
+            fresh: !agent_finished,
+        });
+    }
+
+    /// Gives a workstream's slot back: its job is over (its last event said how).
+    fn end_job(&mut self, index: usize) {
+        if self.jobs[index].take().is_none() {
+            return;
+        }
+        self.running -= 1;
+        let ws = &self.plan.workflow.workstreams[index];
+        if let Some(n) = self.per_agent.get_mut(&ws.agent) {
+            *n -= 1;
+        }
+        if let Some(n) = ws.account.as_ref().and_then(|a| self.per_account.get_mut(a)) {
+            *n -= 1;
+        }
+        self.ledger.clear_live(index);
+    }
+
+    /// Asks a workstream's work to stop for `reason`: its process now, if one runs; otherwise
+    /// the reason is kept and its job ends at its next step. The first reason wins.
+    fn stop_job(&mut self, index: usize, reason: StopReason) {
+        let Some(job) = self.jobs[index].as_mut() else { return };
+        if job.stop.is_some() {
+            return;
+        }
+        job.stop = Some(reason);
+        if job.runs_a_process() {
+            self.out.push(Effect::Stop { workstream: index });
+        } else if job.is_waiting() {
+            self.resolve_stop(index);
+        }
+    }
+
+    /// Ctrl-C (or SIGTERM, SIGHUP): every process stops, nothing new starts.
+    fn interrupt(&mut self) {
+        if self.cancelled {
+            return;
+        }
+        self.cancelled = true;
+        self.stopping = true;
+        for i in 0..self.jobs.len() {
+            let Some(job) = &self.jobs[i] else { continue };
+            if job.runs_a_process() {
+                self.out.push(Effect::Stop { workstream: i });
+            } else if job.is_waiting() {
+                self.resolve_stop(i);
+            }
+        }
+        if self.merges.is_verifying() {
+            self.out.push(Effect::StopVerify);
+        }
+        self.record(EventKind::Alert {
+            workstream: None,
+            message: "interrupted: stopping every agent".into(),
+        });
+    }
+
+    /// Weighs a workstream's spending against every budget it counts against: the running
+    /// members of a passed budget are stopped; budgets at 80% raise an alert.
+    fn weigh(&mut self, index: usize) {
+        let plan = self.plan.clone();
+        let workflow = &plan.workflow;
+        for breach in self.ledger.breaches(workflow, &self.state, index) {
+            for m in 0..self.jobs.len() {
+                if self.jobs[m].is_some() && Ledger::is_member(workflow, &breach.scope, m) {
+                    self.stop_job(m, StopReason::Budget(breach.clone()));
+                }
+            }
+        }
+        for message in self.ledger.alerts(workflow, &self.state, index) {
+            self.record(EventKind::Alert {
+                workstream: Some(index),
+                message,
+            });
+        }
+    }
+
+    /// The integration branch's last verified commit.
+    fn last_good(&self) -> Option<Oid> {
+        self.state
+            .last_good
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .or(self.base_commit)
+    }
+}
+
+#[cfg(test)]
+mod tests;

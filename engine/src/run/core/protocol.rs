@@ -1,0 +1,200 @@
+//! What the core hears ([`Input`]) and what it asks for ([`Effect`]): the whole vocabulary
+//! between the pure core and the driver that carries its effects out.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::agent::output::{AgentError, Usage};
+use crate::git::Oid;
+use crate::run::state::{Event, TestResult};
+
+/// Something that happened outside the core, fed to [`super::Core::step`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A workstream's worktree (or scratch folder) and context are ready, or could not be made.
+    Prepared {
+        workstream: usize,
+        result: Result<Workspace, String>,
+    },
+    /// The usage an agent has reported so far in its current attempt (not priced yet).
+    Usage { workstream: usize, usage: Usage },
+    /// An agent's process ended.
+    AgentEnded { workstream: usize, outcome: AgentOutcome },
+    /// What the agent left was committed, and the worktree read.
+    Inspected {
+        workstream: usize,
+        result: Result<Inspection, String>,
+    },
+    /// Changes outside the scope were reverted in a new commit (`scope-policy "revert"`): the
+    /// branch's new head.
+    Reverted {
+        workstream: usize,
+        result: Result<Oid, String>,
+    },
+    /// A workstream's `test` ended; `None` when it was stopped.
+    Tested {
+        workstream: usize,
+        result: Option<TestResult>,
+    },
+    /// A worktree was reset to its start for a retry.
+    Reset {
+        workstream: usize,
+        result: Result<(), String>,
+    },
+    /// A branch was merged into the integration branch in memory (not yet verified).
+    Merged { workstream: usize, outcome: MergeOutcome },
+    /// `verify` ended on the merged tree; `None` when it was stopped.
+    Verified {
+        workstream: usize,
+        result: Option<TestResult>,
+    },
+    /// The integration branch was moved back after an unverified merge; `ok` says whether it
+    /// could be.
+    RolledBack { workstream: usize, ok: bool },
+    /// A timer the core set went off.
+    Timer(Timer),
+    /// flow was asked to stop (Ctrl-C, SIGTERM, SIGHUP).
+    Interrupt,
+    /// The event log could not be written: nothing more may start.
+    RecordFailed(String),
+}
+
+/// Something the core asks the driver to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Append an event to the event log, then show it to the observers. Everything after it
+    /// in the same batch happens only once it is written (an agent never runs unrecorded).
+    Record(Event),
+    /// Make the workstream's worktree at `start` (reset to it when `fresh` and it exists
+    /// elsewhere), or its scratch folder, and write its context.
+    Prepare {
+        workstream: usize,
+        start: Option<Oid>,
+        fresh: bool,
+    },
+    /// Start attempt `attempt` of the workstream's agent; `budget_usd` is what its budget
+    /// has left, for tools that take a spending cap of their own.
+    StartAgent {
+        workstream: usize,
+        attempt: u32,
+        budget_usd: Option<f64>,
+    },
+    /// Stop whatever process the workstream runs (its agent or its test); the core keeps why.
+    Stop { workstream: usize },
+    /// Commit what the agent left in the worktree, check that the worktree was not rewired,
+    /// and list the paths changed since its start.
+    Inspect { workstream: usize },
+    /// Restore these paths to the start commit and commit that.
+    Revert { workstream: usize, paths: Vec<String> },
+    /// Run the workstream's `test` in its worktree.
+    Test { workstream: usize },
+    /// Reset the worktree to `to` (keeping flow's context files) before a retry.
+    Reset { workstream: usize, to: Oid },
+    /// Merge `result` into the integration branch, whose head must be `expected`.
+    Merge {
+        workstream: usize,
+        expected: Oid,
+        result: Oid,
+    },
+    /// Run `verify` on `commit` in the integration worktree.
+    Verify { workstream: usize, commit: Oid },
+    /// Stop `verify`.
+    StopVerify,
+    /// Move the integration branch from `from` back to `to`, saying `why` in its reflog.
+    RollBack {
+        workstream: usize,
+        to: Oid,
+        from: Oid,
+        why: &'static str,
+    },
+    /// Feed [`Input::Timer`] back after `after`.
+    Wake { timer: Timer, after: Duration },
+}
+
+/// The timers the core sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// The wait before attempt `attempt + 1` of a workstream.
+    Retry { workstream: usize, attempt: u32 },
+}
+
+/// Where a workstream works, once prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    /// The worktree or scratch folder.
+    pub dir: PathBuf,
+    /// Its branch; `None` for a scratch folder.
+    pub branch: Option<String>,
+    /// The commit its branch started from; `None` for a scratch folder.
+    pub start: Option<Oid>,
+}
+
+/// How an agent's attempt went, as read from its process and output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentOutcome {
+    pub end: AgentEnd,
+    /// The usage its output reported, not priced.
+    pub usage: Usage,
+    pub session_id: Option<String>,
+    /// The error its output stated (or the reader inferred from the exit).
+    pub error: Option<AgentError>,
+    /// The last line it printed, secrets redacted.
+    pub last_line: Option<String>,
+}
+
+impl AgentOutcome {
+    /// An attempt that ended before its process ran, or without a process to read.
+    pub fn unstarted(end: AgentEnd) -> AgentOutcome {
+        AgentOutcome {
+            end,
+            usage: Usage::default(),
+            session_id: None,
+            error: None,
+            last_line: None,
+        }
+    }
+}
+
+/// How an agent's process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEnd {
+    /// It exited on its own with this code.
+    Exited(i32),
+    /// It was killed by a signal flow did not send.
+    Signaled(i32),
+    /// flow stopped it at the workstream's `timeout`.
+    TimedOut,
+    /// flow stopped it after printing nothing for `idle-timeout`.
+    Hung,
+    /// flow stopped it on the core's [`Effect::Stop`] (or Ctrl-C).
+    Stopped,
+    /// It could not be started or watched (no such program, a bad command, its log could not
+    /// be written): the message says why.
+    Failed(String),
+    /// It was not started, because the event log could not record its attempt.
+    Unrecorded,
+}
+
+/// What [`Effect::Inspect`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The branch's head after committing what the agent left.
+    pub head: Oid,
+    /// Every path changed since the start commit, sorted.
+    pub changed: Vec<String>,
+    /// How the agent rewired its worktree (switched branch, rewrote history...), in words.
+    pub integrity: Vec<String>,
+}
+
+/// What a merge into the integration branch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The integration branch moved to this commit (a fast-forward or a merge commit).
+    Merged(Oid),
+    /// The branch was already in the integration branch.
+    UpToDate,
+    /// The branch conflicts on these paths; nothing moved.
+    Conflict(Vec<String>),
+    /// git failed or refused.
+    Error(String),
+}

@@ -1,0 +1,1222 @@
+//! The core driven in-process: inputs in, effects and events out, no process, no git, no
+//! clock. A small simulated world answers the effects the way the driver would, and each test
+//! says when agents end and how.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::agent::output::{AgentError, ErrorClass, Usage};
+use crate::run::state::{TestResult, WorkstreamState};
+
+fn oid(n: u32) -> Oid {
+    format!("{n:040x}").parse().expect("40 hex digits")
+}
+
+const BASE: u32 = 0xba5e;
+
+/// A workflow of shell agents with `body` appended.
+fn workflow(body: &str) -> flow_dsl::Workflow {
+    let text = format!(
+        r#"
+workflow "t" {{
+    base "main"
+    max-parallel 8
+}}
+agent "shell" {{
+    command "sh" "-c" "{{script}}"
+    output "text"
+}}
+defaults {{
+    agent "shell"
+}}
+{body}
+"#
+    );
+    match flow_dsl::check_text("t.kdl", &text) {
+        Ok(checked) => checked.workflow,
+        Err(problems) => panic!("{problems:?}"),
+    }
+}
+
+fn fresh_state(workflow: &flow_dsl::Workflow) -> RunState {
+    let t = Timestamp::from_second(1_700_000_000).expect("a time");
+    RunState {
+        version: 2,
+        id: "test".into(),
+        workflow: workflow.name.clone(),
+        workflow_file: None,
+        workflow_hash: String::new(),
+        repository: "/repo".into(),
+        base: Some("main".into()),
+        base_commit: Some(oid(BASE).to_string()),
+        into: workflow.into.clone(),
+        last_good: Some(oid(BASE).to_string()),
+        status: RunStatus::Running,
+        started_at: t,
+        ended_at: None,
+        last_event: 0,
+        workstreams: workflow
+            .workstreams
+            .iter()
+            .map(|w| WorkstreamState::new(&w.name, format!("hash-{}", w.name), t))
+            .collect(),
+        alerts: vec![],
+    }
+}
+
+/// What the simulated world does with a test, a merge, a verify.
+#[derive(Debug, Clone, Default)]
+struct Script {
+    /// Workstreams whose test fails (every time).
+    failing_tests: BTreeSet<String>,
+    /// Paths each workstream's agent changes (default `<name>/file`).
+    changes: Vec<(String, Vec<String>)>,
+    /// Workstreams whose merge conflicts.
+    conflicts: BTreeSet<String>,
+    /// Workstreams after whose merge `verify` fails.
+    failing_verify: BTreeSet<String>,
+}
+
+/// The core, the world around it, and what it has asked for so far.
+struct Sim {
+    core: Core,
+    plan: Arc<Plan>,
+    script: Script,
+    clock: Timestamp,
+    /// Inputs the world has ready, answered in order.
+    pending: Vec<Input>,
+    /// Agents running: (workstream, attempt).
+    agents: Vec<(usize, u32)>,
+    /// Tests running.
+    tests: Vec<usize>,
+    /// Timers set and not fired: (timer, after).
+    timers: Vec<(Timer, Duration)>,
+    /// Every effect, in order.
+    effects: Vec<Effect>,
+    /// The most agents that ran at once.
+    peak: usize,
+    /// Agents stopped by the core.
+    stopped: Vec<usize>,
+    next_commit: u32,
+    merges: Vec<usize>,
+}
+
+impl Sim {
+    fn new(body: &str, options: Options) -> Sim {
+        let workflow = workflow(body);
+        let state = fresh_state(&workflow);
+        Sim::with_state(workflow, state, options)
+    }
+
+    fn with_state(workflow: flow_dsl::Workflow, state: RunState, options: Options) -> Sim {
+        let plan = Arc::new(Plan::new(workflow));
+        let options = Options {
+            retry_base: Duration::from_secs(1),
+            ..options
+        };
+        let core = Core::new(plan.clone(), state, options, true, 7);
+        Sim {
+            core,
+            plan,
+            script: Script::default(),
+            clock: Timestamp::from_second(1_700_000_000).expect("a time"),
+            pending: vec![],
+            agents: vec![],
+            tests: vec![],
+            timers: vec![],
+            effects: vec![],
+            peak: 0,
+            stopped: vec![],
+            next_commit: 1,
+            merges: vec![],
+        }
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.plan.workflow.index_of(name).expect("a workstream of the workflow")
+    }
+
+    fn name(&self, index: usize) -> &str {
+        &self.plan.workflow.workstreams[index].name
+    }
+
+    fn phase(&self, name: &str) -> Phase {
+        self.core.state().workstreams[self.index(name)].phase
+    }
+
+    fn state(&self) -> &RunState {
+        self.core.state()
+    }
+
+    fn tick(&mut self) -> Timestamp {
+        self.clock += jiff::SignedDuration::from_millis(10);
+        self.clock
+    }
+
+    fn begin(&mut self) {
+        let at = self.tick();
+        let effects = self.core.begin(at, 1, false, None);
+        self.take(effects);
+        self.settle();
+    }
+
+    fn feed(&mut self, input: Input) {
+        let at = self.tick();
+        let effects = self.core.step(at, input);
+        self.take(effects);
+        self.settle();
+    }
+
+    /// Answers every quick effect (worktrees, inspections, merges...) until only agents,
+    /// tests and timers are left to the test.
+    fn settle(&mut self) {
+        while !self.pending.is_empty() {
+            let input = self.pending.remove(0);
+            let at = self.tick();
+            let effects = self.core.step(at, input);
+            self.take(effects);
+        }
+    }
+
+    fn take(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            self.effects.push(effect.clone());
+            match effect {
+                Effect::Record(_) => {}
+                Effect::Prepare { workstream, start, .. } => {
+                    let name = self.name(workstream).to_string();
+                    let workspace = Workspace {
+                        dir: PathBuf::from(format!("/worktrees/{name}")),
+                        branch: Some(format!("flow/t/{name}")),
+                        start,
+                    };
+                    self.pending.push(Input::Prepared {
+                        workstream,
+                        result: Ok(workspace),
+                    });
+                }
+                Effect::StartAgent {
+                    workstream, attempt, ..
+                } => {
+                    self.agents.push((workstream, attempt));
+                    self.peak = self.peak.max(self.agents.len());
+                }
+                Effect::Stop { workstream } => {
+                    self.stopped.push(workstream);
+                    if let Some(k) = self.agents.iter().position(|(w, _)| *w == workstream) {
+                        self.agents.remove(k);
+                        self.pending.push(Input::AgentEnded {
+                            workstream,
+                            outcome: outcome(AgentEnd::Stopped),
+                        });
+                    }
+                    if let Some(k) = self.tests.iter().position(|w| *w == workstream) {
+                        self.tests.remove(k);
+                        self.pending.push(Input::Tested {
+                            workstream,
+                            result: None,
+                        });
+                    }
+                }
+                Effect::Inspect { workstream } => {
+                    let name = self.name(workstream).to_string();
+                    let changed = self
+                        .script
+                        .changes
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map_or_else(|| vec![format!("{name}/file")], |(_, c)| c.clone());
+                    let head = oid(0x1000 + self.next_commit);
+                    self.next_commit += 1;
+                    self.pending.push(Input::Inspected {
+                        workstream,
+                        result: Ok(Inspection {
+                            head,
+                            changed,
+                            integrity: vec![],
+                        }),
+                    });
+                }
+                Effect::Revert { workstream, .. } => {
+                    let head = oid(0x2000 + self.next_commit);
+                    self.next_commit += 1;
+                    self.pending.push(Input::Reverted {
+                        workstream,
+                        result: Ok(head),
+                    });
+                }
+                Effect::Test { workstream } => self.tests.push(workstream),
+                Effect::Reset { workstream, .. } => self.pending.push(Input::Reset {
+                    workstream,
+                    result: Ok(()),
+                }),
+                Effect::Merge { workstream, .. } => {
+                    self.merges.push(workstream);
+                    let name = self.name(workstream).to_string();
+                    let outcome = if self.script.conflicts.contains(&name) {
+                        MergeOutcome::Conflict(vec![format!("{name}/file")])
+                    } else {
+                        let commit = oid(0x3000 + self.next_commit);
+                        self.next_commit += 1;
+                        MergeOutcome::Merged(commit)
+                    };
+                    self.pending.push(Input::Merged { workstream, outcome });
+                }
+                Effect::Verify { workstream, .. } => {
+                    let name = self.name(workstream).to_string();
+                    let passed = !self.script.failing_verify.contains(&name);
+                    self.pending.push(Input::Verified {
+                        workstream,
+                        result: Some(test_result(passed)),
+                    });
+                }
+                Effect::StopVerify => {}
+                Effect::RollBack { workstream, .. } => {
+                    self.pending.push(Input::RolledBack { workstream, ok: true });
+                }
+                Effect::Wake { timer, after } => self.timers.push((timer, after)),
+            }
+        }
+    }
+
+    /// Ends the running agent of `name` with `end`, then answers what follows (its test too,
+    /// unless the script fails it).
+    fn end_agent(&mut self, name: &str, end: AgentEnd) {
+        self.end_agent_with(name, outcome(end));
+    }
+
+    fn end_agent_with(&mut self, name: &str, outcome: AgentOutcome) {
+        let index = self.index(name);
+        let k = self
+            .agents
+            .iter()
+            .position(|(w, _)| *w == index)
+            .unwrap_or_else(|| panic!("{name}'s agent is not running: {:?}", self.agents));
+        self.agents.remove(k);
+        self.feed(Input::AgentEnded {
+            workstream: index,
+            outcome,
+        });
+        self.finish_tests();
+    }
+
+    /// Ends every running test as the script says.
+    fn finish_tests(&mut self) {
+        while let Some(workstream) = self.tests.pop() {
+            let name = self.name(workstream).to_string();
+            let passed = !self.script.failing_tests.contains(&name);
+            self.feed(Input::Tested {
+                workstream,
+                result: Some(test_result(passed)),
+            });
+        }
+    }
+
+    /// Fires the oldest timer.
+    fn fire(&mut self) -> Duration {
+        let (timer, after) = self.timers.remove(0);
+        self.feed(Input::Timer(timer));
+        self.finish_tests();
+        after
+    }
+
+    /// Ends every agent successfully, in start order, until nothing runs and nothing waits.
+    fn run_all(&mut self) {
+        loop {
+            if let Some(&(w, _)) = self.agents.first() {
+                let name = self.name(w).to_string();
+                self.end_agent(&name, AgentEnd::Exited(0));
+            } else if !self.timers.is_empty() {
+                self.fire();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        assert!(self.core.is_over(), "the run is not over: {:?}", self.agents);
+        let at = self.tick();
+        let effects = self.core.finish(at);
+        self.take(effects);
+    }
+
+    /// The workstreams whose agents started, in order (first attempts).
+    fn started(&self) -> Vec<String> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::StartAgent {
+                    workstream, attempt: 1, ..
+                } => Some(self.name(*workstream).to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(&self) -> Vec<&EventKind> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Record(event) => Some(&event.kind),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn failure(&self, name: &str) -> Failure {
+        self.state().workstreams[self.index(name)]
+            .failure
+            .clone()
+            .unwrap_or_else(|| panic!("{name} has no failure"))
+    }
+
+    fn reason(&self, name: &str) -> String {
+        self.state().workstreams[self.index(name)]
+            .reason
+            .clone()
+            .unwrap_or_default()
+    }
+}
+
+fn outcome(end: AgentEnd) -> AgentOutcome {
+    AgentOutcome::unstarted(end)
+}
+
+fn test_result(passed: bool) -> TestResult {
+    TestResult {
+        passed,
+        command: "check".into(),
+        detail: if passed {
+            "passed".into()
+        } else {
+            "`check` exited with code 1: broken".into()
+        },
+    }
+}
+
+fn usage_usd(usd: f64) -> Usage {
+    Usage {
+        input_tokens: 100,
+        output_tokens: 10,
+        cost_usd: Some(usd),
+        ..Usage::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Limits and order.
+
+/// Ten independent workstreams.
+fn ten() -> String {
+    (0..10)
+        .map(|i| format!("workstream \"w{i}\" {{ owns \"w{i}/**\"; script \"true\" }}\n"))
+        .collect()
+}
+
+#[test]
+fn the_parallel_limit_is_never_exceeded() {
+    for j in [1, 2, 3, 7] {
+        let mut sim = Sim::new(
+            &ten(),
+            Options {
+                max_parallel: Some(j),
+                ..Options::default()
+            },
+        );
+        sim.begin();
+        assert_eq!(sim.agents.len(), j, "-j {j} fills its slots at once");
+        sim.run_all();
+        assert_eq!(sim.peak, j, "-j {j}");
+        sim.finish();
+        assert_eq!(sim.state().status, RunStatus::Succeeded);
+        assert_eq!(sim.merges.len(), 10);
+    }
+}
+
+#[test]
+fn per_agent_and_per_account_limits_hold_under_a_larger_slot_count() {
+    let body = r#"
+agent "slow-tool" {
+    command "sh" "-c" "{script}"
+    output "text"
+    max-parallel 1
+}
+account "team" env="TEAM_KEY" max-parallel=2
+workstream "a1" { agent "slow-tool"; owns "a1/**"; script "true" }
+workstream "a2" { agent "slow-tool"; owns "a2/**"; script "true" }
+workstream "a3" { agent "slow-tool"; owns "a3/**"; script "true" }
+workstream "t1" { account "team"; owns "t1/**"; script "true" }
+workstream "t2" { account "team"; owns "t2/**"; script "true" }
+workstream "t3" { account "team"; owns "t3/**"; script "true" }
+workstream "free" { owns "free/**"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    let check = |sim: &Sim| {
+        let names: Vec<&str> = sim.agents.iter().map(|(w, _)| sim.name(*w)).collect();
+        let tool = names.iter().filter(|n| n.starts_with('a')).count();
+        let team = names.iter().filter(|n| n.starts_with('t')).count();
+        assert!(tool <= 1, "the agent's max-parallel: {names:?}");
+        assert!(team <= 2, "the account's max-parallel: {names:?}");
+        (tool, team)
+    };
+    assert_eq!(check(&sim), (1, 2), "both limits filled, nothing more");
+    assert_eq!(sim.agents.len(), 4, "and the free workstream: {:?}", sim.agents);
+    while let Some(&(w, _)) = sim.agents.last() {
+        let name = sim.name(w).to_string();
+        sim.end_agent(&name, AgentEnd::Exited(0));
+        check(&sim);
+    }
+    sim.finish();
+    assert_eq!(sim.state().status, RunStatus::Succeeded);
+}
+
+#[test]
+fn the_longest_remaining_path_starts_first_then_priority_then_declaration() {
+    let body = r#"
+workstream "leaf" { owns "leaf/**"; script "true" }
+workstream "low" { owns "low/**"; priority "low"; script "true" }
+workstream "chain1" { owns "chain1/**"; script "true" }
+workstream "chain2" { owns "chain2/**"; depends-on "chain1"; script "true" }
+workstream "chain3" { owns "chain3/**"; depends-on "chain2"; script "true" }
+workstream "urgent" { owns "urgent/**"; priority "critical"; script "true" }
+integrate { order "ready" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            max_parallel: Some(1),
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    sim.run_all();
+    sim.finish();
+    // A slot frees when a workstream is ready, before its merge: `urgent` takes it while
+    // `chain1` merges, then `chain2` (ready by then) goes first again.
+    assert_eq!(
+        sim.started(),
+        ["chain1", "urgent", "chain2", "leaf", "chain3", "low"],
+        "the longest path first; then by priority, then as declared"
+    );
+}
+
+#[test]
+fn a_workstream_starts_only_after_its_dependencies_merged_from_the_integration_head() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; depends-on "a"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    assert_eq!(sim.started(), ["a"]);
+    sim.end_agent("a", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("a"), Phase::Merged);
+    let merged: Oid = sim.state().workstreams[0]
+        .merge_commit
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let prepare_b = sim.effects.iter().find_map(|e| match e {
+        Effect::Prepare {
+            workstream: 1, start, ..
+        } => Some(*start),
+        _ => None,
+    });
+    assert_eq!(prepare_b, Some(Some(merged)), "b starts from a's merge");
+    let prepare_a = sim.effects.iter().find_map(|e| match e {
+        Effect::Prepare {
+            workstream: 0, start, ..
+        } => Some(*start),
+        _ => None,
+    });
+    assert_eq!(prepare_a, Some(Some(oid(BASE))), "a root starts from base");
+}
+
+#[test]
+fn an_attempt_is_recorded_before_its_agent_starts() {
+    let mut sim = Sim::new(r#"workstream "a" { owns "a/**"; script "true" }"#, Options::default());
+    sim.begin();
+    let recorded = sim.effects.iter().position(|e| {
+        matches!(
+            e,
+            Effect::Record(Event {
+                kind: EventKind::AttemptStarted { .. },
+                ..
+            })
+        )
+    });
+    let started = sim.effects.iter().position(|e| matches!(e, Effect::StartAgent { .. }));
+    assert!(recorded.unwrap() < started.unwrap(), "{:?}", sim.effects);
+}
+
+// ---------------------------------------------------------------------------------------
+// Failures and their policies.
+
+fn failing_body() -> &'static str {
+    r#"
+workstream "bad" { owns "bad/**"; script "exit 3" }
+workstream "after-bad" { owns "after-bad/**"; depends-on "bad"; script "true" }
+workstream "after-after" { owns "after-after/**"; depends-on "after-bad"; script "true" }
+workstream "slow" { owns "slow/**"; script "true" }
+workstream "later" { owns "later/**"; script "true" }
+"#
+}
+
+#[test]
+fn a_failure_skips_its_dependents_and_stops_new_starts_but_lets_running_agents_finish() {
+    let mut sim = Sim::new(
+        failing_body(),
+        Options {
+            max_parallel: Some(2),
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    assert_eq!(sim.started(), ["bad", "slow"]);
+    sim.end_agent("bad", AgentEnd::Exited(3));
+    assert_eq!(sim.phase("bad"), Phase::Failed);
+    let failure = sim.failure("bad");
+    assert_eq!(failure.kind, FailureKind::Agent);
+    assert_eq!(failure.exit, Some(crate::run::state::ExitStatus::Code(3)));
+    assert_eq!(failure.message, "exited with code 3");
+    assert_eq!(sim.phase("after-bad"), Phase::Skipped);
+    assert_eq!(sim.phase("after-after"), Phase::Skipped);
+    assert_eq!(sim.reason("after-after"), "dependency `bad` did not succeed");
+    assert!(sim.stopped.is_empty(), "slow runs on");
+    sim.end_agent("slow", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("slow"), Phase::Merged, "running work still merges");
+    sim.finish();
+    assert_eq!(sim.phase("later"), Phase::Pending);
+    assert_eq!(sim.reason("later"), "not started: the run stopped after a failure");
+    assert_eq!(sim.state().status, RunStatus::Failed);
+}
+
+#[test]
+fn keep_going_starts_independent_workstreams_after_a_failure() {
+    let mut sim = Sim::new(
+        failing_body(),
+        Options {
+            max_parallel: Some(2),
+            keep_going: true,
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    sim.end_agent("bad", AgentEnd::Exited(3));
+    assert_eq!(sim.started(), ["bad", "slow", "later"]);
+    sim.run_all();
+    sim.finish();
+    assert_eq!(sim.phase("later"), Phase::Merged);
+    assert_eq!(sim.phase("after-bad"), Phase::Skipped);
+    assert_eq!(sim.state().status, RunStatus::Failed);
+}
+
+#[test]
+fn abort_on_failure_stops_the_running_agents_and_says_why() {
+    let mut sim = Sim::new(
+        failing_body(),
+        Options {
+            max_parallel: Some(2),
+            abort_on_failure: true,
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    sim.end_agent("bad", AgentEnd::Exited(3));
+    assert_eq!(sim.stopped, [sim.index("slow")]);
+    assert_eq!(sim.phase("slow"), Phase::Cancelled);
+    assert_eq!(sim.reason("slow"), "stopped: `bad` failed (--abort-on-failure)");
+    sim.finish();
+    assert_eq!(sim.state().status, RunStatus::Failed);
+}
+
+#[test]
+fn a_timeout_fails_the_attempt_and_is_retried_after_a_growing_wait() {
+    let body = r#"workstream "t" { owns "t/**"; timeout "45m"; retries 2; script "true" }"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    sim.end_agent("t", AgentEnd::TimedOut);
+    assert_eq!(sim.timers.len(), 1, "waiting for its retry");
+    let first = sim.fire();
+    assert!(
+        (Duration::from_millis(800)..=Duration::from_millis(1200)).contains(&first),
+        "{first:?}"
+    );
+    assert!(
+        sim.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Reset { workstream: 0, to } if *to == oid(BASE))),
+        "the worktree is reset to its start before the retry"
+    );
+    sim.end_agent("t", AgentEnd::Hung);
+    let second = sim.fire();
+    assert!(
+        (Duration::from_millis(1600)..=Duration::from_millis(2400)).contains(&second),
+        "{second:?}"
+    );
+    sim.end_agent("t", AgentEnd::TimedOut);
+    assert!(sim.timers.is_empty(), "three attempts in all");
+    assert_eq!(sim.phase("t"), Phase::Failed);
+    assert_eq!(sim.failure("t").kind, FailureKind::Timeout);
+    assert_eq!(sim.failure("t").message, "timed out after 45m");
+    assert_eq!(sim.state().workstreams[0].attempts, 3);
+    let alerts: Vec<&String> = sim.state().alerts.iter().collect();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(
+        alerts[0].starts_with("t: attempt 1 failed (timed out after 45m); retrying in "),
+        "{alerts:?}"
+    );
+}
+
+#[test]
+fn a_failed_test_is_retried_and_a_scope_breach_is_not() {
+    let body = r#"
+workstream "flaky" { owns "flaky/**"; retries 1; test "check"; script "true" }
+workstream "wild" { owns "wild/**"; retries 3; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.failing_tests.insert("flaky".into());
+    sim.script
+        .changes
+        .push(("wild".into(), vec!["elsewhere/x".into(), "wild/y".into()]));
+    sim.begin();
+    sim.end_agent("flaky", AgentEnd::Exited(0));
+    assert_eq!(sim.timers.len(), 1, "waiting for its retry");
+    assert_eq!(sim.phase("flaky"), Phase::Checking, "the phase of its last step");
+    sim.end_agent("wild", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("wild"), Phase::Failed, "no retry for a scope breach");
+    assert_eq!(sim.failure("wild").kind, FailureKind::Scope);
+    assert_eq!(
+        sim.failure("wild").message,
+        "changed files outside its scope: elsewhere/x"
+    );
+    sim.fire();
+    sim.end_agent("flaky", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("flaky"), Phase::Failed);
+    assert_eq!(sim.failure("flaky").kind, FailureKind::Test);
+    assert_eq!(sim.state().workstreams[0].attempts, 2);
+}
+
+#[test]
+fn scope_policy_warn_merges_and_revert_takes_the_paths_out() {
+    for (policy, kept) in [("warn", vec!["docs/x", "ws/y"]), ("revert", vec!["ws/y"])] {
+        let body = format!(
+            r#"
+workflow "t" {{ scope-policy "{policy}" }}
+workstream "ws" {{ owns "ws/**"; script "true" }}
+"#
+        );
+        let text = body.replace("workflow \"t\" {", "workflow \"t\" { base \"main\";");
+        let workflow = flow_dsl::check_text(
+            "t.kdl",
+            &format!(
+                "{text}\nagent \"shell\" {{\n command \"sh\" \"-c\" \"{{script}}\"\n output \"text\"\n}}\ndefaults {{ agent \"shell\" }}"
+            ),
+        )
+        .expect("valid")
+        .workflow;
+        let state = fresh_state(&workflow);
+        let mut sim = Sim::with_state(workflow, state, Options::default());
+        sim.script
+            .changes
+            .push(("ws".into(), vec!["docs/x".into(), "ws/y".into()]));
+        sim.begin();
+        sim.end_agent("ws", AgentEnd::Exited(0));
+        assert_eq!(sim.phase("ws"), Phase::Merged, "{policy}");
+        assert_eq!(sim.state().workstreams[0].files_changed, kept, "{policy}");
+        let reverts = sim
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Revert { .. }))
+            .count();
+        assert_eq!(reverts, usize::from(policy == "revert"), "{policy}");
+        assert_eq!(sim.state().alerts.len(), 1, "{policy}: {:?}", sim.state().alerts);
+    }
+}
+
+#[test]
+fn ctrl_c_stops_every_agent_cancels_retries_and_starts_nothing() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; retries 1; script "true" }
+workstream "c" { owns "c/**"; script "true" }
+workstream "d" { owns "d/**"; depends-on "a"; script "true" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            max_parallel: Some(2),
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    sim.end_agent("b", AgentEnd::Exited(1));
+    assert_eq!(sim.timers.len(), 1, "b waits for its retry");
+    sim.feed(Input::Interrupt);
+    assert_eq!(sim.stopped, [sim.index("a")], "a runs; b waits, holding its slot");
+    assert_eq!(sim.phase("a"), Phase::Cancelled);
+    assert_eq!(sim.reason("a"), "stopped by Ctrl-C");
+    assert_eq!(sim.phase("b"), Phase::Cancelled, "its retry will not come");
+    sim.fire();
+    assert!(sim.agents.is_empty());
+    sim.finish();
+    assert_eq!(sim.state().status, RunStatus::Cancelled);
+    assert_eq!(sim.phase("d"), Phase::Skipped);
+    assert_eq!(sim.phase("c"), Phase::Pending);
+    assert_eq!(sim.reason("c"), "not started: the run was interrupted");
+    assert!(
+        sim.state()
+            .alerts
+            .iter()
+            .any(|a| a == "interrupted: stopping every agent")
+    );
+}
+
+#[test]
+fn ctrl_c_during_verify_rolls_the_merge_back_for_the_resume() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+integrate { verify "check" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    // The merge is answered, and its verify started; stop before verify answers.
+    let index = sim.index("a");
+    sim.agents.clear();
+    let at = sim.tick();
+    let effects = sim.core.step(
+        at,
+        Input::AgentEnded {
+            workstream: index,
+            outcome: outcome(AgentEnd::Exited(0)),
+        },
+    );
+    sim.take(effects);
+    while let Some(input) = sim.pending.first().cloned() {
+        if matches!(input, Input::Verified { .. }) {
+            break;
+        }
+        sim.pending.remove(0);
+        let at = sim.tick();
+        let effects = sim.core.step(at, input);
+        sim.take(effects);
+    }
+    sim.pending.clear();
+    sim.feed(Input::Interrupt);
+    assert!(sim.effects.contains(&Effect::StopVerify));
+    sim.feed(Input::Verified {
+        workstream: index,
+        result: None,
+    });
+    assert!(
+        sim.effects
+            .iter()
+            .any(|e| matches!(e, Effect::RollBack { why, .. } if why.contains("interrupted")))
+    );
+    assert_eq!(sim.phase("a"), Phase::Ready);
+    assert_eq!(sim.reason("a"), "merge interrupted; redone on resume");
+    sim.finish();
+    assert_eq!(sim.state().last_good.as_deref(), Some(oid(BASE).to_string().as_str()));
+}
+
+#[test]
+fn a_conflict_stops_merging_unless_on_conflict_skip() {
+    for on_conflict in ["stop", "skip"] {
+        let body = format!(
+            r#"
+workstream "x" {{ owns "x/**"; script "true" }}
+workstream "y" {{ owns "y/**"; script "true" }}
+workstream "z" {{ owns "z/**"; script "true" }}
+integrate {{ on-conflict "{on_conflict}" }}
+"#
+        );
+        let mut sim = Sim::new(
+            &body,
+            Options {
+                keep_going: true,
+                ..Options::default()
+            },
+        );
+        sim.script.conflicts.insert("y".into());
+        sim.begin();
+        sim.run_all();
+        sim.finish();
+        assert_eq!(sim.phase("x"), Phase::Merged);
+        assert_eq!(sim.phase("y"), Phase::Conflicted);
+        if on_conflict == "stop" {
+            assert_eq!(sim.phase("z"), Phase::Ready, "stop: z is not merged");
+            assert_eq!(
+                sim.reason("z"),
+                "not merged: merging stopped at a conflict (on-conflict \"stop\")"
+            );
+        } else {
+            assert_eq!(sim.phase("z"), Phase::Merged, "skip: z merges");
+        }
+    }
+}
+
+#[test]
+fn a_failed_verify_rolls_back_and_the_next_merge_builds_on_the_last_good_commit() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "v" { owns "v/**"; script "true" }
+workstream "z" { owns "z/**"; script "true" }
+integrate { verify "check" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            keep_going: true,
+            ..Options::default()
+        },
+    );
+    sim.script.failing_verify.insert("v".into());
+    sim.begin();
+    sim.run_all();
+    sim.finish();
+    assert_eq!(sim.phase("v"), Phase::Failed);
+    assert_eq!(sim.failure("v").kind, FailureKind::Verify);
+    assert!(
+        sim.failure("v")
+            .message
+            .ends_with("the integration branch was moved back to its last good commit")
+    );
+    let a_merge: Oid = sim.state().workstreams[0]
+        .merge_commit
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let z_expected = sim.effects.iter().find_map(|e| match e {
+        Effect::Merge {
+            workstream: 2,
+            expected,
+            ..
+        } => Some(*expected),
+        _ => None,
+    });
+    assert_eq!(z_expected, Some(a_merge));
+}
+
+// ---------------------------------------------------------------------------------------
+// Budgets.
+
+#[test]
+fn a_workstream_budget_stops_its_agent_when_streamed_usage_passes_it() {
+    let body = r#"workstream "spender" { owns "s/**"; budget usd=1; script "true" }"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    let i = sim.index("spender");
+    sim.feed(Input::Usage {
+        workstream: i,
+        usage: usage_usd(0.5),
+    });
+    assert!(sim.stopped.is_empty());
+    assert!(sim.state().alerts.is_empty(), "50% is no alert");
+    sim.feed(Input::Usage {
+        workstream: i,
+        usage: usage_usd(0.85),
+    });
+    assert_eq!(
+        sim.state().alerts,
+        ["workstream `spender` has used 80% of its $1.00 budget ($0.85)"]
+    );
+    sim.feed(Input::Usage {
+        workstream: i,
+        usage: usage_usd(0.9),
+    });
+    assert_eq!(sim.state().alerts.len(), 1, "one alert per budget");
+    sim.feed(Input::Usage {
+        workstream: i,
+        usage: usage_usd(1.2),
+    });
+    assert_eq!(sim.stopped, [i]);
+    assert_eq!(sim.phase("spender"), Phase::Failed);
+    let failure = sim.failure("spender");
+    assert_eq!(failure.kind, FailureKind::Budget);
+    assert_eq!(
+        failure.message,
+        "workstream `spender`: budget exhausted: $1.2000 spent of $1.00"
+    );
+    let breach = failure.budget.expect("the breach is kept as data");
+    assert_eq!(
+        breach.scope,
+        crate::run::state::BudgetScope::Workstream("spender".into())
+    );
+    assert!(!breach.at_start);
+    sim.finish();
+}
+
+#[test]
+fn a_spent_run_budget_refuses_new_starts_and_stops_its_running_members() {
+    let body = r#"
+workflow "t" { budget usd=1 }
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+workstream "c" { owns "c/**"; script "true" }
+"#
+    .replace("workflow \"t\" { budget usd=1 }", "");
+    let mut workflow = workflow(&body);
+    workflow.budget.usd = Some(1.0);
+    let state = fresh_state(&workflow);
+    let mut sim = Sim::with_state(
+        workflow,
+        state,
+        Options {
+            max_parallel: Some(2),
+            keep_going: true,
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    assert_eq!(sim.started(), ["a", "b"]);
+    let mut spent = outcome(AgentEnd::Exited(0));
+    spent.usage = usage_usd(0.6);
+    sim.end_agent_with("a", spent.clone());
+    assert_eq!(sim.phase("a"), Phase::Merged);
+    assert_eq!(sim.started(), ["a", "b", "c"], "under budget: c starts");
+    sim.feed(Input::Usage {
+        workstream: sim.index("b"),
+        usage: usage_usd(0.5),
+    });
+    let (b, c) = (sim.index("b"), sim.index("c"));
+    assert_eq!(sim.stopped, [b, c], "both running members of the run's budget");
+    for name in ["b", "c"] {
+        assert_eq!(sim.phase(name), Phase::Failed, "{name}");
+        assert_eq!(
+            sim.failure(name).message,
+            "run: budget exhausted: $1.1000 spent of $1.00"
+        );
+    }
+    sim.finish();
+    assert_eq!(sim.state().status, RunStatus::Failed);
+}
+
+#[test]
+fn a_budget_already_spent_refuses_the_start_and_says_whose() {
+    let body = r#"
+account "team" env="TEAM_KEY" budget-usd=1
+workstream "first" { account "team"; owns "first/**"; script "true" }
+workstream "second" { account "team"; owns "second/**"; depends-on "first"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    let mut spent = outcome(AgentEnd::Exited(0));
+    spent.usage = usage_usd(1.0);
+    sim.end_agent_with("first", spent);
+    assert_eq!(sim.phase("first"), Phase::Merged, "exactly at the limit is not past it");
+    assert_eq!(sim.phase("second"), Phase::Failed);
+    let failure = sim.failure("second");
+    assert_eq!(
+        failure.message,
+        "not started: account `team`'s budget is spent: $1.0000 of $1.00"
+    );
+    assert!(failure.budget.expect("data").at_start);
+    assert_eq!(sim.started(), ["first"]);
+}
+
+#[test]
+fn usage_reported_only_at_the_end_is_weighed_too_and_counts_every_attempt() {
+    let body = r#"workstream "twice" { owns "t/**"; retries 1; budget usd=1; script "true" }"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    let mut failed = outcome(AgentEnd::Exited(1));
+    failed.usage = usage_usd(0.6);
+    sim.end_agent_with("twice", failed);
+    sim.fire();
+    let mut succeeded = outcome(AgentEnd::Exited(0));
+    succeeded.usage = usage_usd(0.6);
+    sim.end_agent_with("twice", succeeded);
+    assert_eq!(sim.phase("twice"), Phase::Failed);
+    assert_eq!(sim.failure("twice").kind, FailureKind::Budget);
+    let spent = sim.state().workstreams[0].usage.cost_usd.unwrap();
+    assert!((spent - 1.2).abs() < 1e-9, "{spent}");
+    let second_start = sim.effects.iter().find_map(|e| match e {
+        Effect::StartAgent {
+            attempt: 2, budget_usd, ..
+        } => Some(*budget_usd),
+        _ => None,
+    });
+    let left = second_start.flatten().expect("a cap for the second attempt");
+    assert!((left - 0.4).abs() < 1e-9, "what the budget has left: {left}");
+}
+
+#[test]
+fn prices_come_from_the_model_when_the_agent_reports_only_tokens() {
+    let body = r#"
+model "m" provider="test" id="m-1" input-usd=1000000 output-usd=0
+workstream "w" { model "m"; owns "w/**"; budget usd=50; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    sim.feed(Input::Usage {
+        workstream: 0,
+        usage: Usage {
+            input_tokens: 60,
+            ..Usage::default()
+        },
+    });
+    assert_eq!(sim.phase("w"), Phase::Failed);
+    assert_eq!(
+        sim.failure("w").message,
+        "workstream `w`: budget exhausted: $60.0000 spent of $50.00"
+    );
+}
+
+#[test]
+fn an_agent_that_reports_its_own_budget_error_fails_for_budget() {
+    let mut sim = Sim::new(
+        r#"workstream "w" { owns "w/**"; retries 2; script "true" }"#,
+        Options::default(),
+    );
+    sim.begin();
+    let mut capped = outcome(AgentEnd::Exited(1));
+    capped.error = Some(AgentError::new(ErrorClass::Budget, "max budget reached"));
+    sim.end_agent_with("w", capped);
+    assert_eq!(sim.phase("w"), Phase::Failed, "not retried");
+    assert_eq!(sim.failure("w").kind, FailureKind::Budget);
+}
+
+// ---------------------------------------------------------------------------------------
+// The record and the end of a run.
+
+#[test]
+fn an_unwritable_event_log_starts_nothing_more() {
+    let mut sim = Sim::new(
+        &ten(),
+        Options {
+            max_parallel: Some(2),
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    sim.feed(Input::RecordFailed("disk full".into()));
+    let a = sim.agents[0].0;
+    let name = sim.name(a).to_string();
+    sim.end_agent(&name, AgentEnd::Exited(0));
+    assert_eq!(sim.started().len(), 2, "no new start after the log failed");
+    // An agent the driver refused to start for want of a record is cancelled, not failed.
+    let (b, _) = sim.agents.remove(0);
+    sim.feed(Input::AgentEnded {
+        workstream: b,
+        outcome: outcome(AgentEnd::Unrecorded),
+    });
+    assert_eq!(sim.core.state().workstreams[b].phase, Phase::Cancelled);
+    assert!(sim.core.is_over());
+}
+
+#[test]
+fn finished_work_behind_an_unstarted_workstream_in_the_merge_order_says_why() {
+    let body = r#"
+workstream "bad" { owns "bad/**"; script "exit 3" }
+workstream "early" { owns "early/**"; script "true" }
+workstream "slow" { owns "slow/**"; script "true" }
+workstream "after-slow" { owns "as/**"; depends-on "slow"; script "true" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            max_parallel: Some(2),
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    assert_eq!(sim.started(), ["slow", "bad"]);
+    sim.end_agent("bad", AgentEnd::Exited(3));
+    sim.end_agent("slow", AgentEnd::Exited(0));
+    sim.finish();
+    assert_eq!(sim.phase("slow"), Phase::Ready);
+    assert_eq!(
+        sim.reason("slow"),
+        "not merged: `early` comes first in the merge order and did not finish"
+    );
+    assert_eq!(sim.phase("early"), Phase::Pending);
+}
+
+#[test]
+fn inputs_that_do_not_fit_the_job_are_ignored() {
+    let mut sim = Sim::new(r#"workstream "a" { owns "a/**"; script "true" }"#, Options::default());
+    sim.begin();
+    let before = sim.effects.len();
+    // A stale timer, a test result nobody asked for, an unknown merge result.
+    sim.feed(Input::Timer(Timer::Retry {
+        workstream: 0,
+        attempt: 9,
+    }));
+    sim.feed(Input::Tested {
+        workstream: 0,
+        result: Some(test_result(true)),
+    });
+    sim.feed(Input::Merged {
+        workstream: 0,
+        outcome: MergeOutcome::UpToDate,
+    });
+    assert_eq!(sim.effects.len(), before);
+    sim.run_all();
+    sim.finish();
+    assert_eq!(sim.state().status, RunStatus::Succeeded);
+}
+
+#[test]
+fn the_state_is_the_events_applied_in_order() {
+    let mut sim = Sim::new(
+        failing_body(),
+        Options {
+            max_parallel: Some(2),
+            keep_going: true,
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    sim.run_all();
+    sim.end_agent_if_any();
+    sim.finish();
+    let mut replayed = fresh_state(&sim.plan.workflow);
+    for effect in &sim.effects {
+        if let Effect::Record(event) = effect {
+            assert_eq!(event.seq, replayed.last_event + 1, "numbered without gaps");
+            replayed.apply(event);
+        }
+    }
+    assert_eq!(&replayed, sim.state());
+    assert!(!sim.events().is_empty());
+}
+
+impl Sim {
+    fn end_agent_if_any(&mut self) {
+        while let Some(&(w, _)) = self.agents.first() {
+            let name = self.name(w).to_string();
+            self.end_agent(&name, AgentEnd::Exited(0));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Resuming: check-only jobs.
+
+#[test]
+fn a_resumed_workstream_whose_agent_finished_is_checked_without_running_it_again() {
+    let body = r#"workstream "done" { owns "done/**"; script "true" }"#;
+    let workflow = workflow(body);
+    let mut state = fresh_state(&workflow);
+    state.workstreams[0].agent_finished = true;
+    state.workstreams[0].start_commit = Some(oid(0x51a).to_string());
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert!(sim.started().is_empty(), "no agent");
+    assert!(sim.effects.iter().any(|e| matches!(
+        e,
+        Effect::Prepare {
+            workstream: 0,
+            fresh: false,
+            start: Some(s)
+        } if *s == oid(0x51a)
+    )));
+    assert_eq!(sim.phase("done"), Phase::Merged);
+}

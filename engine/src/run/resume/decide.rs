@@ -1,0 +1,365 @@
+//! What a resume does with each workstream, and why: a pure function of the record (the
+//! state and its merges), the workflow as it is now, and the git facts read before
+//! ([`GitFacts`]).
+
+use std::collections::{HashMap, HashSet};
+
+use flow_dsl::Isolation;
+use serde::Serialize;
+
+use crate::git::Oid;
+use crate::plan::Plan;
+use crate::run::spec_hash::spec_hash_with;
+use crate::run::state::{EventKind, Phase, RunState};
+
+/// What git says about the run's branches, read before deciding.
+#[derive(Debug, Clone, Default)]
+pub struct GitFacts {
+    /// The run has a repository.
+    pub has_git: bool,
+    /// The integration branch's head now.
+    pub into_head: Option<Oid>,
+    /// Each workstream's branch head now (`None`: no branch, or `isolation "none"`).
+    pub branch_heads: Vec<Option<Oid>>,
+    /// For pairs `(commit, head)` of recorded commits and candidate integration heads:
+    /// whether `commit` is `head` or in its history.
+    pub ancestry: HashMap<(Oid, Oid), bool>,
+}
+
+impl GitFacts {
+    /// Tells whether `commit` is `head` or in its history (as read; unknown pairs are not).
+    pub fn contains(&self, commit: Oid, head: Oid) -> bool {
+        commit == head || self.ancestry.get(&(commit, head)).copied().unwrap_or(false)
+    }
+
+    /// The pairs [`decide`] may ask about: every commit the record names, against the
+    /// integration heads a resume may continue from (the recorded one and `into_head`, the one
+    /// git has).
+    pub fn pairs_needed(state: &RunState, into_head: Option<Oid>) -> Vec<(Oid, Oid)> {
+        let parse = |c: &Option<String>| c.as_deref().and_then(|c| c.parse::<Oid>().ok());
+        let recorded_good = parse(&state.last_good);
+        let heads: Vec<Oid> = [recorded_good, into_head].into_iter().flatten().collect();
+        let mut commits: Vec<Oid> = recorded_good.into_iter().collect();
+        for ws in &state.workstreams {
+            commits.extend(
+                [
+                    parse(&ws.result_commit),
+                    parse(&ws.merge_commit),
+                    parse(&ws.start_commit),
+                ]
+                .into_iter()
+                .flatten(),
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut pairs = vec![];
+        for commit in &commits {
+            for head in &heads {
+                if commit != head && seen.insert((*commit, *head)) {
+                    pairs.push((*commit, *head));
+                }
+            }
+        }
+        pairs
+    }
+}
+
+/// What a resume does with one workstream, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub workstream: String,
+    pub action: Action,
+    pub why: String,
+}
+
+/// The actions of a resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Finished and still valid: not run again.
+    Keep,
+    /// Its work is checked and kept; only its merge is (re)done.
+    Merge,
+    /// Its agent finished before the run stopped: its work is checked, the agent is not run again.
+    Check,
+    /// Run from the start.
+    Run,
+}
+
+impl Action {
+    /// The word shown in `flow resume`'s list.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Keep => "keep",
+            Action::Merge => "merge",
+            Action::Check => "check",
+            Action::Run => "run",
+        }
+    }
+}
+
+/// A resume worked out.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub decisions: Vec<Decision>,
+    /// Events that bring the recorded state in line with the decisions.
+    pub events: Vec<EventKind>,
+    /// Where the integration branch is moved back to, if anywhere, and why.
+    pub integration_reset: Option<(Oid, String)>,
+    /// Merges to take back out of the integration branch because their workstreams run
+    /// again, latest first: workstream, the branch's head before and after that merge.
+    pub undo_merges: Vec<(String, Oid, Oid)>,
+}
+
+/// Decides, for every workstream of a recorded run, what continuing it means.
+///
+/// `hashes` are the workstreams' spec hashes now; `merges` are the recorded merges in the
+/// order they happened (workstream, merge commit), as the event log has them.
+pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts, merges: &[(usize, Oid)]) -> Decided {
+    let workflow = &plan.workflow;
+    let n = workflow.workstreams.len();
+    let has_git = facts.has_git;
+    let recorded_good: Option<Oid> = state.last_good.as_deref().and_then(|c| c.parse().ok());
+    // The integration branch as git has it, checked against the record.
+    let mut integration_reset = None;
+    let mut good = recorded_good;
+    if let (true, Some(head), Some(recorded)) = (has_git, facts.into_head, recorded_good)
+        && head != recorded
+    {
+        let pending_results: Vec<Oid> = state
+            .workstreams
+            .iter()
+            .filter(|w| matches!(w.phase, Phase::Ready | Phase::Merging))
+            .filter_map(|w| w.result_commit.as_deref().and_then(|c| c.parse().ok()))
+            .collect();
+        let unrecorded_merge =
+            facts.contains(recorded, head) && pending_results.iter().any(|r| facts.contains(*r, head));
+        if unrecorded_merge {
+            integration_reset = Some((
+                recorded,
+                "a merge the interrupted run did not finish verifying is undone and redone".to_string(),
+            ));
+        } else {
+            // Moved by hand: continue from where it is; merged workstreams are checked against it.
+            good = Some(head);
+        }
+    }
+    let into_now = integration_reset.as_ref().map(|(c, _)| *c).or(good);
+
+    let mut rerun = vec![false; n];
+    let mut topo: Vec<usize> = plan
+        .merge_order
+        .iter()
+        .copied()
+        .chain((0..n).filter(|i| plan.merge_position[*i].is_none()))
+        .collect();
+    // Dependencies before dependents: sort by wave, stable.
+    topo.sort_by_key(|&i| plan.wave_of[i]);
+    let mut chosen: Vec<Option<Decision>> = vec![None; n];
+    for &i in &topo {
+        let ws = &workflow.workstreams[i];
+        let recorded = &state.workstreams[i];
+        let decide = |action: Action, why: String| Decision {
+            workstream: ws.name.clone(),
+            action,
+            why,
+        };
+        let changed = recorded.spec_hash != hashes[i];
+        let rerun_dependency = ws
+            .dependencies
+            .iter()
+            .find(|&&d| rerun[d])
+            .map(|&d| workflow.workstreams[d].name.clone());
+        let branch_head = match (has_git, ws.isolation) {
+            (true, Isolation::Worktree) => facts.branch_heads.get(i).copied().flatten(),
+            _ => None,
+        };
+        let result: Option<Oid> = recorded.result_commit.as_deref().and_then(|c| c.parse().ok());
+        let start: Option<Oid> = recorded.start_commit.as_deref().and_then(|c| c.parse().ok());
+        // Its own spec is unchanged when its hash over its dependencies' recorded hashes is.
+        let recorded_dependencies: Vec<&str> = ws
+            .dependencies
+            .iter()
+            .map(|&d| state.workstreams[d].spec_hash.as_str())
+            .collect();
+        let changed_dependency = ws
+            .dependencies
+            .iter()
+            .find(|&&d| state.workstreams[d].spec_hash != hashes[d])
+            .map(|&d| workflow.workstreams[d].name.clone());
+        let own = if changed {
+            match changed_dependency {
+                Some(d) if spec_hash_with(workflow, i, &recorded_dependencies) == recorded.spec_hash => {
+                    decide(Action::Run, format!("its dependency `{d}` runs again"))
+                }
+                _ => decide(
+                    Action::Run,
+                    "its spec changed (task, agent, model, scope, test or a dependency's)".into(),
+                ),
+            }
+        } else {
+            match recorded.phase {
+                Phase::Done => decide(Action::Keep, "done".into()),
+                Phase::Merged => {
+                    let merge: Option<Oid> = recorded.merge_commit.as_deref().and_then(|c| c.parse().ok());
+                    let still_in = match (has_git, merge, into_now) {
+                        (true, Some(m), Some(head)) => facts.contains(m, head),
+                        _ => true,
+                    };
+                    if still_in {
+                        decide(Action::Keep, "merged".into())
+                    } else if result.is_some() && branch_head == result {
+                        decide(
+                            Action::Merge,
+                            "its merge is no longer in the integration branch; merged again".into(),
+                        )
+                    } else {
+                        decide(
+                            Action::Run,
+                            "its merge is no longer in the integration branch and its branch changed".into(),
+                        )
+                    }
+                }
+                Phase::Ready | Phase::Merging => {
+                    if result.is_some() && branch_head == result {
+                        decide(
+                            Action::Merge,
+                            if recorded.phase == Phase::Merging {
+                                "its merge was interrupted; merged again".into()
+                            } else {
+                                "ready; merged now".into()
+                            },
+                        )
+                    } else {
+                        decide(Action::Run, "its branch changed since it was checked".into())
+                    }
+                }
+                // Pending too: a resume that decided to check it was itself interrupted before
+                // the check started.
+                Phase::Checking | Phase::Running | Phase::Preparing | Phase::Pending
+                    if recorded.agent_finished && (start.is_none() || branch_head.is_some()) =>
+                {
+                    decide(
+                        Action::Check,
+                        "its agent finished before the run stopped; its work is checked, the agent is not run again"
+                            .into(),
+                    )
+                }
+                Phase::Running | Phase::Preparing | Phase::Checking => decide(Action::Run, "it was interrupted".into()),
+                Phase::Failed => decide(
+                    Action::Run,
+                    format!(
+                        "it failed: {}",
+                        recorded.failure.as_ref().map_or("", |f| f.message.as_str())
+                    ),
+                ),
+                Phase::Conflicted => decide(Action::Run, "it conflicted".into()),
+                Phase::Cancelled => decide(Action::Run, "it was cancelled".into()),
+                Phase::Skipped => decide(Action::Run, "it was skipped".into()),
+                Phase::Pending => decide(Action::Run, "it had not started".into()),
+            }
+        };
+        let decision = match rerun_dependency {
+            Some(d) if own.action != Action::Run => decide(Action::Run, format!("its dependency `{d}` runs again")),
+            _ => own,
+        };
+        // A kept branch must still start inside the integration branch it will merge into.
+        let decision = match (decision.action, has_git, start, into_now) {
+            (Action::Merge, true, Some(s), Some(head)) if !(ws.dependencies.is_empty() || facts.contains(s, head)) => {
+                decide(
+                    Action::Run,
+                    "the integration commit it started from is no longer in the integration branch".into(),
+                )
+            }
+            _ => decision,
+        };
+        rerun[i] = decision.action == Action::Run;
+        chosen[i] = Some(decision);
+    }
+    let decisions: Vec<Decision> = chosen.into_iter().flatten().collect();
+
+    // A merged workstream that runs again must leave the integration branch: its merge is
+    // undone in a new commit (latest first), so the merges after it stay as they are.
+    let mut undo_merges = vec![];
+    if let (true, Some(base)) = (
+        has_git,
+        state.base_commit.as_deref().and_then(|c| c.parse::<Oid>().ok()),
+    ) && integration_reset.is_none()
+    {
+        for (k, &(i, after)) in merges.iter().enumerate().rev() {
+            if decisions[i].action == Action::Run {
+                let before = if k == 0 { base } else { merges[k - 1].1 };
+                undo_merges.push((workflow.workstreams[i].name.clone(), before, after));
+            }
+        }
+    }
+
+    let mut events = vec![];
+    if let Some((commit, reason)) = &integration_reset {
+        events.push(EventKind::IntegrationReset {
+            commit: commit.to_string(),
+            reason: reason.clone(),
+        });
+    } else if good != recorded_good
+        && let Some(g) = good
+    {
+        events.push(EventKind::IntegrationReset {
+            commit: g.to_string(),
+            reason: "the integration branch was moved by hand; continuing from where it is".into(),
+        });
+    }
+    for (i, d) in decisions.iter().enumerate() {
+        let recorded = &state.workstreams[i];
+        match d.action {
+            Action::Keep => {}
+            Action::Merge => {
+                if recorded.phase != Phase::Ready {
+                    events.push(EventKind::Phase {
+                        workstream: i,
+                        phase: Phase::Ready,
+                        reason: Some(d.why.clone()),
+                    });
+                }
+            }
+            Action::Check => events.push(EventKind::Phase {
+                workstream: i,
+                phase: Phase::Pending,
+                reason: Some(d.why.clone()),
+            }),
+            Action::Run => events.push(EventKind::Reset {
+                workstream: i,
+                spec_hash: hashes[i].clone(),
+                reason: d.why.clone(),
+            }),
+        }
+    }
+    Decided {
+        decisions,
+        events,
+        integration_reset,
+        undo_merges,
+    }
+}
+
+/// The recorded merges in the order they happened: workstream and merge commit, only those
+/// still recorded as merged with that commit.
+pub fn merge_sequence(events: &[crate::run::state::Event], state: &RunState) -> Vec<(usize, Oid)> {
+    let mut sequence: Vec<(usize, Oid)> = vec![];
+    for event in events {
+        if let EventKind::Merged {
+            workstream,
+            merge_commit,
+            ..
+        } = &event.kind
+            && let Ok(commit) = merge_commit.parse::<Oid>()
+        {
+            sequence.retain(|(w, _)| w != workstream);
+            sequence.push((*workstream, commit));
+        }
+    }
+    sequence.retain(|(w, c)| {
+        let recorded = &state.workstreams[*w];
+        recorded.phase == Phase::Merged && recorded.merge_commit.as_deref() == Some(c.to_string().as_str())
+    });
+    sequence
+}

@@ -1,0 +1,202 @@
+//! Continuing a run after a failure, a crash or Ctrl-C.
+//!
+//! [`plan_resume`] reads the record and what git says now ([`GitFacts`]), then leaves every
+//! decision to [`decide`], a pure function; [`resume`] carries the decisions out (stops what
+//! the dead run left running, repairs git, moves the integration branch, records the
+//! decisions) and drives the run on.
+
+mod decide;
+
+use crate::git::{Git, GitError};
+use crate::plan::Plan;
+use crate::run::driver::Begin;
+use crate::run::error::RunError;
+use crate::run::lock::RunLock;
+use crate::run::observer::Observer;
+use crate::run::recover::{repair_git, stop_leftover_processes};
+use crate::run::session::{RunSettings, drive};
+use crate::run::spec_hash::{spec_hashes, text_hash};
+use crate::run::state::{Event, EventKind, RunState};
+use crate::run::store::{EventLog, RunDir, read_events};
+use crate::site::Site;
+use crate::time;
+
+pub use self::decide::{Action, Decided, Decision, GitFacts, decide, merge_sequence};
+
+/// A resume worked out: the state as it will be continued, and the decisions that led to it.
+pub struct ResumePlan {
+    pub run_dir: RunDir,
+    pub state: RunState,
+    pub decided: Decided,
+}
+
+/// Loads a run and decides, for every workstream, what continuing it means, checking the
+/// record against git (branches and the integration branch may have changed by hand).
+pub fn plan_resume(plan: &Plan, site: &Site, run_id: Option<&str>) -> Result<ResumePlan, RunError> {
+    let id = match run_id {
+        Some(id) => id.to_string(),
+        None => site
+            .latest_run()
+            .ok_or_else(|| RunError::NoRun(site.flow_dir().to_path_buf()))?,
+    };
+    let run_dir = site.run_dir(&id);
+    let state = run_dir.load().map_err(RunError::io("read", run_dir.state_path()))?;
+    let workflow = &plan.workflow;
+    let names_match = state.workstreams.len() == workflow.workstreams.len()
+        && state
+            .workstreams
+            .iter()
+            .zip(&workflow.workstreams)
+            .all(|(s, w)| s.name == w.name);
+    if !names_match {
+        return Err(RunError::Leftovers {
+            what: "workstreams that differ from the workflow's (added, removed or reordered)",
+            names: state
+                .workstreams
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            file: workflow
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        });
+    }
+    let facts = match site.git() {
+        Some(git) => git_facts(git, plan, &state)?,
+        None => GitFacts::default(),
+    };
+    let events = read_events(&run_dir.events_path()).unwrap_or_default();
+    let merges = merge_sequence(&events, &state);
+    let decided = decide(plan, &state, &spec_hashes(workflow), &facts, &merges);
+    Ok(ResumePlan {
+        run_dir,
+        state,
+        decided,
+    })
+}
+
+/// Reads what [`decide`] needs to know from git.
+fn git_facts(git: &Git, plan: &Plan, state: &RunState) -> Result<GitFacts, GitError> {
+    let workflow = &plan.workflow;
+    let into_head = git.branch_head(&workflow.into)?;
+    let mut branch_heads = Vec::with_capacity(workflow.workstreams.len());
+    for ws in &workflow.workstreams {
+        branch_heads.push(match ws.isolation {
+            flow_dsl::Isolation::Worktree => git.branch_head(&workflow.branch_of(ws))?,
+            flow_dsl::Isolation::None => None,
+        });
+    }
+    let mut ancestry = std::collections::HashMap::new();
+    for (commit, head) in GitFacts::pairs_needed(state, into_head) {
+        ancestry.insert((commit, head), git.is_ancestor(commit, head)?);
+    }
+    Ok(GitFacts {
+        has_git: true,
+        into_head,
+        branch_heads,
+        ancestry,
+    })
+}
+
+/// Continues a run after [`plan_resume`].
+pub async fn resume(
+    plan: Plan,
+    site: &Site,
+    resume: ResumePlan,
+    settings: RunSettings,
+    observer: &mut dyn Observer,
+) -> Result<RunState, RunError> {
+    let workflow = &plan.workflow;
+    let lock = RunLock::acquire(site.flow_dir(), &workflow.name)?;
+    let ResumePlan {
+        run_dir,
+        mut state,
+        decided,
+    } = resume;
+    let Decided {
+        mut events,
+        integration_reset,
+        undo_merges,
+        ..
+    } = decided;
+    // What the interrupted run left: its agents, still at work in the worktrees this resume
+    // reuses, and the git lock files it held when it died.
+    let stopped = stop_leftover_processes(&run_dir.id);
+    if stopped > 0 {
+        observer.notice(&format!(
+            "stopped {stopped} process(es) the interrupted run had left running"
+        ));
+    }
+    if let Some(git) = site.git() {
+        for line in repair_git(git, workflow, site) {
+            observer.notice(&line);
+        }
+    }
+    if let (Some(git), Some((commit, _))) = (site.git(), &integration_reset) {
+        let head = git.branch_head(&workflow.into)?;
+        git.set_branch(
+            &workflow.into,
+            *commit,
+            head,
+            "flow: resume moves the integration branch back to its last good commit",
+        )?;
+    }
+    if let (Some(git), false) = (site.git(), undo_merges.is_empty()) {
+        let mut head = git
+            .branch_head(&workflow.into)?
+            .ok_or_else(|| GitError::UnknownBranch(workflow.into.clone()))?;
+        for (name, before, after) in &undo_merges {
+            let message = format!("Undo the merge of {name}: it runs again\n\nflow run {}", run_dir.id);
+            head = git
+                .undo_merge(&workflow.into, head, *before, *after, &message)?
+                .ok_or_else(|| RunError::UndoConflict {
+                    workstream: name.clone(),
+                    into: workflow.into.clone(),
+                })?;
+        }
+        events.insert(
+            0,
+            EventKind::IntegrationReset {
+                commit: head.to_string(),
+                reason: format!(
+                    "undid the merges of {} (they run again)",
+                    undo_merges.iter().map(|u| u.0.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            },
+        );
+    }
+    // Record the decisions, so the event log alone rebuilds this state.
+    let mut log = EventLog::open(&run_dir.events_path()).map_err(RunError::io("open", run_dir.events_path()))?;
+    for kind in events {
+        let event = Event {
+            seq: state.last_event + 1,
+            at: time::now(),
+            kind,
+        };
+        state.apply(&event);
+        log.append(&event)
+            .map_err(RunError::io("write", run_dir.events_path()))?;
+    }
+    drop(log);
+    run_dir
+        .save(&state)
+        .map_err(RunError::io("write", run_dir.state_path()))?;
+    let workflow_text = workflow
+        .path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let begin = Begin {
+        resumed: true,
+        workflow_hash: Some(text_hash(&workflow_text)),
+    };
+    let result = drive(plan, site, state, run_dir, settings, observer, begin).await;
+    drop(lock);
+    result
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+//! Each resume decision, from a record and git facts made up for it: no repository needed.
+
+use super::*;
+use crate::git::Oid;
+use crate::run::spec_hash::spec_hashes;
+use crate::run::state::{EventKind, Failure, FailureKind, Phase, RunState, RunStatus, WorkstreamState};
+use crate::time::Timestamp;
+
+fn oid(n: u32) -> Oid {
+    format!("{n:040x}").parse().expect("40 hex digits")
+}
+
+const BASE: u32 = 0xba5e;
+
+/// `a` and `b` independent, `c` on `a`, `d` on `c`.
+fn plan() -> Plan {
+    let text = r#"
+workflow "t" { base "main"; }
+agent "shell" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+defaults { agent "shell"; }
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+workstream "c" { owns "c/**"; depends-on "a"; script "true" }
+workstream "d" { owns "d/**"; depends-on "c"; script "true" }
+"#;
+    Plan::new(flow_dsl::check_text("t.kdl", text).expect("valid").workflow)
+}
+
+/// A record where every workstream is in `phase`, with the spec hashes of `plan`.
+fn record(plan: &Plan, phase: Phase) -> RunState {
+    let t = Timestamp::from_second(1_700_000_000).expect("a time");
+    let hashes = spec_hashes(&plan.workflow);
+    RunState {
+        version: 2,
+        id: "r".into(),
+        workflow: "t".into(),
+        workflow_file: None,
+        workflow_hash: String::new(),
+        repository: "/repo".into(),
+        base: Some("main".into()),
+        base_commit: Some(oid(BASE).to_string()),
+        into: "integration/t".into(),
+        last_good: Some(oid(BASE).to_string()),
+        status: RunStatus::Failed,
+        started_at: t,
+        ended_at: Some(t),
+        last_event: 0,
+        workstreams: plan
+            .workflow
+            .workstreams
+            .iter()
+            .zip(hashes)
+            .map(|(w, h)| {
+                let mut ws = WorkstreamState::new(&w.name, h, t);
+                ws.phase = phase;
+                ws
+            })
+            .collect(),
+        alerts: vec![],
+    }
+}
+
+/// Git as the record has it: the integration branch at the last good commit, each branch at
+/// its recorded result.
+fn facts(state: &RunState) -> GitFacts {
+    let parse = |c: &Option<String>| c.as_deref().and_then(|c| c.parse::<Oid>().ok());
+    GitFacts {
+        has_git: true,
+        into_head: parse(&state.last_good),
+        branch_heads: state.workstreams.iter().map(|w| parse(&w.result_commit)).collect(),
+        ancestry: Default::default(),
+    }
+}
+
+/// `a` merged as commit 0xa1 (result 0xa0), on top of base.
+fn with_a_merged(state: &mut RunState) {
+    let a = &mut state.workstreams[0];
+    a.phase = Phase::Merged;
+    a.start_commit = Some(oid(BASE).to_string());
+    a.result_commit = Some(oid(0xa0).to_string());
+    a.merge_commit = Some(oid(0xa1).to_string());
+    state.last_good = Some(oid(0xa1).to_string());
+}
+
+fn decisions(decided: &Decided) -> Vec<(&str, Action, &str)> {
+    decided
+        .decisions
+        .iter()
+        .map(|d| (d.workstream.as_str(), d.action, d.why.as_str()))
+        .collect()
+}
+
+fn hashes(plan: &Plan) -> Vec<String> {
+    spec_hashes(&plan.workflow)
+}
+
+#[test]
+fn what_was_not_started_runs_and_merged_work_is_kept() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    with_a_merged(&mut state);
+    let facts = facts(&state);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    assert_eq!(
+        decisions(&decided),
+        [
+            ("a", Action::Keep, "merged"),
+            ("b", Action::Run, "it had not started"),
+            ("c", Action::Run, "it had not started"),
+            ("d", Action::Run, "it had not started"),
+        ]
+    );
+    assert!(decided.undo_merges.is_empty());
+    assert!(decided.integration_reset.is_none());
+    assert_eq!(
+        decided.events.len(),
+        3,
+        "a reset for each that runs: {:?}",
+        decided.events
+    );
+}
+
+#[test]
+fn ready_work_whose_branch_is_unchanged_is_merged_and_changed_work_runs_again() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    for (i, phase) in [(0, Phase::Ready), (1, Phase::Merging)] {
+        let ws = &mut state.workstreams[i];
+        ws.phase = phase;
+        ws.start_commit = Some(oid(BASE).to_string());
+        ws.result_commit = Some(oid(0x10 + i as u32).to_string());
+    }
+    let mut facts = facts(&state);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
+    assert_eq!(decided.decisions[0].action, Action::Merge);
+    assert_eq!(decided.decisions[0].why, "ready; merged now");
+    assert_eq!(decided.decisions[1].why, "its merge was interrupted; merged again");
+    assert!(
+        decided.events.iter().any(|e| matches!(
+            e,
+            EventKind::Phase {
+                workstream: 1,
+                phase: Phase::Ready,
+                ..
+            }
+        )),
+        "the interrupted merge is made ready again"
+    );
+    // Someone committed to `a`'s branch after it was checked.
+    facts.branch_heads[0] = Some(oid(0x99));
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
+    assert_eq!(decided.decisions[0].action, Action::Run);
+    assert_eq!(decided.decisions[0].why, "its branch changed since it was checked");
+}
+
+#[test]
+fn an_agent_that_finished_is_checked_not_run_again() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    for i in [0, 1] {
+        let ws = &mut state.workstreams[i];
+        ws.phase = Phase::Running;
+        ws.start_commit = Some(oid(BASE).to_string());
+    }
+    state.workstreams[0].agent_finished = true;
+    let mut facts = facts(&state);
+    facts.branch_heads[0] = Some(oid(0x51));
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
+    assert_eq!(decided.decisions[0].action, Action::Check);
+    assert_eq!(decided.decisions[1].action, Action::Run);
+    assert_eq!(decided.decisions[1].why, "it was interrupted");
+    // Its branch is gone: nothing to check, it runs again.
+    facts.branch_heads[0] = None;
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
+    assert_eq!(decided.decisions[0].action, Action::Run);
+}
+
+#[test]
+fn failures_say_what_failed_and_run_again() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    state.workstreams[0].phase = Phase::Failed;
+    state.workstreams[0].failure = Some(Failure::new(FailureKind::Test, "test failed: boom"));
+    state.workstreams[1].phase = Phase::Conflicted;
+    state.workstreams[2].phase = Phase::Skipped;
+    state.workstreams[3].phase = Phase::Cancelled;
+    let decided = decide(&plan, &state, &hashes(&plan), &facts(&state), &[]);
+    assert_eq!(
+        decisions(&decided),
+        [
+            ("a", Action::Run, "it failed: test failed: boom"),
+            ("b", Action::Run, "it conflicted"),
+            ("c", Action::Run, "it was skipped"),
+            ("d", Action::Run, "it was cancelled"),
+        ]
+    );
+}
+
+#[test]
+fn a_changed_spec_runs_again_with_its_dependents_and_its_merge_is_undone() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Merged);
+    with_a_merged(&mut state);
+    // c merged on top of a.
+    let c = &mut state.workstreams[2];
+    c.start_commit = Some(oid(0xa1).to_string());
+    c.result_commit = Some(oid(0xc0).to_string());
+    c.merge_commit = Some(oid(0xc1).to_string());
+    state.last_good = Some(oid(0xc1).to_string());
+    let mut facts = facts(&state);
+    facts.ancestry.insert((oid(0xa1), oid(0xc1)), true);
+    facts.ancestry.insert((oid(0xb1), oid(0xc1)), true);
+    facts.ancestry.insert((oid(0xd1), oid(0xc1)), true);
+    for (i, n) in [(1, 0xb1), (3, 0xd1)] {
+        state.workstreams[i].merge_commit = Some(oid(n).to_string());
+    }
+    // `c`'s recorded hash differs from its spec now: its task was edited.
+    state.workstreams[2].spec_hash = "edited".into();
+    let merges = [(0, oid(0xa1)), (2, oid(0xc1))];
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &merges);
+    assert_eq!(
+        decisions(&decided),
+        [
+            ("a", Action::Keep, "merged"),
+            ("b", Action::Keep, "merged"),
+            (
+                "c",
+                Action::Run,
+                "its spec changed (task, agent, model, scope, test or a dependency's)"
+            ),
+            ("d", Action::Run, "its dependency `c` runs again"),
+        ]
+    );
+    assert_eq!(decided.undo_merges, [("c".to_string(), oid(0xa1), oid(0xc1))]);
+}
+
+#[test]
+fn an_upstream_edit_is_named_as_the_reason_downstream() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Done);
+    // `a` was edited: its hash and, through it, `c`'s and `d`'s differ.
+    state.workstreams[0].spec_hash = "old-a".into();
+    let recorded_a = ["old-a"];
+    state.workstreams[2].spec_hash = crate::run::spec_hash::spec_hash_with(&plan.workflow, 2, &recorded_a);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts(&state), &[]);
+    assert_eq!(decided.decisions[0].action, Action::Run);
+    assert_eq!(decided.decisions[1].why, "done");
+    assert_eq!(decided.decisions[2].why, "its dependency `a` runs again");
+}
+
+#[test]
+fn an_integration_branch_moved_by_hand_is_followed_and_merges_not_in_it_are_redone() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    with_a_merged(&mut state);
+    let mut facts = facts(&state);
+    // Someone reset the integration branch to base: a's merge is gone, its branch unchanged.
+    facts.into_head = Some(oid(BASE));
+    facts.branch_heads[0] = Some(oid(0xa0));
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    assert_eq!(decided.decisions[0].action, Action::Merge);
+    assert_eq!(
+        decided.decisions[0].why,
+        "its merge is no longer in the integration branch; merged again"
+    );
+    assert!(matches!(
+        &decided.events[0],
+        EventKind::IntegrationReset { commit, reason }
+            if *commit == oid(BASE).to_string() && reason.contains("moved by hand")
+    ));
+    // And when its branch changed too, it runs again.
+    facts.branch_heads[0] = Some(oid(0x77));
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    assert_eq!(decided.decisions[0].action, Action::Run);
+}
+
+#[test]
+fn a_merge_the_run_did_not_finish_verifying_is_undone_and_redone() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    let a = &mut state.workstreams[0];
+    a.phase = Phase::Merging;
+    a.start_commit = Some(oid(BASE).to_string());
+    a.result_commit = Some(oid(0xa0).to_string());
+    let mut facts = facts(&state);
+    // The merge moved the branch, then flow died before `verify` said yes.
+    facts.into_head = Some(oid(0xa1));
+    facts.ancestry.insert((oid(BASE), oid(0xa1)), true);
+    facts.ancestry.insert((oid(0xa0), oid(0xa1)), true);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
+    assert_eq!(decided.integration_reset.as_ref().map(|r| r.0), Some(oid(BASE)));
+    assert_eq!(decided.decisions[0].action, Action::Merge);
+}
+
+#[test]
+fn a_dependent_whose_start_left_the_integration_branch_runs_again() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    with_a_merged(&mut state);
+    let c = &mut state.workstreams[2];
+    c.phase = Phase::Ready;
+    c.start_commit = Some(oid(0x5a).to_string());
+    c.result_commit = Some(oid(0xc0).to_string());
+    let facts = facts(&state);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    assert_eq!(decided.decisions[2].action, Action::Run);
+    assert_eq!(
+        decided.decisions[2].why,
+        "the integration commit it started from is no longer in the integration branch"
+    );
+}
+
+#[test]
+fn the_pairs_asked_of_git_cover_every_recorded_commit_against_both_heads() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    with_a_merged(&mut state);
+    let pairs = GitFacts::pairs_needed(&state, Some(oid(0x77)));
+    for commit in [oid(BASE), oid(0xa0), oid(0xa1)] {
+        assert!(pairs.contains(&(commit, oid(0x77))), "{commit} against git's head");
+    }
+    assert!(pairs.contains(&(oid(0xa0), oid(0xa1))), "against the recorded head");
+    assert!(!pairs.iter().any(|(c, h)| c == h));
+}
