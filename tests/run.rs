@@ -1,8 +1,6 @@
 //! `flow run` end to end: dependency order, parallelism, failure policies, `--only`, Ctrl-C
 //! and the run lock, against real temporary repositories with `shell` agents.
 
-use std::time::{Duration, Instant};
-
 use crate::support::{TestEnv, phases, process_gone, wait_until};
 
 #[test]
@@ -276,14 +274,9 @@ fn keep_going_starts_independent_workstreams_after_a_failure() {
 fn abort_on_failure_stops_the_agents_still_running() {
     let env = TestEnv::new();
     failing_workflow(&env, 30);
-    let started = Instant::now();
     let run = env.run(&["-j", "2", "--abort-on-failure"]);
-    let took = started.elapsed();
     run.assert_code(1);
-    assert!(
-        took < Duration::from_secs(15),
-        "the slow agent was stopped (run took {took:?})"
-    );
+    // Stopped, not waited for: its 30-second sleep would have ended in a merge.
     let state = env.state();
     assert_eq!(state.status(), "failed");
     assert_eq!(state.phase("slow"), "cancelled", "{}", run.text());
@@ -388,7 +381,7 @@ fn stop_a_run_with(signal: libc::c_int) {
     let env = TestEnv::new();
     sleepers_with_grandchildren(&env);
     let mut flow = env.spawn_flow(&["run", "--progress", "plain", "--grace", "1s"]);
-    wait_until(Duration::from_secs(20), "both agents running", || both_running(&env));
+    wait_until("both agents running", || both_running(&env));
     let pids = recorded_pids(&env);
     assert_eq!(pids.len(), 4);
     assert!(
@@ -398,7 +391,7 @@ fn stop_a_run_with(signal: libc::c_int) {
 
     flow.signal(signal);
     // The agents get SIGINT, then SIGKILL after the 1 s grace.
-    let status = flow.wait(Duration::from_secs(10));
+    let status = flow.wait();
     assert!(!status.success(), "an interrupted run does not exit 0: {status:?}");
     for pid in pids {
         assert!(process_gone(pid), "process {pid} outlived signal {signal}");
@@ -420,7 +413,7 @@ fn a_second_run_of_the_same_workflow_is_refused_while_one_runs() {
     let env = TestEnv::new();
     sleepers_with_grandchildren(&env);
     let mut first = env.spawn_flow(&["run", "--progress", "quiet", "--grace", "1s"]);
-    wait_until(Duration::from_secs(20), "both agents running", || both_running(&env));
+    wait_until("both agents running", || both_running(&env));
     let run_id = env.state().0["id"].clone();
 
     let second = env.run(&[]);
@@ -434,7 +427,7 @@ fn a_second_run_of_the_same_workflow_is_refused_while_one_runs() {
     assert_eq!(env.state().status(), "running");
 
     first.signal(libc::SIGINT);
-    let status = first.wait(Duration::from_secs(10));
+    let status = first.wait();
     assert!(!status.success());
     for pid in recorded_pids(&env) {
         assert!(process_gone(pid), "process {pid} outlived Ctrl-C");
@@ -506,12 +499,12 @@ workstream "a" {{ owns "a/**"; script "mkdir -p a && echo > a/x" }}
     ));
     let base = env.rev_parse("main").expect("main");
     let mut flow = env.spawn_flow(&["run", "--progress", "plain", "--grace", "1s"]);
-    wait_until(Duration::from_secs(20), "verify running", || {
+    wait_until("verify running", || {
         env.try_state().is_some_and(|s| s.phase("a") == "merging") && !env.read_outside("verify.pid").is_empty()
     });
     let verify_pid: i32 = env.read_outside("verify.pid").trim().parse().expect("pid");
     flow.signal(libc::SIGINT);
-    let status = flow.wait(Duration::from_secs(10));
+    let status = flow.wait();
     assert!(!status.success());
     assert!(process_gone(verify_pid), "verify outlived Ctrl-C");
     let state = env.state();

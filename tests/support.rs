@@ -39,7 +39,13 @@ pub fn recorded_output(name: &str) -> PathBuf {
     repo_root().join("engine/tests/fixtures/agents").join(name)
 }
 
-/// The date every commit made by the tests carries.
+/// How long a test waits for something that must happen before it calls it hung. It guards
+/// against a test that would never end, and says nothing about speed: a busy machine may
+/// take long, but not this long.
+pub const HANG_GUARD: Duration = Duration::from_secs(180);
+
+/// The date every commit the tests' git makes carries (flow's own commits carry the time
+/// they were made).
 const PINNED_DATE: &str = "2001-02-03T04:05:06+00:00";
 
 /// The first lines of every test workflow: a workflow `t` on `main` and a `shell` agent.
@@ -100,11 +106,7 @@ impl TestEnv {
     /// The environment every process of a test gets: nothing from the test's own environment
     /// but `PATH`.
     fn base_env(&self) -> Vec<(String, String)> {
-        let mut vars = hermetic_env(&self.home);
-        for who in ["AUTHOR", "COMMITTER"] {
-            vars.push((format!("GIT_{who}_DATE"), PINNED_DATE.to_string()));
-        }
-        vars
+        hermetic_env(&self.home)
     }
 
     /// Writes a file of the repository (creating its folders), relative to the root.
@@ -349,13 +351,16 @@ impl Background {
 
     /// Waits for it to exit; panics if it is still running after `limit`.
     #[track_caller]
-    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub fn wait(&mut self) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for flow") {
                 return status;
             }
-            assert!(start.elapsed() < limit, "flow still running after {limit:?}");
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "flow still running after {HANG_GUARD:?}: hung"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -489,10 +494,10 @@ pub fn phases(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Waits until `check` holds, polling every 50 ms; panics after `limit`.
 #[track_caller]
-pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        assert!(start.elapsed() < HANG_GUARD, "waited {HANG_GUARD:?} for {what}: hung");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -515,7 +520,8 @@ pub fn process_gone(pid: i32) -> bool {
 }
 
 /// What every process of a test gets instead of the test's own environment: `PATH`, `home`
-/// as `HOME`, a plain locale and terminal, no git configuration but a test identity.
+/// as `HOME`, a plain locale and terminal, no git configuration but a test identity and a
+/// pinned date for every commit git makes.
 pub fn hermetic_env(home: &Path) -> Vec<(String, String)> {
     let mut vars = vec![
         (
@@ -533,6 +539,7 @@ pub fn hermetic_env(home: &Path) -> Vec<(String, String)> {
     for who in ["AUTHOR", "COMMITTER"] {
         vars.push((format!("GIT_{who}_NAME"), "Test User".to_string()));
         vars.push((format!("GIT_{who}_EMAIL"), "test@example.com".to_string()));
+        vars.push((format!("GIT_{who}_DATE"), PINNED_DATE.to_string()));
     }
     vars
 }
@@ -540,5 +547,5 @@ pub fn hermetic_env(home: &Path) -> Vec<(String, String)> {
 /// An RFC 3339 time of a JSON record as seconds since the epoch.
 pub fn seconds(value: &Value) -> Option<f64> {
     let at: jiff::Timestamp = value.as_str()?.parse().ok()?;
-    Some(at.as_millisecond() as f64 / 1000.0)
+    Some(at.as_microsecond() as f64 / 1e6)
 }

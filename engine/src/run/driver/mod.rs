@@ -382,3 +382,6 @@ impl<'o> Driver<'o> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
