@@ -267,7 +267,7 @@ impl RunOptionArgs {
     /// when `None`).
     pub fn settings(&self, only: Option<Vec<usize>>) -> flow_engine::RunSettings {
         flow_engine::RunSettings {
-            options: flow_engine::run::core::Options {
+            options: flow_engine::RunOptions {
                 max_parallel: self.max_parallel,
                 keep_going: self.keep_going,
                 abort_on_failure: self.abort_on_failure,

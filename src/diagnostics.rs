@@ -33,3 +33,21 @@ fn terminal_width() -> usize {
 pub fn eprint(diagnostic: &dyn Diagnostic) {
     eprint!("{}", render(diagnostic));
 }
+
+/// Prints problems, each as its own report.
+pub fn print_problems(problems: &[flow_dsl::Problem]) {
+    for problem in problems {
+        eprint(problem);
+    }
+}
+
+/// "2 errors, 1 warning".
+pub fn summary(errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, 0) => "no problems".to_string(),
+        (e, 0) => format!("error: {}", plural(e, "error")),
+        (0, w) => format!("warning: {}", plural(w, "warning")),
+        (e, w) => format!("error: {}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}

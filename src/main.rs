@@ -3,6 +3,9 @@
 mod cli;
 mod commands;
 mod diagnostics;
+mod error;
+mod load;
+mod output;
 
 use std::process::ExitCode;
 

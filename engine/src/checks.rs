@@ -10,7 +10,14 @@ use tokio::sync::watch;
 
 use crate::agent::environment::{redact, secret_values};
 use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, run_process};
-use crate::run::state::TestResult;
+
+/// The result of a workstream's `test` or the workflow's `verify`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestResult {
+    pub passed: bool,
+    pub command: String,
+    pub detail: String,
+}
 
 /// One run of a check command.
 pub struct Check<'a> {

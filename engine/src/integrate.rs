@@ -11,9 +11,8 @@ use std::time::Duration;
 use flow_dsl::Workflow;
 use tokio::sync::watch;
 
-use crate::checks::{Check, run_check};
+use crate::checks::{Check, TestResult, run_check};
 use crate::git::{Git, MergeOutcome, Oid};
-use crate::run::state::TestResult;
 
 /// Everything a merge step needs besides the branch.
 pub struct Integration<'a> {

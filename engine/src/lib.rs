@@ -24,10 +24,11 @@ pub mod time;
 
 // The front door: what the command line calls.
 pub use crate::plan::Plan;
+pub use crate::run::core::Options as RunOptions;
 pub use crate::run::error::RunError;
 pub use crate::run::observer::{Observer, Observers};
 pub use crate::run::resume::{Action, ResumePlan, plan_resume, resume};
 pub use crate::run::session::RunSettings;
 pub use crate::run::start::{select, start};
 pub use crate::run::state::{Phase, RunState, RunStatus};
-pub use crate::site::Site;
+pub use crate::site::{RunDir, Site};

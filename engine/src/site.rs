@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use flow_dsl::Workflow;
 
 use crate::git::{Git, GitError};
-use crate::run::store::{self, RunDir};
 
 /// A repository (or, for workflows that need none, a plain folder) and flow's places in it.
 #[derive(Debug, Clone)]
@@ -68,14 +67,25 @@ impl Site {
         RunDir::new(&self.flow_dir, id)
     }
 
-    /// The id of the newest run, if any.
+    /// The id of the newest run (`.flow/latest`), if any.
     pub fn latest_run(&self) -> Option<String> {
-        store::latest_run(&self.flow_dir)
+        std::fs::read_to_string(self.flow_dir.join("latest"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
     }
 
     /// Every run id, oldest first.
     pub fn runs(&self) -> Vec<String> {
-        store::list_runs(&self.flow_dir)
+        let mut ids: Vec<String> = std::fs::read_dir(self.flow_dir.join("runs"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
     }
 
     /// The folder holding a workflow's worktrees: `worktrees` from the workflow, relative to
@@ -105,5 +115,45 @@ impl Site {
     /// The integration worktree, where `verify` runs on merged trees.
     pub fn integration_dir(&self, workflow: &Workflow) -> PathBuf {
         self.worktrees_dir(workflow).join("_integration")
+    }
+}
+
+/// The folder of one run, `.flow/runs/<id>/`, and the files in it: `state.json`,
+/// `events.jsonl`, `logs/<workstream>.log`, `scratch/<workstream>/`.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub flow_dir: PathBuf,
+    pub dir: PathBuf,
+    pub id: String,
+}
+
+impl RunDir {
+    /// The run folder of `id` under a repository's `.flow/`.
+    pub fn new(flow_dir: &Path, id: &str) -> RunDir {
+        RunDir {
+            flow_dir: flow_dir.to_path_buf(),
+            dir: flow_dir.join("runs").join(id),
+            id: id.to_string(),
+        }
+    }
+
+    /// `state.json`.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// `events.jsonl`.
+    pub fn events_path(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    /// The log of one workstream.
+    pub fn log_path(&self, workstream: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{workstream}.log"))
+    }
+
+    /// The scratch folder of a workstream with `isolation "none"`.
+    pub fn scratch_path(&self, workstream: &str) -> PathBuf {
+        self.dir.join("scratch").join(workstream)
     }
 }

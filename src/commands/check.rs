@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
-use crate::commands::{CommandError, print_problems, summary};
+use crate::diagnostics::{print_problems, summary};
+use crate::error::CommandError;
 
 /// Checks every file and reports all problems; the worst outcome sets the exit code.
 pub fn run(args: CheckArgs) -> Result<ExitCode, CommandError> {

@@ -6,7 +6,9 @@ use flow_engine::Site;
 use flow_engine::by_hand::clean::clean;
 
 use crate::cli::CleanArgs;
-use crate::commands::{CommandError, git_failed, load_layout, print_stdout};
+use crate::error::{CommandError, git_failed};
+use crate::load::load_layout;
+use crate::output::print_stdout;
 
 /// Removes what it safely can and says what it kept and why; exits 1 when something was kept.
 pub fn run(args: CleanArgs, site: &Site) -> Result<ExitCode, CommandError> {

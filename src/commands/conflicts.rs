@@ -7,7 +7,9 @@ use flow_engine::Site;
 use flow_engine::by_hand::conflicts::conflicts;
 
 use crate::cli::ConflictsArgs;
-use crate::commands::{CommandError, git_failed, load_layout, print_json, print_stdout};
+use crate::error::{CommandError, git_failed};
+use crate::load::load_layout;
+use crate::output::{print_json, print_stdout};
 
 /// Prints the overlaps; exits 1 when a trial merge of two branches conflicts.
 pub fn run(args: ConflictsArgs, site: &Site) -> Result<ExitCode, CommandError> {

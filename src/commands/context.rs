@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use flow_engine::Site;
 
 use crate::cli::ContextArgs;
-use crate::commands::{CommandError, load, print_stdout};
+use crate::error::CommandError;
+use crate::load::load;
+use crate::output::print_stdout;
 
 /// Prints the rendered prompt of one workstream.
 pub fn run(args: ContextArgs, site: &Site) -> Result<ExitCode, CommandError> {

@@ -9,7 +9,8 @@ use flow_engine::{Plan, RunSettings, Site, start};
 
 use crate::cli::DemoArgs;
 use crate::commands::progress::{finish, observers};
-use crate::commands::{CommandError, print_problems};
+use crate::diagnostics::print_problems;
+use crate::error::CommandError;
 
 /// The demo workflow, embedded so the demo runs from any folder.
 const WORKFLOW: &str = include_str!("../../workflows/demo.kdl");
@@ -33,7 +34,11 @@ const FILES: &[(&str, &str)] = &[
 pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
     let dir = match args.dir {
         Some(d) => d,
-        None => std::env::temp_dir().join(format!("flow-demo-{}", flow_engine::run::store::new_run_id())),
+        None => tempfile::Builder::new()
+            .prefix("flow-demo-")
+            .tempdir()
+            .map_err(|e| CommandError::Failed(miette::miette!("cannot make a temporary folder: {e}")))?
+            .keep(),
     };
     create_repository(&dir).map_err(CommandError::Failed)?;
     eprintln!("flow demo: a sample repository in {}", dir.display());
@@ -55,7 +60,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "flow".into());
     let record = site.run_dir(&state.id).dir;
-    let _ = crate::commands::print_stdout(&format!(
+    let _ = crate::output::print_stdout(&format!(
         "\nwhere to look:\n  the merges, in dependency order:\n    git -C {d} log --graph --oneline integration/demo\n  \
          the run's table again, and what each workstream spent:\n    {flow} -C {d} status\n  \
          the record (state.json, events.jsonl, logs/):\n    {}\n  the worktrees, one per workstream:\n    {}\n",

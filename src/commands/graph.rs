@@ -6,7 +6,9 @@ use flow_engine::Plan;
 use flow_engine::report::graph;
 
 use crate::cli::{GraphArgs, GraphFormat};
-use crate::commands::{CommandError, load, print_stdout};
+use crate::error::CommandError;
+use crate::load::load;
+use crate::output::print_stdout;
 
 /// Prints the graph in DOT or Mermaid.
 pub fn run(args: GraphArgs) -> Result<ExitCode, CommandError> {

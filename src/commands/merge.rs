@@ -8,7 +8,9 @@ use flow_engine::integrate::Integration;
 use flow_engine::{Plan, Site};
 
 use crate::cli::MergeArgs;
-use crate::commands::{CommandError, git_failed, load_layout, print_json, print_stdout};
+use crate::error::{CommandError, git_failed};
+use crate::load::load_layout;
+use crate::output::{print_json, print_stdout};
 
 /// Merges ready branches in the plan's order and prints what happened to each.
 pub async fn run(args: MergeArgs, site: &Site) -> Result<ExitCode, CommandError> {

@@ -6,7 +6,9 @@ use flow_engine::Plan;
 use flow_engine::report::{plan_json, plan_text};
 
 use crate::cli::PlanArgs;
-use crate::commands::{CommandError, load, print_stdout};
+use crate::error::CommandError;
+use crate::load::load;
+use crate::output::print_stdout;
 
 /// Prints the plan as text, or as JSON on standard output with `--json`.
 pub fn run(args: PlanArgs) -> Result<ExitCode, CommandError> {

@@ -7,7 +7,9 @@ use flow_engine::Site;
 use flow_engine::by_hand::prepare::{PrepareStatus, prepare};
 
 use crate::cli::PrepareArgs;
-use crate::commands::{CommandError, git_failed, load_layout, print_json, print_stdout};
+use crate::error::{CommandError, git_failed};
+use crate::load::load_layout;
+use crate::output::{print_json, print_stdout};
 
 /// Prepares every workstream that can start, and says what each one got.
 pub fn run(args: PrepareArgs, site: &Site) -> Result<ExitCode, CommandError> {

@@ -43,7 +43,7 @@ pub fn finish(state: &RunState) -> ExitCode {
         ExitCode::from(1)
     };
     // A reader that went away (`| head`) loses the table, not the exit code.
-    let _ = crate::commands::print_stdout(&out);
+    let _ = crate::output::print_stdout(&out);
     code
 }
 

@@ -7,7 +7,9 @@ use flow_engine::{Plan, Site, plan_resume, resume};
 
 use crate::cli::ResumeArgs;
 use crate::commands::progress::{finish, observers};
-use crate::commands::{CommandError, load, print_stdout};
+use crate::error::CommandError;
+use crate::load::load;
+use crate::output::print_stdout;
 
 /// Continues the latest run of the workflow in `file` (`flow run FILE --resume`).
 pub async fn continue_workflow(

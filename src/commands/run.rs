@@ -6,7 +6,8 @@ use flow_engine::{Plan, Site, select, start};
 
 use crate::cli::RunArgs;
 use crate::commands::progress::{finish, observers};
-use crate::commands::{CommandError, load};
+use crate::error::CommandError;
+use crate::load::load;
 
 /// Starts a run (or, with `--resume`, continues the latest) and prints its progress and
 /// final table.

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use flow_dsl::format_duration;
 use flow_engine::report::board::markdown_board;
 use flow_engine::report::run_table::{dollars, run_table, tokens};
-use flow_engine::run::store::RunDir;
 use flow_engine::time::{elapsed, now};
-use flow_engine::{RunState, RunStatus, Site};
+use flow_engine::{RunDir, RunState, RunStatus, Site};
 
 use crate::cli::{LogsArgs, RunsArgs, StatusArgs, UsageArgs};
-use crate::commands::{CommandError, print_json, print_stdout};
+use crate::error::CommandError;
+use crate::output::{print_json, print_stdout};
 
 fn load_run(site: &Site, run: Option<&str>) -> Result<(RunDir, RunState), CommandError> {
     let id = match run {

@@ -14,8 +14,9 @@ use crate::run::error::RunError;
 use crate::run::observer::Observer;
 use crate::run::spec_hash::spec_hashes;
 use crate::run::state::RunState;
-use crate::run::store::{RunDir, RunJournal};
+use crate::run::store::RunJournal;
 use crate::run::work::ProcessWork;
+use crate::site::RunDir;
 use crate::site::Site;
 
 /// How to run.

@@ -88,13 +88,7 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// The result of a workstream's `test` or the workflow's `verify`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TestResult {
-    pub passed: bool,
-    pub command: String,
-    pub detail: String,
-}
+pub use crate::checks::TestResult;
 
 /// Why a workstream failed, in words and as a class, with the facts behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

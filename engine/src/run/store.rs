@@ -1,52 +1,16 @@
-//! Where a run lives on disk: `.flow/runs/<id>/` with `state.json` (an atomic snapshot),
-//! `events.jsonl` (append-only, one event per line), `logs/<workstream>.log`, and
-//! `.flow/latest` naming the newest run.
+//! A run's record on disk (in the folders [`RunDir`] names): `state.json` (an atomic
+//! snapshot), `events.jsonl` (append-only, one event per line), and `.flow/latest` naming the
+//! newest run.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::run::driver::Journal;
 use crate::run::state::{Event, RunState};
-
-/// The folders and files of one run.
-#[derive(Debug, Clone)]
-pub struct RunDir {
-    pub flow_dir: PathBuf,
-    pub dir: PathBuf,
-    pub id: String,
-}
+use crate::site::RunDir;
 
 impl RunDir {
-    /// The run folder of `id` under a repository's `.flow/`.
-    pub fn new(flow_dir: &Path, id: &str) -> RunDir {
-        RunDir {
-            flow_dir: flow_dir.to_path_buf(),
-            dir: flow_dir.join("runs").join(id),
-            id: id.to_string(),
-        }
-    }
-
-    /// `state.json`.
-    pub fn state_path(&self) -> PathBuf {
-        self.dir.join("state.json")
-    }
-
-    /// `events.jsonl`.
-    pub fn events_path(&self) -> PathBuf {
-        self.dir.join("events.jsonl")
-    }
-
-    /// The log of one workstream.
-    pub fn log_path(&self, workstream: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{workstream}.log"))
-    }
-
-    /// The scratch folder of a workstream with `isolation "none"`.
-    pub fn scratch_path(&self, workstream: &str) -> PathBuf {
-        self.dir.join("scratch").join(workstream)
-    }
-
     /// Creates the folders.
     pub fn create(&self) -> io::Result<()> {
         std::fs::create_dir_all(self.dir.join("logs"))?;
@@ -187,27 +151,6 @@ pub fn ensure_flow_dir(flow_dir: &Path) -> io::Result<()> {
         std::fs::write(path, "*\n")?;
     }
     Ok(())
-}
-
-/// The id of the newest run, if any.
-pub fn latest_run(flow_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(flow_dir.join("latest"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-/// Every run id, oldest first.
-pub fn list_runs(flow_dir: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(flow_dir.join("runs"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
 }
 
 /// A new run id: UTC date and time, plus a short suffix so two runs in one second differ.

@@ -23,7 +23,7 @@ use crate::integrate::{self, Integration};
 use crate::run::core::{AgentEnd, AgentOutcome, Inspection, MergeOutcome, Workspace};
 use crate::run::driver::{Reporter, Work};
 use crate::run::state::{RunState, TestResult};
-use crate::run::store::RunDir;
+use crate::site::RunDir;
 use crate::site::Site;
 
 /// What one workstream's later steps need from its earlier ones.

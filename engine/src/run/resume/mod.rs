@@ -17,7 +17,8 @@ use crate::run::recover::{repair_git, stop_leftover_processes};
 use crate::run::session::{RunSettings, drive};
 use crate::run::spec_hash::{spec_hashes, text_hash};
 use crate::run::state::{Event, EventKind, RunState};
-use crate::run::store::{EventLog, RunDir, read_events};
+use crate::run::store::{EventLog, read_events};
+use crate::site::RunDir;
 use crate::site::Site;
 use crate::time;
 
