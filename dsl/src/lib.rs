@@ -22,6 +22,7 @@ mod duration;
 #[doc(hidden)]
 pub mod fast_kdl;
 mod glob;
+mod keywords;
 pub mod loader;
 pub mod node;
 mod output_format;
@@ -34,6 +35,7 @@ use std::path::Path;
 
 pub use duration::{format_duration, parse_duration};
 pub use glob::{example_path, glob_covers, globs_may_overlap, overlap_example};
+pub use keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
 pub use output_format::OutputFormat;
 pub use problem::{Code, Problem, Problems, did_you_mean};
 pub use validate::Checked;

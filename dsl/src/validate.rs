@@ -11,6 +11,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::ast::*;
 use crate::glob::{glob_covers, globs_may_overlap};
+use crate::keywords::*;
 use crate::loader::Loaded;
 use crate::problem::{Code, Problem, Problems, Source, unknown_help};
 use crate::workflow::*;
