@@ -8,7 +8,9 @@
 //! The pipeline is `text -> kdl::KdlDocument -> ast::FileAst (spanned) -> Workflow`:
 //!
 //! - [`loader`] reads the main file and its imports (`std:NAME` from the embedded standard
-//!   library, or relative paths), each once, and turns KDL syntax errors into problems;
+//!   library, or relative paths), each once;
+//! - `syntax_error` turns the KDL syntax errors of a file that does not parse into problems
+//!   that name the root cause;
 //! - `reader` walks each document into the spanned syntax tree, checking node names,
 //!   argument counts and types;
 //! - `validate` resolves names, applies defaults, and checks dependencies, cycles, scopes
@@ -28,6 +30,7 @@ pub mod node;
 mod output_format;
 mod problem;
 mod reader;
+mod syntax_error;
 mod validate;
 mod workflow;
 
