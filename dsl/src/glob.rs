@@ -3,9 +3,9 @@
 //! Workstreams declare the files they `owns` and `forbid` with glob patterns,
 //! and flow must know, before any agent runs, whether two workstreams can
 //! touch the same path. This module answers such questions *exactly* for the
-//! semantics flow matches paths with: [`globset`] built with
-//! `GlobBuilder::new(glob).literal_separator(true)` and all other options at
-//! their defaults. So `*` and `?` never match `/`; `**` spans directories
+//! semantics flow matches paths with: [`globset`] built by
+//! [`crate::scope::glob`] (`literal_separator(true)`, all other options at
+//! their defaults). So `*` and `?` never match `/`; `**` spans directories
 //! (`a/**/b` matches `a/b`, `a/x/b`, `a/x/y/b`; a leading `**/` matches any
 //! directory prefix, including none; a trailing `/**` matches everything
 //! under a directory); `{a,b}` alternatives, `[...]` / `[!...]` classes with
@@ -41,8 +41,6 @@
 //!   not reached by globs of realistic length).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-
-use globset::GlobBuilder;
 
 /// Largest number of NFA states one glob may compile to.
 const MAX_NFA_STATES: usize = 2048;
@@ -174,11 +172,7 @@ fn prefixes_nested(a: &str, b: &str) -> bool {
 
 /// Compiles `glob` with flow's options and returns globset's regex for it.
 fn build(glob: &str) -> Option<String> {
-    GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
-        .ok()
-        .map(|g| g.regex().to_string())
+    crate::scope::glob(glob).ok().map(|g| g.regex().to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -807,11 +801,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn matcher(glob: &str) -> Option<GlobMatcher> {
-        GlobBuilder::new(glob)
-            .literal_separator(true)
-            .build()
-            .ok()
-            .map(|g| g.compile_matcher())
+        crate::scope::glob(glob).ok().map(|g| g.compile_matcher())
     }
 
     fn is_match(m: &GlobMatcher, bytes: &[u8]) -> bool {

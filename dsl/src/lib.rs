@@ -16,6 +16,10 @@
 //! - `validate` resolves names, applies defaults, and checks dependencies, cycles, scopes
 //!   and overlaps.
 //!
+//! Each workstream's `owns` and `forbid` globs become a [`Scope`], which later stages ask
+//! whether a changed path breaks them; the glob algebra (`glob`: overlap, inclusion and
+//! example paths) proves things about the same globs before anything runs.
+//!
 //! Nothing here touches git or starts a process; the language is documented in
 //! `dsl/GRAMMAR.md`.
 
@@ -30,6 +34,7 @@ pub mod node;
 mod output_format;
 mod problem;
 mod reader;
+pub mod scope;
 mod syntax_error;
 mod validate;
 mod workflow;
@@ -41,6 +46,7 @@ pub use glob::{example_path, glob_covers, globs_may_overlap, overlap_example};
 pub use keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
 pub use output_format::OutputFormat;
 pub use problem::{Code, Problem, Problems, did_you_mean};
+pub use scope::{BreachRule, GlobSpan, Scope, ScopeBreach, ScopeError, ScopeGlob};
 pub use validate::Checked;
 pub use workflow::*;
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::OutputFormat;
 use crate::keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
+use crate::scope::Scope;
 
 /// A spending limit; either part may be absent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -122,10 +123,8 @@ pub struct Workstream {
     pub model: Option<String>,
     pub model_source: ModelSource,
     pub priority: Priority,
-    /// Paths the workstream may change; empty means everything.
-    pub owns: Vec<String>,
-    /// Paths it must not change; wins over `owns`.
-    pub forbid: Vec<String>,
+    /// The paths it may change (`owns`, else everything) and must not (`forbid`, which wins).
+    pub scope: Scope,
     pub context: Vec<String>,
     /// Indices of the workstreams it depends on, in the order written.
     pub dependencies: Vec<usize>,

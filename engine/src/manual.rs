@@ -7,14 +7,12 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use flow_dsl::{Isolation, OnConflict, ScopePolicy, Workflow, Workstream};
-use globset::GlobBuilder;
 use serde::Serialize;
 
 use crate::context;
 use crate::git::{GitError, Oid};
 use crate::layout::Layout;
 use crate::plan::Plan;
-use crate::run::job::scope_violations;
 use crate::run::merge::{Integrated, Integration, integration_dir, merge_and_verify};
 
 /// What `flow prepare` did for one workstream.
@@ -328,7 +326,7 @@ pub async fn merge_ready(
         let start = layout.git.merge_base(head, into_head)?.unwrap_or(layout.base_commit);
         let changes = layout.git.changed_paths(start, head)?;
         let paths: Vec<String> = changes.iter().flat_map(|c| c.paths().map(str::to_string)).collect();
-        let violations = scope_violations(&ws.owns, &ws.forbid, &paths);
+        let violations: Vec<String> = ws.scope.breaches(&paths).into_iter().map(|b| b.path).collect();
         if !violations.is_empty() && workflow.scope_policy != ScopePolicy::Warn {
             blocked.insert(i);
             say(
@@ -485,13 +483,7 @@ pub struct Conflicts {
 /// branches that exist, with a trial merge of each overlapping pair).
 pub fn conflicts(workflow: &Workflow, layout: &Layout) -> Result<Conflicts, GitError> {
     let files = layout.git.tree_paths(layout.base_commit)?;
-    let matcher = |glob: &str| {
-        GlobBuilder::new(glob)
-            .literal_separator(true)
-            .build()
-            .ok()
-            .map(|g| g.compile_matcher())
-    };
+    let matcher = |glob: &str| flow_dsl::scope::glob(glob).ok().map(|g| g.compile_matcher());
     let mut declared = vec![];
     for o in &workflow.overlaps {
         let (a, b) = (matcher(&o.first_glob), matcher(&o.second_glob));

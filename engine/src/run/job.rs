@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flow_dsl::{Isolation, ScopePolicy, Workflow};
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::command::{Placeholders, launch};
@@ -582,7 +581,7 @@ impl Job {
             let mut paths: Vec<String> = changes.iter().flat_map(|c| c.paths().map(str::to_string)).collect();
             paths.sort();
             paths.dedup();
-            let violations = scope_violations(&ws.owns, &ws.forbid, &paths);
+            let violations: Vec<String> = ws.scope.breaches(&paths).into_iter().map(|b| b.path).collect();
             if violations.is_empty() {
                 return Ok((Some(head.to_string()), paths));
             }
@@ -725,31 +724,6 @@ fn backoff(base: Duration, attempt: u32, salt: usize) -> Duration {
         .map_or(0, |d| d.subsec_nanos());
     let jitter = ((nanos as usize ^ salt.wrapping_mul(2_654_435_761)) % 401) as f64 / 1000.0 - 0.2;
     exponential.mul_f64(1.0 + jitter)
-}
-
-/// The changed paths that break the scope: outside every `owns` (when there is one) or inside a `forbid`.
-pub fn scope_violations(owns: &[String], forbid: &[String], paths: &[String]) -> Vec<String> {
-    let owns_set = glob_set(owns);
-    let forbid_set = glob_set(forbid);
-    paths
-        .iter()
-        .filter(|p| {
-            let outside = !owns.is_empty() && !owns_set.is_match(p.as_str());
-            outside || forbid_set.is_match(p.as_str())
-        })
-        .cloned()
-        .collect()
-}
-
-fn glob_set(globs: &[String]) -> GlobSet {
-    let mut builder = GlobSetBuilder::new();
-    for glob in globs {
-        // Validation already rejected globs that do not parse.
-        if let Ok(g) = Glob::new(glob).and_then(|_| globset::GlobBuilder::new(glob).literal_separator(true).build()) {
-            builder.add(g);
-        }
-    }
-    builder.build().unwrap_or_else(|_| GlobSet::empty())
 }
 
 fn describe_integrity(problem: &IntegrityProblem) -> String {
