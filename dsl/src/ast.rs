@@ -5,7 +5,7 @@ use std::time::Duration;
 use miette::SourceSpan;
 
 use crate::OutputFormat;
-use crate::workflow::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
+use crate::keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
 
 /// The index of a file in the set of files read for one workflow.
 pub type FileId = usize;

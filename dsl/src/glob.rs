@@ -3,9 +3,9 @@
 //! Workstreams declare the files they `owns` and `forbid` with glob patterns,
 //! and flow must know, before any agent runs, whether two workstreams can
 //! touch the same path. This module answers such questions *exactly* for the
-//! semantics flow matches paths with: [`globset`] built with
-//! `GlobBuilder::new(glob).literal_separator(true)` and all other options at
-//! their defaults. So `*` and `?` never match `/`; `**` spans directories
+//! semantics flow matches paths with: [`globset`] built by
+//! [`crate::scope::glob`] (`literal_separator(true)`, all other options at
+//! their defaults). So `*` and `?` never match `/`; `**` spans directories
 //! (`a/**/b` matches `a/b`, `a/x/b`, `a/x/y/b`; a leading `**/` matches any
 //! directory prefix, including none; a trailing `/**` matches everything
 //! under a directory); `{a,b}` alternatives, `[...]` / `[!...]` classes with
@@ -15,10 +15,14 @@
 //!
 //! Rather than re-implementing globset's context-sensitive parser (the
 //! meaning of `**` depends on its neighbours, empty alternatives are dropped,
-//! classes drop `/`, ...), each glob is compiled by globset itself and the
-//! regular expression it would match with ([`globset::Glob::regex`]) is read
-//! back into a small byte-level automaton (an NFA whose transitions are sets
-//! of bytes). Questions are then decided on automata:
+//! classes drop `/`, ...), each glob is compiled by globset itself, and the
+//! regular expression it would match with ([`globset::Glob::regex`]) is
+//! parsed by [`regex_syntax`], the parser of the regex engine globset matches
+//! with, configured as globset configures it. Its high-level form
+//! ([`regex_syntax::hir::Hir`]: literals, byte and character classes,
+//! repetitions, alternations) is translated into a small byte-level automaton
+//! (an NFA whose transitions are sets of bytes). Questions are then decided
+//! on automata:
 //!
 //! * overlap: breadth-first search of the product of the two automata; a
 //!   reachable pair of accepting states is a path both globs match;
@@ -29,20 +33,31 @@
 //! Like globset, the automata work on the bytes of a path, so `?` matches one
 //! byte: it does not match a two-byte UTF-8 character such as `é`.
 //!
+//! The automata and the searches are written here, not taken from a regex
+//! engine: an engine answers whether one path matches one expression, while
+//! these questions are about every path at once (a path two automata both
+//! accept, a path one accepts and the other rejects), which takes the
+//! product constructions below, over transitions labelled with byte sets,
+//! under size limits of their own.
+//!
 //! # Conservative answers
 //!
 //! Both questions are decided exactly. The answers are conservative
 //! (`globs_may_overlap` says `true`, `glob_covers` says `false`) only when:
 //!
 //! * a glob does not parse (for example `src/[a`, `a}` or a trailing `\`);
-//! * globset produced a regular expression outside the small subset it uses
-//!   today (a future globset version might);
+//! * globset's regular expression nests deeper than its regex engine accepts,
+//!   or uses what globset does not emit today (a look-around other than the
+//!   anchors around the whole expression, a counted repetition), as a future
+//!   globset version might;
 //! * an automaton or a search exceeds its size limit (thousands of states;
 //!   not reached by globs of realistic length).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use globset::GlobBuilder;
+use regex_syntax::ParserBuilder;
+use regex_syntax::hir::{Class, ClassUnicode, Hir, HirKind, Literal, Look};
+use regex_syntax::utf8::Utf8Sequences;
 
 /// Largest number of NFA states one glob may compile to.
 const MAX_NFA_STATES: usize = 2048;
@@ -52,8 +67,10 @@ const MAX_NFA_EDGES: usize = 50_000;
 const MAX_SEARCH_STATES: usize = 50_000;
 /// Largest number of transition pairs a search may examine before giving up.
 const MAX_SEARCH_WORK: usize = 2_000_000;
-/// Deepest nesting of groups accepted in globset's regular expression.
-const MAX_GROUP_DEPTH: usize = 128;
+/// Deepest nesting accepted in globset's regular expression: the nesting limit
+/// of the regex parser globset's own matchers are built with, which also
+/// bounds the recursion translating the expression.
+const MAX_NESTING: u32 = 250;
 
 /// Tells whether some path matches both globs.
 ///
@@ -143,10 +160,11 @@ pub fn literal_prefix(glob: &str) -> &str {
 /// `**` by no directory where it stands for directories (`src/ui/**/*.py`
 /// gives `src/ui/x.py`, `**/x` gives `x`) and by `x` at the end of a glob
 /// (`docs/**` gives `docs/x`), an alternative by its first branch
-/// (`{a,b}.md` gives `a.md`), a class by `x` or else its first readable
-/// member (`[a-m]*.rs` gives `ax.rs`). The result always matches the glob
-/// when it matches any path; a glob that matches no path (such as `[/]`) or
-/// does not parse is returned unchanged.
+/// (`{src,tests}/*` gives `src/x`), a class by `x` or else its first readable
+/// member (`[a-m]*.rs` gives `ax.rs`); branches of one character each are
+/// read as a class (`{b,a}.md` gives `a.md`). The result always matches the
+/// glob when it matches any path; a glob that matches no path (such as `[/]`)
+/// or does not parse is returned unchanged.
 pub fn example_path(glob: &str) -> String {
     let Some(ast) = build(glob).and_then(|re| parse_regex(&re)) else {
         return glob.to_string();
@@ -174,11 +192,7 @@ fn prefixes_nested(a: &str, b: &str) -> bool {
 
 /// Compiles `glob` with flow's options and returns globset's regex for it.
 fn build(glob: &str) -> Option<String> {
-    GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
-        .ok()
-        .map(|g| g.regex().to_string())
+    crate::scope::glob(glob).ok().map(|g| g.regex().to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -190,10 +204,6 @@ fn build(glob: &str) -> Option<String> {
 struct ByteSet([u64; 4]);
 
 impl ByteSet {
-    fn full() -> Self {
-        ByteSet([u64::MAX; 4])
-    }
-
     fn single(b: u8) -> Self {
         let mut s = ByteSet::default();
         s.insert(b);
@@ -204,10 +214,13 @@ impl ByteSet {
         self.0[usize::from(b >> 6)] |= 1 << (b & 63);
     }
 
-    fn insert_range(&mut self, lo: u8, hi: u8) {
+    /// The bytes from `lo` to `hi`, both included.
+    fn range(lo: u8, hi: u8) -> Self {
+        let mut s = ByteSet::default();
         for b in lo..=hi {
-            self.insert(b);
+            s.insert(b);
         }
+        s
     }
 
     fn contains(&self, b: u8) -> bool {
@@ -226,14 +239,6 @@ impl ByteSet {
         let mut r = *self;
         for (x, y) in r.0.iter_mut().zip(other.0) {
             *x &= y;
-        }
-        r
-    }
-
-    fn complement(&self) -> Self {
-        let mut r = *self;
-        for x in &mut r.0 {
-            *x = !*x;
         }
         r
     }
@@ -312,186 +317,107 @@ impl Ast {
 }
 
 /// Reads back the regular expression globset generated for a glob, or `None`
-/// when it uses syntax outside the subset globset emits.
+/// when it does not parse or uses something outside what globset emits.
+///
+/// The parser is configured as globset configures the regex engine it
+/// matches with (`utf8(false)`, `dot_matches_new_line(true)`), and globset's
+/// expression turns Unicode off with `(?-u)`: so `.` is any byte, and
+/// `[^/]` is any byte but `/`, as when globset matches.
 fn parse_regex(re: &str) -> Option<Ast> {
-    let body = re.strip_prefix("(?-u)")?.strip_prefix('^')?.strip_suffix('$')?;
-    if !body.is_ascii() {
+    let hir = ParserBuilder::new()
+        .utf8(false)
+        .dot_matches_new_line(true)
+        .nest_limit(MAX_NESTING)
+        .build()
+        .parse(re)
+        .ok()?;
+    // globset anchors the whole expression: `^...$`. The automata only ever
+    // match whole paths, so the anchors are dropped; any other look-around is
+    // outside what globset emits.
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    let [start, body @ .., end] = parts.as_slice() else {
+        return None;
+    };
+    if *start.kind() != HirKind::Look(Look::Start) || *end.kind() != HirKind::Look(Look::End) {
         return None;
     }
-    let mut p = RegexParser {
-        s: body.as_bytes(),
-        pos: 0,
-    };
-    let ast = p.alternation(0)?;
-    (p.pos == p.s.len()).then_some(ast)
+    concat(body)
 }
 
-/// A recursive-descent parser for globset's regex subset: literals (raw or
-/// `\`-escaped, `\xNN` bytes), `.`, classes `[...]` / `[^...]` with ranges
-/// and `\s` / `\S`, non-capturing groups `(?:...|...)`, and the postfix
-/// operators `*` and `?`.
-struct RegexParser<'a> {
-    s: &'a [u8],
-    pos: usize,
-}
-
-impl RegexParser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.pos).copied()
-    }
-
-    fn bump(&mut self) -> Option<u8> {
-        let b = self.peek()?;
-        self.pos += 1;
-        Some(b)
-    }
-
-    fn eat(&mut self, b: u8) -> bool {
-        let ok = self.peek() == Some(b);
-        if ok {
-            self.pos += 1;
+/// Translates one node of regex-syntax's high-level expression.
+fn translate(hir: &Hir) -> Option<Ast> {
+    match hir.kind() {
+        HirKind::Empty => Some(Ast::Concat(vec![])),
+        HirKind::Literal(Literal(bytes)) => Some(Ast::Concat(
+            bytes.iter().map(|&b| Ast::Set(ByteSet::single(b))).collect(),
+        )),
+        HirKind::Class(Class::Bytes(class)) => {
+            Some(Ast::Set(class.ranges().iter().fold(ByteSet::default(), |set, r| {
+                set.union(&ByteSet::range(r.start(), r.end()))
+            })))
         }
-        ok
-    }
-
-    /// `branch ('|' branch)*`, up to a `)` or the end.
-    fn alternation(&mut self, depth: usize) -> Option<Ast> {
-        if depth > MAX_GROUP_DEPTH {
-            return None;
-        }
-        let mut branches = vec![self.concat(depth)?];
-        while self.eat(b'|') {
-            branches.push(self.concat(depth)?);
-        }
-        Some(if branches.len() == 1 {
-            branches.pop()?
-        } else {
-            Ast::Alt(branches)
-        })
-    }
-
-    /// A sequence of atoms with their postfix operators.
-    fn concat(&mut self, depth: usize) -> Option<Ast> {
-        let mut parts = Vec::new();
-        while let Some(b) = self.peek() {
-            if b == b'|' || b == b')' {
-                break;
+        HirKind::Class(Class::Unicode(class)) => Some(unicode_class(class)),
+        HirKind::Look(_) => None,
+        HirKind::Repetition(rep) => {
+            // Lazy and greedy repetitions match the same paths.
+            let sub = translate(&rep.sub)?;
+            match (rep.min, rep.max) {
+                (0, None) => Some(Ast::Star(Box::new(sub))),
+                (0, Some(1)) => Some(Ast::Opt(Box::new(sub))),
+                (1, None) => Some(Ast::Concat(vec![sub.clone(), Ast::Star(Box::new(sub))])),
+                (1, Some(1)) => Some(sub),
+                (0, Some(0)) => Some(Ast::Concat(vec![])),
+                _ => None,
             }
-            let mut atom = self.atom(depth)?;
-            loop {
-                if self.eat(b'*') {
-                    atom = Ast::Star(Box::new(atom));
-                } else if self.eat(b'?') {
-                    // `x?` is optional; `x*?` / `x??` are lazy forms with
-                    // the same language, which `Opt` preserves.
-                    atom = Ast::Opt(Box::new(atom));
-                } else {
-                    break;
-                }
-            }
-            // `x*x*` is `x*`: globset writes `***` as two stars, and long
-            // runs of them would only make the automata dense.
-            if matches!(atom, Ast::Star(_)) && parts.last() == Some(&atom) {
-                continue;
-            }
-            parts.push(atom);
         }
-        Some(Ast::Concat(parts))
-    }
-
-    fn atom(&mut self, depth: usize) -> Option<Ast> {
-        match self.bump()? {
-            b'(' => {
-                if !(self.eat(b'?') && self.eat(b':')) {
-                    return None;
-                }
-                let inner = self.alternation(depth + 1)?;
-                self.eat(b')').then_some(inner)
-            }
-            b'[' => self.class().map(Ast::Set),
-            b'.' => Some(Ast::Set(ByteSet::full())),
-            b'\\' => self.escape().map(Ast::Set),
-            b'*' | b'?' | b'+' | b'{' | b'}' | b'^' | b'$' | b']' => None,
-            b => Some(Ast::Set(ByteSet::single(b))),
-        }
-    }
-
-    /// The set an escape denotes (the `\` already consumed).
-    fn escape(&mut self) -> Option<ByteSet> {
-        match self.bump()? {
-            b'x' => {
-                let hi = hex(self.bump()?)?;
-                let lo = hex(self.bump()?)?;
-                Some(ByteSet::single(hi << 4 | lo))
-            }
-            b's' => Some(whitespace()),
-            b'S' => Some(whitespace().complement()),
-            b if b.is_ascii_punctuation() || b == b' ' => Some(ByteSet::single(b)),
-            _ => None,
-        }
-    }
-
-    /// One class member usable as a range endpoint.
-    fn class_byte(&mut self) -> Option<u8> {
-        match self.bump()? {
-            b'\\' => {
-                let set = self.escape()?;
-                let b = set.pick()?;
-                (set == ByteSet::single(b)).then_some(b)
-            }
-            // Nested classes and set operations are not emitted by globset.
-            b'[' | b'&' | b'~' => None,
-            b => Some(b),
-        }
-    }
-
-    /// A class body (the `[` already consumed), through its `]`.
-    fn class(&mut self) -> Option<ByteSet> {
-        let negated = self.eat(b'^');
-        let mut set = ByteSet::default();
-        let mut first = true;
-        loop {
-            match self.peek()? {
-                b']' if !first => {
-                    self.pos += 1;
-                    break;
-                }
-                b'\\' if matches!(self.s.get(self.pos + 1), Some(b's' | b'S')) => {
-                    self.pos += 1;
-                    set = set.union(&self.escape()?);
-                }
-                b'-' if !first && self.s.get(self.pos + 1) != Some(&b']') => return None,
-                _ => {
-                    let lo = self.class_byte()?;
-                    if self.peek() == Some(b'-') && self.s.get(self.pos + 1) != Some(&b']') {
-                        self.pos += 1;
-                        let hi = self.class_byte()?;
-                        if hi < lo {
-                            return None;
-                        }
-                        set.insert_range(lo, hi);
-                    } else {
-                        set.insert(lo);
-                    }
-                }
-            }
-            first = false;
-        }
-        Some(if negated { set.complement() } else { set })
+        HirKind::Capture(capture) => translate(&capture.sub),
+        HirKind::Concat(parts) => concat(parts),
+        HirKind::Alternation(branches) => branches.iter().map(translate).collect::<Option<_>>().map(Ast::Alt),
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+/// Translates a sequence of nodes.
+fn concat(hirs: &[Hir]) -> Option<Ast> {
+    let mut parts = Vec::with_capacity(hirs.len());
+    for hir in hirs {
+        let ast = translate(hir)?;
+        // `x*x*` is `x*`: globset writes `***` as two stars, and long runs of
+        // them would only make the automata dense.
+        if matches!(ast, Ast::Star(_)) && parts.last() == Some(&ast) {
+            continue;
+        }
+        parts.push(ast);
+    }
+    Some(Ast::Concat(parts))
 }
 
-/// `(?-u)\s`: ASCII whitespace.
-fn whitespace() -> ByteSet {
-    let mut s = ByteSet::default();
-    for b in [b'\t', b'\n', 0x0B, 0x0C, b'\r', b' '] {
-        s.insert(b);
+/// A class of Unicode scalar values as the bytes of their UTF-8 encodings.
+///
+/// regex-syntax writes an alternation of single characters as a class of
+/// characters even when Unicode is off, `(?:é|b)` as `[bé]`; it still
+/// matches the UTF-8 bytes of one of them.
+fn unicode_class(class: &ClassUnicode) -> Ast {
+    let mut single = ByteSet::default();
+    let mut longer = vec![];
+    for r in class.ranges() {
+        for sequence in Utf8Sequences::new(r.start(), r.end()) {
+            match sequence.as_slice() {
+                [byte] => single = single.union(&ByteSet::range(byte.start, byte.end)),
+                bytes => longer.push(Ast::Concat(
+                    bytes.iter().map(|b| Ast::Set(ByteSet::range(b.start, b.end))).collect(),
+                )),
+            }
+        }
     }
-    s
+    if longer.is_empty() {
+        return Ast::Set(single);
+    }
+    if !single.is_empty() {
+        longer.insert(0, Ast::Set(single));
+    }
+    Ast::Alt(longer)
 }
 
 // ---------------------------------------------------------------------------
@@ -807,11 +733,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn matcher(glob: &str) -> Option<GlobMatcher> {
-        GlobBuilder::new(glob)
-            .literal_separator(true)
-            .build()
-            .ok()
-            .map(|g| g.compile_matcher())
+        crate::scope::glob(glob).ok().map(|g| g.compile_matcher())
     }
 
     fn is_match(m: &GlobMatcher, bytes: &[u8]) -> bool {
@@ -848,6 +770,9 @@ mod tests {
             ("**", "x"),
             ("docs/**", "docs/x"),
             ("{a,b}.md", "a.md"),
+            ("{b,a}.md", "a.md"),
+            ("{src,tests}/*", "src/x"),
+            ("{é,b}", "b"),
             ("[a-m]*.rs", "ax.rs"),
             ("a/**/b", "a/b"),
             ("a/b.txt", "a/b.txt"),
@@ -857,6 +782,18 @@ mod tests {
         ] {
             assert_eq!(example_path(glob), example, "example_path({glob:?})");
         }
+    }
+
+    /// regex-syntax reads `{é,ü}` as a class of characters; it still stands
+    /// for their UTF-8 bytes, as `?` stands for one byte.
+    #[test]
+    fn characters_are_their_utf8_bytes() {
+        assert!(globs_may_overlap("{é,ü}", "ü"));
+        assert!(!globs_may_overlap("{é,ü}", "u"));
+        assert!(glob_covers("{é,ü}", "é"));
+        assert!(glob_covers("??", "{é,ü}"));
+        assert!(!glob_covers("?", "{é,ü}"));
+        assert_eq!(overlap_example("{é,ü}", "*"), Some("é".to_string()));
     }
 
     #[test]

@@ -8,11 +8,17 @@
 //! The pipeline is `text -> kdl::KdlDocument -> ast::FileAst (spanned) -> Workflow`:
 //!
 //! - [`loader`] reads the main file and its imports (`std:NAME` from the embedded standard
-//!   library, or relative paths), each once, and turns KDL syntax errors into problems;
+//!   library, or relative paths), each once;
+//! - `syntax_error` turns the KDL syntax errors of a file that does not parse into problems
+//!   that name the root cause;
 //! - `reader` walks each document into the spanned syntax tree, checking node names,
 //!   argument counts and types;
 //! - `validate` resolves names, applies defaults, and checks dependencies, cycles, scopes
 //!   and overlaps.
+//!
+//! Each workstream's `owns` and `forbid` globs become a [`Scope`], which later stages ask
+//! whether a changed path breaks them; the glob algebra (`glob`: overlap, inclusion and
+//! example paths) proves things about the same globs before anything runs.
 //!
 //! Nothing here touches git or starts a process; the language is documented in
 //! `dsl/GRAMMAR.md`.
@@ -22,11 +28,14 @@ mod duration;
 #[doc(hidden)]
 pub mod fast_kdl;
 mod glob;
+mod keywords;
 pub mod loader;
 pub mod node;
 mod output_format;
 mod problem;
 mod reader;
+pub mod scope;
+mod syntax_error;
 mod validate;
 mod workflow;
 
@@ -34,8 +43,10 @@ use std::path::Path;
 
 pub use duration::{format_duration, parse_duration};
 pub use glob::{example_path, glob_covers, globs_may_overlap, overlap_example};
+pub use keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
 pub use output_format::OutputFormat;
 pub use problem::{Code, Problem, Problems, did_you_mean};
+pub use scope::{BreachRule, GlobSpan, Scope, ScopeBreach, ScopeError, ScopeGlob};
 pub use validate::Checked;
 pub use workflow::*;
 

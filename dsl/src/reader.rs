@@ -11,8 +11,8 @@ use miette::SourceSpan;
 use crate::OutputFormat;
 use crate::ast::*;
 use crate::duration::parse_duration;
+use crate::keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
 use crate::problem::{Code, Problem, Source, did_you_mean};
-use crate::workflow::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
 
 const TOP_LEVEL: &[&str] = &[
     "workflow",

@@ -3,16 +3,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
-use globset::GlobBuilder;
 use miette::SourceSpan;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::ast::*;
 use crate::glob::{glob_covers, globs_may_overlap};
+use crate::keywords::*;
 use crate::loader::Loaded;
 use crate::problem::{Code, Problem, Problems, Source, unknown_help};
+use crate::scope::{Scope, ScopeGlob};
 use crate::workflow::*;
 
 /// A workflow that passed every check, with the warnings found on the way.
@@ -29,6 +31,7 @@ pub fn validate(loaded: Loaded) -> Result<Checked, Problems> {
     if !loaded.syntax_failed {
         let mut v = Validator {
             files: &loaded.files,
+            file_names: loaded.files.iter().map(|f| Arc::from(f.source.name())).collect(),
             problems: &mut problems,
         };
         workflow = Some(v.workflow(&loaded.order, loaded.main));
@@ -46,10 +49,12 @@ pub fn validate(loaded: Loaded) -> Result<Checked, Problems> {
 }
 
 /// A workstream's effective `owns` and `forbid` globs, as written.
-type Scope<'s> = (Vec<&'s Spanned<String>>, Vec<&'s Spanned<String>>);
+type WrittenScope<'s> = (Vec<&'s Spanned<String>>, Vec<&'s Spanned<String>>);
 
 struct Validator<'a> {
     files: &'a [crate::loader::LoadedFile],
+    /// Each file's name as diagnostics show it, shared by the globs written in it.
+    file_names: Vec<Arc<str>>,
     problems: &'a mut Vec<Problem>,
 }
 
@@ -396,10 +401,10 @@ impl<'a> Validator<'a> {
     }
 
     fn check_glob(&mut self, glob: &Spanned<String>) -> bool {
-        if plainly_valid_glob(&glob.value) {
+        if crate::scope::plainly_valid(&glob.value) {
             return true;
         }
-        match GlobBuilder::new(&glob.value).literal_separator(true).build() {
+        match crate::scope::glob(&glob.value) {
             Ok(_) if glob.value.starts_with('/') => {
                 self.error(
                     Code::InvalidGlob,
@@ -482,7 +487,7 @@ impl<'a> Validator<'a> {
             named.push(ws);
         }
 
-        let mut scopes: Vec<Scope<'_>> = vec![];
+        let mut scopes: Vec<WrittenScope<'_>> = vec![];
         let defaults_flawed = self.flawed(defaults.and_then(|d| d.node_span.as_ref()));
         for ws in &named {
             let name = ws.name.as_ref().expect("named workstreams have names");
@@ -630,7 +635,14 @@ impl<'a> Validator<'a> {
             if scope_ok {
                 self.check_contradiction(name, &owns, &forbid);
             }
-            scopes.push((owns.clone(), forbid.clone()));
+            let scope = Scope::new(
+                owns.iter().map(|g| self.scope_glob(g)).collect(),
+                dedup(forbid.iter().map(|g| self.scope_glob(g))),
+            )
+            // A glob globset refuses is reported above by `check_glob`, so the workflow is
+            // rejected whatever scope stands in for this one.
+            .unwrap_or_else(|_| Scope::everything());
+            scopes.push((owns, forbid));
 
             let merged_env = defaults
                 .map(|d| d.env.as_slice())
@@ -663,8 +675,7 @@ impl<'a> Validator<'a> {
                     .as_ref()
                     .or(defaults.and_then(|d| d.priority.as_ref()))
                     .map_or(Priority::Medium, |p| p.value),
-                owns: owns.iter().map(|g| g.value.clone()).collect(),
-                forbid: dedup(forbid.iter().map(|g| g.value.clone())),
+                scope,
                 context: ws.context.iter().map(|c| c.value.clone()).collect(),
                 dependencies,
                 test: pick(&ws.test, defaults.map(|d| &d.test)),
@@ -701,6 +712,11 @@ impl<'a> Validator<'a> {
         if acyclic {
             workflow.overlaps = self.overlaps(&named, &scopes, workflow);
         }
+    }
+
+    /// A glob as the validated workflow keeps it, with the file and span it was written at.
+    fn scope_glob(&self, glob: &Spanned<String>) -> ScopeGlob {
+        ScopeGlob::written(glob.value.clone(), self.file_names[glob.file].clone(), glob.span)
     }
 
     fn role_ast(&self, name: &str) -> Option<&'a RoleAst> {
@@ -846,7 +862,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn overlaps(&mut self, named: &[&WorkstreamAst], scopes: &[Scope<'_>], workflow: &Workflow) -> Vec<Overlap> {
+    fn overlaps(&mut self, named: &[&WorkstreamAst], scopes: &[WrittenScope<'_>], workflow: &Workflow) -> Vec<Overlap> {
         // Index every owned glob by its literal folder prefix: only nested prefixes can overlap.
         let mut by_prefix: HashMap<&str, Vec<(usize, &Spanned<String>)>> = HashMap::new();
         for (i, (owns, _)) in scopes.iter().enumerate() {
@@ -1036,18 +1052,6 @@ fn literal_prefix(glob: &str) -> &str {
     glob[..end].trim_end_matches('/')
 }
 
-/// Tells, without compiling it, that a glob is valid: relative, with no classes,
-/// alternatives or escapes, and every `**` a whole path segment. Most real globs are like
-/// this, and compiling thousands of them costs more than the rest of validation.
-fn plainly_valid_glob(glob: &str) -> bool {
-    !glob.is_empty()
-        && !glob.starts_with('/')
-        && !glob.contains(['[', ']', '{', '}', '\\'])
-        && glob
-            .split('/')
-            .all(|segment| !segment.contains("**") || segment == "**")
-}
-
 fn placeholders(text: &str) -> impl Iterator<Item = &str> {
     text.match_indices('{').filter_map(move |(i, _)| {
         let rest = &text[i + 1..];
@@ -1072,9 +1076,10 @@ fn estimate(ast: Option<&EstimateAst>) -> Estimate {
     })
 }
 
-fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+/// The globs without repeats of a text, each where it first appears.
+fn dedup(globs: impl Iterator<Item = ScopeGlob>) -> Vec<ScopeGlob> {
     let mut seen = HashSet::new();
-    items.filter(|i| seen.insert(i.clone())).collect()
+    globs.filter(|g| seen.insert(g.text.clone())).collect()
 }
 
 #[cfg(test)]

@@ -1,18 +1,14 @@
 //! Tests of the glob algebra (`globs_may_overlap`, `glob_covers`,
 //! `example_path`) against tables of known answers and against globset
-//! itself, built the way flow builds globs (`literal_separator(true)`).
+//! itself, built the way flow builds globs (`flow_dsl::scope::glob`).
 
 use flow_dsl::{example_path, glob_covers, globs_may_overlap};
-use globset::{Candidate, GlobBuilder, GlobMatcher};
+use globset::{Candidate, GlobMatcher};
 use proptest::prelude::*;
 
 /// globset's matcher for `glob`, as flow builds it, or `None` if invalid.
 fn matcher(glob: &str) -> Option<GlobMatcher> {
-    GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
-        .ok()
-        .map(|g| g.compile_matcher())
+    flow_dsl::scope::glob(glob).ok().map(|g| g.compile_matcher())
 }
 
 fn matches(m: &GlobMatcher, path: &str) -> bool {

@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use flow_dsl::{Workflow, Workstream, format_duration};
+use flow_dsl::{ScopeGlob, Workflow, Workstream, format_duration};
 use serde::Serialize;
 
 /// Path prefixes flow writes into worktrees and never commits or merges.
@@ -41,8 +41,8 @@ pub struct AgentConfig<'w> {
     pub expertise: Vec<&'w str>,
     pub instructions: Option<&'w str>,
     pub context_files: &'w [String],
-    pub allowed_files: &'w [String],
-    pub forbidden_files: &'w [String],
+    pub allowed_files: &'w [ScopeGlob],
+    pub forbidden_files: &'w [ScopeGlob],
     pub depends_on: Vec<&'w str>,
     pub dependents: Vec<&'w str>,
     pub test: Option<&'w str>,
@@ -86,13 +86,21 @@ pub fn render(workflow: &Workflow, index: usize, root: &Path) -> Context {
     let task = ws.task.as_deref().or(ws.script.as_deref()).unwrap_or("").trim_end();
 
     let mut scope = String::new();
-    if ws.owns.is_empty() {
+    if ws.scope.owns_everything() {
         scope.push_str("- You may change any file.\n");
     } else {
-        let _ = writeln!(scope, "- You may change only files matching: {}", code_list(&ws.owns));
+        let _ = writeln!(
+            scope,
+            "- You may change only files matching: {}",
+            code_list(ws.scope.owns())
+        );
     }
-    if !ws.forbid.is_empty() {
-        let _ = writeln!(scope, "- You must not change files matching: {}", code_list(&ws.forbid));
+    if !ws.scope.forbid().is_empty() {
+        let _ = writeln!(
+            scope,
+            "- You must not change files matching: {}",
+            code_list(ws.scope.forbid())
+        );
     }
     scope.push_str(
         "- Changes outside this scope are rejected and nothing of your work is merged.\n- Do not switch branches, rewrite history, or touch `.git`. Commit or leave changes in place; flow commits what is left.\n",
@@ -210,8 +218,8 @@ pub fn render(workflow: &Workflow, index: usize, root: &Path) -> Context {
             .unwrap_or_default(),
         instructions: role.and_then(|r| r.instructions.as_deref()),
         context_files: &ws.context,
-        allowed_files: &ws.owns,
-        forbidden_files: &ws.forbid,
+        allowed_files: ws.scope.owns(),
+        forbidden_files: ws.scope.forbid(),
         depends_on,
         dependents,
         test: ws.test.as_deref(),
@@ -276,7 +284,7 @@ pub fn limits_line(ws: &Workstream) -> String {
     parts.join(", ")
 }
 
-fn code_list(items: &[String]) -> String {
+fn code_list(items: &[ScopeGlob]) -> String {
     items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
 }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use flow_dsl::Workflow;
-use globset::GlobBuilder;
 use serde::Serialize;
 
 use super::{Layout, start_of};
@@ -45,13 +44,7 @@ pub struct Conflicts {
 /// branches that exist, with a trial merge of each overlapping pair).
 pub fn conflicts(workflow: &Workflow, layout: &Layout) -> Result<Conflicts, GitError> {
     let files = layout.git.tree_paths(layout.base_commit)?;
-    let matcher = |glob: &str| {
-        GlobBuilder::new(glob)
-            .literal_separator(true)
-            .build()
-            .ok()
-            .map(|g| g.compile_matcher())
-    };
+    let matcher = |glob: &str| flow_dsl::scope::glob(glob).ok().map(|g| g.compile_matcher());
     let mut declared = vec![];
     for o in &workflow.overlaps {
         let (a, b) = (matcher(&o.first_glob), matcher(&o.second_glob));

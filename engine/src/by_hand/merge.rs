@@ -121,7 +121,7 @@ pub async fn merge_ready(
         let start = layout.git.merge_base(head, into_head)?.unwrap_or(layout.base_commit);
         let changes = layout.git.changed_paths(start, head)?;
         let paths: Vec<String> = changes.iter().flat_map(|c| c.paths().map(str::to_string)).collect();
-        let violations = crate::run::core::scope_violations(&ws.owns, &ws.forbid, &paths);
+        let violations: Vec<String> = ws.scope.breaches(&paths).into_iter().map(|b| b.path).collect();
         if !violations.is_empty() && workflow.scope_policy != ScopePolicy::Warn {
             blocked.insert(i);
             say(

@@ -3,7 +3,7 @@
 //! The shape (version 1) is documented in the README under "Plan JSON". Fields are only
 //! ever added within a version; a removal or change of meaning bumps `version`.
 
-use flow_dsl::{Budget, Estimate, Isolation, ModelSource, Priority, TaskKind};
+use flow_dsl::{Budget, Estimate, Isolation, ModelSource, Priority, ScopeGlob, TaskKind};
 use serde::Serialize;
 
 use crate::plan::{PathUnit, Plan, StartPoint};
@@ -47,8 +47,8 @@ pub struct WorkstreamJson<'p> {
     pub wave: usize,
     pub merge_position: Option<usize>,
     pub depends_on: Vec<&'p str>,
-    pub owns: &'p [String],
-    pub forbid: &'p [String],
+    pub owns: &'p [ScopeGlob],
+    pub forbid: &'p [ScopeGlob],
     pub account: Option<&'p str>,
     pub estimate: EstimateJson,
     pub budget: Budget,
@@ -120,8 +120,8 @@ pub fn plan_json(plan: &Plan) -> PlanJson<'_> {
                 wave: plan.wave_of[i],
                 merge_position: plan.merge_position[i],
                 depends_on: names(&ws.dependencies),
-                owns: &ws.owns,
-                forbid: &ws.forbid,
+                owns: ws.scope.owns(),
+                forbid: ws.scope.forbid(),
                 account: ws.account.as_deref(),
                 estimate: estimate(&ws.estimate),
                 budget: ws.budget,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use flow_dsl::{Isolation, ModelSource, format_duration};
+use flow_dsl::{Isolation, ModelSource, ScopeGlob, format_duration};
 
 use crate::plan::{PathUnit, Plan, StartPoint};
 
@@ -51,10 +51,10 @@ pub fn plan_text(plan: &Plan) -> String {
             };
             let owns = if ws.isolation == Isolation::None {
                 "changes nothing".to_string()
-            } else if ws.owns.is_empty() {
+            } else if ws.scope.owns_everything() {
                 "owns everything".to_string()
             } else {
-                ws.owns.join(" ")
+                ScopeGlob::join(ws.scope.owns(), " ")
             };
             let _ = writeln!(
                 out,

@@ -1,7 +1,7 @@
 //! The hash of a workstream's effective spec: what it is asked to do and with what, plus its
 //! dependencies' hashes, so a change upstream changes every hash downstream.
 
-use flow_dsl::{EnvSetting, Workflow};
+use flow_dsl::{EnvSetting, ScopeGlob, Workflow};
 
 /// A 64-bit FNV-1a hasher: small, stable across Rust versions and platforms.
 struct Fnv(u64);
@@ -68,8 +68,8 @@ pub fn spec_hash_with(workflow: &Workflow, index: usize, dependencies: &[&str]) 
         h.field("expertise", &role.expertise.join("\u{1}"));
         h.field("instructions", role.instructions.as_deref().unwrap_or(""));
     }
-    h.field("owns", &ws.owns.join("\u{1}"));
-    h.field("forbid", &ws.forbid.join("\u{1}"));
+    h.field("owns", &ScopeGlob::join(ws.scope.owns(), "\u{1}"));
+    h.field("forbid", &ScopeGlob::join(ws.scope.forbid(), "\u{1}"));
     h.field("context", &ws.context.join("\u{1}"));
     h.field("test", ws.test.as_deref().unwrap_or(""));
     h.field("isolation", ws.isolation.name());

@@ -266,7 +266,12 @@ impl Core {
         let plan = self.plan.clone();
         let workflow = &plan.workflow;
         let ws = &workflow.workstreams[index];
-        let violations = scope_violations(&ws.owns, &ws.forbid, &inspection.changed);
+        let violations: Vec<String> = ws
+            .scope
+            .breaches(&inspection.changed)
+            .into_iter()
+            .map(|b| b.path)
+            .collect();
         let job = self.job(index).expect("the job is inspecting");
         job.head = Some(inspection.head);
         if violations.is_empty() {
@@ -514,23 +519,4 @@ fn backoff(base: Duration, attempt: u32, index: usize, seed: u64) -> Duration {
     x ^= x >> 31;
     let jitter = (x % 401) as f64 / 1000.0 - 0.2;
     exponential.mul_f64(1.0 + jitter)
-}
-
-/// The changed paths that break the scope: outside every `owns` (when there is one) or inside a `forbid`.
-pub fn scope_violations(owns: &[String], forbid: &[String], paths: &[String]) -> Vec<String> {
-    let set = |globs: &[String]| {
-        let mut builder = globset::GlobSetBuilder::new();
-        for glob in globs {
-            if let Ok(g) = globset::GlobBuilder::new(glob).literal_separator(true).build() {
-                builder.add(g);
-            }
-        }
-        builder.build().unwrap_or_else(|_| globset::GlobSet::empty())
-    };
-    let (owns_set, forbid_set) = (set(owns), set(forbid));
-    paths
-        .iter()
-        .filter(|p| (!owns.is_empty() && !owns_set.is_match(p.as_str())) || forbid_set.is_match(p.as_str()))
-        .cloned()
-        .collect()
 }

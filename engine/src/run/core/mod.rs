@@ -37,7 +37,6 @@ pub use self::ledger::{Ledger, priced};
 pub use self::protocol::{AgentEnd, AgentOutcome, Effect, Input, Inspection, MergeOutcome, Timer, Workspace};
 
 use self::job::Job;
-pub use self::job::scope_violations;
 use self::merge_queue::MergeQueue;
 use crate::git::Oid;
 use crate::plan::Plan;
