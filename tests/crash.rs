@@ -603,7 +603,7 @@ fn describe_kill(repo: &Repo, label: &str, trigger: &Trigger, after_ms: u128, fi
 fn drive(repo: &Repo, mut child: Child, trigger: &Trigger, events_from: usize) -> (Option<i32>, u128) {
     let start = Instant::now();
     let mut seen = events_from;
-    let limit = Duration::from_secs(60);
+    let limit = crate::support::HANG_GUARD;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             return (status.code(), start.elapsed().as_millis());
@@ -629,8 +629,9 @@ fn drive(repo: &Repo, mut child: Child, trigger: &Trigger, events_from: usize) -
             // SAFETY: sending a signal to our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
             let status = child.wait().expect("wait");
-            assert!(status.code().is_none(), "flow was killed");
-            return (None, start.elapsed().as_millis());
+            // On a busy machine flow may end on its own between the trigger and the kill:
+            // then it was not killed, and its exit code says how it ended.
+            return (status.code(), start.elapsed().as_millis());
         }
         std::thread::sleep(Duration::from_millis(1));
     }

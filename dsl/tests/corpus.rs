@@ -9,7 +9,7 @@
 //! naming the code and the line of the first error's primary label (in the main file, or in
 //! the named imported file). Every file must fail `check_file` that way, and its rendered
 //! report must match the snapshot in `tests/snapshots/`. Regenerate the snapshots with
-//! `INSTA_UPDATE=always cargo test -p flow-dsl --test corpus` and read every changed one.
+//! `INSTA_UPDATE=always cargo test -p flow-dsl --test dsl corpus` and read every changed one.
 //!
 //! Files are checked through their path relative to the crate (`tests/corpus/...`), so the
 //! names in reports do not depend on where the repository is.
@@ -193,7 +193,7 @@ fn every_snapshot_has_a_corpus_file() {
     let mut orphans = vec![];
     for entry in entries {
         let snapshot = file_name(&entry.expect("a readable folder entry").path());
-        let Some(rest) = snapshot.strip_prefix("corpus__report@") else {
+        let Some(rest) = snapshot.strip_prefix("dsl__corpus__report@") else {
             continue;
         };
         let corpus_name = rest.trim_end_matches(".new").trim_end_matches(".snap");

@@ -7,7 +7,7 @@
 //! `kdl` crate), but it must accept every document generated from the subset it claims.
 //!
 //! The speed check prints both parsers' times on a 5,000-workstream workflow; run it with
-//! `cargo test --release -p flow-dsl --test fast_kdl -- --nocapture`.
+//! `cargo test --release -p flow-dsl --test dsl fast_kdl -- --nocapture`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,0 +1,8 @@
+//! The language's tests, one binary for all (one link instead of four): the corpus of
+//! malformed files with their rendered reports, the fast KDL reader against the kdl crate,
+//! fuzzing, and the glob algebra against globset.
+
+mod corpus;
+mod fast_kdl;
+mod fuzz;
+mod glob;
