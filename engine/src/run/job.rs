@@ -12,9 +12,10 @@ use flow_dsl::{Isolation, ScopePolicy, Workflow};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use tokio::sync::{mpsc, watch};
 
+use crate::agent::Usage;
 use crate::agent::command::{Placeholders, launch};
 use crate::agent::environment::redact;
-use crate::agent::output::{AgentError, ErrorClass, OutputReader, Usage};
+use crate::agent::output::{AgentError, ErrorClass, OutputReader};
 use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, run_process};
 use crate::context::{self, CONTEXT_PREFIXES};
 use crate::git::{BranchState, Git, IntegrityProblem, Oid, WorktreeState};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use flow_dsl::{Isolation, MergeOrder, OnConflict};
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::output::Usage;
+use crate::agent::Usage;
 use crate::git::Oid;
 use crate::plan::Plan;
 use crate::run::job::{JobStart, Msg, RunContext, Stop, over_budget, run_job};

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::output::{AgentError, Usage};
+use crate::agent::Usage;
+use crate::agent::output::AgentError;
 
 /// Where a workstream is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
