@@ -47,10 +47,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode, CommandError> {
     } else if args.markdown {
         print_stdout(&markdown_board(&state))?;
     } else {
-        let status = serde_json::to_value(state.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let status = state.status.as_str();
         let mut out = format!("run {} of workflow `{}`: {status}\n", state.id, state.workflow);
         out.push_str(&format!(
             "integration branch {} at {}\n\n",
@@ -131,10 +128,7 @@ pub fn runs(args: RunsArgs) -> Result<ExitCode, CommandError> {
         out.push_str("no runs yet\n");
     }
     for s in &rows {
-        let status = serde_json::to_value(s.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let status = s.status.as_str();
         let took = s.ended_at.map_or("-".to_string(), |e| seconds(e - s.started_at));
         let done = s.workstreams.iter().filter(|w| w.phase.is_success()).count();
         let usage = s.total_usage();

@@ -9,10 +9,7 @@ use crate::run::state::RunState;
 /// Renders the board of a run.
 pub fn markdown_board(state: &RunState) -> String {
     let mut out = format!("# Worktree status: {}\n\nRun `{}`", state.workflow, state.id);
-    let status = serde_json::to_value(state.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let status = state.status.as_str();
     let _ = writeln!(out, ", {status}. Integration branch `{}`.\n", state.into);
     out.push_str("| Workstream | State | Branch | Files changed | Tests | Ready to merge | Merged | Tokens | Cost |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|\n");

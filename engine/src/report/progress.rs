@@ -124,10 +124,7 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
         }
         EventKind::Conflicted { workstream, paths } => (name(workstream), format!("CONFLICT in {}", paths.join(", "))),
         EventKind::Alert { workstream, message } => (workstream.as_ref().and_then(name), format!("note: {message}")),
-        EventKind::RunEnded { status } => (
-            None,
-            format!("run ended: {}", serde_json::to_value(status).ok()?.as_str()?),
-        ),
+        EventKind::RunEnded { status } => (None, format!("run ended: {status}")),
         EventKind::Usage { .. } => return None,
         EventKind::Reset { workstream, reason, .. } => (name(workstream), format!("runs again: {reason}")),
         EventKind::IntegrationReset { commit, reason } => (
