@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
 use crate::support::{TestEnv, phases, process_gone, wait_until};
 
 #[test]
@@ -374,16 +376,16 @@ fn both_running(env: &TestEnv) -> bool {
 
 #[test]
 fn ctrl_c_stops_every_agent_and_its_children_and_records_the_run_as_cancelled() {
-    stop_a_run_with(libc::SIGINT);
+    stop_a_run_with(Signal::INT);
 }
 
 #[test]
 fn sigterm_stops_every_agent_like_ctrl_c() {
-    stop_a_run_with(libc::SIGTERM);
+    stop_a_run_with(Signal::TERM);
 }
 
 /// Sends `signal` to a run whose agents sleep, and checks everything stopped and was recorded.
-fn stop_a_run_with(signal: libc::c_int) {
+fn stop_a_run_with(signal: Signal) {
     let env = TestEnv::new();
     sleepers_with_grandchildren(&env);
     let mut flow = env.spawn_flow(&["run", "--progress", "plain", "--grace", "1s"]);
@@ -400,7 +402,7 @@ fn stop_a_run_with(signal: libc::c_int) {
     let status = flow.wait(Duration::from_secs(10));
     assert!(!status.success(), "an interrupted run does not exit 0: {status:?}");
     for pid in pids {
-        assert!(process_gone(pid), "process {pid} outlived signal {signal}");
+        assert!(process_gone(pid), "process {pid} outlived signal {signal:?}");
     }
     let state = env.state();
     assert_eq!(state.status(), "cancelled");
@@ -432,7 +434,7 @@ fn a_second_run_of_the_same_workflow_is_refused_while_one_runs() {
     assert_eq!(env.state().0["id"], run_id, "the refused run made no run folder");
     assert_eq!(env.state().status(), "running");
 
-    first.signal(libc::SIGINT);
+    first.signal(Signal::INT);
     let status = first.wait(Duration::from_secs(10));
     assert!(!status.success());
     for pid in recorded_pids(&env) {
@@ -509,7 +511,7 @@ workstream "a" {{ owns "a/**"; script "mkdir -p a && echo > a/x" }}
         env.try_state().is_some_and(|s| s.phase("a") == "merging") && !env.read_outside("verify.pid").is_empty()
     });
     let verify_pid: i32 = env.read_outside("verify.pid").trim().parse().expect("pid");
-    flow.signal(libc::SIGINT);
+    flow.signal(Signal::INT);
     let status = flow.wait(Duration::from_secs(10));
     assert!(!status.success());
     assert!(process_gone(verify_pid), "verify outlived Ctrl-C");

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use flow_engine::agent::environment::{agent_environment, secret_values};
 use flow_engine::agent::process::{Control, OutputLine, ProcessEnd, ProcessOutcome, ProcessSpec, run_process};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 use tokio::sync::watch;
 
 /// An upper bound for anything that should be quick, even on a loaded machine.
@@ -67,9 +69,9 @@ fn stdout(seen: &[Seen]) -> Vec<&str> {
 
 /// Tells whether process `pid` is gone (a zombie nobody reaped counts as gone).
 fn is_gone(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let result = unsafe { libc::kill(pid, 0) };
-    if result == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+    // Signal 0 only checks that the process exists.
+    let process = Pid::from_raw(pid).expect("a positive pid");
+    if test_kill_process(process) == Err(Errno::SRCH) {
         return true;
     }
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -98,7 +100,7 @@ async fn exit_codes_and_signals_are_reported() {
     assert_eq!(run(shell("exit 3")).await.0.end, ProcessEnd::Exited(3));
     assert_eq!(
         run(shell("kill -TERM $$")).await.0.end,
-        ProcessEnd::Signaled(libc::SIGTERM)
+        ProcessEnd::Signaled(Signal::TERM.as_raw())
     );
 }
 
@@ -301,8 +303,8 @@ async fn a_grandchild_that_escaped_the_group_does_not_hang_the_run() {
         .trim()
         .parse()
         .expect("a pid");
-    // SAFETY: the escaped process is this test's own `sleep`; SIGKILL ends it.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The escaped process is this test's own `sleep`; SIGKILL ends it.
+    let _ = kill_process(Pid::from_raw(pid).expect("a positive pid"), Signal::KILL);
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use rustix::process::{Pid, Signal, getpgrp, kill_process_group};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
@@ -298,7 +299,7 @@ pub async fn run_process(
                 Err(_) => cancel_open = false,
             },
             () = sleep_until(kill_at), if kill_at.is_some() => {
-                group.signal(libc::SIGKILL);
+                group.signal(Signal::KILL);
                 if let Some(stop) = &mut stopping {
                     stop.killed = true;
                 }
@@ -307,7 +308,7 @@ pub async fn run_process(
         if let Some(end) = stop_with
             && stopping.is_none()
         {
-            group.signal(libc::SIGINT);
+            group.signal(Signal::INT);
             stopping = Some(Stopping {
                 end,
                 kill_at: Instant::now() + spec.grace,
@@ -317,7 +318,7 @@ pub async fn run_process(
     };
 
     // The leader is gone: kill what is left of its group, then read what is still buffered.
-    group.signal(libc::SIGKILL);
+    group.signal(Signal::KILL);
     group.release();
     let drain_limit = Instant::now() + DRAIN_LIMIT;
     while output_open {
@@ -453,29 +454,31 @@ impl<'a> Recorder<'a> {
 }
 
 /// Sends signals to a child's process group, and SIGKILLs it when dropped while still held.
+///
+/// The id is never 1 (a group signal to 1 reaches every process flow may signal), nor flow's own
+/// group: the child was started as the leader of a new group, so its group id is its pid.
 struct ProcessGroup {
-    id: libc::pid_t,
+    id: Pid,
     held: bool,
 }
 
 impl ProcessGroup {
     /// Takes hold of the group led by the child with process id `pid`.
     fn of(pid: Option<u32>) -> io::Result<Self> {
-        pid.and_then(|pid| libc::pid_t::try_from(pid).ok())
-            .filter(|&id| id > 0)
-            .map(|id| Self { id, held: true })
-            .ok_or_else(|| io::Error::other("the child started without a process id"))
+        let id = pid
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(Pid::from_raw)
+            .filter(|&id| id != Pid::INIT)
+            .ok_or_else(|| io::Error::other("the child started without a process id"))?;
+        debug_assert_ne!(id, getpgrp(), "the child leads a process group of its own");
+        Ok(Self { id, held: true })
     }
 
     /// Sends `signal` to every process of the group, ignoring a group that is already gone.
-    fn signal(&self, signal: libc::c_int) {
+    fn signal(&self, signal: Signal) {
         if self.held {
-            // SAFETY: killpg only sends a signal. The id is a positive process group id (never
-            // 0 or -1, which would target flow's own group or every process) of a group this
-            // run created and still holds.
-            unsafe {
-                libc::killpg(self.id, signal);
-            }
+            // Only a group this run created and still holds: once released, the id may be reused.
+            let _ = kill_process_group(self.id, signal);
         }
     }
 
@@ -487,7 +490,7 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
+        self.signal(Signal::KILL);
     }
 }
 

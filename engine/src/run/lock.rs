@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use miette::Diagnostic;
+use rustix::io::Errno;
+use rustix::process::{Pid, test_kill_process};
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -95,10 +97,11 @@ impl Drop for RunLock {
 }
 
 fn alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let result = unsafe { libc::kill(pid, 0) };
-    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    // Signal 0 only checks that the process exists; EPERM says it exists but is not ours.
+    matches!(test_kill_process(pid), Ok(()) | Err(Errno::PERM))
 }
 
 fn describe_time(at: f64) -> String {
