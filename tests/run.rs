@@ -472,6 +472,8 @@ fn a_lock_left_by_a_dead_run_is_taken_over_and_a_live_holder_is_named() {
 
     // A live process holds it (this test): refused, naming the pid.
     std::fs::write(&lock, format!("{} 1700000000.5\n", std::process::id())).expect("write lock");
+    let holder = std::fs::File::open(&lock).expect("open lock");
+    holder.try_lock().expect("take the lock");
     let refused = env.run(&[]);
     refused.assert_code(2);
     assert!(
@@ -481,6 +483,7 @@ fn a_lock_left_by_a_dead_run_is_taken_over_and_a_live_holder_is_named() {
     );
     assert!(lock.exists(), "a refused run leaves the holder's lock alone");
     assert!(env.latest_run_dir().is_none(), "nothing was started");
+    drop(holder);
 
     // Its holder died: the lock is taken over, and released at the end.
     let mut dead = std::process::Command::new("true").spawn().expect("spawn true");
