@@ -22,8 +22,9 @@ RUNS=${RUNS:-3}
 WS=16
 need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2"; (apt-get update -qq && apt-get install -y -qq "$2") >/dev/null; }; }
 need git git
-cargo build --release --quiet
-flow="$PWD/target/release/flow"
+# FLOW=/path/to/flow measures another build (an older one, to compare) instead of this tree's.
+if [ -z "${FLOW:-}" ]; then cargo build --release --quiet; fi
+flow="${FLOW:-$PWD/target/release/flow}"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com

@@ -23,8 +23,9 @@ SLEEP_MAX=${SLEEP_MAX:-1000}
 need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2"; (apt-get update -qq && apt-get install -y -qq "$2") >/dev/null; }; }
 need ninja ninja-build
 [ -x /usr/bin/time ] || { echo "installing time"; (apt-get update -qq && apt-get install -y -qq time) >/dev/null; }
-cargo build --release --quiet
-flow="$PWD/target/release/flow"
+# FLOW=/path/to/flow measures another build (an older one, to compare) instead of this tree's.
+if [ -z "${FLOW:-}" ]; then cargo build --release --quiet; fi
+flow="${FLOW:-$PWD/target/release/flow}"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 results="$dir/results.txt"

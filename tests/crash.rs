@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flow_engine::git::WORKTREE_BEING_MADE;
+use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 
 /// The workflow's name; branches are `flow/crash/<ws>`, merges land in `integration/crash`.
@@ -626,8 +627,8 @@ fn drive(repo: &Repo, mut child: Child, trigger: &Trigger, events_from: usize) -
             }
         };
         if fire {
-            // SAFETY: sending a signal to our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            // Our own child, not reaped yet.
+            let _ = kill_process(Pid::from_child(&child), Signal::KILL);
             let status = child.wait().expect("wait");
             // On a busy machine flow may end on its own between the trigger and the kill:
             // then it was not killed, and its exit code says how it ended.
@@ -689,8 +690,10 @@ fn check_after_kill(repo: &Repo, before: &[String], what: &str) -> Vec<String> {
     let frozen = freeze_leftovers(repo);
     let out = repo.git_output(&["fsck", "--strict", "--no-dangling", "--no-progress"]);
     for pid in frozen {
-        // SAFETY: resuming a process we stopped.
-        unsafe { libc::kill(pid, libc::SIGCONT) };
+        // Resuming a process we stopped.
+        if let Some(pid) = Pid::from_raw(pid) {
+            let _ = kill_process(pid, Signal::CONT);
+        }
     }
     let text = format!(
         "{}{}",
@@ -742,8 +745,10 @@ fn freeze_leftovers(repo: &Repo) -> Vec<i32> {
             return frozen;
         }
         for pid in found {
-            // SAFETY: stopping a leftover agent of our own test run.
-            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            // Stopping a leftover agent of our own test run.
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = kill_process(pid, Signal::STOP);
+            }
             frozen.push(pid);
         }
     }

@@ -1,6 +1,8 @@
 //! `flow run` end to end: dependency order, parallelism, failure policies, `--only`, Ctrl-C
 //! and the run lock, against real temporary repositories with `shell` agents.
 
+use rustix::process::Signal;
+
 use crate::support::{TestEnv, phases, process_gone, wait_until};
 
 #[test]
@@ -368,16 +370,16 @@ fn both_running(env: &TestEnv) -> bool {
 
 #[test]
 fn ctrl_c_stops_every_agent_and_its_children_and_records_the_run_as_cancelled() {
-    stop_a_run_with(libc::SIGINT);
+    stop_a_run_with(Signal::INT);
 }
 
 #[test]
 fn sigterm_stops_every_agent_like_ctrl_c() {
-    stop_a_run_with(libc::SIGTERM);
+    stop_a_run_with(Signal::TERM);
 }
 
 /// Sends `signal` to a run whose agents sleep, and checks everything stopped and was recorded.
-fn stop_a_run_with(signal: libc::c_int) {
+fn stop_a_run_with(signal: Signal) {
     let env = TestEnv::new();
     sleepers_with_grandchildren(&env);
     let mut flow = env.spawn_flow(&["run", "--progress", "plain", "--grace", "1s"]);
@@ -394,7 +396,7 @@ fn stop_a_run_with(signal: libc::c_int) {
     let status = flow.wait();
     assert!(!status.success(), "an interrupted run does not exit 0: {status:?}");
     for pid in pids {
-        assert!(process_gone(pid), "process {pid} outlived signal {signal}");
+        assert!(process_gone(pid), "process {pid} outlived signal {signal:?}");
     }
     let state = env.state();
     assert_eq!(state.status(), "cancelled");
@@ -426,7 +428,7 @@ fn a_second_run_of_the_same_workflow_is_refused_while_one_runs() {
     assert_eq!(env.state().0["id"], run_id, "the refused run made no run folder");
     assert_eq!(env.state().status(), "running");
 
-    first.signal(libc::SIGINT);
+    first.signal(Signal::INT);
     let status = first.wait();
     assert!(!status.success());
     for pid in recorded_pids(&env) {
@@ -464,6 +466,8 @@ fn a_lock_left_by_a_dead_run_is_taken_over_and_a_live_holder_is_named() {
 
     // A live process holds it (this test): refused, naming the pid.
     std::fs::write(&lock, format!("{} 1700000000.5\n", std::process::id())).expect("write lock");
+    let holder = std::fs::File::open(&lock).expect("open lock");
+    holder.try_lock().expect("take the lock");
     let refused = env.run(&[]);
     refused.assert_code(2);
     assert!(
@@ -473,6 +477,7 @@ fn a_lock_left_by_a_dead_run_is_taken_over_and_a_live_holder_is_named() {
     );
     assert!(lock.exists(), "a refused run leaves the holder's lock alone");
     assert!(env.latest_run_dir().is_none(), "nothing was started");
+    drop(holder);
 
     // Its holder died: the lock is taken over, and released at the end.
     let mut dead = std::process::Command::new("true").spawn().expect("spawn true");
@@ -503,7 +508,7 @@ workstream "a" {{ owns "a/**"; script "mkdir -p a && echo > a/x" }}
         env.try_state().is_some_and(|s| s.phase("a") == "merging") && !env.read_outside("verify.pid").is_empty()
     });
     let verify_pid: i32 = env.read_outside("verify.pid").trim().parse().expect("pid");
-    flow.signal(libc::SIGINT);
+    flow.signal(Signal::INT);
     let status = flow.wait();
     assert!(!status.success());
     assert!(process_gone(verify_pid), "verify outlived Ctrl-C");

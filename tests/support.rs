@@ -7,6 +7,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use rustix::process::{Pid, Signal, kill_process, test_kill_process};
 use serde_json::Value;
 
 /// The repository root (where `workflows/` and `stdlib/` live).
@@ -344,9 +345,10 @@ impl Background {
     }
 
     /// Sends it a signal.
-    pub fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill only sends a signal, to a child this test started and has not reaped.
-        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "signal {signal} sent");
+    pub fn signal(&self, signal: Signal) {
+        // A child this test started and has not reaped: its pid is still its own.
+        let sent = kill_process(Pid::from_child(&self.child), signal);
+        assert_eq!(sent, Ok(()), "signal {signal:?} sent");
     }
 
     /// Waits for it to exit; panics if it is still running after `limit`.
@@ -369,8 +371,8 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: as in `signal`; the child has not been reaped.
-            unsafe { libc::kill(self.pid(), libc::SIGINT) };
+            // As in `signal`: the child has not been reaped.
+            let _ = kill_process(Pid::from_child(&self.child), Signal::INT);
             let start = Instant::now();
             while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(5) {
                 std::thread::sleep(Duration::from_millis(20));
@@ -504,8 +506,8 @@ pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 
 /// Tells whether a process is gone: no such pid, or a zombie waiting for its parent.
 pub fn process_gone(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    // Signal 0 only checks that the process exists.
+    let exists = pid > 0 && Pid::from_raw(pid).is_some_and(|pid| test_kill_process(pid).is_ok());
     if !exists {
         return true;
     }

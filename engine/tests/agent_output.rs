@@ -1,7 +1,8 @@
 //! Tests of the agent output readers against recorded-style outputs in `tests/fixtures/agents/`.
 
 use flow_dsl::OutputFormat;
-use flow_engine::agent::output::{AgentError, AgentReport, ErrorClass, OutputReader, Usage, classify_message};
+use flow_engine::agent::Usage;
+use flow_engine::agent::output::{AgentError, AgentReport, ErrorClass, OutputReader, classify_message};
 
 /// Includes a fixture file as a string.
 macro_rules! fixture {

@@ -48,10 +48,7 @@ pub async fn run(args: MergeArgs, site: &Site) -> Result<ExitCode, CommandError>
         let width = items.iter().map(|i| i.workstream.len()).max().unwrap_or(4);
         let mut out = String::new();
         for i in &items {
-            let result = serde_json::to_value(i.result)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let result = i.result.as_str();
             out.push_str(&format!("{:<width$}  {result:<14} {}\n", i.workstream, i.detail));
         }
         let head = layout

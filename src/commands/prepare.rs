@@ -23,10 +23,7 @@ pub fn run(args: PrepareArgs, site: &Site) -> Result<ExitCode, CommandError> {
         let width = items.iter().map(|i| i.workstream.len()).max().unwrap_or(4);
         let mut out = String::new();
         for i in &items {
-            let status = serde_json::to_value(i.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let status = i.status.as_str();
             let place = i
                 .worktree
                 .as_ref()

@@ -33,6 +33,25 @@ pub enum MergeResult {
     Failed,
 }
 
+impl MergeResult {
+    /// Returns the kebab-case name shown by `flow merge` and written to its JSON, as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeResult::Merged => "merged",
+            MergeResult::AlreadyMerged => "already-merged",
+            MergeResult::Skipped => "skipped",
+            MergeResult::Conflicted => "conflicted",
+            MergeResult::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for MergeResult {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.pad(self.as_str())
+    }
+}
+
 /// Merges every ready branch into the integration branch, in the plan's merge order, with
 /// `verify` after each; says for each workstream what happened and why.
 pub async fn merge_ready(

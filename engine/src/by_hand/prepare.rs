@@ -32,6 +32,25 @@ pub enum PrepareStatus {
     Failed,
 }
 
+impl PrepareStatus {
+    /// Returns the kebab-case name shown by `flow prepare` and written to its JSON, as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrepareStatus::Created => "created",
+            PrepareStatus::Reused => "reused",
+            PrepareStatus::Waiting => "waiting",
+            PrepareStatus::Skipped => "skipped",
+            PrepareStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for PrepareStatus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.pad(self.as_str())
+    }
+}
+
 /// Creates the worktree, branch and context of every workstream whose dependencies have
 /// merged (in parallel); the others wait for `flow merge`.
 pub fn prepare(plan: &Plan, layout: &Layout) -> Result<Vec<PrepareItem>, GitError> {

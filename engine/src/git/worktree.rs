@@ -5,6 +5,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use git2::{Repository, WorktreePruneOptions};
+use rustix::io::Errno;
+use rustix::process::{Pid, test_kill_process};
 
 use super::branch::read_ref;
 use super::error::{GitContext, io_error};
@@ -76,9 +78,8 @@ fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let result = unsafe { libc::kill(pid, 0) };
-    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    // Signal 0 only checks that the process exists; EPERM says it exists but is not ours.
+    Pid::from_raw(pid).is_some_and(|pid| matches!(test_kill_process(pid), Ok(()) | Err(Errno::PERM)))
 }
 
 /// The prefix of the folder in the common dir a new record is written in first.

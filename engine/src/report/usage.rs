@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use flow_dsl::{Budget, Model, Workflow};
 use serde::Serialize;
 
-use crate::agent::output::Usage;
+use crate::agent::Usage;
 use crate::run::state::RunState;
 
 /// Spending against one budget.

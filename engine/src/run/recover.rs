@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use flow_dsl::{Isolation, Workflow};
+use rustix::process::{Pid, Signal, getpgrp, kill_process, kill_process_group, test_kill_process};
 
 use crate::git::{Git, STAGED_RECORD_PREFIX, is_half_made};
 
@@ -24,13 +25,19 @@ pub fn stop_leftover_processes(run_id: &str) -> usize {
         if found.is_empty() {
             break;
         }
-        // SAFETY: plain syscalls; never our own process or process group.
-        let own_group = unsafe { libc::getpgrp() };
+        // Never our own process or process group, nor group 1 (a signal to it reaches every
+        // process we may signal).
+        let own_group = getpgrp();
         for (pid, group) in found {
-            if group > 1 && group != own_group {
-                unsafe { libc::kill(-group, libc::SIGKILL) };
+            if group > 1
+                && group != own_group.as_raw_pid()
+                && let Some(group) = Pid::from_raw(group)
+            {
+                let _ = kill_process_group(group, Signal::KILL);
             }
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
             stopped.insert(pid);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -312,8 +319,10 @@ fn remove_dead_temporary_branches(git: &Git) -> Vec<String> {
     // The pid in a temporary branch's name is gone.
     let dead = |name: &str| {
         let pid: Option<i32> = name.rsplit('-').nth(1).and_then(|p| p.parse().ok());
-        // SAFETY: signal 0 only checks whether the process exists.
-        pid.is_some_and(|p| p > 0 && unsafe { libc::kill(p, 0) } != 0)
+        // Signal 0 only checks whether the process exists.
+        pid.filter(|&p| p > 0)
+            .and_then(Pid::from_raw)
+            .is_some_and(|p| test_kill_process(p).is_err())
     };
     let mut done = vec![];
     // Lock files first: a process killed while creating its branch leaves `<branch>.lock`.

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::output::{AgentError, Usage};
+use crate::agent::Usage;
+use crate::agent::output::AgentError;
 use crate::time::Timestamp;
 
 /// Where a workstream is in its lifecycle.
@@ -320,7 +321,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    /// The spelling used in JSON and tables.
+    /// Returns the kebab-case name shown in reports and written to state files, as serde writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -332,8 +333,8 @@ impl RunStatus {
 }
 
 impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.pad(self.as_str())
     }
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use flow_dsl::ScopePolicy;
 
 use super::{AgentEnd, AgentOutcome, Core, Effect, Inspection, StopReason, Timer, Workspace, priced};
-use crate::agent::output::{ErrorClass, Usage};
+use crate::agent::Usage;
+use crate::agent::output::ErrorClass;
 use crate::git::Oid;
 use crate::run::state::{EventKind, ExitStatus, Failure, FailureKind, Phase, TestResult};
 

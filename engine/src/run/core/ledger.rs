@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use flow_dsl::{Budget, Model, Workflow};
 
-use crate::agent::output::Usage;
+use crate::agent::Usage;
 use crate::run::state::{Amount, BudgetBreach, BudgetScope, RunState};
 
 /// Running spending and the alerts already raised.

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::agent::output::{AgentError, Usage};
+use crate::agent::Usage;
+use crate::agent::output::AgentError;
 use crate::git::Oid;
 use crate::run::state::{Event, TestResult};
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::agent::output::{AgentError, ErrorClass, Usage};
+use crate::agent::Usage;
+use crate::agent::output::{AgentError, ErrorClass};
 use crate::run::state::{TestResult, WorkstreamState};
 
 fn oid(n: u32) -> Oid {

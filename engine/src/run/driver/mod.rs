@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::agent::output::Usage;
+use crate::agent::Usage;
 use crate::git::Oid;
 use crate::run::core::{AgentEnd, AgentOutcome, Core, Effect, Input, Inspection, MergeOutcome, Workspace};
 use crate::run::observer::Observer;
