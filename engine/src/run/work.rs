@@ -32,7 +32,8 @@ struct Slot {
     workspace: Option<Workspace>,
     prompt: String,
     prompt_file: PathBuf,
-    /// The environment its agent last ran with: its test gets the same.
+    /// The environment its agent last ran with, kept only for a workstream with a test
+    /// (which gets the same).
     env: Option<BTreeMap<String, String>>,
 }
 
@@ -217,7 +218,9 @@ impl ProcessWork {
         let mut spec = launched.spec;
         spec.log_path = Some(self.run_dir.log_path(&ws.name));
         spec.grace = self.grace;
-        self.set_slot(index, |s| s.env = Some(spec.env.clone()));
+        if ws.test.is_some() {
+            self.set_slot(index, |s| s.env = Some(spec.env.clone()));
+        }
         let secrets = launched.secrets;
         let mut reader = OutputReader::new(workflow.agent_of(ws).output);
         let on_line = |line: OutputLine<'_>| {
@@ -241,6 +244,11 @@ impl ProcessWork {
         // The tool's own message may quote what it printed: keep secrets out of state and events.
         if let Some(error) = &mut agent_report.error {
             error.message = redact(&error.message, &secrets).into_owned();
+        }
+        if outcome.end == ProcessEnd::Exited(0) && workspace.branch.is_none() && ws.test.is_none() {
+            // A scratch step with nothing to check is over: nothing will ask for its slot again
+            // (thousands of no-op steps should not keep theirs).
+            self.set_slot(index, |s| *s = Slot::default());
         }
         let end = match outcome.end {
             ProcessEnd::Exited(code) => AgentEnd::Exited(code),

@@ -76,12 +76,12 @@ impl Job {
 
 impl Core {
     fn job(&mut self, index: usize) -> Option<&mut Job> {
-        self.jobs[index].as_mut()
+        self.jobs[index].as_deref_mut()
     }
 
     /// The job at `index` if it is at `stage`: inputs that do not fit are ignored.
     fn job_at(&mut self, index: usize, stage: Stage) -> Option<&mut Job> {
-        self.jobs[index].as_mut().filter(|j| j.stage == stage)
+        self.jobs[index].as_deref_mut().filter(|j| j.stage == stage)
     }
 
     /// Tells whether the job must stop before its next step (Ctrl-C or a stop reason).

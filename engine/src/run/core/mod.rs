@@ -107,7 +107,7 @@ pub struct Core {
     missing: Vec<usize>,
     ready: BinaryHeap<ReadyItem>,
     /// The workstreams being worked on (preparing, running, checking, waiting to retry).
-    jobs: Vec<Option<Job>>,
+    jobs: Vec<Option<Box<Job>>>,
     running: usize,
     per_agent: HashMap<String, usize>,
     per_account: HashMap<String, usize>,
@@ -444,7 +444,7 @@ impl Core {
         if let Some(a) = &ws.account {
             *self.per_account.entry(a.clone()).or_default() += 1;
         }
-        self.jobs[index] = Some(Job::new(agent_finished));
+        self.jobs[index] = Some(Box::new(Job::new(agent_finished)));
         self.record(EventKind::Phase {
             workstream: index,
             phase: Phase::Preparing,

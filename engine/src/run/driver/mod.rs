@@ -187,6 +187,8 @@ impl<'o> Driver<'o> {
         self.carry_out(effects);
         let mut interrupts_open = true;
         while !self.core.is_over() {
+            // Finished tasks are let go of as the run goes (a large run spawns tens of thousands).
+            while self.tasks.try_join_next().is_some() {}
             let snapshot_at = self.last_snapshot + self.snapshot_every;
             tokio::select! {
                 message = self.rx.recv() => match message {
@@ -213,6 +215,9 @@ impl<'o> Driver<'o> {
     }
 
     fn feed(&mut self, input: Input) {
+        if let Input::AgentEnded { workstream, .. } | Input::Tested { workstream, .. } = &input {
+            self.stops.remove(workstream);
+        }
         let effects = self.core.step(time::now(), input);
         self.carry_out(effects);
     }
