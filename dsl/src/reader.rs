@@ -145,6 +145,14 @@ impl<'a> Reader<'a> {
     /// a missing task).
     pub fn read(mut self, document: &KdlDocument) -> (FileAst, Vec<SourceSpan>) {
         let mut ast = FileAst::default();
+        // Sized once: a file of thousands of workstreams would otherwise hold the old and the
+        // new buffer at once each time the vector doubles (the peak memory of `flow run`).
+        let workstreams = document
+            .nodes()
+            .iter()
+            .filter(|n| n.name().value() == "workstream")
+            .count();
+        ast.workstreams.reserve_exact(workstreams);
         let mut workflow_span: Option<SourceSpan> = None;
         let mut defaults_span: Option<SourceSpan> = None;
         let mut integrate_span: Option<SourceSpan> = None;

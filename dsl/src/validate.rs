@@ -460,8 +460,9 @@ impl<'a> Validator<'a> {
         }
 
         // Names first, so dependencies can point forward.
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        let mut named: Vec<&WorkstreamAst> = vec![];
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(ast.workstreams.len());
+        let mut named: Vec<&WorkstreamAst> = Vec::with_capacity(ast.workstreams.len());
+        workflow.workstreams.reserve_exact(ast.workstreams.len());
         for ws in &ast.workstreams {
             let Some(name) = &ws.name else { continue };
             if let Some(&earlier) = index.get(name.value.as_str()) {
