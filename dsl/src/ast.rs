@@ -5,7 +5,9 @@ use std::time::Duration;
 use miette::SourceSpan;
 
 use crate::OutputFormat;
-use crate::keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
+use crate::keywords::{
+    Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
+};
 
 /// The index of a file in the set of files read for one workflow.
 pub type FileId = usize;
@@ -103,6 +105,30 @@ pub struct WorkstreamAst {
     pub estimate: Option<EstimateAst>,
     pub budget: Option<BudgetAst>,
     pub isolation: Option<Spanned<Isolation>>,
+    pub fix_attempts: Option<Spanned<u64>>,
+    pub review: Option<AgentChoiceAst>,
+    pub handoff_tokens: Option<Spanned<u64>>,
+    pub sandbox: Option<Spanned<SandboxMode>>,
+    pub network: Option<Spanned<NetworkAst>>,
+    pub writable: Vec<Spanned<String>>,
+    pub secret: Vec<Spanned<String>>,
+    pub log_limit: Option<Spanned<u64>>,
+}
+
+/// An agent picked for a job with an optional model: `review "AGENT" model="M"`,
+/// `resolver "AGENT" model="M"`.
+#[derive(Debug, Clone)]
+pub struct AgentChoiceAst {
+    pub agent: Spanned<String>,
+    pub model: Option<Spanned<String>>,
+}
+
+/// `network "off"`, `network "any"` or `network 443 8080`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkAst {
+    Any,
+    Off,
+    Ports(Vec<u16>),
 }
 
 /// `integrate { ... }`.
@@ -111,6 +137,8 @@ pub struct IntegrateAst {
     pub verify: Option<Spanned<String>>,
     pub on_conflict: Option<Spanned<OnConflict>>,
     pub order: Option<Spanned<MergeOrder>>,
+    pub resolver: Option<AgentChoiceAst>,
+    pub sync: Option<Spanned<SyncMode>>,
 }
 
 /// `model "name" provider=... id=... input-usd=... output-usd=...`.
@@ -138,6 +166,10 @@ pub struct AgentAst {
     pub pass_env: Vec<Spanned<String>>,
     pub max_parallel: Option<Spanned<u64>>,
     pub budget_flag: Option<Spanned<String>>,
+    /// How to continue a session: a command with the same placeholders plus `{session}`.
+    pub resume: Vec<Spanned<String>>,
+    /// Folders (or files) the tool writes besides the worktree: its state, caches.
+    pub writable: Vec<Spanned<String>>,
 }
 
 /// `role "name" { ... }`.

@@ -72,6 +72,8 @@ keyword_enum! {
     OnConflict {
         /// Stop merging; the run fails.
         Stop = "stop",
+        /// Hand the conflict to the `resolver` agent in the integration worktree.
+        Agent = "agent",
         /// Mark the workstream conflicted (its dependents skipped) and go on.
         Skip = "skip",
     }
@@ -106,5 +108,25 @@ keyword_enum! {
         None = "none",
         /// The rendered prompt.
         Prompt = "prompt",
+    }
+}
+
+keyword_enum! {
+    /// How a finished branch is brought up to date when its merge conflicts or breaks `verify`.
+    SyncMode {
+        /// Merge the integration branch into the workstream's branch.
+        Merge = "merge",
+        /// Do not: the conflict or failure is handled by `on-conflict` and the failure policy.
+        Off = "off",
+    }
+}
+
+keyword_enum! {
+    /// Whether an agent runs inside the kernel sandbox.
+    SandboxMode {
+        /// Writes only to its worktree, its temporary folder and the folders listed (Landlock).
+        On = "on",
+        /// No sandbox: the agent may write anywhere the user may.
+        Off = "off",
     }
 }

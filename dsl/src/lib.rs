@@ -43,7 +43,9 @@ use std::path::Path;
 
 pub use duration::{format_duration, parse_duration};
 pub use glob::{example_path, glob_covers, globs_may_overlap, overlap_example};
-pub use keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
+pub use keywords::{
+    Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
+};
 pub use output_format::OutputFormat;
 pub use problem::{Code, Problem, Problems, did_you_mean};
 pub use scope::{BreachRule, GlobSpan, Scope, ScopeBreach, ScopeError, ScopeGlob};

@@ -43,6 +43,13 @@ impl OutputFormat {
         }
     }
 
+    /// Tells whether the cost this tool reports after continuing a session is the whole
+    /// session's running total rather than the call's own (Claude Code's `total_cost_usd`
+    /// after `--resume`, while its token counts are the call's).
+    pub fn reports_session_cost(self) -> bool {
+        matches!(self, OutputFormat::ClaudeJson | OutputFormat::ClaudeStreamJson)
+    }
+
     /// Looks a format up by its workflow-file name.
     pub fn from_name(name: &str) -> Option<OutputFormat> {
         OutputFormat::ALL.into_iter().find(|f| f.name() == name)

@@ -11,7 +11,9 @@ use miette::SourceSpan;
 use crate::OutputFormat;
 use crate::ast::*;
 use crate::duration::parse_duration;
-use crate::keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
+use crate::keywords::{
+    Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
+};
 use crate::problem::{Code, Problem, Source, did_you_mean};
 
 const TOP_LEVEL: &[&str] = &[
@@ -58,6 +60,14 @@ const WORKSTREAM_CHILDREN: &[&str] = &[
     "estimate",
     "budget",
     "isolation",
+    "fix-attempts",
+    "review",
+    "handoff-tokens",
+    "sandbox",
+    "network",
+    "writable",
+    "secret",
+    "log-limit",
 ];
 const DEFAULTS_CHILDREN: &[&str] = &[
     "agent",
@@ -74,8 +84,16 @@ const DEFAULTS_CHILDREN: &[&str] = &[
     "forbid",
     "budget",
     "isolation",
+    "fix-attempts",
+    "review",
+    "handoff-tokens",
+    "sandbox",
+    "network",
+    "writable",
+    "secret",
+    "log-limit",
 ];
-const INTEGRATE_CHILDREN: &[&str] = &["verify", "on-conflict", "order"];
+const INTEGRATE_CHILDREN: &[&str] = &["verify", "on-conflict", "order", "resolver", "sync"];
 const AGENT_CHILDREN: &[&str] = &[
     "budget-flag",
     "command",
@@ -85,6 +103,8 @@ const AGENT_CHILDREN: &[&str] = &[
     "env",
     "pass-env",
     "max-parallel",
+    "resume",
+    "writable",
 ];
 const ROLE_CHILDREN: &[&str] = &["description", "expertise", "instructions", "owns", "forbid", "model"];
 const MODEL_PROPERTIES: &[&str] = &[
@@ -282,7 +302,10 @@ impl<'a> Reader<'a> {
                 self.unknown_node(child, name, allowed, context);
                 continue;
             }
-            let repeatable = matches!(name, "owns" | "forbid" | "context" | "depends-on" | "env");
+            let repeatable = matches!(
+                name,
+                "owns" | "forbid" | "context" | "depends-on" | "env" | "writable" | "secret"
+            );
             if !repeatable && !seen.first(self, child) {
                 continue;
             }
@@ -310,6 +333,20 @@ impl<'a> Reader<'a> {
                 "isolation" => {
                     ws.isolation = self.one_keyword(child, Isolation::from_name, names(Isolation::ALL, Isolation::name))
                 }
+                "fix-attempts" => ws.fix_attempts = self.one_count(child, 0),
+                "review" => ws.review = self.agent_choice(child),
+                "handoff-tokens" => ws.handoff_tokens = self.one_count(child, 0),
+                "sandbox" => {
+                    ws.sandbox = self.one_keyword(
+                        child,
+                        SandboxMode::from_name,
+                        names(SandboxMode::ALL, SandboxMode::name),
+                    )
+                }
+                "network" => ws.network = self.network(child),
+                "writable" => ws.writable.extend(self.list(child, "a path")),
+                "secret" => ws.secret.extend(self.list(child, "a variable name")),
+                "log-limit" => ws.log_limit = self.one_size(child),
                 _ => unreachable!("every allowed child is handled"),
             }
         }
@@ -333,6 +370,8 @@ impl<'a> Reader<'a> {
                 "order" => {
                     i.order = self.one_keyword(child, MergeOrder::from_name, names(MergeOrder::ALL, MergeOrder::name))
                 }
+                "resolver" => i.resolver = self.agent_choice(child),
+                "sync" => i.sync = self.one_keyword(child, SyncMode::from_name, names(SyncMode::ALL, SyncMode::name)),
                 other => self.unknown_node(child, other, INTEGRATE_CHILDREN, "in `integrate`"),
             }
         }
@@ -386,12 +425,14 @@ impl<'a> Reader<'a> {
             pass_env: vec![],
             max_parallel: None,
             budget_flag: None,
+            resume: vec![],
+            writable: vec![],
         };
         let mut seen = Seen::default();
         let mut has_command = false;
         for child in children(node) {
             let child_name = child.name().value();
-            let repeatable = matches!(child_name, "env" | "pass-env");
+            let repeatable = matches!(child_name, "env" | "pass-env" | "writable");
             if AGENT_CHILDREN.contains(&child_name) && !repeatable && !seen.first(self, child) {
                 continue;
             }
@@ -431,6 +472,8 @@ impl<'a> Reader<'a> {
                 "pass-env" => agent.pass_env.extend(self.list(child, "a variable name")),
                 "max-parallel" => agent.max_parallel = self.one_count(child, 1),
                 "budget-flag" => agent.budget_flag = self.one_string(child, "a command-line flag"),
+                "resume" => agent.resume = self.list(child, "a program or argument"),
+                "writable" => agent.writable.extend(self.list(child, "a path")),
                 other => self.unknown_node(child, other, AGENT_CHILDREN, "in `agent`"),
             }
         }
@@ -998,6 +1041,94 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// `review "AGENT" model="M"` / `resolver "AGENT" model="M"`.
+    fn agent_choice(&mut self, node: &KdlNode) -> Option<AgentChoiceAst> {
+        if self.leaf_block(node, "an agent name") {
+            return None;
+        }
+        let props = self.props(node, &["model"]);
+        let model = props.get("model").and_then(|e| self.string(e, "a model name"));
+        let args = self.args(node, 1, 1, "an agent name");
+        let agent = args.first().and_then(|e| self.string(e, "an agent name"))?;
+        Some(AgentChoiceAst { agent, model })
+    }
+
+    /// `network "off"`, `network "any"`, or `network 443 8080` (TCP ports it may connect to).
+    fn network(&mut self, node: &KdlNode) -> Option<Spanned<NetworkAst>> {
+        if self.leaf_block(node, "a network setting") {
+            return None;
+        }
+        self.no_props(node);
+        let args = self.args(node, 1, usize::MAX, "a network setting");
+        let first = args.first()?;
+        if let KdlValue::String(text) = first.value() {
+            let value = match text.as_str() {
+                "off" => NetworkAst::Off,
+                "any" => NetworkAst::Any,
+                other => {
+                    self.bad_keyword(node.name().value(), first.span(), other, vec!["off", "any"]);
+                    return None;
+                }
+            };
+            if args.len() > 1 {
+                self.args(node, 1, 1, "a network setting");
+                return None;
+            }
+            return Some(self.spanned(value, first.span()));
+        }
+        let mut ports = vec![];
+        for entry in &args {
+            match entry.value() {
+                KdlValue::Integer(n) if (1..=65_535).contains(n) => ports.push(*n as u16),
+                other => {
+                    self.push(
+                        Problem::error(
+                            Code::ArgumentType,
+                            self.source,
+                            entry.span(),
+                            "expected a port",
+                            format!("expected a TCP port (1 to 65535), found {}", value_kind(other)),
+                        )
+                        .with_help("write `network \"off\"`, `network \"any\"`, or the ports: `network 443 8080`"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(self.spanned(NetworkAst::Ports(ports), first.span()))
+    }
+
+    /// A size in bytes: `"64MB"`, `"512KB"`, `"1GB"` (powers of 1024), or a whole number of bytes.
+    fn one_size(&mut self, node: &KdlNode) -> Option<Spanned<u64>> {
+        if self.leaf_block(node, "a size") {
+            return None;
+        }
+        self.no_props(node);
+        let args = self.args(node, 1, 1, "a size");
+        let entry = args.first()?;
+        let parsed = match entry.value() {
+            KdlValue::Integer(n) if *n > 0 && *n <= i64::MAX as i128 => Some(*n as u64),
+            KdlValue::String(text) => parse_size(text),
+            _ => None,
+        };
+        match parsed {
+            Some(bytes) => Some(self.spanned(bytes, entry.span())),
+            None => {
+                self.push(
+                    Problem::error(
+                        Code::ArgumentType,
+                        self.source,
+                        entry.span(),
+                        "expected a size",
+                        format!("`{}` takes a size such as \"64MB\"", node.name().value()),
+                    )
+                    .with_help("write a number with `KB`, `MB` or `GB` (powers of 1024), e.g. `\"64MB\"`"),
+                );
+                None
+            }
+        }
+    }
+
     fn one_count(&mut self, node: &KdlNode, min: u64) -> Option<Spanned<u64>> {
         if self.leaf_block(node, "a number") {
             return None;
@@ -1199,4 +1330,19 @@ fn limit_of(subject: &str) -> i128 {
     } else {
         u32::MAX as i128
     }
+}
+
+/// Parses `"64MB"`, `"512KB"`, `"1GB"` (powers of 1024) or plain bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().ok()?;
+    let unit = match text[digits..].trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "K" | "KIB" => 1 << 10,
+        "MB" | "M" | "MIB" => 1 << 20,
+        "GB" | "G" | "GIB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(unit).filter(|n| *n > 0)
 }

@@ -123,6 +123,8 @@ impl<'a> Validator<'a> {
                 verify: None,
                 on_conflict: OnConflict::Stop,
                 order: MergeOrder::Plan,
+                resolver: None,
+                sync: SyncMode::Merge,
             },
             models,
             agents,
@@ -168,7 +170,10 @@ impl<'a> Validator<'a> {
                 verify: i.verify.as_ref().map(|v| v.value.clone()),
                 on_conflict: i.on_conflict.as_ref().map_or(OnConflict::Stop, |v| v.value),
                 order: i.order.as_ref().map_or(MergeOrder::Plan, |v| v.value),
+                resolver: i.resolver.as_ref().map(agent_choice),
+                sync: i.sync.as_ref().map_or(SyncMode::Merge, |v| v.value),
             };
+            self.check_resolver(main, i, &workflow);
         }
         self.workstreams(main, &mut workflow);
         workflow
@@ -283,6 +288,8 @@ impl<'a> Validator<'a> {
                 pass_env: a.pass_env.iter().map(|p| p.value.clone()).collect(),
                 max_parallel: a.max_parallel.as_ref().map(|m| m.value as usize),
                 budget_flag: a.budget_flag.as_ref().map(|f| f.value.clone()),
+                resume: a.resume.iter().map(|c| c.value.clone()).collect(),
+                writable: a.writable.iter().map(|w| w.value.clone()).collect(),
             };
             out.insert(agent.name.clone(), agent);
         }
@@ -705,6 +712,53 @@ impl<'a> Validator<'a> {
                     .as_ref()
                     .or(defaults.and_then(|d| d.isolation.as_ref()))
                     .map_or(Isolation::Worktree, |i| i.value),
+                fix_attempts: ws
+                    .fix_attempts
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.fix_attempts.as_ref()))
+                    .map_or(DEFAULT_FIX_ATTEMPTS, |n| n.value as u32),
+                review: ws
+                    .review
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.review.as_ref()))
+                    .map(agent_choice),
+                handoff_tokens: ws
+                    .handoff_tokens
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.handoff_tokens.as_ref()))
+                    .map_or(DEFAULT_HANDOFF_TOKENS, |n| n.value as u32),
+                sandbox: ws
+                    .sandbox
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.sandbox.as_ref()))
+                    .map_or(SandboxMode::On, |s| s.value),
+                network: match ws.network.as_ref().or(defaults.and_then(|d| d.network.as_ref())) {
+                    None => Network::Any,
+                    Some(n) => match &n.value {
+                        NetworkAst::Any => Network::Any,
+                        NetworkAst::Off => Network::Off,
+                        NetworkAst::Ports(p) => Network::Ports(p.clone()),
+                    },
+                },
+                writable: defaults
+                    .map(|d| d.writable.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .chain(&ws.writable)
+                    .map(|w| w.value.clone())
+                    .collect(),
+                secrets: defaults
+                    .map(|d| d.secret.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .chain(&ws.secret)
+                    .map(|w| w.value.clone())
+                    .collect(),
+                log_limit: ws
+                    .log_limit
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.log_limit.as_ref()))
+                    .map_or(DEFAULT_LOG_LIMIT, |n| n.value),
             });
         }
 
@@ -740,6 +794,37 @@ impl<'a> Validator<'a> {
         }
         if let Some(a) = &ws.account {
             self.check_known(a, workflow.accounts.keys(), Code::UnknownAccount, "account");
+        }
+        if let Some(review) = &ws.review {
+            self.check_choice(review, workflow);
+        }
+    }
+
+    /// The agent and model of a `review` or `resolver` exist.
+    fn check_choice(&mut self, choice: &AgentChoiceAst, workflow: &Workflow) {
+        self.check_known(&choice.agent, workflow.agents.keys(), Code::UnknownAgent, "agent");
+        if let Some(m) = &choice.model {
+            self.check_known(m, workflow.models.keys(), Code::UnknownModel, "model");
+        }
+    }
+
+    /// `on-conflict "agent"` has a `resolver` to hand conflicts to, and the resolver exists.
+    fn check_resolver(&mut self, _main: FileId, integrate: &IntegrateAst, workflow: &Workflow) {
+        if let Some(resolver) = &integrate.resolver {
+            self.check_choice(resolver, workflow);
+        }
+        if let Some(on) = &integrate.on_conflict
+            && on.value == OnConflict::Agent
+            && integrate.resolver.is_none()
+        {
+            self.error(
+                Code::MissingNode,
+                on,
+                "no `resolver` to hand conflicts to",
+                "`on-conflict \"agent\"` needs a `resolver` in `integrate`",
+            )
+            .help =
+                Some("add `resolver \"AGENT\"` (optionally with `model=\"MODEL\"`) to the `integrate` block".into());
         }
     }
 
@@ -1081,6 +1166,13 @@ fn estimate(ast: Option<&EstimateAst>) -> Estimate {
 fn dedup(globs: impl Iterator<Item = ScopeGlob>) -> Vec<ScopeGlob> {
     let mut seen = HashSet::new();
     globs.filter(|g| seen.insert(g.text.clone())).collect()
+}
+
+fn agent_choice(choice: &AgentChoiceAst) -> AgentChoice {
+    AgentChoice {
+        agent: choice.agent.value.clone(),
+        model: choice.model.as_ref().map(|m| m.value.clone()),
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::OutputFormat;
-use crate::keywords::{Isolation, MergeOrder, OnConflict, Priority, ScopePolicy, StdinMode, TaskKind};
+use crate::keywords::{
+    Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
+};
 use crate::scope::Scope;
 
 /// A spending limit; either part may be absent.
@@ -138,6 +140,58 @@ pub struct Workstream {
     pub estimate: Estimate,
     pub budget: Budget,
     pub isolation: Isolation,
+    /// How many times a failed check (test, scope, `verify`, a conflict, a review) is sent
+    /// back to the agent before the workstream fails.
+    pub fix_attempts: u32,
+    /// The reviewer that approves the work before it merges, if any.
+    pub review: Option<AgentChoice>,
+    /// At most this many tokens (about 4 characters each) of its dependencies' results go into
+    /// its context.
+    pub handoff_tokens: u32,
+    pub sandbox: SandboxMode,
+    pub network: Network,
+    /// Paths its agent may write besides its worktree and temporary folder (`~` is `$HOME`).
+    pub writable: Vec<String>,
+    /// Variables whose values are secret whatever their names.
+    pub secrets: Vec<String>,
+    /// The most bytes its log keeps (the head and a rolling tail past it).
+    pub log_limit: u64,
+}
+
+/// The default of `fix-attempts`.
+pub const DEFAULT_FIX_ATTEMPTS: u32 = 2;
+/// The default of `handoff-tokens`.
+pub const DEFAULT_HANDOFF_TOKENS: u32 = 2000;
+/// The default of `log-limit`: 64 MiB.
+pub const DEFAULT_LOG_LIMIT: u64 = 64 << 20;
+
+/// An agent chosen for a job, with the model it uses (`review`, `resolver`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentChoice {
+    pub agent: String,
+    pub model: Option<String>,
+}
+
+/// What network an agent may reach (TCP, where the kernel can enforce it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    Any,
+    Off,
+    Ports(Vec<u16>),
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Network::Any => f.write_str("any"),
+            Network::Off => f.write_str("off"),
+            Network::Ports(ports) => {
+                let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                write!(f, "ports {}", list.join(", "))
+            }
+        }
+    }
 }
 
 /// The `integrate` block.
@@ -146,6 +200,9 @@ pub struct Integrate {
     pub verify: Option<String>,
     pub on_conflict: OnConflict,
     pub order: MergeOrder,
+    /// The agent that resolves conflicts (`on-conflict "agent"`).
+    pub resolver: Option<AgentChoice>,
+    pub sync: SyncMode,
 }
 
 /// A model and its prices in dollars per million tokens.
@@ -175,6 +232,10 @@ pub struct Agent {
     pub max_parallel: Option<usize>,
     /// A flag the tool takes to limit its own spending (given the workstream's `budget usd`).
     pub budget_flag: Option<String>,
+    /// How to continue a session (`{session}` is its id); empty when the tool cannot.
+    pub resume: Vec<String>,
+    /// Paths the tool writes besides the worktree (its state and caches).
+    pub writable: Vec<String>,
 }
 
 impl Agent {
@@ -235,4 +296,5 @@ pub const PLACEHOLDERS: &[&str] = &[
     "worktree",
     "workstream",
     "script",
+    "session",
 ];

@@ -2,7 +2,7 @@
 //! on a merged tree. Both are `sh -c COMMAND` with the agents' clean environment, their
 //! output appended to a log, stoppable, and reported as a [`TestResult`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,7 +17,17 @@ pub struct TestResult {
     pub passed: bool,
     pub command: String,
     pub detail: String,
+    /// The end of its output (a few KB), for the agent that must fix what it found.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tail: String,
 }
+
+/// How many of a failing check's last lines its result keeps, for the agent that fixes it.
+const TAIL_LINES: usize = 60;
+/// At most this many bytes of them.
+const TAIL_BYTES: usize = 6000;
+/// The most characters kept of one line of it.
+const TAIL_LINE: usize = 400;
 
 /// One run of a check command.
 pub struct Check<'a> {
@@ -49,17 +59,29 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
     }
     let secrets = spec.secrets.clone();
     let mut last = String::new();
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut tail_bytes = 0;
     let outcome = run_process(
         spec,
         |line: OutputLine<'_>| {
-            if !line.text().trim().is_empty() {
-                last = redact(line.text(), &secrets).into_owned();
+            let text = redact(line.text(), &secrets);
+            if !text.trim().is_empty() {
+                last = text.clone().into_owned();
+            }
+            let kept: String = text.chars().take(TAIL_LINE).collect();
+            tail_bytes += kept.len() + 1;
+            tail.push_back(kept);
+            while tail.len() > TAIL_LINES || tail_bytes > TAIL_BYTES {
+                if let Some(dropped) = tail.pop_front() {
+                    tail_bytes -= dropped.len() + 1;
+                }
             }
             Control::Continue
         },
         stop,
     )
     .await;
+    let tail = Vec::from(tail).join("\n");
     match outcome {
         Ok(o) if o.end == ProcessEnd::Cancelled => None,
         Ok(o) => {
@@ -73,12 +95,14 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
                 passed,
                 command: command.to_string(),
                 detail,
+                tail: if passed { String::new() } else { tail },
             })
         }
         Err(e) => Some(TestResult {
             passed: false,
             command: command.to_string(),
             detail: format!("cannot run `{command}`: {e}"),
+            tail: String::new(),
         }),
     }
 }

@@ -70,6 +70,11 @@ pub struct Context {
 
 /// Renders a workstream's context. `root` is where context files are looked up for their size.
 pub fn render(workflow: &Workflow, index: usize, root: &Path) -> Context {
+    render_with(workflow, index, root, "")
+}
+
+/// Renders a workstream's context with what its dependencies did (see [`crate::handoff`]).
+pub fn render_with(workflow: &Workflow, index: usize, root: &Path, handoffs: &str) -> Context {
     let ws = &workflow.workstreams[index];
     let role = workflow.role_of(ws);
     let dependents: Vec<&str> = workflow
@@ -172,6 +177,9 @@ pub fn render(workflow: &Workflow, index: usize, root: &Path) -> Context {
     if !context_files.is_empty() {
         let _ = writeln!(context_md, "## Files to read first\n\n{context_files}");
     }
+    if !handoffs.is_empty() {
+        context_md.push_str(handoffs);
+    }
 
     let current_task_md = format!("# Task: {}\n\n{task}\n", ws.name);
 
@@ -199,6 +207,9 @@ pub fn render(workflow: &Workflow, index: usize, root: &Path) -> Context {
     }
     if !context_files.is_empty() {
         let _ = writeln!(prompt, "## Files to read first\n\n{context_files}");
+    }
+    if !handoffs.is_empty() {
+        prompt.push_str(handoffs);
     }
     let _ = writeln!(
         prompt,
@@ -290,4 +301,86 @@ fn code_list(items: &[ScopeGlob]) -> String {
 
 fn code_list_str(items: &[&str]) -> String {
     items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// What a fix attempt is told when its agent starts afresh: the workstream's prompt, then what
+/// failed (the feedback) and what to do about it.
+pub fn fix_prompt(prompt: &str, feedback: &str) -> String {
+    format!(
+        "{prompt}\n## What failed: fix it\n\nYour earlier work on this task is in this worktree. It did not pass:\n\n{feedback}\n\n\
+         Fix this in the worktree, keeping the rest of your work. When you are done, stop.\n"
+    )
+}
+
+/// What a fix attempt is told when its agent continues its own session: only what failed.
+pub fn fix_message(feedback: &str) -> String {
+    format!(
+        "Your work did not pass:\n\n{feedback}\n\nFix this in the worktree, keeping the rest of your work. When you are done, stop.\n"
+    )
+}
+
+/// What a reviewer is told: the task, the diff, the test, and how to answer.
+pub fn review_prompt(workflow: &Workflow, index: usize, diff: &str, test: Option<&str>) -> String {
+    let ws = &workflow.workstreams[index];
+    let task = ws.task.as_deref().or(ws.script.as_deref()).unwrap_or("").trim_end();
+    let mut out = format!(
+        "You are reviewing the work of workstream `{}` of workflow `{}`. Do not change any file.\n\n## Its task\n\n{task}\n\n",
+        ws.name, workflow.name
+    );
+    if let Some(test) = test {
+        let _ = writeln!(out, "## Its test\n\n{test}\n");
+    }
+    let _ = writeln!(out, "## Its changes\n\n```diff\n{}\n```\n", diff.trim_end());
+    out.push_str(
+        "## Your answer\n\nEnd your answer with one JSON object, on a line of its own:\n\n\
+         {\"verdict\": \"approve\", \"comments\": \"what you checked\"}\n\nor\n\n\
+         {\"verdict\": \"changes-requested\", \"comments\": \"what must change, precisely\"}\n\n\
+         Request changes only for real problems: the task not done, a bug, a missing test.\n",
+    );
+    out
+}
+
+/// What the resolver is told: both sides' tasks, what each did, and the conflicts.
+pub fn resolve_prompt(
+    workflow: &Workflow,
+    index: usize,
+    merged_before: &[usize],
+    conflicts: &str,
+    handoffs: &str,
+) -> String {
+    let ws = &workflow.workstreams[index];
+    let task = |w: &Workstream| {
+        w.task
+            .as_deref()
+            .or(w.script.as_deref())
+            .unwrap_or("")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = format!(
+        "You are resolving a merge conflict in workflow `{}`: the branch of workstream `{}` conflicts with the \
+         integration branch. This worktree holds the merge in progress, with conflict markers.\n\n\
+         ## One side: `{}`\n\n{}\n\n",
+        workflow.name,
+        ws.name,
+        ws.name,
+        task(ws)
+    );
+    if !merged_before.is_empty() {
+        out.push_str("## The other side: the integration branch, with the work of\n\n");
+        for &i in merged_before {
+            let other = &workflow.workstreams[i];
+            let _ = writeln!(out, "### `{}`\n\n{}\n", other.name, task(other));
+        }
+    }
+    if !handoffs.is_empty() {
+        out.push_str(handoffs);
+    }
+    let _ = writeln!(out, "## The conflicts\n\n{conflicts}\n");
+    out.push_str(
+        "Resolve every conflict so that both sides' work is kept as they meant it, and remove every \
+         conflict marker (`<<<<<<<`, `=======`, `>>>>>>>`). Do not commit: flow checks that no marker is \
+         left, commits the merge, and runs `verify`. End with one line saying what you decided.\n",
+    );
+    out
 }

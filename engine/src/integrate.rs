@@ -85,6 +85,7 @@ pub async fn verify(
             passed: false,
             command: command.to_string(),
             detail,
+            tail: String::new(),
         })
     };
     match checkout {

@@ -14,6 +14,7 @@ pub mod by_hand;
 pub mod checks;
 pub mod context;
 pub mod git;
+pub mod handoff;
 pub mod integrate;
 mod parallel;
 pub mod plan;

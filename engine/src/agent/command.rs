@@ -22,6 +22,19 @@ pub struct Placeholders<'a> {
     pub prompt: &'a str,
     pub prompt_file: &'a Path,
     pub worktree: &'a Path,
+    /// The session a fix continues (`{session}`).
+    pub session: &'a str,
+}
+
+/// Which agent runs, with which command and model: the workstream's own, or its reviewer or
+/// the resolver (another agent definition and model), or the own agent continuing a session.
+pub struct Runner<'a> {
+    pub agent: &'a flow_dsl::Agent,
+    /// The agent's `command`, or its `resume` template.
+    pub command: &'a [String],
+    pub model: Option<&'a flow_dsl::Model>,
+    /// The model's name as the workflow gives it (`{model_name}`).
+    pub model_name: Option<&'a str>,
 }
 
 /// Builds the process for one attempt of a workstream's agent.
@@ -32,14 +45,15 @@ pub struct Placeholders<'a> {
 pub fn launch(
     workflow: &Workflow,
     index: usize,
+    runner: &Runner<'_>,
     values: &Placeholders<'_>,
     parent: &BTreeMap<String, String>,
     extra: &BTreeMap<String, String>,
     budget_usd: Option<f64>,
 ) -> Result<Launch, String> {
     let ws = &workflow.workstreams[index];
-    let agent = workflow.agent_of(ws);
-    let model = workflow.model_of(ws);
+    let agent = runner.agent;
+    let model = runner.model;
     let prompt_file = values.prompt_file.display().to_string();
     let worktree = values.worktree.display().to_string();
     let lookup = |name: &str| -> Option<&str> {
@@ -47,16 +61,17 @@ pub fn launch(
             "prompt" => values.prompt,
             "prompt_file" => &prompt_file,
             "model" => model.map_or("", |m| m.id.as_str()),
-            "model_name" => ws.model.as_deref().unwrap_or(""),
+            "model_name" => runner.model_name.unwrap_or(""),
             "provider" => model.map_or("", |m| m.provider.as_str()),
             "worktree" => &worktree,
             "workstream" => ws.name.as_str(),
             "script" => ws.script.as_deref().unwrap_or(""),
+            "session" => values.session,
             _ => return None,
         })
     };
     let fill = |arg: &str| fill_placeholders(arg, &lookup);
-    let mut argv = agent.command.iter().map(|a| fill(a));
+    let mut argv = runner.command.iter().map(|a| fill(a));
     let program = argv
         .next()
         .ok_or_else(|| format!("agent `{}` has an empty command", agent.name))?;

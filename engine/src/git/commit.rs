@@ -23,12 +23,24 @@ impl Git {
     pub fn commit_all(&self, dir: &Path, message: &str, exclude_prefixes: &[&str]) -> Result<Option<Oid>, GitError> {
         let (repo, path) = self.open_flow_worktree(dir)?;
         let state = repo.state();
-        if state != RepositoryState::Clean {
+        // A merge in progress (flow's sync, or one the agent started) is finished by this
+        // commit: its second parent is MERGE_HEAD.
+        let merging = state == RepositoryState::Merge;
+        if state != RepositoryState::Clean && !merging {
             return Err(GitError::OperationInProgress {
                 path,
                 operation: operation_name(state).to_owned(),
             });
         }
+        let merge_head = if merging {
+            let file = repo.path().join("MERGE_HEAD");
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| super::error::io_error("read MERGE_HEAD", &file, e))?;
+            let id: Oid = text.lines().next().unwrap_or_default().trim().parse()?;
+            Some(repo.find_commit(id.raw()).context(|| format!("read commit {id}"))?)
+        } else {
+            None
+        };
         let Head::Branch(full) = read_head(&repo, &path)? else {
             return Err(GitError::DetachedHead { path });
         };
@@ -39,7 +51,7 @@ impl Git {
         };
 
         // The common case, nothing left: one status walk instead of staging walks.
-        if super::status::dirty_paths(&repo, &path, exclude_prefixes)?.is_empty() {
+        if merge_head.is_none() && super::status::dirty_paths(&repo, &path, exclude_prefixes)?.is_empty() {
             return Ok(None);
         }
         let mut index = repo
@@ -79,7 +91,7 @@ impl Git {
             Some(parent) => parent.tree_id() == tree_id,
             None => index.is_empty(),
         };
-        if unchanged {
+        if unchanged && merge_head.is_none() {
             return Ok(None);
         }
         index
@@ -87,11 +99,15 @@ impl Git {
             .context(|| format!("write the index of `{}`", path.display()))?;
         let tree = repo.find_tree(tree_id).context(|| format!("read tree {tree_id}"))?;
         let signature = flow_signature()?;
-        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().chain(merge_head.iter()).collect();
         // Updating HEAD moves the checked-out branch; libgit2 refuses if it moved meanwhile.
         let commit = repo
             .commit(Some("HEAD"), &signature, &signature, message, &tree, &parents)
             .context(|| format!("commit in `{}`", path.display()))?;
+        if merging {
+            repo.cleanup_state()
+                .context(|| format!("end the merge in `{}`", path.display()))?;
+        }
         Ok(Some(commit.into()))
     }
 }

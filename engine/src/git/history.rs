@@ -86,3 +86,93 @@ impl Git {
         Ok(Some(commit.into()))
     }
 }
+
+/// How much one file changed: its path, the lines added and the lines removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStat {
+    pub path: String,
+    pub added: usize,
+    pub removed: usize,
+}
+
+impl Git {
+    /// The subjects of the commits in `to` that are not in `from` (newest first, at most
+    /// `limit`), each with its short id.
+    pub fn commit_subjects(&self, from: Oid, to: Oid, limit: usize) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        let mut walk = repo.revwalk().context(|| "walk the history".to_string())?;
+        walk.push(to.raw()).context(|| format!("walk from {to}"))?;
+        walk.hide(from.raw()).context(|| format!("walk up to {from}"))?;
+        let mut out = vec![];
+        for id in walk.take(limit) {
+            let id = id.context(|| "walk the history".to_string())?;
+            let commit = repo.find_commit(id).context(|| format!("read commit {id}"))?;
+            let subject = commit.summary().ok().flatten().unwrap_or("").to_string();
+            out.push(format!("{} {subject}", &id.to_string()[..8]));
+        }
+        Ok(out)
+    }
+
+    /// The lines added and removed in each file from `from` to `to`.
+    pub fn diffstat(&self, from: Oid, to: Oid) -> Result<Vec<FileStat>, GitError> {
+        let repo = self.open()?;
+        let tree = |id: Oid| {
+            repo.find_commit(id.raw())
+                .and_then(|c| c.tree())
+                .context(|| format!("read the tree of {id}"))
+        };
+        let (old, new) = (tree(from)?, tree(to)?);
+        let diff = repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .context(|| format!("diff {from} and {to}"))?;
+        let mut stats = vec![];
+        for i in 0..diff.deltas().len() {
+            let Some(delta) = diff.get_delta(i) else { continue };
+            let path = delta
+                .new_file()
+                .path()
+                .or(delta.old_file().path())
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let (added, removed) = match git2::Patch::from_diff(&diff, i) {
+                Ok(Some(patch)) => patch.line_stats().map(|(_, a, r)| (a, r)).unwrap_or((0, 0)),
+                _ => (0, 0),
+            };
+            stats.push(FileStat { path, added, removed });
+        }
+        Ok(stats)
+    }
+
+    /// The unified diff from `from` to `to`, at most `limit` bytes.
+    pub fn diff_text(&self, from: Oid, to: Oid, limit: usize) -> Result<String, GitError> {
+        let repo = self.open()?;
+        let tree = |id: Oid| {
+            repo.find_commit(id.raw())
+                .and_then(|c| c.tree())
+                .context(|| format!("read the tree of {id}"))
+        };
+        let (old, new) = (tree(from)?, tree(to)?);
+        let diff = repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .context(|| format!("diff {from} and {to}"))?;
+        let mut out = String::new();
+        let mut cut = false;
+        diff.print(git2::DiffFormat::Patch, |_, _, line| {
+            if out.len() >= limit {
+                cut = true;
+                return false;
+            }
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                out.push(line.origin());
+            }
+            out.push_str(&String::from_utf8_lossy(line.content()));
+            true
+        })
+        .or_else(|e| if cut { Ok(()) } else { Err(e) })
+        .context(|| format!("print the diff of {from} and {to}"))?;
+        if cut {
+            out.push_str("\n[... the diff goes on: see the branch]\n");
+        }
+        Ok(out)
+    }
+}

@@ -8,7 +8,12 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::report::run_table::{dollars, tokens};
 use crate::run::observer::Observer;
-use crate::run::state::{Event, EventKind, Phase, RunState};
+use crate::run::state::{Event, EventKind, Phase, Purpose, RunState};
+
+/// The first non-empty line of a text, for one-line progress.
+fn first_line(text: &str) -> &str {
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+}
 
 /// One line per event, each with the time since the run started.
 pub struct PlainProgress {
@@ -62,16 +67,43 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
             let _ = worktree;
             (name(workstream), format!("prepared ({at})"))
         }
-        EventKind::AttemptStarted { workstream, attempt } => {
-            let ws = &state.workstreams[*workstream];
+        EventKind::AttemptStarted {
+            workstream,
+            attempt,
+            purpose,
+            feedback,
+        } => {
             let of = if *attempt > 1 {
                 format!(" (attempt {attempt})")
             } else {
                 String::new()
             };
-            let _ = ws;
-            (name(workstream), format!("running{of}"))
+            let what = match (purpose, feedback) {
+                (Purpose::Work, _) => format!("running{of}"),
+                (Purpose::Fix, Some(f)) => format!("fixing{of}: {}", f.summary),
+                (Purpose::Fix, None) => format!("fixing again{of}"),
+                (Purpose::Review, _) => format!("in review{of}"),
+                (Purpose::Resolve, _) => format!("the resolver works on its conflict{of}"),
+            };
+            (name(workstream), what)
         }
+        EventKind::Reviewed { workstream, review } => (
+            name(workstream),
+            format!("review: {} ({})", review.verdict.as_str(), first_line(&review.comments)),
+        ),
+        EventKind::Synced {
+            workstream, conflicts, ..
+        } => (
+            name(workstream),
+            if conflicts.is_empty() {
+                "brought the integration branch in".to_string()
+            } else {
+                format!(
+                    "brought the integration branch in: conflicts in {}",
+                    conflicts.join(", ")
+                )
+            },
+        ),
         EventKind::AttemptEnded {
             workstream,
             usage,

@@ -24,6 +24,13 @@ pub enum Phase {
     Running,
     /// Committing, checking scope, running its test.
     Checking,
+    /// Its agent is fixing what a check, `verify`, a conflict or a review found (or flow is
+    /// bringing the integration branch into its branch first).
+    Fixing,
+    /// A reviewer reads its work.
+    Reviewing,
+    /// The resolver agent resolves its conflict with the integration branch.
+    Resolving,
     /// Finished and checked; waiting for its turn to merge.
     Ready,
     /// Being merged and verified.
@@ -50,6 +57,9 @@ impl Phase {
             Phase::Preparing => "preparing",
             Phase::Running => "running",
             Phase::Checking => "checking",
+            Phase::Fixing => "fixing",
+            Phase::Reviewing => "reviewing",
+            Phase::Resolving => "resolving",
             Phase::Ready => "ready",
             Phase::Merging => "merging",
             Phase::Merged => "merged",
@@ -78,7 +88,13 @@ impl Phase {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            Phase::Preparing | Phase::Running | Phase::Checking | Phase::Merging
+            Phase::Preparing
+                | Phase::Running
+                | Phase::Checking
+                | Phase::Merging
+                | Phase::Fixing
+                | Phase::Reviewing
+                | Phase::Resolving
         )
     }
 }
@@ -211,6 +227,7 @@ pub enum FailureKind {
     Git,
     Cancelled,
     Dependency,
+    Review,
 }
 
 impl FailureKind {
@@ -229,15 +246,18 @@ impl FailureKind {
             FailureKind::Git => "git",
             FailureKind::Cancelled => "cancelled",
             FailureKind::Dependency => "dependency",
+            FailureKind::Review => "review",
         }
     }
 
-    /// Tells whether another attempt may fix it: not a spent budget, a broken scope or
-    /// integrity, or a stop.
+    /// Tells whether running the agent again from a clean worktree (`retries`) may help: a
+    /// crash, a timeout, a hang, a git hiccup. Work that ran and failed a check (its test, its
+    /// scope, `verify`, a conflict, a review) goes back to the agent instead (`fix-attempts`);
+    /// a spent budget, a broken integrity or a stop is final.
     pub fn is_retryable(self) -> bool {
-        !matches!(
+        matches!(
             self,
-            FailureKind::Budget | FailureKind::Scope | FailureKind::Integrity | FailureKind::Cancelled
+            FailureKind::Agent | FailureKind::Timeout | FailureKind::Hung | FailureKind::Git
         )
     }
 }
@@ -246,6 +266,112 @@ impl std::fmt::Display for FailureKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What an agent attempt is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// The workstream's task (a retry after a crash is one too).
+    #[default]
+    Work,
+    /// Fixing what a check, `verify`, a conflict or a review found, with the feedback.
+    Fix,
+    /// The reviewer reading the work.
+    Review,
+    /// The resolver resolving a conflict with the integration branch.
+    Resolve,
+}
+
+impl Purpose {
+    /// The spelling used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Work => "work",
+            Purpose::Fix => "fix",
+            Purpose::Review => "review",
+            Purpose::Resolve => "resolve",
+        }
+    }
+}
+
+/// What a fix attempt is told: what failed, and the details the agent needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    pub kind: FeedbackKind,
+    /// One line: what failed.
+    pub summary: String,
+    /// What the agent reads: a test's output tail, the paths outside the scope with the rule
+    /// they break, the conflict hunks, the reviewer's comments.
+    pub detail: String,
+}
+
+/// What a piece of feedback is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeedbackKind {
+    Test,
+    Scope,
+    Verify,
+    Conflict,
+    Review,
+}
+
+impl FeedbackKind {
+    /// The spelling used in JSON, tables and the `FLOW_FEEDBACK_KIND` variable.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedbackKind::Test => "test",
+            FeedbackKind::Scope => "scope",
+            FeedbackKind::Verify => "verify",
+            FeedbackKind::Conflict => "conflict",
+            FeedbackKind::Review => "review",
+        }
+    }
+}
+
+/// A reviewer's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Review {
+    pub verdict: Verdict,
+    pub comments: String,
+    /// The reviewer agent.
+    pub reviewer: String,
+    /// The commit it reviewed.
+    pub commit: Option<String>,
+}
+
+/// Approve, or ask for changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Approve,
+    ChangesRequested,
+}
+
+impl Verdict {
+    /// The spelling used in JSON and tables, and in a reviewer's answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::ChangesRequested => "changes-requested",
+        }
+    }
+}
+
+/// One agent attempt of a workstream, with what it spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub number: u32,
+    pub purpose: Purpose,
+    #[serde(with = "crate::time::compat")]
+    pub started_at: Timestamp,
+    #[serde(default, with = "crate::time::compat::option")]
+    pub ended_at: Option<Timestamp>,
+    pub usage: Usage,
+    /// Why it failed, in words, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Everything recorded about one workstream.
@@ -280,6 +406,25 @@ pub struct WorkstreamState {
     /// instead of running the agent again).
     #[serde(default)]
     pub agent_finished: bool,
+    /// Every agent attempt, in order: work, retries, fixes, reviews, resolutions.
+    #[serde(default)]
+    pub attempt_log: Vec<AttemptRecord>,
+    /// How many fix attempts it has had (bounded by `fix-attempts`).
+    #[serde(default)]
+    pub fixes: u32,
+    /// The feedback of its latest fix attempt (a resume gives it again if that attempt was cut).
+    #[serde(default)]
+    pub feedback: Option<Feedback>,
+    /// Its latest review.
+    #[serde(default)]
+    pub review: Option<Review>,
+    /// Its agent's final message (of its latest work or fix attempt), for its dependents.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// The session's running cost as the agent last reported it (Claude Code reports the
+    /// whole session's total after `--resume`: an attempt costs the difference).
+    #[serde(default)]
+    pub session_cost: Option<f64>,
 }
 
 impl WorkstreamState {
@@ -306,6 +451,12 @@ impl WorkstreamState {
             reason: None,
             last_line: None,
             agent_finished: false,
+            attempt_log: vec![],
+            fixes: 0,
+            feedback: None,
+            review: None,
+            summary: None,
+            session_cost: None,
         }
     }
 }
@@ -407,7 +558,15 @@ pub enum EventKind {
         start_commit: Option<String>,
     },
     /// An agent attempt started.
-    AttemptStarted { workstream: usize, attempt: u32 },
+    AttemptStarted {
+        workstream: usize,
+        attempt: u32,
+        #[serde(default)]
+        purpose: Purpose,
+        /// What a fix attempt is told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feedback: Option<Feedback>,
+    },
     /// Running usage of an agent attempt, as it streams.
     Usage { workstream: usize, usage: Usage },
     /// An agent attempt ended.
@@ -418,6 +577,22 @@ pub enum EventKind {
         session_id: Option<String>,
         error: Option<AgentError>,
         last_line: Option<String>,
+        /// The agent's final message, cut to a few KB.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
+        /// The session's running cost as the tool reported it, for tools that report the
+        /// whole session's total (the attempt's own cost is in `usage`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_cost: Option<f64>,
+    },
+    /// A reviewer answered.
+    Reviewed { workstream: usize, review: Review },
+    /// The integration branch was brought into the workstream's branch (`conflicts` empty:
+    /// cleanly, at `head`).
+    Synced {
+        workstream: usize,
+        head: Option<String>,
+        conflicts: Vec<String>,
     },
     /// The workstream's work is committed and checked.
     Checked {
@@ -503,11 +678,38 @@ impl RunState {
                 ws.start_commit = start_commit.clone();
                 ws.updated_at = at;
             }
-            EventKind::AttemptStarted { workstream, attempt } => {
+            EventKind::AttemptStarted {
+                workstream,
+                attempt,
+                purpose,
+                feedback,
+            } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.attempts = *attempt;
-                ws.agent_finished = false;
-                ws.phase = Phase::Running;
+                ws.phase = match purpose {
+                    Purpose::Work => Phase::Running,
+                    Purpose::Fix => Phase::Fixing,
+                    Purpose::Review => Phase::Reviewing,
+                    Purpose::Resolve => Phase::Resolving,
+                };
+                // A review or a resolution leaves the work as it was: only a work or fix
+                // attempt makes a resume run the agent again rather than check its work.
+                if matches!(purpose, Purpose::Work | Purpose::Fix) {
+                    ws.agent_finished = false;
+                }
+                // A fix attempt with feedback is a new fix; one without runs the latest again.
+                if *purpose == Purpose::Fix && feedback.is_some() {
+                    ws.fixes += 1;
+                    ws.feedback = feedback.clone();
+                }
+                ws.attempt_log.push(AttemptRecord {
+                    number: *attempt,
+                    purpose: *purpose,
+                    started_at: at,
+                    ended_at: None,
+                    usage: Usage::default(),
+                    error: None,
+                });
                 ws.updated_at = at;
             }
             EventKind::Usage { workstream, usage } => {
@@ -522,14 +724,33 @@ impl RunState {
                 session_id,
                 last_line,
                 error,
+                result,
+                session_cost,
                 ..
             } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.usage.add(usage);
-                // An attempt ends without error only when its agent exited 0 and reported no
-                // error (a signal, a timeout or a cancel always carries one): a resume then
-                // checks its work instead of running the agent again.
-                ws.agent_finished = error.is_none();
+                if session_cost.is_some() {
+                    ws.session_cost = *session_cost;
+                }
+                let purpose = match ws.attempt_log.last_mut() {
+                    Some(record) if record.ended_at.is_none() => {
+                        record.ended_at = Some(at);
+                        record.usage = *usage;
+                        record.error = error.as_ref().map(|e| e.to_string());
+                        record.purpose
+                    }
+                    _ => Purpose::Work,
+                };
+                if matches!(purpose, Purpose::Work | Purpose::Fix) {
+                    // An attempt ends without error only when its agent exited 0 and reported
+                    // no error (a signal, a timeout or a cancel always carries one): a resume
+                    // then checks its work instead of running the agent again.
+                    ws.agent_finished = error.is_none();
+                    if result.is_some() {
+                        ws.summary = result.clone();
+                    }
+                }
                 if session_id.is_some() {
                     ws.session_id = session_id.clone();
                 }
@@ -580,6 +801,12 @@ impl RunState {
                 ws.updated_at = at;
             }
             EventKind::Alert { message, .. } => self.alerts.push(message.clone()),
+            EventKind::Reviewed { workstream, review } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.review = Some(review.clone());
+                ws.updated_at = at;
+            }
+            EventKind::Synced { workstream, .. } => self.workstreams[*workstream].updated_at = at,
             EventKind::RunEnded { status } => {
                 self.status = *status;
                 self.ended_at = Some(at);

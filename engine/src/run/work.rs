@@ -12,17 +12,21 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::agent::command::{Placeholders, launch};
+use crate::agent::command::{Placeholders, Runner, launch};
 use crate::agent::environment::{agent_environment, redact};
 use crate::agent::output::OutputReader;
 use crate::agent::process::{Control, OutputLine, ProcessEnd, run_process};
 use crate::checks::{Check, run_check};
 use crate::context::{self, CONTEXT_PREFIXES};
-use crate::git::{BranchState, Git, GitError, IntegrityProblem, MergeOutcome as GitMerge, Oid, WorktreeState};
+use crate::git::{
+    BranchState, Git, GitError, IntegrityProblem, MergeOutcome as GitMerge, Oid, WorktreeMerge, WorktreeState,
+};
 use crate::integrate::{self, Integration};
-use crate::run::core::{AgentEnd, AgentOutcome, Inspection, MergeOutcome, Workspace};
-use crate::run::driver::{Reporter, Work};
-use crate::run::state::{RunState, TestResult};
+use crate::run::core::{
+    AgentEnd, AgentOutcome, Conflicts, Handoff, Inspection, MergeOutcome, Resolution, SyncOutcome, Workspace,
+};
+use crate::run::driver::{AgentRun, Reporter, Work};
+use crate::run::state::{Purpose, RunState, TestResult};
 use crate::site::RunDir;
 use crate::site::Site;
 
@@ -123,7 +127,13 @@ impl ProcessWork {
         })
     }
 
-    async fn do_prepare(&self, index: usize, start: Option<Oid>, fresh: bool) -> Result<Workspace, String> {
+    async fn do_prepare(
+        &self,
+        index: usize,
+        start: Option<Oid>,
+        fresh: bool,
+        handoffs: Vec<Handoff>,
+    ) -> Result<Workspace, String> {
         let workflow = self.workflow.clone();
         let ws = &workflow.workstreams[index];
         let (dir, branch, start) = match (&self.git, start) {
@@ -147,6 +157,10 @@ impl ProcessWork {
                     };
                     if fresh && !at_start {
                         git.reset_worktree(&d, start, CONTEXT_PREFIXES)?;
+                    } else if !fresh && git.merge_in_progress(&d)? {
+                        // A merge an interrupted run left half-done: given up (it is done
+                        // again if it is still needed).
+                        git.abort_merge_in(&d, CONTEXT_PREFIXES)?;
                     }
                     git.lock_worktree(&d, &reason)
                 })
@@ -168,7 +182,13 @@ impl ProcessWork {
             || agent.uses("prompt_file")
             || agent.stdin == flow_dsl::StdinMode::Prompt;
         let root = if self.git.is_some() { &self.root } else { &dir };
-        let rendered = needs_prompt.then(|| context::render(&workflow, index, root));
+        let handoff_text = if handoffs.is_empty() {
+            String::new()
+        } else {
+            let decisions = std::fs::read_to_string(self.decision_log()).unwrap_or_default();
+            crate::handoff::render(&handoffs, self.git.as_ref(), &decisions, ws.handoff_tokens)
+        };
+        let rendered = needs_prompt.then(|| context::render_with(&workflow, index, root, &handoff_text));
         let prompt_file = match &rendered {
             Some(r) if branch.is_some() || agent.uses("prompt_file") => context::write(r, &dir, &ws.name)
                 .map_err(|e| format!("cannot write the context into {}: {e}", dir.display()))?,
@@ -183,46 +203,109 @@ impl ProcessWork {
         Ok(workspace)
     }
 
-    async fn do_run_agent(
-        &self,
-        index: usize,
-        attempt: u32,
-        budget_usd: Option<f64>,
-        report: Reporter,
-        stop: watch::Receiver<bool>,
-    ) -> AgentOutcome {
+    async fn do_run_agent(&self, run: AgentRun, report: Reporter, stop: watch::Receiver<bool>) -> AgentOutcome {
+        let index = run.workstream;
         let workflow = self.workflow.clone();
         let ws = &workflow.workstreams[index];
         let slot = self.slot(index);
-        let Some(workspace) = &slot.workspace else {
-            return AgentOutcome::unstarted(AgentEnd::Failed("the workstream was not prepared".into()));
+        let workspace = match (&slot.workspace, run.purpose) {
+            (_, Purpose::Resolve) => Workspace {
+                dir: self.integration_dir.clone(),
+                branch: None,
+                start: None,
+            },
+            (Some(w), _) => w.clone(),
+            (None, _) => return AgentOutcome::unstarted(AgentEnd::Failed("the workstream was not prepared".into())),
+        };
+        // Which agent, command and model, and what it is told.
+        let own = workflow.agent_of(ws);
+        fn other<'w>(
+            workflow: &'w Workflow,
+            choice: Option<&'w flow_dsl::AgentChoice>,
+        ) -> Option<(&'w flow_dsl::Agent, Option<&'w str>)> {
+            choice.and_then(|c| workflow.agents.get(&c.agent).map(|a| (a, c.model.as_deref())))
+        }
+        let (agent, model_name) = match run.purpose {
+            Purpose::Review => match other(&workflow, ws.review.as_ref()) {
+                Some((a, m)) => (a, m.or(ws.model.as_deref())),
+                None => return AgentOutcome::unstarted(AgentEnd::Failed("the workstream has no reviewer".into())),
+            },
+            Purpose::Resolve => match other(&workflow, workflow.integrate.resolver.as_ref()) {
+                Some((a, m)) => (a, m.or(ws.model.as_deref())),
+                None => return AgentOutcome::unstarted(AgentEnd::Failed("the workflow has no resolver".into())),
+            },
+            Purpose::Work | Purpose::Fix => (own, ws.model.as_deref()),
+        };
+        let model = model_name.and_then(|m| workflow.models.get(m));
+        let feedback = run.feedback.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
+        let resumes = run.purpose == Purpose::Fix && !agent.resume.is_empty() && run.session.is_some();
+        let prompt = match run.purpose {
+            Purpose::Work => slot.prompt.clone(),
+            Purpose::Fix if resumes => context::fix_message(&feedback),
+            Purpose::Fix => context::fix_prompt(&slot.prompt, &feedback),
+            Purpose::Review => self.review_prompt(index, &workspace),
+            Purpose::Resolve => self.resolve_prompt(index, &feedback),
+        };
+        let command = if resumes { &agent.resume } else { &agent.command };
+        // What the agent is told is also a file in its context folder.
+        let context_folder = workspace.dir.join(context::context_dir(&ws.name));
+        let prompt_file = match run.purpose {
+            Purpose::Work => slot.prompt_file.clone(),
+            _ => {
+                let name = format!("{}.md", run.purpose.as_str());
+                let written = context::hide_from_git(&workspace.dir.join(".ai").join("worktrees"))
+                    .and_then(|()| std::fs::create_dir_all(&context_folder))
+                    .and_then(|()| std::fs::write(context_folder.join(&name), &prompt));
+                if let Err(e) = written {
+                    return AgentOutcome::unstarted(AgentEnd::Failed(format!("cannot write {name}: {e}")));
+                }
+                context_folder.join(name)
+            }
         };
         let mut extra = BTreeMap::new();
         extra.insert("FLOW_WORKSTREAM".to_string(), ws.name.clone());
         extra.insert("FLOW_RUN".to_string(), self.run_dir.id.clone());
-        extra.insert("FLOW_ATTEMPT".to_string(), attempt.to_string());
+        extra.insert("FLOW_ATTEMPT".to_string(), run.attempt.to_string());
+        extra.insert("FLOW_PURPOSE".to_string(), run.purpose.as_str().to_string());
         extra.insert("FLOW_WORKTREE".to_string(), workspace.dir.display().to_string());
         extra.insert("FLOW_INTO".to_string(), workflow.into.clone());
+        extra.insert("FLOW_PROMPT_FILE".to_string(), prompt_file.display().to_string());
+        if let Some(f) = &run.feedback {
+            extra.insert("FLOW_FEEDBACK_KIND".to_string(), f.kind.as_str().to_string());
+        }
         if let Some(git) = &self.git {
             extra.insert("FLOW_REPO".to_string(), git.root().display().to_string());
         }
+        let session = run.session.clone().unwrap_or_default();
         let values = Placeholders {
-            prompt: &slot.prompt,
-            prompt_file: &slot.prompt_file,
+            prompt: &prompt,
+            prompt_file: &prompt_file,
             worktree: &workspace.dir,
+            session: &session,
         };
-        let launched = match launch(&workflow, index, &values, &self.parent_env, &extra, budget_usd) {
+        let runner = Runner {
+            agent,
+            command,
+            model,
+            model_name,
+        };
+        let budget_usd = if run.purpose == Purpose::Work || run.purpose == Purpose::Fix {
+            run.budget_usd
+        } else {
+            None
+        };
+        let launched = match launch(&workflow, index, &runner, &values, &self.parent_env, &extra, budget_usd) {
             Ok(l) => l,
             Err(message) => return AgentOutcome::unstarted(AgentEnd::Failed(message)),
         };
         let mut spec = launched.spec;
         spec.log_path = Some(self.run_dir.log_path(&ws.name));
         spec.grace = self.grace;
-        if ws.test.is_some() {
+        if ws.test.is_some() && matches!(run.purpose, Purpose::Work | Purpose::Fix) {
             self.set_slot(index, |s| s.env = Some(spec.env.clone()));
         }
         let secrets = launched.secrets;
-        let mut reader = OutputReader::new(workflow.agent_of(ws).output);
+        let mut reader = OutputReader::new(agent.output);
         let on_line = |line: OutputLine<'_>| {
             if let OutputLine::Stdout(text) = line {
                 if let Some(usage) = reader.feed_line(text) {
@@ -232,7 +315,20 @@ impl ProcessWork {
             }
             Control::Continue
         };
-        let outcome = match run_process(spec, on_line, stop).await {
+        let head_before = match (&self.git, run.purpose) {
+            (Some(git), Purpose::Review) => workspace
+                .branch
+                .as_ref()
+                .and_then(|b| git.branch_head(b).ok().flatten()),
+            _ => None,
+        };
+        let outcome = run_process(spec, on_line, stop).await;
+        if let (Some(git), Some(head)) = (&self.git, head_before) {
+            // A reviewer changes nothing: whatever it left is taken back out.
+            let (git, dir) = (git.clone(), workspace.dir.clone());
+            let _ = blocking(move || git.reset_worktree(&dir, head, CONTEXT_PREFIXES)).await;
+        }
+        let outcome = match outcome {
             Ok(o) => o,
             Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(e.to_string())),
         };
@@ -245,7 +341,11 @@ impl ProcessWork {
         if let Some(error) = &mut agent_report.error {
             error.message = redact(&error.message, &secrets).into_owned();
         }
-        if outcome.end == ProcessEnd::Exited(0) && workspace.branch.is_none() && ws.test.is_none() {
+        if outcome.end == ProcessEnd::Exited(0)
+            && workspace.branch.is_none()
+            && ws.test.is_none()
+            && run.purpose == Purpose::Work
+        {
             // A scratch step with nothing to check is over: nothing will ask for its slot again
             // (thousands of no-op steps should not keep theirs).
             self.set_slot(index, |s| *s = Slot::default());
@@ -264,11 +364,63 @@ impl ProcessWork {
             session_id: agent_report.session_id,
             error: agent_report.error,
             last_line: outcome.last_line,
+            result: agent_report.result.map(|r| redact(&r, &secrets).into_owned()),
+            resumed: resumes,
         }
     }
 
-    async fn do_inspect(&self, index: usize) -> Result<Inspection, String> {
+    /// What the reviewer of workstream `index` is told: its task, its diff, its test.
+    fn review_prompt(&self, index: usize, workspace: &Workspace) -> String {
+        let ws = &self.workflow.workstreams[index];
+        let head = match (&self.git, &workspace.branch) {
+            (Some(git), Some(branch)) => git.branch_head(branch).ok().flatten(),
+            _ => None,
+        };
+        let diff = match (&self.git, workspace.start, head) {
+            (Some(git), Some(start), Some(head)) => git
+                .diff_text(start, head, 100_000)
+                .unwrap_or_else(|e| format!("(the diff cannot be read: {e})")),
+            _ => "(no diff: the workstream has no branch)".to_string(),
+        };
+        let test = ws.test.as_ref().map(|t| format!("`{t}` passed on this work."));
+        context::review_prompt(&self.workflow, index, &diff, test.as_deref())
+    }
+
+    /// What the resolver is told about workstream `index`'s conflict.
+    fn resolve_prompt(&self, index: usize, conflicts: &str) -> String {
+        let workflow = &self.workflow;
+        // The workstreams whose work the integration branch holds: merged, or anything the
+        // conflicting files' history names is beyond what the record tells here.
+        let merged: Vec<usize> = (0..workflow.workstreams.len()).filter(|&i| i != index).collect();
+        let decisions = std::fs::read_to_string(self.decision_log()).unwrap_or_default();
+        let handoffs = crate::handoff::decisions_about(&decisions, &workflow.workstreams[index].name);
+        let handoffs = if handoffs.is_empty() {
+            String::new()
+        } else {
+            format!("## Decisions already made\n\n{handoffs}\n\n")
+        };
+        context::resolve_prompt(workflow, index, &merged, conflicts, &handoffs)
+    }
+
+    /// The run's decision log: every conflict resolution, by an agent or a person.
+    fn decision_log(&self) -> PathBuf {
+        self.run_dir.dir.join("conflict_resolution.md")
+    }
+
+    async fn do_inspect(&self, index: usize, markers_in: Vec<String>) -> Result<Inspection, String> {
         let (git, dir, branch, start) = self.worktree(index)?;
+        // Conflict markers left in a merge being resolved: nothing is committed, the agent
+        // is told.
+        let markers = crate::git::files_with_markers(&dir, &markers_in);
+        if !markers.is_empty() {
+            let head = git.branch_head(&branch).map_err(|e| e.to_string())?.unwrap_or(start);
+            return Ok(Inspection {
+                head,
+                changed: vec![],
+                integrity: vec![],
+                markers,
+            });
+        }
         let workflow = self.workflow.clone();
         let message = format!(
             "flow: work of {} (uncommitted changes left by the agent)\n\n{}",
@@ -287,6 +439,7 @@ impl ProcessWork {
                     head: start,
                     changed: vec![],
                     integrity: vec![format!("branch {branch} is gone")],
+                    markers: vec![],
                 });
             };
             if !integrity.is_empty() {
@@ -294,6 +447,7 @@ impl ProcessWork {
                     head,
                     changed: vec![],
                     integrity,
+                    markers: vec![],
                 });
             }
             let mut changed: Vec<String> = git
@@ -307,6 +461,7 @@ impl ProcessWork {
                 head,
                 changed,
                 integrity,
+                markers: vec![],
             })
         })
         .await
@@ -381,29 +536,166 @@ impl ProcessWork {
     }
 }
 
+impl ProcessWork {
+    async fn do_sync(&self, index: usize, onto: Oid) -> Result<SyncOutcome, String> {
+        let (git, dir, _, _) = self.worktree(index)?;
+        let message = format!(
+            "flow: bring the integration branch into {}\n\n{}",
+            self.workflow.workstreams[index].name,
+            self.trailer(index)
+        );
+        let merged = {
+            let (git, dir) = (git.clone(), dir.clone());
+            blocking(move || git.merge_into_worktree(&dir, onto, &message)).await?
+        };
+        Ok(match merged {
+            WorktreeMerge::Clean(head) => SyncOutcome::Clean(head),
+            WorktreeMerge::Conflicted(paths) => SyncOutcome::Conflicted(Conflicts {
+                hunks: crate::git::conflict_hunks(&dir, &paths, HUNKS_LIMIT),
+                paths,
+            }),
+        })
+    }
+
+    async fn do_abort_sync(&self, index: usize) -> Result<(), String> {
+        let (git, dir, _, _) = self.worktree(index)?;
+        blocking(move || git.abort_merge_in(&dir, CONTEXT_PREFIXES)).await
+    }
+
+    async fn do_prepare_resolution(&self, onto: Oid, result: Oid) -> Result<Conflicts, String> {
+        let git = self.git.clone().ok_or("no repository")?;
+        let dir = self.integration_dir.clone();
+        let paths = {
+            let dir = dir.clone();
+            blocking(move || git.prepare_merge_in(&dir, onto, result)).await?
+        };
+        Ok(Conflicts {
+            hunks: crate::git::conflict_hunks(&dir, &paths, HUNKS_LIMIT),
+            paths,
+        })
+    }
+
+    async fn do_finish_resolution(&self, index: usize, onto: Oid, files: Vec<String>) -> Result<Resolution, String> {
+        let git = self.git.clone().ok_or("no repository")?;
+        let dir = self.integration_dir.clone();
+        let left = crate::git::files_with_markers(&dir, &files);
+        if !left.is_empty() {
+            return Ok(Resolution::Markers(left));
+        }
+        let workflow = self.workflow.clone();
+        let ws = &workflow.workstreams[index];
+        let message = format!(
+            "Merge {} ({}) into {}, conflicts resolved by the resolver agent\n\nflow run {}",
+            workflow.branch_of(ws),
+            ws.name,
+            workflow.into,
+            self.run_dir.id
+        );
+        let into = workflow.into.clone();
+        let commit = blocking(move || {
+            let commit = git.commit_merge_in(&dir, &message)?;
+            git.set_branch(
+                &into,
+                commit,
+                Some(onto),
+                "flow: merge with conflicts resolved by the resolver",
+            )?;
+            Ok(commit)
+        })
+        .await?;
+        Ok(Resolution::Merged(commit))
+    }
+}
+
+/// The most bytes of conflict hunks an agent is shown (the files hold the rest).
+const HUNKS_LIMIT: usize = 12_000;
+
 impl Work for ProcessWork {
     fn prepare(
         self: Arc<Self>,
         workstream: usize,
         start: Option<Oid>,
         fresh: bool,
+        handoffs: Vec<Handoff>,
     ) -> BoxFuture<'static, Result<Workspace, String>> {
-        async move { self.do_prepare(workstream, start, fresh).await }.boxed()
+        async move { self.do_prepare(workstream, start, fresh, handoffs).await }.boxed()
     }
 
     fn run_agent(
         self: Arc<Self>,
-        workstream: usize,
-        attempt: u32,
-        budget_usd: Option<f64>,
+        run: AgentRun,
         report: Reporter,
         stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, AgentOutcome> {
-        async move { self.do_run_agent(workstream, attempt, budget_usd, report, stop).await }.boxed()
+        async move { self.do_run_agent(run, report, stop).await }.boxed()
     }
 
-    fn inspect(self: Arc<Self>, workstream: usize) -> BoxFuture<'static, Result<Inspection, String>> {
-        async move { self.do_inspect(workstream).await }.boxed()
+    fn inspect(
+        self: Arc<Self>,
+        workstream: usize,
+        markers_in: Vec<String>,
+    ) -> BoxFuture<'static, Result<Inspection, String>> {
+        async move { self.do_inspect(workstream, markers_in).await }.boxed()
+    }
+
+    fn sync(self: Arc<Self>, workstream: usize, onto: Oid) -> BoxFuture<'static, Result<SyncOutcome, String>> {
+        async move { self.do_sync(workstream, onto).await }.boxed()
+    }
+
+    fn abort_sync(self: Arc<Self>, workstream: usize) -> BoxFuture<'static, Result<(), String>> {
+        async move { self.do_abort_sync(workstream).await }.boxed()
+    }
+
+    fn prepare_resolution(
+        self: Arc<Self>,
+        _workstream: usize,
+        onto: Oid,
+        result: Oid,
+    ) -> BoxFuture<'static, Result<Conflicts, String>> {
+        async move { self.do_prepare_resolution(onto, result).await }.boxed()
+    }
+
+    fn finish_resolution(
+        self: Arc<Self>,
+        workstream: usize,
+        onto: Oid,
+        _result: Oid,
+        files: Vec<String>,
+    ) -> BoxFuture<'static, Result<Resolution, String>> {
+        async move { self.do_finish_resolution(workstream, onto, files).await }.boxed()
+    }
+
+    fn log_decision(&self, entry: &str) {
+        use std::io::Write;
+        let path = self.decision_log();
+        let new = !path.exists();
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| {
+                if new {
+                    f.write_all(
+                        b"# Conflict resolutions\n\nEvery conflict resolved in this run: the files, the sides, what was decided and by whom.\n\n",
+                    )?;
+                }
+                f.write_all(entry.as_bytes())?;
+                f.write_all(b"\n")
+            });
+        if written.is_err() {
+            return;
+        }
+        // Later agents read it in their worktrees, as the seed's `.ai/coordination/` has it.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for workspace in slots.iter().filter_map(|s| s.workspace.as_ref()) {
+            let folder = workspace.dir.join(".ai").join("coordination");
+            if context::hide_from_git(&folder).is_ok() {
+                let _ = std::fs::write(folder.join("conflict_resolution.md"), &text);
+            }
+        }
     }
 
     fn revert(self: Arc<Self>, workstream: usize, paths: Vec<String>) -> BoxFuture<'static, Result<Oid, String>> {

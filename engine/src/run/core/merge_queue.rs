@@ -1,14 +1,18 @@
 //! The merge queue: which ready branch merges next (one at a time, in the plan's merge order
-//! or as each is ready), and what a merge and its `verify` mean for the integration branch.
+//! or as each is ready), and what a merge and its `verify` mean for the integration branch:
+//! a conflict or a failed `verify` first sends the workstream back to bring the integration
+//! branch in and fix what breaks (`sync`, `fix-attempts`); a conflict that is left goes to
+//! the resolver agent (`on-conflict "agent"`) or stops or skips as `on-conflict` says.
 
 use std::collections::VecDeque;
 
-use flow_dsl::MergeOrder;
+use flow_dsl::{Isolation, MergeOrder, OnConflict, SyncMode};
 
-use super::{Core, Effect, MergeOutcome};
+use super::job::{Reopen, clip, conflict_feedback, decision_entry};
+use super::{AgentEnd, AgentOutcome, Conflicts, Core, Effect, MergeOutcome, Resolution};
 use crate::git::Oid;
 use crate::plan::Plan;
-use crate::run::state::{EventKind, Failure, FailureKind, Phase, TestResult};
+use crate::run::state::{EventKind, Failure, FailureKind, Feedback, FeedbackKind, Phase, Purpose, TestResult};
 
 /// The merge under way.
 #[derive(Debug)]
@@ -16,12 +20,20 @@ struct Merging {
     workstream: usize,
     /// The integration branch's head before the merge.
     expected: Oid,
+    /// The branch being merged.
+    result: Oid,
     /// The merged commit, once the merge is done (not yet verified).
     merged: Option<Oid>,
     /// The failed `verify` being rolled back (`None`: rolled back because it was stopped).
     failed_verify: Option<TestResult>,
     /// `verify` runs.
     verifying: bool,
+    /// The resolver runs (or its work is being checked).
+    resolving: bool,
+    /// The conflicting files the resolver works on.
+    files: Vec<String>,
+    /// The resolver's attempt number.
+    attempt: u32,
 }
 
 /// Ready branches and the merge under way.
@@ -62,6 +74,18 @@ impl MergeQueue {
 
     pub(super) fn is_verifying(&self) -> bool {
         self.merging.as_ref().is_some_and(|m| m.verifying)
+    }
+
+    /// Tells whether the resolver runs for workstream `index`.
+    pub(super) fn is_resolving(&self, index: usize) -> bool {
+        self.merging
+            .as_ref()
+            .is_some_and(|m| m.workstream == index && m.resolving)
+    }
+
+    /// The workstream whose resolver runs, if one does.
+    pub(super) fn resolving(&self) -> Option<usize> {
+        self.merging.as_ref().filter(|m| m.resolving).map(|m| m.workstream)
     }
 
     /// Why finished work did not merge, said once the run is over.
@@ -138,9 +162,13 @@ impl Core {
         self.merges.merging = Some(Merging {
             workstream: index,
             expected,
+            result,
             merged: None,
             failed_verify: None,
             verifying: false,
+            resolving: false,
+            files: vec![],
+            attempt: 0,
         });
         self.record(EventKind::Phase {
             workstream: index,
@@ -189,16 +217,226 @@ impl Core {
             MergeOutcome::UpToDate => self.merge_done(index, expected, None),
             MergeOutcome::Conflict(paths) => {
                 self.merges.merging = None;
-                self.record(EventKind::Conflicted {
-                    workstream: index,
-                    paths,
-                });
+                self.merge_conflicted(index, expected, paths);
             }
             MergeOutcome::Error(message) => {
                 self.merges.merging = None;
                 self.record(EventKind::Failed {
                     workstream: index,
                     failure: Failure::new(FailureKind::Git, message),
+                });
+            }
+        }
+    }
+
+    /// A branch conflicts with the integration branch at `onto`: it is brought up to date
+    /// and fixed first (unless `sync "off"`, or it was brought up to `onto` already), then
+    /// the conflict is the resolver's or stops or skips.
+    fn merge_conflicted(&mut self, index: usize, onto: Oid, paths: Vec<String>) {
+        let workflow = &self.plan.workflow;
+        let syncs = workflow.integrate.sync == SyncMode::Merge
+            && workflow.workstreams[index].isolation == Isolation::Worktree
+            && self.sync_tried[index] != Some(onto);
+        if syncs {
+            self.sync_tried[index] = Some(onto);
+            let list = paths.join(", ");
+            let feedback = Feedback {
+                kind: FeedbackKind::Conflict,
+                summary: format!("its merge conflicts with the integration branch in {list}"),
+                detail: format!("Merging this workstream into the integration branch conflicts in: {list}."),
+            };
+            return self.reopen(
+                index,
+                Reopen::Sync(feedback),
+                format!("its merge conflicts in {list}: bringing the integration branch in"),
+            );
+        }
+        self.conflicted(index, paths);
+    }
+
+    /// A conflict that stays: the resolver's (`on-conflict "agent"`), else the workstream
+    /// conflicts (and `on-conflict` stops or skips).
+    pub(super) fn conflicted(&mut self, index: usize, paths: Vec<String>) {
+        let workflow = &self.plan.workflow;
+        let ws = &self.state.workstreams[index];
+        let result: Option<Oid> = ws
+            .result_commit
+            .as_deref()
+            .or(ws.start_commit.as_deref())
+            .and_then(|c| c.parse().ok());
+        let resolver = workflow.integrate.on_conflict == OnConflict::Agent && workflow.integrate.resolver.is_some();
+        match (
+            resolver,
+            self.last_good(),
+            result,
+            self.merges.merging.is_none(),
+            self.cancelled,
+        ) {
+            (true, Some(onto), Some(result), true, false) => {
+                self.merges.merging = Some(Merging {
+                    workstream: index,
+                    expected: onto,
+                    result,
+                    merged: None,
+                    failed_verify: None,
+                    verifying: false,
+                    resolving: true,
+                    files: paths,
+                    attempt: 0,
+                });
+                self.record(EventKind::Phase {
+                    workstream: index,
+                    phase: Phase::Resolving,
+                    reason: Some("its merge conflicts: the resolver resolves it".into()),
+                });
+                self.out.push(Effect::PrepareResolution {
+                    workstream: index,
+                    onto,
+                    result,
+                });
+            }
+            _ => self.record(EventKind::Conflicted {
+                workstream: index,
+                paths,
+            }),
+        }
+    }
+
+    pub(super) fn resolution_prepared(&mut self, index: usize, result: Result<Conflicts, String>) {
+        if !self.merges.is_resolving(index) {
+            return;
+        }
+        let conflicts = match result {
+            Ok(c) => c,
+            Err(message) => {
+                self.merges.merging = None;
+                return self.record(EventKind::Failed {
+                    workstream: index,
+                    failure: Failure::new(
+                        FailureKind::Git,
+                        format!("cannot set up the conflict for the resolver: {message}"),
+                    ),
+                });
+            }
+        };
+        if conflicts.paths.is_empty() {
+            // It merges cleanly after all: the resolver has nothing to do.
+            self.merges.merging = None;
+            return self.record(EventKind::Phase {
+                workstream: index,
+                phase: Phase::Ready,
+                reason: Some("merges cleanly now".into()),
+            });
+        }
+        let feedback = conflict_feedback(&conflicts, None);
+        let attempt = self.state.workstreams[index].attempts + 1;
+        let merging = self.merging(index).expect("the resolver's merge");
+        merging.files = conflicts.paths.clone();
+        merging.attempt = attempt;
+        self.ledger.clear_live(index);
+        self.record(EventKind::AttemptStarted {
+            workstream: index,
+            attempt,
+            purpose: Purpose::Resolve,
+            feedback: None,
+        });
+        self.out.push(Effect::StartAgent {
+            workstream: index,
+            attempt,
+            budget_usd: self.ledger.left_usd(&self.plan.workflow, &self.state, index),
+            purpose: Purpose::Resolve,
+            feedback: Some(feedback),
+            session: None,
+        });
+    }
+
+    /// The resolver ended: its work is checked and committed, or the conflict stays.
+    pub(super) fn resolver_ended(&mut self, index: usize, outcome: AgentOutcome) {
+        let attempt = self.merging(index).map_or(0, |m| m.attempt);
+        if outcome.end == AgentEnd::Unrecorded {
+            self.merges.merging = None;
+            return self.record(EventKind::Phase {
+                workstream: index,
+                phase: Phase::Ready,
+                reason: Some("not merged: the run's event log cannot be written".into()),
+            });
+        }
+        let error = self.record_attempt_end(index, attempt, &outcome);
+        let merging = self.merging(index).expect("the resolver's merge");
+        let (onto, result, files) = (merging.expected, merging.result, merging.files.clone());
+        if outcome.end == AgentEnd::Stopped {
+            self.merges.merging = None;
+            return self.record(EventKind::Phase {
+                workstream: index,
+                phase: Phase::Ready,
+                reason: Some("its conflict resolution was interrupted; redone on resume".into()),
+            });
+        }
+        if error.is_some() || outcome.end != AgentEnd::Exited(0) {
+            self.merges.merging = None;
+            let why = error.map_or_else(|| format!("{:?}", outcome.end), |e| e.to_string());
+            self.record(EventKind::Alert {
+                workstream: Some(index),
+                message: format!(
+                    "{}: the resolver failed ({why}); `flow resolve {}` gives you the conflict",
+                    self.plan.workflow.workstreams[index].name, self.plan.workflow.workstreams[index].name
+                ),
+            });
+            return self.record(EventKind::Conflicted {
+                workstream: index,
+                paths: files,
+            });
+        }
+        let message = outcome.result.as_deref().map(clip);
+        if let Some(m) = self.merging(index) {
+            m.failed_verify = None;
+        }
+        self.resolver_message = message;
+        self.out.push(Effect::FinishResolution {
+            workstream: index,
+            onto,
+            result,
+            files,
+        });
+    }
+
+    pub(super) fn resolved(&mut self, index: usize, result: Result<Resolution, String>) {
+        if !self.merges.is_resolving(index) {
+            return;
+        }
+        let files = self.merging(index).map(|m| m.files.clone()).unwrap_or_default();
+        match result {
+            Ok(Resolution::Merged(commit)) => {
+                let workflow = &self.plan.workflow;
+                let resolver = workflow.integrate.resolver.as_ref().map_or("", |r| r.agent.as_str());
+                let name = workflow.workstreams[index].name.clone();
+                let entry = decision_entry(
+                    &name,
+                    &files,
+                    &format!("the resolver agent `{resolver}`"),
+                    self.resolver_message.take().as_deref(),
+                );
+                self.out.push(Effect::LogDecision { entry });
+                let merging = self.merging(index).expect("the resolver's merge");
+                merging.resolving = false;
+                self.merged(index, MergeOutcome::Merged(commit));
+            }
+            Ok(Resolution::Markers(left)) => {
+                self.merges.merging = None;
+                self.record(EventKind::Alert {
+                    workstream: Some(index),
+                    message: format!("the resolver left conflict markers in {}", left.join(", ")),
+                });
+                self.record(EventKind::Conflicted {
+                    workstream: index,
+                    paths: left,
+                });
+            }
+            Err(message) => {
+                self.merges.merging = None;
+                self.record(EventKind::Failed {
+                    workstream: index,
+                    failure: Failure::new(FailureKind::Git, format!("cannot commit the resolution: {message}")),
                 });
             }
         }
@@ -240,6 +478,38 @@ impl Core {
                 } else {
                     "moving the integration branch back FAILED"
                 };
+                let workflow = &self.plan.workflow;
+                let ws = &workflow.workstreams[index];
+                let fixable = ok
+                    && workflow.integrate.sync == SyncMode::Merge
+                    && ws.isolation == Isolation::Worktree
+                    && self.state.workstreams[index].fixes < ws.fix_attempts
+                    && !self.cancelled;
+                if fixable {
+                    let feedback = Feedback {
+                        kind: FeedbackKind::Verify,
+                        summary: format!("`verify` failed after its merge: {}", result.detail),
+                        detail: format!(
+                            "After merging this workstream into the integration branch, `{}` failed ({}). \
+                             The integration branch has been merged into your branch; make `verify` pass. \
+                             The end of its output:\n\n{}",
+                            result.command,
+                            result.detail,
+                            if result.tail.is_empty() {
+                                "(no output)"
+                            } else {
+                                result.tail.as_str()
+                            }
+                        ),
+                    };
+                    return self.reopen(
+                        index,
+                        Reopen::Sync(feedback),
+                        format!(
+                            "`verify` failed after its merge ({back}): bringing the integration branch in to fix it"
+                        ),
+                    );
+                }
                 self.record(EventKind::Failed {
                     workstream: index,
                     failure: Failure::new(

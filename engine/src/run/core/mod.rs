@@ -21,10 +21,12 @@
 //! Every change of state is an [`Event`], applied here and recorded by the driver before
 //! anything that depends on it happens.
 
+mod handoff;
 mod job;
 mod ledger;
 mod merge_queue;
 mod protocol;
+mod review;
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -33,10 +35,15 @@ use std::time::Duration;
 
 use flow_dsl::OnConflict;
 
+pub use self::handoff::handoffs;
 pub use self::ledger::{Ledger, priced};
-pub use self::protocol::{AgentEnd, AgentOutcome, Effect, Input, Inspection, MergeOutcome, Timer, Workspace};
+pub use self::protocol::{
+    AgentEnd, AgentOutcome, Conflicts, Effect, Handoff, Input, Inspection, MergeOutcome, Resolution, SyncOutcome,
+    Timer, Workspace,
+};
+pub use self::review::read_verdict;
 
-use self::job::Job;
+use self::job::{Job, Reopen};
 use self::merge_queue::MergeQueue;
 use crate::git::Oid;
 use crate::plan::Plan;
@@ -112,6 +119,13 @@ pub struct Core {
     per_agent: HashMap<String, usize>,
     per_account: HashMap<String, usize>,
     merges: MergeQueue,
+    /// Finished workstreams sent back to be brought up to date and fixed, waiting for a slot.
+    reopened: VecDeque<(usize, Reopen)>,
+    /// The integration head each workstream was last brought up to (so a conflict with the
+    /// same head is not synced twice).
+    sync_tried: Vec<Option<Oid>>,
+    /// The resolver's final message, for the decision log.
+    resolver_message: Option<String>,
     ledger: Ledger,
     base_commit: Option<Oid>,
     /// Ctrl-C: every process is stopped and nothing new starts.
@@ -142,6 +156,9 @@ impl Core {
         let now = state.started_at;
         Core {
             merges: MergeQueue::new(),
+            reopened: VecDeque::new(),
+            sync_tried: vec![None; n],
+            resolver_message: None,
             plan,
             state,
             options,
@@ -193,8 +210,14 @@ impl Core {
             if !self.selected[i] {
                 continue;
             }
-            match self.state.workstreams[i].phase {
+            let ws = &self.state.workstreams[i];
+            match ws.phase {
                 Phase::Ready => self.merges.push(i),
+                // A resume of a fix attempt that was cut short: the same feedback again.
+                Phase::Pending if self.missing[i] == 0 && !ws.agent_finished && ws.fixes > 0 => match &ws.feedback {
+                    Some(feedback) => self.reopened.push_back((i, Reopen::Fix(feedback.clone()))),
+                    None => self.push_ready(i),
+                },
                 Phase::Pending if self.missing[i] == 0 => self.push_ready(i),
                 _ => {}
             }
@@ -214,6 +237,13 @@ impl Core {
             Input::Reverted { workstream, result } => self.reverted(workstream, result),
             Input::Tested { workstream, result } => self.tested(workstream, result),
             Input::Reset { workstream, result } => self.reset(workstream, result),
+            Input::Synced { workstream, result } => self.synced(workstream, result),
+            Input::SyncAborted { workstream, result } => match result {
+                Ok(()) => self.sync_aborted(workstream),
+                Err(message) => self.git_failed(workstream, format!("cannot give up the sync: {message}")),
+            },
+            Input::ResolutionPrepared { workstream, result } => self.resolution_prepared(workstream, result),
+            Input::Resolved { workstream, result } => self.resolved(workstream, result),
             Input::Merged { workstream, outcome } => self.merged(workstream, outcome),
             Input::Verified { workstream, result } => self.verified(workstream, result),
             Input::RolledBack { workstream, ok } => self.rolled_back(workstream, ok),
@@ -227,7 +257,9 @@ impl Core {
 
     /// Tells whether nothing is under way and nothing more will start: time for [`Core::finish`].
     pub fn is_over(&self) -> bool {
-        self.running == 0 && !self.merges.is_busy() && (self.ready.is_empty() || self.stopping)
+        self.running == 0
+            && !self.merges.is_busy()
+            && ((self.ready.is_empty() && self.reopened.is_empty()) || self.stopping)
     }
 
     /// Ends the run: says why what did not run or merge did not, and records the end.
@@ -247,6 +279,15 @@ impl Core {
                     reason: Some(reason.to_string()),
                 });
             }
+        }
+        // Work sent back to be fixed that never got a slot: still ready (it merges, or is
+        // sent back again, on resume).
+        while let Some((i, _)) = self.reopened.pop_front() {
+            self.record(EventKind::Phase {
+                workstream: i,
+                phase: Phase::Ready,
+                reason: Some("not fixed: the run stopped first".into()),
+            });
         }
         // Finished work that did not merge says why (it merges on resume).
         let unmerged = if self.cancelled {
@@ -376,6 +417,19 @@ impl Core {
             .max_parallel
             .unwrap_or(self.plan.workflow.max_parallel)
             .max(1);
+        let mut waiting = VecDeque::new();
+        while self.running < limit {
+            let Some((i, reopen)) = self.reopened.pop_front() else {
+                break;
+            };
+            if self.busy(i) {
+                waiting.push_back((i, reopen));
+                continue;
+            }
+            self.start_job(i, Some(reopen));
+        }
+        waiting.extend(self.reopened.drain(..));
+        self.reopened = waiting;
         let mut deferred = vec![];
         while self.running < limit {
             let Some(item) = self.ready.pop() else { break };
@@ -383,28 +437,12 @@ impl Core {
             if self.state.workstreams[i].phase != Phase::Pending {
                 continue;
             }
-            let plan = self.plan.clone();
-            let workflow = &plan.workflow;
-            let ws = &workflow.workstreams[i];
-            let agent_limit = workflow.agents.get(&ws.agent).and_then(|a| a.max_parallel);
-            let account_limit = ws
-                .account
-                .as_ref()
-                .and_then(|a| workflow.accounts.get(a))
-                .and_then(|a| a.max_parallel);
-            let agent_busy = agent_limit.is_some_and(|l| self.per_agent.get(&ws.agent).copied().unwrap_or(0) >= l);
-            let account_busy = account_limit.is_some_and(|l| {
-                ws.account
-                    .as_ref()
-                    .and_then(|a| self.per_account.get(a))
-                    .copied()
-                    .unwrap_or(0)
-                    >= l
-            });
-            if agent_busy || account_busy {
+            if self.busy(i) {
                 deferred.push(item);
                 continue;
             }
+            let plan = self.plan.clone();
+            let workflow = &plan.workflow;
             if let Some(breach) = self.ledger.refusal(workflow, &self.state, i) {
                 self.record(EventKind::Failed {
                     workstream: i,
@@ -417,22 +455,66 @@ impl Core {
                 });
                 continue;
             }
-            self.start_job(i);
+            self.start_job(i, None);
         }
         self.ready.extend(deferred);
     }
 
-    /// Takes a slot for workstream `index` and prepares its worktree.
-    fn start_job(&mut self, index: usize) {
+    /// Tells whether the agent's or the account's `max-parallel` is reached for workstream `i`.
+    fn busy(&self, i: usize) -> bool {
+        let workflow = &self.plan.workflow;
+        let ws = &workflow.workstreams[i];
+        let agent_limit = workflow.agents.get(&ws.agent).and_then(|a| a.max_parallel);
+        let account_limit = ws
+            .account
+            .as_ref()
+            .and_then(|a| workflow.accounts.get(a))
+            .and_then(|a| a.max_parallel);
+        let agent_busy = agent_limit.is_some_and(|l| self.per_agent.get(&ws.agent).copied().unwrap_or(0) >= l);
+        let account_busy = account_limit.is_some_and(|l| {
+            ws.account
+                .as_ref()
+                .and_then(|a| self.per_account.get(a))
+                .copied()
+                .unwrap_or(0)
+                >= l
+        });
+        agent_busy || account_busy
+    }
+
+    /// Sends a finished workstream back: its job opens again when a slot is free.
+    fn reopen(&mut self, index: usize, why: Reopen, reason: String) {
+        self.record(EventKind::Phase {
+            workstream: index,
+            phase: Phase::Fixing,
+            reason: Some(reason),
+        });
+        self.reopened.push_back((index, why));
+    }
+
+    /// A git step of a workstream failed: it fails, whatever it was doing.
+    fn git_failed(&mut self, index: usize, message: String) {
+        self.end_job(index);
+        self.record(EventKind::Failed {
+            workstream: index,
+            failure: Failure::new(FailureKind::Git, message),
+        });
+    }
+
+    /// Takes a slot for workstream `index` and prepares its worktree; a reopened one keeps its
+    /// worktree as it is.
+    fn start_job(&mut self, index: usize, reopen: Option<Reopen>) {
         let plan = self.plan.clone();
         let ws = &plan.workflow.workstreams[index];
         let recorded = &self.state.workstreams[index];
         let in_worktree = ws.isolation == flow_dsl::Isolation::Worktree && self.has_git;
         // A worktree's work is checked from its recorded start; a scratch folder has none.
-        let agent_finished = recorded.agent_finished && (!in_worktree || recorded.start_commit.is_some());
+        let agent_finished =
+            reopen.is_none() && recorded.agent_finished && (!in_worktree || recorded.start_commit.is_some());
+        let keeps_its_start = agent_finished || reopen.is_some();
         let start = if !in_worktree {
             None
-        } else if agent_finished {
+        } else if keeps_its_start {
             recorded.start_commit.as_deref().and_then(|c| c.parse().ok())
         } else if ws.dependencies.is_empty() {
             self.base_commit
@@ -444,16 +526,21 @@ impl Core {
         if let Some(a) = &ws.account {
             *self.per_account.entry(a.clone()).or_default() += 1;
         }
-        self.jobs[index] = Some(Box::new(Job::new(agent_finished)));
-        self.record(EventKind::Phase {
-            workstream: index,
-            phase: Phase::Preparing,
-            reason: None,
-        });
+        let reopened = reopen.is_some();
+        self.jobs[index] = Some(Box::new(Job::new(agent_finished, reopen)));
+        if !reopened {
+            self.record(EventKind::Phase {
+                workstream: index,
+                phase: Phase::Preparing,
+                reason: None,
+            });
+        }
+        let handoffs = self.handoffs(index);
         self.out.push(Effect::Prepare {
             workstream: index,
             start,
-            fresh: !agent_finished,
+            fresh: !keeps_its_start,
+            handoffs,
         });
     }
 
@@ -505,6 +592,9 @@ impl Core {
         }
         if self.merges.is_verifying() {
             self.out.push(Effect::StopVerify);
+        }
+        if let Some(i) = self.merges.resolving() {
+            self.out.push(Effect::Stop { workstream: i });
         }
         self.record(EventKind::Alert {
             workstream: None,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::agent::Usage;
 use crate::agent::output::AgentError;
 use crate::git::Oid;
-use crate::run::state::{Event, TestResult};
+use crate::run::state::{Event, Feedback, Purpose, TestResult};
 
 /// Something that happened outside the core, fed to [`super::Core::step`].
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +42,26 @@ pub enum Input {
         workstream: usize,
         result: Result<(), String>,
     },
+    /// The integration branch was brought into the workstream's branch.
+    Synced {
+        workstream: usize,
+        result: Result<SyncOutcome, String>,
+    },
+    /// A conflicting sync was given up: the worktree is back at its branch's head.
+    SyncAborted {
+        workstream: usize,
+        result: Result<(), String>,
+    },
+    /// A conflicting merge was set up in the integration worktree for the resolver.
+    ResolutionPrepared {
+        workstream: usize,
+        result: Result<Conflicts, String>,
+    },
+    /// The resolver's work was checked and, without markers left, committed as the merge.
+    Resolved {
+        workstream: usize,
+        result: Result<Resolution, String>,
+    },
     /// A branch was merged into the integration branch in memory (not yet verified).
     Merged { workstream: usize, outcome: MergeOutcome },
     /// `verify` ended on the merged tree; `None` when it was stopped.
@@ -72,19 +92,45 @@ pub enum Effect {
         workstream: usize,
         start: Option<Oid>,
         fresh: bool,
+        /// What its dependencies did, for its context.
+        handoffs: Vec<Handoff>,
     },
-    /// Start attempt `attempt` of the workstream's agent; `budget_usd` is what its budget
-    /// has left, for tools that take a spending cap of their own.
+    /// Start attempt `attempt` of an agent for the workstream: its own (work, fix), its
+    /// reviewer, or the resolver. `budget_usd` is what its budget has left, for tools that
+    /// take a spending cap of their own; `session` is the agent's session to continue (a fix).
     StartAgent {
         workstream: usize,
         attempt: u32,
         budget_usd: Option<f64>,
+        purpose: Purpose,
+        feedback: Option<Feedback>,
+        session: Option<String>,
     },
     /// Stop whatever process the workstream runs (its agent or its test); the core keeps why.
     Stop { workstream: usize },
-    /// Commit what the agent left in the worktree, check that the worktree was not rewired,
-    /// and list the paths changed since its start.
-    Inspect { workstream: usize },
+    /// Commit what the agent left in the worktree (finishing a merge in progress), check that
+    /// the worktree was not rewired, list the paths changed since its start, and look for
+    /// conflict markers left in `markers_in`.
+    Inspect { workstream: usize, markers_in: Vec<String> },
+    /// Bring `onto` (the integration branch's head) into the workstream's branch, in its
+    /// worktree: a clean merge is committed; a conflicting one is left with its markers.
+    Sync { workstream: usize, onto: Oid },
+    /// Give up a conflicting sync: the worktree back at the branch's head.
+    AbortSync { workstream: usize },
+    /// Set up the conflicting merge of `result` into `onto` in the integration worktree,
+    /// with its markers, for the resolver.
+    PrepareResolution { workstream: usize, onto: Oid, result: Oid },
+    /// Check the resolver's work in the integration worktree and, with no marker left in
+    /// `files`, commit it as the merge of `result` into `onto` and move the integration
+    /// branch there.
+    FinishResolution {
+        workstream: usize,
+        onto: Oid,
+        result: Oid,
+        files: Vec<String>,
+    },
+    /// Append an entry to the run's decision log (`conflict_resolution.md`).
+    LogDecision { entry: String },
     /// Restore these paths to the start commit and commit that.
     Revert { workstream: usize, paths: Vec<String> },
     /// Run the workstream's `test` in its worktree.
@@ -141,6 +187,10 @@ pub struct AgentOutcome {
     pub error: Option<AgentError>,
     /// The last line it printed, secrets redacted.
     pub last_line: Option<String>,
+    /// Its final message (the answer of a reviewer), secrets redacted.
+    pub result: Option<String>,
+    /// It continued an earlier session (its tool may report the session's running cost).
+    pub resumed: bool,
 }
 
 impl AgentOutcome {
@@ -152,6 +202,8 @@ impl AgentOutcome {
             session_id: None,
             error: None,
             last_line: None,
+            result: None,
+            resumed: false,
         }
     }
 }
@@ -185,7 +237,37 @@ pub struct Inspection {
     pub changed: Vec<String>,
     /// How the agent rewired its worktree (switched branch, rewrote history...), in words.
     pub integrity: Vec<String>,
+    /// The files asked about that still hold conflict markers.
+    pub markers: Vec<String>,
 }
+
+/// What bringing the integration branch into a workstream's branch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Merged cleanly and committed: the branch's new head.
+    Clean(Oid),
+    /// The merge conflicts: left in the worktree with its markers.
+    Conflicted(Conflicts),
+}
+
+/// The files of a conflicting merge, and its hunks as the agent reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflicts {
+    pub paths: Vec<String>,
+    /// The conflicting hunks with their markers, cut to a readable size.
+    pub hunks: String,
+}
+
+/// A resolver's merge, committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Committed and the integration branch moved to it (not yet verified).
+    Merged(Oid),
+    /// These files still hold conflict markers: nothing was committed.
+    Markers(Vec<String>),
+}
+
+pub use crate::handoff::Handoff;
 
 /// What a merge into the integration branch did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::*;
 use crate::agent::Usage;
 use crate::agent::output::{AgentError, ErrorClass};
-use crate::run::state::{TestResult, WorkstreamState};
+use crate::run::state::{FeedbackKind, Purpose, TestResult, Verdict, WorkstreamState};
 
 fn oid(n: u32) -> Oid {
     format!("{n:040x}").parse().expect("40 hex digits")
@@ -77,8 +77,12 @@ struct Script {
     changes: Vec<(String, Vec<String>)>,
     /// Workstreams whose merge conflicts.
     conflicts: BTreeSet<String>,
-    /// Workstreams after whose merge `verify` fails.
+    /// Workstreams after whose merge `verify` fails (every time).
     failing_verify: BTreeSet<String>,
+    /// Workstreams whose sync with the integration branch conflicts.
+    sync_conflicts: BTreeSet<String>,
+    /// Workstreams whose merge conflicts only until they were synced.
+    conflicts_until_synced: BTreeSet<String>,
 }
 
 /// The core, the world around it, and what it has asked for so far.
@@ -103,6 +107,10 @@ struct Sim {
     stopped: Vec<usize>,
     next_commit: u32,
     merges: Vec<usize>,
+    /// Workstreams synced with the integration branch.
+    synced: BTreeSet<usize>,
+    /// The decision log's entries.
+    decisions: Vec<String>,
 }
 
 impl Sim {
@@ -133,6 +141,8 @@ impl Sim {
             stopped: vec![],
             next_commit: 1,
             merges: vec![],
+            synced: BTreeSet::new(),
+            decisions: vec![],
         }
     }
 
@@ -222,7 +232,7 @@ impl Sim {
                         });
                     }
                 }
-                Effect::Inspect { workstream } => {
+                Effect::Inspect { workstream, .. } => {
                     let name = self.name(workstream).to_string();
                     let changed = self
                         .script
@@ -238,6 +248,7 @@ impl Sim {
                             head,
                             changed,
                             integrity: vec![],
+                            markers: vec![],
                         }),
                     });
                 }
@@ -257,7 +268,9 @@ impl Sim {
                 Effect::Merge { workstream, .. } => {
                     self.merges.push(workstream);
                     let name = self.name(workstream).to_string();
-                    let outcome = if self.script.conflicts.contains(&name) {
+                    let conflicts = self.script.conflicts.contains(&name)
+                        || (self.script.conflicts_until_synced.contains(&name) && !self.synced.contains(&workstream));
+                    let outcome = if conflicts {
                         MergeOutcome::Conflict(vec![format!("{name}/file")])
                     } else {
                         let commit = oid(0x3000 + self.next_commit);
@@ -279,6 +292,47 @@ impl Sim {
                     self.pending.push(Input::RolledBack { workstream, ok: true });
                 }
                 Effect::Wake { timer, after } => self.timers.push((timer, after)),
+                Effect::Sync { workstream, .. } => {
+                    let name = self.name(workstream).to_string();
+                    let result = if self.script.sync_conflicts.contains(&name) {
+                        SyncOutcome::Conflicted(Conflicts {
+                            paths: vec![format!("{name}/file")],
+                            hunks: "<<<<<<< ours\n=======\n>>>>>>> theirs".into(),
+                        })
+                    } else {
+                        self.synced.insert(workstream);
+                        let head = oid(0x4000 + self.next_commit);
+                        self.next_commit += 1;
+                        SyncOutcome::Clean(head)
+                    };
+                    self.pending.push(Input::Synced {
+                        workstream,
+                        result: Ok(result),
+                    });
+                }
+                Effect::AbortSync { workstream } => self.pending.push(Input::SyncAborted {
+                    workstream,
+                    result: Ok(()),
+                }),
+                Effect::PrepareResolution { workstream, .. } => {
+                    let name = self.name(workstream).to_string();
+                    self.pending.push(Input::ResolutionPrepared {
+                        workstream,
+                        result: Ok(Conflicts {
+                            paths: vec![format!("{name}/file")],
+                            hunks: "<<<<<<< ours\n=======\n>>>>>>> theirs".into(),
+                        }),
+                    });
+                }
+                Effect::FinishResolution { workstream, .. } => {
+                    let commit = oid(0x5000 + self.next_commit);
+                    self.next_commit += 1;
+                    self.pending.push(Input::Resolved {
+                        workstream,
+                        result: Ok(Resolution::Merged(commit)),
+                    });
+                }
+                Effect::LogDecision { entry } => self.decisions.push(entry),
             }
         }
     }
@@ -395,6 +449,11 @@ fn test_result(passed: bool) -> TestResult {
             "passed".into()
         } else {
             "`check` exited with code 1: broken".into()
+        },
+        tail: if passed {
+            String::new()
+        } else {
+            "assertion failed: 2 == 3".into()
         },
     }
 }
@@ -676,32 +735,385 @@ fn a_timeout_fails_the_attempt_and_is_retried_after_a_growing_wait() {
 }
 
 #[test]
-fn a_failed_test_is_retried_and_a_scope_breach_is_not() {
+fn a_failed_test_and_a_scope_breach_go_back_to_the_agent_and_are_not_retried() {
     let body = r#"
-workstream "flaky" { owns "flaky/**"; retries 1; test "check"; script "true" }
-workstream "wild" { owns "wild/**"; retries 3; script "true" }
+workstream "tested" { owns "tested/**"; retries 3; fix-attempts 2; test "check"; script "true" }
+workstream "wild" { owns "wild/**"; retries 3; fix-attempts 2; script "true" }
 "#;
     let mut sim = Sim::new(body, Options::default());
-    sim.script.failing_tests.insert("flaky".into());
+    sim.script.failing_tests.insert("tested".into());
     sim.script
         .changes
         .push(("wild".into(), vec!["elsewhere/x".into(), "wild/y".into()]));
     sim.begin();
-    sim.end_agent("flaky", AgentEnd::Exited(0));
-    assert_eq!(sim.timers.len(), 1, "waiting for its retry");
-    assert_eq!(sim.phase("flaky"), Phase::Checking, "the phase of its last step");
-    sim.end_agent("wild", AgentEnd::Exited(0));
-    assert_eq!(sim.phase("wild"), Phase::Failed, "no retry for a scope breach");
-    assert_eq!(sim.failure("wild").kind, FailureKind::Scope);
-    assert_eq!(
-        sim.failure("wild").message,
-        "changed files outside its scope: elsewhere/x"
+    sim.end_agent("tested", AgentEnd::Exited(0));
+    assert!(sim.timers.is_empty(), "a failed test is no crash: no retry wait");
+    assert_eq!(sim.phase("tested"), Phase::Fixing);
+    let fix = sim.effects.iter().rev().find_map(|e| match e {
+        Effect::StartAgent {
+            workstream: 0,
+            purpose: Purpose::Fix,
+            feedback: Some(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    let fix = fix.expect("a fix attempt with the feedback");
+    assert_eq!(fix.kind, FeedbackKind::Test);
+    assert!(
+        fix.detail.contains("assertion failed: 2 == 3"),
+        "the test's output reaches the agent: {}",
+        fix.detail
     );
+    assert!(
+        !sim.effects.iter().any(|e| matches!(e, Effect::Reset { .. })),
+        "the worktree is kept"
+    );
+    sim.end_agent("tested", AgentEnd::Exited(0));
+    sim.end_agent("tested", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("tested"), Phase::Failed, "two fixes, then the failure stands");
+    assert_eq!(sim.failure("tested").kind, FailureKind::Test);
+    assert_eq!(sim.state().workstreams[0].fixes, 2);
+    assert_eq!(sim.state().workstreams[0].attempts, 3);
+    let purposes: Vec<Purpose> = sim.state().workstreams[0]
+        .attempt_log
+        .iter()
+        .map(|a| a.purpose)
+        .collect();
+    assert_eq!(purposes, [Purpose::Work, Purpose::Fix, Purpose::Fix]);
+
+    sim.end_agent("wild", AgentEnd::Exited(0));
+    let scope_fix = sim.effects.iter().rev().find_map(|e| match e {
+        Effect::StartAgent {
+            workstream: 1,
+            feedback: Some(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    let scope_fix = scope_fix.expect("the scope breach goes back to the agent");
+    assert_eq!(scope_fix.kind, FeedbackKind::Scope);
+    assert!(
+        scope_fix.detail.contains("elsewhere/x") && scope_fix.detail.contains("outside `owns`"),
+        "{}",
+        scope_fix.detail
+    );
+    // The agent puts the file back: in scope now.
+    sim.script.changes = vec![("wild".into(), vec!["wild/y".into()])];
+    sim.end_agent("wild", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("wild"), Phase::Merged);
+}
+
+#[test]
+fn a_test_that_fails_once_is_fixed_and_merges() {
+    let body = r#"workstream "w" { owns "w/**"; test "check"; script "true" }"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.failing_tests.insert("w".into());
+    sim.begin();
+    sim.end_agent("w", AgentEnd::Exited(0));
+    sim.script.failing_tests.clear();
+    sim.end_agent("w", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("w"), Phase::Merged);
+    assert_eq!(sim.state().workstreams[0].fixes, 1);
+    assert!(
+        sim.state()
+            .alerts
+            .iter()
+            .any(|a| a.contains("sent back to its agent (fix 1 of 2)")),
+        "{:?}",
+        sim.state().alerts
+    );
+}
+
+#[test]
+fn a_crash_during_a_fix_is_retried_without_spending_a_fix() {
+    let body = r#"workstream "w" { owns "w/**"; retries 1; test "check"; script "true" }"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.failing_tests.insert("w".into());
+    sim.begin();
+    sim.end_agent("w", AgentEnd::Exited(0));
+    sim.end_agent("w", AgentEnd::Exited(2));
+    assert_eq!(sim.timers.len(), 1, "the crashed fix waits for its retry");
+    sim.script.failing_tests.clear();
     sim.fire();
-    sim.end_agent("flaky", AgentEnd::Exited(0));
-    assert_eq!(sim.phase("flaky"), Phase::Failed);
-    assert_eq!(sim.failure("flaky").kind, FailureKind::Test);
-    assert_eq!(sim.state().workstreams[0].attempts, 2);
+    let retried = sim.effects.iter().rev().find_map(|e| match e {
+        Effect::StartAgent {
+            purpose: Purpose::Fix,
+            feedback,
+            attempt,
+            ..
+        } => Some((*attempt, feedback.clone())),
+        _ => None,
+    });
+    let (attempt, feedback) = retried.expect("the fix runs again");
+    assert_eq!(attempt, 3);
+    assert!(feedback.is_some(), "with the same feedback");
+    assert!(
+        !sim.effects.iter().any(|e| matches!(e, Effect::Reset { .. })),
+        "a retried fix keeps the worktree"
+    );
+    sim.end_agent("w", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("w"), Phase::Merged);
+    assert_eq!(sim.state().workstreams[0].fixes, 1, "the retry was not a new fix");
+}
+
+#[test]
+fn a_reviewer_that_requests_changes_sends_them_back_and_its_approval_merges() {
+    let body = r#"
+agent "rev" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "w" { owns "w/**"; review "rev"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    sim.end_agent("w", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("w"), Phase::Reviewing);
+    let mut answer = outcome(AgentEnd::Exited(0));
+    answer.result = Some(r#"{"verdict": "changes-requested", "comments": "name the constant"}"#.into());
+    sim.end_agent_with("w", answer);
+    assert_eq!(sim.phase("w"), Phase::Fixing);
+    let review = sim.state().workstreams[0].review.clone().expect("recorded");
+    assert_eq!(review.verdict, Verdict::ChangesRequested);
+    assert_eq!(review.reviewer, "rev");
+    let fix = sim.effects.iter().rev().find_map(|e| match e {
+        Effect::StartAgent {
+            purpose: Purpose::Fix,
+            feedback: Some(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    assert!(fix.expect("a fix").detail.contains("name the constant"));
+    sim.end_agent("w", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("w"), Phase::Reviewing, "the fixed work is reviewed again");
+    let mut answer = outcome(AgentEnd::Exited(0));
+    answer.result = Some("Good now.\n{\"verdict\": \"approve\", \"comments\": \"ok\"}".into());
+    sim.end_agent_with("w", answer);
+    assert_eq!(sim.phase("w"), Phase::Merged);
+    assert_eq!(
+        sim.state().workstreams[0].review.as_ref().map(|r| r.verdict),
+        Some(Verdict::Approve)
+    );
+    let purposes: Vec<Purpose> = sim.state().workstreams[0]
+        .attempt_log
+        .iter()
+        .map(|a| a.purpose)
+        .collect();
+    assert_eq!(
+        purposes,
+        [Purpose::Work, Purpose::Review, Purpose::Fix, Purpose::Review]
+    );
+}
+
+#[test]
+fn an_unreadable_review_counts_as_changes_requested() {
+    let body = r#"
+agent "rev" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "w" { owns "w/**"; review "rev"; fix-attempts 0; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    sim.end_agent("w", AgentEnd::Exited(0));
+    let mut answer = outcome(AgentEnd::Exited(0));
+    answer.result = Some("LGTM".into());
+    sim.end_agent_with("w", answer);
+    assert_eq!(sim.phase("w"), Phase::Failed);
+    assert_eq!(sim.failure("w").kind, FailureKind::Review);
+    assert!(
+        sim.failure("w").message.contains("could not be read"),
+        "{}",
+        sim.failure("w").message
+    );
+}
+
+#[test]
+fn a_conflicting_merge_brings_the_integration_branch_in_and_merges_then() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; test "check"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.conflicts_until_synced.insert("b".into());
+    sim.begin();
+    sim.run_all();
+    sim.finish_tests();
+    assert_eq!(sim.phase("a"), Phase::Merged);
+    assert_eq!(sim.phase("b"), Phase::Merged, "{:?}", sim.events());
+    assert!(sim.synced.contains(&1));
+    assert!(
+        sim.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::Synced { workstream: 1, conflicts, .. } if conflicts.is_empty()))
+    );
+    assert_eq!(sim.state().workstreams[1].fixes, 0, "a clean sync needs no fix");
+}
+
+#[test]
+fn a_sync_that_conflicts_goes_to_the_agent_with_the_hunks() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.conflicts_until_synced.insert("b".into());
+    sim.script.sync_conflicts.insert("b".into());
+    sim.begin();
+    sim.end_agent("a", AgentEnd::Exited(0));
+    sim.end_agent("b", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("b"), Phase::Fixing);
+    let fix = sim.effects.iter().rev().find_map(|e| match e {
+        Effect::StartAgent {
+            workstream: 1,
+            feedback: Some(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    let fix = fix.expect("a fix with the conflict");
+    assert_eq!(fix.kind, FeedbackKind::Conflict);
+    assert!(fix.detail.contains("<<<<<<<"), "{}", fix.detail);
+    // The agent resolves it: its check asks for markers in the conflicting files.
+    sim.synced.insert(1);
+    sim.end_agent("b", AgentEnd::Exited(0));
+    assert!(
+        sim.effects.iter().any(
+            |e| matches!(e, Effect::Inspect { workstream: 1, markers_in } if markers_in == &["b/file".to_string()])
+        )
+    );
+    assert_eq!(sim.phase("b"), Phase::Merged);
+    assert_eq!(sim.decisions.len(), 1, "the resolution is logged");
+    assert!(
+        sim.decisions[0].contains("workstream's own agent"),
+        "{}",
+        sim.decisions[0]
+    );
+}
+
+#[test]
+fn a_conflict_left_goes_to_the_resolver_and_its_resolution_is_verified_and_logged() {
+    let body = r#"
+agent "resolver" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+integrate {
+    on-conflict "agent"
+    resolver "resolver"
+    sync "off"
+    verify "check"
+}
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.conflicts.insert("b".into());
+    sim.begin();
+    sim.end_agent("a", AgentEnd::Exited(0));
+    sim.end_agent("b", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("b"), Phase::Resolving);
+    let resolver = sim.effects.iter().rev().find_map(|e| match e {
+        Effect::StartAgent {
+            workstream: 1,
+            purpose: Purpose::Resolve,
+            feedback: Some(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    assert!(resolver.expect("the resolver runs").detail.contains("<<<<<<<"));
+    let mut done = outcome(AgentEnd::Exited(0));
+    done.result = Some("kept both greetings".into());
+    let index = sim.index("b");
+    sim.feed(Input::AgentEnded {
+        workstream: index,
+        outcome: done,
+    });
+    assert_eq!(sim.phase("b"), Phase::Merged);
+    assert!(
+        sim.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Verify { workstream: 1, .. })),
+        "verified before it lands"
+    );
+    assert_eq!(sim.decisions.len(), 1);
+    assert!(
+        sim.decisions[0].contains("resolver agent `resolver`") && sim.decisions[0].contains("kept both greetings"),
+        "{}",
+        sim.decisions[0]
+    );
+}
+
+#[test]
+fn a_failed_verify_brings_the_integration_branch_in_and_the_agent_fixes_it() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "v" { owns "v/**"; script "true" }
+integrate { verify "check" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.failing_verify.insert("v".into());
+    sim.begin();
+    sim.end_agent("a", AgentEnd::Exited(0));
+    sim.end_agent("v", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("v"), Phase::Fixing);
+    assert!(sim.synced.contains(&1), "the integration branch is brought in first");
+    let fix = sim.effects.iter().rev().find_map(|e| match e {
+        Effect::StartAgent {
+            workstream: 1,
+            feedback: Some(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    assert_eq!(fix.expect("a fix").kind, FeedbackKind::Verify);
+    sim.script.failing_verify.clear();
+    sim.end_agent("v", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("v"), Phase::Merged);
+}
+
+#[test]
+fn a_resumed_claude_session_costs_what_its_running_total_grew_by() {
+    let body = r#"
+agent "claude" {
+    command "claude" "-p" "{prompt}"
+    resume "claude" "-p" "{prompt}" "--resume" "{session}"
+    output "claude-json"
+}
+workstream "w" { agent "claude"; owns "w/**"; test "check"; task "Do it." }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.failing_tests.insert("w".into());
+    sim.begin();
+    let mut first = outcome(AgentEnd::Exited(0));
+    first.usage = usage_usd(0.30);
+    first.session_id = Some("s-1".into());
+    sim.end_agent_with("w", first);
+    let session = sim.effects.iter().rev().find_map(|e| match e {
+        Effect::StartAgent {
+            purpose: Purpose::Fix,
+            session,
+            ..
+        } => Some(session.clone()),
+        _ => None,
+    });
+    assert_eq!(session, Some(Some("s-1".to_string())), "the fix continues the session");
+    sim.script.failing_tests.clear();
+    let mut second = outcome(AgentEnd::Exited(0));
+    second.usage = usage_usd(0.45);
+    second.resumed = true;
+    sim.end_agent_with("w", second);
+    let log = &sim.state().workstreams[0].attempt_log;
+    assert!(
+        (log[1].usage.cost_usd.unwrap() - 0.15).abs() < 1e-9,
+        "{:?}",
+        log[1].usage
+    );
+    assert!((sim.state().workstreams[0].usage.cost_usd.unwrap() - 0.45).abs() < 1e-9);
 }
 
 #[test]
@@ -1216,7 +1628,8 @@ fn a_resumed_workstream_whose_agent_finished_is_checked_without_running_it_again
         Effect::Prepare {
             workstream: 0,
             fresh: false,
-            start: Some(s)
+            start: Some(s),
+            ..
         } if *s == oid(0x51a)
     )));
     assert_eq!(sim.phase("done"), Phase::Merged);

@@ -21,34 +21,78 @@ use tokio::time::Instant;
 
 use crate::agent::Usage;
 use crate::git::Oid;
-use crate::run::core::{AgentEnd, AgentOutcome, Core, Effect, Input, Inspection, MergeOutcome, Workspace};
+use crate::run::core::{
+    AgentEnd, AgentOutcome, Conflicts, Core, Effect, Handoff, Input, Inspection, MergeOutcome, Resolution, SyncOutcome,
+    Workspace,
+};
 use crate::run::observer::Observer;
-use crate::run::state::{Event, EventKind, RunState, TestResult};
+use crate::run::state::{Event, EventKind, Feedback, Purpose, RunState, TestResult};
+
+/// One agent attempt to run, as the core asked for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRun {
+    pub workstream: usize,
+    pub attempt: u32,
+    /// What the workstream's own budget has left, for tools with a spending cap of their own.
+    pub budget_usd: Option<f64>,
+    /// The workstream's own agent (work, fix), its reviewer, or the resolver.
+    pub purpose: Purpose,
+    /// What a fix (or the resolver) is told.
+    pub feedback: Option<Feedback>,
+    /// The agent's session to continue, for a fix.
+    pub session: Option<String>,
+}
 use crate::time;
 
 /// The slow work a run does, one method per effect; each reports its result as a value.
 ///
 /// `ProcessWork` (in `run::work`) does it for real; tests put fakes in its place.
 pub trait Work: Send + Sync + 'static {
-    /// Makes the workstream's worktree (or scratch folder) and context.
+    /// Makes the workstream's worktree (or scratch folder) and context, with its dependencies'
+    /// handoffs.
     fn prepare(
         self: Arc<Self>,
         workstream: usize,
         start: Option<Oid>,
         fresh: bool,
+        handoffs: Vec<Handoff>,
     ) -> BoxFuture<'static, Result<Workspace, String>>;
-    /// Runs one attempt of the workstream's agent until it ends or `stop` turns true,
-    /// reporting its usage and lines as they come.
+    /// Runs one agent attempt until it ends or `stop` turns true, reporting its usage and
+    /// lines as they come.
     fn run_agent(
         self: Arc<Self>,
-        workstream: usize,
-        attempt: u32,
-        budget_usd: Option<f64>,
+        run: AgentRun,
         report: Reporter,
         stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, AgentOutcome>;
-    /// Commits what the agent left, checks the worktree and lists what changed.
-    fn inspect(self: Arc<Self>, workstream: usize) -> BoxFuture<'static, Result<Inspection, String>>;
+    /// Commits what the agent left, checks the worktree, lists what changed, and finds the
+    /// conflict markers left in `markers_in`.
+    fn inspect(
+        self: Arc<Self>,
+        workstream: usize,
+        markers_in: Vec<String>,
+    ) -> BoxFuture<'static, Result<Inspection, String>>;
+    /// Brings `onto` into the workstream's branch in its worktree.
+    fn sync(self: Arc<Self>, workstream: usize, onto: Oid) -> BoxFuture<'static, Result<SyncOutcome, String>>;
+    /// Gives a conflicting sync up: the worktree back at its branch's head.
+    fn abort_sync(self: Arc<Self>, workstream: usize) -> BoxFuture<'static, Result<(), String>>;
+    /// Sets the conflicting merge of `result` into `onto` up for the resolver.
+    fn prepare_resolution(
+        self: Arc<Self>,
+        workstream: usize,
+        onto: Oid,
+        result: Oid,
+    ) -> BoxFuture<'static, Result<Conflicts, String>>;
+    /// Checks the resolver's work and commits it as the merge, moving the integration branch.
+    fn finish_resolution(
+        self: Arc<Self>,
+        workstream: usize,
+        onto: Oid,
+        result: Oid,
+        files: Vec<String>,
+    ) -> BoxFuture<'static, Result<Resolution, String>>;
+    /// Appends an entry to the run's decision log.
+    fn log_decision(&self, entry: &str);
     /// Reverts these paths to the start commit and commits that; returns the new head.
     fn revert(self: Arc<Self>, workstream: usize, paths: Vec<String>) -> BoxFuture<'static, Result<Oid, String>>;
     /// Runs the workstream's test; `None` when `stop` ended it.
@@ -286,9 +330,10 @@ impl<'o> Driver<'o> {
                 workstream,
                 start,
                 fresh,
+                handoffs,
             } => {
                 self.tasks.spawn(async move {
-                    let result = work.prepare(workstream, start, fresh).await;
+                    let result = work.prepare(workstream, start, fresh, handoffs).await;
                     send(Input::Prepared { workstream, result });
                 });
             }
@@ -296,6 +341,9 @@ impl<'o> Driver<'o> {
                 workstream,
                 attempt,
                 budget_usd,
+                purpose,
+                feedback,
+                session,
             } => {
                 if self.log_failed {
                     send(Input::AgentEnded {
@@ -309,8 +357,16 @@ impl<'o> Driver<'o> {
                     workstream,
                     tx: self.tx.clone(),
                 };
+                let run = AgentRun {
+                    workstream,
+                    attempt,
+                    budget_usd,
+                    purpose,
+                    feedback,
+                    session,
+                };
                 self.tasks.spawn(async move {
-                    let outcome = work.run_agent(workstream, attempt, budget_usd, report, stop).await;
+                    let outcome = work.run_agent(run, report, stop).await;
                     send(Input::AgentEnded { workstream, outcome });
                 });
             }
@@ -319,12 +375,46 @@ impl<'o> Driver<'o> {
                     let _ = stop.send(true);
                 }
             }
-            Effect::Inspect { workstream } => {
+            Effect::Inspect { workstream, markers_in } => {
                 self.tasks.spawn(async move {
-                    let result = work.inspect(workstream).await;
+                    let result = work.inspect(workstream, markers_in).await;
                     send(Input::Inspected { workstream, result });
                 });
             }
+            Effect::Sync { workstream, onto } => {
+                self.tasks.spawn(async move {
+                    let result = work.sync(workstream, onto).await;
+                    send(Input::Synced { workstream, result });
+                });
+            }
+            Effect::AbortSync { workstream } => {
+                self.tasks.spawn(async move {
+                    let result = work.abort_sync(workstream).await;
+                    send(Input::SyncAborted { workstream, result });
+                });
+            }
+            Effect::PrepareResolution {
+                workstream,
+                onto,
+                result,
+            } => {
+                self.tasks.spawn(async move {
+                    let result = work.prepare_resolution(workstream, onto, result).await;
+                    send(Input::ResolutionPrepared { workstream, result });
+                });
+            }
+            Effect::FinishResolution {
+                workstream,
+                onto,
+                result,
+                files,
+            } => {
+                self.tasks.spawn(async move {
+                    let result = work.finish_resolution(workstream, onto, result, files).await;
+                    send(Input::Resolved { workstream, result });
+                });
+            }
+            Effect::LogDecision { entry } => self.work.log_decision(&entry),
             Effect::Revert { workstream, paths } => {
                 self.tasks.spawn(async move {
                     let result = work.revert(workstream, paths).await;

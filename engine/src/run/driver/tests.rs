@@ -80,6 +80,7 @@ impl Work for FakeWork {
         workstream: usize,
         start: Option<Oid>,
         _fresh: bool,
+        _handoffs: Vec<Handoff>,
     ) -> BoxFuture<'static, Result<Workspace, String>> {
         async move {
             Ok(Workspace {
@@ -93,12 +94,11 @@ impl Work for FakeWork {
 
     fn run_agent(
         self: Arc<Self>,
-        workstream: usize,
-        attempt: u32,
-        _budget_usd: Option<f64>,
+        run: AgentRun,
         report: Reporter,
         mut stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, AgentOutcome> {
+        let (workstream, attempt) = (run.workstream, run.attempt);
         async move {
             let behaviour = self.behaviours.get(&workstream).cloned().unwrap_or_default();
             let pick = |list: &[i32]| list[(attempt as usize - 1).min(list.len() - 1)];
@@ -147,16 +147,45 @@ impl Work for FakeWork {
         .boxed()
     }
 
-    fn inspect(self: Arc<Self>, workstream: usize) -> BoxFuture<'static, Result<Inspection, String>> {
+    fn inspect(
+        self: Arc<Self>,
+        workstream: usize,
+        _markers_in: Vec<String>,
+    ) -> BoxFuture<'static, Result<Inspection, String>> {
         async move {
             Ok(Inspection {
                 head: oid(0x100 + workstream as u32),
                 changed: vec![format!("w{workstream}/f")],
                 integrity: vec![],
+                markers: vec![],
             })
         }
         .boxed()
     }
+
+    fn sync(self: Arc<Self>, workstream: usize, _: Oid) -> BoxFuture<'static, Result<SyncOutcome, String>> {
+        async move { Ok(SyncOutcome::Clean(oid(0x300 + workstream as u32))) }.boxed()
+    }
+
+    fn abort_sync(self: Arc<Self>, _: usize) -> BoxFuture<'static, Result<(), String>> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn prepare_resolution(self: Arc<Self>, _: usize, _: Oid, _: Oid) -> BoxFuture<'static, Result<Conflicts, String>> {
+        async { Err("no resolver here".to_string()) }.boxed()
+    }
+
+    fn finish_resolution(
+        self: Arc<Self>,
+        _: usize,
+        _: Oid,
+        _: Oid,
+        _: Vec<String>,
+    ) -> BoxFuture<'static, Result<Resolution, String>> {
+        async { Err("no resolver here".to_string()) }.boxed()
+    }
+
+    fn log_decision(&self, _: &str) {}
 
     fn revert(self: Arc<Self>, _: usize, _: Vec<String>) -> BoxFuture<'static, Result<Oid, String>> {
         async { Err("no reverts here".to_string()) }.boxed()

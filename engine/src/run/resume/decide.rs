@@ -82,6 +82,8 @@ pub enum Action {
     Merge,
     /// Its agent finished before the run stopped: its work is checked, the agent is not run again.
     Check,
+    /// Its fix attempt was cut short: the fix runs again on its work, with the same feedback.
+    Fix,
     /// Run from the start.
     Run,
 }
@@ -93,6 +95,7 @@ impl Action {
             Action::Keep => "keep",
             Action::Merge => "merge",
             Action::Check => "check",
+            Action::Fix => "fix",
             Action::Run => "run",
         }
     }
@@ -220,14 +223,17 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                         )
                     }
                 }
-                Phase::Ready | Phase::Merging => {
+                Phase::Ready | Phase::Merging | Phase::Resolving => {
                     if result.is_some() && branch_head == result {
                         decide(
                             Action::Merge,
-                            if recorded.phase == Phase::Merging {
-                                "its merge was interrupted; merged again".into()
-                            } else {
-                                "ready; merged now".into()
+                            match recorded.phase {
+                                Phase::Merging => "its merge was interrupted; merged again".into(),
+                                Phase::Resolving => {
+                                    "its conflict resolution was interrupted; merged again (the resolver runs again)"
+                                        .into()
+                                }
+                                _ => "ready; merged now".into(),
                             },
                         )
                     } else {
@@ -236,7 +242,12 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                 }
                 // Pending too: a resume that decided to check it was itself interrupted before
                 // the check started.
-                Phase::Checking | Phase::Running | Phase::Preparing | Phase::Pending
+                Phase::Checking
+                | Phase::Running
+                | Phase::Preparing
+                | Phase::Pending
+                | Phase::Fixing
+                | Phase::Reviewing
                     if recorded.agent_finished && (start.is_none() || branch_head.is_some()) =>
                 {
                     decide(
@@ -245,7 +256,18 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                             .into(),
                     )
                 }
-                Phase::Running | Phase::Preparing | Phase::Checking => decide(Action::Run, "it was interrupted".into()),
+                // A fix cut short: its work and the feedback are kept, the fix runs again.
+                Phase::Fixing | Phase::Pending
+                    if recorded.fixes > 0 && recorded.feedback.is_some() && branch_head.is_some() =>
+                {
+                    decide(
+                        Action::Fix,
+                        "its fix attempt was cut short; it runs again on its work, with the same feedback".into(),
+                    )
+                }
+                Phase::Running | Phase::Preparing | Phase::Checking | Phase::Fixing | Phase::Reviewing => {
+                    decide(Action::Run, "it was interrupted".into())
+                }
                 Phase::Failed => decide(
                     Action::Run,
                     format!(
@@ -321,7 +343,7 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                     });
                 }
             }
-            Action::Check => events.push(EventKind::Phase {
+            Action::Check | Action::Fix => events.push(EventKind::Phase {
                 workstream: i,
                 phase: Phase::Pending,
                 reason: Some(d.why.clone()),

@@ -1,0 +1,249 @@
+//! Bringing the integration branch into a workstream's branch, and setting a conflicting
+//! merge up for whoever resolves it: the merge is computed by libgit2; a conflicting one is
+//! left in the worktree the way `git merge` leaves it (files with conflict markers, the
+//! conflicts in the index, `MERGE_HEAD`), so an agent or a person can resolve it with the
+//! usual tools and `git commit`, or leave the files for flow to commit.
+
+use std::path::Path;
+
+use git2::build::CheckoutBuilder;
+use git2::{Repository, RepositoryState};
+
+use super::error::{GitContext, io_error};
+use super::repo::{Head, flow_signature, read_head};
+use super::{Git, GitError, Oid};
+
+/// What a merge into a worktree did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorktreeMerge {
+    /// Merged cleanly and committed (or there was nothing to bring in): the new head.
+    Clean(Oid),
+    /// It conflicts on these paths: the worktree holds the merge in progress.
+    Conflicted(Vec<String>),
+}
+
+/// The lines git writes around a conflict.
+const MARKERS: [&str; 3] = ["<<<<<<< ", "=======", ">>>>>>> "];
+
+impl Git {
+    /// Merges `onto` into the branch checked out in the flow worktree at `dir`: a clean merge
+    /// is committed as `message` (parents: the branch's head, then `onto`) and checked out; a
+    /// conflicting one is left in progress. The worktree must hold nothing uncommitted.
+    pub fn merge_into_worktree(&self, dir: &Path, onto: Oid, message: &str) -> Result<WorktreeMerge, GitError> {
+        let (repo, path) = self.open_flow_worktree(dir)?;
+        let Head::Branch(_) = read_head(&repo, &path)? else {
+            return Err(GitError::DetachedHead { path });
+        };
+        let head = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .context(|| format!("read the head of `{}`", path.display()))?;
+        let head_id: Oid = head.id().into();
+        if head_id == onto || self.is_ancestor(onto, head_id)? {
+            return Ok(WorktreeMerge::Clean(head_id));
+        }
+        let theirs = repo.find_commit(onto.raw()).context(|| format!("read commit {onto}"))?;
+        merge_in(&repo, &path, &head, &theirs, message, true)
+    }
+
+    /// Sets the merge of `result` into `onto` up in the detached worktree at `dir` (the
+    /// integration worktree): checked out at `onto`, then merged, a conflict left in progress.
+    /// Returns the conflicting paths (none: it merges cleanly, and nothing was committed).
+    pub fn prepare_merge_in(&self, dir: &Path, onto: Oid, result: Oid) -> Result<Vec<String>, GitError> {
+        self.checkout_detached(dir, onto)?;
+        let (repo, path) = self.open_worktree(dir)?;
+        let ours = repo.find_commit(onto.raw()).context(|| format!("read commit {onto}"))?;
+        let theirs = repo
+            .find_commit(result.raw())
+            .context(|| format!("read commit {result}"))?;
+        match merge_in(&repo, &path, &ours, &theirs, "", false)? {
+            WorktreeMerge::Conflicted(paths) => Ok(paths),
+            WorktreeMerge::Clean(_) => Ok(vec![]),
+        }
+    }
+
+    /// Finishes a merge in progress in the worktree at `dir`: stages every file and commits
+    /// it with the parents HEAD and `MERGE_HEAD`, as `message`. For a detached worktree HEAD
+    /// moves; no branch does.
+    pub fn commit_merge_in(&self, dir: &Path, message: &str) -> Result<Oid, GitError> {
+        let (repo, path) = self.open_worktree(dir)?;
+        let merge_head = std::fs::read_to_string(repo.path().join("MERGE_HEAD"))
+            .map_err(|e| io_error("read MERGE_HEAD", &repo.path().join("MERGE_HEAD"), e))?;
+        let theirs_id: Oid = merge_head.trim().parse()?;
+        let mut index = repo
+            .index()
+            .context(|| format!("read the index of `{}`", path.display()))?;
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .context(|| format!("stage the files of `{}`", path.display()))?;
+        index
+            .update_all(["*"], None)
+            .context(|| format!("stage the deletions in `{}`", path.display()))?;
+        index
+            .write()
+            .context(|| format!("write the index of `{}`", path.display()))?;
+        let tree_id = index
+            .write_tree()
+            .context(|| format!("write the tree of `{}`", path.display()))?;
+        let tree = repo.find_tree(tree_id).context(|| format!("read tree {tree_id}"))?;
+        let ours = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .context(|| format!("read the head of `{}`", path.display()))?;
+        let theirs = repo
+            .find_commit(theirs_id.raw())
+            .context(|| format!("read commit {theirs_id}"))?;
+        let signature = flow_signature()?;
+        let commit = repo
+            .commit(Some("HEAD"), &signature, &signature, message, &tree, &[&ours, &theirs])
+            .context(|| format!("commit the merge in `{}`", path.display()))?;
+        repo.cleanup_state()
+            .context(|| format!("end the merge in `{}`", path.display()))?;
+        Ok(commit.into())
+    }
+
+    /// Gives a merge in progress up: the worktree back at its head, `MERGE_HEAD` gone.
+    pub fn abort_merge_in(&self, dir: &Path, keep_prefixes: &[&str]) -> Result<(), GitError> {
+        let (repo, path) = self.open_worktree(dir)?;
+        let head: Oid = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .context(|| format!("read the head of `{}`", path.display()))?
+            .id()
+            .into();
+        repo.cleanup_state()
+            .context(|| format!("end the merge in `{}`", path.display()))?;
+        drop(repo);
+        self.reset_worktree(dir, head, keep_prefixes)
+    }
+
+    /// Tells whether the worktree at `dir` is in the middle of a merge.
+    pub fn merge_in_progress(&self, dir: &Path) -> Result<bool, GitError> {
+        let (repo, _) = self.open_worktree(dir)?;
+        Ok(repo.state() == RepositoryState::Merge)
+    }
+}
+
+/// Merges `theirs` into `ours` in the worktree of `repo`: clean and `commit`, it is committed
+/// and checked out (only when `commit`; else nothing changes); conflicting, it is left in
+/// progress with markers in the files.
+fn merge_in(
+    repo: &Repository,
+    path: &Path,
+    ours: &git2::Commit<'_>,
+    theirs: &git2::Commit<'_>,
+    message: &str,
+    commit: bool,
+) -> Result<WorktreeMerge, GitError> {
+    let mut index = repo
+        .merge_commits(ours, theirs, None)
+        .context(|| format!("merge {} into {}", theirs.id(), ours.id()))?;
+    if !index.has_conflicts() {
+        if !commit {
+            return Ok(WorktreeMerge::Clean(ours.id().into()));
+        }
+        let tree_id = index
+            .write_tree_to(repo)
+            .context(|| "write the merged tree".to_string())?;
+        let tree = repo.find_tree(tree_id).context(|| format!("read tree {tree_id}"))?;
+        let signature = flow_signature()?;
+        let merged = repo
+            .commit(Some("HEAD"), &signature, &signature, message, &tree, &[ours, theirs])
+            .context(|| format!("commit the merge in `{}`", path.display()))?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force();
+        repo.checkout_head(Some(&mut checkout))
+            .context(|| format!("check the merge out in `{}`", path.display()))?;
+        return Ok(WorktreeMerge::Clean(merged.into()));
+    }
+    let mut paths: Vec<String> = index
+        .conflicts()
+        .context(|| "read the conflicts".to_string())?
+        .filter_map(Result::ok)
+        .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+        .map(|entry| String::from_utf8_lossy(&entry.path).into_owned())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let mut checkout = CheckoutBuilder::new();
+    checkout.force().allow_conflicts(true).conflict_style_merge(true);
+    repo.checkout_index(Some(&mut index), Some(&mut checkout))
+        .context(|| format!("write the conflicts into `{}`", path.display()))?;
+    // The repository's index stays at `ours`: `git add` and `git commit` (which sees
+    // MERGE_HEAD) finish the merge, and so does flow's own commit of what is left.
+    let git_dir = repo.path();
+    std::fs::write(git_dir.join("MERGE_HEAD"), format!("{}\n", theirs.id()))
+        .map_err(|e| io_error("write MERGE_HEAD", &git_dir.join("MERGE_HEAD"), e))?;
+    let text = if message.is_empty() {
+        format!("Merge {}\n", theirs.id())
+    } else {
+        format!("{message}\n")
+    };
+    std::fs::write(git_dir.join("MERGE_MSG"), text)
+        .map_err(|e| io_error("write MERGE_MSG", &git_dir.join("MERGE_MSG"), e))?;
+    Ok(WorktreeMerge::Conflicted(paths))
+}
+
+/// The files among `paths` (relative to `dir`) that still hold conflict markers.
+pub fn files_with_markers(dir: &Path, paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .filter(|p| {
+            std::fs::read(dir.join(p)).is_ok_and(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .any(|l| l.starts_with(MARKERS[0]) || l.starts_with(MARKERS[2]) || l == MARKERS[1])
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// The conflicting hunks of `paths` in `dir`, each with a few lines around it, as an agent
+/// reads them; at most `limit` bytes in all.
+pub fn conflict_hunks(dir: &Path, paths: &[String], limit: usize) -> String {
+    let mut out = String::new();
+    for path in paths {
+        let Ok(bytes) = std::fs::read(dir.join(path)) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut shown = vec![false; lines.len()];
+        let mut inside = false;
+        for (i, line) in lines.iter().enumerate() {
+            if line.starts_with(MARKERS[0]) {
+                inside = true;
+                shown[i.saturating_sub(3)..i].fill(true);
+            }
+            if inside {
+                shown[i] = true;
+            }
+            if line.starts_with(MARKERS[2]) {
+                inside = false;
+                shown[i + 1..(i + 4).min(lines.len())].fill(true);
+            }
+        }
+        out.push_str(&format!("--- {path}\n"));
+        let mut gap = false;
+        for (i, line) in lines.iter().enumerate() {
+            if shown[i] {
+                out.push_str(&format!("{:>5}  {line}\n", i + 1));
+                gap = false;
+            } else if !gap {
+                out.push_str("  ...\n");
+                gap = true;
+            }
+        }
+        if out.len() > limit {
+            let mut end = limit;
+            while !out.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.truncate(end);
+            out.push_str("\n[... more conflicts not shown: see the files]\n");
+            break;
+        }
+    }
+    out
+}
