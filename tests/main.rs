@@ -3,6 +3,7 @@
 mod budget;
 mod crash;
 mod examples;
+mod feedback;
 mod manual;
 mod run;
 mod run_agents;

@@ -25,7 +25,8 @@ pub fn run(args: ContextArgs, site: &Site) -> Result<ExitCode, CommandError> {
     };
     // Context files are sized from the repository's root, as `flow prepare` and `flow run` do,
     // so that the prompt printed here is the one they write, from any folder of the repository.
-    let rendered = flow_engine::context::render(&workflow, index, site.root());
+    // As a run gives it: with what its dependencies did, from the latest run of the workflow.
+    let rendered = flow_engine::run::prompt::context_for(&workflow, index, site);
     print_stdout(if args.config {
         &rendered.agent_config_json
     } else {

@@ -10,6 +10,7 @@ pub mod driver;
 pub mod error;
 pub mod lock;
 pub mod observer;
+pub mod prompt;
 pub mod recover;
 pub mod resume;
 pub mod session;
