@@ -21,11 +21,31 @@ impl Git {
     /// (`GitError::DetachedHead`) and a worktree in the middle of a merge or rebase
     /// (`GitError::OperationInProgress`).
     pub fn commit_all(&self, dir: &Path, message: &str, exclude_prefixes: &[&str]) -> Result<Option<Oid>, GitError> {
+        self.commit_everything(dir, message, exclude_prefixes, false)
+    }
+
+    /// Works as [`Git::commit_all`] but also finishes a merge in progress (the one flow
+    /// started to bring the integration branch in): the commit's second parent is
+    /// `MERGE_HEAD`. The caller has checked that no conflict marker is left.
+    pub fn commit_all_finishing_merge(
+        &self,
+        dir: &Path,
+        message: &str,
+        exclude_prefixes: &[&str],
+    ) -> Result<Option<Oid>, GitError> {
+        self.commit_everything(dir, message, exclude_prefixes, true)
+    }
+
+    fn commit_everything(
+        &self,
+        dir: &Path,
+        message: &str,
+        exclude_prefixes: &[&str],
+        finish_merge: bool,
+    ) -> Result<Option<Oid>, GitError> {
         let (repo, path) = self.open_flow_worktree(dir)?;
         let state = repo.state();
-        // A merge in progress (flow's sync, or one the agent started) is finished by this
-        // commit: its second parent is MERGE_HEAD.
-        let merging = state == RepositoryState::Merge;
+        let merging = finish_merge && state == RepositoryState::Merge;
         if state != RepositoryState::Clean && !merging {
             return Err(GitError::OperationInProgress {
                 path,

@@ -427,8 +427,14 @@ impl ProcessWork {
             workflow.workstreams[index].name,
             self.trailer(index)
         );
+        // A sync whose conflicts the agent resolved: this commit finishes the merge.
+        let finishing = !markers_in.is_empty();
         blocking(move || {
-            git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))?;
+            if finishing {
+                git.commit_all_finishing_merge(&dir, &message, &context::excluded_prefixes(&workflow))?;
+            } else {
+                git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))?;
+            }
             let integrity: Vec<String> = git
                 .check_worktree_integrity(&dir, &branch, start)?
                 .iter()
