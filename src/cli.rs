@@ -280,6 +280,10 @@ impl RunOptionArgs {
 }
 
 /// Show where a run stands: a table of workstreams, or JSON, or the markdown board.
+///
+/// Under the table: why each workstream that did not succeed stopped, and every agent
+/// attempt of the workstreams that needed more than one (the work, retries, fixes with what
+/// they fixed, reviews, resolutions), with what each spent, and each review's verdict.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The run (default: the latest).
@@ -313,8 +317,10 @@ pub struct RunsArgs {
     pub json: bool,
 }
 
-/// Show what a run spent: tokens and dollars per workstream, model, agent and account,
-/// against every budget, the most expensive workstreams, and cheaper models to consider.
+/// Show what a run spent: tokens and dollars per workstream, model, agent, account and
+/// purpose (work, fix, review, resolve), against every budget, the most expensive
+/// workstreams, and cheaper models to consider. What a reviewer or a resolver spent counts
+/// for its own agent and model.
 ///
 /// Costs come from what each agent reported, or from the `std:models` price table (dated,
 /// overridable in the workflow) for agents that report only tokens.

@@ -246,6 +246,16 @@ workstream "w" {
         .map(|a| a["purpose"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(purposes, ["work", "review", "fix", "review"]);
+
+    // `flow status` lists the attempts and the verdict; `flow usage` splits by purpose.
+    let status = env.flow().arg("status").output().expect("flow status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("fix (review)"), "{status}");
+    assert!(status.contains("review by reviewer: approved: good"), "{status}");
+    let usage = env.flow().args(["usage", "--json"]).output().expect("flow usage");
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("usage JSON");
+    let purposes: Vec<&String> = usage["by_purpose"].as_object().expect("by_purpose").keys().collect();
+    assert_eq!(purposes, ["fix", "review", "work"]);
 }
 
 #[test]

@@ -165,9 +165,11 @@ pub fn usage(args: UsageArgs, site: &Site) -> Result<ExitCode, CommandError> {
         ("model", &report.by_model),
         ("agent", &report.by_agent),
         ("account", &report.by_account),
+        ("purpose", &report.by_purpose),
     ];
     for (what, map) in groups {
-        if map.is_empty() {
+        // By purpose says something only once there was more than the work itself.
+        if map.is_empty() || (what == "purpose" && map.len() < 2) {
             continue;
         }
         out.push_str(&format!("\nby {what}:\n"));

@@ -38,6 +38,20 @@ impl Usage {
         };
     }
 
+    /// What is left of this usage once `part` (a share of it) is taken out; never below zero.
+    pub fn without(&self, part: &Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.saturating_sub(part.input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(part.output_tokens),
+            cache_read_tokens: self.cache_read_tokens.saturating_sub(part.cache_read_tokens),
+            cache_write_tokens: self.cache_write_tokens.saturating_sub(part.cache_write_tokens),
+            cost_usd: match (self.cost_usd, part.cost_usd) {
+                (Some(a), Some(b)) => Some((a - b).max(0.0)),
+                (a, _) => a,
+            },
+        }
+    }
+
     /// Raises each token count to the other's where the other's is larger (same message seen twice).
     pub(super) fn merge_max(&mut self, other: &Usage) {
         self.input_tokens = self.input_tokens.max(other.input_tokens);

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use flow_dsl::format_duration;
 
-use crate::run::state::{Phase, RunState, WorkstreamState};
+use crate::run::state::{Phase, RunState, Verdict, WorkstreamState};
 use crate::time::{Timestamp, elapsed};
 
 /// Formats a token count: `950`, `12.3k`, `4.1M`.
@@ -119,6 +119,63 @@ pub fn run_table(state: &RunState, now: Timestamp) -> String {
         };
         if let Some(why) = why {
             let _ = writeln!(out, "  {}: {why}", ws.name);
+        }
+    }
+    out.push_str(&attempts(state));
+    out
+}
+
+/// Every agent attempt of the workstreams that needed more than one, and every review:
+/// what each attempt was for, what it was told to fix, what it spent and how it ended.
+/// Empty when every workstream got through on its first attempt without a reviewer.
+pub fn attempts(state: &RunState) -> String {
+    let mut out = String::new();
+    for ws in &state.workstreams {
+        if ws.attempt_log.len() < 2 && ws.review.is_none() {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str("\nattempts:\n");
+        }
+        for (i, a) in ws.attempt_log.iter().enumerate() {
+            let name = if i == 0 { ws.name.as_str() } else { "" };
+            let what = match a.feedback {
+                Some(kind) => format!("{} ({})", a.purpose.as_str(), kind.as_str()),
+                None => a.purpose.as_str().to_string(),
+            };
+            let time = a
+                .ended_at
+                .map_or("-".to_string(), |e| format_duration(elapsed(a.started_at, e)));
+            let end = match (&a.error, a.ended_at) {
+                (Some(e), _) => format!("failed: {e}"),
+                (None, Some(_)) => "ok".to_string(),
+                (None, None) => "under way or cut".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  {name:<16} #{:<2} {what:<18} {time:>7}  {:>7} tokens  {:>8}  {end}",
+                a.number,
+                tokens(a.usage.total_tokens()),
+                dollars(a.usage.cost_usd),
+            );
+        }
+        if let Some(review) = &ws.review {
+            let verdict = match review.verdict {
+                Verdict::Approve => "approved",
+                Verdict::ChangesRequested => "changes requested",
+            };
+            let first = review.comments.lines().next().unwrap_or("").trim();
+            let _ = writeln!(
+                out,
+                "  {:<16} review by {}: {verdict}{}{first}",
+                if ws.attempt_log.is_empty() {
+                    ws.name.as_str()
+                } else {
+                    ""
+                },
+                review.reviewer,
+                if first.is_empty() { "" } else { ": " },
+            );
         }
     }
     out

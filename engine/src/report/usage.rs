@@ -7,7 +7,7 @@ use flow_dsl::{Budget, Model, Workflow};
 use serde::Serialize;
 
 use crate::agent::Usage;
-use crate::run::state::RunState;
+use crate::run::state::{Purpose, RunState};
 
 /// Spending against one budget.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +43,9 @@ pub struct UsageReport {
     pub by_model: BTreeMap<String, Usage>,
     pub by_agent: BTreeMap<String, Usage>,
     pub by_account: BTreeMap<String, Usage>,
+    /// What the attempts were for: `work` (the task and its retries), `fix`, `review`,
+    /// `resolve`.
+    pub by_purpose: BTreeMap<String, Usage>,
     pub budgets: Vec<BudgetLine>,
     pub most_expensive: Vec<(String, f64)>,
     pub suggestions: Vec<Suggestion>,
@@ -90,12 +93,24 @@ pub fn usage_report(state: &RunState, workflow: Option<&Workflow>) -> UsageRepor
         by_model: BTreeMap::new(),
         by_agent: BTreeMap::new(),
         by_account: BTreeMap::new(),
+        by_purpose: BTreeMap::new(),
         budgets: vec![],
         most_expensive: vec![],
         suggestions: vec![],
     };
     for ws in &state.workstreams {
         report.by_workstream.insert(ws.name.clone(), ws.usage);
+        let mut recorded = Usage::default();
+        for a in &ws.attempt_log {
+            recorded.add(&a.usage);
+            let purpose = report.by_purpose.entry(a.purpose.as_str().into()).or_default();
+            purpose.add(&a.usage);
+        }
+        // Usage streamed by an attempt that was cut before it ended is the workstream's own.
+        let rest = ws.usage.without(&recorded);
+        if rest.total_tokens() > 0 || rest.cost_usd.is_some_and(|c| c > 0.0) {
+            report.by_purpose.entry("work".into()).or_default().add(&rest);
+        }
     }
     let mut costs: Vec<(String, f64)> = state
         .workstreams
@@ -110,9 +125,25 @@ pub fn usage_report(state: &RunState, workflow: Option<&Workflow>) -> UsageRepor
     }
     for (ws, recorded) in workflow.workstreams.iter().zip(&state.workstreams) {
         let usage = recorded.usage;
+        // A reviewer or a resolver is its own agent and model: what it spent is theirs.
+        let mut own = usage;
+        for a in &recorded.attempt_log {
+            let choice = match a.purpose {
+                Purpose::Review => ws.review.as_ref(),
+                Purpose::Resolve => workflow.integrate.resolver.as_ref(),
+                Purpose::Work | Purpose::Fix => None,
+            };
+            let Some(choice) = choice else { continue };
+            own = own.without(&a.usage);
+            // Without its own model it runs the workstream's, as the run does.
+            let model = choice.model.clone().or_else(|| ws.model.clone());
+            let model = model.unwrap_or_else(|| "(none)".into());
+            report.by_model.entry(model).or_default().add(&a.usage);
+            report.by_agent.entry(choice.agent.clone()).or_default().add(&a.usage);
+        }
         let model = ws.model.clone().unwrap_or_else(|| "(none)".into());
-        report.by_model.entry(model).or_default().add(&usage);
-        report.by_agent.entry(ws.agent.clone()).or_default().add(&usage);
+        report.by_model.entry(model).or_default().add(&own);
+        report.by_agent.entry(ws.agent.clone()).or_default().add(&own);
         if let Some(a) = &ws.account {
             report.by_account.entry(a.clone()).or_default().add(&usage);
         }
@@ -127,11 +158,11 @@ pub fn usage_report(state: &RunState, workflow: Option<&Workflow>) -> UsageRepor
         let Some(suggested) = workflow.kinds.get(&kind).and_then(|k| workflow.models.get(&k.model)) else {
             continue;
         };
-        if suggested.name == used.name || usage.total_tokens() == 0 {
+        if suggested.name == used.name || own.total_tokens() == 0 {
             continue;
         }
-        let spent = usage.cost_usd.unwrap_or_else(|| cost_with(&usage, used));
-        let would = cost_with(&usage, suggested);
+        let spent = own.cost_usd.unwrap_or_else(|| cost_with(&own, used));
+        let would = cost_with(&own, suggested);
         if would < spent {
             report.suggestions.push(Suggestion {
                 workstream: ws.name.clone(),

@@ -369,6 +369,9 @@ pub struct AttemptRecord {
     #[serde(default, with = "crate::time::compat::option")]
     pub ended_at: Option<Timestamp>,
     pub usage: Usage,
+    /// What a fix attempt was told to fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackKind>,
     /// Why it failed, in words, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -708,6 +711,7 @@ impl RunState {
                     started_at: at,
                     ended_at: None,
                     usage: Usage::default(),
+                    feedback: feedback.as_ref().map(|f| f.kind),
                     error: None,
                 });
                 ws.updated_at = at;
