@@ -349,3 +349,65 @@ workstream "web" {
         "{shown}"
     );
 }
+
+/// A Claude Code-like agent that reports the whole session's running cost after `--resume`:
+/// the fix attempt continues the session and costs the difference, not the running total.
+#[test]
+fn a_fix_continues_the_session_and_each_attempt_counts_its_own_tokens_and_cost() {
+    let env = TestEnv::new();
+    let resumed = env.outside("resumed");
+    env.workflow(&format!(
+        r##"
+workflow "t" {{
+    base "main"
+}}
+agent "sessions" {{
+    command "sh" "-c" "{{script}}"
+    resume "sh" "-c" "echo {{session}} > {resumed}; exec sh -c \"$0\"" "{{script}}"
+    output "claude-json"
+}}
+workstream "w" {{
+    agent "sessions"
+    owns "w/**"
+    test "grep -q fixed w/file.txt"
+    script #"""
+        mkdir -p w
+        if [ "$FLOW_PURPOSE" = fix ]; then
+            echo fixed > w/file.txt
+            echo '{{"type":"result","subtype":"success","is_error":false,"result":"fixed it","session_id":"s-1","total_cost_usd":0.15,"usage":{{"input_tokens":50,"output_tokens":5}}}}'
+        else
+            echo broken > w/file.txt
+            echo '{{"type":"result","subtype":"success","is_error":false,"result":"did it","session_id":"s-1","total_cost_usd":0.10,"usage":{{"input_tokens":100,"output_tokens":10}}}}'
+        fi
+        """#
+}}
+"##
+    ));
+    let run = env.run(&[]);
+    run.assert_code(0);
+    assert_eq!(env.state().phase("w"), "merged", "{}", run.text());
+    assert_eq!(
+        env.read_outside("resumed").trim(),
+        "s-1",
+        "the fix resumed the agent's session"
+    );
+
+    let usage = env.flow().args(["usage", "--json"]).output().expect("flow usage");
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("usage JSON");
+    let attempts = usage["attempts"]["w"].as_array().expect("w's attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["purpose"], "work");
+    assert_eq!(attempts[0]["usage"]["input_tokens"], 100);
+    assert_eq!(attempts[1]["purpose"], "fix");
+    assert_eq!(attempts[1]["fixed"], "test");
+    assert_eq!(attempts[1]["usage"]["input_tokens"], 50);
+    let cost = |a: &serde_json::Value| a["usage"]["cost_usd"].as_f64().expect("a cost");
+    assert!((cost(&attempts[0]) - 0.10).abs() < 1e-9);
+    assert!((cost(&attempts[1]) - 0.05).abs() < 1e-9, "the fix costs the difference");
+    let total = usage["total"]["cost_usd"].as_f64().expect("a total");
+    assert!((total - 0.15).abs() < 1e-9, "the session is counted once: {total}");
+
+    let text = env.flow().arg("usage").output().expect("flow usage");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("#2 fix (test)"), "{text}");
+}

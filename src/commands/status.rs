@@ -183,6 +183,30 @@ pub fn usage(args: UsageArgs, site: &Site) -> Result<ExitCode, CommandError> {
             ));
         }
     }
+    let several = report.attempts.iter().filter(|(_, a)| a.len() > 1);
+    for (i, (name, attempts)) in several.enumerate() {
+        if i == 0 {
+            out.push_str("\nattempts of the workstreams that needed more than one:\n");
+        }
+        for a in attempts {
+            let what = match a.fixed {
+                Some(fixed) => format!("#{} {} ({fixed})", a.number, a.purpose),
+                None => format!("#{} {}", a.number, a.purpose),
+            };
+            out.push_str(&format!(
+                "  {:<24} {what:<18} {:>8} in  {:>8} out  {:>8} cache  {:>9}\n",
+                if a.number == attempts[0].number {
+                    name.as_str()
+                } else {
+                    ""
+                },
+                tokens(a.usage.input_tokens),
+                tokens(a.usage.output_tokens),
+                tokens(a.usage.cache_read_tokens + a.usage.cache_write_tokens),
+                dollars(a.usage.cost_usd)
+            ));
+        }
+    }
     if !report.budgets.is_empty() {
         out.push_str("\nbudgets:\n");
         for b in &report.budgets {
