@@ -120,8 +120,8 @@ fn conflicting(env: &TestEnv, integrate: &str) {
         &format!(
             r##"
 workstream "a" {{
-    owns "shared.txt"
-    script "echo from-a > shared.txt"
+    owns "shared.txt" "a.txt"
+    script "echo from-a > shared.txt; echo a > a.txt"
 }}
 workstream "b" {{
     owns "shared.txt"
@@ -162,6 +162,8 @@ fn a_conflicting_merge_is_brought_up_to_date_and_resolved_by_the_workstreams_age
     assert!(shared.contains("from-a") && shared.contains("from-b"), "{shared}");
     assert!(!shared.contains("<<<<<<<"), "{shared}");
     assert_eq!(state.ws("b")["fixes"], 1);
+    // Its own work only: `a.txt`, which the sync brought in, is `a`'s, not a breach of `b`'s scope.
+    assert_eq!(state.ws("b")["files_changed"], serde_json::json!(["shared.txt"]));
     let log = std::fs::read_to_string(env.latest_run_dir().expect("a run").join("conflict_resolution.md"))
         .expect("the decision log");
     assert!(

@@ -16,6 +16,20 @@ impl Git {
         }
     }
 
+    /// The integration commit a workstream's work at `head` is measured from: the latest
+    /// commit of the branch `into` that `head` contains (a sync brings the integration branch
+    /// in), or `start` when there is none past it. A merge base older than `start` (history
+    /// rewound) gives `start`: the integrity check reports that.
+    pub fn work_base(&self, start: Oid, head: Oid, into: &str) -> Result<Oid, GitError> {
+        let Some(tip) = self.branch_head(into)? else {
+            return Ok(start);
+        };
+        match self.merge_base(head, tip)? {
+            Some(base) if base != start && self.is_ancestor(start, base)? => Ok(base),
+            _ => Ok(start),
+        }
+    }
+
     /// Every file path in a commit's tree, sorted.
     pub fn tree_paths(&self, commit: Oid) -> Result<Vec<String>, GitError> {
         let repo = self.open()?;

@@ -395,6 +395,10 @@ pub struct WorkstreamState {
     pub worktree: Option<String>,
     pub start_commit: Option<String>,
     pub result_commit: Option<String>,
+    /// The integration commit its work is measured from (its diff, its files, its handoff),
+    /// when a sync moved it past `start_commit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
     pub merge_commit: Option<String>,
     pub files_changed: Vec<String>,
     pub test: Option<TestResult>,
@@ -445,6 +449,7 @@ impl WorkstreamState {
             worktree: None,
             start_commit: None,
             result_commit: None,
+            base_commit: None,
             merge_commit: None,
             files_changed: vec![],
             test: None,
@@ -601,6 +606,10 @@ pub enum EventKind {
     Checked {
         workstream: usize,
         result_commit: Option<String>,
+        /// The integration commit its work is measured from, when a sync moved it past the
+        /// start commit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_commit: Option<String>,
         files_changed: Vec<String>,
         test: Option<TestResult>,
     },
@@ -766,11 +775,13 @@ impl RunState {
             EventKind::Checked {
                 workstream,
                 result_commit,
+                base_commit,
                 files_changed,
                 test,
             } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.result_commit = result_commit.clone();
+                ws.base_commit = base_commit.clone();
                 ws.files_changed = files_changed.clone();
                 ws.test = test.clone();
                 ws.updated_at = at;

@@ -378,7 +378,8 @@ impl ProcessWork {
         };
         let diff = match (&self.git, workspace.start, head) {
             (Some(git), Some(start), Some(head)) => git
-                .diff_text(start, head, 100_000)
+                .work_base(start, head, &self.workflow.into)
+                .and_then(|base| git.diff_text(base, head, 100_000))
                 .unwrap_or_else(|e| format!("(the diff cannot be read: {e})")),
             _ => "(no diff: the workstream has no branch)".to_string(),
         };
@@ -416,6 +417,7 @@ impl ProcessWork {
             let head = git.branch_head(&branch).map_err(|e| e.to_string())?.unwrap_or(start);
             return Ok(Inspection {
                 head,
+                base: start,
                 changed: vec![],
                 integrity: vec![],
                 markers,
@@ -443,6 +445,7 @@ impl ProcessWork {
             let Some(head) = git.branch_head(&branch)? else {
                 return Ok(Inspection {
                     head: start,
+                    base: start,
                     changed: vec![],
                     integrity: vec![format!("branch {branch} is gone")],
                     markers: vec![],
@@ -451,13 +454,16 @@ impl ProcessWork {
             if !integrity.is_empty() {
                 return Ok(Inspection {
                     head,
+                    base: start,
                     changed: vec![],
                     integrity,
                     markers: vec![],
                 });
             }
+            // Its own work: what a sync brought in from the integration branch is not its.
+            let base = git.work_base(start, head, &workflow.into)?;
             let mut changed: Vec<String> = git
-                .changed_paths(start, head)?
+                .changed_paths(base, head)?
                 .iter()
                 .flat_map(|c| c.paths().map(str::to_string))
                 .collect();
@@ -465,6 +471,7 @@ impl ProcessWork {
             changed.dedup();
             Ok(Inspection {
                 head,
+                base,
                 changed,
                 integrity,
                 markers: vec![],
@@ -482,7 +489,12 @@ impl ProcessWork {
             paths.join("\n")
         );
         blocking(move || {
-            git.restore_paths(&dir, start, &paths)?;
+            // Restored as the integration branch has them (after a sync, not as at the start).
+            let base = match git.branch_head(&branch)? {
+                Some(head) => git.work_base(start, head, &workflow.into)?,
+                None => start,
+            };
+            git.restore_paths(&dir, base, &paths)?;
             git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))?;
             git.branch_head(&branch)?
                 .ok_or_else(|| GitError::UnknownBranch(branch.clone()))

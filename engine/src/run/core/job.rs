@@ -78,6 +78,8 @@ pub(super) struct Job {
     pub(super) stop: Option<StopReason>,
     /// The branch head its check found.
     head: Option<Oid>,
+    /// The integration commit its work is measured from (see [`Inspection::base`]).
+    base: Option<Oid>,
     /// The changed paths kept (all, or those in scope after a revert).
     files: Vec<String>,
     /// The paths a revert is taking out.
@@ -89,6 +91,7 @@ pub(super) struct Job {
 impl Job {
     pub(super) fn new(check_only: bool, reopen: Option<Reopen>) -> Job {
         Job {
+            base: None,
             stage: Stage::Preparing,
             attempt: 0,
             purpose: Purpose::Work,
@@ -393,6 +396,7 @@ impl Core {
         let violations: Vec<String> = breaches.iter().map(|b| b.path.clone()).collect();
         let job = self.job(index).expect("the job is inspecting");
         job.head = Some(inspection.head);
+        job.base = Some(inspection.base);
         if !job.conflicts.is_empty() {
             // Its agent resolved a conflict with the integration branch: a decision to log.
             let files = std::mem::take(&mut job.conflicts);
@@ -499,10 +503,12 @@ impl Core {
         let job = self.job(index).expect("the job is checked");
         let head = job.head;
         let result_commit = head.map(|h| h.to_string());
+        let base_commit = job.base.map(|b| b.to_string());
         let files_changed = job.files.clone();
         self.record(EventKind::Checked {
             workstream: index,
             result_commit: result_commit.clone(),
+            base_commit,
             files_changed,
             test: test.clone(),
         });

@@ -233,7 +233,10 @@ pub enum AgentEnd {
 pub struct Inspection {
     /// The branch's head after committing what the agent left.
     pub head: Oid,
-    /// Every path changed since the start commit, sorted.
+    /// The integration commit its work is measured from: where it started, or the latest
+    /// integration commit a sync brought into it.
+    pub base: Oid,
+    /// Every path its own work changed (since `base`), sorted.
     pub changed: Vec<String>,
     /// How the agent rewired its worktree (switched branch, rewrote history...), in words.
     pub integrity: Vec<String>,

@@ -246,6 +246,7 @@ impl Sim {
                         workstream,
                         result: Ok(Inspection {
                             head,
+                            base: oid(1),
                             changed,
                             integrity: vec![],
                             markers: vec![],

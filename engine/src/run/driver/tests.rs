@@ -155,6 +155,7 @@ impl Work for FakeWork {
         async move {
             Ok(Inspection {
                 head: oid(0x100 + workstream as u32),
+                base: oid(1),
                 changed: vec![format!("w{workstream}/f")],
                 integrity: vec![],
                 markers: vec![],
