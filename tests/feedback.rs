@@ -413,3 +413,77 @@ workstream "w" {{
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("#2 fix (test)"), "{text}");
 }
+
+/// `sync "rebase"`: a branch whose merge breaks `verify` is replayed on the integration
+/// branch (no merge commit), then fixed with `verify`'s output.
+#[test]
+fn a_rebased_branch_is_replayed_on_the_integration_branch_and_fixed() {
+    let env = TestEnv::new();
+    env.write("lib.txt", "v1\n");
+    env.commit_all("a library");
+    workflow(
+        &env,
+        r##"
+workstream "a" {
+    owns "lib.txt"
+    script "echo v2 > lib.txt"
+}
+workstream "b" {
+    owns "use.txt"
+    script #"""
+        if [ "$FLOW_FEEDBACK_KIND" = verify ]; then
+            echo "uses $(cat lib.txt)" > use.txt
+        else
+            echo "uses v1" > use.txt
+        fi
+        git add use.txt && git -c user.name=b -c user.email=b@example.com commit -qm "b uses the library"
+        """#
+}
+integrate {
+    sync "rebase"
+    verify "grep -q \"uses $(cat lib.txt)\" use.txt || ! test -f use.txt"
+}
+"##,
+    );
+    let run = env.run(&["-j", "1"]);
+    run.assert_code(0);
+    let state = env.state();
+    assert_eq!(
+        state.phases(),
+        phases(&[("a", "merged"), ("b", "merged")]),
+        "{}",
+        run.text()
+    );
+    assert_eq!(env.show_file("integration/t", "use.txt").as_deref(), Some("uses v2\n"));
+    assert_eq!(state.ws("b")["fixes"], 1);
+    assert_eq!(state.ws("b")["files_changed"], serde_json::json!(["use.txt"]));
+    // Replayed, not merged: the branch holds no merge commit of its own.
+    let merges = env.git(&["rev-list", "--merges", "main..flow/t/b"]);
+    assert_eq!(merges.trim(), "", "no merge commit on the rebased branch");
+    assert!(
+        env.git(&["merge-base", "--is-ancestor", "flow/t/a", "flow/t/b"])
+            .is_empty(),
+        "b is on top of a"
+    );
+}
+
+/// `sync "rebase"` on a branch whose commits conflict: it is merged instead, and the
+/// conflict goes to the workstream's agent as with `sync "merge"`.
+#[test]
+fn a_rebase_that_would_conflict_is_a_merge_whose_conflict_the_agent_resolves() {
+    let env = TestEnv::new();
+    conflicting(
+        &env,
+        r#"integrate {
+    sync "rebase"
+    verify "! grep -q '^<<<<<<<' shared.txt"
+}"#,
+    );
+    let run = env.run(&["-j", "1"]);
+    run.assert_code(0);
+    let state = env.state();
+    assert_eq!(state.phase("b"), "merged", "{}", run.text());
+    let shared = env.show_file("integration/t", "shared.txt").expect("shared.txt");
+    assert!(shared.contains("from-a") && shared.contains("from-b"), "{shared}");
+    assert_eq!(state.ws("b")["files_changed"], serde_json::json!(["shared.txt"]));
+}

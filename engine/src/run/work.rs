@@ -562,9 +562,17 @@ impl ProcessWork {
             self.workflow.workstreams[index].name,
             self.trailer(index)
         );
+        let rebase = self.workflow.integrate.sync == flow_dsl::SyncMode::Rebase;
         let merged = {
             let (git, dir) = (git.clone(), dir.clone());
-            blocking(move || git.merge_into_worktree(&dir, onto, &message)).await?
+            blocking(move || {
+                if rebase {
+                    git.rebase_worktree(&dir, onto, &message)
+                } else {
+                    git.merge_into_worktree(&dir, onto, &message)
+                }
+            })
+            .await?
         };
         Ok(match merged {
             WorktreeMerge::Clean(head) => SyncOutcome::Clean(head),

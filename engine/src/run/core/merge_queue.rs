@@ -234,7 +234,7 @@ impl Core {
     /// the conflict is the resolver's or stops or skips.
     fn merge_conflicted(&mut self, index: usize, onto: Oid, paths: Vec<String>) {
         let workflow = &self.plan.workflow;
-        let syncs = workflow.integrate.sync == SyncMode::Merge
+        let syncs = workflow.integrate.sync != SyncMode::Off
             && workflow.workstreams[index].isolation == Isolation::Worktree
             && self.sync_tried[index] != Some(onto);
         if syncs {
@@ -481,7 +481,7 @@ impl Core {
                 let workflow = &self.plan.workflow;
                 let ws = &workflow.workstreams[index];
                 let fixable = ok
-                    && workflow.integrate.sync == SyncMode::Merge
+                    && workflow.integrate.sync != SyncMode::Off
                     && ws.isolation == Isolation::Worktree
                     && self.state.workstreams[index].fixes < ws.fix_attempts
                     && !self.cancelled;
