@@ -162,6 +162,13 @@ fn a_conflicting_merge_is_brought_up_to_date_and_resolved_by_the_workstreams_age
     assert!(shared.contains("from-a") && shared.contains("from-b"), "{shared}");
     assert!(!shared.contains("<<<<<<<"), "{shared}");
     assert_eq!(state.ws("b")["fixes"], 1);
+    // The conflict was seen coming when b became ready, before its merge.
+    let status = env.flow().arg("status").output().expect("flow status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("b: its branch conflicts with the integration branch in shared.txt"),
+        "{status}"
+    );
     // Its own work only: `a.txt`, which the sync brought in, is `a`'s, not a breach of `b`'s scope.
     assert_eq!(state.ws("b")["files_changed"], serde_json::json!(["shared.txt"]));
     let log = std::fs::read_to_string(env.latest_run_dir().expect("a run").join("conflict_resolution.md"))

@@ -46,6 +46,12 @@ pub fn status(args: StatusArgs, site: &Site) -> Result<ExitCode, CommandError> {
             state.last_good.as_deref().map_or("-", |c| &c[..c.len().min(8)])
         ));
         out.push_str(&run_table(&state, now()));
+        if !state.alerts.is_empty() {
+            out.push_str("\nnotes:\n");
+            for alert in &state.alerts {
+                out.push_str(&format!("  {alert}\n"));
+            }
+        }
         print_stdout(&out)?;
     }
     Ok(ExitCode::SUCCESS)

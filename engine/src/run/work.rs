@@ -759,6 +759,31 @@ impl Work for ProcessWork {
         .boxed()
     }
 
+    fn forecast(
+        self: Arc<Self>,
+        head: Oid,
+        against: Vec<(Option<usize>, Oid)>,
+    ) -> BoxFuture<'static, Vec<(Option<usize>, Vec<String>)>> {
+        async move {
+            let Some(git) = self.git.clone() else { return vec![] };
+            // A trial merge that cannot be made is no warning: the merge itself will say.
+            blocking(move || {
+                Ok::<_, GitError>(
+                    against
+                        .into_iter()
+                        .filter_map(|(other, oid)| match git.trial_merge(oid, head) {
+                            Ok(paths) if !paths.is_empty() => Some((other, paths)),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            })
+            .await
+            .unwrap_or_default()
+        }
+        .boxed()
+    }
+
     fn finish(&self, state: &RunState) {
         let Some(git) = &self.git else { return };
         for ws in &state.workstreams {

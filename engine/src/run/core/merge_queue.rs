@@ -534,4 +534,59 @@ impl Core {
             verify,
         });
     }
+
+    /// Asks for the trial merges of a branch that just became ready, against the integration
+    /// branch and the other ready branches (the latest [`FORECAST_AT_MOST`]), so that a coming
+    /// conflict is known before its merge.
+    pub(super) fn forecast(&mut self, index: usize) {
+        let ws = &self.plan.workflow.workstreams[index];
+        if ws.isolation != Isolation::Worktree {
+            return;
+        }
+        let head = |i: usize| -> Option<Oid> { self.state.workstreams[i].result_commit.as_deref()?.parse().ok() };
+        let Some(own) = head(index) else { return };
+        let mut against: Vec<(Option<usize>, Oid)> = self.last_good().map(|tip| (None, tip)).into_iter().collect();
+        let others = self
+            .merges
+            .ready
+            .iter()
+            .rev()
+            .filter(|&&i| i != index && self.state.workstreams[i].phase == Phase::Ready)
+            .filter_map(|&i| head(i).map(|h| (Some(i), h)))
+            .take(FORECAST_AT_MOST);
+        against.extend(others);
+        self.out.push(Effect::Forecast {
+            workstream: index,
+            head: own,
+            against,
+        });
+    }
+
+    /// Records a warning for each coming conflict a forecast found.
+    pub(super) fn forecasted(&mut self, index: usize, conflicts: Vec<(Option<usize>, Vec<String>)>) {
+        let plan = self.plan.clone();
+        let workflow = &plan.workflow;
+        let name = workflow.workstreams[index].name.clone();
+        let then = if workflow.integrate.sync == SyncMode::Off {
+            "its merge will conflict"
+        } else {
+            "it will be brought up to date and fixed at its merge"
+        };
+        for (other, paths) in conflicts {
+            let with = match other {
+                Some(i) => format!("`{}`'s branch (also ready)", workflow.workstreams[i].name),
+                None => "the integration branch".to_string(),
+            };
+            self.record(EventKind::Alert {
+                workstream: Some(index),
+                message: format!(
+                    "{name}: its branch conflicts with {with} in {}: {then}",
+                    paths.join(", ")
+                ),
+            });
+        }
+    }
 }
+
+/// How many other ready branches a branch that becomes ready is trial-merged with.
+const FORECAST_AT_MOST: usize = 8;

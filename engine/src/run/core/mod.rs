@@ -247,6 +247,7 @@ impl Core {
             Input::Merged { workstream, outcome } => self.merged(workstream, outcome),
             Input::Verified { workstream, result } => self.verified(workstream, result),
             Input::RolledBack { workstream, ok } => self.rolled_back(workstream, ok),
+            Input::Forecast { workstream, conflicts } => self.forecasted(workstream, conflicts),
             Input::Timer(timer) => self.timer(timer),
             Input::Interrupt => self.interrupt(),
             Input::RecordFailed(_) => self.stopping = true,
@@ -336,7 +337,10 @@ impl Core {
     fn react(&mut self, kind: &EventKind) {
         match kind {
             EventKind::Phase { workstream, phase, .. } => match phase {
-                Phase::Ready => self.merges.push(*workstream),
+                Phase::Ready => {
+                    self.merges.push(*workstream);
+                    self.forecast(*workstream);
+                }
                 Phase::Done => self.succeeded(*workstream),
                 Phase::Cancelled => self.failed(*workstream),
                 _ => {}

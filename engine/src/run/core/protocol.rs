@@ -72,6 +72,12 @@ pub enum Input {
     /// The integration branch was moved back after an unverified merge; `ok` says whether it
     /// could be.
     RolledBack { workstream: usize, ok: bool },
+    /// The trial merges of a ready branch: the paths it would conflict on with each other
+    /// ready branch (`Some`) or the integration branch (`None`); only the conflicting ones.
+    Forecast {
+        workstream: usize,
+        conflicts: Vec<(Option<usize>, Vec<String>)>,
+    },
     /// A timer the core set went off.
     Timer(Timer),
     /// flow was asked to stop (Ctrl-C, SIGTERM, SIGHUP).
@@ -153,6 +159,13 @@ pub enum Effect {
         to: Oid,
         from: Oid,
         why: &'static str,
+    },
+    /// Trial-merge the ready branch `head` in memory with each of `against` (another ready
+    /// branch, or `None`: the integration branch), to warn of conflicts before the merges.
+    Forecast {
+        workstream: usize,
+        head: Oid,
+        against: Vec<(Option<usize>, Oid)>,
     },
     /// Feed [`Input::Timer`] back after `after`.
     Wake { timer: Timer, after: Duration },

@@ -83,6 +83,9 @@ struct Script {
     sync_conflicts: BTreeSet<String>,
     /// Workstreams whose merge conflicts only until they were synced.
     conflicts_until_synced: BTreeSet<String>,
+    /// Workstreams whose trial merges (the forecast when they become ready) conflict with
+    /// everything they are tried against.
+    forecast_conflicts: BTreeSet<String>,
 }
 
 /// The core, the world around it, and what it has asked for so far.
@@ -310,6 +313,20 @@ impl Sim {
                         workstream,
                         result: Ok(result),
                     });
+                }
+                Effect::Forecast {
+                    workstream, against, ..
+                } => {
+                    let name = self.name(workstream).to_string();
+                    let conflicts = if self.script.forecast_conflicts.contains(&name) {
+                        against
+                            .iter()
+                            .map(|(other, _)| (*other, vec![format!("{name}/file")]))
+                            .collect()
+                    } else {
+                        vec![]
+                    };
+                    self.pending.push(Input::Forecast { workstream, conflicts });
                 }
                 Effect::AbortSync { workstream } => self.pending.push(Input::SyncAborted {
                     workstream,
@@ -1634,4 +1651,48 @@ fn a_resumed_workstream_whose_agent_finished_is_checked_without_running_it_again
         } if *s == oid(0x51a)
     )));
     assert_eq!(sim.phase("done"), Phase::Merged);
+}
+
+#[test]
+fn a_branch_that_becomes_ready_is_trial_merged_and_a_coming_conflict_is_warned_of() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.forecast_conflicts.insert("b".into());
+    sim.begin();
+    sim.run_all();
+    let forecasts: Vec<usize> = sim
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Forecast {
+                workstream, against, ..
+            } => {
+                assert!(
+                    against.iter().any(|(other, _)| other.is_none()),
+                    "the integration branch is one"
+                );
+                Some(*workstream)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forecasts.len(), 2, "each branch once, when it becomes ready");
+    let warnings: Vec<&String> = sim
+        .state()
+        .alerts
+        .iter()
+        .filter(|a| a.starts_with("b: its branch conflicts"))
+        .collect();
+    assert!(!warnings.is_empty(), "{:?}", sim.state().alerts);
+    assert!(warnings[0].contains("b/file"), "{}", warnings[0]);
+    assert!(
+        !sim.state().alerts.iter().any(|a| a.starts_with("a: ")),
+        "a conflicts with nothing"
+    );
+    // A warning only: both merge.
+    assert_eq!(sim.phase("a"), Phase::Merged);
+    assert_eq!(sim.phase("b"), Phase::Merged);
 }

@@ -212,6 +212,14 @@ impl Work for FakeWork {
         async { true }.boxed()
     }
 
+    fn forecast(
+        self: Arc<Self>,
+        _: Oid,
+        _: Vec<(Option<usize>, Oid)>,
+    ) -> BoxFuture<'static, Vec<(Option<usize>, Vec<String>)>> {
+        async { vec![] }.boxed()
+    }
+
     fn finish(&self, _: &RunState) {}
 }
 
