@@ -1,16 +1,19 @@
-//! Tests of the git directory guard, against the git CLI.
+//! Tests of the git directory guard and of the agents' git environment, against the git CLI.
 //!
 //! Each hostile change is made the way an agent would make it (the git CLI in its worktree,
 //! or plain file writes), then the guard must name it exactly, undo it, and leave a
-//! repository `git fsck` finds clean. Nothing here measures time.
+//! repository `git fsck` finds clean. The environment tests plant a command that writes a
+//! marker file, check that git runs it without the environment, and that it does not run
+//! with it. Nothing here measures time.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use flow_engine::git::{Git, GitDirChange, GitSnapshot, Guarded, Oid, UndoReport, UserPlaces};
+use flow_engine::git::{Git, GitDirChange, GitSnapshot, Guarded, Oid, UndoReport, UserPlaces, agent_git_env};
 use tempfile::TempDir;
 
 /// A repository on `main` with three commits, two flow worktrees (`flow/a` at `wt/a`, the
@@ -20,6 +23,7 @@ struct Repo {
     tmp: PathBuf,
     root: PathBuf,
     home: PathBuf,
+    markers: PathBuf,
     /// The guarded worktree, `wt/a`.
     worktree: PathBuf,
     user: UserPlaces,
@@ -32,7 +36,8 @@ impl Repo {
         let tmp = fs::canonicalize(tmp_dir.path()).expect("canonical temp dir");
         let root = tmp.join("repo");
         let home = tmp.join("home");
-        for dir in [&root, &home] {
+        let markers = tmp.join("markers");
+        for dir in [&root, &home, &markers] {
             fs::create_dir_all(dir).expect("create folder");
         }
         let user = UserPlaces {
@@ -45,6 +50,7 @@ impl Repo {
             tmp: tmp.clone(),
             root,
             home,
+            markers,
             worktree: tmp.join("wt").join("a"),
             user,
             flow_refs: ["flow/into", "flow/b", "flow/c", "refs/heads/flow-tmp/"]
@@ -200,6 +206,30 @@ impl Repo {
         );
         assert!(output.status.success() && text.trim().is_empty(), "git fsck: {text}");
     }
+
+    /// Writes an executable script that creates the marker file `name` (and fails, so that
+    /// whatever git ran it for stops there).
+    fn plant(&self, name: &str) -> String {
+        let path = self.tmp.join("planted").join(name);
+        fs::create_dir_all(path.parent().expect("a folder")).expect("create folder");
+        let script = format!("#!/bin/sh\ntouch '{}'\nexit 1\n", self.markers.join(name).display());
+        fs::write(&path, script).expect("write script");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("make it executable");
+        path.display().to_string()
+    }
+
+    /// Runs git and tells whether the marker `name` appeared.
+    fn marks(&self, name: &str, dir: &Path, args: &[&str], env: &[(String, String)], stdin: Option<&str>) -> bool {
+        let marker = self.markers.join(name);
+        let _ = fs::remove_file(&marker);
+        self.run(dir, args, env, stdin);
+        marker.exists()
+    }
+}
+
+/// The environment the agent's git gets: no hooks of flow's, nothing else set before.
+fn agent_env() -> Vec<(String, String)> {
+    agent_git_env(None, &BTreeMap::new())
 }
 
 fn write(path: &Path, text: &str) {
@@ -691,4 +721,296 @@ fn an_undo_leaves_alone_what_changed_again_since_the_comparison() {
         ]
     );
     assert_eq!(r.git(&r.root, &["config", "core.pager"]), "more");
+}
+
+// The agents' git environment: what git 2.47 honours.
+
+#[test]
+fn an_fsmonitor_planted_in_any_configuration_does_not_run() {
+    let r = Repo::new();
+    let wt = r.wt("a");
+    let status = ["status", "--porcelain"];
+    r.git(&r.root, &["config", "extensions.worktreeConfig", "true"]);
+    let places: [(&str, Vec<&str>); 4] = [
+        ("shared", vec!["config"]),
+        ("worktree", vec!["config", "--worktree"]),
+        ("global", vec!["config", "--global"]),
+        ("included", vec!["config", "--file", "included.cfg"]),
+    ];
+    for (place, command) in places {
+        let script = r.plant(place);
+        let mut set = command.clone();
+        set.extend(["core.fsmonitor", &script]);
+        if place == "included" {
+            // The planted file, and the include that brings it in.
+            r.git(&r.tmp, &set);
+            let included = r.tmp.join("included.cfg");
+            r.git(&wt, &["config", "include.path", included.to_str().expect("utf-8 path")]);
+        } else {
+            r.git(&wt, &set);
+        }
+        assert!(
+            r.marks(place, &wt, &status, &[], None),
+            "{place}: git runs a planted fsmonitor"
+        );
+        assert!(
+            !r.marks(place, &wt, &status, &agent_env(), None),
+            "{place}: not with the agent's environment"
+        );
+        let mut unset = command;
+        unset.extend(["--unset-all", "core.fsmonitor"]);
+        if place == "included" {
+            r.git(&wt, &["config", "--unset", "include.path"]);
+        } else {
+            r.git(&wt, &unset);
+        }
+    }
+}
+
+#[test]
+fn hooks_run_only_from_the_folder_flow_gives() {
+    let r = Repo::new();
+    let wt = r.wt("a");
+    let commit = ["commit", "-q", "--allow-empty", "-m", "x"];
+    let planted = r.plant("planted-hook");
+    write(
+        &r.common().join("hooks/pre-commit"),
+        &fs::read_to_string(&planted).expect("read"),
+    );
+    fs::set_permissions(r.common().join("hooks/pre-commit"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert!(r.marks("planted-hook", &wt, &commit, &[], None), "git runs .git/hooks");
+    assert!(
+        !r.marks("planted-hook", &wt, &commit, &agent_env(), None),
+        "no hooks with no folder from flow"
+    );
+
+    let flows = r.tmp.join("flow-hooks");
+    let flow_hook = r.plant("flow-hook");
+    write(
+        &flows.join("pre-commit"),
+        &fs::read_to_string(&flow_hook).expect("read"),
+    );
+    fs::set_permissions(flows.join("pre-commit"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let env = agent_git_env(Some(&flows), &BTreeMap::new());
+    let _ = fs::remove_file(r.markers.join("flow-hook"));
+    assert!(!r.marks("planted-hook", &wt, &commit, &env, None), "not .git/hooks");
+    assert!(r.markers.join("flow-hook").exists(), "flow's own hook runs");
+
+    // A hooks folder planted in the worktree's configuration loses to flow's.
+    r.git(&r.root, &["config", "extensions.worktreeConfig", "true"]);
+    let elsewhere = r.tmp.join("planted-hooks");
+    let other = r.plant("elsewhere-hook");
+    write(
+        &elsewhere.join("pre-commit"),
+        &fs::read_to_string(&other).expect("read"),
+    );
+    fs::set_permissions(elsewhere.join("pre-commit"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    r.git(
+        &wt,
+        &[
+            "config",
+            "--worktree",
+            "core.hooksPath",
+            elsewhere.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        r.marks("elsewhere-hook", &wt, &commit, &[], None),
+        "git runs the planted folder"
+    );
+    assert!(!r.marks("elsewhere-hook", &wt, &commit, &env, None), "not with flow's");
+    assert!(
+        !r.marks("elsewhere-hook", &wt, &commit, &agent_env(), None),
+        "nor with none"
+    );
+}
+
+#[test]
+fn planted_commands_do_not_run() {
+    let r = Repo::new();
+    let wt = r.wt("a");
+    // A commit carrying a signature, for `log.showSignature` to verify.
+    let tree = r.git(&wt, &["rev-parse", "HEAD^{tree}"]);
+    let signed_text = format!(
+        "tree {tree}\nauthor t <t@t> 1700000000 +0000\ncommitter t <t@t> 1700000000 +0000\n\
+         gpgsig -----BEGIN PGP SIGNATURE-----\n \n abc\n -----END PGP SIGNATURE-----\n\nsigned\n"
+    );
+    let output = r.run(
+        &wt,
+        &["hash-object", "-t", "commit", "-w", "--stdin"],
+        &[],
+        Some(&signed_text),
+    );
+    let signed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let ext_marker = r.markers.join("ext");
+    let ext_url = format!("ext::sh -c touch% {}", ext_marker.display());
+    fs::write(wt.join("a.txt"), "changed\n").expect("write");
+
+    let fill = Some("protocol=https\nhost=example.com\n\n");
+    let cases = [
+        Planted::new(
+            "editor",
+            &[("core.editor", &r.plant("editor"))],
+            &["commit", "--allow-empty"],
+        ),
+        Planted::new(
+            "sequence-editor",
+            &[("sequence.editor", &r.plant("sequence-editor"))],
+            &["rebase", "-i", "--autostash", "HEAD~1"],
+        ),
+        Planted {
+            input: fill,
+            ..Planted::new(
+                "credential-helper",
+                &[("credential.helper", &r.plant("credential-helper"))],
+                &["credential", "fill"],
+            )
+        },
+        Planted {
+            input: fill,
+            ..Planted::new(
+                "askpass",
+                &[("core.askPass", &r.plant("askpass"))],
+                &["credential", "fill"],
+            )
+        },
+        Planted::new(
+            "ssh",
+            &[("core.sshCommand", &r.plant("ssh"))],
+            &["ls-remote", "ssh://127.0.0.1:9/nothing"],
+        ),
+        Planted::new(
+            "git-proxy",
+            &[("core.gitProxy", &r.plant("git-proxy"))],
+            &["ls-remote", "git://127.0.0.1:9/nothing"],
+        ),
+        Planted::new(
+            "gpg-commit",
+            &[("commit.gpgSign", "true"), ("gpg.program", &r.plant("gpg-commit"))],
+            &["commit", "-q", "--allow-empty", "-m", "x"],
+        ),
+        Planted::new(
+            "gpg-tag",
+            &[("tag.gpgSign", "true"), ("gpg.program", &r.plant("gpg-tag"))],
+            &["tag", "-a", "-m", "x", "planted-tag"],
+        ),
+        Planted::new(
+            "gpg-log",
+            &[("log.showSignature", "true"), ("gpg.program", &r.plant("gpg-log"))],
+            &["log", "-1", &signed],
+        ),
+        // git filters the hunks only in colour, which a planted setting turns on.
+        Planted {
+            input: Some("n\n"),
+            ..Planted::new(
+                "diff-filter",
+                &[
+                    ("color.ui", "always"),
+                    ("interactive.diffFilter", &r.plant("diff-filter")),
+                ],
+                &["add", "-p"],
+            )
+        },
+        Planted::new("ext", &[("protocol.ext.allow", "always")], &["ls-remote", &ext_url]),
+    ];
+    for case in cases {
+        let marker = case.marker.as_str();
+        let command: Vec<&str> = case.command.iter().map(String::as_str).collect();
+        for (key, value) in &case.settings {
+            r.git(&wt, &["config", key, value]);
+        }
+        assert!(r.marks(marker, &wt, &command, &[], case.input), "{marker}: git runs it");
+        assert!(
+            !r.marks(marker, &wt, &command, &agent_env(), case.input),
+            "{marker}: not with the agent's environment"
+        );
+        for (key, _) in &case.settings {
+            r.git(&wt, &["config", "--unset-all", key]);
+        }
+    }
+}
+
+/// A command planted in the configuration: the marker it writes, the settings that plant
+/// it, the git command an agent runs that would run it, and that command's input.
+struct Planted {
+    marker: String,
+    settings: Vec<(String, String)>,
+    command: Vec<String>,
+    input: Option<&'static str>,
+}
+
+impl Planted {
+    fn new(marker: &str, settings: &[(&str, &str)], command: &[&str]) -> Planted {
+        Planted {
+            marker: marker.to_owned(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            command: command.iter().map(|part| (*part).to_owned()).collect(),
+            input: None,
+        }
+    }
+}
+
+#[test]
+fn filters_textconv_and_an_external_diff_still_run() {
+    let r = Repo::new();
+    let wt = r.wt("a");
+    r.git(&wt, &["config", "filter.planted.clean", &r.plant("clean")]);
+    r.git(&wt, &["config", "diff.planted.textconv", &r.plant("textconv")]);
+    write(
+        &r.common().join("info/attributes"),
+        "*.txt filter=planted diff=planted\n",
+    );
+    fs::write(wt.join("a.txt"), "changed\n").expect("write");
+    assert!(r.marks("clean", &wt, &["add", "a.txt"], &agent_env(), None));
+    assert!(r.marks("textconv", &wt, &["diff", "--cached"], &agent_env(), None));
+
+    fs::remove_file(r.common().join("info/attributes")).expect("remove attributes");
+    r.git(&wt, &["config", "diff.external", &r.plant("external-diff")]);
+    assert!(r.marks("external-diff", &wt, &["diff", "--cached"], &agent_env(), None));
+}
+
+#[test]
+fn a_pager_never_runs_into_a_pipe() {
+    let r = Repo::new();
+    let wt = r.wt("a");
+    r.git(&wt, &["config", "core.pager", &r.plant("pager")]);
+    r.git(&wt, &["config", "pager.log", &r.plant("log-pager")]);
+    for env in [vec![], agent_env()] {
+        assert!(!r.marks("pager", &wt, &["-p", "log", "-1"], &env, None));
+        assert!(!r.marks("log-pager", &wt, &["log", "-1"], &env, None));
+    }
+}
+
+#[test]
+fn settings_given_before_are_kept_and_the_agents_come_after() {
+    let r = Repo::new();
+    let wt = r.wt("a");
+    r.git(&wt, &["config", "gc.auto", "1"]);
+    r.git(&wt, &["config", "maintenance.auto", "true"]);
+    let before = BTreeMap::from([
+        ("GIT_CONFIG_COUNT".to_owned(), "2".to_owned()),
+        ("GIT_PROXY_COMMAND".to_owned(), "the user's".to_owned()),
+    ]);
+    let env = agent_git_env(None, &before);
+    assert_eq!(env[0], ("GIT_CONFIG_KEY_2".to_owned(), "core.hooksPath".to_owned()));
+    assert!(!env.iter().any(|(name, _)| name == "GIT_PROXY_COMMAND"));
+    let mut all: Vec<(String, String)> = vec![
+        ("GIT_CONFIG_KEY_0".into(), "user.name".into()),
+        ("GIT_CONFIG_VALUE_0".into(), "someone".into()),
+        ("GIT_CONFIG_KEY_1".into(), "core.fsmonitor".into()),
+        ("GIT_CONFIG_VALUE_1".into(), "true".into()),
+    ];
+    all.extend(env);
+    let get = |key: &str| {
+        let output = r.run(&wt, &["config", "--get", key], &all, None);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(get("user.name"), "someone");
+    assert_eq!(get("core.fsmonitor"), "false");
+    assert_eq!(get("core.hooksPath"), "/dev/null");
+    assert_eq!(get("gc.auto"), "0");
+    assert_eq!(get("maintenance.auto"), "false");
 }

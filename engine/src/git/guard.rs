@@ -10,7 +10,8 @@
 //!
 //! [`Git::snapshot_git_dir`] records, [`Git::git_dir_changes`] lists what differs as
 //! [`GitDirChange`]s that name the exact change, and [`Git::undo_git_dir_changes`] puts it
-//! back.
+//! back. [`agent_git_env`] is the other half: the settings that make a git started by an
+//! agent (or by a check or `verify` flow runs) ignore the hooks and commands anyone planted.
 //!
 //! # What is recorded
 //!
@@ -93,6 +94,7 @@
 //! takes to list them on the same machine (120 ms). A snapshot of that repository serializes
 //! to 780 kB of JSON, nearly all of it refs.
 
+mod agent_env;
 mod config_text;
 mod places;
 mod refs;
@@ -103,6 +105,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use self::agent_env::{AGENT_GIT_SETTINGS, NO_HOOKS, agent_git_env};
 use self::places::{Found, Watch};
 use self::refs::{RefFilter, STASH};
 use super::paths::normalize;

@@ -14,7 +14,8 @@
 //!   for `verify` ([`Git::checkout_detached`]);
 //! - around every agent: a snapshot of the git directory it shares with the user, the
 //!   changes it made there and their undo ([`Git::snapshot_git_dir`],
-//!   [`Git::git_dir_changes`], [`Git::undo_git_dir_changes`]).
+//!   [`Git::git_dir_changes`], [`Git::undo_git_dir_changes`]), and the git settings that
+//!   keep planted hooks and commands from running in its processes ([`agent_git_env`]).
 //!
 //! Nothing here touches the user's checkout: merges never need a working tree, and
 //! every worktree operation refuses folders that are not flow's linked worktrees.
@@ -45,8 +46,8 @@ pub use branch::BranchState;
 pub use changes::{Change, ChangeKind};
 pub use error::GitError;
 pub use guard::{
-    ContentId, FileRole, FileState, GitDirChange, GitSnapshot, Guarded, KeyChange, RefTarget, StashEntry, UndoReport,
-    UserPlaces,
+    AGENT_GIT_SETTINGS, ContentId, FileRole, FileState, GitDirChange, GitSnapshot, Guarded, KeyChange, NO_HOOKS,
+    RefTarget, StashEntry, UndoReport, UserPlaces, agent_git_env,
 };
 pub use integrity::IntegrityProblem;
 pub use merge::MergeOutcome;
