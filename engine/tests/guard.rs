@@ -168,7 +168,7 @@ impl Repo {
     }
 
     fn snapshot(&self) -> GitSnapshot {
-        self.lib().snapshot_git_dir(&self.guarded()).expect("snapshot")
+        self.lib().snapshot_git_dir(&self.guarded(), None).expect("snapshot")
     }
 
     fn changes(&self, snapshot: &GitSnapshot) -> Vec<GitDirChange> {
@@ -696,6 +696,47 @@ fn what_flow_and_the_other_agents_change_meanwhile_is_not_reported() {
     git.remove_worktree(&r.wt("b"), true).expect("remove a worktree");
 
     assert_eq!(r.changes(&snapshot), vec![]);
+}
+
+#[test]
+fn a_snapshot_on_a_base_keeps_out_what_another_agent_changed_before_it() {
+    let r = Repo::new();
+    let git = r.lib();
+    let base = r.snapshot();
+    // Agent a plants, and has not been compared yet when agent b starts.
+    r.git(&r.wt("a"), &["config", "core.fsmonitor", "touch /tmp/x"]);
+    write(
+        &r.common().join("worktrees/flow-a/config.worktree"),
+        "[core]\n\thooksPath = /tmp/h\n",
+    );
+    let b_refs = ["flow/into", "flow/a", "flow/c", "refs/heads/flow-tmp/"].map(str::to_owned);
+    let b_dir = r.wt("b");
+    let b = Guarded {
+        worktree: &b_dir,
+        branch: "flow/b",
+        flow_refs: &b_refs,
+        user: &r.user,
+    };
+    // Read afresh, b's snapshot would hold the plant, and b's undo would put it back.
+    let naive = git.snapshot_git_dir(&b, None).expect("snapshot");
+    assert_eq!(git.git_dir_changes(&naive, &b).expect("compare"), vec![]);
+
+    let snapshot = git.snapshot_git_dir(&b, Some(&base)).expect("snapshot on the base");
+    let changes = git.git_dir_changes(&snapshot, &b).expect("compare");
+    let named: Vec<String> = changes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        named,
+        strings(&[
+            "changed .git/config: core.fsmonitor set to `touch /tmp/x`",
+            "added .git/worktrees/flow-a/config.worktree: core.hookspath set to `/tmp/h`",
+        ])
+    );
+    let report = git.undo_git_dir_changes(&snapshot, &changes, None).expect("undo");
+    assert_eq!(report.left, Vec::<String>::new());
+    // Agent a's own comparison, later, finds everything back already.
+    assert_eq!(r.changes(&base), vec![]);
+    assert_eq!(r.undo(&base, &[], None), UndoReport::default());
+    r.assert_fsck_clean();
 }
 
 #[test]

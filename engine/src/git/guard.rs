@@ -55,12 +55,17 @@
 //!
 //! # Several agents at once
 //!
-//! Every agent has its own snapshot. Flow's own refs (the integration branch, every
-//! workstream branch, `refs/heads/flow-tmp/`) are left out by the caller; the other
-//! worktrees' HEAD, index and logs are not recorded; a worktree record that flow removes
-//! during the run takes its files out of the comparison with it; `packed-refs` is compared by
-//! the refs it holds, so `git gc` packing refs changes nothing. What remains:
+//! Every agent has its own snapshot, taken on a base: the run's first snapshot, or one taken
+//! while no agent ran. A snapshot read afresh while another agent runs would take in what
+//! that agent changed and nobody compared yet, and its undo would put the change back; on a
+//! base it cannot. Flow's own refs (the integration branch, every workstream branch,
+//! `refs/heads/flow-tmp/`) are left out by the caller; the other worktrees' HEAD, index and
+//! logs are not recorded; a worktree record that flow removes during the run takes its files
+//! out of the comparison with it; `packed-refs` is compared by the refs it holds, so `git gc`
+//! packing refs changes nothing. What remains:
 //!
+//! - A base grows stale: whatever the user changed since it was taken shows up in every
+//!   later comparison. Take a new one whenever no agent is running (all compared and undone).
 //! - A change is found, not attributed: a change to the shared configuration or to a ref
 //!   made while several agents run shows up in the comparison of each of them. Undo is
 //!   idempotent: the first undo puts it back, the others find it back already.
@@ -408,9 +413,16 @@ pub struct UndoReport {
 impl Git {
     /// Records the git directory around the worktree in `guarded`, before its agent runs.
     ///
+    /// With `base`, a snapshot taken earlier in the same run (for another worktree), what
+    /// `base` already records is taken from it instead of being read again: a change another
+    /// agent made meanwhile and nobody compared yet cannot become part of this snapshot, where
+    /// this agent's undo would put it back. Only what `base` does not cover (this worktree's
+    /// private directory, records made since) is read now; refs made since count as added,
+    /// so both should leave out the same refs: in a run, every workstream's branch.
+    ///
     /// Fails with `GitError::NotAWorktree` when `guarded.worktree` is not a linked worktree
     /// of this repository.
-    pub fn snapshot_git_dir(&self, guarded: &Guarded<'_>) -> Result<GitSnapshot, GitError> {
+    pub fn snapshot_git_dir(&self, guarded: &Guarded<'_>, base: Option<&GitSnapshot>) -> Result<GitSnapshot, GitError> {
         let repo = self.open()?;
         let own = self.require_record(&repo, guarded.worktree)?;
         let main = self.open_main()?;
@@ -430,7 +442,7 @@ impl Git {
             })
             .collect();
         let filter = RefFilter::new(guarded.branch, guarded.flow_refs)?;
-        Ok(GitSnapshot {
+        let fresh = GitSnapshot {
             common_dir: self.common_dir().to_path_buf(),
             watches,
             files,
@@ -438,7 +450,14 @@ impl Git {
             stash: refs::stash_entries(&main)?,
             packed_refs_problem: refs::packed_refs_problem(self.common_dir()),
             records: places::record_names(self.common_dir()),
-        })
+        };
+        match base {
+            None => Ok(fresh),
+            Some(base) => {
+                self.same_repository(base)?;
+                Ok(fresh.on(base, &filter))
+            }
+        }
     }
 
     /// Lists what changed in the git directory since `before` was taken, leaving out what
@@ -608,6 +627,9 @@ impl Git {
         let mut changes = Vec::new();
         for record in places::record_names(self.common_dir()).difference(&before.records) {
             let path = self.common_dir().join("worktrees").join(record).join("config.worktree");
+            if places::covers(&before.watches, &path) {
+                continue;
+            }
             if let Some((state, content)) = places::read_entry(&path) {
                 let label = places::label(&path, self.common_dir(), None);
                 let keys = key_changes(Some(&[][..]), content.as_deref());
@@ -622,6 +644,46 @@ impl Git {
             }
         }
         changes
+    }
+}
+
+impl GitSnapshot {
+    /// Rebuilds this fresh snapshot on `base`: whatever both watch and `base` recorded
+    /// (present or absent) is as `base` has it; the rest as read now.
+    fn on(self, base: &GitSnapshot, filter: &RefFilter) -> GitSnapshot {
+        let mut files = BTreeMap::new();
+        let paths: BTreeSet<&PathBuf> = self.files.keys().chain(base.files.keys()).collect();
+        for path in paths {
+            let Some(watch) = places::covering(&self.watches, path) else {
+                continue;
+            };
+            let kept = if places::covers(&base.watches, path) {
+                base.files.get(path).map(|kept| Kept {
+                    only_while: watch.only_while.clone(),
+                    ..kept.clone()
+                })
+            } else {
+                self.files.get(path).cloned()
+            };
+            if let Some(kept) = kept {
+                files.insert(path.clone(), kept);
+            }
+        }
+        let refs = base
+            .refs
+            .iter()
+            .filter(|(name, _)| !filter.skips(name))
+            .map(|(name, target)| (name.clone(), target.clone()))
+            .collect();
+        GitSnapshot {
+            common_dir: self.common_dir,
+            watches: self.watches,
+            files,
+            refs,
+            stash: base.stash.clone(),
+            packed_refs_problem: base.packed_refs_problem.clone(),
+            records: base.records.clone(),
+        }
     }
 }
 

@@ -293,6 +293,19 @@ pub(crate) fn label(path: &Path, common: &Path, home: Option<&Path>) -> String {
     path.display().to_string()
 }
 
+/// Returns the watch that reaches `path`, if any.
+pub(crate) fn covering<'a>(watches: &'a [Watch], path: &Path) -> Option<&'a Watch> {
+    watches.iter().find(|watch| match watch.reach {
+        Reach::File => watch.path == path,
+        Reach::Tree | Reach::GitDirs => path.starts_with(&watch.path),
+    })
+}
+
+/// Tells whether a watch reaches `path`.
+pub(crate) fn covers(watches: &[Watch], path: &Path) -> bool {
+    covering(watches, path).is_some()
+}
+
 /// Lists the names of the worktree records in the common directory, read from the folder
 /// itself (a record an agent broke is listed too); flow's half-written records are left out.
 pub(crate) fn record_names(common: &Path) -> BTreeSet<String> {
