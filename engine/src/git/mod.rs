@@ -11,7 +11,11 @@
 //!   ([`Git::check_worktree_integrity`]);
 //! - merging into the integration branch entirely in memory ([`Git::merge_into`],
 //!   [`Git::trial_merge`]) and materialising a merged commit in a detached worktree
-//!   for `verify` ([`Git::checkout_detached`]).
+//!   for `verify` ([`Git::checkout_detached`]);
+//! - around every agent: a snapshot of the git directory it shares with the user, the
+//!   changes it made there and their undo ([`Git::snapshot_git_dir`],
+//!   [`Git::git_dir_changes`], [`Git::undo_git_dir_changes`]), and the git settings that
+//!   keep planted hooks and commands from running in its processes ([`agent_git_env`]).
 //!
 //! Nothing here touches the user's checkout: merges never need a working tree, and
 //! every worktree operation refuses folders that are not flow's linked worktrees.
@@ -25,6 +29,7 @@ mod changes;
 mod checkout;
 mod commit;
 mod error;
+mod guard;
 mod history;
 mod integrity;
 mod merge;
@@ -41,6 +46,10 @@ mod worktree;
 pub use branch::BranchState;
 pub use changes::{Change, ChangeKind};
 pub use error::GitError;
+pub use guard::{
+    AGENT_GIT_SETTINGS, ContentId, FileRole, FileState, GitDirChange, GitSnapshot, Guarded, KeyChange, NO_HOOKS,
+    RefTarget, StashEntry, UndoReport, UserPlaces, agent_git_env,
+};
 pub use history::FileStat;
 pub use integrity::IntegrityProblem;
 pub use merge::MergeOutcome;
