@@ -4,6 +4,7 @@ mod budget;
 mod crash;
 mod examples;
 mod feedback;
+mod hostile;
 mod manual;
 mod run;
 mod run_agents;

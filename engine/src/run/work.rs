@@ -26,6 +26,7 @@ use crate::run::core::{
     AgentEnd, AgentOutcome, Conflicts, Handoff, Inspection, MergeOutcome, Resolution, SyncOutcome, Workspace,
 };
 use crate::run::driver::{AgentRun, Reporter, Work};
+use crate::run::guard::{RunGuard, Tampering};
 use crate::run::state::{Purpose, RunState, TestResult};
 use crate::site::RunDir;
 use crate::site::Site;
@@ -55,6 +56,8 @@ pub struct ProcessWork {
     /// changed spec never repeats an earlier commit exactly.
     spec_hashes: Vec<String>,
     slots: Mutex<Vec<Slot>>,
+    /// The guard of the shared git directory around each agent (with a repository).
+    guard: Option<Arc<RunGuard>>,
 }
 
 impl ProcessWork {
@@ -69,6 +72,7 @@ impl ProcessWork {
     ) -> ProcessWork {
         let n = workflow.workstreams.len();
         ProcessWork {
+            guard: site.git().map(|git| Arc::new(RunGuard::new(git.clone(), &workflow))),
             git: site.git().cloned(),
             root: site.root().to_path_buf(),
             worktrees_dir: site.worktrees_dir(&workflow),
@@ -322,7 +326,40 @@ impl ProcessWork {
                 .and_then(|b| git.branch_head(b).ok().flatten()),
             _ => None,
         };
+        // The git directory as it was, for the comparison once the agent is gone.
+        let guarded_branch = match run.purpose {
+            Purpose::Resolve => Some(workflow.into.clone()),
+            _ => workspace.branch.clone(),
+        };
+        let watch = match (&self.guard, guarded_branch) {
+            (Some(guard), Some(branch)) => {
+                let (guard, dir) = (guard.clone(), workspace.dir.clone());
+                match tokio::task::spawn_blocking(move || guard.before(&dir, &branch)).await {
+                    Ok(Ok(watch)) => Some(watch),
+                    Ok(Err(message)) => return AgentOutcome::unstarted(AgentEnd::Failed(message)),
+                    Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(format!("the guard stopped: {e}"))),
+                }
+            }
+            _ => None,
+        };
         let outcome = run_process(spec, on_line, stop).await;
+        let tampering = match (&self.guard, watch) {
+            (Some(guard), Some(watch)) => {
+                let guard = guard.clone();
+                let keep_in = self
+                    .run_dir
+                    .dir
+                    .join("undone")
+                    .join(format!("{}-{}", ws.name, run.attempt));
+                tokio::task::spawn_blocking(move || guard.after(watch, &keep_in))
+                    .await
+                    .unwrap_or_else(|e| Tampering {
+                        found: vec![],
+                        left: vec![format!("the comparison of the git directory failed: {e}")],
+                    })
+            }
+            _ => Tampering::default(),
+        };
         if let (Some(git), Some(head)) = (&self.git, head_before) {
             // A reviewer changes nothing: whatever it left is taken back out.
             let (git, dir) = (git.clone(), workspace.dir.clone());
@@ -366,6 +403,7 @@ impl ProcessWork {
             last_line: outcome.last_line,
             result: agent_report.result.map(|r| redact(&r, &secrets).into_owned()),
             resumed: resumes,
+            tampered: tampering.lines(),
         }
     }
 

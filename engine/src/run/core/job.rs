@@ -270,8 +270,12 @@ impl Core {
         error
     }
 
-    pub(super) fn agent_ended(&mut self, index: usize, outcome: AgentOutcome) {
+    pub(super) fn agent_ended(&mut self, index: usize, mut outcome: AgentOutcome) {
         if self.merges.is_resolving(index) {
+            if !outcome.tampered.is_empty() {
+                // A resolver that reached into the git directory resolved nothing.
+                outcome.end = AgentEnd::Failed(tampered("the resolver", &outcome.tampered));
+            }
             return self.resolver_ended(index, outcome);
         }
         let Some(job) = self.job_at(index, Stage::Agent) else {
@@ -283,6 +287,16 @@ impl Core {
             return self.cancel(index, "the run's event log cannot be written");
         }
         let error = self.record_attempt_end(index, attempt, &outcome);
+        if !outcome.tampered.is_empty() {
+            // Hostile or broken: no retry and no fix; what it did is undone and recorded.
+            let who = if purpose == Purpose::Review {
+                "its reviewer"
+            } else {
+                "its agent"
+            };
+            let failure = Failure::new(FailureKind::Integrity, tampered(who, &outcome.tampered));
+            return self.fail(index, failure);
+        }
         if purpose == Purpose::Review {
             return self.reviewed(index, &outcome, error);
         }
@@ -920,4 +934,13 @@ fn backoff(base: Duration, attempt: u32, index: usize, seed: u64) -> Duration {
     x ^= x >> 31;
     let jitter = (x % 401) as f64 / 1000.0 - 0.2;
     exponential.mul_f64(1.0 + jitter)
+}
+
+/// The failure of an agent that changed the shared git directory.
+fn tampered(who: &str, changes: &[String]) -> String {
+    format!(
+        "{who} changed the git directory it shares with your checkout (flow undid it; copies of what \
+         it wrote are in the run's `undone` folder): {}",
+        changes.join("; ")
+    )
 }

@@ -204,6 +204,9 @@ pub struct AgentOutcome {
     pub result: Option<String>,
     /// It continued an earlier session (its tool may report the session's running cost).
     pub resumed: bool,
+    /// What it changed in the shared git directory (a hook, a configuration, a ref), which
+    /// flow undid, and what could not be undone; empty when it kept to its worktree.
+    pub tampered: Vec<String>,
 }
 
 impl AgentOutcome {
@@ -217,6 +220,7 @@ impl AgentOutcome {
             last_line: None,
             result: None,
             resumed: false,
+            tampered: vec![],
         }
     }
 }
