@@ -51,3 +51,21 @@ pub fn summary(errors: usize, warnings: usize) -> String {
         (e, w) => format!("error: {}, {}", plural(e, "error"), plural(w, "warning")),
     }
 }
+
+/// Prints the findings of the checks before a run, each as its own report; returns how many
+/// are errors.
+pub fn print_findings(findings: &[flow_engine::preflight::Finding]) -> usize {
+    use flow_engine::preflight::Severity;
+    for finding in findings {
+        let severity = match finding.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        };
+        let mut diagnostic = miette::MietteDiagnostic::new(finding.message.clone()).with_severity(severity);
+        if let Some(help) = &finding.help {
+            diagnostic = diagnostic.with_help(help.clone());
+        }
+        eprint(&diagnostic);
+    }
+    findings.iter().filter(|f| f.severity == Severity::Error).count()
+}

@@ -18,6 +18,7 @@ pub mod handoff;
 pub mod integrate;
 mod parallel;
 pub mod plan;
+pub mod preflight;
 pub mod report;
 pub mod run;
 pub mod site;

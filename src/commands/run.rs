@@ -2,10 +2,12 @@
 
 use std::process::ExitCode;
 
+use flow_engine::preflight::{Context, preflight};
 use flow_engine::{Plan, Site, select, start};
 
 use crate::cli::RunArgs;
 use crate::commands::progress::{finish, observers};
+use crate::diagnostics::{print_findings, summary};
 use crate::error::CommandError;
 use crate::load::load;
 
@@ -17,6 +19,22 @@ pub async fn run(args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
     }
     let workflow = load(&args.file)?.workflow;
     let only = select(&workflow, &args.only).map_err(|e| CommandError::Usage(e.into()))?;
+    // What would fail once worktrees exist, found before any is made.
+    let findings = preflight(
+        &workflow,
+        &Context {
+            git: site.git(),
+            root: site.root(),
+            path: std::env::var_os("PATH"),
+            selected: only.as_deref(),
+            branches: false,
+        },
+    );
+    let errors = print_findings(&findings);
+    if errors > 0 {
+        eprintln!("{}", summary(errors, findings.len() - errors));
+        return Err(CommandError::Exit(2));
+    }
     let settings = args.run_options.settings(only);
     let mut observers = observers(
         args.run_options.progress,

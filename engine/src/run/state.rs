@@ -228,6 +228,8 @@ pub enum FailureKind {
     Cancelled,
     Dependency,
     Review,
+    /// The agent's program does not exist or may not be run.
+    Setup,
 }
 
 impl FailureKind {
@@ -247,13 +249,14 @@ impl FailureKind {
             FailureKind::Cancelled => "cancelled",
             FailureKind::Dependency => "dependency",
             FailureKind::Review => "review",
+            FailureKind::Setup => "setup",
         }
     }
 
     /// Tells whether running the agent again from a clean worktree (`retries`) may help: a
     /// crash, a timeout, a hang, a git hiccup. Work that ran and failed a check (its test, its
     /// scope, `verify`, a conflict, a review) goes back to the agent instead (`fix-attempts`);
-    /// a spent budget, a broken integrity or a stop is final.
+    /// a spent budget, a broken integrity, a missing program or a stop is final.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,

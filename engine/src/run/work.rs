@@ -367,6 +367,14 @@ impl ProcessWork {
         }
         let outcome = match outcome {
             Ok(o) => o,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return AgentOutcome::unstarted(AgentEnd::CannotStart(e.to_string()));
+            }
             Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(e.to_string())),
         };
         let exit_code = match &outcome.end {

@@ -250,7 +250,7 @@ impl Core {
         }
         self.ledger.clear_live(index);
         let error = match &outcome.end {
-            AgentEnd::Failed(message) if outcome.error.is_none() => {
+            AgentEnd::Failed(message) | AgentEnd::CannotStart(message) if outcome.error.is_none() => {
                 Some(AgentError::new(ErrorClass::Crash, message.clone()))
             }
             _ => outcome.error.clone(),
@@ -324,11 +324,19 @@ impl Core {
                 ),
             )),
             AgentEnd::Failed(message) => Some(Failure::new(FailureKind::Agent, message.clone())),
+            AgentEnd::CannotStart(message) => Some(Failure::new(FailureKind::Setup, message.clone())),
             AgentEnd::Exited(_) | AgentEnd::Signaled(_) => match &error {
                 Some(e) if e.class == ErrorClass::Budget => Some(Failure::new(FailureKind::Budget, e.to_string())),
                 Some(e) => Some(Failure {
                     exit,
-                    ..Failure::new(FailureKind::Agent, e.to_string())
+                    // How it ended, where the tool's own words do not say.
+                    ..Failure::new(
+                        FailureKind::Agent,
+                        match exit {
+                            Some(how) if outcome.end != AgentEnd::Exited(0) => format!("{e} ({how})"),
+                            _ => e.to_string(),
+                        },
+                    )
                 }),
                 None if outcome.end != AgentEnd::Exited(0) => {
                     let how = exit.map_or_else(String::new, |e| e.to_string());

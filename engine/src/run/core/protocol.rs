@@ -238,9 +238,11 @@ pub enum AgentEnd {
     Hung,
     /// flow stopped it on the core's [`Effect::Stop`] (or Ctrl-C).
     Stopped,
-    /// It could not be started or watched (no such program, a bad command, its log could not
-    /// be written): the message says why.
+    /// It could not be started or watched (a bad command, its log could not be written): the
+    /// message says why.
     Failed(String),
+    /// Its program does not exist or may not be run: starting it again cannot help.
+    CannotStart(String),
     /// It was not started, because the event log could not record its attempt.
     Unrecorded,
 }
