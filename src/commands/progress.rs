@@ -35,12 +35,20 @@ pub fn finish(state: &RunState) -> ExitCode {
         status_word(state.status),
         dir.join("logs").display()
     ));
-    let code = if state.status == RunStatus::Succeeded {
-        out.push_str(&format!("merged into `{}`\n", state.into));
-        ExitCode::SUCCESS
-    } else {
-        out.push_str("continue with `flow resume`; see `flow status` for details\n");
-        ExitCode::from(1)
+    let code = match state.status {
+        RunStatus::Succeeded => {
+            out.push_str(&format!("merged into `{}`\n", state.into));
+            ExitCode::SUCCESS
+        }
+        // As a shell reports a command ended by Ctrl-C.
+        RunStatus::Cancelled => {
+            out.push_str("continue with `flow resume`; see `flow status` for details\n");
+            ExitCode::from(130)
+        }
+        _ => {
+            out.push_str("continue with `flow resume`; see `flow status` for details\n");
+            ExitCode::from(1)
+        }
     };
     // A reader that went away (`| head`) loses the table, not the exit code.
     let _ = crate::output::print_stdout(&out);
