@@ -260,6 +260,11 @@ pub struct RunOptionArgs {
     /// The delay before the first retry of a failed attempt; each later retry waits twice as long.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub retry_delay: std::time::Duration,
+    /// Fail a workstream whose last attempt passed a budget (its work is not merged). By
+    /// default the work the money paid for is kept and the overrun reported (OVER BUDGET in
+    /// the table and `flow status`); either way no further attempt starts on a spent budget.
+    #[arg(long)]
+    pub deny_overrun: bool,
 }
 
 impl RunOptionArgs {
@@ -273,6 +278,7 @@ impl RunOptionArgs {
                 abort_on_failure: self.abort_on_failure,
                 only,
                 retry_base: self.retry_delay,
+                deny_overrun: self.deny_overrun,
             },
             grace: self.grace,
         }

@@ -156,6 +156,7 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
         }
         EventKind::Conflicted { workstream, paths } => (name(workstream), format!("CONFLICT in {}", paths.join(", "))),
         EventKind::Alert { workstream, message } => (workstream.as_ref().and_then(name), format!("note: {message}")),
+        EventKind::Overrun { workstream, breach } => (name(workstream), format!("OVER BUDGET: {}", breach.overrun())),
         EventKind::RunEnded { status } => (None, format!("run ended: {status}")),
         EventKind::Usage { .. } => return None,
         EventKind::Reset { workstream, reason, .. } => (name(workstream), format!("runs again: {reason}")),
@@ -287,6 +288,10 @@ impl Observer for BarProgress {
             | EventKind::Usage { workstream, .. } => *workstream,
             EventKind::Alert { message, .. } => {
                 self.multi.suspend(|| eprintln!("note: {message}"));
+                return;
+            }
+            EventKind::Overrun { breach, .. } => {
+                self.multi.suspend(|| eprintln!("OVER BUDGET: {}", breach.overrun()));
                 return;
             }
             _ => return,

@@ -381,6 +381,14 @@ impl ProcessWork {
             ProcessEnd::Exited(code) => Some(*code),
             _ => None,
         };
+        // Claude Code's result and Gemini's answer come last; a Codex turn can be followed by more.
+        let final_result = matches!(
+            agent.output,
+            flow_dsl::OutputFormat::ClaudeJson
+                | flow_dsl::OutputFormat::ClaudeStreamJson
+                | flow_dsl::OutputFormat::GeminiJson
+        );
+        let delivered = final_result && reader.saw_result();
         let mut agent_report = reader.finish(exit_code, &outcome.stderr_tail);
         // The tool's own message may quote what it printed: keep secrets out of state and events.
         if let Some(error) = &mut agent_report.error {
@@ -411,6 +419,7 @@ impl ProcessWork {
             last_line: outcome.last_line,
             result: agent_report.result.map(|r| redact(&r, &secrets).into_owned()),
             resumed: resumes,
+            delivered,
             tampered: tampering.lines(),
         }
     }

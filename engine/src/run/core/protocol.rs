@@ -204,6 +204,8 @@ pub struct AgentOutcome {
     pub result: Option<String>,
     /// It continued an earlier session (its tool may report the session's running cost).
     pub resumed: bool,
+    /// Its output held its final result (the tool said it was done), whatever stopped it after.
+    pub delivered: bool,
     /// What it changed in the shared git directory (a hook, a configuration, a ref), which
     /// flow undid, and what could not be undone; empty when it kept to its worktree.
     pub tampered: Vec<String>,
@@ -220,6 +222,7 @@ impl AgentOutcome {
             last_line: None,
             result: None,
             resumed: false,
+            delivered: false,
             tampered: vec![],
         }
     }

@@ -65,6 +65,7 @@ fn fresh_state(workflow: &flow_dsl::Workflow) -> RunState {
             .map(|w| WorkstreamState::new(&w.name, format!("hash-{}", w.name), t))
             .collect(),
         alerts: vec![],
+        overruns: vec![],
     }
 }
 

@@ -60,6 +60,7 @@ fn record(plan: &Plan, phase: Phase) -> RunState {
             })
             .collect(),
         alerts: vec![],
+        overruns: vec![],
     }
 }
 
