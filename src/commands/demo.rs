@@ -1,6 +1,7 @@
 //! `flow demo`: the built-in example. It makes a small Python repository in a new folder and
 //! runs `workflows/demo.kdl` on it with shell agents: real worktrees, parallel agents, a
-//! merge queue with a verify step. No account, key or network.
+//! merge queue with a verify step, and two failures sent back to their agents (a write
+//! outside the scope, a failed test) and fixed. No account, key or network.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -42,7 +43,14 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
     };
     create_repository(&dir).map_err(CommandError::Failed)?;
     eprintln!("flow demo: a sample repository in {}", dir.display());
-    eprintln!("flow demo: running workflows/demo.kdl: 5 workstreams of shell agents, verify = the project's tests\n");
+    eprintln!(
+        "flow demo: running its parallel.kdl (five workstreams of shell agents standing in for AI agents; \
+         after each merge, verify runs the project's tests on the merged tree)."
+    );
+    eprintln!(
+        "flow demo: two agents slip as real ones do: one edits a file it does not own, one writes a bug \
+         its test catches. Watch flow send each failure back to its agent.\n"
+    );
 
     let file = dir.join("parallel.kdl");
     let checked = flow_dsl::check_file(&file).map_err(CommandError::Invalid)?;
@@ -60,14 +68,56 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "flow".into());
     let record = site.run_dir(&state.id).dir;
+    let w = worktrees.parent().unwrap_or(&worktrees).display();
     let _ = crate::output::print_stdout(&format!(
-        "\nwhere to look:\n  the merges, in dependency order:\n    git -C {d} log --graph --oneline integration/demo\n  \
-         the run's table again, and what each workstream spent:\n    {flow} -C {d} status\n  \
-         the record (state.json, events.jsonl, logs/):\n    {}\n  the worktrees, one per workstream:\n    {}\n",
+        "\nwhat happened:\n{}\n\
+         where to look:\n  what the run built:\n    git -C {d} diff --stat main integration/demo\n  \
+         the merges, in dependency order:\n    git -C {d} log --graph --oneline integration/demo\n  \
+         every attempt and what it fixed:\n    {flow} -C {d} status\n  \
+         the record (state.json, events.jsonl, logs/):\n    {}\n\n\
+         next: in your own repository, `{flow} init` writes a starting parallel.kdl; `{flow} help workflow` explains the language.\n\n\
+         to remove the demo: {flow} -C {d} clean --force && rm -rf {d} {w}\n",
+        what_happened(&state),
         record.display(),
-        worktrees.display()
     ));
     Ok(code)
+}
+
+/// What the run did with each agent's slip, from the record.
+fn what_happened(state: &flow_engine::RunState) -> String {
+    let mut out = String::new();
+    for ws in &state.workstreams {
+        for attempt in &ws.attempt_log {
+            let Some(kind) = attempt.feedback else { continue };
+            let slip = match kind.as_str() {
+                "scope" => "changed a file outside what it owns",
+                "test" => "wrote work its test failed",
+                "verify" => "broke the project's tests once merged",
+                "conflict" => "conflicted with the merged work",
+                _ => "was asked for changes by its reviewer",
+            };
+            let then = if ws.phase.is_success() {
+                "which fixed it"
+            } else {
+                "which did not fix it"
+            };
+            out.push_str(&format!(
+                "  `{}` {slip}: flow sent that back to its agent (attempt {}), {then}.\n",
+                ws.name, attempt.number
+            ));
+        }
+    }
+    let merged = state.workstreams.iter().filter(|w| w.phase.is_success()).count();
+    out.push_str(&format!(
+        "  {merged} of {} workstreams merged into integration/demo{}.\n",
+        state.workstreams.len(),
+        if merged == state.workstreams.len() {
+            ", the tests green after each merge"
+        } else {
+            ""
+        }
+    ));
+    out
 }
 
 fn create_repository(dir: &Path) -> miette::Result<()> {

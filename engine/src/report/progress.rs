@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::report::run_table::{dollars, tokens};
 use crate::run::observer::Observer;
-use crate::run::state::{Event, EventKind, Phase, Purpose, RunState};
+use crate::run::state::{Event, EventKind, FeedbackKind, Phase, Purpose, RunState};
 
 /// The first non-empty line of a text, for one-line progress.
 fn first_line(text: &str) -> &str {
@@ -80,7 +80,17 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
             };
             let what = match (purpose, feedback) {
                 (Purpose::Work, _) => format!("running{of}"),
-                (Purpose::Fix, Some(f)) => format!("fixing{of}: {}", f.summary),
+                // The note just before said what failed.
+                (Purpose::Fix, Some(f)) => format!(
+                    "fixing{of}, given {}",
+                    match f.kind {
+                        FeedbackKind::Test => "the test's output",
+                        FeedbackKind::Scope => "the paths outside its scope",
+                        FeedbackKind::Verify => "verify's output",
+                        FeedbackKind::Conflict => "the conflicting hunks",
+                        FeedbackKind::Review => "the reviewer's comments",
+                    }
+                ),
                 (Purpose::Fix, None) => format!("fixing again{of}"),
                 (Purpose::Review, _) => format!("in review{of}"),
                 (Purpose::Resolve, _) => format!("the resolver works on its conflict{of}"),
