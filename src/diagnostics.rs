@@ -23,7 +23,7 @@ pub fn render(diagnostic: &dyn Diagnostic) -> String {
 
 /// Prints one diagnostic to standard error.
 pub fn eprint(diagnostic: &dyn Diagnostic) {
-    eprint!("{}", render(diagnostic));
+    crate::output::print_stderr(&render(diagnostic));
 }
 
 /// Prints problems, each as its own report; with `-q`, warnings are left out.

@@ -4,6 +4,7 @@
 //! The options are read once, in `main`, and kept here for the whole process: every command
 //! and printer asks [`quiet`], [`verbose`] or [`colored`] instead of carrying them around.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use anstream::ColorChoice;
@@ -131,11 +132,59 @@ pub fn terminal_width() -> usize {
     from_env.or_else(from_terminal).filter(|w| *w >= 40).unwrap_or(100)
 }
 
-/// Writes to standard output; a reader that went away (`flow plan --json | head`) ends the
-/// command quietly instead of failing.
+/// Text made safe for a terminal. What flow prints carries text agents control (a test's last
+/// line in a failure, a log, a review's comments, file names): on a terminal, no escape
+/// sequence of theirs may move the cursor, rewrite a line, retitle the window or hide what
+/// follows. Colour sequences (`ESC [ digits ; m`, flow's own) are kept; any other escape
+/// loses its ESC, and every other control character but newline and tab is dropped.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\u{1b}' {
+            let sequence = rest[1..].strip_prefix('[').and_then(|after| {
+                let digits = after.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+                after[digits..].starts_with('m').then_some(2 + digits + 1)
+            });
+            if let Some(length) = sequence {
+                out.push_str(&rest[..length]);
+                rest = &rest[length..];
+                continue;
+            }
+        } else if !unsafe_char(c) {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Writes to standard error, made [`terminal_safe`] on a terminal.
+pub fn print_stderr(text: &str) {
+    use std::io::Write;
+    let stderr = std::io::stderr();
+    let text = if stderr.is_terminal() {
+        terminal_safe(text)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
+    let _ = stderr.lock().write_all(text.as_bytes());
+}
+
+/// Writes to standard output, made [`terminal_safe`] on a terminal; a reader that went away
+/// (`flow plan --json | head`) ends the command quietly instead of failing.
 pub fn print_stdout(text: &str) -> Result<(), CommandError> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
+    let text = if stdout.is_terminal() {
+        terminal_safe(text)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CommandError::Exit(0)),
@@ -149,7 +198,7 @@ pub fn print_stdout(text: &str) -> Result<(), CommandError> {
 /// hint, what a command did); nothing with `-q`.
 pub fn say(text: &str) {
     if !quiet() {
-        eprintln!("{text}");
+        print_stderr(&format!("{text}\n"));
     }
 }
 

@@ -609,3 +609,69 @@ workstream "b" { owns "b/**"; depends-on "a"; script "exit 3" }
         half.text()
     );
 }
+
+/// Runs `flow ARGS` under a pseudo-terminal of `columns` columns (util-linux `script`), with
+/// the tests' environment but no `COLUMNS`, and returns what the terminal got.
+fn in_a_terminal(env: &TestEnv, args: &str, columns: u16) -> String {
+    let home = env.base().join("home");
+    let command = format!(
+        "stty rows 40 cols {columns}; '{}' {args}",
+        crate::support::flow_bin().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(&env.root)
+        .env_clear()
+        .envs(crate::support::hermetic_env(&home))
+        .env_remove("COLUMNS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+}
+
+#[test]
+fn a_terminal_gets_diagnostics_at_its_width_and_no_escape_sequence_of_an_agent() {
+    let env = TestEnv::new();
+    // The help lists every workstream: a long line to wrap.
+    let mut bad = String::from("workstream \"a\" { depends-on \"zz\"; }\n");
+    for i in 0..12 {
+        bad.push_str(&format!("workstream \"stream-{i:02}\" {{ task \"t\"; }}\n"));
+    }
+    env.write("bad.kdl", &bad);
+    let narrow = in_a_terminal(&env, "check bad.kdl", 70);
+    let wide = in_a_terminal(&env, "check bad.kdl", 160);
+    let widest = |text: &str| text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(narrow.contains("known workstreams"), "{narrow}");
+    assert!(
+        widest(&narrow) <= 70 && widest(&wide) > 70,
+        "{} and {} wide\n70:\n{narrow}\n160:\n{wide}",
+        widest(&narrow),
+        widest(&wide)
+    );
+
+    // An agent that prints a window title, a screen clear and a bell, and whose test fails
+    // with them in its last line.
+    env.write("hostile.sh", "printf 'before \\033]0;pwned\\007 \\033[2J after\\n'\n");
+    env.workflow(r#"workstream "a" { owns "a/**"; script "sh hostile.sh"; test "sh hostile.sh; exit 1" }"#);
+    flow(&env, &["run", "--progress", "quiet", "--grace", "1s"]).assert_code(1);
+    let raw = flow(&env, &["logs", "a"]);
+    assert!(
+        raw.stdout().contains("\u{1b}]0;pwned\u{7}"),
+        "a pipe gets the log as it is:\n{}",
+        raw.text()
+    );
+    for args in ["logs a", "status", "resume --dry-run", "--color always status"] {
+        let shown = in_a_terminal(&env, args, 100);
+        assert!(shown.contains("after"), "flow {args}:\n{shown}");
+        assert!(
+            !shown.contains("\u{1b}]") && !shown.contains('\u{7}') && !shown.contains("\u{1b}[2J"),
+            "flow {args} let an escape sequence through:\n{shown:?}"
+        );
+    }
+    let colored = in_a_terminal(&env, "--color always status", 100);
+    assert!(
+        colored.contains("\u{1b}[31;1m") || colored.contains("\u{1b}[1;31m") || colored.contains("\u{1b}[31m"),
+        "{colored:?}"
+    );
+}

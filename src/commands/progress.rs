@@ -4,7 +4,7 @@
 //! they take the command line's colour and verbosity (the words come from the engine's
 //! [`describe`], so both say the same thing).
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use flow_engine::{Action, Observer, Observers, Phase, Plan, RunState, RunStatus,
 
 use crate::cli::ProgressMode;
 use crate::commands::status::status_tone;
-use crate::output::{Stream, Tone, paint, print_stdout, quiet, verbose};
+use crate::output::{Stream, Tone, paint, print_stderr, print_stdout, quiet, verbose};
 
 /// The observers of a run: progress in the chosen mode (`-q` makes `auto` quiet), and the
 /// markdown board.
@@ -66,11 +66,7 @@ impl Lines {
         let t = self.start.elapsed().as_secs_f64();
         let time = format!("[{:>4}:{:05.2}]", (t / 60.0) as u64, t % 60.0);
         let who = format!("{:<width$}", who.unwrap_or("flow"));
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "{} {who}  {what}",
-            paint(Stream::Stderr, Tone::Dim, &time)
-        );
+        print_stderr(&format!("{} {who}  {what}\n", paint(Stream::Stderr, Tone::Dim, &time)));
     }
 }
 
@@ -82,6 +78,9 @@ impl Observer for Lines {
         let Some((who, what)) = describe(state, event) else {
             return;
         };
+        // What an event says can carry an agent's text (a failed test's last line): its
+        // control characters go before flow's colour is added.
+        let what: String = what.chars().filter(|c| !c.is_control()).collect();
         let what = match event_tone(&event.kind) {
             Some(tone) => paint(Stream::Stderr, tone, &what),
             None => what,
@@ -93,7 +92,7 @@ impl Observer for Lines {
         if !self.events || !verbose() {
             return;
         }
-        // The agent's text is untrusted: no control character reaches the terminal.
+        // The agent's text is untrusted: none of its control characters is printed.
         let text: String = line.chars().filter(|c| !c.is_control()).collect();
         let who = state.workstreams[workstream].name.clone();
         self.write(
@@ -105,7 +104,7 @@ impl Observer for Lines {
 
     fn notice(&mut self, message: &str) {
         // Said whatever the progress mode: these are repairs and problems of flow itself.
-        eprintln!("flow: {message}");
+        print_stderr(&format!("flow: {message}\n"));
     }
 }
 

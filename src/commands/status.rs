@@ -1,6 +1,6 @@
 //! `flow status`, `flow logs`, `flow runs`: reading what runs recorded.
 
-use std::io::{IsTerminal, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::process::ExitCode;
 
 use flow_dsl::format_duration;
@@ -135,7 +135,6 @@ pub async fn logs(args: LogsArgs, site: &Site) -> Result<ExitCode, CommandError>
         )));
     }
     let path = run_dir.log_path(&args.workstream);
-    let terminal = std::io::stdout().is_terminal();
     let print = |text: &str| -> Result<(), CommandError> {
         if args.json {
             for line in text.lines() {
@@ -147,16 +146,8 @@ pub async fn logs(args: LogsArgs, site: &Site) -> Result<ExitCode, CommandError>
                 })?;
             }
             Ok(())
-        } else if terminal {
-            // An agent's output is untrusted: on a terminal, no escape sequence or control
-            // character of it may move the cursor, retitle the window or ring.
-            let clean: String = anstream::adapter::strip_str(text)
-                .to_string()
-                .chars()
-                .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-                .collect();
-            print_stdout(&clean)
         } else {
+            // On a terminal, without the agent's escape sequences (see `terminal_safe`).
             print_stdout(text)
         }
     };
