@@ -11,14 +11,45 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// gives each workstream its own git worktree and branch, launches the agents as their
 /// dependencies allow, and merges the branches into an integration branch in dependency
 /// order, testing the merged tree.
+///
+/// FILE defaults to the nearest `parallel.kdl`, from the current folder up to the
+/// repository's root. `flow help workflow` is the language reference; `flow help exit-codes`
+/// says what each exit status means.
 #[derive(Debug, Parser)]
-#[command(name = "flow", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "flow",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Run as if flow was started in this folder (like `git -C`).
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
+    /// When to colour the output: `auto` colours a terminal unless NO_COLOR is set (or
+    /// CLICOLOR_FORCE asks for colour anyway).
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    pub color: ColorWhen,
+    /// Say only errors and the result: no progress, warnings, notes or hints.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more where there is more: every line the agents print in the progress.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set; always with CLICOLOR_FORCE.
+    Auto,
+    /// Always, even into a pipe or a file.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +70,9 @@ pub enum Command {
     Logs(LogsArgs),
     Runs(RunsArgs),
     Usage(UsageArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
+    Help(HelpArgs),
 }
 
 /// Check a workflow file and report every problem in it.
@@ -47,24 +81,25 @@ pub enum Command {
 /// given, 2 when it is invalid.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The workflow file(s).
-    #[arg(default_value = "parallel.kdl", num_args = 1..)]
+    /// The workflow file(s) (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Treat warnings as errors (exit 1).
     #[arg(long)]
     pub deny_warnings: bool,
-    /// Print nothing when the file is valid.
-    #[arg(long, short)]
-    pub quiet: bool,
+    /// Print the problems as JSON lines on standard output, one object per problem and a
+    /// summary last (see the README).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Show what a run would do, without touching anything: waves, critical path, merge order,
 /// predicted overlaps.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Print the plan as JSON on standard output (the shape is versioned; see the README).
     #[arg(long)]
     pub json: bool,
@@ -73,9 +108,9 @@ pub struct PlanArgs {
 /// Draw the dependency graph, with waves and merge order.
 #[derive(Debug, Args)]
 pub struct GraphArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// The output language.
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
@@ -101,9 +136,9 @@ pub enum GraphFormat {
 /// 2 when the workflow is invalid or the run could not start.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Run only these workstreams, with everything they depend on.
     #[arg(long, num_args = 1.., value_name = "WORKSTREAM", conflicts_with = "resume")]
     pub only: Vec<String>,
@@ -153,9 +188,9 @@ pub struct DemoArgs {
 /// Existing worktrees are reused; anything else in the way is refused.
 #[derive(Debug, Args)]
 pub struct PrepareArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
@@ -163,10 +198,13 @@ pub struct PrepareArgs {
 
 /// Print the exact prompt a workstream's agent is given.
 #[derive(Debug, Args)]
+#[command(allow_missing_positional = true)]
 pub struct ContextArgs {
-    /// The workflow file.
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// The workstream.
+    #[arg(value_name = "WORKSTREAM")]
     pub workstream: String,
     /// Print `agent_config.json` instead of the prompt.
     #[arg(long)]
@@ -182,9 +220,9 @@ pub struct ContextArgs {
 /// Exit status: 0 when nothing conflicted or failed, 1 otherwise.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
@@ -194,9 +232,9 @@ pub struct MergeArgs {
 /// by more than one existing branch, with a trial merge of each pair).
 #[derive(Debug, Args)]
 pub struct ConflictsArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -208,14 +246,20 @@ pub struct ConflictsArgs {
 /// The integration branch is deleted only when it holds nothing beyond base (or --force).
 /// Worktree records whose folders were deleted by hand are pruned. Run records in `.flow/`
 /// are kept.
+///
+/// Exit status: 0 when everything was removed, or all that was kept is the integration
+/// branch (it holds the result); 1 when work was kept (uncommitted or unmerged).
 #[derive(Debug, Args)]
 pub struct CleanArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Drop uncommitted changes and unmerged branches too.
     #[arg(long)]
     pub force: bool,
+    /// Print what was removed and kept as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Continue a run after a failure, a crash or Ctrl-C.
@@ -227,14 +271,17 @@ pub struct CleanArgs {
 /// integration branch changed by hand are noticed, not trusted.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// The run to continue (default: the latest).
-    pub run: Option<String>,
+    #[command(flatten)]
+    pub run: RunChoice,
     /// The workflow file (default: the one the run was started with).
     #[arg(long, short)]
     pub file: Option<PathBuf>,
     /// Only print what would be done.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: print the decisions as JSON.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
     #[command(flatten)]
     pub run_options: RunOptionArgs,
 }
@@ -290,10 +337,12 @@ impl RunOptionArgs {
 /// Under the table: why each workstream that did not succeed stopped, and every agent
 /// attempt of the workstreams that needed more than one (the work, retries, fixes with what
 /// they fixed, reviews, resolutions), with what each spent, and each review's verdict.
+///
+/// With no run recorded yet, it says so as `flow runs` does, and exits 0.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The run (default: the latest).
-    pub run: Option<String>,
+    #[command(flatten)]
+    pub run: RunChoice,
     /// Print the run state as JSON.
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
@@ -307,12 +356,32 @@ pub struct StatusArgs {
 pub struct LogsArgs {
     /// The workstream (`_verify` for the verify log).
     pub workstream: String,
-    /// The run (default: the latest).
-    #[arg(long)]
-    pub run: Option<String>,
+    #[command(flatten)]
+    pub run: RunChoice,
     /// Keep printing as the log grows, until the run ends.
     #[arg(long, short)]
     pub follow: bool,
+    /// Print one JSON object per line of the log: the run, the workstream and the text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which recorded run a command reads: `RUN` or `--run RUN`, the latest by default.
+#[derive(Debug, Args)]
+pub struct RunChoice {
+    /// The run (default: the latest; `flow runs` lists them).
+    #[arg(value_name = "RUN")]
+    pub positional: Option<String>,
+    /// The run, as an option (the same as RUN).
+    #[arg(long = "run", value_name = "RUN", conflicts_with = "positional")]
+    pub option: Option<String>,
+}
+
+impl RunChoice {
+    /// The run asked for, if any.
+    pub fn id(&self) -> Option<&str> {
+        self.positional.as_deref().or(self.option.as_deref())
+    }
 }
 
 /// List past runs, oldest first.
@@ -332,8 +401,8 @@ pub struct RunsArgs {
 /// overridable in the workflow) for agents that report only tokens.
 #[derive(Debug, Args)]
 pub struct UsageArgs {
-    /// The run (default: the latest).
-    pub run: Option<String>,
+    #[command(flatten)]
+    pub run: RunChoice,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -342,10 +411,42 @@ pub struct UsageArgs {
 /// Write a starting workflow file (`parallel.kdl`) to edit.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Where to write it.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// Where to write it (default: `parallel.kdl` at the repository's root, where the other
+    /// commands look for it).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Overwrite an existing file.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Print a shell's completion script for flow.
+///
+/// bash: `source <(flow completions bash)`, or save it as
+/// `~/.local/share/bash-completion/completions/flow`. zsh: save it as `_flow` in a folder
+/// of `$fpath`. fish: save it as `~/.config/fish/completions/flow.fish`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Print flow's manual page (roff), or write one page per command into a folder.
+///
+/// `flow man | man -l -` reads it; `flow man --dir DIR` writes `flow.1` and `flow-VERB.1`
+/// for every command into DIR, for `MANPATH`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write the pages into this folder instead of printing `flow.1`.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Explain a command, or a topic: `workflow` (the workflow language) or `exit-codes`.
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// A command (`run`, `status`, ...) or a topic (`workflow`, `exit-codes`).
+    #[arg(value_name = "COMMAND|TOPIC", num_args = 0..)]
+    pub topic: Vec<String>,
 }

@@ -555,8 +555,9 @@ workstream "b" { owns "b/**"; task "Write b."; }
     let again = flow(&env, &["merge", "--json"]);
     again.assert_code(1);
     let items = again.json();
+    assert_eq!(items["version"], 1, "{items:#}");
     let result = |ws: &str| {
-        items
+        items["workstreams"]
             .as_array()
             .expect("a list")
             .iter()
@@ -760,20 +761,26 @@ workstream "h" { owns "h/**"; task "Deleted by hand."; }
     let has = |needle: &str| assert!(text.contains(needle), "no {needle:?} in\n{text}");
     has("worktree record");
     has("its folder was deleted by hand; pruned");
-    has(&format!("removed worktree {}: removed", worktree(&env, "m").display()));
+    has(&format!("removed worktree {}\n", worktree(&env, "m").display()));
     has(&format!("removed branch {}: deleted (merged)", branch("m")));
     has(&format!(
-        "kept    worktree {}: kept: uncommitted changes in d/d.txt",
+        "kept    worktree {}: uncommitted changes in d/d.txt",
         worktree(&env, "d").display()
     ));
-    has(&format!("kept    branch {}: kept: its worktree was kept", branch("d")));
-    has(&format!("removed worktree {}: removed", worktree(&env, "u").display()));
+    has(&format!("kept    branch {}: its worktree was kept", branch("d")));
+    has(&format!("removed worktree {}\n", worktree(&env, "u").display()));
     has(&format!(
-        "kept    branch {}: kept: it has commits not merged anywhere",
+        "kept    branch {}: it has commits not merged anywhere",
         branch("u")
     ));
     has(&format!("removed branch {}: deleted (merged)", branch("h")));
-    has(&format!("kept    branch {INTO}: kept: it holds merges not in main"));
+    has(&format!(
+        "kept    branch {INTO}: it holds the result: merges not in main"
+    ));
+    assert!(
+        !text.contains("kept: ") && !text.contains(": removed"),
+        "no word said twice:\n{text}"
+    );
     assert!(!worktree(&env, "m").exists() && !worktree(&env, "u").exists());
     assert_eq!(
         std::fs::read_to_string(worktree(&env, "d").join("d/d.txt"))

@@ -9,7 +9,7 @@ use flow_engine::by_hand::conflicts::conflicts;
 use crate::cli::ConflictsArgs;
 use crate::error::{CommandError, git_failed};
 use crate::load::load_layout;
-use crate::output::{print_json, print_stdout};
+use crate::output::{print_stdout, print_versioned};
 
 /// Prints the overlaps; exits 1 when a trial merge of two branches conflicts.
 pub fn run(args: ConflictsArgs, site: &Site) -> Result<ExitCode, CommandError> {
@@ -17,7 +17,7 @@ pub fn run(args: ConflictsArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let report = conflicts(&workflow, &layout).map_err(git_failed)?;
     let conflicting = report.live.iter().any(|l| !l.conflicts.is_empty());
     if args.json {
-        print_json(&report)?;
+        print_versioned(&report)?;
     } else {
         let mut out = String::new();
         if report.declared.is_empty() {

@@ -11,7 +11,8 @@ use flow_engine::{Plan, RunSettings, Site, start};
 use crate::cli::DemoArgs;
 use crate::commands::progress::{finish, observers};
 use crate::diagnostics::print_problems;
-use crate::error::CommandError;
+use crate::error::{CommandError, run_failed};
+use crate::output::say;
 
 /// The demo workflow, embedded so the demo runs from any folder.
 const WORKFLOW: &str = include_str!("../../workflows/demo.kdl");
@@ -38,18 +39,18 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
         None => tempfile::Builder::new()
             .prefix("flow-demo-")
             .tempdir()
-            .map_err(|e| CommandError::Failed(miette::miette!("cannot make a temporary folder: {e}")))?
+            .map_err(|e| CommandError::System(miette::miette!("cannot make a temporary folder: {e}")))?
             .keep(),
     };
-    create_repository(&dir).map_err(CommandError::Failed)?;
-    eprintln!("flow demo: a sample repository in {}", dir.display());
-    eprintln!(
+    create_repository(&dir)?;
+    say(&format!("flow demo: a sample repository in {}", dir.display()));
+    say(
         "flow demo: running its parallel.kdl (five workstreams of shell agents standing in for AI agents; \
-         after each merge, verify runs the project's tests on the merged tree)."
+         after each merge, verify runs the project's tests on the merged tree).",
     );
-    eprintln!(
+    say(
         "flow demo: two agents slip as real ones do: one edits a file it does not own, one writes a bug \
-         its test catches. Watch flow send each failure back to its agent.\n"
+         its test catches. Watch flow send each failure back to its agent.\n",
     );
 
     let file = dir.join("parallel.kdl");
@@ -59,10 +60,14 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
     let site = Site::find(&dir);
     let worktrees = site.worktrees_dir(&workflow);
     let mut observers = observers(args.progress, workflow.workstreams.len(), &site, &workflow.status_file);
-    let state = start(Plan::new(workflow), &site, RunSettings::default(), &mut observers)
+    let plan = Plan::new(workflow);
+    let state = start(plan.clone(), &site, RunSettings::default(), &mut observers)
         .await
-        .map_err(|e| CommandError::Failed(e.into()))?;
-    let code = finish(&state);
+        .map_err(run_failed)?;
+    let code = finish(&state, &plan, &site);
+    if crate::output::quiet() {
+        return Ok(code);
+    }
     let d = dir.display();
     let flow = std::env::current_exe()
         .map(|p| p.display().to_string())
@@ -120,24 +125,26 @@ fn what_happened(state: &flow_engine::RunState) -> String {
     out
 }
 
-fn create_repository(dir: &Path) -> miette::Result<()> {
+fn create_repository(dir: &Path) -> Result<(), CommandError> {
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        miette::bail!(
+        return Err(CommandError::Usage(miette::miette!(
             "{} exists and is not empty; pick another folder with --dir",
             dir.display()
-        );
+        )));
     }
-    for (path, text) in FILES {
-        write(&dir.join(path), text)?;
-    }
-    write(&dir.join("parallel.kdl"), WORKFLOW)?;
-    git(dir, &["init", "--quiet", "--initial-branch", "main"])?;
-    git(dir, &["add", "--all"])?;
-    git(
-        dir,
-        &["commit", "--quiet", "--no-verify", "-m", "A book catalog to build"],
-    )?;
-    Ok(())
+    let made = || -> miette::Result<()> {
+        for (path, text) in FILES {
+            write(&dir.join(path), text)?;
+        }
+        write(&dir.join("parallel.kdl"), WORKFLOW)?;
+        git(dir, &["init", "--quiet", "--initial-branch", "main"])?;
+        git(dir, &["add", "--all"])?;
+        git(
+            dir,
+            &["commit", "--quiet", "--no-verify", "-m", "A book catalog to build"],
+        )
+    };
+    made().map_err(CommandError::System)
 }
 
 fn write(path: &PathBuf, text: &str) -> miette::Result<()> {
