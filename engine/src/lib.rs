@@ -19,6 +19,7 @@ mod parallel;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod sandbox;
 pub mod site;
 pub mod time;
 

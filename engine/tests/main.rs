@@ -5,4 +5,5 @@
 mod agent_output;
 mod agent_process;
 mod git;
+mod sandbox;
 mod status_names;
