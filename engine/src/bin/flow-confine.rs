@@ -1,6 +1,7 @@
-//! Runs a program confined by a sandbox policy given as arguments: the wrapper the engine's
-//! tests start through `flow_engine::sandbox::wrap`. Flow's own binary plays this part in a run
-//! (`Wrapper::this_program`), so this one is never installed.
+//! Runs a program confined by a sandbox policy given as arguments
+//! (`flow_engine::sandbox::run_wrapper`): the wrapper `flow_engine::sandbox::wrap` starts. The
+//! engine's tests start this one; installed beside `flow`, it is what a run starts too
+//! (`Wrapper::beside_this_program`), as it costs less than starting flow's own binary again.
 
 fn main() {
     eprintln!("{}", flow_engine::sandbox::run_wrapper(std::env::args_os().skip(1)));

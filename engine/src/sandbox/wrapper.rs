@@ -3,14 +3,23 @@
 //!
 //! [`super::confine`] enters the ruleset between `fork` and `exec`, which makes the standard
 //! library `fork` flow's whole address space for every child: a cost that grows with flow's
-//! memory. Measured on part (a) of `bench/scheduler.sh` (10,000 no-op steps, `flow run -j 2`,
-//! every step confined to its scratch folder; five alternating runs each, medians, on the
-//! 2-core machine while other builds kept its load average between 6 and 10): 9.39 s without
-//! a sandbox, 30.50 s confined through `fork` (+2.1 ms a step; system time 2.5 s to 14.3 s),
-//! 17.41 s through a wrapper (+0.8 ms a step, the wrapper's own `exec`; a 400 KB program that
-//! confines itself as [`run_wrapper`] does, built for the measurement). The wrapper's cost is
-//! the same whatever flow's size; `fork`'s grows (a test program holding 200 MB more took 20 ms
-//! to start each confined child, against 1 ms).
+//! memory (a test program holding 200 MB more took 20 ms to start each confined child, against
+//! 1 ms). A wrapper costs one more `exec` per child, whatever flow's size.
+//!
+//! Measured on part (a) of `bench/scheduler.sh` (10,000 no-op steps, `flow run -j 2`, every
+//! step confined to its scratch folder, flow's peak memory 40 MB), the ways alternating, on the
+//! 2-core machine while other builds kept its load average high; wall time and CPU time with
+//! children, medians:
+//!
+//! | way | load 6 to 10, 5 runs | load 12 to 20, 3 runs | CPU added a step |
+//! |---|---|---|---|
+//! | not confined (`posix_spawn`) | 9.39 s, CPU 9.6 s | 13.35 s, CPU 10.4 s | |
+//! | hook between `fork` and `exec` | 30.50 s, CPU 26.8 s | 39.33 s, CPU 27.2 s | 1.7 ms |
+//! | flow's own binary as the wrapper | | 28.94 s, CPU 23.2 s | 1.3 ms |
+//! | `flow-confine` (660 KB) as the wrapper | 17.41 s, CPU 18.3 s | 22.09 s, CPU 18.6 s | 0.8 ms |
+//!
+//! So a small wrapper program beside flow's binary is the cheapest way, and
+//! [`Wrapper::beside_this_program`] looks for one; flow's own binary is the fallback.
 //!
 //! A third way was not taken: confining a short-lived thread of flow and `posix_spawn`ing from
 //! it (a child inherits its thread's domain). That thread shares the agent's domain until it
@@ -48,6 +57,22 @@ pub struct Wrapper {
 }
 
 impl Wrapper {
+    /// Describes the `flow-confine` program beside the running one (in the same folder) as the
+    /// wrapper when there is one, else the running program itself ([`Wrapper::this_program`]).
+    pub fn beside_this_program() -> Wrapper {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|program| Some(program.parent()?.join("flow-confine")))
+            .filter(|wrapper| wrapper.is_file());
+        match beside {
+            Some(program) => Wrapper {
+                program,
+                leading: Vec::new(),
+            },
+            None => Wrapper::this_program(),
+        }
+    }
+
     /// Describes the running program as the wrapper, started again (through `/proc/self/exe`,
     /// which stays valid when its file is replaced) with [`WRAPPER_MARKER`] as its first
     /// argument: its `main` must call [`exec_if_wrapper`] first thing.
