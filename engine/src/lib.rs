@@ -21,6 +21,7 @@ pub mod plan;
 pub mod preflight;
 pub mod report;
 pub mod run;
+pub mod sandbox;
 pub mod site;
 pub mod time;
 
