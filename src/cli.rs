@@ -191,7 +191,11 @@ pub struct MergeArgs {
 }
 
 /// Show overlaps: declared (from `owns`, with the files that exist) and live (paths changed
-/// by more than one existing branch, with a trial merge of each pair).
+/// by more than one workstream, with a trial merge of each pair).
+///
+/// A workstream's changes are the commits on its branch and what its worktree holds
+/// uncommitted; the trial merge includes the uncommitted files, computed in memory without
+/// touching the worktree. Exit status: 1 when a trial merge conflicts, else 0.
 #[derive(Debug, Args)]
 pub struct ConflictsArgs {
     /// The workflow file.
