@@ -33,6 +33,7 @@ pub enum Command {
     Context(ContextArgs),
     Merge(MergeArgs),
     Conflicts(ConflictsArgs),
+    Sync(SyncArgs),
     Clean(CleanArgs),
     Resume(ResumeArgs),
     Status(StatusArgs),
@@ -202,6 +203,30 @@ pub struct ConflictsArgs {
     #[arg(default_value = "parallel.kdl")]
     pub file: PathBuf,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Bring the integration branch into workstreams' branches, in their worktrees.
+///
+/// For each workstream named (default: every one with a worktree), merges the integration
+/// branch into its branch in its worktree and commits the merge, so the work goes on on top
+/// of what has merged. Works on the worktrees of `flow prepare` and of `flow run`; takes the
+/// workflow's run lock, so it is refused while a run is under way.
+///
+/// Nothing is touched in a worktree that is refused: one with uncommitted changes (listed),
+/// a merge or rebase in progress, another branch checked out, or a merge that would conflict
+/// (found by a trial merge in memory; the conflicting files are listed). A branch that
+/// already holds the integration branch is said to be up to date.
+///
+/// Exit status: 0 when every workstream is up to date or was synced, 1 when one was refused.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
+    /// names a file), then the workstreams.
+    #[arg(value_name = "FILE] [WORKSTREAM")]
+    pub words: Vec<String>,
+    /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,7 +1,8 @@
 //! The verbs for people who start agents themselves, in worktrees flow prepares for them
 //! (the "Option A" way): [`prepare`] makes worktrees and context without launching anything,
 //! [`merge`] integrates whatever branches are ready, [`conflicts`] predicts and detects
-//! overlaps, [`clean`] removes what a workflow left behind.
+//! overlaps, [`sync`] brings the integration branch into the workstreams' branches,
+//! [`clean`] removes what a workflow left behind.
 //!
 //! They share a [`Layout`] (the workflow's places in the repository, its base resolved) and
 //! the rule for where a branch's own work starts ([`start_of`]).
@@ -10,6 +11,7 @@ pub mod clean;
 pub mod conflicts;
 pub mod merge;
 pub mod prepare;
+pub mod sync;
 
 use std::path::PathBuf;
 

@@ -10,6 +10,7 @@ use std::path::Path;
 use git2::build::CheckoutBuilder;
 use git2::{Repository, RepositoryState};
 
+use super::commit::operation_name;
 use super::error::{GitContext, io_error};
 use super::repo::{Head, flow_signature, read_head};
 use super::{Git, GitError, Oid};
@@ -203,6 +204,27 @@ impl Git {
     pub fn merge_in_progress(&self, dir: &Path) -> Result<bool, GitError> {
         let (repo, _) = self.open_worktree(dir)?;
         Ok(repo.state() == RepositoryState::Merge)
+    }
+
+    /// Names the operation under way in the worktree at `dir` as git does ("merge",
+    /// "rebase", "cherry-pick", ...), if there is one.
+    pub fn operation_in_progress(&self, dir: &Path) -> Result<Option<&'static str>, GitError> {
+        let (repo, _) = self.open_worktree(dir)?;
+        Ok(match repo.state() {
+            RepositoryState::Clean => None,
+            state => Some(operation_name(state)),
+        })
+    }
+
+    /// The commit a merge in progress in the worktree at `dir` brings in (`MERGE_HEAD`).
+    pub fn merge_head(&self, dir: &Path) -> Result<Option<Oid>, GitError> {
+        let (repo, _) = self.open_worktree(dir)?;
+        if repo.state() != RepositoryState::Merge {
+            return Ok(None);
+        }
+        let file = repo.path().join("MERGE_HEAD");
+        let text = std::fs::read_to_string(&file).map_err(|e| io_error("read MERGE_HEAD", &file, e))?;
+        Ok(Some(text.lines().next().unwrap_or_default().trim().parse()?))
     }
 }
 
