@@ -219,13 +219,26 @@ pub struct ConflictsArgs {
 /// (found by a trial merge in memory; the conflicting files are listed). A branch that
 /// already holds the integration branch is said to be up to date.
 ///
-/// Exit status: 0 when every workstream is up to date or was synced, 1 when one was refused.
+/// With --agent, a merge that conflicts is left in the worktree for the workflow's resolver
+/// agent (`integrate { resolver "AGENT" }`), launched as a run launches it; its resolution is
+/// committed only when it exited 0, no conflict marker is left and the worktree is still on
+/// its branch. Otherwise the sync is given up and the branch put back where it was. Each
+/// resolution is logged to the decision log of the workflow's latest run.
+///
+/// Exit status: 0 when every workstream is up to date or was synced, 1 when one was refused
+/// or its resolver failed, 2 when the workflow is invalid or a run of it is at work.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
     /// names a file), then the workstreams.
     #[arg(value_name = "FILE] [WORKSTREAM")]
     pub words: Vec<String>,
+    /// Hand a merge that conflicts to the workflow's resolver agent instead of refusing it.
+    #[arg(long)]
+    pub agent: bool,
+    /// How long a stopped resolver gets between SIGINT and SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: std::time::Duration,
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,

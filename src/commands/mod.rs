@@ -39,7 +39,7 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Context(args) => context::run(args, &site),
         Command::Merge(args) => merge::run(args, &site).await,
         Command::Conflicts(args) => conflicts::run(args, &site),
-        Command::Sync(args) => sync::run(args, &site),
+        Command::Sync(args) => sync::run(args, &site).await,
         Command::Clean(args) => clean::run(args, &site),
         Command::Resume(args) => resume::run(args, &site).await,
         Command::Status(args) => status::status(args, &site),

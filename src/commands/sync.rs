@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use flow_engine::by_hand::resolver::ResolverSettings;
 use flow_engine::by_hand::sync::{prepared, sync};
 use flow_engine::{RunError, Site};
 
@@ -11,8 +12,8 @@ use crate::load::{file_and_names, load_layout, workstream_index};
 use crate::output::{print_json, print_stdout};
 
 /// Syncs the named workstreams (default: every one with a worktree) and says what each got;
-/// exits 1 when one was refused.
-pub fn run(args: SyncArgs, site: &Site) -> Result<ExitCode, CommandError> {
+/// exits 1 when one was refused or its resolver failed.
+pub async fn run(args: SyncArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let (file, names) = file_and_names(&args.words);
     let (workflow, layout) = load_layout(site, &file)?;
     let selected = if names.is_empty() {
@@ -23,10 +24,32 @@ pub fn run(args: SyncArgs, site: &Site) -> Result<ExitCode, CommandError> {
             .map(|name| workstream_index(&workflow, name, &file))
             .collect::<Result<Vec<_>, _>>()?
     };
-    let items = sync(&workflow, &layout, &selected).map_err(|e| match e {
-        RunError::Lock(_) => CommandError::Usage(e.into()),
-        e => CommandError::Failed(e.into()),
-    })?;
+    if args.agent && workflow.integrate.resolver.is_none() {
+        return Err(CommandError::Usage(miette::miette!(
+            help = "name one in the workflow: `integrate { resolver \"AGENT\" }`",
+            "--agent hands conflicts to the resolver agent, and {} names none",
+            file.display()
+        )));
+    }
+    let settings = args.agent.then(|| {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop_tx.send(true);
+            }
+        });
+        ResolverSettings {
+            parent_env: std::env::vars().collect(),
+            grace: args.grace,
+            stop,
+        }
+    });
+    let items = sync(&workflow, &layout, &selected, settings.as_ref())
+        .await
+        .map_err(|e| match e {
+            RunError::Lock(_) => CommandError::Usage(e.into()),
+            e => CommandError::Failed(e.into()),
+        })?;
     let bad = items.iter().any(|i| i.result.is_bad());
     if args.json {
         print_json(&items)?;

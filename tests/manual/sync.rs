@@ -212,3 +212,152 @@ workstream "w" {{ agent "waiter"; owns "w/**"; task "Wait."; }}
     assert!(run.wait().success(), "the run goes on and succeeds");
     flow(&env, &["sync", "w"]).assert_code(0);
 }
+
+/// Writes `NAME.kdl`: the five workstreams with a resolver `fixer` that runs `script` in the
+/// worktree (the same workflow `t`, so the same worktrees and branches).
+fn with_resolver(env: &TestEnv, name: &str, script: &str) -> String {
+    let escaped = script.replace('\\', "\\\\").replace('"', "\\\"");
+    let body = FIVE.replace(
+        "    on-conflict \"skip\"\n",
+        "    on-conflict \"skip\"\n    resolver \"fixer\"\n",
+    );
+    let text = format!(
+        "{HEADER}\nagent \"fixer\" {{\n    command \"sh\" \"-c\" \"{escaped}\"\n    output \"text\"\n}}\n{body}"
+    );
+    let file = format!("{name}.kdl");
+    std::fs::write(env.root.join(&file), text).expect("write the workflow");
+    file
+}
+
+/// Takes the conflict markers out of `shared.txt`, keeping both sides.
+const KEEP_BOTH: &str = "sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' shared.txt";
+
+/// A git identity for commits an agent makes (its environment carries none).
+const AS_AGENT: &str = "git -c user.name=agent -c user.email=agent@example.com";
+
+#[test]
+fn sync_with_the_resolver_commits_only_a_resolution_without_markers_on_its_branch() {
+    let env = setup(&[("shared.txt", SHARED)], FIVE);
+    dirty_the_checkout(&env);
+    five(&env);
+    let into = env.rev_parse(INTO).expect("integration branch");
+    let b_old = env.rev_parse(&branch("b")).expect("b");
+    let b_before = worktree_state(&env, "b");
+    let seen = env.outside("seen");
+
+    // Without a resolver in the workflow, --agent is refused up front.
+    let none = flow(&env, &["sync", "b", "--agent"]);
+    none.assert_code(2);
+    assert!(none.text().contains("names none"), "{}", none.text());
+
+    // Broken or hostile resolvers: each one's sync is given up, b exactly as it was.
+    let hostile = [
+        (
+            "idle",
+            "echo did nothing".to_string(),
+            "left conflict markers in shared.txt",
+        ),
+        ("crash", "exit 3".to_string(), "failed (exited with code 3)"),
+        (
+            "sneaky",
+            format!("{AS_AGENT} commit -qam 'markers and all'"),
+            "ended without finishing the merge",
+        ),
+        (
+            "switcher",
+            format!("{KEEP_BOTH} && git add -A . && {AS_AGENT} commit -q --no-edit && git switch -q -c evil"),
+            "switched its worktree to branch evil",
+        ),
+    ];
+    for (name, script, why) in hostile {
+        let file = with_resolver(&env, name, &script);
+        let synced = flow(&env, &["sync", &file, "b", "--agent"]);
+        synced.assert_code(1);
+        assert_eq!(synced.result("b"), "failed", "{name}: {}", synced.text());
+        assert!(
+            synced.line("b").contains(why) && synced.line("b").contains("the sync was given up"),
+            "{name}: {}",
+            synced.text()
+        );
+        assert_eq!(env.rev_parse(&branch("b")).as_deref(), Some(b_old.as_str()), "{name}");
+        if name == "switcher" {
+            // Its worktree is left on the branch it made; b's own branch is back.
+            assert!(synced.line("b").contains("was left as it is"), "{}", synced.text());
+            git_at(&env, &worktree(&env, "b"), &["checkout", "-q", "-f", &branch("b")]);
+        } else {
+            assert_eq!(worktree_state(&env, "b"), b_before, "{name}");
+        }
+    }
+
+    // A resolver that does the job: the merge is committed on b with both lines, and logged.
+    let file = with_resolver(
+        &env,
+        "good",
+        &format!(
+            "grep -q '<<<<<<<' \"$FLOW_PROMPT_FILE\" && echo \"$FLOW_PURPOSE $FLOW_WORKSTREAM\" > {seen} && \
+             {KEEP_BOTH} && echo kept both lines"
+        ),
+    );
+    let synced = flow(&env, &["sync", &file, "--agent"]);
+    synced.assert_code(1);
+    assert_eq!(synced.result("b"), "resolved", "{}", synced.text());
+    assert!(
+        synced
+            .line("b")
+            .contains("conflicts in shared.txt resolved by the resolver `fixer`"),
+        "{}",
+        synced.text()
+    );
+    assert_eq!(synced.result("c"), "synced", "{}", synced.text());
+    assert_eq!(
+        synced.result("d"),
+        "refused",
+        "d still has uncommitted work: {}",
+        synced.text()
+    );
+    assert_eq!(env.read_outside("seen"), "resolve b\n");
+    let b_head = env.rev_parse(&branch("b")).expect("b");
+    assert_eq!(env.parents(&b_head), [b_old, into]);
+    let shared = env.show_file(&b_head, "shared.txt").expect("shared.txt");
+    assert!(
+        shared.contains("line one by a") && shared.contains("line one by b") && !shared.contains("======="),
+        "{shared}"
+    );
+    assert_eq!(git_at(&env, &worktree(&env, "b"), &["status", "--porcelain"]), "");
+    let log = std::fs::read_to_string(env.flow_dir().join("conflict_resolution.md")).expect("the decision log");
+    assert!(
+        log.contains("## `b` and the integration branch")
+            && log.contains("- files: shared.txt")
+            && log.contains("the resolver agent `fixer` (`flow sync --agent`)")
+            && log.contains("kept both lines"),
+        "{log}"
+    );
+    // The merge it resolved is b's to merge now, and it goes in.
+    let merged = flow(&env, &["merge"]);
+    assert_eq!(merged.result("b"), "merged", "{}", merged.text());
+    env.assert_fsck_clean();
+}
+
+#[test]
+fn sync_with_a_resolver_that_commits_the_merge_itself_keeps_a_clean_commit() {
+    let env = setup(&[("shared.txt", SHARED)], FIVE);
+    dirty_the_checkout(&env);
+    five(&env);
+    let into = env.rev_parse(INTO).expect("integration branch");
+    let b_old = env.rev_parse(&branch("b")).expect("b");
+    let file = with_resolver(
+        &env,
+        "committer",
+        &format!("{KEEP_BOTH} && git add shared.txt && {AS_AGENT} commit -q --no-edit && echo committed"),
+    );
+    let synced = flow(&env, &["sync", &file, "b", "--agent"]);
+    synced.assert_code(0);
+    assert_eq!(synced.result("b"), "resolved", "{}", synced.text());
+    let b_head = env.rev_parse(&branch("b")).expect("b");
+    assert_eq!(env.parents(&b_head), [b_old, into]);
+    assert_eq!(
+        git_at(&env, &worktree(&env, "b"), &["log", "-1", "--format=%an"]),
+        "agent",
+        "its own commit is kept"
+    );
+}

@@ -11,6 +11,7 @@ pub mod clean;
 pub mod conflicts;
 pub mod merge;
 pub mod prepare;
+pub mod resolver;
 pub mod sync;
 
 use std::path::PathBuf;

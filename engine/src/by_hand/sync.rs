@@ -4,7 +4,8 @@
 //! A worktree is only ever changed by a merge that is certain to go through: one holding
 //! uncommitted changes, an operation in progress (a merge, a rebase) or another branch is
 //! refused untouched, and so is a merge that would conflict, found by a trial merge in memory
-//! before the worktree is touched.
+//! before the worktree is touched, unless the resolver agent is asked to resolve it
+//! ([`super::resolver`]).
 
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ use flow_dsl::{Isolation, Workflow};
 use serde::Serialize;
 
 use super::Layout;
+use super::resolver::{Conflicting, ResolverSettings, resolve_with_agent};
 use crate::context;
 use crate::git::{GitError, Oid, WorktreeInfo, WorktreeMerge};
 use crate::run::error::RunError;
@@ -37,10 +39,14 @@ pub struct SyncItem {
 pub enum SyncResult {
     /// The integration branch was merged in and committed.
     Synced,
+    /// The integration branch was merged in, its conflicts resolved by the resolver agent.
+    Resolved,
     /// Its branch already holds the integration branch.
     UpToDate,
     /// Left untouched, and why (uncommitted changes, a conflict, no worktree).
     Refused,
+    /// The resolver did not resolve the conflict: the sync was given up.
+    Failed,
     /// Not a workstream with a worktree.
     Skipped,
 }
@@ -50,15 +56,17 @@ impl SyncResult {
     pub fn as_str(self) -> &'static str {
         match self {
             SyncResult::Synced => "synced",
+            SyncResult::Resolved => "resolved",
             SyncResult::UpToDate => "up-to-date",
             SyncResult::Refused => "refused",
+            SyncResult::Failed => "failed",
             SyncResult::Skipped => "skipped",
         }
     }
 
     /// Tells whether the workstream did not end up holding the integration branch.
     pub fn is_bad(self) -> bool {
-        self == SyncResult::Refused
+        matches!(self, SyncResult::Refused | SyncResult::Failed)
     }
 }
 
@@ -80,14 +88,20 @@ pub fn prepared(workflow: &Workflow, layout: &Layout) -> Result<Vec<usize>, GitE
 }
 
 /// Brings the integration branch into the branches of the workstreams `selected` (indices),
-/// each in its worktree, holding the workflow's run lock so no run works there meanwhile.
-pub fn sync(workflow: &Workflow, layout: &Layout, selected: &[usize]) -> Result<Vec<SyncItem>, RunError> {
+/// each in its worktree, holding the workflow's run lock so no run works there meanwhile. A
+/// merge that would conflict is refused, or, given `resolver`, handed to the resolver agent.
+pub async fn sync(
+    workflow: &Workflow,
+    layout: &Layout,
+    selected: &[usize],
+    resolver: Option<&ResolverSettings>,
+) -> Result<Vec<SyncItem>, RunError> {
     let _lock = RunLock::acquire(layout.site.flow_dir(), &workflow.name)?;
     let worktrees = layout.git.worktrees()?;
     let into_head = layout.git.branch_head(&layout.into)?;
     let mut out = vec![];
     for &i in selected {
-        out.push(sync_one(workflow, layout, &worktrees, into_head, i)?);
+        out.push(sync_one(workflow, layout, &worktrees, into_head, i, resolver).await?);
     }
     Ok(out)
 }
@@ -96,6 +110,7 @@ pub fn sync(workflow: &Workflow, layout: &Layout, selected: &[usize]) -> Result<
 /// is touched: the worktree's folder and head, and its branch's head.
 pub(crate) struct Ready {
     pub(crate) dir: PathBuf,
+    pub(crate) branch: String,
     pub(crate) head: Oid,
 }
 
@@ -180,18 +195,19 @@ pub(crate) fn check_worktree(
             dirty,
         )));
     }
-    Ok(Ok(Ready { dir, head }))
+    Ok(Ok(Ready { dir, branch, head }))
 }
 
-fn sync_one(
+async fn sync_one(
     workflow: &Workflow,
     layout: &Layout,
     worktrees: &[WorktreeInfo],
     into_head: Option<Oid>,
     index: usize,
+    resolver: Option<&ResolverSettings>,
 ) -> Result<SyncItem, GitError> {
     let ws = &workflow.workstreams[index];
-    let Ready { dir, head, .. } = match check_worktree(workflow, layout, worktrees, index)? {
+    let Ready { dir, branch, head } = match check_worktree(workflow, layout, worktrees, index)? {
         Ok(ready) => ready,
         Err(item) => return Ok(item),
     };
@@ -221,14 +237,25 @@ fn sync_one(
         ));
     }
     let conflicts = layout.git.trial_merge(head, onto)?;
+    if let (false, Some(settings)) = (conflicts.is_empty(), resolver) {
+        let conflicting = Conflicting {
+            index,
+            dir: &dir,
+            branch: &branch,
+            head,
+            onto,
+        };
+        return resolve_with_agent(workflow, layout, conflicting, settings).await;
+    }
     if !conflicts.is_empty() {
         return Ok(item(
             SyncResult::Refused,
             format!(
-                "merging {into} ({}) in would conflict in {}; nothing was changed (`flow resolve {}` sets \
-                 the conflict up for you to resolve)",
+                "merging {into} ({}) in would conflict in {}; nothing was changed (`flow sync --agent {}` \
+                 hands it to the resolver agent, `flow resolve {}` to you)",
                 onto.short(),
                 conflicts.join(", "),
+                ws.name,
                 ws.name
             ),
             conflicts,

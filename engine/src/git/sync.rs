@@ -292,15 +292,41 @@ fn merge_in(
 pub fn files_with_markers(dir: &Path, paths: &[String]) -> Vec<String> {
     paths
         .iter()
-        .filter(|p| {
-            std::fs::read(dir.join(p)).is_ok_and(|bytes| {
-                String::from_utf8_lossy(&bytes)
-                    .lines()
-                    .any(|l| l.starts_with(MARKERS[0]) || l.starts_with(MARKERS[2]) || l == MARKERS[1])
-            })
-        })
+        .filter(|p| std::fs::read(dir.join(p)).is_ok_and(|bytes| has_markers(&bytes)))
         .cloned()
         .collect()
+}
+
+/// Tells whether a file's bytes hold a line git writes around a conflict.
+fn has_markers(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .any(|l| l.starts_with(MARKERS[0]) || l.starts_with(MARKERS[2]) || l == MARKERS[1])
+}
+
+impl Git {
+    /// The files among `paths` that hold conflict markers as committed in `commit` (a path
+    /// the commit does not have holds none).
+    pub fn files_with_markers_at(&self, commit: Oid, paths: &[String]) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        let tree = repo
+            .find_commit(commit.raw())
+            .and_then(|c| c.tree())
+            .context(|| format!("read the tree of {commit}"))?;
+        let mut found = vec![];
+        for path in paths {
+            let Ok(entry) = tree.get_path(Path::new(path)) else {
+                continue;
+            };
+            let Ok(blob) = repo.find_blob(entry.id()) else {
+                continue;
+            };
+            if has_markers(blob.content()) {
+                found.push(path.clone());
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// The conflicting hunks of `paths` in `dir`, each with a few lines around it, as an agent
