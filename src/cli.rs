@@ -34,6 +34,7 @@ pub enum Command {
     Merge(MergeArgs),
     Conflicts(ConflictsArgs),
     Sync(SyncArgs),
+    Resolve(ResolveArgs),
     Clean(CleanArgs),
     Resume(ResumeArgs),
     Status(StatusArgs),
@@ -244,6 +245,31 @@ pub struct SyncArgs {
     pub json: bool,
 }
 
+/// Set a workstream's conflict with the integration branch up for you to resolve.
+///
+/// After a run stopped on a conflict (on-conflict "stop", or the resolver failed), or a
+/// `flow merge` or `flow sync` said one: merges the integration branch into the workstream's
+/// branch in its own worktree, leaving the conflict as `git merge` does (markers in the
+/// files, the merge in progress), and says where it is and what to do. Resolve the files,
+/// `git commit`, then `flow resume` merges the resolved branch (with `verify`) and logs the
+/// resolution as yours in the run's decision log (`flow merge` when there was no run).
+/// Resuming waits, changing nothing, while the merge is not committed or conflict markers
+/// are committed. Run again, it says the same; a worktree with uncommitted changes, another
+/// operation in progress or another branch is refused untouched.
+///
+/// Exit status: 0 when the conflict is set up (or there is none), 1 when refused, 2 when the
+/// workstream is unknown or a run of the workflow is at work.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
+    /// names a file), then the workstream.
+    #[arg(value_name = "FILE] [WORKSTREAM", num_args = 1..=2, required = true)]
+    pub words: Vec<String>,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Remove a workflow's worktrees and branches.
 ///
 /// Refuses to drop uncommitted changes or branches with unmerged commits unless --force.
@@ -266,7 +292,9 @@ pub struct CleanArgs {
 /// (merged and unchanged), merge it (checked, not yet merged), check it (its agent finished
 /// before the run stopped), or run it again (failed, interrupted, or its spec changed, and
 /// then its dependents too). The record is checked against git: branches and the
-/// integration branch changed by hand are noticed, not trusted.
+/// integration branch changed by hand are noticed, not trusted. A conflict resolved by hand
+/// after `flow resolve` is merged from the person's commit; the resume waits for them,
+/// changing nothing, while that merge is not committed or conflict markers are committed.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// The run to continue (default: the latest).

@@ -1,8 +1,10 @@
 //! The verbs for people who launch agents by hand: `flow prepare`, `flow context`,
-//! `flow merge`, `flow conflicts` and `flow clean` here, `flow sync` in [`sync`], against real
-//! temporary repositories whose worktrees the tests change as an agent would. Every verb must
-//! leave the user's checkout (HEAD, index, working files, stash) byte for byte as it was.
+//! `flow merge`, `flow conflicts` and `flow clean` here, `flow sync` in [`sync`], `flow resolve`
+//! and the resume after it in [`resolve`], against real temporary repositories whose worktrees
+//! the tests change as an agent (or a person) would. Every verb must leave the user's checkout
+//! (HEAD, index, working files, stash) byte for byte as it was.
 
+mod resolve;
 mod sync;
 
 use std::collections::BTreeMap;

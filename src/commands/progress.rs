@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use flow_engine::report::board::BoardWriter;
 use flow_engine::report::progress::{BarProgress, PlainProgress};
 use flow_engine::report::run_table::run_table;
-use flow_engine::{Observer, Observers, RunState, RunStatus, Site};
+use flow_engine::{Observer, Observers, Phase, RunState, RunStatus, Site};
 
 use crate::cli::ProgressMode;
 
@@ -35,6 +35,14 @@ pub fn finish(state: &RunState) -> ExitCode {
         status_word(state.status),
         dir.join("logs").display()
     ));
+    if state.status != RunStatus::Succeeded {
+        for ws in state.workstreams.iter().filter(|w| w.phase == Phase::Conflicted) {
+            out.push_str(&format!(
+                "to resolve `{0}`'s conflict yourself: `flow resolve {0}`, then commit it and resume\n",
+                ws.name
+            ));
+        }
+    }
     let code = match state.status {
         RunStatus::Succeeded => {
             out.push_str(&format!("merged into `{}`\n", state.into));
