@@ -191,7 +191,7 @@ fn sync_refuses_a_merge_in_progress_a_missing_worktree_another_branch_and_unknow
 }
 
 #[test]
-fn sync_is_refused_while_a_run_of_the_workflow_is_at_work() {
+fn sync_and_resolve_are_refused_while_a_run_of_the_workflow_is_at_work() {
     let env = TestEnv::new();
     let started = env.outside("started");
     let go = env.outside("go");
@@ -205,9 +205,15 @@ workstream "w" {{ agent "waiter"; owns "w/**"; task "Wait."; }}
     ));
     let mut run = env.spawn_flow(&["run", "--progress", "quiet"]);
     wait_until("the agent to start", || env.outside.join("started").exists());
-    let refused = flow(&env, &["sync", "w"]);
-    refused.assert_code(2);
-    assert!(refused.text().contains("is already running"), "{}", refused.text());
+    for verb in ["sync", "resolve"] {
+        let refused = flow(&env, &[verb, "w"]);
+        refused.assert_code(2);
+        assert!(
+            refused.text().contains("is already running"),
+            "{verb}: {}",
+            refused.text()
+        );
+    }
     std::fs::write(env.outside.join("go"), "").expect("write go");
     assert!(run.wait().success(), "the run goes on and succeeds");
     flow(&env, &["sync", "w"]).assert_code(0);
