@@ -33,7 +33,9 @@ pub enum Command {
     Context(ContextArgs),
     Merge(MergeArgs),
     Conflicts(ConflictsArgs),
+    #[command(override_usage = "flow sync [OPTIONS] [FILE] [WORKSTREAM]...")]
     Sync(SyncArgs),
+    #[command(override_usage = "flow resolve [OPTIONS] [FILE] <WORKSTREAM>")]
     Resolve(ResolveArgs),
     Clean(CleanArgs),
     Resume(ResumeArgs),
@@ -232,7 +234,7 @@ pub struct ConflictsArgs {
 pub struct SyncArgs {
     /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
     /// names a file), then the workstreams.
-    #[arg(value_name = "FILE] [WORKSTREAM")]
+    #[arg(value_name = "FILE|WORKSTREAM")]
     pub words: Vec<String>,
     /// Hand a merge that conflicts to the workflow's resolver agent instead of refusing it.
     #[arg(long)]
@@ -263,7 +265,7 @@ pub struct SyncArgs {
 pub struct ResolveArgs {
     /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
     /// names a file), then the workstream.
-    #[arg(value_name = "FILE] [WORKSTREAM", num_args = 1..=2, required = true)]
+    #[arg(value_name = "FILE|WORKSTREAM", num_args = 1..=2, required = true)]
     pub words: Vec<String>,
     /// Print what was done as JSON.
     #[arg(long)]
