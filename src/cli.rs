@@ -223,10 +223,12 @@ pub struct ConflictsArgs {
 /// already holds the integration branch is said to be up to date.
 ///
 /// With --agent, a merge that conflicts is left in the worktree for the workflow's resolver
-/// agent (`integrate { resolver "AGENT" }`), launched as a run launches it; its resolution is
-/// committed only when it exited 0, no conflict marker is left and the worktree is still on
-/// its branch. Otherwise the sync is given up and the branch put back where it was. Each
-/// resolution is logged to the decision log of the workflow's latest run.
+/// agent (`integrate { resolver "AGENT" }`), launched as a run launches it, inside the guard
+/// of the git directory; its resolution is committed only when it exited 0, changed nothing
+/// in the git directory, no conflict marker is left and the worktree is still on its branch.
+/// Otherwise what it changed in the git directory is undone, the sync given up and the branch
+/// put back where it was. Each resolution is logged to the decision log of the workflow's
+/// latest run.
 ///
 /// Exit status: 0 when every workstream is up to date or was synced, 1 when one was refused
 /// or its resolver failed, 2 when the workflow is invalid or a run of it is at work.

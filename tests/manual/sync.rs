@@ -270,9 +270,22 @@ fn sync_with_the_resolver_commits_only_a_resolution_without_markers_on_its_branc
             "ended without finishing the merge",
         ),
         (
+            "hooker",
+            format!(
+                "{KEEP_BOTH} && hook=\"$(git rev-parse --git-common-dir)/hooks/post-commit\" && \
+                 echo 'echo owned' > \"$hook\" && chmod +x \"$hook\""
+            ),
+            "changed the git directory",
+        ),
+        (
             "switcher",
             format!("{KEEP_BOTH} && git add -A . && {AS_AGENT} commit -q --no-edit && git switch -q -c evil"),
-            "switched its worktree to branch evil",
+            "changed the git directory (added ref refs/heads/evil",
+        ),
+        (
+            "detacher",
+            format!("{KEEP_BOTH} && git add -A . && {AS_AGENT} commit -q --no-edit && git checkout -q --detach"),
+            "detached its worktree's HEAD",
         ),
     ];
     for (name, script, why) in hostile {
@@ -286,7 +299,11 @@ fn sync_with_the_resolver_commits_only_a_resolution_without_markers_on_its_branc
             synced.text()
         );
         assert_eq!(env.rev_parse(&branch("b")).as_deref(), Some(b_old.as_str()), "{name}");
-        if name == "switcher" {
+        assert!(
+            !env.root.join(".git/hooks/post-commit").exists(),
+            "{name}: a planted hook is undone"
+        );
+        if name == "switcher" || name == "detacher" {
             // Its worktree is left on the branch it made; b's own branch is back.
             assert!(synced.line("b").contains("was left as it is"), "{}", synced.text());
             git_at(&env, &worktree(&env, "b"), &["checkout", "-q", "-f", &branch("b")]);

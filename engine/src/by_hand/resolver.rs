@@ -2,10 +2,11 @@
 //! workflow's resolver agent in the workstream's own worktree, outside any run.
 //!
 //! The merge is set up the way `git merge` leaves one (markers in the files, `MERGE_HEAD`);
-//! the resolver is launched as a run launches it (the same command, clean environment,
-//! placeholders, prompt and limits); its work is committed only when the agent exited 0, left
-//! no conflict marker in the conflicting files, and left the worktree on its branch with its
-//! history intact. Anything else gives the sync up: the branch and its files go back to where
+//! the resolver is launched as a run launches it (the same command, clean environment and git
+//! settings, placeholders, prompt and limits, and the guard of the git directory around it);
+//! its work is committed only when the agent exited 0, changed nothing in the git directory,
+//! left no conflict marker in the conflicting files, and left the worktree on its branch with
+//! its history intact. Anything else gives the sync up: the branch and its files go back to where
 //! they were, so a broken or hostile resolver leaves nothing that could be merged.
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::agent::output::OutputReader;
 use crate::agent::process::{Control, OutputLine, run_process};
 use crate::context;
 use crate::git::{GitError, IntegrityProblem, Oid, WorktreeMerge, conflict_hunks, files_with_markers};
+use crate::run::guard::RunGuard;
 
 /// What launching the resolver needs from the command line.
 pub struct ResolverSettings {
@@ -105,7 +107,13 @@ pub(crate) async fn resolve_with_agent(
             Some(sync.head),
         ))
     };
-
+    // The git directory the worktree shares with the user's checkout, as it was: whatever
+    // the resolver plants or moves there is undone once it is gone.
+    let guard = RunGuard::new(layout.git.clone(), workflow);
+    let watch = match guard.before(sync.dir, sync.branch) {
+        Ok(watch) => watch,
+        Err(why) => return give_up(format!("the resolver was not started: {why}"), paths),
+    };
     let ran = run_resolver(
         workflow,
         layout,
@@ -116,6 +124,19 @@ pub(crate) async fn resolve_with_agent(
         settings,
     )
     .await;
+    let keep_in = layout.site.flow_dir().join("undone").join(format!("sync-{}", ws.name));
+    let tampering = guard.after(watch, &keep_in).lines();
+    if !tampering.is_empty() {
+        return give_up(
+            format!(
+                "the resolver `{}` changed the git directory ({}; undone, copies in {})",
+                agent.name,
+                tampering.join("; "),
+                keep_in.display()
+            ),
+            paths,
+        );
+    }
     let said = match ran {
         Ok(said) => said,
         Err(why) => return give_up(format!("the resolver `{}` {why}", agent.name), paths),
