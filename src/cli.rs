@@ -64,6 +64,10 @@ pub enum Command {
     Context(ContextArgs),
     Merge(MergeArgs),
     Conflicts(ConflictsArgs),
+    #[command(override_usage = "flow sync [OPTIONS] [FILE] [WORKSTREAM]...")]
+    Sync(SyncArgs),
+    #[command(override_usage = "flow resolve [OPTIONS] [FILE] <WORKSTREAM>")]
+    Resolve(ResolveArgs),
     Clean(CleanArgs),
     Resume(ResumeArgs),
     Status(StatusArgs),
@@ -229,13 +233,81 @@ pub struct MergeArgs {
 }
 
 /// Show overlaps: declared (from `owns`, with the files that exist) and live (paths changed
-/// by more than one existing branch, with a trial merge of each pair).
+/// by more than one workstream, with a trial merge of each pair).
+///
+/// A workstream's changes are the commits on its branch and what its worktree holds
+/// uncommitted; the trial merge includes the uncommitted files, computed in memory without
+/// touching the worktree. Exit status: 1 when a trial merge conflicts, else 0.
 #[derive(Debug, Args)]
 pub struct ConflictsArgs {
     /// The workflow file (default: the nearest `parallel.kdl`).
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Bring the integration branch into workstreams' branches, in their worktrees.
+///
+/// For each workstream named (default: every one with a worktree), merges the integration
+/// branch into its branch in its worktree and commits the merge, so the work goes on on top
+/// of what has merged. Works on the worktrees of `flow prepare` and of `flow run`; takes the
+/// workflow's run lock, so it is refused while a run is under way.
+///
+/// Nothing is touched in a worktree that is refused: one with uncommitted changes (listed),
+/// a merge or rebase in progress, another branch checked out, or a merge that would conflict
+/// (found by a trial merge in memory; the conflicting files are listed). A branch that
+/// already holds the integration branch is said to be up to date.
+///
+/// With --agent, a merge that conflicts is left in the worktree for the workflow's resolver
+/// agent (`integrate { resolver "AGENT" }`), launched as a run launches it, inside the guard
+/// of the git directory; its resolution is committed only when it exited 0, changed nothing
+/// in the git directory, no conflict marker is left and the worktree is still on its branch.
+/// Otherwise what it changed in the git directory is undone, the sync given up and the branch
+/// put back where it was. Each resolution is logged to the decision log of the workflow's
+/// latest run.
+///
+/// Exit status: 0 when every workstream is up to date or was synced, 1 when one was refused
+/// or its resolver failed, 2 when the workflow is invalid or a run of it is at work.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
+    /// names a file), then the workstreams.
+    #[arg(value_name = "FILE|WORKSTREAM")]
+    pub words: Vec<String>,
+    /// Hand a merge that conflicts to the workflow's resolver agent instead of refusing it.
+    #[arg(long)]
+    pub agent: bool,
+    /// How long a stopped resolver gets between SIGINT and SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: std::time::Duration,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Set a workstream's conflict with the integration branch up for you to resolve.
+///
+/// After a run stopped on a conflict (on-conflict "stop", or the resolver failed), or a
+/// `flow merge` or `flow sync` said one: merges the integration branch into the workstream's
+/// branch in its own worktree, leaving the conflict as `git merge` does (markers in the
+/// files, the merge in progress), and says where it is and what to do. Resolve the files,
+/// `git commit`, then `flow resume` merges the resolved branch (with `verify`) and logs the
+/// resolution as yours in the run's decision log (`flow merge` when there was no run).
+/// Resuming waits, changing nothing, while the merge is not committed or conflict markers
+/// are committed. Run again, it says the same; a worktree with uncommitted changes, another
+/// operation in progress or another branch is refused untouched.
+///
+/// Exit status: 0 when the conflict is set up (or there is none), 1 when refused, 2 when the
+/// workstream is unknown or a run of the workflow is at work.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
+    /// names a file), then the workstream.
+    #[arg(value_name = "FILE|WORKSTREAM", num_args = 1..=2, required = true)]
+    pub words: Vec<String>,
+    /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -268,7 +340,9 @@ pub struct CleanArgs {
 /// (merged and unchanged), merge it (checked, not yet merged), check it (its agent finished
 /// before the run stopped), or run it again (failed, interrupted, or its spec changed, and
 /// then its dependents too). The record is checked against git: branches and the
-/// integration branch changed by hand are noticed, not trusted.
+/// integration branch changed by hand are noticed, not trusted. A conflict resolved by hand
+/// after `flow resolve` is merged from the person's commit; the resume waits for them,
+/// changing nothing, while that merge is not committed or conflict markers are committed.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     #[command(flatten)]

@@ -103,6 +103,7 @@ pub fn run_failed(error: RunError) -> CommandError {
         | RunError::Leftovers { .. }
         | RunError::NoRun(_)
         | RunError::UndoConflict { .. }
+        | RunError::WaitsForPerson { .. }
         | RunError::UnknownWorkstream(_) => CommandError::Usage(error.into()),
     }
 }

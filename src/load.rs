@@ -75,3 +75,26 @@ pub fn load_layout(
     let layout = flow_engine::by_hand::Layout::new(&workflow, site).map_err(run_failed)?;
     Ok((workflow, layout))
 }
+
+/// Splits a verb's positional words into the workflow file and workstream names: the first
+/// word is the file when it ends in `.kdl` or names a file, else there is none (the default,
+/// found as [`workflow_file`] finds it).
+pub fn file_and_names(words: &[String]) -> (Option<PathBuf>, Vec<String>) {
+    match words.split_first() {
+        Some((first, rest)) if first.ends_with(".kdl") || Path::new(first).is_file() => {
+            (Some(PathBuf::from(first)), rest.to_vec())
+        }
+        _ => (None, words.to_vec()),
+    }
+}
+
+/// The index of the workstream `name`, or a usage error naming the closest one.
+pub fn workstream_index(workflow: &flow_dsl::Workflow, name: &str, file: &Path) -> Result<usize, CommandError> {
+    workflow.index_of(name).ok_or_else(|| {
+        let known = workflow.workstreams.iter().map(|w| w.name.as_str());
+        let hint = flow_dsl::did_you_mean(name, known)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        CommandError::Usage(miette::miette!("no workstream `{name}` in {}{hint}", file.display()))
+    })
+}

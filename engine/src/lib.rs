@@ -13,6 +13,7 @@ pub mod agent;
 pub mod by_hand;
 pub mod checks;
 pub mod context;
+pub mod decision_log;
 pub mod git;
 pub mod handoff;
 pub mod integrate;

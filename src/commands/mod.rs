@@ -14,9 +14,11 @@ mod merge;
 mod plan;
 mod prepare;
 mod progress;
+mod resolve;
 mod resume;
 mod run;
 mod status;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -41,6 +43,8 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Context(args) => context::run(args, &site),
         Command::Merge(args) => merge::run(args, &site).await,
         Command::Conflicts(args) => conflicts::run(args, &site),
+        Command::Sync(args) => sync::run(args, &site).await,
+        Command::Resolve(args) => resolve::run(args, &site),
         Command::Clean(args) => clean::run(args, &site),
         Command::Resume(args) => resume::run(args, &site).await,
         Command::Status(args) => status::status(args, &site),

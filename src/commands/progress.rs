@@ -184,6 +184,14 @@ pub fn finish(state: &RunState, plan: &Plan, site: &Site) -> ExitCode {
         paint(Stream::Stdout, status_tone(state.status), status_word(state.status)),
         dir.join("logs").display()
     ));
+    if state.status != RunStatus::Succeeded {
+        for ws in state.workstreams.iter().filter(|w| w.phase == Phase::Conflicted) {
+            out.push_str(&format!(
+                "to resolve `{0}`'s conflict yourself: `flow resolve {0}`, then commit it and resume\n",
+                ws.name
+            ));
+        }
+    }
     let code = match state.status {
         RunStatus::Succeeded => {
             out.push_str(&format!("merged into `{}`\n", state.into));

@@ -446,7 +446,7 @@ impl Core {
         if !job.conflicts.is_empty() {
             // Its agent resolved a conflict with the integration branch: a decision to log.
             let files = std::mem::take(&mut job.conflicts);
-            let entry = decision_entry(
+            let entry = crate::decision_log::entry(
                 &ws.name,
                 &files,
                 &format!("the workstream's own agent (`{}`)", ws.agent),
@@ -918,18 +918,6 @@ pub(super) fn conflict_feedback(conflicts: &Conflicts, why: Option<&Feedback>) -
             conflicts.hunks
         ),
     }
-}
-
-/// An entry of the decision log (`conflict_resolution.md`).
-pub(super) fn decision_entry(workstream: &str, files: &[String], by: &str, what: Option<&str>) -> String {
-    let mut entry = format!(
-        "## `{workstream}` and the integration branch\n\n- files: {}\n- sides: `{workstream}`'s branch, and the integration branch (the work merged before it)\n- decided by: {by}\n",
-        files.join(", ")
-    );
-    if let Some(what) = what.filter(|w| !w.trim().is_empty()) {
-        entry.push_str(&format!("- what was decided: {}\n", first_line(what)));
-    }
-    entry
 }
 
 /// The first line of a text, for one-line messages.
