@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::agent::environment::{redact, secret_values};
+use crate::agent::environment::secret_values;
 use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, run_process};
 
 /// The result of a workstream's `test` or the workflow's `verify`.
@@ -47,27 +47,16 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
     if let Some(header) = &check.header {
         let _ = append_line(&check.log_path, header);
     }
-    let secrets = spec.secrets.clone();
-    let mut last = String::new();
-    let outcome = run_process(
-        spec,
-        |line: OutputLine<'_>| {
-            if !line.text().trim().is_empty() {
-                last = redact(line.text(), &secrets).into_owned();
-            }
-            Control::Continue
-        },
-        stop,
-    )
-    .await;
+    let outcome = run_process(spec, |_: OutputLine<'_>| Control::Continue, stop).await;
     match outcome {
         Ok(o) if o.end == ProcessEnd::Cancelled => None,
         Ok(o) => {
             let passed = o.end.is_success();
-            let detail = match (passed, last.is_empty()) {
+            // The last line is redacted and a few KiB at most.
+            let detail = match (passed, o.last_line) {
                 (true, _) => "passed".to_string(),
-                (false, true) => format!("`{command}` {}", o.end),
-                (false, false) => format!("`{command}` {}: {last}", o.end),
+                (false, None) => format!("`{command}` {}", o.end),
+                (false, Some(last)) => format!("`{command}` {}: {last}", o.end),
             };
             Some(TestResult {
                 passed,
