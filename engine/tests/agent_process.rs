@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use flow_engine::agent::environment::{agent_environment, secret_values};
 use flow_engine::agent::process::{
-    Control, LINE_LIMIT, ProcessEnd, ProcessOutcome, ProcessSpec, TEXT_LIMIT, run_process,
+    Control, LINE_LIMIT, ProcessEnd, ProcessOutcome, ProcessSpec, TEXT_LIMIT, become_subreaper, run_process,
 };
 use rustix::io::Errno;
-use rustix::process::{Pid, Signal, kill_process_group, test_kill_process};
+use rustix::process::{Pid, Signal, test_kill_process};
 use tokio::sync::watch;
 
 /// The grace between SIGINT and SIGKILL: a child that ends on SIGINT is never cut short, and a
@@ -108,6 +108,17 @@ fn is_gone(pid: i32) -> bool {
 fn written_pid(file: &Path) -> i32 {
     let text = std::fs::read_to_string(file).expect("the child wrote its grandchild's pid");
     text.trim().parse().expect("a pid")
+}
+
+/// Asserts that the pid written in `file` names no process at all, not even a zombie: it was
+/// killed and reaped before `run_process` returned.
+fn assert_reaped(file: &Path) {
+    let pid = written_pid(file);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} is still there: {:?}",
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    );
 }
 
 /// Waits until the pid written in `file` is gone; a killed process needs a moment to be reaped.
@@ -342,6 +353,7 @@ async fn grandchildren_of_a_stopped_child_are_killed() {
 
 #[tokio::test]
 async fn a_grandchild_that_escaped_the_group_does_not_hang_the_run() {
+    become_subreaper().expect("the kernel lets a process reap its orphans");
     let directory = tempfile::tempdir().expect("a temporary directory");
     let pid_file = directory.path().join("pid");
     // It holds stdout open in a session of its own, and would write to it after its sleep.
@@ -356,10 +368,7 @@ async fn a_grandchild_that_escaped_the_group_does_not_hang_the_run() {
         ["bye"],
         "the run did not wait for the escaped grandchild"
     );
-    // The escaped processes are this test's own `sh` and `sleep`, the group `setsid` made;
-    // SIGKILL ends them.
-    let group = Pid::from_raw(written_pid(&pid_file)).expect("a positive pid");
-    let _ = kill_process_group(group, Signal::KILL);
+    assert_reaped(&pid_file);
 }
 
 #[tokio::test]
@@ -641,4 +650,64 @@ async fn the_log_is_written_while_the_child_runs() {
     drop(sender);
     assert_eq!(outcome.end, ProcessEnd::Exited(0));
     assert_eq!(std::fs::read_to_string(&log).expect("the log"), "early\nlate\n");
+}
+
+#[tokio::test]
+async fn escaped_descendants_are_stopped_and_reaped() {
+    become_subreaper().expect("the kernel lets a process reap its orphans");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let path = |name: &str| directory.path().join(name);
+    // A grandchild in a session of its own, and a daemon double-forked out of one: both would
+    // outlive the child, and neither is in its process group. The child waits until both have
+    // said who they are.
+    let spec = shell(&format!(
+        "setsid sh -c 'echo $$ > {a}.tmp; mv {a}.tmp {a}; exec sleep 300' & \
+         (setsid sh -c 'sleep 300 & echo $! > {b}.tmp; mv {b}.tmp {b}' &); \
+         while [ ! -e {a} ] || [ ! -e {b} ]; do sleep 0.01; done; echo bye",
+        a = path("setsid").display(),
+        b = path("daemon").display(),
+    ));
+    let (outcome, seen) = run(spec).await;
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    assert_eq!(stdout(&seen), ["bye"]);
+    assert_reaped(&path("setsid"));
+    assert_reaped(&path("daemon"));
+}
+
+#[tokio::test]
+async fn escaped_descendants_of_a_stopped_child_are_stopped() {
+    become_subreaper().expect("the kernel lets a process reap its orphans");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let pid_file = directory.path().join("pid");
+    let spec = shell(&format!(
+        "setsid sh -c 'echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 300' & \
+         while [ ! -e {p} ]; do sleep 0.01; done; echo ready; sleep 300 & wait",
+        p = pid_file.display(),
+    ));
+    let (outcome, _) = run_with(spec, |line| (line == "ready").then(|| "enough".to_owned())).await;
+    assert_eq!(outcome.end, ProcessEnd::Stopped("enough".to_owned()));
+    assert_reaped(&pid_file);
+}
+
+#[tokio::test]
+async fn a_descendant_that_scrubs_its_mark_is_stopped_too() {
+    become_subreaper().expect("the kernel lets a process reap its orphans");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let pid_file = directory.path().join("pid");
+    // `env -i` drops the mark every descendant inherits. It is stopped once no child that
+    // started before it runs: at once when this test runs alone, or when the other tests' children
+    // that started before it have ended.
+    let spec = shell(&format!(
+        "env -i setsid sh -c 'echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 300' & \
+         while [ ! -e {p} ]; do sleep 0.01; done; echo bye",
+        p = pid_file.display(),
+    ));
+    let (outcome, _) = run(spec).await;
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    let pid = written_pid(&pid_file);
+    let deadline = Instant::now() + PATIENCE;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "process {pid} was not stopped and reaped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -16,13 +16,16 @@
 //!   [`ProcessSpec::log_limit`] (head, marker line, tail).
 //! - [`ProcessOutcome::last_line`] and [`ProcessOutcome::stderr_tail`] hold a few KiB at most
 //!   ([`TEXT_LIMIT`]), cut with a visible `…`, redacted before they are cut.
+//! - `reaper`: nothing the child started outlives it, not even a process that left its group;
+//!   each child carries a mark, `FLOW_PROCESS`, in its environment for that.
 //!
 //! Stopping is the same for every reason: SIGINT to the whole process group, a grace period,
 //! then SIGKILL to the group. When the leader has exited, whatever is left of its group
-//! (grandchildren it started in the background) is killed too, and the output still buffered
-//! is read until the pipes close, or stay silent for half a second (five seconds at most), so
-//! a grandchild that escaped the group and holds the pipes open cannot make the run hang. If
-//! the returned future is dropped before it completes, the group is killed at once.
+//! (grandchildren it started in the background) is killed too, then the orphans it left (see
+//! `reaper`), and the output still buffered is read until the pipes close, or stay silent for
+//! half a second (five seconds at most), so a process that still holds the pipes open cannot
+//! make the run hang. If the returned future is dropped before it completes, the group is
+//! killed at once (and what escaped it, at the next sweep).
 //!
 //! A bare program name is looked up in the child's own PATH, with the `which` crate, before the
 //! start: so the standard library starts it with posix_spawn rather than fork, whose cost grows
@@ -34,6 +37,7 @@
 
 mod lines;
 mod log;
+mod reaper;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -54,6 +58,7 @@ use tokio::time::Instant;
 pub use self::lines::LINE_LIMIT;
 use self::lines::{Batch, PieceKind, read_batches};
 use self::log::{LogWriter, secret_safe_cut};
+pub use self::reaper::{MARK_VARIABLE, become_subreaper};
 use super::environment::redact;
 
 /// The grace period [`ProcessSpec::new`] gives a child between SIGINT and SIGKILL.
@@ -92,7 +97,8 @@ pub struct ProcessSpec {
     pub args: Vec<String>,
     /// The working directory of the child.
     pub cwd: PathBuf,
-    /// The complete environment of the child: nothing else is inherited.
+    /// The complete environment of the child: nothing else is inherited, but for the
+    /// [`MARK_VARIABLE`] that [`run_process`] adds.
     pub env: BTreeMap<String, String>,
     /// Text written to the child's stdin, which is then closed; `None` gives it `/dev/null`.
     pub stdin: Option<String>,
@@ -247,7 +253,8 @@ pub struct ProcessOutcome {
 /// longer than [`LINE_LIMIT`] reaches it once, cut, as soon as that much has arrived.
 /// `cancel` turning true stops the child and ends it as [`ProcessEnd::Cancelled`]; if it is
 /// already true, no process is started. When the leader of the group has exited, the rest of
-/// its group is SIGKILLed, so no process of the group is left when this returns.
+/// its group is SIGKILLed, and so are its descendants that left the group when this process
+/// is a subreaper ([`become_subreaper`]): none is left when this returns.
 ///
 /// # Errors
 ///
@@ -273,12 +280,14 @@ pub async fn run_process(
     // back from posix_spawn to fork when the environment sets PATH and the program is a bare
     // name, and fork's cost grows with flow's memory.
     let program = resolve_program(&spec.program, spec.env.get("PATH").map(String::as_str), &spec.cwd);
+    let mark = reaper::Mark::new();
     let mut command = Command::new(&program);
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&spec.env)
+        .env(MARK_VARIABLE, &mark.value)
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -288,7 +297,12 @@ pub async fn run_process(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|error| {
+    let (mut child, registration) = reaper::start(&mark, || {
+        let child = command.spawn()?;
+        let pid = child.id();
+        Ok((child, pid))
+    })
+    .map_err(|error| {
         io::Error::new(
             error.kind(),
             format!("cannot start `{}` in {}: {error}", spec.program, spec.cwd.display()),
@@ -379,9 +393,12 @@ pub async fn run_process(
         }
     };
 
-    // The leader is gone: kill what is left of its group, then read what is still buffered.
+    // The leader is gone: kill what is left of its group and what escaped it, then read what is
+    // still buffered.
     group.signal(Signal::KILL);
     group.release();
+    drop(registration);
+    reaper::sweep().await;
     let drain_limit = Instant::now() + DRAIN_LIMIT;
     while output_open {
         let drain_deadline = drain_limit.min(Instant::now() + DRAIN_IDLE);
