@@ -280,14 +280,14 @@ pub async fn run_process(
     // back from posix_spawn to fork when the environment sets PATH and the program is a bare
     // name, and fork's cost grows with flow's memory.
     let program = resolve_program(&spec.program, spec.env.get("PATH").map(String::as_str), &spec.cwd);
-    let mark = reaper::Mark::new();
+    let registration = reaper::Registration::new();
     let mut command = Command::new(&program);
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&spec.env)
-        .env(MARK_VARIABLE, &mark.value)
+        .env(MARK_VARIABLE, &registration.mark)
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -297,17 +297,13 @@ pub async fn run_process(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let (mut child, registration) = reaper::start(&mark, || {
-        let child = command.spawn()?;
-        let pid = child.id();
-        Ok((child, pid))
-    })
-    .map_err(|error| {
+    let mut child = command.spawn().map_err(|error| {
         io::Error::new(
             error.kind(),
             format!("cannot start `{}` in {}: {error}", spec.program, spec.cwd.display()),
         )
     })?;
+    registration.started(child.id());
     let mut group = ProcessGroup::of(child.id())?;
 
     let mut tasks = AbortOnDrop(Vec::new());

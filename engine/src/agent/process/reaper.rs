@@ -92,56 +92,42 @@ struct Leader {
     started: Option<u64>,
 }
 
-/// The number of one child and the value of [`MARK_VARIABLE`] it gets.
+/// A number for one child, with the value of [`MARK_VARIABLE`] that carries it; the child
+/// counts among the running ones from before its start until this is dropped (once it has been
+/// waited for), so no sweep takes it, or what it leaves, for an orphan while it runs.
 #[derive(Debug)]
-pub(super) struct Mark {
+pub(super) struct Registration {
     number: u64,
     /// The value of the variable.
-    pub value: String,
+    pub mark: String,
 }
 
-impl Mark {
-    /// Gives the next child a number of its own.
+impl Registration {
+    /// Gives the next child a number of its own and counts it as running.
     pub fn new() -> Self {
         let number = NEXT.fetch_add(1, Ordering::Relaxed);
         let own = format!("{}.{number}", getpid().as_raw_pid());
-        let value = if INHERITED.is_empty() {
+        let mark = if INHERITED.is_empty() {
             own
         } else {
             format!("{} {own}", *INHERITED)
         };
-        Self { number, value }
+        live().insert(number, Leader { pid: 0, started: None });
+        Self { number, mark }
     }
-}
 
-/// Keeps a child among the running ones until dropped.
-#[derive(Debug)]
-pub(super) struct Registration {
-    number: u64,
+    /// Records the pid of the child, once started.
+    pub fn started(&self, pid: Option<u32>) {
+        if let Some(leader) = live().get_mut(&self.number) {
+            leader.pid = pid.and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0);
+        }
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         live().remove(&self.number);
     }
-}
-
-/// Starts a child with `spawn`, which returns it and its pid, and counts it among the running
-/// ones until the returned registration is dropped (once the child has been waited for).
-///
-/// # Errors
-///
-/// Fails as `spawn` does.
-pub(super) fn start<T>(
-    mark: &Mark,
-    spawn: impl FnOnce() -> io::Result<(T, Option<u32>)>,
-) -> io::Result<(T, Registration)> {
-    // Started and registered at once: a sweep never sees the child unregistered.
-    let mut live = live();
-    let (child, pid) = spawn()?;
-    let pid = pid.and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0);
-    live.insert(mark.number, Leader { pid, started: None });
-    Ok((child, Registration { number: mark.number }))
 }
 
 /// Kills and reaps the orphans of children that have ended (see the module doc), until none is
@@ -187,10 +173,15 @@ fn live() -> MutexGuard<'static, HashMap<u64, Leader>> {
 fn orphans_to_stop() -> Vec<Pid> {
     static CHILDREN: LazyLock<String> =
         LazyLock::new(|| format!("/proc/self/task/{0}/children", getpid().as_raw_pid()));
-    let mut live = live();
+    // Listed before the running children are looked at: a child is counted as running before
+    // it starts, so every child listed is known by then.
     let Ok(listed) = std::fs::read_to_string(&*CHILDREN) else {
         return Vec::new();
     };
+    if listed.trim().is_empty() {
+        return Vec::new();
+    }
+    let mut live = live();
     let mut stop = Vec::new();
     for pid in listed.split_whitespace().filter_map(|pid| pid.parse::<i32>().ok()) {
         if live.values().any(|leader| leader.pid == pid) {
@@ -218,7 +209,7 @@ fn orphans_to_stop() -> Vec<Pid> {
 /// Tells whether some running child started no later than `started` (so the orphan may be its).
 fn started_after_a_live_child(live: &mut HashMap<u64, Leader>, started: u64) -> bool {
     live.values_mut().any(|leader| {
-        if leader.started.is_none() {
+        if leader.started.is_none() && leader.pid > 0 {
             leader.started = state_and_start(leader.pid).map(|(_, started)| started);
         }
         // A child whose start cannot be read has just ended: it owns nothing.
@@ -265,11 +256,15 @@ mod tests {
     }
 
     #[test]
-    fn marks_carry_their_process_and_number() {
-        let mark = Mark::new();
-        let later = Mark::new();
-        assert!(later.number > mark.number);
-        let own = format!("{}.{}", getpid().as_raw_pid(), mark.number);
-        assert!(mark.value.ends_with(&own), "{}", mark.value);
+    fn marks_carry_their_process_and_number_while_registered() {
+        let first = Registration::new();
+        let later = Registration::new();
+        assert!(later.number > first.number);
+        let own = format!("{}.{}", getpid().as_raw_pid(), first.number);
+        assert!(first.mark.ends_with(&own), "{}", first.mark);
+        assert!(live().contains_key(&first.number));
+        let number = first.number;
+        drop(first);
+        assert!(!live().contains_key(&number));
     }
 }
