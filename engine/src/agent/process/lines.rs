@@ -32,6 +32,9 @@ pub const LINE_LIMIT: usize = 1 << 20;
 /// The most bytes read from a pipe at once, and so about the most text in one batch.
 const READ_SIZE: usize = 64 * 1024;
 
+/// The bytes read from a pipe at once until a read fills them.
+const FIRST_READ_SIZE: usize = 4096;
+
 /// Says what a piece of a batch is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PieceKind {
@@ -199,7 +202,8 @@ impl LineSplitter {
 /// A read error ends the stream as its end would: the pipe cannot be read any more.
 pub(super) async fn read_batches(mut reader: impl AsyncRead + Unpin, stream: Stream, sender: mpsc::Sender<Batch>) {
     let mut splitter = LineSplitter::new(LINE_LIMIT);
-    let mut block = vec![0; READ_SIZE];
+    // Small at first: most children print little or nothing (thousands of no-op steps).
+    let mut block = vec![0; FIRST_READ_SIZE];
     loop {
         let read = match reader.read(&mut block).await {
             Ok(0) => break,
@@ -207,6 +211,9 @@ pub(super) async fn read_batches(mut reader: impl AsyncRead + Unpin, stream: Str
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
+        if read == block.len() && block.len() < READ_SIZE {
+            block.resize(READ_SIZE, 0);
+        }
         let mut batch = Batch::new(stream);
         splitter.feed(&block[..read], &mut batch);
         // Sent even without a piece (the start of a line that goes on): it says the child
