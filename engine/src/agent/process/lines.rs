@@ -7,7 +7,9 @@
 //! part becomes a [`PieceKind::Head`] (the callback gets it, marked as cut) as soon as the limit
 //! is passed, and the rest streams through as [`PieceKind::Rest`] pieces, for the log only, as it
 //! arrives. So a 300 MB line costs a reader one line's limit (1 MiB) plus one block, not 300 MB,
-//! and a single batch in flight holds at most about one block plus one head.
+//! and a batch holds at most one block plus one head (three times that when every byte is
+//! invalid UTF-8 and becomes a three-byte U+FFFD; the head the callback gets stays within the
+//! limit, what decoding added goes on as rest).
 //!
 //! Output that is not UTF-8 (binary, a cut multi-byte character) is decoded lossily: each
 //! invalid sequence becomes U+FFFD, in what the callback sees and in the log, so the log stays
@@ -177,9 +179,15 @@ impl LineSplitter {
             }
             return;
         }
-        // Past the limit: the head goes to the callback, the rest to the log.
+        // Past the limit: the head goes to the callback, the rest to the log. Decoding may
+        // make the head longer (U+FFFD takes three bytes): what passes the limit is rest.
         let cut = char_start_at_or_before(line, self.limit);
-        batch.push(PieceKind::Head, &line[..cut]);
+        let head = String::from_utf8_lossy(&line[..cut]);
+        let head_end = head.floor_char_boundary(self.limit);
+        batch.push_with(PieceKind::Head, |text| text.push_str(&head[..head_end]));
+        if head_end < head.len() {
+            batch.push_with(PieceKind::Rest, |text| text.push_str(&head[head_end..]));
+        }
         let rest = &mut self.rest;
         let kind = if ends_line { PieceKind::RestEnd } else { PieceKind::Rest };
         batch.push_with(kind, |text| {
@@ -409,6 +417,19 @@ mod tests {
                 (Rest, ""),
                 (Rest, "€"),
                 (RestEnd, "")
+            ])
+        );
+    }
+
+    #[test]
+    fn a_head_of_replaced_bytes_is_held_to_the_limit() {
+        // Each invalid byte becomes U+FFFD, three bytes: the head keeps what fits.
+        assert_eq!(
+            split(&[b"\xff\xff\xff\xff\xff\xffabc\n"], 7),
+            pieces(&[
+                (Head, "\u{FFFD}\u{FFFD}"),
+                (Rest, "\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}a"),
+                (RestEnd, "bc")
             ])
         );
     }

@@ -21,7 +21,9 @@
 //! a buffer whatever the output, where a ring buffer in memory would hold 32 MiB per agent with
 //! the default limit; the price is that output past the head is not in the log until the end
 //! (`flow logs -f` shows the head, then the rest when the agent ends), and that the log never
-//! shrinks, so a follower's position stays valid.
+//! shrinks, so a follower's position stays valid. On disk, the head and the ring take at most
+//! about 1.1 times the limit while the process runs (the ring's five files hold 1.25 tails),
+//! the log alone at the end.
 //!
 //! **Secrets.** A whole line is redacted as a whole. A cut line's rest comes in blocks of any
 //! size, and a secret may straddle two of them: the writer holds back the last bytes of each
@@ -61,7 +63,7 @@ pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const BUFFER: usize = 64 * 1024;
 
 /// How many batches may wait for the writer before the reading stops.
-const QUEUE: usize = 8;
+const QUEUE: usize = 4;
 
 /// The least size of one file of the tail's ring.
 const MIN_CHUNK: u64 = 64 * 1024;

@@ -16,6 +16,10 @@
 //!   [`ProcessSpec::log_limit`] (head, marker line, tail).
 //! - [`ProcessOutcome::last_line`] and [`ProcessOutcome::stderr_tail`] hold a few KiB at most
 //!   ([`TEXT_LIMIT`]), cut with a visible `…`, redacted before they are cut.
+//! - Memory: each reader holds at most one line's limit plus a 64 KiB block of an unfinished
+//!   line; at most 4 batches wait for the callback and 4 for the log's writer, each one block
+//!   and at most one cut line's head. A few hundred KiB for a fast stream of lines; about
+//!   30 MiB at worst per process (lines of more than 1 MiB of invalid UTF-8, a disk that lags).
 //! - `reaper`: nothing the child started outlives it, not even a process that left its group;
 //!   each child carries a mark, `FLOW_PROCESS`, in its environment for that.
 //!
@@ -86,7 +90,7 @@ const DEFAULT_PATH: &str = "/usr/bin:/bin";
 
 /// How many batches (one read of a pipe each, 64 KiB at most) the readers may queue before they
 /// stop reading (and the child blocks).
-const BATCH_QUEUE: usize = 8;
+const BATCH_QUEUE: usize = 4;
 
 /// Describes one child process to run: what, where, with what input, and within which limits.
 #[derive(Debug, Clone, PartialEq, Eq)]

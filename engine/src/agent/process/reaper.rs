@@ -22,7 +22,16 @@
 //!
 //! Only processes reparented to flow are signalled and waited for, so no pid can have been
 //! reused in between (a dead orphan stays a zombie until flow reaps it), and no child that
-//! flow started itself (whose status tokio or the standard library waits for) is touched.
+//! flow started itself (whose status tokio or the standard library waits for) is touched. An
+//! orphan flow may not signal (it changed its user: a setuid program) is left alone, and a
+//! killed one that does not die within [`PATIENCE`] (stuck in the kernel) is reaped by a later
+//! sweep.
+//!
+//! What a hostile child can still do: carry the mark of a child that still runs (it can guess
+//! the numbers), which keeps its orphans alive until that child ends; and an orphan without a
+//! mark lives until every child that started before it has ended. Namespaces (a sandbox) are
+//! the way to hold a process that is not even a descendant any more, such as one handed to
+//! another service (`systemd-run`, `at`).
 //!
 //! The common case stays cheap: with no orphan, a sweep reads one short file; 10,000 no-op
 //! steps cost one read each (see `bench/README.md`). Linux only, and only on kernels that list
