@@ -124,6 +124,7 @@ agent "shell" {{
 defaults {{
     agent "shell"
     env "COUNTERS"
+    writable "../counters/"
 }}
 "#
     )

@@ -98,6 +98,7 @@ pub fn plan_text(plan: &Plan) -> String {
     if let Some(verify) = &wf.integrate.verify {
         let _ = writeln!(out, "Verify         `{verify}` after each merge");
     }
+    let _ = writeln!(out, "Sandbox        {}", sandbox_line(wf));
     let cost = plan.cost_estimate();
     if cost.workstreams.is_empty() {
         let _ = writeln!(out, "Cost estimate  none (no workstream has an `estimate`)");
@@ -150,4 +151,35 @@ fn source_name(source: ModelSource) -> &'static str {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// What the workflow asks of the kernel sandbox, in one line.
+fn sandbox_line(wf: &flow_dsl::Workflow) -> String {
+    use flow_dsl::{Network, SandboxMode};
+    let names = |keep: &dyn Fn(&flow_dsl::Workstream) -> bool| -> Vec<&str> {
+        wf.workstreams
+            .iter()
+            .filter(|w| keep(w))
+            .map(|w| w.name.as_str())
+            .collect()
+    };
+    let off = names(&|w| w.sandbox == SandboxMode::Off);
+    if off.len() == wf.workstreams.len() && !off.is_empty() {
+        return "off: agents may write anywhere you can".to_string();
+    }
+    let mut line =
+        "agents, tests and verify write only to their worktree, temporary folder and `writable` places".to_string();
+    if !off.is_empty() {
+        line.push_str(&format!("; off for {}", off.join(", ")));
+    }
+    let mut networks: Vec<String> = Vec::new();
+    for ws in wf.workstreams.iter().filter(|w| w.sandbox == SandboxMode::On) {
+        if ws.network != Network::Any {
+            networks.push(format!("{} {}", ws.name, ws.network));
+        }
+    }
+    if !networks.is_empty() {
+        line.push_str(&format!("; network: {}", networks.join(", ")));
+    }
+    line
 }

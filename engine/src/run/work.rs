@@ -17,6 +17,7 @@ use crate::agent::environment::{agent_environment, redact};
 use crate::agent::output::OutputReader;
 use crate::agent::process::{Control, OutputLine, ProcessEnd, Stream, run_process};
 use crate::checks::{Check, run_check};
+use crate::confine::{Confiner, Place};
 use crate::context::{self, CONTEXT_PREFIXES};
 use crate::git::{
     BranchState, Git, GitError, IntegrityProblem, MergeOutcome as GitMerge, Oid, WorktreeMerge, WorktreeState,
@@ -58,6 +59,8 @@ pub struct ProcessWork {
     slots: Mutex<Vec<Slot>>,
     /// The guard of the shared git directory around each agent (with a repository).
     guard: Option<Arc<RunGuard>>,
+    /// Decides the sandbox of each agent, test and `verify`.
+    confiner: Confiner,
 }
 
 impl ProcessWork {
@@ -73,6 +76,7 @@ impl ProcessWork {
         let n = workflow.workstreams.len();
         ProcessWork {
             guard: site.git().map(|git| Arc::new(RunGuard::new(git.clone(), &workflow))),
+            confiner: Confiner::new(&parent_env, site.root()),
             git: site.git().cloned(),
             root: site.root().to_path_buf(),
             worktrees_dir: site.worktrees_dir(&workflow),
@@ -128,6 +132,8 @@ impl ProcessWork {
             parent_env: &self.parent_env,
             grace: self.grace,
             note: format!("flow run {}", self.run_dir.id),
+            confiner: self.confiner.clone(),
+            tmp_dir: self.run_dir.tmp_path("_verify"),
         })
     }
 
@@ -305,6 +311,30 @@ impl ProcessWork {
         let mut spec = launched.spec;
         spec.log_path = Some(self.run_dir.log_path(&ws.name));
         spec.grace = self.grace;
+        // The agent writes to its worktree (and commits on its branch), a reviewer to nothing
+        // it keeps, a resolver to the integration worktree and branch.
+        let tmp = self.run_dir.tmp_path(&ws.name);
+        let commits = match run.purpose {
+            Purpose::Review => None,
+            Purpose::Resolve => Some(workflow.into.as_str()),
+            Purpose::Work | Purpose::Fix => workspace.branch.as_deref(),
+        };
+        let place = Place {
+            dir: &workspace.dir,
+            tmp: &tmp,
+            commits: self.git.as_ref().zip(commits),
+        };
+        match self.confiner.agent(ws, agent, &place) {
+            Ok(sandbox) => {
+                if sandbox.is_some() {
+                    spec.env.insert("TMPDIR".to_string(), tmp.display().to_string());
+                }
+                spec.sandbox = sandbox;
+            }
+            Err(message) => {
+                return AgentOutcome::unstarted(AgentEnd::Failed(format!("cannot confine the agent: {message}")));
+            }
+        }
         if ws.test.is_some() && matches!(run.purpose, Purpose::Work | Purpose::Fix) {
             self.set_slot(index, |s| s.env = Some(spec.env.clone()));
         }
@@ -572,6 +602,27 @@ impl ProcessWork {
                 &BTreeMap::new(),
             )
         });
+        let tmp = self.run_dir.tmp_path(&ws.name);
+        let place = Place {
+            dir,
+            tmp: &tmp,
+            commits: None,
+        };
+        let sandbox = match self.confiner.test(ws, &place) {
+            Ok(sandbox) => sandbox,
+            Err(message) => {
+                return Some(TestResult {
+                    passed: false,
+                    command: command.to_string(),
+                    detail: format!("cannot confine the test: {message}"),
+                    tail: String::new(),
+                });
+            }
+        };
+        let mut env = env;
+        if sandbox.is_some() {
+            env.insert("TMPDIR".to_string(), tmp.display().to_string());
+        }
         let check = Check {
             command,
             dir,
@@ -580,6 +631,7 @@ impl ProcessWork {
             header: None,
             timeout: ws.timeout,
             grace: self.grace,
+            sandbox,
         };
         run_check(check, stop).await
     }
