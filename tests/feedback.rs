@@ -111,7 +111,8 @@ workstream "w" {
     assert!(!files.contains(&"elsewhere/x.txt".to_string()), "{files:?}");
 }
 
-/// `a` and `b` both rewrite the one line of `shared.txt`.
+/// `a` and `b` both rewrite the one line of `shared.txt`; `a` also writes a file of its own
+/// (which a sync brings into `b`'s branch: not `b`'s change, whatever `b`'s scope).
 fn conflicting(env: &TestEnv, integrate: &str) {
     env.write("shared.txt", "one\n");
     env.commit_all("a shared file");
@@ -120,8 +121,8 @@ fn conflicting(env: &TestEnv, integrate: &str) {
         &format!(
             r##"
 workstream "a" {{
-    owns "shared.txt"
-    script "echo from-a > shared.txt"
+    owns "shared.txt" "a/**"
+    script "echo from-a > shared.txt && mkdir -p a && echo a > a/own.txt"
 }}
 workstream "b" {{
     owns "shared.txt"

@@ -807,6 +807,68 @@ fn merges_fast_forward_then_like_git_merge_no_ff() {
 }
 
 #[test]
+fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
+    let f = Fixture::new();
+    let g = f.git();
+    let start = f.rev("HEAD");
+    git(&f.root, &["branch", "integration/x", &start.to_string()]);
+    git(
+        &f.root,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "flow/w",
+            f.wt("w").to_str().expect("utf-8"),
+            &start.to_string(),
+        ],
+    );
+    let own = f.commit_in(&f.wt("w"), &[("w.txt", Some("mine\n"))], "w: work");
+    assert_eq!(g.own_changes_from(start, own, "integration/x").expect("read"), start);
+    assert_eq!(g.own_changes_from(start, own, "no/such-branch").expect("read"), start);
+
+    // Another workstream's work lands on the integration branch, then comes into w's branch.
+    git(
+        &f.root,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            f.wt("i").to_str().expect("utf-8"),
+            &start.to_string(),
+        ],
+    );
+    let other = f.commit_in(&f.wt("i"), &[("other.txt", Some("theirs\n"))], "other: work");
+    git(&f.root, &["branch", "-f", "integration/x", &other.to_string()]);
+    assert_eq!(
+        g.own_changes_from(start, own, "integration/x").expect("read"),
+        start,
+        "not synced yet"
+    );
+    git(
+        &f.wt("w"),
+        &["merge", "-q", "--no-ff", "-m", "sync", &other.to_string()],
+    );
+    let synced = Oid::from_hex(&git(&f.wt("w"), &["rev-parse", "HEAD"])).expect("hex id");
+    let from = g.own_changes_from(start, synced, "integration/x").expect("read");
+    assert_eq!(from, other);
+    let paths: Vec<String> = g
+        .changed_paths(from, synced)
+        .expect("diff")
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(paths, ["w.txt"], "what the sync brought in is not w's");
+
+    // The integration branch moves on: w's branch still holds only `other`.
+    let later = f.commit_in(&f.wt("i"), &[("later.txt", Some("later\n"))], "later: work");
+    git(&f.root, &["branch", "-f", "integration/x", &later.to_string()]);
+    assert_eq!(g.own_changes_from(start, synced, "integration/x").expect("read"), other);
+}
+
+#[test]
 fn conflicts_leave_the_target_untouched_and_name_the_paths() {
     let m = MergeFixture::new();
     let g = m.f.git();

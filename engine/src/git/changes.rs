@@ -42,6 +42,19 @@ impl Change {
 }
 
 impl Git {
+    /// The commit a workstream's own changes are read from: its `start`, or, once the
+    /// integration branch `into` was merged into its branch (a sync), the latest commit of
+    /// `into` its `head` holds: what came in with that merge is other workstreams' work.
+    pub fn own_changes_from(&self, start: Oid, head: Oid, into: &str) -> Result<Oid, GitError> {
+        let Some(into_head) = self.branch_head(into)? else {
+            return Ok(start);
+        };
+        match self.merge_base(head, into_head)? {
+            Some(base) if base != start && self.is_ancestor(start, base)? => Ok(base),
+            _ => Ok(start),
+        }
+    }
+
     /// Lists the paths that differ between the trees of `from` and `to`, sorted by path,
     /// detecting renames the way `git diff -M` does.
     pub fn changed_paths(&self, from: Oid, to: Oid) -> Result<Vec<Change>, GitError> {

@@ -378,7 +378,8 @@ impl ProcessWork {
         };
         let diff = match (&self.git, workspace.start, head) {
             (Some(git), Some(start), Some(head)) => git
-                .diff_text(start, head, 100_000)
+                .own_changes_from(start, head, &self.workflow.into)
+                .and_then(|from| git.diff_text(from, head, 100_000))
                 .unwrap_or_else(|e| format!("(the diff cannot be read: {e})")),
             _ => "(no diff: the workstream has no branch)".to_string(),
         };
@@ -456,8 +457,10 @@ impl ProcessWork {
                     markers: vec![],
                 });
             }
+            // After a sync, what the integration branch brought in is not the agent's.
+            let from = git.own_changes_from(start, head, &workflow.into)?;
             let mut changed: Vec<String> = git
-                .changed_paths(start, head)?
+                .changed_paths(from, head)?
                 .iter()
                 .flat_map(|c| c.paths().map(str::to_string))
                 .collect();
