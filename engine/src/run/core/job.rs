@@ -61,8 +61,11 @@ pub(super) enum Reopen {
 #[derive(Debug)]
 pub(super) struct Job {
     pub(super) stage: Stage,
-    /// The number of the latest attempt started (0 before the first).
+    /// The number of the latest attempt started: the workstream's attempts are numbered on
+    /// from those recorded before this job (a job opened again, a resume).
     pub(super) attempt: u32,
+    /// The number of the workstream's latest attempt when this job opened.
+    attempts_before: u32,
     /// What the latest attempt is for.
     purpose: Purpose,
     /// The feedback of the latest fix attempt (a retry of it gives it again).
@@ -87,10 +90,11 @@ pub(super) struct Job {
 }
 
 impl Job {
-    pub(super) fn new(check_only: bool, reopen: Option<Reopen>) -> Job {
+    pub(super) fn new(check_only: bool, reopen: Option<Reopen>, attempts_before: u32) -> Job {
         Job {
             stage: Stage::Preparing,
-            attempt: 0,
+            attempt: attempts_before,
+            attempts_before,
             purpose: Purpose::Work,
             feedback: None,
             tries: 0,
@@ -812,7 +816,7 @@ impl Core {
     pub(super) fn resolve_stop(&mut self, index: usize) {
         let Some(job) = self.jobs[index].as_ref() else { return };
         if self.cancelled {
-            let why = if job.attempt == 0 {
+            let why = if job.attempt == job.attempts_before {
                 "stopped before it started"
             } else {
                 "stopped by Ctrl-C"

@@ -527,7 +527,7 @@ impl Core {
             *self.per_account.entry(a.clone()).or_default() += 1;
         }
         let reopened = reopen.is_some();
-        self.jobs[index] = Some(Box::new(Job::new(agent_finished, reopen)));
+        self.jobs[index] = Some(Box::new(Job::new(agent_finished, reopen, recorded.attempts)));
         if !reopened {
             self.record(EventKind::Phase {
                 workstream: index,

@@ -995,6 +995,39 @@ workstream "b" { owns "b/**"; script "true" }
 }
 
 #[test]
+fn attempts_are_numbered_on_when_a_job_opens_again_and_after_a_resume() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.conflicts_until_synced.insert("b".into());
+    sim.script.sync_conflicts.insert("b".into());
+    sim.begin();
+    sim.end_agent("a", AgentEnd::Exited(0));
+    sim.end_agent("b", AgentEnd::Exited(0));
+    // b's merge conflicted: its job opened again for a fix, numbered after its work.
+    assert_eq!(sim.agents, [(1, 2)]);
+    sim.synced.insert(1);
+    sim.end_agent("b", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("b"), Phase::Merged);
+    let numbers: Vec<(u32, Purpose)> = sim.state().workstreams[1]
+        .attempt_log
+        .iter()
+        .map(|a| (a.number, a.purpose))
+        .collect();
+    assert_eq!(numbers, [(1, Purpose::Work), (2, Purpose::Fix)]);
+
+    // A resume numbers on from the attempts on record (one was cut: it never ended).
+    let workflow = workflow(body);
+    let mut state = fresh_state(&workflow);
+    state.workstreams[0].attempts = 3;
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert_eq!(sim.agents, [(0, 4), (1, 1)]);
+}
+
+#[test]
 fn a_conflict_left_goes_to_the_resolver_and_its_resolution_is_verified_and_logged() {
     let body = r#"
 agent "resolver" {
