@@ -705,13 +705,17 @@ impl RunState {
                     ws.fixes += 1;
                     ws.feedback = feedback.clone();
                 }
+                let told = match purpose {
+                    Purpose::Fix => ws.feedback.as_ref().map(|f| f.kind),
+                    _ => feedback.as_ref().map(|f| f.kind),
+                };
                 ws.attempt_log.push(AttemptRecord {
                     number: *attempt,
                     purpose: *purpose,
                     started_at: at,
                     ended_at: None,
                     usage: Usage::default(),
-                    feedback: feedback.as_ref().map(|f| f.kind),
+                    feedback: told,
                     error: None,
                 });
                 ws.updated_at = at;

@@ -162,7 +162,12 @@ impl Core {
         let job = self.job(index).expect("the job is preparing");
         match job.reopen.take() {
             Some(Reopen::Sync(feedback)) => self.sync(index, feedback),
-            Some(Reopen::Fix(feedback)) => self.start_attempt(index, Purpose::Fix, Some(feedback)),
+            // The fix a stop cut short runs again with its feedback: a retry of that fix, not
+            // a new one (it does not count against `fix-attempts` again).
+            Some(Reopen::Fix(feedback)) => {
+                job.feedback = Some(feedback);
+                self.start_attempt(index, Purpose::Fix, None)
+            }
             None if job.check_only => {
                 job.check_only = false;
                 self.check(index);

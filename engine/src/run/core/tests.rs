@@ -1667,3 +1667,101 @@ fn a_resumed_workstream_whose_agent_finished_is_checked_without_running_it_again
     )));
     assert_eq!(sim.phase("done"), Phase::Merged);
 }
+
+/// The record a resume continues when a kill cut `w`'s first fix (for `kind`) short: its work
+/// finished and was checked, the fix started and never ended; the resume set it pending.
+fn with_a_cut_fix(workflow: &flow_dsl::Workflow, kind: FeedbackKind) -> RunState {
+    let mut state = fresh_state(workflow);
+    let t = state.started_at;
+    let feedback = crate::run::state::Feedback {
+        kind,
+        summary: "the test failed".into(),
+        detail: "assertion failed: 2 == 3".into(),
+    };
+    let events = [
+        EventKind::AttemptStarted {
+            workstream: 0,
+            attempt: 1,
+            purpose: Purpose::Work,
+            feedback: None,
+        },
+        EventKind::AttemptEnded {
+            workstream: 0,
+            attempt: 1,
+            usage: Usage::default(),
+            session_id: None,
+            error: None,
+            last_line: None,
+            result: None,
+            session_cost: None,
+        },
+        EventKind::AttemptStarted {
+            workstream: 0,
+            attempt: 2,
+            purpose: Purpose::Fix,
+            feedback: Some(feedback),
+        },
+        EventKind::Phase {
+            workstream: 0,
+            phase: Phase::Pending,
+            reason: Some("its fix attempt was cut short".into()),
+        },
+    ];
+    for (seq, kind) in events.into_iter().enumerate() {
+        state.apply(&Event {
+            seq: seq as u64 + 1,
+            at: t,
+            kind,
+        });
+    }
+    state.workstreams[0].start_commit = Some(oid(BASE).to_string());
+    state
+}
+
+#[test]
+fn a_fix_a_kill_cut_runs_again_as_a_retry_of_that_fix_not_a_new_one() {
+    for allowed in [1, 2] {
+        let body = format!(r#"workstream "w" {{ owns "w/**"; test "check"; fix-attempts {allowed}; script "true" }}"#);
+        let workflow = workflow(&body);
+        let state = with_a_cut_fix(&workflow, FeedbackKind::Test);
+        assert_eq!(state.workstreams[0].fixes, 1);
+        let mut sim = Sim::with_state(workflow, state, Options::default());
+        sim.script.failing_tests.insert("w".into());
+        sim.begin();
+        let fix = sim.effects.iter().find_map(|e| match e {
+            Effect::StartAgent {
+                purpose: Purpose::Fix,
+                feedback,
+                attempt,
+                ..
+            } => Some((*attempt, feedback.clone())),
+            _ => None,
+        });
+        let (attempt, feedback) = fix.expect("the cut fix runs again");
+        assert_eq!(attempt, 3);
+        assert_eq!(
+            feedback.map(|f| f.detail),
+            Some("assertion failed: 2 == 3".to_string()),
+            "with the same feedback"
+        );
+        assert_eq!(sim.state().workstreams[0].fixes, 1, "not a new fix");
+        let record = sim.state().workstreams[0]
+            .attempt_log
+            .last()
+            .cloned()
+            .expect("recorded");
+        assert_eq!(
+            (record.purpose, record.feedback),
+            (Purpose::Fix, Some(FeedbackKind::Test))
+        );
+        // Its test still fails: a second fix only where `fix-attempts` allow one.
+        sim.end_agent("w", AgentEnd::Exited(0));
+        let fixes = sim.state().workstreams[0].fixes;
+        assert_eq!(fixes, allowed, "fix-attempts {allowed}");
+        if allowed == 1 {
+            assert_eq!(sim.phase("w"), Phase::Failed);
+        } else {
+            assert_eq!(sim.phase("w"), Phase::Fixing);
+        }
+    }
+}
