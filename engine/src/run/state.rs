@@ -421,6 +421,11 @@ pub struct WorkstreamState {
     /// Its latest review.
     #[serde(default)]
     pub review: Option<Review>,
+    /// The files of the sync (the integration branch merged into its branch) left
+    /// conflicting in its worktree for its agent to resolve, until its work is checked: a
+    /// resume keeps that merge in progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_conflicts: Vec<String>,
     /// Its agent's final message (of its latest work or fix attempt), for its dependents.
     #[serde(default)]
     pub summary: Option<String>,
@@ -458,6 +463,7 @@ impl WorkstreamState {
             fixes: 0,
             feedback: None,
             review: None,
+            sync_conflicts: vec![],
             summary: None,
             session_cost: None,
         }
@@ -668,6 +674,11 @@ impl RunState {
                     ws.failure = None;
                     ws.ended_at = None;
                 }
+                // A sync's merge stays in progress while its job goes on (or waits for a
+                // resume to go on); past that, or when it is sent back again, it is over.
+                if !matches!(phase, Phase::Pending | Phase::Preparing | Phase::Checking) {
+                    ws.sync_conflicts.clear();
+                }
             }
             EventKind::Prepared {
                 workstream,
@@ -777,11 +788,13 @@ impl RunState {
                 ws.result_commit = result_commit.clone();
                 ws.files_changed = files_changed.clone();
                 ws.test = test.clone();
+                ws.sync_conflicts.clear();
                 ws.updated_at = at;
             }
             EventKind::Failed { workstream, failure } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.failure = Some(failure.clone());
+                ws.sync_conflicts.clear();
                 ws.phase = Phase::Failed;
                 ws.ended_at = Some(at);
                 ws.updated_at = at;
@@ -801,6 +814,7 @@ impl RunState {
             EventKind::Conflicted { workstream, paths } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.phase = Phase::Conflicted;
+                ws.sync_conflicts.clear();
                 ws.failure = Some(Failure::new(
                     FailureKind::Conflict,
                     format!("conflicts in {}", paths.join(", ")),
@@ -814,7 +828,13 @@ impl RunState {
                 ws.review = Some(review.clone());
                 ws.updated_at = at;
             }
-            EventKind::Synced { workstream, .. } => self.workstreams[*workstream].updated_at = at,
+            EventKind::Synced {
+                workstream, conflicts, ..
+            } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.sync_conflicts = conflicts.clone();
+                ws.updated_at = at;
+            }
             EventKind::RunEnded { status } => {
                 self.status = *status;
                 self.ended_at = Some(at);

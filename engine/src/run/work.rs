@@ -132,6 +132,7 @@ impl ProcessWork {
         index: usize,
         start: Option<Oid>,
         fresh: bool,
+        keep_merge: bool,
         handoffs: Vec<Handoff>,
     ) -> Result<Workspace, String> {
         let workflow = self.workflow.clone();
@@ -157,9 +158,10 @@ impl ProcessWork {
                     };
                     if fresh && !at_start {
                         git.reset_worktree(&d, start, CONTEXT_PREFIXES)?;
-                    } else if !fresh && git.merge_in_progress(&d)? {
+                    } else if !fresh && !keep_merge && git.merge_in_progress(&d)? {
                         // A merge an interrupted run left half-done: given up (it is done
-                        // again if it is still needed).
+                        // again if it is still needed). The sync its agent was resolving
+                        // stays, with what the agent did so far.
                         git.abort_merge_in(&d, CONTEXT_PREFIXES)?;
                     }
                     git.lock_worktree(&d, &reason)
@@ -625,9 +627,10 @@ impl Work for ProcessWork {
         workstream: usize,
         start: Option<Oid>,
         fresh: bool,
+        keep_merge: bool,
         handoffs: Vec<Handoff>,
     ) -> BoxFuture<'static, Result<Workspace, String>> {
-        async move { self.do_prepare(workstream, start, fresh, handoffs).await }.boxed()
+        async move { self.do_prepare(workstream, start, fresh, keep_merge, handoffs).await }.boxed()
     }
 
     fn run_agent(
@@ -674,24 +677,9 @@ impl Work for ProcessWork {
         async move { self.do_finish_resolution(workstream, onto, files).await }.boxed()
     }
 
-    fn log_decision(&self, entry: &str) {
-        use std::io::Write;
+    fn log_decision(&self, commit: Oid, entry: &str) {
         let path = self.decision_log();
-        let new = !path.exists();
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| {
-                if new {
-                    f.write_all(
-                        b"# Conflict resolutions\n\nEvery conflict resolved in this run: the files, the sides, what was decided and by whom.\n\n",
-                    )?;
-                }
-                f.write_all(entry.as_bytes())?;
-                f.write_all(b"\n")
-            });
-        if written.is_err() {
+        if !matches!(append_decision(&path, commit, entry), Ok(true)) {
             return;
         }
         // Later agents read it in their worktrees, as the seed's `.ai/coordination/` has it.
@@ -752,6 +740,32 @@ impl Work for ProcessWork {
     }
 }
 
+/// Appends an entry about the resolution in `commit` to the decision log at `path` (made
+/// with its heading if new), ending it with the commit; returns false, writing nothing, when
+/// the log names that commit already (a resume checking or finishing the same resolution).
+fn append_decision(path: &Path, commit: Oid, entry: &str) -> std::io::Result<bool> {
+    use std::io::Write;
+    let key = format!("- commit: {commit}\n");
+    let log = match std::fs::read_to_string(path) {
+        Ok(log) => log,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    if log.contains(&key) {
+        return Ok(false);
+    }
+    let mut text = String::new();
+    if log.is_empty() {
+        text.push_str(
+            "# Conflict resolutions\n\nEvery conflict resolved in this run: the files, the sides, what was decided and by whom.\n\n",
+        );
+    }
+    text.push_str(&format!("{entry}{key}\n"));
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(true)
+}
+
 /// Runs git work on the blocking pool; its error, or the pool's, in words.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, GitError> + Send + 'static) -> Result<T, String> {
     match tokio::task::spawn_blocking(work).await {
@@ -769,5 +783,34 @@ fn describe_integrity(problem: &IntegrityProblem) -> String {
         IntegrityProblem::Detached { at } => format!("it detached its worktree's HEAD (at {at})"),
         IntegrityProblem::BranchMissing => "its branch was deleted".to_string(),
         IntegrityProblem::RewroteHistory { head } => format!("it rewrote history below its start commit (head {head})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decision_log_takes_each_resolution_once() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("conflict_resolution.md");
+        let (first, second): (Oid, Oid) = (
+            "1".repeat(40).parse().expect("an id"),
+            "2".repeat(40).parse().expect("an id"),
+        );
+        let entry = "## `w` and the integration branch\n\n- files: a.txt\n";
+        assert!(append_decision(&path, first, entry).expect("written"));
+        assert!(
+            !append_decision(&path, first, entry).expect("read"),
+            "the same resolution again"
+        );
+        assert!(append_decision(&path, second, entry).expect("written"), "another one");
+        let log = std::fs::read_to_string(&path).expect("the log");
+        assert_eq!(log.matches("# Conflict resolutions").count(), 1, "{log}");
+        assert_eq!(log.matches("## `w`").count(), 2, "{log}");
+        assert!(
+            log.contains(&format!("- files: a.txt\n- commit: {first}\n\n## `w`")),
+            "{log}"
+        );
     }
 }

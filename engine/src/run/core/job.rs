@@ -87,10 +87,12 @@ pub(super) struct Job {
     reverting: Vec<String>,
     /// The files of a conflicting sync its agent is resolving.
     conflicts: Vec<String>,
+    /// The files of a sync's conflict its agent resolved, logged once its work is checked.
+    resolved: Vec<String>,
 }
 
 impl Job {
-    pub(super) fn new(check_only: bool, reopen: Option<Reopen>, attempts_before: u32) -> Job {
+    pub(super) fn new(check_only: bool, reopen: Option<Reopen>, attempts_before: u32, conflicts: Vec<String>) -> Job {
         Job {
             stage: Stage::Preparing,
             attempt: attempts_before,
@@ -105,7 +107,8 @@ impl Job {
             head: None,
             files: vec![],
             reverting: vec![],
-            conflicts: vec![],
+            conflicts,
+            resolved: vec![],
         }
     }
 
@@ -403,17 +406,10 @@ impl Core {
         let job = self.job(index).expect("the job is inspecting");
         job.head = Some(inspection.head);
         if !job.conflicts.is_empty() {
-            // Its agent resolved a conflict with the integration branch: a decision to log.
-            let files = std::mem::take(&mut job.conflicts);
-            let entry = decision_entry(
-                &ws.name,
-                &files,
-                &format!("the workstream's own agent (`{}`)", ws.agent),
-                None,
-            );
-            self.out.push(Effect::LogDecision { entry });
+            // Its agent resolved a conflict with the integration branch (this inspection
+            // committed it): a decision, logged when its work is checked.
+            job.resolved = std::mem::take(&mut job.conflicts);
         }
-        let job = self.job(index).expect("the job is inspecting");
         if violations.is_empty() {
             job.files = inspection.changed;
             return self.after_scope(index);
@@ -509,6 +505,15 @@ impl Core {
         let head = job.head;
         let result_commit = head.map(|h| h.to_string());
         let files_changed = job.files.clone();
+        let resolved = std::mem::take(&mut job.resolved);
+        if let (Some(commit), false) = (head, resolved.is_empty()) {
+            // Logged before the check is recorded: a kill in between checks the same commit
+            // again on resume, and the log takes an entry for a commit once.
+            let ws = &self.plan.workflow.workstreams[index];
+            let by = format!("the workstream's own agent (`{}`)", ws.agent);
+            let entry = decision_entry(&ws.name, &resolved, &by, None);
+            self.out.push(Effect::LogDecision { commit, entry });
+        }
         self.record(EventKind::Checked {
             workstream: index,
             result_commit: result_commit.clone(),

@@ -416,7 +416,7 @@ impl Core {
                     &format!("the resolver agent `{resolver}`"),
                     self.resolver_message.take().as_deref(),
                 );
-                self.out.push(Effect::LogDecision { entry });
+                self.out.push(Effect::LogDecision { commit, entry });
                 let merging = self.merging(index).expect("the resolver's merge");
                 merging.resolving = false;
                 self.merged(index, MergeOutcome::Merged(commit));

@@ -526,8 +526,15 @@ impl Core {
         if let Some(a) = &ws.account {
             *self.per_account.entry(a.clone()).or_default() += 1;
         }
+        // A sync its agent was resolving when the run stopped stays in progress for it.
+        let conflicts = if keeps_its_start && in_worktree {
+            recorded.sync_conflicts.clone()
+        } else {
+            vec![]
+        };
+        let keep_merge = !conflicts.is_empty();
         let reopened = reopen.is_some();
-        self.jobs[index] = Some(Box::new(Job::new(agent_finished, reopen, recorded.attempts)));
+        self.jobs[index] = Some(Box::new(Job::new(agent_finished, reopen, recorded.attempts, conflicts)));
         if !reopened {
             self.record(EventKind::Phase {
                 workstream: index,
@@ -540,6 +547,7 @@ impl Core {
             workstream: index,
             start,
             fresh: !keeps_its_start,
+            keep_merge,
             handoffs,
         });
     }

@@ -92,6 +92,9 @@ pub enum Effect {
         workstream: usize,
         start: Option<Oid>,
         fresh: bool,
+        /// Keep the merge in progress there (flow's sync, whose conflicts its agent resolves);
+        /// otherwise a merge an interrupted run left is given up.
+        keep_merge: bool,
         /// What its dependencies did, for its context.
         handoffs: Vec<Handoff>,
     },
@@ -129,8 +132,10 @@ pub enum Effect {
         result: Oid,
         files: Vec<String>,
     },
-    /// Append an entry to the run's decision log (`conflict_resolution.md`).
-    LogDecision { entry: String },
+    /// Append an entry about the resolution that `commit` holds to the run's decision log
+    /// (`conflict_resolution.md`), unless the log names that commit already (a resume
+    /// checking or finishing the same resolution again).
+    LogDecision { commit: Oid, entry: String },
     /// Restore these paths to the start commit and commit that.
     Revert { workstream: usize, paths: Vec<String> },
     /// Run the workstream's `test` in its worktree.

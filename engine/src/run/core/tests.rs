@@ -332,7 +332,7 @@ impl Sim {
                         result: Ok(Resolution::Merged(commit)),
                     });
                 }
-                Effect::LogDecision { entry } => self.decisions.push(entry),
+                Effect::LogDecision { entry, .. } => self.decisions.push(entry),
             }
         }
     }
@@ -1669,7 +1669,8 @@ fn a_resumed_workstream_whose_agent_finished_is_checked_without_running_it_again
 }
 
 /// The record a resume continues when a kill cut `w`'s first fix (for `kind`) short: its work
-/// finished and was checked, the fix started and never ended; the resume set it pending.
+/// finished and was checked (for a conflict: the sync conflicted in `w/file`), the fix
+/// started and never ended; the resume set it pending.
 fn with_a_cut_fix(workflow: &flow_dsl::Workflow, kind: FeedbackKind) -> RunState {
     let mut state = fresh_state(workflow);
     let t = state.started_at;
@@ -1678,7 +1679,7 @@ fn with_a_cut_fix(workflow: &flow_dsl::Workflow, kind: FeedbackKind) -> RunState
         summary: "the test failed".into(),
         detail: "assertion failed: 2 == 3".into(),
     };
-    let events = [
+    let mut events = vec![
         EventKind::AttemptStarted {
             workstream: 0,
             attempt: 1,
@@ -1695,6 +1696,15 @@ fn with_a_cut_fix(workflow: &flow_dsl::Workflow, kind: FeedbackKind) -> RunState
             result: None,
             session_cost: None,
         },
+    ];
+    if kind == FeedbackKind::Conflict {
+        events.push(EventKind::Synced {
+            workstream: 0,
+            head: None,
+            conflicts: vec!["w/file".into()],
+        });
+    }
+    events.extend([
         EventKind::AttemptStarted {
             workstream: 0,
             attempt: 2,
@@ -1706,7 +1716,7 @@ fn with_a_cut_fix(workflow: &flow_dsl::Workflow, kind: FeedbackKind) -> RunState
             phase: Phase::Pending,
             reason: Some("its fix attempt was cut short".into()),
         },
-    ];
+    ]);
     for (seq, kind) in events.into_iter().enumerate() {
         state.apply(&Event {
             seq: seq as u64 + 1,
@@ -1764,4 +1774,72 @@ fn a_fix_a_kill_cut_runs_again_as_a_retry_of_that_fix_not_a_new_one() {
             assert_eq!(sim.phase("w"), Phase::Fixing);
         }
     }
+}
+
+#[test]
+fn a_conflict_fix_a_kill_cut_keeps_the_sync_in_its_worktree_and_is_logged_once() {
+    let body = r#"workstream "w" { owns "w/**"; script "true" }"#;
+    let workflow = workflow(body);
+    let state = with_a_cut_fix(&workflow, FeedbackKind::Conflict);
+    assert_eq!(state.workstreams[0].sync_conflicts, ["w/file"]);
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert!(
+        sim.effects.iter().any(|e| matches!(
+            e,
+            Effect::Prepare {
+                fresh: false,
+                keep_merge: true,
+                ..
+            }
+        )),
+        "the merge its agent was resolving stays: {:?}",
+        sim.effects
+    );
+    assert_eq!(sim.agents, [(0, 3)], "the fix runs again");
+    sim.end_agent("w", AgentEnd::Exited(0));
+    assert!(
+        sim.effects.iter().any(
+            |e| matches!(e, Effect::Inspect { workstream: 0, markers_in } if markers_in == &["w/file".to_string()])
+        ),
+        "its check looks for markers left in the conflicting files, and finishes the merge"
+    );
+    assert_eq!(sim.phase("w"), Phase::Merged);
+    assert_eq!(sim.state().workstreams[0].fixes, 1);
+    assert!(
+        sim.state().workstreams[0].sync_conflicts.is_empty(),
+        "over once checked"
+    );
+    let logged: Vec<Oid> = sim
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::LogDecision { commit, .. } => Some(*commit),
+            _ => None,
+        })
+        .collect();
+    let checked = sim.state().workstreams[0].result_commit.clone();
+    assert_eq!(
+        logged.iter().map(Oid::to_string).collect::<Vec<_>>(),
+        checked.into_iter().collect::<Vec<_>>(),
+        "logged once, for the commit checked"
+    );
+    assert!(sim.decisions[0].contains("own agent"), "{}", sim.decisions[0]);
+}
+
+#[test]
+fn a_resumed_check_without_a_sync_gives_up_a_merge_left_in_its_worktree() {
+    let body = r#"workstream "w" { owns "w/**"; test "check"; script "true" }"#;
+    let workflow = workflow(body);
+    let state = with_a_cut_fix(&workflow, FeedbackKind::Test);
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert!(sim.effects.iter().any(|e| matches!(
+        e,
+        Effect::Prepare {
+            fresh: false,
+            keep_merge: false,
+            ..
+        }
+    )));
 }

@@ -55,6 +55,7 @@ pub trait Work: Send + Sync + 'static {
         workstream: usize,
         start: Option<Oid>,
         fresh: bool,
+        keep_merge: bool,
         handoffs: Vec<Handoff>,
     ) -> BoxFuture<'static, Result<Workspace, String>>;
     /// Runs one agent attempt until it ends or `stop` turns true, reporting its usage and
@@ -91,8 +92,9 @@ pub trait Work: Send + Sync + 'static {
         result: Oid,
         files: Vec<String>,
     ) -> BoxFuture<'static, Result<Resolution, String>>;
-    /// Appends an entry to the run's decision log.
-    fn log_decision(&self, entry: &str);
+    /// Appends an entry about the resolution that `commit` holds to the run's decision log,
+    /// unless the log names that commit already.
+    fn log_decision(&self, commit: Oid, entry: &str);
     /// Reverts these paths to the start commit and commits that; returns the new head.
     fn revert(self: Arc<Self>, workstream: usize, paths: Vec<String>) -> BoxFuture<'static, Result<Oid, String>>;
     /// Runs the workstream's test; `None` when `stop` ended it.
@@ -330,10 +332,11 @@ impl<'o> Driver<'o> {
                 workstream,
                 start,
                 fresh,
+                keep_merge,
                 handoffs,
             } => {
                 self.tasks.spawn(async move {
-                    let result = work.prepare(workstream, start, fresh, handoffs).await;
+                    let result = work.prepare(workstream, start, fresh, keep_merge, handoffs).await;
                     send(Input::Prepared { workstream, result });
                 });
             }
@@ -414,7 +417,7 @@ impl<'o> Driver<'o> {
                     send(Input::Resolved { workstream, result });
                 });
             }
-            Effect::LogDecision { entry } => self.work.log_decision(&entry),
+            Effect::LogDecision { commit, entry } => self.work.log_decision(commit, &entry),
             Effect::Revert { workstream, paths } => {
                 self.tasks.spawn(async move {
                     let result = work.revert(workstream, paths).await;
