@@ -541,15 +541,19 @@ impl Core {
             }
             _ if self.must_stop(index) => self.resolve_stop(index),
             _ => {
-                let review = self.plan.workflow.workstreams[index].review.clone();
-                let approved = self.state.workstreams[index]
+                let has_reviewer = self.plan.workflow.workstreams[index].review.is_some();
+                // A verdict already given on this very commit stands (a resume checking the
+                // work again): the reviewer does not read it twice.
+                let given = self.state.workstreams[index]
                     .review
                     .as_ref()
-                    .is_some_and(|r| r.verdict == Verdict::Approve && r.commit == result_commit);
-                match review {
-                    // A reviewer reads the work, unless it already approved this very commit
-                    // (a resume checking the work again).
-                    Some(_) if !approved && head.is_some() => self.start_attempt(index, Purpose::Review, None),
+                    .filter(|r| r.commit == result_commit)
+                    .map(|r| (r.verdict, r.reviewer.clone(), r.comments.clone()));
+                match (has_reviewer, head, given) {
+                    (true, Some(_), None) => self.start_attempt(index, Purpose::Review, None),
+                    (true, Some(_), Some((Verdict::ChangesRequested, reviewer, comments))) => {
+                        self.changes_requested(index, &reviewer, &comments)
+                    }
                     _ => self.succeed(index),
                 }
             }
@@ -587,19 +591,22 @@ impl Core {
         }
         match verdict {
             Verdict::Approve => self.succeed(index),
-            Verdict::ChangesRequested => {
-                let feedback = Feedback {
-                    kind: FeedbackKind::Review,
-                    summary: "the reviewer requested changes".to_string(),
-                    detail: format!("The reviewer (`{reviewer}`) requested changes:\n\n{comments}"),
-                };
-                let failure = Failure::new(
-                    FailureKind::Review,
-                    format!("the review requested changes: {}", first_line(&comments)),
-                );
-                self.fix_or_fail(index, feedback, failure)
-            }
+            Verdict::ChangesRequested => self.changes_requested(index, &reviewer, &comments),
         }
+    }
+
+    /// The reviewer requested changes: they go back to the agent while `fix-attempts` allow.
+    fn changes_requested(&mut self, index: usize, reviewer: &str, comments: &str) {
+        let feedback = Feedback {
+            kind: FeedbackKind::Review,
+            summary: "the reviewer requested changes".to_string(),
+            detail: format!("The reviewer (`{reviewer}`) requested changes:\n\n{comments}"),
+        };
+        let failure = Failure::new(
+            FailureKind::Review,
+            format!("the review requested changes: {}", first_line(comments)),
+        );
+        self.fix_or_fail(index, feedback, failure)
     }
 
     /// The work passed its checks: ready to merge (or done, without a branch).

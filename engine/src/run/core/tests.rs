@@ -1843,3 +1843,58 @@ fn a_resumed_check_without_a_sync_gives_up_a_merge_left_in_its_worktree() {
         }
     )));
 }
+
+#[test]
+fn a_verdict_given_on_the_commit_a_resume_checks_again_stands() {
+    let body = r#"
+agent "rev" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "w" { owns "w/**"; review "rev"; script "true" }
+"#;
+    for (verdict, then) in [
+        (Verdict::ChangesRequested, Phase::Fixing),
+        (Verdict::Approve, Phase::Merged),
+    ] {
+        let workflow = workflow(body);
+        let mut state = fresh_state(&workflow);
+        let w = &mut state.workstreams[0];
+        w.agent_finished = true;
+        w.start_commit = Some(oid(BASE).to_string());
+        // The commit the check finds again: the simulated world's first.
+        w.review = Some(crate::run::state::Review {
+            verdict,
+            comments: "name the constant".into(),
+            reviewer: "rev".into(),
+            commit: Some(oid(0x1001).to_string()),
+        });
+        let mut sim = Sim::with_state(workflow, state, Options::default());
+        sim.begin();
+        assert!(
+            !sim.effects.iter().any(|e| matches!(
+                e,
+                Effect::StartAgent {
+                    purpose: Purpose::Review,
+                    ..
+                }
+            )),
+            "{verdict:?}: the reviewer does not read the same commit again"
+        );
+        assert_eq!(sim.phase("w"), then, "{verdict:?}");
+        if verdict == Verdict::ChangesRequested {
+            let fix = sim.effects.iter().find_map(|e| match e {
+                Effect::StartAgent {
+                    purpose: Purpose::Fix,
+                    feedback: Some(f),
+                    ..
+                } => Some(f.clone()),
+                _ => None,
+            });
+            let fix = fix.expect("the requested changes go to the agent");
+            assert_eq!(fix.kind, FeedbackKind::Review);
+            assert!(fix.detail.contains("name the constant"), "{}", fix.detail);
+            assert_eq!(sim.state().workstreams[0].fixes, 1);
+        }
+    }
+}
