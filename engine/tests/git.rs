@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use flow_engine::git::{
-    BranchState, Change, ChangeKind, Git, GitError, IntegrityProblem, MergeOutcome, Oid, WORKTREE_BEING_MADE,
-    WorktreeState,
+    BranchState, Change, ChangeKind, Git, GitError, IntegrityProblem, MergeOutcome, MergeProgress, Oid,
+    WORKTREE_BEING_MADE, WorktreeState,
 };
 use tempfile::TempDir;
 
@@ -866,6 +866,38 @@ fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
     let later = f.commit_in(&f.wt("i"), &[("later.txt", Some("later\n"))], "later: work");
     git(&f.root, &["branch", "-f", "integration/x", &later.to_string()]);
     assert_eq!(g.own_changes_from(start, synced, "integration/x").expect("read"), other);
+}
+
+#[test]
+fn a_resolution_set_up_in_the_integration_worktree_is_found_at_each_step() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+    let dir = m.f.wt("integration");
+    let into = "integration/x";
+    g.merge_into(into, m.a, "Merge flow/a").expect("merge");
+    g.checkout_detached(&dir, m.a).expect("the integration worktree");
+    let progress = |ours, theirs| g.merge_progress(&dir, into, ours, theirs).expect("read");
+    assert_eq!(progress(m.a, m.c), MergeProgress::Absent, "not set up");
+
+    assert_eq!(g.prepare_merge_in(&dir, m.a, m.c).expect("set up"), ["a.txt"]);
+    assert_eq!(progress(m.a, m.c), MergeProgress::InProgress);
+    assert_eq!(progress(m.a, m.b), MergeProgress::Absent, "another merge");
+    assert_eq!(g.trial_merge(m.a, m.c).expect("trial"), ["a.txt"], "the same conflicts");
+
+    write(&dir.join("a.txt"), &lines(Some((1, "alpha and gamma"))));
+    let commit = g.commit_merge_in(&dir, "resolved").expect("commit");
+    assert_eq!(g.parents(commit).expect("parents"), [m.a, m.c]);
+    assert_eq!(progress(m.a, m.c), MergeProgress::Committed(commit));
+
+    g.set_branch(into, commit, Some(m.a), "resolved").expect("move");
+    assert_eq!(progress(m.a, m.c), MergeProgress::Landed(commit));
+    g.checkout_detached(&dir, commit).expect("verify's checkout");
+    assert_eq!(progress(m.a, m.c), MergeProgress::Landed(commit));
+    assert_eq!(
+        progress(m.a, m.b),
+        MergeProgress::Absent,
+        "the branch moved on to another merge"
+    );
 }
 
 #[test]

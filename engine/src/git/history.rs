@@ -16,6 +16,15 @@ impl Git {
         }
     }
 
+    /// A commit's parents, in order.
+    pub fn parents(&self, commit: Oid) -> Result<Vec<Oid>, GitError> {
+        let repo = self.open()?;
+        let found = repo
+            .find_commit(commit.raw())
+            .context(|| format!("read commit {commit}"))?;
+        Ok(found.parent_ids().map(Oid::from).collect())
+    }
+
     /// Every file path in a commit's tree, sorted.
     pub fn tree_paths(&self, commit: Oid) -> Result<Vec<String>, GitError> {
         let repo = self.open()?;

@@ -22,6 +22,21 @@ pub enum WorktreeMerge {
     Conflicted(Vec<String>),
 }
 
+/// How far the merge of one commit into another, set up in a detached worktree to land on a
+/// branch, has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeProgress {
+    /// In progress in the worktree: HEAD at the first commit, `MERGE_HEAD` the second.
+    InProgress,
+    /// Committed in the worktree (HEAD is this commit, whose parents are the two); the
+    /// branch is still at the first.
+    Committed(Oid),
+    /// The branch is at this commit, whose parents are the two.
+    Landed(Oid),
+    /// None of these.
+    Absent,
+}
+
 /// The lines git writes around a conflict.
 const MARKERS: [&str; 3] = ["<<<<<<< ", "=======", ">>>>>>> "];
 
@@ -115,6 +130,34 @@ impl Git {
             .context(|| format!("end the merge in `{}`", path.display()))?;
         drop(repo);
         self.reset_worktree(dir, head, keep_prefixes)
+    }
+
+    /// How far the merge of `theirs` into `ours`, set up in the detached worktree at `dir`
+    /// (the integration worktree: [`Git::prepare_merge_in`]) to land on `branch`, has come.
+    pub fn merge_progress(&self, dir: &Path, branch: &str, ours: Oid, theirs: Oid) -> Result<MergeProgress, GitError> {
+        match self.branch_head(branch)? {
+            Some(head) if head == ours => {}
+            Some(head) if self.parents(head)? == [ours, theirs] => return Ok(MergeProgress::Landed(head)),
+            _ => return Ok(MergeProgress::Absent),
+        }
+        let (repo, _) = self.open_worktree(dir)?;
+        let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+            return Ok(MergeProgress::Absent);
+        };
+        let parents: Vec<Oid> = head.parent_ids().map(Oid::from).collect();
+        if parents == [ours, theirs] {
+            return Ok(MergeProgress::Committed(head.id().into()));
+        }
+        if Oid::from(head.id()) != ours || repo.state() != RepositoryState::Merge {
+            return Ok(MergeProgress::Absent);
+        }
+        let file = repo.path().join("MERGE_HEAD");
+        let merging = std::fs::read_to_string(&file).map_err(|e| io_error("read MERGE_HEAD", &file, e))?;
+        Ok(if merging.trim().parse::<Oid>().ok() == Some(theirs) {
+            MergeProgress::InProgress
+        } else {
+            MergeProgress::Absent
+        })
     }
 
     /// Tells whether the worktree at `dir` is in the middle of a merge.

@@ -19,7 +19,8 @@ use crate::agent::process::{Control, OutputLine, ProcessEnd, run_process};
 use crate::checks::{Check, run_check};
 use crate::context::{self, CONTEXT_PREFIXES};
 use crate::git::{
-    BranchState, Git, GitError, IntegrityProblem, MergeOutcome as GitMerge, Oid, WorktreeMerge, WorktreeState,
+    BranchState, Git, GitError, IntegrityProblem, MergeOutcome as GitMerge, MergeProgress, Oid, WorktreeMerge,
+    WorktreeState,
 };
 use crate::integrate::{self, Integration};
 use crate::run::core::{
@@ -586,13 +587,43 @@ impl ProcessWork {
         })
     }
 
-    async fn do_finish_resolution(&self, index: usize, onto: Oid, files: Vec<String>) -> Result<Resolution, String> {
+    async fn do_finish_resolution(
+        &self,
+        index: usize,
+        onto: Oid,
+        result: Oid,
+        files: Vec<String>,
+    ) -> Result<Resolution, String> {
         let git = self.git.clone().ok_or("no repository")?;
         let dir = self.integration_dir.clone();
-        let left = crate::git::files_with_markers(&dir, &files);
-        if !left.is_empty() {
-            return Ok(Resolution::Markers(left));
-        }
+        let into = self.workflow.into.clone();
+        // A run stopped after its resolver ended may have committed the resolution in the
+        // integration worktree already, or moved the integration branch to it too.
+        let (files, progress) = {
+            let (git, dir, into) = (git.clone(), dir.clone(), into.clone());
+            blocking(move || {
+                let files = if files.is_empty() {
+                    git.trial_merge(onto, result)?
+                } else {
+                    files
+                };
+                let progress = git.merge_progress(&dir, &into, onto, result)?;
+                Ok((files, progress))
+            })
+            .await?
+        };
+        let committed = match progress {
+            MergeProgress::Landed(commit) => return Ok(Resolution::Merged { commit, files }),
+            MergeProgress::Absent => return Ok(Resolution::Gone),
+            MergeProgress::Committed(commit) => Some(commit),
+            MergeProgress::InProgress => {
+                let left = crate::git::files_with_markers(&dir, &files);
+                if !left.is_empty() {
+                    return Ok(Resolution::Markers(left));
+                }
+                None
+            }
+        };
         let workflow = self.workflow.clone();
         let ws = &workflow.workstreams[index];
         let message = format!(
@@ -602,9 +633,11 @@ impl ProcessWork {
             workflow.into,
             self.run_dir.id
         );
-        let into = workflow.into.clone();
         let commit = blocking(move || {
-            let commit = git.commit_merge_in(&dir, &message)?;
+            let commit = match committed {
+                Some(c) => c,
+                None => git.commit_merge_in(&dir, &message)?,
+            };
             git.set_branch(
                 &into,
                 commit,
@@ -614,7 +647,7 @@ impl ProcessWork {
             Ok(commit)
         })
         .await?;
-        Ok(Resolution::Merged(commit))
+        Ok(Resolution::Merged { commit, files })
     }
 }
 
@@ -671,10 +704,10 @@ impl Work for ProcessWork {
         self: Arc<Self>,
         workstream: usize,
         onto: Oid,
-        _result: Oid,
+        result: Oid,
         files: Vec<String>,
     ) -> BoxFuture<'static, Result<Resolution, String>> {
-        async move { self.do_finish_resolution(workstream, onto, files).await }.boxed()
+        async move { self.do_finish_resolution(workstream, onto, result, files).await }.boxed()
     }
 
     fn log_decision(&self, commit: Oid, entry: &str) {

@@ -213,6 +213,8 @@ impl Core {
             let ws = &self.state.workstreams[i];
             match ws.phase {
                 Phase::Ready => self.merges.push(i),
+                // A resume of a resolution whose resolver ended: finished, not redone.
+                Phase::Resolving => self.finish_resolution(i),
                 // A resume of a fix attempt that was cut short: the same feedback again.
                 Phase::Pending if self.missing[i] == 0 && !ws.agent_finished && ws.fixes > 0 => match &ws.feedback {
                     Some(feedback) => self.reopened.push_back((i, Reopen::Fix(feedback.clone()))),

@@ -125,7 +125,8 @@ pub enum Effect {
     PrepareResolution { workstream: usize, onto: Oid, result: Oid },
     /// Check the resolver's work in the integration worktree and, with no marker left in
     /// `files`, commit it as the merge of `result` into `onto` and move the integration
-    /// branch there.
+    /// branch there. `files` empty (a resume): the conflicts of that merge; and what a
+    /// stopped run already did of this is not done again.
     FinishResolution {
         workstream: usize,
         onto: Oid,
@@ -266,10 +267,14 @@ pub struct Conflicts {
 /// A resolver's merge, committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    /// Committed and the integration branch moved to it (not yet verified).
-    Merged(Oid),
+    /// Committed and the integration branch moved to it (not yet verified), resolving the
+    /// conflicts in `files`.
+    Merged { commit: Oid, files: Vec<String> },
     /// These files still hold conflict markers: nothing was committed.
     Markers(Vec<String>),
+    /// A resume finishing a resolution found none: neither on the integration branch nor in
+    /// the integration worktree.
+    Gone,
 }
 
 pub use crate::handoff::Handoff;

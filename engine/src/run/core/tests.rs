@@ -329,7 +329,10 @@ impl Sim {
                     self.next_commit += 1;
                     self.pending.push(Input::Resolved {
                         workstream,
-                        result: Ok(Resolution::Merged(commit)),
+                        result: Ok(Resolution::Merged {
+                            commit,
+                            files: vec![format!("{}/file", self.name(workstream))],
+                        }),
                     });
                 }
                 Effect::LogDecision { entry, .. } => self.decisions.push(entry),
@@ -1897,4 +1900,101 @@ workstream "w" { owns "w/**"; review "rev"; script "true" }
             assert_eq!(sim.state().workstreams[0].fixes, 1);
         }
     }
+}
+
+#[test]
+fn a_resolution_whose_resolver_ended_is_finished_and_verified_on_resume_not_redone() {
+    let body = r#"
+agent "resolver" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "b" { owns "b/**"; script "true" }
+integrate {
+    on-conflict "agent"
+    resolver "resolver"
+    verify "check"
+}
+"#;
+    let workflow = workflow(body);
+    let mut state = fresh_state(&workflow);
+    let b = &mut state.workstreams[0];
+    b.phase = Phase::Resolving;
+    b.attempts = 2;
+    b.start_commit = Some(oid(BASE).to_string());
+    b.result_commit = Some(oid(0xb0).to_string());
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert!(
+        sim.effects.iter().any(|e| matches!(
+            e,
+            Effect::FinishResolution { workstream: 0, onto, result, files }
+                if *onto == oid(BASE) && *result == oid(0xb0) && files.is_empty()
+        )),
+        "{:?}",
+        sim.effects
+    );
+    assert!(
+        !sim.effects.iter().any(|e| matches!(e, Effect::StartAgent { .. })),
+        "the resolver does not run again"
+    );
+    assert!(
+        sim.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Verify { workstream: 0, .. }))
+    );
+    assert_eq!(sim.phase("b"), Phase::Merged);
+    assert!(
+        sim.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::Merged { verify: Some(v), .. } if v.passed)),
+        "merged once verified"
+    );
+    assert_eq!(sim.decisions.len(), 1);
+    assert!(
+        sim.decisions[0].contains("resolver agent `resolver`") && sim.decisions[0].contains("b/file"),
+        "{}",
+        sim.decisions[0]
+    );
+}
+
+#[test]
+fn a_resolution_that_is_gone_on_resume_is_merged_again() {
+    let body = r#"
+agent "resolver" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "b" { owns "b/**"; script "true" }
+integrate {
+    on-conflict "agent"
+    resolver "resolver"
+}
+"#;
+    let workflow = workflow(body);
+    let mut state = fresh_state(&workflow);
+    let b = &mut state.workstreams[0];
+    b.phase = Phase::Resolving;
+    b.start_commit = Some(oid(BASE).to_string());
+    b.result_commit = Some(oid(0xb0).to_string());
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    let at = sim.tick();
+    let effects = sim.core.begin(at, 1, true, None);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::FinishResolution { workstream: 0, .. }))
+    );
+    let at = sim.tick();
+    let effects = sim.core.step(
+        at,
+        Input::Resolved {
+            workstream: 0,
+            result: Ok(Resolution::Gone),
+        },
+    );
+    sim.take(effects);
+    sim.settle();
+    assert!(sim.merges.contains(&0), "merged again");
+    assert_eq!(sim.phase("b"), Phase::Merged);
 }
