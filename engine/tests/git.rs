@@ -10,7 +10,7 @@ use std::process::Command;
 
 use flow_engine::git::{
     BranchState, Change, ChangeKind, Git, GitError, IntegrityProblem, MergeOutcome, MergeProgress, Oid,
-    WORKTREE_BEING_MADE, WorktreeState,
+    WORKTREE_BEING_MADE, WorktreeMerge, WorktreeState,
 };
 use tempfile::TempDir;
 
@@ -898,6 +898,47 @@ fn a_resolution_set_up_in_the_integration_worktree_is_found_at_each_step() {
         MergeProgress::Absent,
         "the branch moved on to another merge"
     );
+}
+
+#[test]
+fn a_sync_into_a_worktree_is_committed_clean_or_left_as_a_merge_in_progress() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+    let status = |name: &str| git(&m.f.wt(name), &["status", "--porcelain"]);
+    let merge_head =
+        |name: &str| PathBuf::from(git(&m.f.wt(name), &["rev-parse", "--absolute-git-dir"])).join("MERGE_HEAD");
+
+    // Clean: committed with both parents, checked out, nothing left of the merge.
+    let clean = match g.merge_into_worktree(&m.f.wt("b"), m.a, "sync a into b").expect("sync") {
+        WorktreeMerge::Clean(commit) => commit,
+        other => panic!("expected a clean merge, got {other:?}"),
+    };
+    assert_eq!(g.parents(clean).expect("parents"), [m.b, m.a]);
+    assert_eq!(g.branch_head("flow/b").expect("head"), Some(clean));
+    assert_eq!(status("b"), "", "the merge is checked out");
+    assert!(!merge_head("b").exists());
+    assert!(!g.merge_in_progress(&m.f.wt("b")).expect("state"));
+
+    // Conflicting: left in progress, with the markers.
+    let conflicted = g.merge_into_worktree(&m.f.wt("c"), m.a, "sync a into c").expect("sync");
+    assert_eq!(conflicted, WorktreeMerge::Conflicted(vec!["a.txt".into()]));
+    assert!(g.merge_in_progress(&m.f.wt("c")).expect("state"));
+    assert!(
+        fs::read_to_string(m.f.wt("c").join("a.txt"))
+            .expect("read")
+            .contains("<<<<<<<")
+    );
+    g.abort_merge_in(&m.f.wt("c"), &[]).expect("give it up");
+    assert_eq!(status("c"), "");
+    assert_eq!(g.branch_head("flow/c").expect("head"), Some(m.c));
+
+    // Cut half-way (MERGE_HEAD is written before any file changes): a merge in progress,
+    // given up as one, never the other side's files taken for the worktree's own work.
+    fs::write(merge_head("c"), format!("{}\n", m.a)).expect("MERGE_HEAD");
+    fs::write(m.f.wt("c").join("x.txt"), "from a\n").expect("one of a's files");
+    assert!(g.merge_in_progress(&m.f.wt("c")).expect("state"));
+    g.abort_merge_in(&m.f.wt("c"), &[]).expect("give it up");
+    assert_eq!(status("c"), "");
 }
 
 #[test]

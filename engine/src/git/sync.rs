@@ -170,6 +170,11 @@ impl Git {
 /// Merges `theirs` into `ours` in the worktree of `repo`: clean and `commit`, it is committed
 /// and checked out (only when `commit`; else nothing changes); conflicting, it is left in
 /// progress with markers in the files.
+///
+/// `MERGE_HEAD` is written before any file of the worktree changes and removed only once the
+/// merge is committed, so a process killed half-way leaves a merge in progress that the next
+/// one gives up ([`Git::abort_merge_in`]), never files of the other side that look like
+/// uncommitted work of the worktree's own.
 fn merge_in(
     repo: &Repository,
     path: &Path,
@@ -181,22 +186,37 @@ fn merge_in(
     let mut index = repo
         .merge_commits(ours, theirs, None)
         .context(|| format!("merge {} into {}", theirs.id(), ours.id()))?;
-    if !index.has_conflicts() {
-        if !commit {
-            return Ok(WorktreeMerge::Clean(ours.id().into()));
-        }
+    let conflicts = index.has_conflicts();
+    if !conflicts && !commit {
+        return Ok(WorktreeMerge::Clean(ours.id().into()));
+    }
+    // `git add` and `git commit` (which sees MERGE_HEAD) finish the merge, and so does
+    // flow's own commit of what is left.
+    let git_dir = repo.path();
+    std::fs::write(git_dir.join("MERGE_HEAD"), format!("{}\n", theirs.id()))
+        .map_err(|e| io_error("write MERGE_HEAD", &git_dir.join("MERGE_HEAD"), e))?;
+    let text = if message.is_empty() {
+        format!("Merge {}\n", theirs.id())
+    } else {
+        format!("{message}\n")
+    };
+    std::fs::write(git_dir.join("MERGE_MSG"), text)
+        .map_err(|e| io_error("write MERGE_MSG", &git_dir.join("MERGE_MSG"), e))?;
+    if !conflicts {
         let tree_id = index
             .write_tree_to(repo)
             .context(|| "write the merged tree".to_string())?;
         let tree = repo.find_tree(tree_id).context(|| format!("read tree {tree_id}"))?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force();
+        repo.checkout_tree(tree.as_object(), Some(&mut checkout))
+            .context(|| format!("check the merge out in `{}`", path.display()))?;
         let signature = flow_signature()?;
         let merged = repo
             .commit(Some("HEAD"), &signature, &signature, message, &tree, &[ours, theirs])
             .context(|| format!("commit the merge in `{}`", path.display()))?;
-        let mut checkout = CheckoutBuilder::new();
-        checkout.force();
-        repo.checkout_head(Some(&mut checkout))
-            .context(|| format!("check the merge out in `{}`", path.display()))?;
+        repo.cleanup_state()
+            .context(|| format!("end the merge in `{}`", path.display()))?;
         return Ok(WorktreeMerge::Clean(merged.into()));
     }
     let mut paths: Vec<String> = index
@@ -208,22 +228,11 @@ fn merge_in(
         .collect();
     paths.sort();
     paths.dedup();
+    // The repository's index stays at `ours`.
     let mut checkout = CheckoutBuilder::new();
     checkout.force().allow_conflicts(true).conflict_style_merge(true);
     repo.checkout_index(Some(&mut index), Some(&mut checkout))
         .context(|| format!("write the conflicts into `{}`", path.display()))?;
-    // The repository's index stays at `ours`: `git add` and `git commit` (which sees
-    // MERGE_HEAD) finish the merge, and so does flow's own commit of what is left.
-    let git_dir = repo.path();
-    std::fs::write(git_dir.join("MERGE_HEAD"), format!("{}\n", theirs.id()))
-        .map_err(|e| io_error("write MERGE_HEAD", &git_dir.join("MERGE_HEAD"), e))?;
-    let text = if message.is_empty() {
-        format!("Merge {}\n", theirs.id())
-    } else {
-        format!("{message}\n")
-    };
-    std::fs::write(git_dir.join("MERGE_MSG"), text)
-        .map_err(|e| io_error("write MERGE_MSG", &git_dir.join("MERGE_MSG"), e))?;
     Ok(WorktreeMerge::Conflicted(paths))
 }
 
