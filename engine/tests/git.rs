@@ -811,39 +811,22 @@ fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
     let f = Fixture::new();
     let g = f.git();
     let start = f.rev("HEAD");
-    git(&f.root, &["branch", "integration/x", &start.to_string()]);
+    let wt = |name: &str| f.wt(name).to_str().expect("utf-8").to_string();
     git(
         &f.root,
-        &[
-            "worktree",
-            "add",
-            "-q",
-            "-b",
-            "flow/w",
-            f.wt("w").to_str().expect("utf-8"),
-            &start.to_string(),
-        ],
+        &["worktree", "add", "-q", "-b", "flow/w", &wt("w"), &start.to_string()],
     );
     let own = f.commit_in(&f.wt("w"), &[("w.txt", Some("mine\n"))], "w: work");
-    assert_eq!(g.own_changes_from(start, own, "integration/x").expect("read"), start);
-    assert_eq!(g.own_changes_from(start, own, "no/such-branch").expect("read"), start);
+    assert_eq!(g.own_changes_from(start, own, start).expect("read"), start);
 
-    // Another workstream's work lands on the integration branch, then comes into w's branch.
+    // Another workstream's work is verified on the integration branch, then comes into w's.
     git(
         &f.root,
-        &[
-            "worktree",
-            "add",
-            "-q",
-            "--detach",
-            f.wt("i").to_str().expect("utf-8"),
-            &start.to_string(),
-        ],
+        &["worktree", "add", "-q", "--detach", &wt("i"), &start.to_string()],
     );
     let other = f.commit_in(&f.wt("i"), &[("other.txt", Some("theirs\n"))], "other: work");
-    git(&f.root, &["branch", "-f", "integration/x", &other.to_string()]);
     assert_eq!(
-        g.own_changes_from(start, own, "integration/x").expect("read"),
+        g.own_changes_from(start, own, other).expect("read"),
         start,
         "not synced yet"
     );
@@ -852,7 +835,7 @@ fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
         &["merge", "-q", "--no-ff", "-m", "sync", &other.to_string()],
     );
     let synced = Oid::from_hex(&git(&f.wt("w"), &["rev-parse", "HEAD"])).expect("hex id");
-    let from = g.own_changes_from(start, synced, "integration/x").expect("read");
+    let from = g.own_changes_from(start, synced, other).expect("read");
     assert_eq!(from, other);
     let paths: Vec<String> = g
         .changed_paths(from, synced)
@@ -864,8 +847,28 @@ fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
 
     // The integration branch moves on: w's branch still holds only `other`.
     let later = f.commit_in(&f.wt("i"), &[("later.txt", Some("later\n"))], "later: work");
-    git(&f.root, &["branch", "-f", "integration/x", &later.to_string()]);
-    assert_eq!(g.own_changes_from(start, synced, "integration/x").expect("read"), other);
+    assert_eq!(g.own_changes_from(start, synced, later).expect("read"), other);
+
+    // A commit w merged that is no integration commit hides nothing: its files stay w's.
+    git(
+        &f.root,
+        &["worktree", "add", "-q", "--detach", &wt("x"), &start.to_string()],
+    );
+    let stray = f.commit_in(&f.wt("x"), &[("stray.txt", Some("out of scope\n"))], "stray");
+    git(
+        &f.wt("w"),
+        &["merge", "-q", "--no-ff", "-m", "not a sync", &stray.to_string()],
+    );
+    let head = Oid::from_hex(&git(&f.wt("w"), &["rev-parse", "HEAD"])).expect("hex id");
+    let from = g.own_changes_from(start, head, later).expect("read");
+    assert_eq!(from, other);
+    let paths: Vec<String> = g
+        .changed_paths(from, head)
+        .expect("diff")
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(paths, ["stray.txt", "w.txt"]);
 }
 
 #[test]

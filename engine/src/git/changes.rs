@@ -43,13 +43,12 @@ impl Change {
 
 impl Git {
     /// The commit a workstream's own changes are read from: its `start`, or, once the
-    /// integration branch `into` was merged into its branch (a sync), the latest commit of
-    /// `into` its `head` holds: what came in with that merge is other workstreams' work.
-    pub fn own_changes_from(&self, start: Oid, head: Oid, into: &str) -> Result<Oid, GitError> {
-        let Some(into_head) = self.branch_head(into)? else {
-            return Ok(start);
-        };
-        match self.merge_base(head, into_head)? {
+    /// integration branch was merged into its branch (a sync), the latest commit of
+    /// `integration`'s history (the last good integration commit, as the run knows it, not
+    /// a branch anyone can move) its `head` holds: what came in with that merge is other
+    /// workstreams' work.
+    pub fn own_changes_from(&self, start: Oid, head: Oid, integration: Oid) -> Result<Oid, GitError> {
+        match self.merge_base(head, integration)? {
             Some(base) if base != start && self.is_ancestor(start, base)? => Ok(base),
             _ => Ok(start),
         }

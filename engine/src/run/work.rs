@@ -40,6 +40,9 @@ struct Slot {
     /// The environment its agent last ran with, kept only for a workstream with a test
     /// (which gets the same).
     env: Option<BTreeMap<String, String>>,
+    /// Where its own changes start, as its latest inspection found (its start, or the
+    /// integration commit a sync brought in): its reviewer reads the diff from there.
+    changes_from: Option<Oid>,
 }
 
 /// Runs a workflow's steps for real, in one repository and run folder.
@@ -379,10 +382,10 @@ impl ProcessWork {
             (Some(git), Some(branch)) => git.branch_head(branch).ok().flatten(),
             _ => None,
         };
-        let diff = match (&self.git, workspace.start, head) {
-            (Some(git), Some(start), Some(head)) => git
-                .own_changes_from(start, head, &self.workflow.into)
-                .and_then(|from| git.diff_text(from, head, 100_000))
+        let from = self.slot(index).changes_from.or(workspace.start);
+        let diff = match (&self.git, from, head) {
+            (Some(git), Some(from), Some(head)) => git
+                .diff_text(from, head, 100_000)
                 .unwrap_or_else(|e| format!("(the diff cannot be read: {e})")),
             _ => "(no diff: the workstream has no branch)".to_string(),
         };
@@ -411,7 +414,12 @@ impl ProcessWork {
         self.run_dir.dir.join("conflict_resolution.md")
     }
 
-    async fn do_inspect(&self, index: usize, markers_in: Vec<String>) -> Result<Inspection, String> {
+    async fn do_inspect(
+        &self,
+        index: usize,
+        markers_in: Vec<String>,
+        integration: Option<Oid>,
+    ) -> Result<Inspection, String> {
         let (git, dir, branch, start) = self.worktree(index)?;
         // Conflict markers left in a merge being resolved: nothing is committed, the agent
         // is told.
@@ -433,7 +441,7 @@ impl ProcessWork {
         );
         // A sync whose conflicts the agent resolved: this commit finishes the merge.
         let finishing = !markers_in.is_empty();
-        blocking(move || {
+        let (inspection, from) = blocking(move || {
             if finishing {
                 git.commit_all_finishing_merge(&dir, &message, &context::excluded_prefixes(&workflow))?;
             } else {
@@ -445,23 +453,28 @@ impl ProcessWork {
                 .map(describe_integrity)
                 .collect();
             let Some(head) = git.branch_head(&branch)? else {
-                return Ok(Inspection {
+                let inspection = Inspection {
                     head: start,
                     changed: vec![],
                     integrity: vec![format!("branch {branch} is gone")],
                     markers: vec![],
-                });
+                };
+                return Ok((inspection, start));
             };
             if !integrity.is_empty() {
-                return Ok(Inspection {
+                let inspection = Inspection {
                     head,
                     changed: vec![],
                     integrity,
                     markers: vec![],
-                });
+                };
+                return Ok((inspection, start));
             }
             // After a sync, what the integration branch brought in is not the agent's.
-            let from = git.own_changes_from(start, head, &workflow.into)?;
+            let from = match integration {
+                Some(good) => git.own_changes_from(start, head, good)?,
+                None => start,
+            };
             let mut changed: Vec<String> = git
                 .changed_paths(from, head)?
                 .iter()
@@ -469,14 +482,17 @@ impl ProcessWork {
                 .collect();
             changed.sort();
             changed.dedup();
-            Ok(Inspection {
+            let inspection = Inspection {
                 head,
                 changed,
                 integrity,
                 markers: vec![],
-            })
+            };
+            Ok((inspection, from))
         })
-        .await
+        .await?;
+        self.set_slot(index, |slot| slot.changes_from = Some(from));
+        Ok(inspection)
     }
 
     async fn do_revert(&self, index: usize, paths: Vec<String>) -> Result<Oid, String> {
@@ -679,8 +695,9 @@ impl Work for ProcessWork {
         self: Arc<Self>,
         workstream: usize,
         markers_in: Vec<String>,
+        integration: Option<Oid>,
     ) -> BoxFuture<'static, Result<Inspection, String>> {
-        async move { self.do_inspect(workstream, markers_in).await }.boxed()
+        async move { self.do_inspect(workstream, markers_in, integration).await }.boxed()
     }
 
     fn sync(self: Arc<Self>, workstream: usize, onto: Oid) -> BoxFuture<'static, Result<SyncOutcome, String>> {

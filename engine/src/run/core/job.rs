@@ -360,10 +360,12 @@ impl Core {
             phase: Phase::Checking,
             reason: None,
         });
+        let integration = self.last_good();
         self.out.push(if has_branch {
             Effect::Inspect {
                 workstream: index,
                 markers_in,
+                integration,
             }
         } else {
             Effect::Test { workstream: index }

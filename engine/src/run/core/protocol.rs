@@ -112,9 +112,14 @@ pub enum Effect {
     /// Stop whatever process the workstream runs (its agent or its test); the core keeps why.
     Stop { workstream: usize },
     /// Commit what the agent left in the worktree (finishing a merge in progress), check that
-    /// the worktree was not rewired, list the paths changed since its start, and look for
-    /// conflict markers left in `markers_in`.
-    Inspect { workstream: usize, markers_in: Vec<String> },
+    /// the worktree was not rewired, list the paths the agent changed (since its start, or
+    /// since the latest commit of `integration`, the last good one, that a sync brought in),
+    /// and look for conflict markers left in `markers_in`.
+    Inspect {
+        workstream: usize,
+        markers_in: Vec<String>,
+        integration: Option<Oid>,
+    },
     /// Bring `onto` (the integration branch's head) into the workstream's branch, in its
     /// worktree: a clean merge is committed; a conflicting one is left with its markers.
     Sync { workstream: usize, onto: Oid },

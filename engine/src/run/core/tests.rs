@@ -983,11 +983,9 @@ workstream "b" { owns "b/**"; script "true" }
     // The agent resolves it: its check asks for markers in the conflicting files.
     sim.synced.insert(1);
     sim.end_agent("b", AgentEnd::Exited(0));
-    assert!(
-        sim.effects.iter().any(
-            |e| matches!(e, Effect::Inspect { workstream: 1, markers_in } if markers_in == &["b/file".to_string()])
-        )
-    );
+    assert!(sim.effects.iter().any(
+        |e| matches!(e, Effect::Inspect { workstream: 1, markers_in, .. } if markers_in == &["b/file".to_string()])
+    ));
     assert_eq!(sim.phase("b"), Phase::Merged);
     assert_eq!(sim.decisions.len(), 1, "the resolution is logged");
     assert!(
@@ -1803,9 +1801,10 @@ fn a_conflict_fix_a_kill_cut_keeps_the_sync_in_its_worktree_and_is_logged_once()
     sim.end_agent("w", AgentEnd::Exited(0));
     assert!(
         sim.effects.iter().any(
-            |e| matches!(e, Effect::Inspect { workstream: 0, markers_in } if markers_in == &["w/file".to_string()])
+            |e| matches!(e, Effect::Inspect { workstream: 0, markers_in, integration } if markers_in == &["w/file".to_string()] && *integration == Some(oid(BASE)))
         ),
-        "its check looks for markers left in the conflicting files, and finishes the merge"
+        "its check looks for markers left in the conflicting files, finishes the merge, and \
+         reads its own changes past the last good integration commit"
     );
     assert_eq!(sim.phase("w"), Phase::Merged);
     assert_eq!(sim.state().workstreams[0].fixes, 1);

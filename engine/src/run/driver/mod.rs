@@ -66,12 +66,14 @@ pub trait Work: Send + Sync + 'static {
         report: Reporter,
         stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, AgentOutcome>;
-    /// Commits what the agent left, checks the worktree, lists what changed, and finds the
-    /// conflict markers left in `markers_in`.
+    /// Commits what the agent left, checks the worktree, lists what the agent changed (not
+    /// what a sync brought in of `integration`, the last good integration commit), and finds
+    /// the conflict markers left in `markers_in`.
     fn inspect(
         self: Arc<Self>,
         workstream: usize,
         markers_in: Vec<String>,
+        integration: Option<Oid>,
     ) -> BoxFuture<'static, Result<Inspection, String>>;
     /// Brings `onto` into the workstream's branch in its worktree.
     fn sync(self: Arc<Self>, workstream: usize, onto: Oid) -> BoxFuture<'static, Result<SyncOutcome, String>>;
@@ -378,9 +380,13 @@ impl<'o> Driver<'o> {
                     let _ = stop.send(true);
                 }
             }
-            Effect::Inspect { workstream, markers_in } => {
+            Effect::Inspect {
+                workstream,
+                markers_in,
+                integration,
+            } => {
                 self.tasks.spawn(async move {
-                    let result = work.inspect(workstream, markers_in).await;
+                    let result = work.inspect(workstream, markers_in, integration).await;
                     send(Input::Inspected { workstream, result });
                 });
             }

@@ -152,6 +152,7 @@ impl Work for FakeWork {
         self: Arc<Self>,
         workstream: usize,
         _markers_in: Vec<String>,
+        _integration: Option<Oid>,
     ) -> BoxFuture<'static, Result<Inspection, String>> {
         async move {
             Ok(Inspection {
