@@ -613,8 +613,10 @@ impl ProcessWork {
         let git = self.git.clone().ok_or("no repository")?;
         let dir = self.integration_dir.clone();
         let into = self.workflow.into.clone();
-        // A run stopped after its resolver ended may have committed the resolution in the
-        // integration worktree already, or moved the integration branch to it too.
+        // A resume (no files given) finds what a run stopped after its resolver ended left:
+        // the resolution still to commit, committed in the integration worktree, or on the
+        // integration branch too. Right after the resolver, only the first is flow's doing.
+        let resuming = files.is_empty();
         let (files, progress) = {
             let (git, dir, into) = (git.clone(), dir.clone(), into.clone());
             blocking(move || {
@@ -629,17 +631,18 @@ impl ProcessWork {
             .await?
         };
         let committed = match progress {
-            MergeProgress::Landed(commit) => return Ok(Resolution::Merged { commit, files }),
-            MergeProgress::Absent => return Ok(Resolution::Gone),
-            MergeProgress::Committed(commit) => Some(commit),
-            MergeProgress::InProgress => {
-                let left = crate::git::files_with_markers(&dir, &files);
-                if !left.is_empty() {
-                    return Ok(Resolution::Markers(left));
-                }
-                None
-            }
+            MergeProgress::InProgress => None,
+            MergeProgress::Committed(commit) if resuming => Some(commit),
+            // On the branch already (checked before it got there): `verify` decides.
+            MergeProgress::Landed(commit) if resuming => return Ok(Resolution::Merged { commit, files }),
+            MergeProgress::Absent if resuming => return Ok(Resolution::Gone),
+            _ => return Err("the resolver committed its merge or moved the integration branch itself".into()),
         };
+        // The worktree holds the resolution, committed or not.
+        let left = crate::git::files_with_markers(&dir, &files);
+        if !left.is_empty() {
+            return Ok(Resolution::Markers(left));
+        }
         let workflow = self.workflow.clone();
         let ws = &workflow.workstreams[index];
         let message = format!(
