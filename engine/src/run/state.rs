@@ -304,6 +304,9 @@ pub struct Feedback {
     /// What the agent reads: a test's output tail, the paths outside the scope with the rule
     /// they break, the conflict hunks, the reviewer's comments.
     pub detail: String,
+    /// The files of the sync a conflict fix resolves (in progress in its worktree).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 /// What a piece of feedback is about.
@@ -422,8 +425,8 @@ pub struct WorkstreamState {
     #[serde(default)]
     pub review: Option<Review>,
     /// The files of the sync (the integration branch merged into its branch) left
-    /// conflicting in its worktree for its agent to resolve, until its work is checked: a
-    /// resume keeps that merge in progress.
+    /// conflicting in its worktree that its agent was given to resolve, until its work is
+    /// checked: a resume keeps that merge in progress (and gives one no fix was left for up).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync_conflicts: Vec<String>,
     /// Its agent's final message (of its latest work or fix attempt), for its dependents.
@@ -712,9 +715,14 @@ impl RunState {
                     ws.agent_finished = false;
                 }
                 // A fix attempt with feedback is a new fix; one without runs the latest again.
-                if *purpose == Purpose::Fix && feedback.is_some() {
+                if *purpose == Purpose::Fix
+                    && let Some(given) = feedback
+                {
                     ws.fixes += 1;
-                    ws.feedback = feedback.clone();
+                    ws.feedback = Some(given.clone());
+                    if given.kind == FeedbackKind::Conflict && !given.files.is_empty() {
+                        ws.sync_conflicts = given.files.clone();
+                    }
                 }
                 let told = match purpose {
                     Purpose::Fix => ws.feedback.as_ref().map(|f| f.kind),
@@ -828,13 +836,7 @@ impl RunState {
                 ws.review = Some(review.clone());
                 ws.updated_at = at;
             }
-            EventKind::Synced {
-                workstream, conflicts, ..
-            } => {
-                let ws = &mut self.workstreams[*workstream];
-                ws.sync_conflicts = conflicts.clone();
-                ws.updated_at = at;
-            }
+            EventKind::Synced { workstream, .. } => self.workstreams[*workstream].updated_at = at,
             EventKind::RunEnded { status } => {
                 self.status = *status;
                 self.ended_at = Some(at);

@@ -389,6 +389,10 @@ impl Core {
         }
         if !inspection.markers.is_empty() {
             let list = inspection.markers.join(", ");
+            let files = self.jobs[index]
+                .as_ref()
+                .map(|j| j.conflicts.clone())
+                .unwrap_or_default();
             let feedback = Feedback {
                 kind: FeedbackKind::Conflict,
                 summary: format!("conflict markers are still in {list}"),
@@ -396,6 +400,7 @@ impl Core {
                     "These files still hold conflict markers (`<<<<<<<`, `=======`, `>>>>>>>`): {list}. \
                      Resolve each conflict, keeping what both sides meant, and remove every marker."
                 ),
+                files,
             };
             let failure = Failure::new(FailureKind::Conflict, format!("conflict markers left in {list}"));
             return self.fix_or_fail(index, feedback, failure);
@@ -429,6 +434,7 @@ impl Core {
                          keep your work within what the workstream owns.",
                         rules.iter().map(|r| format!("- {r}")).collect::<Vec<_>>().join("\n")
                     ),
+                    files: vec![],
                 };
                 let failure = Failure::new(FailureKind::Scope, format!("changed files outside its scope: {list}"));
                 self.fix_or_fail(index, feedback, failure)
@@ -537,6 +543,7 @@ impl Core {
                             t.tail.as_str()
                         }
                     ),
+                    files: vec![],
                 };
                 let failure = Failure::new(FailureKind::Test, format!("test failed: {}", t.detail));
                 self.fix_or_fail(index, feedback, failure)
@@ -603,6 +610,7 @@ impl Core {
             kind: FeedbackKind::Review,
             summary: "the reviewer requested changes".to_string(),
             detail: format!("The reviewer (`{reviewer}`) requested changes:\n\n{comments}"),
+            files: vec![],
         };
         let failure = Failure::new(
             FailureKind::Review,
@@ -888,6 +896,7 @@ pub(super) fn conflict_feedback(conflicts: &Conflicts, why: Option<&Feedback>) -
              meant, remove every marker, and keep your work passing its test.\n\n{}",
             conflicts.hunks
         ),
+        files: conflicts.paths.clone(),
     }
 }
 

@@ -244,6 +244,7 @@ impl Core {
                 kind: FeedbackKind::Conflict,
                 summary: format!("its merge conflicts with the integration branch in {list}"),
                 detail: format!("Merging this workstream into the integration branch conflicts in: {list}."),
+                files: vec![],
             };
             return self.reopen(
                 index,
@@ -543,6 +544,7 @@ impl Core {
                                 result.tail.as_str()
                             }
                         ),
+                        files: vec![],
                     };
                     return self.reopen(
                         index,

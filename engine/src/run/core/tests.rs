@@ -1679,6 +1679,11 @@ fn with_a_cut_fix(workflow: &flow_dsl::Workflow, kind: FeedbackKind) -> RunState
         kind,
         summary: "the test failed".into(),
         detail: "assertion failed: 2 == 3".into(),
+        files: if kind == FeedbackKind::Conflict {
+            vec!["w/file".into()]
+        } else {
+            vec![]
+        },
     };
     let mut events = vec![
         EventKind::AttemptStarted {
@@ -1996,4 +2001,72 @@ integrate {
     sim.settle();
     assert!(sim.merges.contains(&0), "merged again");
     assert_eq!(sim.phase("b"), Phase::Merged);
+}
+
+#[test]
+fn a_conflicting_sync_no_fix_was_left_for_is_given_up_on_resume() {
+    // The run stopped after the sync conflicted, while it was being given up (no fix left):
+    // its merge is no agent's to resolve, and the resume does not keep it.
+    let body = r#"workstream "w" { owns "w/**"; fix-attempts 0; script "true" }"#;
+    let workflow = workflow(body);
+    let mut state = fresh_state(&workflow);
+    let t = state.started_at;
+    let events = [
+        EventKind::AttemptStarted {
+            workstream: 0,
+            attempt: 1,
+            purpose: Purpose::Work,
+            feedback: None,
+        },
+        EventKind::AttemptEnded {
+            workstream: 0,
+            attempt: 1,
+            usage: Usage::default(),
+            session_id: None,
+            error: None,
+            last_line: None,
+            result: None,
+            session_cost: None,
+        },
+        EventKind::Phase {
+            workstream: 0,
+            phase: Phase::Fixing,
+            reason: Some("its merge conflicts in w/file: bringing the integration branch in".into()),
+        },
+        EventKind::Synced {
+            workstream: 0,
+            head: None,
+            conflicts: vec!["w/file".into()],
+        },
+        EventKind::Phase {
+            workstream: 0,
+            phase: Phase::Pending,
+            reason: Some("its agent finished before the run stopped".into()),
+        },
+    ];
+    for (seq, kind) in events.into_iter().enumerate() {
+        state.apply(&Event {
+            seq: seq as u64 + 1,
+            at: t,
+            kind,
+        });
+    }
+    state.workstreams[0].start_commit = Some(oid(BASE).to_string());
+    assert!(state.workstreams[0].sync_conflicts.is_empty());
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert!(sim.effects.iter().any(|e| matches!(
+        e,
+        Effect::Prepare {
+            fresh: false,
+            keep_merge: false,
+            ..
+        }
+    )));
+    assert!(
+        sim.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Inspect { workstream: 0, markers_in, .. } if markers_in.is_empty())),
+        "its check takes no conflict for its agent's"
+    );
 }
