@@ -1957,6 +1957,7 @@ fn loop_triggers() -> Vec<Trigger> {
             ws: "right",
             purpose: "fix",
         },
+        after("synced", "bottom"),
         after_phase("resolving", "bottom"),
         counter("bottom.resolve", 1),
         Trigger::Ended {

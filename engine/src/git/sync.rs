@@ -118,18 +118,25 @@ impl Git {
     }
 
     /// Gives a merge in progress up: the worktree back at its head, `MERGE_HEAD` gone.
+    ///
+    /// The files go back first and `MERGE_HEAD` last: a process killed half-way leaves a
+    /// merge in progress, given up again by the next, never the other side's files without one.
     pub fn abort_merge_in(&self, dir: &Path, keep_prefixes: &[&str]) -> Result<(), GitError> {
         let (repo, path) = self.open_worktree(dir)?;
-        let head: Oid = repo
+        let head = repo
             .head()
             .and_then(|h| h.peel_to_commit())
-            .context(|| format!("read the head of `{}`", path.display()))?
-            .id()
-            .into();
+            .context(|| format!("read the head of `{}`", path.display()))?;
+        super::reset::remove_untracked(&repo, &path, keep_prefixes)?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force();
+        repo.checkout_head(Some(&mut checkout))
+            .context(|| format!("put `{}` back at its head", path.display()))?;
+        // The index too (whatever was staged), and then the merge's state files.
+        repo.reset(head.as_object(), git2::ResetType::Mixed, None)
+            .context(|| format!("reset the index of `{}`", path.display()))?;
         repo.cleanup_state()
-            .context(|| format!("end the merge in `{}`", path.display()))?;
-        drop(repo);
-        self.reset_worktree(dir, head, keep_prefixes)
+            .context(|| format!("end the merge in `{}`", path.display()))
     }
 
     /// How far the merge of `theirs` into `ours`, set up in the detached worktree at `dir`
