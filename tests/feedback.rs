@@ -121,8 +121,8 @@ fn conflicting(env: &TestEnv, integrate: &str) {
         &format!(
             r##"
 workstream "a" {{
-    owns "shared.txt" "a/**"
-    script "echo from-a > shared.txt && mkdir -p a && echo a > a/own.txt"
+    owns "shared.txt" "a.txt"
+    script "echo from-a > shared.txt; echo a > a.txt"
 }}
 workstream "b" {{
     owns "shared.txt"
@@ -163,6 +163,15 @@ fn a_conflicting_merge_is_brought_up_to_date_and_resolved_by_the_workstreams_age
     assert!(shared.contains("from-a") && shared.contains("from-b"), "{shared}");
     assert!(!shared.contains("<<<<<<<"), "{shared}");
     assert_eq!(state.ws("b")["fixes"], 1);
+    // The conflict was seen coming when b became ready, before its merge.
+    let status = env.flow().arg("status").output().expect("flow status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("b: its branch conflicts with the integration branch in shared.txt"),
+        "{status}"
+    );
+    // Its own work only: `a.txt`, which the sync brought in, is `a`'s, not a breach of `b`'s scope.
+    assert_eq!(state.ws("b")["files_changed"], serde_json::json!(["shared.txt"]));
     let log = std::fs::read_to_string(env.latest_run_dir().expect("a run").join("conflict_resolution.md"))
         .expect("the decision log");
     assert!(
@@ -378,4 +387,140 @@ integrate {
     );
     let shared = env.show_file("integration/t", "shared.txt").expect("shared.txt");
     assert_eq!(shared, "from-a\n", "nothing of the resolver's own commit landed");
+}
+
+/// A Claude Code-like agent that reports the whole session's running cost after `--resume`:
+/// the fix attempt continues the session and costs the difference, not the running total.
+#[test]
+fn a_fix_continues_the_session_and_each_attempt_counts_its_own_tokens_and_cost() {
+    let env = TestEnv::new();
+    let resumed = env.outside("resumed");
+    env.workflow(&format!(
+        r##"
+workflow "t" {{
+    base "main"
+}}
+agent "sessions" {{
+    command "sh" "-c" "{{script}}"
+    resume "sh" "-c" "echo {{session}} > {resumed}; exec sh -c \"$0\"" "{{script}}"
+    output "claude-json"
+}}
+workstream "w" {{
+    agent "sessions"
+    owns "w/**"
+    test "grep -q fixed w/file.txt"
+    script #"""
+        mkdir -p w
+        if [ "$FLOW_PURPOSE" = fix ]; then
+            echo fixed > w/file.txt
+            echo '{{"type":"result","subtype":"success","is_error":false,"result":"fixed it","session_id":"s-1","total_cost_usd":0.15,"usage":{{"input_tokens":50,"output_tokens":5}}}}'
+        else
+            echo broken > w/file.txt
+            echo '{{"type":"result","subtype":"success","is_error":false,"result":"did it","session_id":"s-1","total_cost_usd":0.10,"usage":{{"input_tokens":100,"output_tokens":10}}}}'
+        fi
+        """#
+}}
+"##
+    ));
+    let run = env.run(&[]);
+    run.assert_code(0);
+    assert_eq!(env.state().phase("w"), "merged", "{}", run.text());
+    assert_eq!(
+        env.read_outside("resumed").trim(),
+        "s-1",
+        "the fix resumed the agent's session"
+    );
+
+    let usage = env.flow().args(["usage", "--json"]).output().expect("flow usage");
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("usage JSON");
+    let attempts = usage["attempts"]["w"].as_array().expect("w's attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["purpose"], "work");
+    assert_eq!(attempts[0]["usage"]["input_tokens"], 100);
+    assert_eq!(attempts[1]["purpose"], "fix");
+    assert_eq!(attempts[1]["fixed"], "test");
+    assert_eq!(attempts[1]["usage"]["input_tokens"], 50);
+    let cost = |a: &serde_json::Value| a["usage"]["cost_usd"].as_f64().expect("a cost");
+    assert!((cost(&attempts[0]) - 0.10).abs() < 1e-9);
+    assert!((cost(&attempts[1]) - 0.05).abs() < 1e-9, "the fix costs the difference");
+    let total = usage["total"]["cost_usd"].as_f64().expect("a total");
+    assert!((total - 0.15).abs() < 1e-9, "the session is counted once: {total}");
+
+    let text = env.flow().arg("usage").output().expect("flow usage");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("#2 fix (test)"), "{text}");
+}
+
+/// `sync "rebase"`: a branch whose merge breaks `verify` is replayed on the integration
+/// branch (no merge commit), then fixed with `verify`'s output.
+#[test]
+fn a_rebased_branch_is_replayed_on_the_integration_branch_and_fixed() {
+    let env = TestEnv::new();
+    env.write("lib.txt", "v1\n");
+    env.commit_all("a library");
+    workflow(
+        &env,
+        r##"
+workstream "a" {
+    owns "lib.txt"
+    script "echo v2 > lib.txt"
+}
+workstream "b" {
+    owns "use.txt"
+    script #"""
+        if [ "$FLOW_FEEDBACK_KIND" = verify ]; then
+            echo "uses $(cat lib.txt)" > use.txt
+        else
+            echo "uses v1" > use.txt
+        fi
+        git add use.txt && git -c user.name=b -c user.email=b@example.com commit -qm "b uses the library"
+        """#
+}
+integrate {
+    sync "rebase"
+    verify "grep -q \"uses $(cat lib.txt)\" use.txt || ! test -f use.txt"
+}
+"##,
+    );
+    let run = env.run(&["-j", "1"]);
+    run.assert_code(0);
+    let state = env.state();
+    assert_eq!(
+        state.phases(),
+        phases(&[("a", "merged"), ("b", "merged")]),
+        "{}",
+        run.text()
+    );
+    assert_eq!(env.show_file("integration/t", "use.txt").as_deref(), Some("uses v2\n"));
+    assert_eq!(state.ws("b")["fixes"], 1);
+    assert_eq!(state.ws("b")["files_changed"], serde_json::json!(["use.txt"]));
+    // Replayed, not merged: the branch holds no merge commit of its own.
+    let merges = env.git(&["rev-list", "--merges", "main..flow/t/b"]);
+    assert_eq!(merges.trim(), "", "no merge commit on the rebased branch");
+    assert!(
+        env.git(&["merge-base", "--is-ancestor", "flow/t/a", "flow/t/b"])
+            .is_empty(),
+        "b is on top of a"
+    );
+}
+
+/// `sync "rebase"` on a branch whose commits conflict: it is merged instead, and the
+/// conflict goes to the workstream's agent as with `sync "merge"`.
+#[test]
+fn a_rebase_that_would_conflict_is_a_merge_whose_conflict_the_agent_resolves() {
+    let env = TestEnv::new();
+    conflicting(
+        &env,
+        r#"integrate {
+    sync "rebase"
+    verify "! grep -q '^<<<<<<<' shared.txt"
+}"#,
+    );
+    let run = env.run(&["-j", "1"]);
+    run.assert_code(0);
+    let state = env.state();
+    assert_eq!(state.phase("b"), "merged", "{}", run.text());
+    let shared = env.show_file("integration/t", "shared.txt").expect("shared.txt");
+    assert!(shared.contains("from-a") && shared.contains("from-b"), "{shared}");
+    assert_eq!(state.ws("b")["files_changed"], serde_json::json!(["shared.txt"]));
 }

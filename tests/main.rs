@@ -1,9 +1,11 @@
 //! End-to-end tests of the `flow` binary.
 
 mod budget;
+mod cli;
 mod crash;
 mod examples;
 mod feedback;
+mod hostile;
 mod manual;
 mod run;
 mod run_agents;

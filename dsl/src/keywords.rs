@@ -116,6 +116,9 @@ keyword_enum! {
     SyncMode {
         /// Merge the integration branch into the workstream's branch.
         Merge = "merge",
+        /// Replay the workstream's commits on the integration branch; when one conflicts,
+        /// merge instead.
+        Rebase = "rebase",
         /// Do not: the conflict or failure is handled by `on-conflict` and the failure policy.
         Off = "off",
     }

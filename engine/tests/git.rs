@@ -817,7 +817,7 @@ fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
         &["worktree", "add", "-q", "-b", "flow/w", &wt("w"), &start.to_string()],
     );
     let own = f.commit_in(&f.wt("w"), &[("w.txt", Some("mine\n"))], "w: work");
-    assert_eq!(g.own_changes_from(start, own, start).expect("read"), start);
+    assert_eq!(g.work_base_at(start, own, start).expect("read"), start);
 
     // Another workstream's work is verified on the integration branch, then comes into w's.
     git(
@@ -826,7 +826,7 @@ fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
     );
     let other = f.commit_in(&f.wt("i"), &[("other.txt", Some("theirs\n"))], "other: work");
     assert_eq!(
-        g.own_changes_from(start, own, other).expect("read"),
+        g.work_base_at(start, own, other).expect("read"),
         start,
         "not synced yet"
     );
@@ -835,7 +835,7 @@ fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
         &["merge", "-q", "--no-ff", "-m", "sync", &other.to_string()],
     );
     let synced = Oid::from_hex(&git(&f.wt("w"), &["rev-parse", "HEAD"])).expect("hex id");
-    let from = g.own_changes_from(start, synced, other).expect("read");
+    let from = g.work_base_at(start, synced, other).expect("read");
     assert_eq!(from, other);
     let paths: Vec<String> = g
         .changed_paths(from, synced)
@@ -847,7 +847,11 @@ fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
 
     // The integration branch moves on: w's branch still holds only `other`.
     let later = f.commit_in(&f.wt("i"), &[("later.txt", Some("later\n"))], "later: work");
-    assert_eq!(g.own_changes_from(start, synced, later).expect("read"), other);
+    assert_eq!(g.work_base_at(start, synced, later).expect("read"), other);
+    // Named by its branch (outside a run), the same.
+    git(&f.root, &["branch", "integration/x", &later.to_string()]);
+    assert_eq!(g.work_base(start, synced, "integration/x").expect("read"), other);
+    assert_eq!(g.work_base(start, synced, "no/such-branch").expect("read"), start);
 
     // A commit w merged that is no integration commit hides nothing: its files stay w's.
     git(
@@ -860,7 +864,7 @@ fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
         &["merge", "-q", "--no-ff", "-m", "not a sync", &stray.to_string()],
     );
     let head = Oid::from_hex(&git(&f.wt("w"), &["rev-parse", "HEAD"])).expect("hex id");
-    let from = g.own_changes_from(start, head, later).expect("read");
+    let from = g.work_base_at(start, head, later).expect("read");
     assert_eq!(from, other);
     let paths: Vec<String> = g
         .changed_paths(from, head)

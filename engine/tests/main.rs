@@ -1,8 +1,11 @@
 //! The engine's tests, one binary for all (one link instead of four): the agent output
 //! readers against recorded outputs, real child processes through `run_process`, the git
-//! layer against the git CLI, and the names enums give themselves.
+//! layer, the guard of the git directory and the agents' git environment against the git CLI,
+//! and the names enums give themselves.
 
 mod agent_output;
 mod agent_process;
 mod git;
+mod guard;
+mod sandbox;
 mod status_names;

@@ -94,7 +94,9 @@ const MIN_SECRET_LEN: usize = 6;
 /// The result holds the `parent` variables named in [`ALLOWED`], the `LC_*` ones and those
 /// named in `pass`, then every variable of `set` (which wins over a parent value), minus the
 /// names in [`BLOCKED`]. Names that cannot be environment variables (empty, or containing `=`
-/// or a NUL byte) and values containing a NUL byte are dropped.
+/// or a NUL byte) and values containing a NUL byte are dropped. Last come the git settings
+/// that keep a git started there from running planted hooks and commands
+/// ([`crate::git::agent_git_env`]): agents, tests and `verify` all get this environment.
 pub fn agent_environment(
     parent: impl IntoIterator<Item = (String, String)>,
     pass: &[String],
@@ -108,6 +110,8 @@ pub fn agent_environment(
         .collect();
     environment.extend(set.iter().map(|(name, value)| (name.clone(), value.clone())));
     environment.retain(|name, value| !BLOCKED.contains(&name.as_str()) && is_valid_name(name) && !value.contains('\0'));
+    let git = crate::git::agent_git_env(None, &environment);
+    environment.extend(git);
     environment
 }
 

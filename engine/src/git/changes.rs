@@ -42,18 +42,6 @@ impl Change {
 }
 
 impl Git {
-    /// The commit a workstream's own changes are read from: its `start`, or, once the
-    /// integration branch was merged into its branch (a sync), the latest commit of
-    /// `integration`'s history (the last good integration commit, as the run knows it, not
-    /// a branch anyone can move) its `head` holds: what came in with that merge is other
-    /// workstreams' work.
-    pub fn own_changes_from(&self, start: Oid, head: Oid, integration: Oid) -> Result<Oid, GitError> {
-        match self.merge_base(head, integration)? {
-            Some(base) if base != start && self.is_ancestor(start, base)? => Ok(base),
-            _ => Ok(start),
-        }
-    }
-
     /// Lists the paths that differ between the trees of `from` and `to`, sorted by path,
     /// detecting renames the way `git diff -M` does.
     pub fn changed_paths(&self, from: Oid, to: Oid) -> Result<Vec<Change>, GitError> {

@@ -10,8 +10,13 @@
 //!   changed ([`Git::changed_paths`]) and checking it did not rewire the worktree
 //!   ([`Git::check_worktree_integrity`]);
 //! - merging into the integration branch entirely in memory ([`Git::merge_into`],
-//!   [`Git::trial_merge`]) and materialising a merged commit in a detached worktree
-//!   for `verify` ([`Git::checkout_detached`]).
+//!   [`Git::trial_merge`], with worktrees' uncommitted files [`Git::trial_merge_sides`])
+//!   and materialising a merged commit in a detached worktree for `verify`
+//!   ([`Git::checkout_detached`]);
+//! - around every agent: a snapshot of the git directory it shares with the user, the
+//!   changes it made there and their undo ([`Git::snapshot_git_dir`],
+//!   [`Git::git_dir_changes`], [`Git::undo_git_dir_changes`]), and the git settings that
+//!   keep planted hooks and commands from running in its processes ([`agent_git_env`]).
 //!
 //! Nothing here touches the user's checkout: merges never need a working tree, and
 //! every worktree operation refuses folders that are not flow's linked worktrees.
@@ -25,6 +30,7 @@ mod changes;
 mod checkout;
 mod commit;
 mod error;
+mod guard;
 mod history;
 mod integrity;
 mod merge;
@@ -36,17 +42,23 @@ mod reset;
 mod status;
 mod sync;
 mod trees;
+mod trial;
 mod worktree;
 
 pub use branch::BranchState;
 pub use changes::{Change, ChangeKind};
 pub use error::GitError;
+pub use guard::{
+    AGENT_GIT_SETTINGS, ContentId, FileRole, FileState, GitDirChange, GitSnapshot, Guarded, KeyChange, NO_HOOKS,
+    RefTarget, StashEntry, UndoReport, UserPlaces, agent_git_env,
+};
 pub use history::FileStat;
 pub use integrity::IntegrityProblem;
 pub use merge::MergeOutcome;
 pub use oid::Oid;
 pub use repo::Git;
 pub use sync::{MergeProgress, WorktreeMerge, conflict_hunks, files_with_markers};
+pub use trial::TrialSide;
 pub use worktree::{STAGED_RECORD_PREFIX, WORKTREE_BEING_MADE, WorktreeInfo, WorktreeState, is_half_made};
 
 /// Sets how libgit2 works for the whole process; called once when the program starts.

@@ -2,13 +2,15 @@
 //! merge up for whoever resolves it: the merge is computed by libgit2; a conflicting one is
 //! left in the worktree the way `git merge` leaves it (files with conflict markers, the
 //! conflicts in the index, `MERGE_HEAD`), so an agent or a person can resolve it with the
-//! usual tools and `git commit`, or leave the files for flow to commit.
+//! usual tools and `git commit`, or leave the files for flow to commit. `sync "rebase"`
+//! replays the branch instead when it applies cleanly.
 
 use std::path::Path;
 
 use git2::build::CheckoutBuilder;
 use git2::{Repository, RepositoryState};
 
+use super::commit::operation_name;
 use super::error::{GitContext, io_error};
 use super::repo::{Head, flow_signature, read_head};
 use super::{Git, GitError, Oid};
@@ -59,6 +61,87 @@ impl Git {
         }
         let theirs = repo.find_commit(onto.raw()).context(|| format!("read commit {onto}"))?;
         merge_in(&repo, &path, &head, &theirs, message, true)
+    }
+
+    /// Replays the branch checked out in the flow worktree at `dir` onto `onto`, commit by
+    /// commit, in memory: when every commit applies cleanly the branch moves to the replayed
+    /// head (compare-and-swap on its old head) and it is checked out. When one conflicts, or
+    /// the branch holds a merge commit, nothing is replayed and the integration branch is
+    /// merged in instead ([`Git::merge_into_worktree`]): a rebase stopped halfway is not a
+    /// state to hand an agent, a merge in progress is. The worktree must hold nothing
+    /// uncommitted.
+    pub fn rebase_worktree(&self, dir: &Path, onto: Oid, message: &str) -> Result<WorktreeMerge, GitError> {
+        if let Some(head) = self.replay_onto(dir, onto)? {
+            return Ok(WorktreeMerge::Clean(head));
+        }
+        self.merge_into_worktree(dir, onto, message)
+    }
+
+    /// The replay of [`Git::rebase_worktree`]: the new head, or `None` when it cannot be done
+    /// cleanly (nothing is changed then).
+    fn replay_onto(&self, dir: &Path, onto: Oid) -> Result<Option<Oid>, GitError> {
+        let (repo, path) = self.open_flow_worktree(dir)?;
+        let Head::Branch(full) = read_head(&repo, &path)? else {
+            return Err(GitError::DetachedHead { path });
+        };
+        let head = repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .context(|| format!("read the head of `{}`", path.display()))?;
+        let head_id: Oid = head.id().into();
+        if head_id == onto || self.is_ancestor(onto, head_id)? {
+            return Ok(Some(head_id));
+        }
+        let Some(base) = self.merge_base(head_id, onto)? else {
+            return Ok(None);
+        };
+        // The branch's own commits, oldest first.
+        let mut walk = repo.revwalk().context(|| "walk the branch".to_string())?;
+        walk.push(head.id()).context(|| "walk the branch".to_string())?;
+        walk.hide(base.raw()).context(|| "walk the branch".to_string())?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+            .context(|| "walk the branch".to_string())?;
+        let mut commits = vec![];
+        for id in walk {
+            let id = id.context(|| "walk the branch".to_string())?;
+            let commit = repo.find_commit(id).context(|| format!("read commit {id}"))?;
+            if commit.parent_count() != 1 {
+                return Ok(None);
+            }
+            commits.push(commit);
+        }
+        let signature = flow_signature()?;
+        let mut tip = repo.find_commit(onto.raw()).context(|| format!("read commit {onto}"))?;
+        for commit in &commits {
+            let mut index = repo
+                .cherrypick_commit(commit, &tip, 0, None)
+                .context(|| format!("replay commit {}", commit.id()))?;
+            if index.has_conflicts() {
+                return Ok(None);
+            }
+            let tree_id = index
+                .write_tree_to(&repo)
+                .context(|| "write the replayed tree".to_string())?;
+            let tree = repo.find_tree(tree_id).context(|| format!("read tree {tree_id}"))?;
+            let message = commit.message_raw().unwrap_or_default();
+            let id = repo
+                .commit(None, &commit.author(), &signature, message, &tree, &[&tip])
+                .context(|| format!("commit the replay of {}", commit.id()))?;
+            tip = repo.find_commit(id).context(|| format!("read commit {id}"))?;
+        }
+        let new_head: Oid = tip.id().into();
+        super::branch::compare_and_swap(
+            &repo,
+            &full,
+            new_head,
+            Some(head_id),
+            "flow: rebase onto the integration branch",
+        )?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force();
+        repo.checkout_head(Some(&mut checkout))
+            .context(|| format!("check the rebased branch out in `{}`", path.display()))?;
+        Ok(Some(new_head))
     }
 
     /// Sets the merge of `result` into `onto` up in the detached worktree at `dir` (the
@@ -172,6 +255,27 @@ impl Git {
         let (repo, _) = self.open_worktree(dir)?;
         Ok(repo.state() == RepositoryState::Merge)
     }
+
+    /// Names the operation under way in the worktree at `dir` as git does ("merge",
+    /// "rebase", "cherry-pick", ...), if there is one.
+    pub fn operation_in_progress(&self, dir: &Path) -> Result<Option<&'static str>, GitError> {
+        let (repo, _) = self.open_worktree(dir)?;
+        Ok(match repo.state() {
+            RepositoryState::Clean => None,
+            state => Some(operation_name(state)),
+        })
+    }
+
+    /// The commit a merge in progress in the worktree at `dir` brings in (`MERGE_HEAD`).
+    pub fn merge_head(&self, dir: &Path) -> Result<Option<Oid>, GitError> {
+        let (repo, _) = self.open_worktree(dir)?;
+        if repo.state() != RepositoryState::Merge {
+            return Ok(None);
+        }
+        let file = repo.path().join("MERGE_HEAD");
+        let text = std::fs::read_to_string(&file).map_err(|e| io_error("read MERGE_HEAD", &file, e))?;
+        Ok(Some(text.lines().next().unwrap_or_default().trim().parse()?))
+    }
 }
 
 /// Merges `theirs` into `ours` in the worktree of `repo`: clean and `commit`, it is committed
@@ -247,15 +351,41 @@ fn merge_in(
 pub fn files_with_markers(dir: &Path, paths: &[String]) -> Vec<String> {
     paths
         .iter()
-        .filter(|p| {
-            std::fs::read(dir.join(p)).is_ok_and(|bytes| {
-                String::from_utf8_lossy(&bytes)
-                    .lines()
-                    .any(|l| l.starts_with(MARKERS[0]) || l.starts_with(MARKERS[2]) || l == MARKERS[1])
-            })
-        })
+        .filter(|p| std::fs::read(dir.join(p)).is_ok_and(|bytes| has_markers(&bytes)))
         .cloned()
         .collect()
+}
+
+/// Tells whether a file's bytes hold a line git writes around a conflict.
+fn has_markers(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .any(|l| l.starts_with(MARKERS[0]) || l.starts_with(MARKERS[2]) || l == MARKERS[1])
+}
+
+impl Git {
+    /// The files among `paths` that hold conflict markers as committed in `commit` (a path
+    /// the commit does not have holds none).
+    pub fn files_with_markers_at(&self, commit: Oid, paths: &[String]) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        let tree = repo
+            .find_commit(commit.raw())
+            .and_then(|c| c.tree())
+            .context(|| format!("read the tree of {commit}"))?;
+        let mut found = vec![];
+        for path in paths {
+            let Ok(entry) = tree.get_path(Path::new(path)) else {
+                continue;
+            };
+            let Ok(blob) = repo.find_blob(entry.id()) else {
+                continue;
+            };
+            if has_markers(blob.content()) {
+                found.push(path.clone());
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// The conflicting hunks of `paths` in `dir`, each with a few lines around it, as an agent

@@ -33,6 +33,17 @@ pub struct Suggestion {
     pub spent_usd: f64,
 }
 
+/// What one agent attempt was for and what it spent.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptUsage {
+    pub number: u32,
+    /// `work`, `fix`, `review` or `resolve`.
+    pub purpose: &'static str,
+    /// What a fix attempt fixed: `test`, `scope`, `verify`, `conflict` or `review`.
+    pub fixed: Option<&'static str>,
+    pub usage: Usage,
+}
+
 /// The whole usage report.
 #[derive(Debug, Clone, Serialize)]
 pub struct UsageReport {
@@ -46,6 +57,8 @@ pub struct UsageReport {
     /// What the attempts were for: `work` (the task and its retries), `fix`, `review`,
     /// `resolve`.
     pub by_purpose: BTreeMap<String, Usage>,
+    /// Each agent attempt of each workstream, in order, with its own usage.
+    pub attempts: BTreeMap<String, Vec<AttemptUsage>>,
     pub budgets: Vec<BudgetLine>,
     pub most_expensive: Vec<(String, f64)>,
     pub suggestions: Vec<Suggestion>,
@@ -94,6 +107,7 @@ pub fn usage_report(state: &RunState, workflow: Option<&Workflow>) -> UsageRepor
         by_agent: BTreeMap::new(),
         by_account: BTreeMap::new(),
         by_purpose: BTreeMap::new(),
+        attempts: BTreeMap::new(),
         budgets: vec![],
         most_expensive: vec![],
         suggestions: vec![],
@@ -101,6 +115,13 @@ pub fn usage_report(state: &RunState, workflow: Option<&Workflow>) -> UsageRepor
     for ws in &state.workstreams {
         report.by_workstream.insert(ws.name.clone(), ws.usage);
         let mut recorded = Usage::default();
+        let attempts = ws.attempt_log.iter().map(|a| AttemptUsage {
+            number: a.number,
+            purpose: a.purpose.as_str(),
+            fixed: a.feedback.map(|k| k.as_str()),
+            usage: a.usage,
+        });
+        report.attempts.insert(ws.name.clone(), attempts.collect());
         for a in &ws.attempt_log {
             recorded.add(&a.usage);
             let purpose = report.by_purpose.entry(a.purpose.as_str().into()).or_default();

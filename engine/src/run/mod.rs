@@ -8,6 +8,7 @@
 pub mod core;
 pub mod driver;
 pub mod error;
+pub(crate) mod guard;
 pub mod lock;
 pub mod observer;
 pub mod prompt;

@@ -187,6 +187,23 @@ pub struct BudgetBreach {
     pub at_start: bool,
 }
 
+impl BudgetBreach {
+    /// `the run spent $0.3700 of its $0.30 budget`.
+    pub fn overrun(&self) -> String {
+        let whose = match &self.scope {
+            BudgetScope::Run => "the run".to_string(),
+            other => other.to_string(),
+        };
+        match (self.spent, self.limit) {
+            (Amount::Usd(spent), Amount::Usd(limit)) => format!("{whose} spent ${spent:.4} of its ${limit:.2} budget"),
+            (Amount::Tokens(spent), Amount::Tokens(limit)) => {
+                format!("{whose} used {spent} tokens of its budget of {limit}")
+            }
+            _ => format!("{whose} passed its budget"),
+        }
+    }
+}
+
 impl std::fmt::Display for BudgetBreach {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let whose = match &self.scope {
@@ -228,6 +245,8 @@ pub enum FailureKind {
     Cancelled,
     Dependency,
     Review,
+    /// The agent's program does not exist or may not be run.
+    Setup,
 }
 
 impl FailureKind {
@@ -247,13 +266,14 @@ impl FailureKind {
             FailureKind::Cancelled => "cancelled",
             FailureKind::Dependency => "dependency",
             FailureKind::Review => "review",
+            FailureKind::Setup => "setup",
         }
     }
 
     /// Tells whether running the agent again from a clean worktree (`retries`) may help: a
     /// crash, a timeout, a hang, a git hiccup. Work that ran and failed a check (its test, its
     /// scope, `verify`, a conflict, a review) goes back to the agent instead (`fix-attempts`);
-    /// a spent budget, a broken integrity or a stop is final.
+    /// a spent budget, a broken integrity, a missing program or a stop is final.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
@@ -398,6 +418,10 @@ pub struct WorkstreamState {
     pub worktree: Option<String>,
     pub start_commit: Option<String>,
     pub result_commit: Option<String>,
+    /// The integration commit its work is measured from (its diff, its files, its handoff),
+    /// when a sync moved it past `start_commit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
     pub merge_commit: Option<String>,
     pub files_changed: Vec<String>,
     pub test: Option<TestResult>,
@@ -453,6 +477,7 @@ impl WorkstreamState {
             worktree: None,
             start_commit: None,
             result_commit: None,
+            base_commit: None,
             merge_commit: None,
             files_changed: vec![],
             test: None,
@@ -525,6 +550,10 @@ pub struct RunState {
     pub workstreams: Vec<WorkstreamState>,
     /// Warnings and alerts raised during the run (budget at 80%, scope warnings).
     pub alerts: Vec<String>,
+    /// Budgets whose spending passed their limit, once each (an attempt's usage is known
+    /// only at its end: the last one can pass the limit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overruns: Vec<BudgetBreach>,
 }
 
 /// One thing that happened in a run. Applying events in order rebuilds the state.
@@ -610,6 +639,10 @@ pub enum EventKind {
     Checked {
         workstream: usize,
         result_commit: Option<String>,
+        /// The integration commit its work is measured from, when a sync moved it past the
+        /// start commit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_commit: Option<String>,
         files_changed: Vec<String>,
         test: Option<TestResult>,
     },
@@ -625,6 +658,8 @@ pub enum EventKind {
     Conflicted { workstream: usize, paths: Vec<String> },
     /// An alert (budget at 80%, scope warning).
     Alert { workstream: Option<usize>, message: String },
+    /// A budget's spending passed its limit, with workstream `workstream`'s attempt.
+    Overrun { workstream: usize, breach: BudgetBreach },
     /// The run ended.
     RunEnded { status: RunStatus },
 }
@@ -789,11 +824,13 @@ impl RunState {
             EventKind::Checked {
                 workstream,
                 result_commit,
+                base_commit,
                 files_changed,
                 test,
             } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.result_commit = result_commit.clone();
+                ws.base_commit = base_commit.clone();
                 ws.files_changed = files_changed.clone();
                 ws.test = test.clone();
                 ws.sync_conflicts.clear();
@@ -831,6 +868,7 @@ impl RunState {
                 ws.updated_at = at;
             }
             EventKind::Alert { message, .. } => self.alerts.push(message.clone()),
+            EventKind::Overrun { breach, .. } => self.overruns.push(breach.clone()),
             EventKind::Reviewed { workstream, review } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.review = Some(review.clone());

@@ -27,6 +27,7 @@ use crate::run::core::{
     AgentEnd, AgentOutcome, Conflicts, Handoff, Inspection, MergeOutcome, Resolution, SyncOutcome, Workspace,
 };
 use crate::run::driver::{AgentRun, Reporter, Work};
+use crate::run::guard::{RunGuard, Tampering};
 use crate::run::state::{Purpose, RunState, TestResult};
 use crate::site::RunDir;
 use crate::site::Site;
@@ -41,7 +42,8 @@ struct Slot {
     /// (which gets the same).
     env: Option<BTreeMap<String, String>>,
     /// Where its own changes start, as its latest inspection found (its start, or the
-    /// integration commit a sync brought in): its reviewer reads the diff from there.
+    /// integration commit a sync brought in): its reviewer reads the diff from there, and a
+    /// scope revert puts files back as they are there.
     changes_from: Option<Oid>,
 }
 
@@ -59,6 +61,8 @@ pub struct ProcessWork {
     /// changed spec never repeats an earlier commit exactly.
     spec_hashes: Vec<String>,
     slots: Mutex<Vec<Slot>>,
+    /// The guard of the shared git directory around each agent (with a repository).
+    guard: Option<Arc<RunGuard>>,
 }
 
 impl ProcessWork {
@@ -73,6 +77,7 @@ impl ProcessWork {
     ) -> ProcessWork {
         let n = workflow.workstreams.len();
         ProcessWork {
+            guard: site.git().map(|git| Arc::new(RunGuard::new(git.clone(), &workflow))),
             git: site.git().cloned(),
             root: site.root().to_path_buf(),
             worktrees_dir: site.worktrees_dir(&workflow),
@@ -328,7 +333,40 @@ impl ProcessWork {
                 .and_then(|b| git.branch_head(b).ok().flatten()),
             _ => None,
         };
+        // The git directory as it was, for the comparison once the agent is gone.
+        let guarded_branch = match run.purpose {
+            Purpose::Resolve => Some(workflow.into.clone()),
+            _ => workspace.branch.clone(),
+        };
+        let watch = match (&self.guard, guarded_branch) {
+            (Some(guard), Some(branch)) => {
+                let (guard, dir) = (guard.clone(), workspace.dir.clone());
+                match tokio::task::spawn_blocking(move || guard.before(&dir, &branch)).await {
+                    Ok(Ok(watch)) => Some(watch),
+                    Ok(Err(message)) => return AgentOutcome::unstarted(AgentEnd::Failed(message)),
+                    Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(format!("the guard stopped: {e}"))),
+                }
+            }
+            _ => None,
+        };
         let outcome = run_process(spec, on_line, stop).await;
+        let tampering = match (&self.guard, watch) {
+            (Some(guard), Some(watch)) => {
+                let guard = guard.clone();
+                let keep_in = self
+                    .run_dir
+                    .dir
+                    .join("undone")
+                    .join(format!("{}-{}", ws.name, run.attempt));
+                tokio::task::spawn_blocking(move || guard.after(watch, &keep_in))
+                    .await
+                    .unwrap_or_else(|e| Tampering {
+                        found: vec![],
+                        left: vec![format!("the comparison of the git directory failed: {e}")],
+                    })
+            }
+            _ => Tampering::default(),
+        };
         if let (Some(git), Some(head)) = (&self.git, head_before) {
             // A reviewer changes nothing: whatever it left is taken back out.
             let (git, dir) = (git.clone(), workspace.dir.clone());
@@ -336,12 +374,28 @@ impl ProcessWork {
         }
         let outcome = match outcome {
             Ok(o) => o,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return AgentOutcome::unstarted(AgentEnd::CannotStart(e.to_string()));
+            }
             Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(e.to_string())),
         };
         let exit_code = match &outcome.end {
             ProcessEnd::Exited(code) => Some(*code),
             _ => None,
         };
+        // Claude Code's result and Gemini's answer come last; a Codex turn can be followed by more.
+        let final_result = matches!(
+            agent.output,
+            flow_dsl::OutputFormat::ClaudeJson
+                | flow_dsl::OutputFormat::ClaudeStreamJson
+                | flow_dsl::OutputFormat::GeminiJson
+        );
+        let delivered = final_result && reader.saw_result();
         let mut agent_report = reader.finish(exit_code, &outcome.stderr_tail);
         // The tool's own message may quote what it printed: keep secrets out of state and events.
         if let Some(error) = &mut agent_report.error {
@@ -372,6 +426,8 @@ impl ProcessWork {
             last_line: outcome.last_line,
             result: agent_report.result.map(|r| redact(&r, &secrets).into_owned()),
             resumed: resumes,
+            delivered,
+            tampered: tampering.lines(),
         }
     }
 
@@ -411,7 +467,7 @@ impl ProcessWork {
 
     /// The run's decision log: every conflict resolution, by an agent or a person.
     fn decision_log(&self) -> PathBuf {
-        self.run_dir.dir.join("conflict_resolution.md")
+        self.run_dir.decision_log_path()
     }
 
     async fn do_inspect(
@@ -428,6 +484,7 @@ impl ProcessWork {
             let head = git.branch_head(&branch).map_err(|e| e.to_string())?.unwrap_or(start);
             return Ok(Inspection {
                 head,
+                base: start,
                 changed: vec![],
                 integrity: vec![],
                 markers,
@@ -441,7 +498,7 @@ impl ProcessWork {
         );
         // A sync whose conflicts the agent resolved: this commit finishes the merge.
         let finishing = !markers_in.is_empty();
-        let (inspection, from) = blocking(move || {
+        let inspection = blocking(move || {
             if finishing {
                 git.commit_all_finishing_merge(&dir, &message, &context::excluded_prefixes(&workflow))?;
             } else {
@@ -453,50 +510,54 @@ impl ProcessWork {
                 .map(describe_integrity)
                 .collect();
             let Some(head) = git.branch_head(&branch)? else {
-                let inspection = Inspection {
+                return Ok(Inspection {
                     head: start,
+                    base: start,
                     changed: vec![],
                     integrity: vec![format!("branch {branch} is gone")],
                     markers: vec![],
-                };
-                return Ok((inspection, start));
+                });
             };
             if !integrity.is_empty() {
-                let inspection = Inspection {
+                return Ok(Inspection {
                     head,
+                    base: start,
                     changed: vec![],
                     integrity,
                     markers: vec![],
-                };
-                return Ok((inspection, start));
+                });
             }
-            // After a sync, what the integration branch brought in is not the agent's.
-            let from = match integration {
-                Some(good) => git.own_changes_from(start, head, good)?,
+            // Its own work: what a sync brought in of the last good integration commit is
+            // not its (that commit, not the integration branch, which an agent can move).
+            let base = match integration {
+                Some(good) => git.work_base_at(start, head, good)?,
                 None => start,
             };
             let mut changed: Vec<String> = git
-                .changed_paths(from, head)?
+                .changed_paths(base, head)?
                 .iter()
                 .flat_map(|c| c.paths().map(str::to_string))
                 .collect();
             changed.sort();
             changed.dedup();
-            let inspection = Inspection {
+            Ok(Inspection {
                 head,
+                base,
                 changed,
                 integrity,
                 markers: vec![],
-            };
-            Ok((inspection, from))
+            })
         })
         .await?;
-        self.set_slot(index, |slot| slot.changes_from = Some(from));
+        self.set_slot(index, |slot| slot.changes_from = Some(inspection.base));
         Ok(inspection)
     }
 
     async fn do_revert(&self, index: usize, paths: Vec<String>) -> Result<Oid, String> {
         let (git, dir, branch, start) = self.worktree(index)?;
+        // Restored as they are where its own work starts (after a sync, as the integration
+        // commit it brought in has them, not as at the start), as its inspection found it.
+        let base = self.slot(index).changes_from.unwrap_or(start);
         let workflow = self.workflow.clone();
         let message = format!(
             "flow: revert changes of {} outside its scope\n\n{}",
@@ -504,7 +565,7 @@ impl ProcessWork {
             paths.join("\n")
         );
         blocking(move || {
-            git.restore_paths(&dir, start, &paths)?;
+            git.restore_paths(&dir, base, &paths)?;
             git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))?;
             git.branch_head(&branch)?
                 .ok_or_else(|| GitError::UnknownBranch(branch.clone()))
@@ -572,9 +633,17 @@ impl ProcessWork {
             self.workflow.workstreams[index].name,
             self.trailer(index)
         );
+        let rebase = self.workflow.integrate.sync == flow_dsl::SyncMode::Rebase;
         let merged = {
             let (git, dir) = (git.clone(), dir.clone());
-            blocking(move || git.merge_into_worktree(&dir, onto, &message)).await?
+            blocking(move || {
+                if rebase {
+                    git.rebase_worktree(&dir, onto, &message)
+                } else {
+                    git.merge_into_worktree(&dir, onto, &message)
+                }
+            })
+            .await?
         };
         Ok(match merged {
             WorktreeMerge::Clean(head) => SyncOutcome::Clean(head),
@@ -731,19 +800,15 @@ impl Work for ProcessWork {
     }
 
     fn log_decision(&self, commit: Oid, entry: &str) {
-        let path = self.decision_log();
-        if !matches!(append_decision(&path, commit, entry), Ok(true)) {
-            return;
-        }
-        // Later agents read it in their worktrees, as the seed's `.ai/coordination/` has it.
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Ok(Some(text)) = crate::decision_log::append_once(&self.decision_log(), commit, entry) else {
             return;
         };
+        // Later agents read it in their worktrees, as the seed's `.ai/coordination/` has it.
         let slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for workspace in slots.iter().filter_map(|s| s.workspace.as_ref()) {
             let folder = workspace.dir.join(".ai").join("coordination");
             if context::hide_from_git(&folder).is_ok() {
-                let _ = std::fs::write(folder.join("conflict_resolution.md"), &text);
+                let _ = std::fs::write(folder.join(crate::decision_log::FILE_NAME), &text);
             }
         }
     }
@@ -783,6 +848,31 @@ impl Work for ProcessWork {
         .boxed()
     }
 
+    fn forecast(
+        self: Arc<Self>,
+        head: Oid,
+        against: Vec<(Option<usize>, Oid)>,
+    ) -> BoxFuture<'static, Vec<(Option<usize>, Vec<String>)>> {
+        async move {
+            let Some(git) = self.git.clone() else { return vec![] };
+            // A trial merge that cannot be made is no warning: the merge itself will say.
+            blocking(move || {
+                Ok::<_, GitError>(
+                    against
+                        .into_iter()
+                        .filter_map(|(other, oid)| match git.trial_merge(oid, head) {
+                            Ok(paths) if !paths.is_empty() => Some((other, paths)),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            })
+            .await
+            .unwrap_or_default()
+        }
+        .boxed()
+    }
+
     fn finish(&self, state: &RunState) {
         let Some(git) = &self.git else { return };
         for ws in &state.workstreams {
@@ -791,32 +881,6 @@ impl Work for ProcessWork {
             }
         }
     }
-}
-
-/// Appends an entry about the resolution in `commit` to the decision log at `path` (made
-/// with its heading if new), ending it with the commit; returns false, writing nothing, when
-/// the log names that commit already (a resume checking or finishing the same resolution).
-fn append_decision(path: &Path, commit: Oid, entry: &str) -> std::io::Result<bool> {
-    use std::io::Write;
-    let key = format!("- commit: {commit}\n");
-    let log = match std::fs::read_to_string(path) {
-        Ok(log) => log,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
-    };
-    if log.contains(&key) {
-        return Ok(false);
-    }
-    let mut text = String::new();
-    if log.is_empty() {
-        text.push_str(
-            "# Conflict resolutions\n\nEvery conflict resolved in this run: the files, the sides, what was decided and by whom.\n\n",
-        );
-    }
-    text.push_str(&format!("{entry}{key}\n"));
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    file.write_all(text.as_bytes())?;
-    Ok(true)
 }
 
 /// Runs git work on the blocking pool; its error, or the pool's, in words.
@@ -836,34 +900,5 @@ fn describe_integrity(problem: &IntegrityProblem) -> String {
         IntegrityProblem::Detached { at } => format!("it detached its worktree's HEAD (at {at})"),
         IntegrityProblem::BranchMissing => "its branch was deleted".to_string(),
         IntegrityProblem::RewroteHistory { head } => format!("it rewrote history below its start commit (head {head})"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_decision_log_takes_each_resolution_once() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let path = dir.path().join("conflict_resolution.md");
-        let (first, second): (Oid, Oid) = (
-            "1".repeat(40).parse().expect("an id"),
-            "2".repeat(40).parse().expect("an id"),
-        );
-        let entry = "## `w` and the integration branch\n\n- files: a.txt\n";
-        assert!(append_decision(&path, first, entry).expect("written"));
-        assert!(
-            !append_decision(&path, first, entry).expect("read"),
-            "the same resolution again"
-        );
-        assert!(append_decision(&path, second, entry).expect("written"), "another one");
-        let log = std::fs::read_to_string(&path).expect("the log");
-        assert_eq!(log.matches("# Conflict resolutions").count(), 1, "{log}");
-        assert_eq!(log.matches("## `w`").count(), 2, "{log}");
-        assert!(
-            log.contains(&format!("- files: a.txt\n- commit: {first}\n\n## `w`")),
-            "{log}"
-        );
     }
 }

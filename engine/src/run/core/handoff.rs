@@ -18,7 +18,7 @@ pub fn handoffs(workflow: &Workflow, state: &RunState, index: usize) -> Vec<Hand
                 workstream: ws.name.clone(),
                 summary: ws.summary.clone(),
                 files_changed: ws.files_changed.clone(),
-                start: ws.start_commit.clone(),
+                start: ws.base_commit.clone().or_else(|| ws.start_commit.clone()),
                 result: ws.result_commit.clone(),
                 test: ws.test.as_ref().map(|t| {
                     if t.passed {

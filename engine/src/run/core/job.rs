@@ -81,6 +81,10 @@ pub(super) struct Job {
     pub(super) stop: Option<StopReason>,
     /// The branch head its check found.
     head: Option<Oid>,
+    /// Its own attempt's usage passed a budget and it was asked to stop.
+    pub(super) overran: bool,
+    /// The integration commit its work is measured from (see [`Inspection::base`]).
+    base: Option<Oid>,
     /// The changed paths kept (all, or those in scope after a revert).
     files: Vec<String>,
     /// The paths a revert is taking out.
@@ -94,6 +98,8 @@ pub(super) struct Job {
 impl Job {
     pub(super) fn new(check_only: bool, reopen: Option<Reopen>, attempts_before: u32, conflicts: Vec<String>) -> Job {
         Job {
+            base: None,
+            overran: false,
             stage: Stage::Preparing,
             attempt: attempts_before,
             attempts_before,
@@ -182,6 +188,16 @@ impl Core {
     /// Starts the next attempt of an agent of the workstream, recorded first. A fix attempt
     /// with `feedback` is a new fix; one without it runs the latest fix again (a retry).
     fn start_attempt(&mut self, index: usize, purpose: Purpose, feedback: Option<Feedback>) {
+        // Every attempt (a retry, a fix, a review) spends: none starts on a spent budget.
+        if let Some(breach) = self.ledger.refusal(&self.plan.workflow, &self.state, index) {
+            return self.fail(
+                index,
+                Failure {
+                    budget: Some(breach.clone()),
+                    ..Failure::new(FailureKind::Budget, breach.to_string())
+                },
+            );
+        }
         let job = self.job(index).expect("a job starts an attempt");
         job.attempt += 1;
         job.stage = Stage::Agent;
@@ -231,7 +247,7 @@ impl Core {
             workstream: index,
             usage,
         });
-        self.weigh(index);
+        self.weigh(index, false);
     }
 
     /// Records how an attempt ended (its usage priced, a resumed session's running cost
@@ -259,7 +275,7 @@ impl Core {
         }
         self.ledger.clear_live(index);
         let error = match &outcome.end {
-            AgentEnd::Failed(message) if outcome.error.is_none() => {
+            AgentEnd::Failed(message) | AgentEnd::CannotStart(message) if outcome.error.is_none() => {
                 Some(AgentError::new(ErrorClass::Crash, message.clone()))
             }
             _ => outcome.error.clone(),
@@ -275,23 +291,48 @@ impl Core {
             session_cost,
         });
         // Formats read as a whole (claude-json, gemini-json) report their usage only now.
-        self.weigh(index);
+        self.weigh(index, true);
         error
     }
 
-    pub(super) fn agent_ended(&mut self, index: usize, outcome: AgentOutcome) {
+    pub(super) fn agent_ended(&mut self, index: usize, mut outcome: AgentOutcome) {
         if self.merges.is_resolving(index) {
+            if !outcome.tampered.is_empty() {
+                // A resolver that reached into the git directory resolved nothing.
+                outcome.end = AgentEnd::Failed(tampered("the resolver", &outcome.tampered));
+            }
             return self.resolver_ended(index, outcome);
         }
+        let deny_overrun = self.options.deny_overrun;
         let Some(job) = self.job_at(index, Stage::Agent) else {
             return;
         };
         let (attempt, purpose) = (job.attempt, job.purpose);
+        let finished = outcome.end == AgentEnd::Exited(0) || outcome.delivered;
+        if job.overran && finished && !deny_overrun {
+            // It passed its budget with its final report (the result comes last, and the stop
+            // may reach it on its way out): the money is spent, the work is kept; no further
+            // attempt starts on the spent budget.
+            job.stop = None;
+            job.overran = false;
+            outcome.end = AgentEnd::Exited(0);
+            outcome.error = None;
+        }
         if outcome.end == AgentEnd::Unrecorded {
             // Nothing started that the record would not know of.
             return self.cancel(index, "the run's event log cannot be written");
         }
         let error = self.record_attempt_end(index, attempt, &outcome);
+        if !outcome.tampered.is_empty() {
+            // Hostile or broken: no retry and no fix; what it did is undone and recorded.
+            let who = if purpose == Purpose::Review {
+                "its reviewer"
+            } else {
+                "its agent"
+            };
+            let failure = Failure::new(FailureKind::Integrity, tampered(who, &outcome.tampered));
+            return self.fail(index, failure);
+        }
         if purpose == Purpose::Review {
             return self.reviewed(index, &outcome, error);
         }
@@ -319,11 +360,19 @@ impl Core {
                 ),
             )),
             AgentEnd::Failed(message) => Some(Failure::new(FailureKind::Agent, message.clone())),
+            AgentEnd::CannotStart(message) => Some(Failure::new(FailureKind::Setup, message.clone())),
             AgentEnd::Exited(_) | AgentEnd::Signaled(_) => match &error {
                 Some(e) if e.class == ErrorClass::Budget => Some(Failure::new(FailureKind::Budget, e.to_string())),
                 Some(e) => Some(Failure {
                     exit,
-                    ..Failure::new(FailureKind::Agent, e.to_string())
+                    // How it ended, where the tool's own words do not say.
+                    ..Failure::new(
+                        FailureKind::Agent,
+                        match exit {
+                            Some(how) if outcome.end != AgentEnd::Exited(0) => format!("{e} ({how})"),
+                            _ => e.to_string(),
+                        },
+                    )
                 }),
                 None if outcome.end != AgentEnd::Exited(0) => {
                     let how = exit.map_or_else(String::new, |e| e.to_string());
@@ -412,6 +461,7 @@ impl Core {
         let violations: Vec<String> = breaches.iter().map(|b| b.path.clone()).collect();
         let job = self.job(index).expect("the job is inspecting");
         job.head = Some(inspection.head);
+        job.base = Some(inspection.base);
         if !job.conflicts.is_empty() {
             // Its agent resolved a conflict with the integration branch (this inspection
             // committed it): a decision, logged when its work is checked.
@@ -512,6 +562,7 @@ impl Core {
         let job = self.job(index).expect("the job is checked");
         let head = job.head;
         let result_commit = head.map(|h| h.to_string());
+        let base_commit = job.base.map(|b| b.to_string());
         let files_changed = job.files.clone();
         let resolved = std::mem::take(&mut job.resolved);
         if let (Some(commit), false) = (head, resolved.is_empty()) {
@@ -519,12 +570,13 @@ impl Core {
             // again on resume, and the log takes an entry for a commit once.
             let ws = &self.plan.workflow.workstreams[index];
             let by = format!("the workstream's own agent (`{}`)", ws.agent);
-            let entry = decision_entry(&ws.name, &resolved, &by, None);
+            let entry = crate::decision_log::entry(&ws.name, &resolved, &by, None);
             self.out.push(Effect::LogDecision { commit, entry });
         }
         self.record(EventKind::Checked {
             workstream: index,
             result_commit: result_commit.clone(),
+            base_commit,
             files_changed,
             test: test.clone(),
         });
@@ -900,18 +952,6 @@ pub(super) fn conflict_feedback(conflicts: &Conflicts, why: Option<&Feedback>) -
     }
 }
 
-/// An entry of the decision log (`conflict_resolution.md`).
-pub(super) fn decision_entry(workstream: &str, files: &[String], by: &str, what: Option<&str>) -> String {
-    let mut entry = format!(
-        "## `{workstream}` and the integration branch\n\n- files: {}\n- sides: `{workstream}`'s branch, and the integration branch (the work merged before it)\n- decided by: {by}\n",
-        files.join(", ")
-    );
-    if let Some(what) = what.filter(|w| !w.trim().is_empty()) {
-        entry.push_str(&format!("- what was decided: {}\n", first_line(what)));
-    }
-    entry
-}
-
 /// The first line of a text, for one-line messages.
 fn first_line(text: &str) -> &str {
     text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
@@ -946,4 +986,13 @@ fn backoff(base: Duration, attempt: u32, index: usize, seed: u64) -> Duration {
     x ^= x >> 31;
     let jitter = (x % 401) as f64 / 1000.0 - 0.2;
     exponential.mul_f64(1.0 + jitter)
+}
+
+/// The failure of an agent that changed the shared git directory.
+fn tampered(who: &str, changes: &[String]) -> String {
+    format!(
+        "{who} changed the git directory it shares with your checkout (flow undid it; copies of what \
+         it wrote are in the run's `undone` folder): {}",
+        changes.join("; ")
+    )
 }

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use flow_dsl::{Isolation, MergeOrder, OnConflict, SyncMode};
 
-use super::job::{Reopen, clip, conflict_feedback, decision_entry};
+use super::job::{Reopen, clip, conflict_feedback};
 use super::{AgentEnd, AgentOutcome, Conflicts, Core, Effect, MergeOutcome, Resolution};
 use crate::git::Oid;
 use crate::plan::Plan;
@@ -234,7 +234,7 @@ impl Core {
     /// the conflict is the resolver's or stops or skips.
     fn merge_conflicted(&mut self, index: usize, onto: Oid, paths: Vec<String>) {
         let workflow = &self.plan.workflow;
-        let syncs = workflow.integrate.sync == SyncMode::Merge
+        let syncs = workflow.integrate.sync != SyncMode::Off
             && workflow.workstreams[index].isolation == Isolation::Worktree
             && self.sync_tried[index] != Some(onto);
         if syncs {
@@ -445,7 +445,7 @@ impl Core {
                 let workflow = &self.plan.workflow;
                 let resolver = workflow.integrate.resolver.as_ref().map_or("", |r| r.agent.as_str());
                 let name = workflow.workstreams[index].name.clone();
-                let entry = decision_entry(
+                let entry = crate::decision_log::entry(
                     &name,
                     &files,
                     &format!("the resolver agent `{resolver}`"),
@@ -524,7 +524,7 @@ impl Core {
                 let workflow = &self.plan.workflow;
                 let ws = &workflow.workstreams[index];
                 let fixable = ok
-                    && workflow.integrate.sync == SyncMode::Merge
+                    && workflow.integrate.sync != SyncMode::Off
                     && ws.isolation == Isolation::Worktree
                     && self.state.workstreams[index].fixes < ws.fix_attempts
                     && !self.cancelled;
@@ -578,4 +578,59 @@ impl Core {
             verify,
         });
     }
+
+    /// Asks for the trial merges of a branch that just became ready, against the integration
+    /// branch and the other ready branches (the latest [`FORECAST_AT_MOST`]), so that a coming
+    /// conflict is known before its merge.
+    pub(super) fn forecast(&mut self, index: usize) {
+        let ws = &self.plan.workflow.workstreams[index];
+        if ws.isolation != Isolation::Worktree {
+            return;
+        }
+        let head = |i: usize| -> Option<Oid> { self.state.workstreams[i].result_commit.as_deref()?.parse().ok() };
+        let Some(own) = head(index) else { return };
+        let mut against: Vec<(Option<usize>, Oid)> = self.last_good().map(|tip| (None, tip)).into_iter().collect();
+        let others = self
+            .merges
+            .ready
+            .iter()
+            .rev()
+            .filter(|&&i| i != index && self.state.workstreams[i].phase == Phase::Ready)
+            .filter_map(|&i| head(i).map(|h| (Some(i), h)))
+            .take(FORECAST_AT_MOST);
+        against.extend(others);
+        self.out.push(Effect::Forecast {
+            workstream: index,
+            head: own,
+            against,
+        });
+    }
+
+    /// Records a warning for each coming conflict a forecast found.
+    pub(super) fn forecasted(&mut self, index: usize, conflicts: Vec<(Option<usize>, Vec<String>)>) {
+        let plan = self.plan.clone();
+        let workflow = &plan.workflow;
+        let name = workflow.workstreams[index].name.clone();
+        let then = if workflow.integrate.sync == SyncMode::Off {
+            "its merge will conflict"
+        } else {
+            "it will be brought up to date and fixed at its merge"
+        };
+        for (other, paths) in conflicts {
+            let with = match other {
+                Some(i) => format!("`{}`'s branch (also ready)", workflow.workstreams[i].name),
+                None => "the integration branch".to_string(),
+            };
+            self.record(EventKind::Alert {
+                workstream: Some(index),
+                message: format!(
+                    "{name}: its branch conflicts with {with} in {}: {then}",
+                    paths.join(", ")
+                ),
+            });
+        }
+    }
 }
+
+/// How many other ready branches a branch that becomes ready is trial-merged with.
+const FORECAST_AT_MOST: usize = 8;

@@ -72,6 +72,12 @@ pub enum Input {
     /// The integration branch was moved back after an unverified merge; `ok` says whether it
     /// could be.
     RolledBack { workstream: usize, ok: bool },
+    /// The trial merges of a ready branch: the paths it would conflict on with each other
+    /// ready branch (`Some`) or the integration branch (`None`); only the conflicting ones.
+    Forecast {
+        workstream: usize,
+        conflicts: Vec<(Option<usize>, Vec<String>)>,
+    },
     /// A timer the core set went off.
     Timer(Timer),
     /// flow was asked to stop (Ctrl-C, SIGTERM, SIGHUP).
@@ -165,6 +171,13 @@ pub enum Effect {
         from: Oid,
         why: &'static str,
     },
+    /// Trial-merge the ready branch `head` in memory with each of `against` (another ready
+    /// branch, or `None`: the integration branch), to warn of conflicts before the merges.
+    Forecast {
+        workstream: usize,
+        head: Oid,
+        against: Vec<(Option<usize>, Oid)>,
+    },
     /// Feed [`Input::Timer`] back after `after`.
     Wake { timer: Timer, after: Duration },
 }
@@ -202,6 +215,11 @@ pub struct AgentOutcome {
     pub result: Option<String>,
     /// It continued an earlier session (its tool may report the session's running cost).
     pub resumed: bool,
+    /// Its output held its final result (the tool said it was done), whatever stopped it after.
+    pub delivered: bool,
+    /// What it changed in the shared git directory (a hook, a configuration, a ref), which
+    /// flow undid, and what could not be undone; empty when it kept to its worktree.
+    pub tampered: Vec<String>,
 }
 
 impl AgentOutcome {
@@ -215,6 +233,8 @@ impl AgentOutcome {
             last_line: None,
             result: None,
             resumed: false,
+            delivered: false,
+            tampered: vec![],
         }
     }
 }
@@ -232,9 +252,11 @@ pub enum AgentEnd {
     Hung,
     /// flow stopped it on the core's [`Effect::Stop`] (or Ctrl-C).
     Stopped,
-    /// It could not be started or watched (no such program, a bad command, its log could not
-    /// be written): the message says why.
+    /// It could not be started or watched (a bad command, its log could not be written): the
+    /// message says why.
     Failed(String),
+    /// Its program does not exist or may not be run: starting it again cannot help.
+    CannotStart(String),
     /// It was not started, because the event log could not record its attempt.
     Unrecorded,
 }
@@ -244,7 +266,10 @@ pub enum AgentEnd {
 pub struct Inspection {
     /// The branch's head after committing what the agent left.
     pub head: Oid,
-    /// Every path changed since the start commit, sorted.
+    /// The integration commit its work is measured from: where it started, or the latest
+    /// integration commit a sync brought into it.
+    pub base: Oid,
+    /// Every path its own work changed (since `base`), sorted.
     pub changed: Vec<String>,
     /// How the agent rewired its worktree (switched branch, rewrote history...), in words.
     pub integrity: Vec<String>,

@@ -65,6 +65,7 @@ fn fresh_state(workflow: &flow_dsl::Workflow) -> RunState {
             .map(|w| WorkstreamState::new(&w.name, format!("hash-{}", w.name), t))
             .collect(),
         alerts: vec![],
+        overruns: vec![],
     }
 }
 
@@ -83,6 +84,9 @@ struct Script {
     sync_conflicts: BTreeSet<String>,
     /// Workstreams whose merge conflicts only until they were synced.
     conflicts_until_synced: BTreeSet<String>,
+    /// Workstreams whose trial merges (the forecast when they become ready) conflict with
+    /// everything they are tried against.
+    forecast_conflicts: BTreeSet<String>,
 }
 
 /// The core, the world around it, and what it has asked for so far.
@@ -246,6 +250,7 @@ impl Sim {
                         workstream,
                         result: Ok(Inspection {
                             head,
+                            base: oid(1),
                             changed,
                             integrity: vec![],
                             markers: vec![],
@@ -309,6 +314,20 @@ impl Sim {
                         workstream,
                         result: Ok(result),
                     });
+                }
+                Effect::Forecast {
+                    workstream, against, ..
+                } => {
+                    let name = self.name(workstream).to_string();
+                    let conflicts = if self.script.forecast_conflicts.contains(&name) {
+                        against
+                            .iter()
+                            .map(|(other, _)| (*other, vec![format!("{name}/file")]))
+                            .collect()
+                    } else {
+                        vec![]
+                    };
+                    self.pending.push(Input::Forecast { workstream, conflicts });
                 }
                 Effect::AbortSync { workstream } => self.pending.push(Input::SyncAborted {
                     workstream,
@@ -2004,6 +2023,50 @@ integrate {
 }
 
 #[test]
+fn a_branch_that_becomes_ready_is_trial_merged_and_a_coming_conflict_is_warned_of() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.forecast_conflicts.insert("b".into());
+    sim.begin();
+    sim.run_all();
+    let forecasts: Vec<usize> = sim
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Forecast {
+                workstream, against, ..
+            } => {
+                assert!(
+                    against.iter().any(|(other, _)| other.is_none()),
+                    "the integration branch is one"
+                );
+                Some(*workstream)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forecasts.len(), 2, "each branch once, when it becomes ready");
+    let warnings: Vec<&String> = sim
+        .state()
+        .alerts
+        .iter()
+        .filter(|a| a.starts_with("b: its branch conflicts"))
+        .collect();
+    assert!(!warnings.is_empty(), "{:?}", sim.state().alerts);
+    assert!(warnings[0].contains("b/file"), "{}", warnings[0]);
+    assert!(
+        !sim.state().alerts.iter().any(|a| a.starts_with("a: ")),
+        "a conflicts with nothing"
+    );
+    // A warning only: both merge.
+    assert_eq!(sim.phase("a"), Phase::Merged);
+    assert_eq!(sim.phase("b"), Phase::Merged);
+}
+
+#[test]
 fn a_conflicting_sync_no_fix_was_left_for_is_given_up_on_resume() {
     // The run stopped after the sync conflicted, while it was being given up (no fix left):
     // its merge is no agent's to resolve, and the resume does not keep it.
@@ -2069,4 +2132,25 @@ fn a_conflicting_sync_no_fix_was_left_for_is_given_up_on_resume() {
             .any(|e| matches!(e, Effect::Inspect { workstream: 0, markers_in, .. } if markers_in.is_empty())),
         "its check takes no conflict for its agent's"
     );
+}
+
+#[test]
+fn an_agent_whose_program_cannot_start_fails_at_once_without_retries() {
+    let body = r#"
+workstream "a" { owns "a/**"; retries 3; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    sim.end_agent(
+        "a",
+        AgentEnd::CannotStart("cannot start `claude`: No such file or directory".into()),
+    );
+    assert_eq!(sim.phase("a"), Phase::Failed);
+    assert_eq!(sim.failure("a").kind, FailureKind::Setup);
+    let starts = sim
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::StartAgent { .. }))
+        .count();
+    assert_eq!(starts, 1, "never retried");
 }

@@ -114,6 +114,13 @@ pub trait Work: Send + Sync + 'static {
     ) -> BoxFuture<'static, Option<TestResult>>;
     /// Moves the integration branch from `from` back to `to`, saying `why` in its reflog.
     fn roll_back(self: Arc<Self>, to: Oid, from: Oid, why: &'static str) -> BoxFuture<'static, bool>;
+    /// Lists the paths `head` would conflict on when merged with each of `against`, in
+    /// memory; only the pairs that conflict.
+    fn forecast(
+        self: Arc<Self>,
+        head: Oid,
+        against: Vec<(Option<usize>, Oid)>,
+    ) -> BoxFuture<'static, Vec<(Option<usize>, Vec<String>)>>;
     /// Lets go of what the run held (worktree locks) once it is over.
     fn finish(&self, state: &RunState);
 }
@@ -424,6 +431,16 @@ impl<'o> Driver<'o> {
                 });
             }
             Effect::LogDecision { commit, entry } => self.work.log_decision(commit, &entry),
+            Effect::Forecast {
+                workstream,
+                head,
+                against,
+            } => {
+                self.tasks.spawn(async move {
+                    let conflicts = work.forecast(head, against).await;
+                    send(Input::Forecast { workstream, conflicts });
+                });
+            }
             Effect::Revert { workstream, paths } => {
                 self.tasks.spawn(async move {
                     let result = work.revert(workstream, paths).await;

@@ -157,6 +157,7 @@ impl Work for FakeWork {
         async move {
             Ok(Inspection {
                 head: oid(0x100 + workstream as u32),
+                base: oid(1),
                 changed: vec![format!("w{workstream}/f")],
                 integrity: vec![],
                 markers: vec![],
@@ -211,6 +212,14 @@ impl Work for FakeWork {
 
     fn roll_back(self: Arc<Self>, _: Oid, _: Oid, _: &'static str) -> BoxFuture<'static, bool> {
         async { true }.boxed()
+    }
+
+    fn forecast(
+        self: Arc<Self>,
+        _: Oid,
+        _: Vec<(Option<usize>, Oid)>,
+    ) -> BoxFuture<'static, Vec<(Option<usize>, Vec<String>)>> {
+        async { vec![] }.boxed()
     }
 
     fn finish(&self, _: &RunState) {}
@@ -310,6 +319,7 @@ fn state_of(plan: &Plan) -> RunState {
             .map(|w| WorkstreamState::new(&w.name, String::new(), t))
             .collect(),
         alerts: vec![],
+        overruns: vec![],
     }
 }
 

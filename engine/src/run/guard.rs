@@ -1,0 +1,142 @@
+//! The guard of the shared git directory around each agent of a run: a snapshot before the
+//! agent starts, a comparison once its processes are gone, and the undo of whatever it
+//! changed (a planted hook, a `core.fsmonitor`, a moved ref of the user's), with copies of
+//! what the undo removed kept in the run's folder. The git side is [`crate::git`]'s guard;
+//! this is when to take which snapshot.
+//!
+//! Every agent's snapshot is taken on a base, the one taken when no agent was running: a
+//! snapshot read while another agent runs would take in that agent's change, and its undo
+//! would put the change back. The base is taken again each time the count of agents running
+//! falls to zero, so the user's own work between agents never shows up as an agent's.
+//!
+//! Guarded: every agent that runs in a linked worktree (its own, a reviewer's, the resolver's
+//! in the integration worktree). Not guarded: agents of `isolation "none"` workstreams, which
+//! have no worktree of their own to name; the kernel sandbox keeps them off `.git`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use flow_dsl::Workflow;
+
+use crate::git::{Git, GitSnapshot, Guarded, UserPlaces};
+
+/// The refs that are not the guard's business: the ones flow moves during a run.
+fn flow_refs(workflow: &Workflow) -> Vec<String> {
+    let mut refs: Vec<String> = workflow.workstreams.iter().map(|ws| workflow.branch_of(ws)).collect();
+    refs.push(workflow.into.clone());
+    refs.push("refs/heads/flow-tmp/".to_string());
+    refs
+}
+
+/// The guard of one run.
+pub(crate) struct RunGuard {
+    git: Git,
+    user: UserPlaces,
+    flow_refs: Vec<String>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    base: Option<Arc<GitSnapshot>>,
+    running: usize,
+}
+
+/// One agent under watch: what its git directory held before it started.
+pub(crate) struct Watch {
+    snapshot: GitSnapshot,
+    worktree: PathBuf,
+    branch: String,
+}
+
+/// What an agent changed in the git directory, and what the undo did.
+#[derive(Debug, Default)]
+pub(crate) struct Tampering {
+    /// Each change, named exactly (`changed .git/config: core.fsmonitor set to ...`).
+    pub found: Vec<String>,
+    /// What the undo could not put back: a person must look.
+    pub left: Vec<String>,
+}
+
+impl RunGuard {
+    pub(crate) fn new(git: Git, workflow: &Workflow) -> RunGuard {
+        RunGuard {
+            git,
+            user: UserPlaces::from_environment(),
+            flow_refs: flow_refs(workflow),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn guarded<'a>(&'a self, worktree: &'a Path, branch: &'a str) -> Guarded<'a> {
+        Guarded {
+            worktree,
+            branch,
+            flow_refs: &self.flow_refs,
+            user: &self.user,
+        }
+    }
+
+    /// Takes the snapshot of an agent about to start in `worktree` on `branch` (blocking).
+    /// Every successful call must be followed by [`RunGuard::after`].
+    pub(crate) fn before(&self, worktree: &Path, branch: &str) -> Result<Watch, String> {
+        let guarded = self.guarded(worktree, branch);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.running == 0 || inner.base.is_none() {
+            let base = self
+                .git
+                .snapshot_git_dir(&guarded, None)
+                .map_err(|e| format!("cannot read the git directory before the agent: {e}"))?;
+            inner.base = Some(Arc::new(base));
+        }
+        let base = inner.base.clone().expect("a base was just taken");
+        let snapshot = self
+            .git
+            .snapshot_git_dir(&guarded, Some(&base))
+            .map_err(|e| format!("cannot read the git directory before the agent: {e}"))?;
+        inner.running += 1;
+        Ok(Watch {
+            snapshot,
+            worktree: worktree.to_path_buf(),
+            branch: branch.to_string(),
+        })
+    }
+
+    /// Compares the git directory with `watch` once its agent's processes are gone, and
+    /// undoes what changed, copies of what the undo removes going to `keep_in` (blocking).
+    pub(crate) fn after(&self, watch: Watch, keep_in: &Path) -> Tampering {
+        let guarded = self.guarded(&watch.worktree, &watch.branch);
+        let tampering = match self.git.git_dir_changes(&watch.snapshot, &guarded) {
+            Err(e) => Tampering {
+                found: vec![],
+                left: vec![format!("cannot compare the git directory after the agent: {e}")],
+            },
+            Ok(changes) if changes.is_empty() => Tampering::default(),
+            Ok(changes) => {
+                let found = changes.iter().map(ToString::to_string).collect();
+                match self.git.undo_git_dir_changes(&watch.snapshot, &changes, Some(keep_in)) {
+                    Ok(report) => Tampering {
+                        found,
+                        left: report.left,
+                    },
+                    Err(e) => Tampering {
+                        found,
+                        left: vec![format!("cannot undo: {e}")],
+                    },
+                }
+            }
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.running = inner.running.saturating_sub(1);
+        tampering
+    }
+}
+
+impl Tampering {
+    /// The sentences for the record: each change, then what could not be undone.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let mut lines = self.found.clone();
+        lines.extend(self.left.iter().map(|l| format!("NOT UNDONE: {l}")));
+        lines
+    }
+}
