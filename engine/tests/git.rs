@@ -949,6 +949,39 @@ fn a_sync_into_a_worktree_is_committed_clean_or_left_as_a_merge_in_progress() {
 }
 
 #[test]
+fn a_rebase_cut_between_moving_the_branch_and_checking_it_out_is_given_up_as_a_merge() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+    let wt = m.f.wt("b");
+    let status = || git(&wt, &["status", "--porcelain"]);
+    let merge_head = PathBuf::from(git(&wt, &["rev-parse", "--absolute-git-dir"])).join("MERGE_HEAD");
+
+    // Replayed: one commit on top of `a`, checked out, nothing of the rebase left.
+    let replayed = match g.rebase_worktree(&wt, m.a, "sync a into b").expect("rebase") {
+        WorktreeMerge::Clean(commit) => commit,
+        other => panic!("expected a clean replay, got {other:?}"),
+    };
+    assert_eq!(g.parents(replayed).expect("parents"), [m.a], "replayed, not merged");
+    assert_eq!(status(), "");
+    assert!(!merge_head.exists());
+    assert!(wt.join("x.txt").exists(), "a's file is checked out");
+
+    // Cut after the branch moved, before the checkout: the new head over the old files, and
+    // MERGE_HEAD (written first) says a merge is in progress: given up, the files are the
+    // new head's, none of the old tree's taken for uncommitted work.
+    git(&wt, &["reset", "-q", "--hard", &m.b.to_string()]);
+    fs::write(&merge_head, format!("{}\n", m.a)).expect("MERGE_HEAD");
+    git(&wt, &["update-ref", "refs/heads/flow/b", &replayed.to_string()]);
+    assert_ne!(status(), "", "torn: the old files under the new head");
+    assert!(g.merge_in_progress(&wt).expect("state"));
+    g.abort_merge_in(&wt, &[]).expect("give it up");
+    assert_eq!(status(), "");
+    assert!(!g.merge_in_progress(&wt).expect("state"));
+    assert_eq!(g.branch_head("flow/b").expect("head"), Some(replayed));
+    assert!(wt.join("x.txt").exists());
+}
+
+#[test]
 fn conflicts_leave_the_target_untouched_and_name_the_paths() {
     let m = MergeFixture::new();
     let g = m.f.git();

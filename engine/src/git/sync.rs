@@ -130,17 +130,32 @@ impl Git {
             tip = repo.find_commit(id).context(|| format!("read commit {id}"))?;
         }
         let new_head: Oid = tip.id().into();
-        super::branch::compare_and_swap(
+        // `MERGE_HEAD` first, gone last, as a merge has it: a process killed between moving
+        // the branch and checking it out leaves a merge in progress that the next gives up
+        // ([`Git::abort_merge_in`] puts the files back at the head, old or new), never the old
+        // tree's files under the new head, which a commit would take for the agent's work (it
+        // would take the integration branch's changes back out).
+        let git_dir = repo.path().to_path_buf();
+        std::fs::write(git_dir.join("MERGE_HEAD"), format!("{onto}\n"))
+            .map_err(|e| io_error("write MERGE_HEAD", &git_dir.join("MERGE_HEAD"), e))?;
+        let moved = super::branch::compare_and_swap(
             &repo,
             &full,
             new_head,
             Some(head_id),
             "flow: rebase onto the integration branch",
-        )?;
+        );
+        if let Err(error) = moved {
+            // Nothing changed: no merge to leave in progress.
+            let _ = repo.cleanup_state();
+            return Err(error);
+        }
         let mut checkout = CheckoutBuilder::new();
         checkout.force();
         repo.checkout_head(Some(&mut checkout))
             .context(|| format!("check the rebased branch out in `{}`", path.display()))?;
+        repo.cleanup_state()
+            .context(|| format!("end the rebase in `{}`", path.display()))?;
         Ok(Some(new_head))
     }
 
