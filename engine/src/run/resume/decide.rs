@@ -139,8 +139,9 @@ pub struct Decided {
     /// Merges to take back out of the integration branch because their workstreams run
     /// again, latest first: workstream, the branch's head before and after that merge.
     pub undo_merges: Vec<(String, Oid, Oid)>,
-    /// Entries for the run's decision log: conflicts a person resolved.
-    pub log: Vec<String>,
+    /// Entries for the run's decision log: conflicts a person resolved, each with the commit
+    /// that holds the resolution.
+    pub log: Vec<(Oid, String)>,
 }
 
 impl Decided {
@@ -334,12 +335,9 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                     ),
                     (Some(hand), Some(head)) if hand.moved_on && hand.holds_into => {
                         if !hand.files.is_empty() {
-                            by_hand_entry = Some(crate::decision_log::entry(
-                                &ws.name,
-                                &hand.files,
-                                &format!("a person (`flow resolve`), in commit {}", head.short()),
-                                None,
-                            ));
+                            let by = format!("a person (`flow resolve`), in commit {}", head.short());
+                            let entry = crate::decision_log::entry(&ws.name, &hand.files, &by, None);
+                            by_hand_entry = Some((head, entry));
                         }
                         decide(
                             Action::Merge,

@@ -455,7 +455,8 @@ fn a_conflict_a_person_resolved_and_committed_is_merged_and_logged_as_theirs() {
         "{for_b:?}"
     );
     assert_eq!(decided.log.len(), 1);
-    let entry = &decided.log[0];
+    let (commit, entry) = &decided.log[0];
+    assert_eq!(*commit, oid(0xb1), "keyed by the commit that holds the resolution");
     assert!(
         entry.contains("## `b` and the integration branch")
             && entry.contains("- files: shared.txt")
