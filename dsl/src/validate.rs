@@ -10,6 +10,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::ast::*;
+use crate::command_template::placeholders;
 use crate::glob::{glob_covers, globs_may_overlap};
 use crate::keywords::*;
 use crate::loader::Loaded;
@@ -538,22 +539,12 @@ impl<'a> Validator<'a> {
                 (Some(entry.model.clone()), ModelSource::Kind)
             } else if let Some(m) = role.as_ref().and_then(|r| r.model.clone()) {
                 (Some(m), ModelSource::Role)
+            } else if agent_def.is_some_and(Agent::takes_model) {
+                (None, ModelSource::AgentDefault)
             } else {
                 (None, ModelSource::None)
             };
             if let Some(def) = agent_def.as_ref().filter(|_| !flawed) {
-                if model.is_none() && def.uses("model") {
-                    self.error(
-                        Code::MissingNode,
-                        name,
-                        "no model",
-                        format!(
-                            "workstream `{}` has no model, and agent `{agent}` needs one",
-                            name.value
-                        ),
-                    )
-                    .help = Some("add `model \"...\"` to the workstream or to `defaults`, or give it a `kind`".into());
-                }
                 if def.uses("script") {
                     if ws.script.is_none() {
                         self.error(
@@ -1136,15 +1127,6 @@ fn literal_prefix(glob: &str) -> &str {
         end = i + segment.len();
     }
     glob[..end].trim_end_matches('/')
-}
-
-fn placeholders(text: &str) -> impl Iterator<Item = &str> {
-    text.match_indices('{').filter_map(move |(i, _)| {
-        let rest = &text[i + 1..];
-        let end = rest.find('}')?;
-        let name = &rest[..end];
-        (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(name)
-    })
 }
 
 fn budget(ast: Option<&BudgetAst>) -> Budget {

@@ -54,6 +54,9 @@ pub enum ModelSource {
     Role,
     /// No model: the agent's command does not use one.
     None,
+    /// No model chosen: the agent's tool runs on its own default model (the arguments that
+    /// would name one are left out of its command).
+    AgentDefault,
 }
 
 /// A validated workflow.
@@ -243,6 +246,11 @@ impl Agent {
     pub fn uses(&self, placeholder: &str) -> bool {
         let needle = format!("{{{placeholder}}}");
         self.command.iter().any(|a| a.contains(&needle))
+    }
+
+    /// Tells whether the command names a model (`{model}`, `{model_name}` or `{provider}`).
+    pub fn takes_model(&self) -> bool {
+        self.command.iter().any(|a| crate::uses_model(a))
     }
 }
 

@@ -35,6 +35,7 @@ pub fn plan_text(plan: &Plan) -> String {
             let model = match (&ws.model, ws.model_source) {
                 (Some(m), ModelSource::Workstream) => format!(" · {m}"),
                 (Some(m), source) => format!(" · {m} (from {})", source_name(source)),
+                (None, ModelSource::AgentDefault) => " · agent default".to_string(),
                 (None, _) => String::new(),
             };
             let start = match plan.start_point(i) {
@@ -99,14 +100,25 @@ pub fn plan_text(plan: &Plan) -> String {
         let _ = writeln!(out, "Verify         `{verify}` after each merge");
     }
     let cost = plan.cost_estimate();
-    if cost.workstreams.is_empty() {
+    let unpriced = unpriced(plan, &cost.unpriced);
+    if cost.workstreams.is_empty() && unpriced.is_empty() {
         let _ = writeln!(out, "Cost estimate  none (no workstream has an `estimate`)");
+    } else if cost.workstreams.is_empty() {
+        let _ = writeln!(out, "Cost estimate  none: {unpriced}");
     } else {
-        let missing = if cost.unestimated.is_empty() {
-            String::new()
-        } else {
-            format!("; no estimate for {}", cost.unestimated.join(", "))
-        };
+        let unestimated: Vec<&str> = cost
+            .unestimated
+            .iter()
+            .filter(|w| !cost.unpriced.contains(w))
+            .map(String::as_str)
+            .collect();
+        let mut missing = String::new();
+        if !unestimated.is_empty() {
+            missing = format!("; no estimate for {}", unestimated.join(", "));
+        }
+        if !unpriced.is_empty() {
+            missing = format!("{missing}; {unpriced}");
+        }
         let _ = writeln!(
             out,
             "Cost estimate  ${:.2}–${:.2} for {} workstream{}{missing}",
@@ -138,6 +150,29 @@ pub fn plan_text(plan: &Plan) -> String {
     out
 }
 
+/// Why the estimated tokens of some workstreams have no price: "cannot price a, b (...)".
+fn unpriced(plan: &Plan, names: &[String]) -> String {
+    let wf = &plan.workflow;
+    let (default, unpriced_model): (Vec<&str>, Vec<&str>) = names
+        .iter()
+        .map(String::as_str)
+        .partition(|name| wf.index_of(name).is_some_and(|i| wf.workstreams[i].model.is_none()));
+    let mut reasons = vec![];
+    if !default.is_empty() {
+        reasons.push(format!(
+            "cannot price {} (the agent's default model: its price is unknown; set `model` or `estimate usd=`)",
+            default.join(", ")
+        ));
+    }
+    if !unpriced_model.is_empty() {
+        reasons.push(format!(
+            "cannot price {} (a model without prices)",
+            unpriced_model.join(", ")
+        ));
+    }
+    reasons.join("; ")
+}
+
 fn source_name(source: ModelSource) -> &'static str {
     match source {
         ModelSource::Workstream => "workstream",
@@ -145,6 +180,7 @@ fn source_name(source: ModelSource) -> &'static str {
         ModelSource::Kind => "kind",
         ModelSource::Role => "role",
         ModelSource::None => "none",
+        ModelSource::AgentDefault => "agent default",
     }
 }
 
