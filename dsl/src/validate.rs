@@ -381,23 +381,7 @@ impl<'a> Validator<'a> {
         if known.clone().any(|k| *k == name.value) {
             return true;
         }
-        let mut help = unknown_help(what, &name.value, known.map(String::as_str));
-        let module = match what {
-            "model" => Some("std:models"),
-            "agent" => Some("std:agents"),
-            "role" => Some("std:roles"),
-            _ => None,
-        };
-        if let Some(module) = module {
-            if help.starts_with("no ") {
-                help = format!(
-                    "no {what} is defined: define `{}`, or import the standard library's with `import \"{module}\"`",
-                    name.value
-                );
-            } else if !help.starts_with("did you mean") {
-                help = format!("{help}; the standard library's are imported with `import \"{module}\"`");
-            }
-        }
+        let help = unknown_help(what, &name.value, known.map(String::as_str));
         self.error(
             code,
             name,
@@ -505,20 +489,9 @@ impl<'a> Validator<'a> {
             self.check_references(ws, workflow);
             let agent_name = ws.agent.as_ref().or(defaults.and_then(|d| d.agent.as_ref()));
             let agent = agent_name.map_or("claude-code", |a| a.value.as_str()).to_string();
+            // The standard library's agents are always there: an agent that is not is
+            // unknown, and reported as such by `check_references`.
             let agent_def = workflow.agents.get(&agent);
-            if agent_name.is_none() && agent_def.is_none() && !flawed {
-                self.error(
-                    Code::UnknownAgent,
-                    name,
-                    "no agent",
-                    format!(
-                        "workstream `{}` names no agent, and `claude-code` is not defined",
-                        name.value
-                    ),
-                )
-                .help =
-                    Some("add `agent \"...\"` to the workstream or to `defaults`, or `import \"std:agents\"`".into());
-            }
             let role_name = ws
                 .role
                 .as_ref()

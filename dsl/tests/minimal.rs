@@ -76,3 +76,75 @@ workstream "script" { agent "shell"; script "true" }
         ]
     );
 }
+
+#[test]
+fn a_file_with_only_tasks_and_owns_checks_without_warnings() {
+    let text = r#"
+workstream "api" {
+    task "Add a /health endpoint."
+    owns "src/api/**"
+}
+workstream "ui" {
+    task "Show the health on the status page."
+    owns "src/ui/**"
+}
+workstream "tests" {
+    task "Test both."
+    owns "tests/**"
+    depends-on "api" "ui"
+}
+"#;
+    let checked = check_text("minimal.kdl", text).expect("the workflow checks");
+    assert!(checked.warnings.is_empty(), "{:?}", checked.warnings);
+    let workflow = &checked.workflow;
+    for ws in &workflow.workstreams {
+        assert_eq!(ws.agent, "claude-code", "{}", ws.name);
+        assert_eq!(ws.model, None, "{}", ws.name);
+        assert_eq!(ws.model_source, ModelSource::AgentDefault, "{}", ws.name);
+    }
+    assert!(workflow.overlaps.is_empty());
+}
+
+#[test]
+fn the_standard_library_needs_no_import_and_importing_it_twice_is_harmless() {
+    let body = "workstream \"w\" { agent \"codex\"; model \"gpt-5\"; role \"test-writer\"; task \"x\" }\n";
+    for imports in [
+        "",
+        "import \"std:agents\"\n",
+        "import \"std:agents\" \"std:models\" \"std:roles\"\n",
+        "import \"std:agents\" \"std:agents\"\nimport \"std:models\"\nimport \"std:models\"\n",
+    ] {
+        let checked = check_text("std.kdl", &format!("{imports}{body}"))
+            .unwrap_or_else(|p| panic!("{imports:?}: {:?}", p.problems));
+        assert!(checked.warnings.is_empty(), "{imports:?}: {:?}", checked.warnings);
+        let ws = &checked.workflow.workstreams[0];
+        assert_eq!(checked.workflow.agent_of(ws).command[0], "codex");
+        assert_eq!(checked.workflow.model_of(ws).map(|m| m.id.as_str()), Some("gpt-5"));
+        assert_eq!(ws.role.as_deref(), Some("test-writer"));
+    }
+}
+
+#[test]
+fn a_workflows_own_definition_replaces_the_preset_silently() {
+    let text = r#"
+import "std:agents" "std:models"
+agent "claude-code" { command "my-claude" "--model" "{model}" "{prompt}"; }
+model "sonnet" provider="anthropic" id="claude-sonnet-9" input-usd=1 output-usd=2
+role "test-writer" { owns "spec/**"; }
+kind "tests" model="sonnet"
+workstream "w" { role "test-writer"; kind "tests"; task "x" }
+"#;
+    let checked = check_text("own.kdl", text).expect("the workflow checks");
+    assert!(checked.warnings.is_empty(), "{:?}", checked.warnings);
+    let workflow = &checked.workflow;
+    let ws = &workflow.workstreams[0];
+    assert_eq!(workflow.agent_of(ws).command[0], "my-claude");
+    assert_eq!(ws.model.as_deref(), Some("sonnet"));
+    assert_eq!(ws.model_source, ModelSource::Kind);
+    assert_eq!(workflow.model_of(ws).map(|m| m.id.as_str()), Some("claude-sonnet-9"));
+    let owns: Vec<&str> = ws.scope.owns().iter().map(|g| g.text.as_str()).collect();
+    assert_eq!(owns, ["spec/**"]);
+    // The presets the workflow did not redefine are still there.
+    assert!(workflow.agents.contains_key("codex"));
+    assert!(workflow.models.contains_key("opus"));
+}

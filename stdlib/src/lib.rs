@@ -1,7 +1,7 @@
 //! The standard library of `flow` workflows.
 //!
-//! A workflow imports these modules by name with `import "std:agents"`, `import "std:models"`
-//! and `import "std:roles"`. They are plain KDL 2 files (see `dsl/GRAMMAR.md`) embedded in the
+//! Every workflow has these modules without importing them (`import "std:agents"` is allowed
+//! and changes nothing). They are plain KDL 2 files (see `dsl/GRAMMAR.md`) embedded in the
 //! binary, so a workflow works the same on every machine whatever files are next to it:
 //!
 //! - `std:agents`: presets for Claude Code, Codex, Gemini CLI, aider, opencode and shell scripts;
@@ -10,7 +10,8 @@
 //! - `std:roles`: roles (GUI, backend, tests, database, docs, architecture, review) with their
 //!   expertise, instructions and default `owns`/`forbid` scopes.
 //!
-//! A workflow overrides any definition by defining the same name again in its own file.
+//! They are read before a workflow's own files: a workflow overrides any definition by
+//! defining the same name again.
 
 /// The text of `std:agents`.
 const AGENTS: &str = include_str!("../std/agents.kdl");
