@@ -531,14 +531,14 @@ impl<'a> Validator<'a> {
                         )
                         .help = Some("add `script \"...\"` with the shell commands to run".into());
                     }
-                } else if ws.task.is_none() {
+                } else if ws.task.is_none() && ws.description.is_none() {
                     self.error(
                         Code::MissingTask,
                         name,
                         "no task",
                         format!("workstream `{}` has no task", name.value),
                     )
-                    .help = Some("add `task \"...\"` saying what the agent must do".into());
+                    .help = Some("add `task \"...\"` (or a `description`) saying what the agent must do".into());
                 }
             }
 
@@ -636,7 +636,8 @@ impl<'a> Validator<'a> {
             workflow.workstreams.push(Workstream {
                 name: name.value.clone(),
                 description: ws.description.as_ref().map(|d| d.value.clone()),
-                task: ws.task.as_ref().map(|t| t.value.clone()),
+                // A description stands for a missing task.
+                task: ws.task.as_ref().or(ws.description.as_ref()).map(|t| t.value.clone()),
                 script: ws.script.as_ref().map(|s| s.value.clone()),
                 role: role_name,
                 agent,

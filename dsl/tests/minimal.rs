@@ -148,3 +148,25 @@ workstream "w" { role "test-writer"; kind "tests"; task "x" }
     assert!(workflow.agents.contains_key("codex"));
     assert!(workflow.models.contains_key("opus"));
 }
+
+#[test]
+fn a_description_without_a_task_is_the_task() {
+    let text = r#"
+workstream "described" { description "Add a /health endpoint."; owns "a/**" }
+workstream "both" { description "Health"; task "Add a /health endpoint."; owns "b/**" }
+"#;
+    let checked = check_text("described.kdl", text).expect("the workflow checks");
+    let tasks: Vec<(Option<&str>, Option<&str>)> = checked
+        .workflow
+        .workstreams
+        .iter()
+        .map(|w| (w.description.as_deref(), w.task.as_deref()))
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            (Some("Add a /health endpoint."), Some("Add a /health endpoint.")),
+            (Some("Health"), Some("Add a /health endpoint.")),
+        ]
+    );
+}
