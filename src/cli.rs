@@ -11,14 +11,45 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// gives each workstream its own git worktree and branch, launches the agents as their
 /// dependencies allow, and merges the branches into an integration branch in dependency
 /// order, testing the merged tree.
+///
+/// FILE defaults to the nearest `parallel.kdl`, from the current folder up to the
+/// repository's root. `flow help workflow` is the language reference; `flow help exit-codes`
+/// says what each exit status means.
 #[derive(Debug, Parser)]
-#[command(name = "flow", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "flow",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Run as if flow was started in this folder (like `git -C`).
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
+    /// When to colour the output: `auto` colours a terminal unless NO_COLOR is set (or
+    /// CLICOLOR_FORCE asks for colour anyway).
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    pub color: ColorWhen,
+    /// Say only errors and the result: no progress, warnings, notes or hints.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more where there is more: every line the agents print in the progress.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set; always with CLICOLOR_FORCE.
+    Auto,
+    /// Always, even into a pipe or a file.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,12 +64,19 @@ pub enum Command {
     Context(ContextArgs),
     Merge(MergeArgs),
     Conflicts(ConflictsArgs),
+    #[command(override_usage = "flow sync [OPTIONS] [FILE] [WORKSTREAM]...")]
+    Sync(SyncArgs),
+    #[command(override_usage = "flow resolve [OPTIONS] [FILE] <WORKSTREAM>")]
+    Resolve(ResolveArgs),
     Clean(CleanArgs),
     Resume(ResumeArgs),
     Status(StatusArgs),
     Logs(LogsArgs),
     Runs(RunsArgs),
     Usage(UsageArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
+    Help(HelpArgs),
 }
 
 /// Check a workflow file and report every problem in it.
@@ -47,24 +85,25 @@ pub enum Command {
 /// given, 2 when it is invalid.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The workflow file(s).
-    #[arg(default_value = "parallel.kdl", num_args = 1..)]
+    /// The workflow file(s) (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Treat warnings as errors (exit 1).
     #[arg(long)]
     pub deny_warnings: bool,
-    /// Print nothing when the file is valid.
-    #[arg(long, short)]
-    pub quiet: bool,
+    /// Print the problems as JSON lines on standard output, one object per problem and a
+    /// summary last (see the README).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Show what a run would do, without touching anything: waves, critical path, merge order,
 /// predicted overlaps.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Print the plan as JSON on standard output (the shape is versioned; see the README).
     #[arg(long)]
     pub json: bool,
@@ -73,9 +112,9 @@ pub struct PlanArgs {
 /// Draw the dependency graph, with waves and merge order.
 #[derive(Debug, Args)]
 pub struct GraphArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// The output language.
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
@@ -101,9 +140,9 @@ pub enum GraphFormat {
 /// 2 when the workflow is invalid or the run could not start.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Run only these workstreams, with everything they depend on.
     #[arg(long, num_args = 1.., value_name = "WORKSTREAM", conflicts_with = "resume")]
     pub only: Vec<String>,
@@ -153,9 +192,9 @@ pub struct DemoArgs {
 /// Existing worktrees are reused; anything else in the way is refused.
 #[derive(Debug, Args)]
 pub struct PrepareArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
@@ -163,10 +202,13 @@ pub struct PrepareArgs {
 
 /// Print the exact prompt a workstream's agent is given.
 #[derive(Debug, Args)]
+#[command(allow_missing_positional = true)]
 pub struct ContextArgs {
-    /// The workflow file.
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// The workstream.
+    #[arg(value_name = "WORKSTREAM")]
     pub workstream: String,
     /// Print `agent_config.json` instead of the prompt.
     #[arg(long)]
@@ -182,22 +224,90 @@ pub struct ContextArgs {
 /// Exit status: 0 when nothing conflicted or failed, 1 otherwise.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 /// Show overlaps: declared (from `owns`, with the files that exist) and live (paths changed
-/// by more than one existing branch, with a trial merge of each pair).
+/// by more than one workstream, with a trial merge of each pair).
+///
+/// A workstream's changes are the commits on its branch and what its worktree holds
+/// uncommitted; the trial merge includes the uncommitted files, computed in memory without
+/// touching the worktree. Exit status: 1 when a trial merge conflicts, else 0.
 #[derive(Debug, Args)]
 pub struct ConflictsArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Bring the integration branch into workstreams' branches, in their worktrees.
+///
+/// For each workstream named (default: every one with a worktree), merges the integration
+/// branch into its branch in its worktree and commits the merge, so the work goes on on top
+/// of what has merged. Works on the worktrees of `flow prepare` and of `flow run`; takes the
+/// workflow's run lock, so it is refused while a run is under way.
+///
+/// Nothing is touched in a worktree that is refused: one with uncommitted changes (listed),
+/// a merge or rebase in progress, another branch checked out, or a merge that would conflict
+/// (found by a trial merge in memory; the conflicting files are listed). A branch that
+/// already holds the integration branch is said to be up to date.
+///
+/// With --agent, a merge that conflicts is left in the worktree for the workflow's resolver
+/// agent (`integrate { resolver "AGENT" }`), launched as a run launches it, inside the guard
+/// of the git directory; its resolution is committed only when it exited 0, changed nothing
+/// in the git directory, no conflict marker is left and the worktree is still on its branch.
+/// Otherwise what it changed in the git directory is undone, the sync given up and the branch
+/// put back where it was. Each resolution is logged to the decision log of the workflow's
+/// latest run.
+///
+/// Exit status: 0 when every workstream is up to date or was synced, 1 when one was refused
+/// or its resolver failed, 2 when the workflow is invalid or a run of it is at work.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
+    /// names a file), then the workstreams.
+    #[arg(value_name = "FILE|WORKSTREAM")]
+    pub words: Vec<String>,
+    /// Hand a merge that conflicts to the workflow's resolver agent instead of refusing it.
+    #[arg(long)]
+    pub agent: bool,
+    /// How long a stopped resolver gets between SIGINT and SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: std::time::Duration,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Set a workstream's conflict with the integration branch up for you to resolve.
+///
+/// After a run stopped on a conflict (on-conflict "stop", or the resolver failed), or a
+/// `flow merge` or `flow sync` said one: merges the integration branch into the workstream's
+/// branch in its own worktree, leaving the conflict as `git merge` does (markers in the
+/// files, the merge in progress), and says where it is and what to do. Resolve the files,
+/// `git commit`, then `flow resume` merges the resolved branch (with `verify`) and logs the
+/// resolution as yours in the run's decision log (`flow merge` when there was no run).
+/// Resuming waits, changing nothing, while the merge is not committed or conflict markers
+/// are committed. Run again, it says the same; a worktree with uncommitted changes, another
+/// operation in progress or another branch is refused untouched.
+///
+/// Exit status: 0 when the conflict is set up (or there is none), 1 when refused, 2 when the
+/// workstream is unknown or a run of the workflow is at work.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
+    /// names a file), then the workstream.
+    #[arg(value_name = "FILE|WORKSTREAM", num_args = 1..=2, required = true)]
+    pub words: Vec<String>,
+    /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -208,14 +318,20 @@ pub struct ConflictsArgs {
 /// The integration branch is deleted only when it holds nothing beyond base (or --force).
 /// Worktree records whose folders were deleted by hand are pruned. Run records in `.flow/`
 /// are kept.
+///
+/// Exit status: 0 when everything was removed, or all that was kept is the integration
+/// branch (it holds the result); 1 when work was kept (uncommitted or unmerged).
 #[derive(Debug, Args)]
 pub struct CleanArgs {
-    /// The workflow file.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Drop uncommitted changes and unmerged branches too.
     #[arg(long)]
     pub force: bool,
+    /// Print what was removed and kept as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Continue a run after a failure, a crash or Ctrl-C.
@@ -224,17 +340,22 @@ pub struct CleanArgs {
 /// (merged and unchanged), merge it (checked, not yet merged), check it (its agent finished
 /// before the run stopped), or run it again (failed, interrupted, or its spec changed, and
 /// then its dependents too). The record is checked against git: branches and the
-/// integration branch changed by hand are noticed, not trusted.
+/// integration branch changed by hand are noticed, not trusted. A conflict resolved by hand
+/// after `flow resolve` is merged from the person's commit; the resume waits for them,
+/// changing nothing, while that merge is not committed or conflict markers are committed.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// The run to continue (default: the latest).
-    pub run: Option<String>,
+    #[command(flatten)]
+    pub run: RunChoice,
     /// The workflow file (default: the one the run was started with).
     #[arg(long, short)]
     pub file: Option<PathBuf>,
     /// Only print what would be done.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: print the decisions as JSON.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
     #[command(flatten)]
     pub run_options: RunOptionArgs,
 }
@@ -260,6 +381,11 @@ pub struct RunOptionArgs {
     /// The delay before the first retry of a failed attempt; each later retry waits twice as long.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub retry_delay: std::time::Duration,
+    /// Fail a workstream whose last attempt passed a budget (its work is not merged). By
+    /// default the work the money paid for is kept and the overrun reported (OVER BUDGET in
+    /// the table and `flow status`); either way no further attempt starts on a spent budget.
+    #[arg(long)]
+    pub deny_overrun: bool,
 }
 
 impl RunOptionArgs {
@@ -273,6 +399,7 @@ impl RunOptionArgs {
                 abort_on_failure: self.abort_on_failure,
                 only,
                 retry_base: self.retry_delay,
+                deny_overrun: self.deny_overrun,
             },
             grace: self.grace,
         }
@@ -284,10 +411,12 @@ impl RunOptionArgs {
 /// Under the table: why each workstream that did not succeed stopped, and every agent
 /// attempt of the workstreams that needed more than one (the work, retries, fixes with what
 /// they fixed, reviews, resolutions), with what each spent, and each review's verdict.
+///
+/// With no run recorded yet, it says so as `flow runs` does, and exits 0.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The run (default: the latest).
-    pub run: Option<String>,
+    #[command(flatten)]
+    pub run: RunChoice,
     /// Print the run state as JSON.
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
@@ -301,12 +430,32 @@ pub struct StatusArgs {
 pub struct LogsArgs {
     /// The workstream (`_verify` for the verify log).
     pub workstream: String,
-    /// The run (default: the latest).
-    #[arg(long)]
-    pub run: Option<String>,
+    #[command(flatten)]
+    pub run: RunChoice,
     /// Keep printing as the log grows, until the run ends.
     #[arg(long, short)]
     pub follow: bool,
+    /// Print one JSON object per line of the log: the run, the workstream and the text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which recorded run a command reads: `RUN` or `--run RUN`, the latest by default.
+#[derive(Debug, Args)]
+pub struct RunChoice {
+    /// The run (default: the latest; `flow runs` lists them).
+    #[arg(value_name = "RUN")]
+    pub positional: Option<String>,
+    /// The run, as an option (the same as RUN).
+    #[arg(long = "run", value_name = "RUN", conflicts_with = "positional")]
+    pub option: Option<String>,
+}
+
+impl RunChoice {
+    /// The run asked for, if any.
+    pub fn id(&self) -> Option<&str> {
+        self.positional.as_deref().or(self.option.as_deref())
+    }
 }
 
 /// List past runs, oldest first.
@@ -326,8 +475,8 @@ pub struct RunsArgs {
 /// overridable in the workflow) for agents that report only tokens.
 #[derive(Debug, Args)]
 pub struct UsageArgs {
-    /// The run (default: the latest).
-    pub run: Option<String>,
+    #[command(flatten)]
+    pub run: RunChoice,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -336,10 +485,42 @@ pub struct UsageArgs {
 /// Write a starting workflow file (`parallel.kdl`) to edit.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Where to write it.
-    #[arg(default_value = "parallel.kdl")]
-    pub file: PathBuf,
+    /// Where to write it (default: `parallel.kdl` at the repository's root, where the other
+    /// commands look for it).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Overwrite an existing file.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Print a shell's completion script for flow.
+///
+/// bash: `source <(flow completions bash)`, or save it as
+/// `~/.local/share/bash-completion/completions/flow`. zsh: save it as `_flow` in a folder
+/// of `$fpath`. fish: save it as `~/.config/fish/completions/flow.fish`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Print flow's manual page (roff), or write one page per command into a folder.
+///
+/// `flow man | man -l -` reads it; `flow man --dir DIR` writes `flow.1` and `flow-VERB.1`
+/// for every command into DIR, for `MANPATH`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write the pages into this folder instead of printing `flow.1`.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Explain a command, or a topic: `workflow` (the workflow language) or `exit-codes`.
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// A command (`run`, `status`, ...) or a topic (`workflow`, `exit-codes`).
+    #[arg(value_name = "COMMAND|TOPIC", num_args = 0..)]
+    pub topic: Vec<String>,
 }

@@ -13,18 +13,24 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => output::Verbosity::Quiet,
+        (false, true) => output::Verbosity::Verbose,
+        (false, false) => output::Verbosity::Normal,
+    };
+    output::init(cli.color, verbosity);
     if let Some(dir) = &cli.directory
         && let Err(e) = std::env::set_current_dir(dir)
     {
         eprintln!("error: cannot change to {}: {e}", dir.display());
-        return ExitCode::from(2);
+        return ExitCode::from(error::USAGE);
     }
     flow_engine::git::configure_process();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(error::SYSTEM);
         }
     };
     // The command runs on a thread with a large stack: the KDL parser recurses, and a
@@ -42,7 +48,7 @@ fn main() -> ExitCode {
         Ok(Err(_)) => ExitCode::from(101),
         Err(e) => {
             eprintln!("error: cannot start flow's main thread: {e}");
-            ExitCode::from(2)
+            ExitCode::from(error::SYSTEM)
         }
     }
 }

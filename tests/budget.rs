@@ -569,7 +569,7 @@ workstream "gemini-under" {{ agent "gemini"; model "gem"; owns "fake-gemini-unde
         gemini = gemini.display(),
         under = gemini_tokens,
     ));
-    let run = env.run(&["--keep-going"]);
+    let run = env.run(&["--keep-going", "--deny-overrun"]);
     run.assert_code(1);
     let state = env.state();
     for name in ["claude-over", "gemini-over", "gemini-usd"] {
@@ -1221,7 +1221,7 @@ workstream "twice" {{ agent "flaky"; owns "fake-twice.txt"; task "Work."; retrie
         answer = answer.display(),
         limit = cost * 1.5,
     ));
-    let run = env.run(&[]);
+    let run = env.run(&["--deny-overrun"]);
     run.assert_code(1);
     let state = env.state();
     assert_eq!(state.ws("twice")["attempts"], 2, "{}", run.text());
@@ -1235,4 +1235,48 @@ workstream "twice" {{ agent "flaky"; owns "fake-twice.txt"; task "Work."; retrie
     let spent = state.ws("twice")["usage"]["cost_usd"].as_f64().unwrap();
     assert!((spent - 2.0 * cost).abs() < 1e-9, "{spent}");
     assert!(!branch_has(&env, "integration/t", "fake-twice.txt"));
+}
+
+/// Without `--deny-overrun`, the work an attempt that passed its budget delivered is kept,
+/// the overrun is in the final table and `flow status`, and nothing more starts on the spent
+/// budget.
+#[test]
+fn an_overrun_keeps_the_finished_work_and_says_so_and_stops_further_spending() {
+    let env = TestEnv::new();
+    let answer = |cost: f64| {
+        format!(
+            r#"{{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done\",\"session_id\":\"s\",\"total_cost_usd\":{cost},\"usage\":{{\"input_tokens\":10,\"output_tokens\":1}}}}"#
+        )
+    };
+    env.workflow(&format!(
+        r#"
+workflow "t" {{
+    base "main"
+    budget usd=0.30
+}}
+agent "json" {{
+    command "sh" "-c" "{{script}}"
+    output "claude-json"
+}}
+workstream "first" {{ agent "json"; owns "first.txt"; script "echo x > first.txt; echo '{first}'" }}
+workstream "second" {{ agent "json"; owns "second.txt"; depends-on "first"; script "echo x > second.txt; echo '{second}'" }}
+"#,
+        first = answer(0.37),
+        second = answer(0.01),
+    ));
+    let run = env.run(&["--keep-going"]);
+    run.assert_code(1);
+    let state = env.state();
+    assert_eq!(state.phase("first"), "merged", "{}", run.text());
+    assert!(branch_has(&env, "integration/t", "first.txt"));
+    assert!(
+        run.text()
+            .contains("OVER BUDGET: the run spent $0.3700 of its $0.30 budget"),
+        "{}",
+        run.text()
+    );
+    // Nothing more starts on the spent budget.
+    assert_eq!(state.failure_kind("second"), Some("budget"), "{}", run.text());
+    assert_eq!(state.ws("second")["attempts"], 0);
+    assert_eq!(state.0["overruns"].as_array().map(Vec::len), Some(1));
 }

@@ -102,3 +102,46 @@ fn init_writes_a_workflow_that_checks_and_refuses_to_overwrite() {
     let again = flow(dir.path()).arg("init").output().expect("flow runs");
     assert_eq!(again.status.code(), Some(2), "a second init must refuse");
 }
+
+/// `flow demo` end to end: every workstream merges, the two slips (a write outside the scope,
+/// a failed test) go back to their agents and are fixed, and the closing text says so.
+#[test]
+fn the_demo_recovers_from_its_two_slips_and_merges_everything() {
+    let temp = tempfile::tempdir().expect("a temporary folder");
+    let dir = temp.path().join("demo");
+    let home = temp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let out = std::process::Command::new(crate::support::flow_bin())
+        .env_clear()
+        .envs(crate::support::hermetic_env(&home))
+        .args(["demo", "--progress", "quiet", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("flow demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("5 of 5 workstreams merged"), "{stdout}");
+    assert!(
+        stdout.contains("`language` changed a file outside what it owns: flow sent that back to its agent (attempt 2), which fixed it."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "`export` wrote work its test failed: flow sent that back to its agent (attempt 2), which fixed it."
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("to remove the demo:"), "{stdout}");
+    // The slip outside the scope did not reach the result.
+    let readme = std::process::Command::new("git")
+        .current_dir(&dir)
+        .args(["diff", "--stat", "main", "integration/demo", "--", "README.md"])
+        .output()
+        .expect("git runs");
+    assert!(readme.stdout.is_empty(), "README.md is as it was");
+}

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `flow` binary.
 
 mod budget;
+mod cli;
 mod crash;
 mod examples;
 mod feedback;

@@ -1,7 +1,11 @@
 //! The verbs for people who launch agents by hand: `flow prepare`, `flow context`,
-//! `flow merge`, `flow conflicts` and `flow clean`, against real temporary repositories whose
-//! worktrees the tests change as an agent would. Every verb must leave the user's checkout
+//! `flow merge`, `flow conflicts` and `flow clean` here, `flow sync` in [`sync`], `flow resolve`
+//! and the resume after it in [`resolve`], against real temporary repositories whose worktrees
+//! the tests change as an agent (or a person) would. Every verb must leave the user's checkout
 //! (HEAD, index, working files, stash) byte for byte as it was.
+
+mod resolve;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -555,8 +559,9 @@ workstream "b" { owns "b/**"; task "Write b."; }
     let again = flow(&env, &["merge", "--json"]);
     again.assert_code(1);
     let items = again.json();
+    assert_eq!(items["version"], 1, "{items:#}");
     let result = |ws: &str| {
-        items
+        items["workstreams"]
             .as_array()
             .expect("a list")
             .iter()
@@ -760,20 +765,26 @@ workstream "h" { owns "h/**"; task "Deleted by hand."; }
     let has = |needle: &str| assert!(text.contains(needle), "no {needle:?} in\n{text}");
     has("worktree record");
     has("its folder was deleted by hand; pruned");
-    has(&format!("removed worktree {}: removed", worktree(&env, "m").display()));
+    has(&format!("removed worktree {}\n", worktree(&env, "m").display()));
     has(&format!("removed branch {}: deleted (merged)", branch("m")));
     has(&format!(
-        "kept    worktree {}: kept: uncommitted changes in d/d.txt",
+        "kept    worktree {}: uncommitted changes in d/d.txt",
         worktree(&env, "d").display()
     ));
-    has(&format!("kept    branch {}: kept: its worktree was kept", branch("d")));
-    has(&format!("removed worktree {}: removed", worktree(&env, "u").display()));
+    has(&format!("kept    branch {}: its worktree was kept", branch("d")));
+    has(&format!("removed worktree {}\n", worktree(&env, "u").display()));
     has(&format!(
-        "kept    branch {}: kept: it has commits not merged anywhere",
+        "kept    branch {}: it has commits not merged anywhere",
         branch("u")
     ));
     has(&format!("removed branch {}: deleted (merged)", branch("h")));
-    has(&format!("kept    branch {INTO}: kept: it holds merges not in main"));
+    has(&format!(
+        "kept    branch {INTO}: it holds the result: merges not in main"
+    ));
+    assert!(
+        !text.contains("kept: ") && !text.contains(": removed"),
+        "no word said twice:\n{text}"
+    );
     assert!(!worktree(&env, "m").exists() && !worktree(&env, "u").exists());
     assert_eq!(
         std::fs::read_to_string(worktree(&env, "d").join("d/d.txt"))
@@ -862,4 +873,73 @@ workstream "c" { owns "c/**"; task "Write c on b."; depends-on "b"; }
     assert_eq!(prepared.result("c"), "created", "{}", prepared.text());
     let b_head = env.rev_parse(&branch("b")).expect("b");
     assert_eq!(git_at(&env, &worktree(&env, "c"), &["rev-parse", "HEAD"]), b_head);
+}
+
+/// The number of objects the repository stores, loose and packed.
+fn stored_objects(env: &TestEnv) -> String {
+    env.git(&["count-objects", "-v"])
+        .lines()
+        .filter(|l| l.starts_with("count:") || l.starts_with("in-pack:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn conflicts_counts_what_a_worktree_holds_uncommitted_and_touches_nothing() {
+    let env = setup(
+        &[("shared.txt", "line one\nline two\nline three\n")],
+        &conflicting("stop"),
+    );
+    dirty_the_checkout(&env);
+    flow(&env, &["prepare"]).assert_code(0);
+    // a committed its edit; b edited the same line and did not commit; c left a new file.
+    write_in(&env, "a", "shared.txt", "line one by a\nline two\nline three\n");
+    agent_commit(&env, "a", "a: line one");
+    write_in(&env, "b", "shared.txt", "line one by b\nline two\nline three\n");
+    write_in(&env, "c", "c/c.txt", "C\n");
+    let b = worktree(&env, "b");
+    let index_file = git_at(&env, &b, &["rev-parse", "--git-path", "index"]);
+    let index_before = std::fs::read(b.join(&index_file)).expect("b's index");
+    let objects = stored_objects(&env);
+
+    let report = flow(&env, &["conflicts", "--json"]);
+    report.assert_code(1);
+    assert_eq!(
+        report.json()["live"],
+        serde_json::json!([{
+            "first": "a", "second": "b", "paths": ["shared.txt"], "conflicts": ["shared.txt"],
+            "uncommitted": { "b": ["shared.txt"] }
+        }]),
+        "{}",
+        report.text()
+    );
+    let text = flow(&env, &["conflicts"]);
+    text.assert_code(1);
+    assert!(
+        text.stdout()
+            .contains("a and b: shared.txt (uncommitted in b's worktree: shared.txt) — CONFLICT in shared.txt"),
+        "{}",
+        text.text()
+    );
+    // Nothing was written: not b's index, not its files, not one object.
+    assert_eq!(std::fs::read(b.join(&index_file)).expect("b's index"), index_before);
+    assert_eq!(
+        std::fs::read_to_string(b.join("shared.txt")).expect("b's file"),
+        "line one by b\nline two\nline three\n"
+    );
+    assert_eq!(stored_objects(&env), objects);
+
+    // b's uncommitted edit moved to the last line: still an overlap, now a clean one.
+    write_in(&env, "b", "shared.txt", "line one\nline two\nline three by b\n");
+    let clean = flow(&env, &["conflicts", "--json"]);
+    clean.assert_code(0);
+    assert_eq!(
+        clean.json()["live"],
+        serde_json::json!([{
+            "first": "a", "second": "b", "paths": ["shared.txt"], "conflicts": [],
+            "uncommitted": { "b": ["shared.txt"] }
+        }]),
+        "{}",
+        clean.text()
+    );
 }

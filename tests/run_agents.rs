@@ -71,8 +71,8 @@ workstream "leaky-agent" {{
     );
     assert_eq!(
         state.failure_message("leaky-agent"),
-        "crash: key is ***",
-        "the agent's error quotes its output, redacted"
+        "crash: key is *** (exited with code 1)",
+        "the agent's error quotes its output, redacted, and says how it ended"
     );
     assert_eq!(state.failure_kind("leaky-test"), Some("test"));
     assert!(

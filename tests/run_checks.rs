@@ -255,3 +255,98 @@ fn on_conflict_skip_lets_the_others_merge() {
     );
     assert_eq!(env.show_file("integration/t", "third.txt").as_deref(), Some("3\n"));
 }
+
+/// The checks before a run: what would fail once worktrees exist stops `flow run` before
+/// anything is made.
+mod before_the_run {
+    use crate::support::TestEnv;
+
+    fn nothing_made(env: &TestEnv) {
+        let branches = env.git(&["branch", "--list", "flow/*", "integration/*"]);
+        assert_eq!(branches.trim(), "", "no branch was made");
+        assert!(env.latest_run_dir().is_none(), "no run was recorded");
+    }
+
+    #[test]
+    fn an_agent_program_that_is_not_installed_stops_the_run_before_anything_is_made() {
+        let env = TestEnv::new();
+        env.workflow(
+            r#"
+agent "claude-like" {
+    command "claude" "-p" "{prompt}"
+    output "text"
+}
+workstream "a" {
+    agent "claude-like"
+    task "anything"
+}
+"#,
+        );
+        // A PATH that holds only what the test needs: no `claude` here, whatever this machine has.
+        let bin = env.root.parent().expect("the temporary folder").join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        for tool in ["sh", "git"] {
+            let found = which::which(tool).expect("the tool is installed");
+            std::os::unix::fs::symlink(found, bin.join(tool)).expect("link");
+        }
+        let out = env
+            .flow()
+            .args(["run", "--progress", "plain"])
+            .env("PATH", &bin)
+            .output()
+            .expect("flow runs");
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("`claude` is not on PATH"), "{stderr}");
+        assert!(stderr.contains("npm install -g @anthropic-ai/claude-code"), "{stderr}");
+        nothing_made(&env);
+    }
+
+    #[test]
+    fn a_base_branch_that_does_not_exist_is_refused_with_a_suggestion() {
+        let env = TestEnv::new();
+        env.workflow(
+            r#"
+workflow "t" {
+    base "mian"
+}
+agent "shell" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "a" {
+    agent "shell"
+    script "true"
+}
+"#,
+        );
+        let run = env.run(&[]);
+        run.assert_code(2);
+        let stderr = run.stderr();
+        assert!(stderr.contains("the base branch `mian` does not exist"), "{stderr}");
+        assert!(stderr.contains("did you mean `main`?"), "{stderr}");
+        nothing_made(&env);
+    }
+
+    #[test]
+    fn a_dirty_checkout_is_a_warning_and_the_run_goes_on_from_the_commit() {
+        let env = TestEnv::new();
+        env.workflow(
+            r#"
+workstream "a" {
+    owns "a.txt"
+    script "test ! -e notes.txt && echo a > a.txt"
+}
+"#,
+        );
+        env.write("notes.txt", "not committed\n");
+        let run = env.run(&[]);
+        run.assert_code(0);
+        let stderr = run.stderr();
+        assert!(
+            stderr.contains("your checkout has uncommitted changes (1 path: notes.txt)"),
+            "{stderr}"
+        );
+        assert_eq!(env.state().phase("a"), "merged");
+    }
+}

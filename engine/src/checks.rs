@@ -86,10 +86,15 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
         Ok(o) if o.end == ProcessEnd::Cancelled => None,
         Ok(o) => {
             let passed = o.end.is_success();
+            // A long command is named by its start: the whole of it is in `command`.
+            let named = match command.char_indices().nth(48) {
+                Some((at, _)) => format!("{}…", &command[..at]),
+                None => command.to_string(),
+            };
             let detail = match (passed, last.is_empty()) {
                 (true, _) => "passed".to_string(),
-                (false, true) => format!("`{command}` {}", o.end),
-                (false, false) => format!("`{command}` {}: {last}", o.end),
+                (false, true) => format!("`{named}` {}", o.end),
+                (false, false) => format!("`{named}` {}: {last}", o.end),
             };
             Some(TestResult {
                 passed,

@@ -13,13 +13,16 @@ pub mod agent;
 pub mod by_hand;
 pub mod checks;
 pub mod context;
+pub mod decision_log;
 pub mod git;
 pub mod handoff;
 pub mod integrate;
 mod parallel;
 pub mod plan;
+pub mod preflight;
 pub mod report;
 pub mod run;
+pub mod sandbox;
 pub mod site;
 pub mod time;
 

@@ -152,6 +152,11 @@ impl RunDir {
         self.dir.join("logs").join(format!("{workstream}.log"))
     }
 
+    /// The run's decision log: every conflict resolution, by an agent or a person.
+    pub fn decision_log_path(&self) -> PathBuf {
+        self.dir.join(crate::decision_log::FILE_NAME)
+    }
+
     /// The scratch folder of a workstream with `isolation "none"`.
     pub fn scratch_path(&self, workstream: &str) -> PathBuf {
         self.dir.join("scratch").join(workstream)

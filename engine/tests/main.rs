@@ -7,4 +7,5 @@ mod agent_output;
 mod agent_process;
 mod git;
 mod guard;
+mod sandbox;
 mod status_names;

@@ -1,4 +1,5 @@
-//! `flow conflicts`: declared and live overlaps between workstreams.
+//! `flow conflicts`: declared and live overlaps between workstreams, live ones counting
+//! what worktrees hold uncommitted.
 
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use flow_engine::by_hand::conflicts::conflicts;
 use crate::cli::ConflictsArgs;
 use crate::error::{CommandError, git_failed};
 use crate::load::load_layout;
-use crate::output::{print_json, print_stdout};
+use crate::output::{print_stdout, print_versioned};
 
 /// Prints the overlaps; exits 1 when a trial merge of two branches conflicts.
 pub fn run(args: ConflictsArgs, site: &Site) -> Result<ExitCode, CommandError> {
@@ -17,7 +18,7 @@ pub fn run(args: ConflictsArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let report = conflicts(&workflow, &layout).map_err(git_failed)?;
     let conflicting = report.live.iter().any(|l| !l.conflicts.is_empty());
     if args.json {
-        print_json(&report)?;
+        print_versioned(&report)?;
     } else {
         let mut out = String::new();
         if report.declared.is_empty() {
@@ -54,7 +55,7 @@ pub fn run(args: ConflictsArgs, site: &Site) -> Result<ExitCode, CommandError> {
         } else {
             let _ = writeln!(
                 out,
-                "live: {} pair{} of branches changed the same paths",
+                "live: {} pair{} of workstreams changed the same paths (committed or not)",
                 report.live.len(),
                 if report.live.len() == 1 { "" } else { "s" }
             );
@@ -64,9 +65,19 @@ pub fn run(args: ConflictsArgs, site: &Site) -> Result<ExitCode, CommandError> {
                 } else {
                     format!("CONFLICT in {}", l.conflicts.join(", "))
                 };
+                let uncommitted: Vec<String> = l
+                    .uncommitted
+                    .iter()
+                    .map(|(ws, paths)| format!("uncommitted in {ws}'s worktree: {}", paths.join(", ")))
+                    .collect();
+                let uncommitted = if uncommitted.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", uncommitted.join("; "))
+                };
                 let _ = writeln!(
                     out,
-                    "  {} and {}: {} — {verdict}",
+                    "  {} and {}: {}{uncommitted} — {verdict}",
                     l.first,
                     l.second,
                     l.paths.join(", ")

@@ -6,23 +6,14 @@ use flow_engine::Site;
 
 use crate::cli::ContextArgs;
 use crate::error::CommandError;
-use crate::load::load;
+use crate::load::{load, workflow_file, workstream_index};
 use crate::output::print_stdout;
 
 /// Prints the rendered prompt of one workstream.
 pub fn run(args: ContextArgs, site: &Site) -> Result<ExitCode, CommandError> {
-    let workflow = load(&args.file)?.workflow;
-    let Some(index) = workflow.index_of(&args.workstream) else {
-        let known: Vec<&str> = workflow.workstreams.iter().map(|w| w.name.as_str()).collect();
-        let hint = flow_dsl::did_you_mean(&args.workstream, known.iter().copied())
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
-        return Err(CommandError::Usage(miette::miette!(
-            "no workstream `{}` in {}{hint}",
-            args.workstream,
-            args.file.display()
-        )));
-    };
+    let file = workflow_file(args.file.as_deref(), site);
+    let workflow = load(&file)?.workflow;
+    let index = workstream_index(&workflow, &args.workstream, &file)?;
     // Context files are sized from the repository's root, as `flow prepare` and `flow run` do,
     // so that the prompt printed here is the one they write, from any folder of the repository.
     // As a run gives it: with what its dependencies did, from the latest run of the workflow.

@@ -1,6 +1,7 @@
 //! `flow demo`: the built-in example. It makes a small Python repository in a new folder and
 //! runs `workflows/demo.kdl` on it with shell agents: real worktrees, parallel agents, a
-//! merge queue with a verify step. No account, key or network.
+//! merge queue with a verify step, and two failures sent back to their agents (a write
+//! outside the scope, a failed test) and fixed. No account, key or network.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -10,7 +11,8 @@ use flow_engine::{Plan, RunSettings, Site, start};
 use crate::cli::DemoArgs;
 use crate::commands::progress::{finish, observers};
 use crate::diagnostics::print_problems;
-use crate::error::CommandError;
+use crate::error::{CommandError, run_failed};
+use crate::output::say;
 
 /// The demo workflow, embedded so the demo runs from any folder.
 const WORKFLOW: &str = include_str!("../../workflows/demo.kdl");
@@ -37,12 +39,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
         None => tempfile::Builder::new()
             .prefix("flow-demo-")
             .tempdir()
-            .map_err(|e| CommandError::Failed(miette::miette!("cannot make a temporary folder: {e}")))?
+            .map_err(|e| CommandError::System(miette::miette!("cannot make a temporary folder: {e}")))?
             .keep(),
     };
-    create_repository(&dir).map_err(CommandError::Failed)?;
-    eprintln!("flow demo: a sample repository in {}", dir.display());
-    eprintln!("flow demo: running workflows/demo.kdl: 5 workstreams of shell agents, verify = the project's tests\n");
+    create_repository(&dir)?;
+    say(&format!("flow demo: a sample repository in {}", dir.display()));
+    say(
+        "flow demo: running its parallel.kdl (five workstreams of shell agents standing in for AI agents; \
+         after each merge, verify runs the project's tests on the merged tree).",
+    );
+    say(
+        "flow demo: two agents slip as real ones do: one edits a file it does not own, one writes a bug \
+         its test catches. Watch flow send each failure back to its agent.\n",
+    );
 
     let file = dir.join("parallel.kdl");
     let checked = flow_dsl::check_file(&file).map_err(CommandError::Invalid)?;
@@ -51,43 +60,91 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
     let site = Site::find(&dir);
     let worktrees = site.worktrees_dir(&workflow);
     let mut observers = observers(args.progress, workflow.workstreams.len(), &site, &workflow.status_file);
-    let state = start(Plan::new(workflow), &site, RunSettings::default(), &mut observers)
+    let plan = Plan::new(workflow);
+    let state = start(plan.clone(), &site, RunSettings::default(), &mut observers)
         .await
-        .map_err(|e| CommandError::Failed(e.into()))?;
-    let code = finish(&state);
+        .map_err(run_failed)?;
+    let code = finish(&state, &plan, &site);
+    if crate::output::quiet() {
+        return Ok(code);
+    }
     let d = dir.display();
     let flow = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "flow".into());
     let record = site.run_dir(&state.id).dir;
+    let w = worktrees.parent().unwrap_or(&worktrees).display();
     let _ = crate::output::print_stdout(&format!(
-        "\nwhere to look:\n  the merges, in dependency order:\n    git -C {d} log --graph --oneline integration/demo\n  \
-         the run's table again, and what each workstream spent:\n    {flow} -C {d} status\n  \
-         the record (state.json, events.jsonl, logs/):\n    {}\n  the worktrees, one per workstream:\n    {}\n",
+        "\nwhat happened:\n{}\n\
+         where to look:\n  what the run built:\n    git -C {d} diff --stat main integration/demo\n  \
+         the merges, in dependency order:\n    git -C {d} log --graph --oneline integration/demo\n  \
+         every attempt and what it fixed:\n    {flow} -C {d} status\n  \
+         the record (state.json, events.jsonl, logs/):\n    {}\n\n\
+         next: in your own repository, `{flow} init` writes a starting parallel.kdl; `{flow} help workflow` explains the language.\n\n\
+         to remove the demo: {flow} -C {d} clean --force && rm -rf {d} {w}\n",
+        what_happened(&state),
         record.display(),
-        worktrees.display()
     ));
     Ok(code)
 }
 
-fn create_repository(dir: &Path) -> miette::Result<()> {
+/// What the run did with each agent's slip, from the record.
+fn what_happened(state: &flow_engine::RunState) -> String {
+    let mut out = String::new();
+    for ws in &state.workstreams {
+        for attempt in &ws.attempt_log {
+            let Some(kind) = attempt.feedback else { continue };
+            let slip = match kind.as_str() {
+                "scope" => "changed a file outside what it owns",
+                "test" => "wrote work its test failed",
+                "verify" => "broke the project's tests once merged",
+                "conflict" => "conflicted with the merged work",
+                _ => "was asked for changes by its reviewer",
+            };
+            let then = if ws.phase.is_success() {
+                "which fixed it"
+            } else {
+                "which did not fix it"
+            };
+            out.push_str(&format!(
+                "  `{}` {slip}: flow sent that back to its agent (attempt {}), {then}.\n",
+                ws.name, attempt.number
+            ));
+        }
+    }
+    let merged = state.workstreams.iter().filter(|w| w.phase.is_success()).count();
+    out.push_str(&format!(
+        "  {merged} of {} workstreams merged into integration/demo{}.\n",
+        state.workstreams.len(),
+        if merged == state.workstreams.len() {
+            ", the tests green after each merge"
+        } else {
+            ""
+        }
+    ));
+    out
+}
+
+fn create_repository(dir: &Path) -> Result<(), CommandError> {
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        miette::bail!(
+        return Err(CommandError::Usage(miette::miette!(
             "{} exists and is not empty; pick another folder with --dir",
             dir.display()
-        );
+        )));
     }
-    for (path, text) in FILES {
-        write(&dir.join(path), text)?;
-    }
-    write(&dir.join("parallel.kdl"), WORKFLOW)?;
-    git(dir, &["init", "--quiet", "--initial-branch", "main"])?;
-    git(dir, &["add", "--all"])?;
-    git(
-        dir,
-        &["commit", "--quiet", "--no-verify", "-m", "A book catalog to build"],
-    )?;
-    Ok(())
+    let made = || -> miette::Result<()> {
+        for (path, text) in FILES {
+            write(&dir.join(path), text)?;
+        }
+        write(&dir.join("parallel.kdl"), WORKFLOW)?;
+        git(dir, &["init", "--quiet", "--initial-branch", "main"])?;
+        git(dir, &["add", "--all"])?;
+        git(
+            dir,
+            &["commit", "--quiet", "--no-verify", "-m", "A book catalog to build"],
+        )
+    };
+    made().map_err(CommandError::System)
 }
 
 fn write(path: &PathBuf, text: &str) -> miette::Result<()> {

@@ -10,7 +10,7 @@ use flow_engine::{Plan, Site};
 use crate::cli::MergeArgs;
 use crate::error::{CommandError, git_failed};
 use crate::load::load_layout;
-use crate::output::{print_json, print_stdout};
+use crate::output::{print_stdout, print_versioned};
 
 /// Merges ready branches in the plan's order and prints what happened to each.
 pub async fn run(args: MergeArgs, site: &Site) -> Result<ExitCode, CommandError> {
@@ -43,7 +43,10 @@ pub async fn run(args: MergeArgs, site: &Site) -> Result<ExitCode, CommandError>
         .iter()
         .any(|i| matches!(i.result, MergeResult::Conflicted | MergeResult::Failed));
     if args.json {
-        print_json(&items)?;
+        print_versioned(&serde_json::json!({
+            "workflow": plan.workflow.name, "into": layout.into,
+            "workstreams": items,
+        }))?;
     } else {
         let width = items.iter().map(|i| i.workstream.len()).max().unwrap_or(4);
         let mut out = String::new();

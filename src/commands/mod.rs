@@ -2,18 +2,23 @@
 
 mod check;
 mod clean;
+mod completions;
 mod conflicts;
 mod context;
 mod demo;
 mod graph;
+mod help;
 mod init;
+mod man;
 mod merge;
 mod plan;
 mod prepare;
 mod progress;
+mod resolve;
 mod resume;
 mod run;
 mod status;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -25,24 +30,29 @@ use crate::error::CommandError;
 /// Runs one verb, in the site (repository and `.flow/`) of the current folder.
 pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
     let cwd = std::env::current_dir()
-        .map_err(|e| CommandError::Usage(miette::miette!("cannot read the current folder: {e}")))?;
+        .map_err(|e| CommandError::System(miette::miette!("cannot read the current folder: {e}")))?;
     let site = Site::find(&cwd);
     match command {
-        Command::Init(args) => init::run(args),
-        Command::Check(args) => check::run(args),
-        Command::Plan(args) => plan::run(args),
-        Command::Graph(args) => graph::run(args),
+        Command::Init(args) => init::run(args, &site),
+        Command::Check(args) => check::run(args, &site),
+        Command::Plan(args) => plan::run(args, &site),
+        Command::Graph(args) => graph::run(args, &site),
         Command::Run(args) => run::run(args, &site).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Prepare(args) => prepare::run(args, &site),
         Command::Context(args) => context::run(args, &site),
         Command::Merge(args) => merge::run(args, &site).await,
         Command::Conflicts(args) => conflicts::run(args, &site),
+        Command::Sync(args) => sync::run(args, &site).await,
+        Command::Resolve(args) => resolve::run(args, &site),
         Command::Clean(args) => clean::run(args, &site),
         Command::Resume(args) => resume::run(args, &site).await,
         Command::Status(args) => status::status(args, &site),
         Command::Logs(args) => status::logs(args, &site).await,
         Command::Runs(args) => status::runs(args, &site),
         Command::Usage(args) => status::usage(args, &site),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
+        Command::Help(args) => help::run(args),
     }
 }

@@ -2,18 +2,22 @@
 
 use std::process::ExitCode;
 
-use flow_engine::Plan;
 use flow_engine::report::{plan_json, plan_text};
+use flow_engine::{Plan, Site};
 
 use crate::cli::PlanArgs;
 use crate::error::CommandError;
-use crate::load::load;
+use crate::load::{load, workflow_file};
 use crate::output::print_stdout;
 
 /// Prints the plan as text, or as JSON on standard output with `--json`.
-pub fn run(args: PlanArgs) -> Result<ExitCode, CommandError> {
-    let checked = load(&args.file)?;
-    let plan = Plan::new(checked.workflow);
+pub fn run(args: PlanArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let mut workflow = load(&workflow_file(args.file.as_deref(), site))?.workflow;
+    // The base a run would use: the workflow's, else the branch checked out.
+    if workflow.base.is_none() {
+        workflow.base = site.git().and_then(|git| git.current_branch().ok().flatten());
+    }
+    let plan = Plan::new(workflow);
     if args.json {
         // Indented for people at a terminal; compact when piped to a program.
         let document = plan_json::plan_json(&plan);

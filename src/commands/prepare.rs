@@ -9,7 +9,7 @@ use flow_engine::by_hand::prepare::{PrepareStatus, prepare};
 use crate::cli::PrepareArgs;
 use crate::error::{CommandError, git_failed};
 use crate::load::load_layout;
-use crate::output::{print_json, print_stdout};
+use crate::output::{print_stdout, print_versioned};
 
 /// Prepares every workstream that can start, and says what each one got.
 pub fn run(args: PrepareArgs, site: &Site) -> Result<ExitCode, CommandError> {
@@ -18,7 +18,10 @@ pub fn run(args: PrepareArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let items = prepare(&plan, &layout).map_err(git_failed)?;
     let failed = items.iter().any(|i| i.status == PrepareStatus::Failed);
     if args.json {
-        print_json(&items)?;
+        print_versioned(&serde_json::json!({
+            "workflow": plan.workflow.name, "base": layout.base, "into": layout.into,
+            "workstreams": items,
+        }))?;
     } else {
         let width = items.iter().map(|i| i.workstream.len()).max().unwrap_or(4);
         let mut out = String::new();

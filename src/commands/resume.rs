@@ -7,9 +7,10 @@ use flow_engine::{Plan, Site, plan_resume, resume};
 
 use crate::cli::ResumeArgs;
 use crate::commands::progress::{finish, observers};
-use crate::error::CommandError;
+use crate::commands::status::load_run;
+use crate::error::{CommandError, run_failed};
 use crate::load::load;
-use crate::output::print_stdout;
+use crate::output::{print_stdout, print_versioned};
 
 /// Continues the latest run of the workflow in `file` (`flow run FILE --resume`).
 pub async fn continue_workflow(
@@ -32,9 +33,13 @@ pub async fn continue_workflow(
         })?;
     run(
         ResumeArgs {
-            run: Some(latest),
+            run: crate::cli::RunChoice {
+                positional: Some(latest),
+                option: None,
+            },
             file: Some(file.to_path_buf()),
             dry_run: false,
+            json: false,
             run_options,
         },
         site,
@@ -44,20 +49,8 @@ pub async fn continue_workflow(
 
 /// Decides, prints the decisions, and (unless `--dry-run`) continues the run.
 pub async fn run(args: ResumeArgs, site: &Site) -> Result<ExitCode, CommandError> {
-    let id = match &args.run {
-        Some(id) => id.clone(),
-        None => site.latest_run().ok_or_else(|| {
-            CommandError::Usage(miette::miette!(
-                help = "start one with `flow run`",
-                "no run to resume in {}",
-                site.flow_dir().display()
-            ))
-        })?,
-    };
-    let state = site
-        .run_dir(&id)
-        .load()
-        .map_err(|e| CommandError::Usage(miette::miette!("cannot read run {id}: {e}")))?;
+    let (_, state) = load_run(site, args.run.id())?;
+    let id = state.id.clone();
     let file = match (&args.file, &state.workflow_file) {
         (Some(f), _) => f.clone(),
         (None, Some(f)) => PathBuf::from(f),
@@ -69,8 +62,20 @@ pub async fn run(args: ResumeArgs, site: &Site) -> Result<ExitCode, CommandError
     };
     let workflow = load(&file)?.workflow;
     let plan = Plan::new(workflow);
-    let resume_plan = plan_resume(&plan, site, Some(&id)).map_err(|e| CommandError::Usage(e.into()))?;
+    let resume_plan = plan_resume(&plan, site, Some(&id)).map_err(run_failed)?;
     let decided = &resume_plan.decided;
+    if args.json {
+        print_versioned(&serde_json::json!({
+            "run": id,
+            "workflow": plan.workflow.name,
+            "integration_reset": decided.integration_reset.as_ref().map(|(commit, reason)| {
+                serde_json::json!({ "commit": commit.to_string(), "reason": reason })
+            }),
+            "undone_merges": decided.undo_merges.iter().map(|(name, _, _)| name).collect::<Vec<_>>(),
+            "decisions": decided.decisions,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let width = decided.decisions.iter().map(|d| d.workstream.len()).max().unwrap_or(4);
     let mut out = format!("resuming run {id} of workflow `{}`\n", plan.workflow.name);
     if let Some((commit, reason)) = &decided.integration_reset {
@@ -103,8 +108,8 @@ pub async fn run(args: ResumeArgs, site: &Site) -> Result<ExitCode, CommandError
         site,
         &plan.workflow.status_file,
     );
-    let state = resume(plan, site, resume_plan, settings, &mut observers)
+    let state = resume(plan.clone(), site, resume_plan, settings, &mut observers)
         .await
-        .map_err(|e| CommandError::Usage(e.into()))?;
-    Ok(finish(&state))
+        .map_err(run_failed)?;
+    Ok(finish(&state, &plan, site))
 }

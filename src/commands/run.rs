@@ -2,21 +2,40 @@
 
 use std::process::ExitCode;
 
+use flow_engine::preflight::{Context, preflight};
 use flow_engine::{Plan, Site, select, start};
 
 use crate::cli::RunArgs;
 use crate::commands::progress::{finish, observers};
-use crate::error::CommandError;
-use crate::load::load;
+use crate::diagnostics::{print_findings, summary};
+use crate::error::{CommandError, run_failed};
+use crate::load::{load, workflow_file};
 
 /// Starts a run (or, with `--resume`, continues the latest) and prints its progress and
 /// final table.
 pub async fn run(args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let file = workflow_file(args.file.as_deref(), site);
     if args.resume {
-        return crate::commands::resume::continue_workflow(&args.file, args.run_options, site).await;
+        return crate::commands::resume::continue_workflow(&file, args.run_options, site).await;
     }
-    let workflow = load(&args.file)?.workflow;
-    let only = select(&workflow, &args.only).map_err(|e| CommandError::Usage(e.into()))?;
+    let workflow = load(&file)?.workflow;
+    let only = select(&workflow, &args.only).map_err(run_failed)?;
+    // What would fail once worktrees exist, found before any is made.
+    let findings = preflight(
+        &workflow,
+        &Context {
+            git: site.git(),
+            root: site.root(),
+            path: std::env::var_os("PATH"),
+            selected: only.as_deref(),
+            branches: false,
+        },
+    );
+    let errors = print_findings(&findings);
+    if errors > 0 {
+        eprintln!("{}", summary(errors, findings.len() - errors));
+        return Err(CommandError::Exit(2));
+    }
     let settings = args.run_options.settings(only);
     let mut observers = observers(
         args.run_options.progress,
@@ -24,8 +43,9 @@ pub async fn run(args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
         site,
         &workflow.status_file,
     );
-    let state = start(Plan::new(workflow), site, settings, &mut observers)
+    let plan = Plan::new(workflow);
+    let state = start(plan.clone(), site, settings, &mut observers)
         .await
-        .map_err(|e| CommandError::Usage(e.into()))?;
-    Ok(finish(&state))
+        .map_err(run_failed)?;
+    Ok(finish(&state, &plan, site))
 }

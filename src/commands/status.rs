@@ -10,10 +10,28 @@ use flow_engine::time::{elapsed, now};
 use flow_engine::{RunDir, RunState, RunStatus, Site};
 
 use crate::cli::{LogsArgs, RunsArgs, StatusArgs, UsageArgs};
+use crate::commands::progress::paint_states;
 use crate::error::CommandError;
-use crate::output::{print_json, print_stdout};
+use crate::output::{
+    JSON_VERSION, Stream, Table, Tone, paint, print_json, print_json_line, print_stdout, print_versioned, say,
+};
 
-fn load_run(site: &Site, run: Option<&str>) -> Result<(RunDir, RunState), CommandError> {
+/// The tone of a run's status, for its colour.
+pub fn status_tone(status: RunStatus) -> Tone {
+    match status {
+        RunStatus::Succeeded => Tone::Good,
+        RunStatus::Failed => Tone::Bad,
+        RunStatus::Cancelled => Tone::Warn,
+        RunStatus::Running => Tone::Busy,
+    }
+}
+
+/// How many runs an unknown run's message lists.
+const RECENT: usize = 5;
+
+/// Finds a recorded run: the one named, else the latest. A name that is not a run says so
+/// and lists the recent runs; a record that cannot be read is the system's failure.
+pub fn load_run(site: &Site, run: Option<&str>) -> Result<(RunDir, RunState), CommandError> {
     let id = match run {
         Some(id) => id.to_string(),
         None => site.latest_run().ok_or_else(|| {
@@ -24,28 +42,60 @@ fn load_run(site: &Site, run: Option<&str>) -> Result<(RunDir, RunState), Comman
             ))
         })?,
     };
+    // A run is a folder of `.flow/runs/`: a name with a separator or `..` is none of them.
+    let plain = !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\\']);
     let run_dir = site.run_dir(&id);
+    if !plain || !run_dir.state_path().is_file() {
+        let mut recent = site.runs();
+        recent.reverse();
+        let help = if recent.is_empty() {
+            "no run is recorded yet: start one with `flow run`".to_string()
+        } else {
+            let more = if recent.len() > RECENT { ", ..." } else { "" };
+            format!(
+                "recent runs, newest first: {}{more} (`flow runs` lists them all)",
+                recent.iter().take(RECENT).cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        let runs = site.flow_dir().join("runs");
+        return Err(CommandError::Usage(match run {
+            Some(_) => miette::miette!(help = help, "no run `{id}` in {}", runs.display()),
+            None => miette::miette!(
+                help = help,
+                "the latest run, `{id}`, has no record in {}",
+                runs.display()
+            ),
+        }));
+    }
     let state = run_dir
         .load()
-        .map_err(|e| CommandError::Usage(miette::miette!("cannot read run {id}: {e}")))?;
+        .map_err(|e| CommandError::System(miette::miette!("cannot read run {id}: {e}")))?;
     Ok((run_dir, state))
 }
 
-/// Prints where a run stands.
+/// Prints where a run stands; with no run recorded yet, what `flow runs` prints.
 pub fn status(args: StatusArgs, site: &Site) -> Result<ExitCode, CommandError> {
-    let (_, state) = load_run(site, args.run.as_deref())?;
+    if args.run.id().is_none() && site.latest_run().is_none() && !args.markdown {
+        return runs(RunsArgs { json: args.json }, site);
+    }
+    let (_, state) = load_run(site, args.run.id())?;
     if args.json {
         print_json(&state)?;
     } else if args.markdown {
         print_stdout(&markdown_board(&state))?;
     } else {
-        let mut out = format!("run {} of workflow `{}`: {}\n", state.id, state.workflow, state.status);
+        let mut out = format!(
+            "run {} of workflow `{}`: {}\n",
+            state.id,
+            state.workflow,
+            paint(Stream::Stdout, status_tone(state.status), state.status.as_str())
+        );
         out.push_str(&format!(
             "integration branch {} at {}\n\n",
             state.into,
             state.last_good.as_deref().map_or("-", |c| &c[..c.len().min(8)])
         ));
-        out.push_str(&run_table(&state, now()));
+        out.push_str(&paint_states(&run_table(&state, now()), &state));
         if !state.alerts.is_empty() {
             out.push_str("\nnotes:\n");
             for alert in &state.alerts {
@@ -57,48 +107,91 @@ pub fn status(args: StatusArgs, site: &Site) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a workstream's log, following it while the run is going.
+/// One line of a log, as `flow logs --json` prints it.
+#[derive(serde::Serialize)]
+struct LogLine<'a> {
+    version: u32,
+    run: &'a str,
+    workstream: &'a str,
+    text: &'a str,
+}
+
+/// Prints a workstream's log, following it while the run is going. The log is read as bytes
+/// and shown line by line (a line an agent has not finished yet waits for its end, or for
+/// the end of the run); text that is not UTF-8 is shown with replacement characters rather
+/// than hidden, and on a terminal without the agent's escape sequences.
 pub async fn logs(args: LogsArgs, site: &Site) -> Result<ExitCode, CommandError> {
-    let (run_dir, state) = load_run(site, args.run.as_deref())?;
+    let (run_dir, state) = load_run(site, args.run.id())?;
     if args.workstream != "_verify" && state.workstream(&args.workstream).is_none() {
         let known: Vec<&str> = state.workstreams.iter().map(|w| w.name.as_str()).collect();
+        let hint = flow_dsl::did_you_mean(&args.workstream, known.iter().copied())
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
         return Err(CommandError::Usage(miette::miette!(
-            "run {} has no workstream `{}`; it has {}",
+            "run {} has no workstream `{}`{hint}; it has {}",
             state.id,
             args.workstream,
             known.join(", ")
         )));
     }
     let path = run_dir.log_path(&args.workstream);
+    let print = |text: &str| -> Result<(), CommandError> {
+        if args.json {
+            for line in text.lines() {
+                print_json_line(&LogLine {
+                    version: JSON_VERSION,
+                    run: &state.id,
+                    workstream: &args.workstream,
+                    text: line,
+                })?;
+            }
+            Ok(())
+        } else {
+            // On a terminal, without the agent's escape sequences (see `terminal_safe`).
+            print_stdout(text)
+        }
+    };
     let mut offset = 0u64;
+    let mut pending: Vec<u8> = vec![];
+    let mut seen = false;
     loop {
         if let Ok(mut file) = std::fs::File::open(&path) {
+            seen = true;
             let _ = file.seek(SeekFrom::Start(offset));
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            offset += text.len() as u64;
-            print_stdout(&text)?;
-        } else if !args.follow {
-            // The log is created with the first line of output.
-            print_stdout(&format!(
-                "(no output from {} yet: its log {} is made with the first line)\n",
-                args.workstream,
-                path.display()
-            ))?;
+            let mut bytes = vec![];
+            let _ = file.read_to_end(&mut bytes);
+            offset += bytes.len() as u64;
+            pending.extend_from_slice(&bytes);
+            if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
+                let complete: Vec<u8> = pending.drain(..=end).collect();
+                print(&String::from_utf8_lossy(&complete))?;
+            }
         }
-        if !args.follow {
-            break;
-        }
-        let running = run_dir.load().map(|s| s.status == RunStatus::Running).unwrap_or(false);
+        let running = args.follow && run_dir.load().map(|s| s.status == RunStatus::Running).unwrap_or(false);
         if !running {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
+    if !pending.is_empty() {
+        let mut rest = String::from_utf8_lossy(&pending).into_owned();
+        if !args.json {
+            rest.push('\n');
+        }
+        print(&rest)?;
+    }
+    if !seen && !args.json {
+        // The log is created with the first line of output.
+        say(&format!(
+            "(no output from {} yet: its log {} is made with the first line)",
+            args.workstream,
+            path.display()
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Lists past runs.
+/// Lists past runs, oldest first, under a header.
 pub fn runs(args: RunsArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let mut rows = vec![];
     for id in site.runs() {
@@ -107,45 +200,49 @@ pub fn runs(args: RunsArgs, site: &Site) -> Result<ExitCode, CommandError> {
         }
     }
     if args.json {
-        let summary: Vec<serde_json::Value> = rows
+        let runs: Vec<serde_json::Value> = rows
             .iter()
             .map(|s| {
                 serde_json::json!({
                     "id": s.id, "workflow": s.workflow, "status": s.status, "started_at": s.started_at,
-                    "ended_at": s.ended_at, "workstreams": s.workstreams.len(), "usage": s.total_usage(),
+                    "ended_at": s.ended_at, "workstreams": s.workstreams.len(),
+                    "succeeded": s.workstreams.iter().filter(|w| w.phase.is_success()).count(),
+                    "usage": s.total_usage(),
                 })
             })
             .collect();
-        print_json(&summary)?;
+        print_versioned(&serde_json::json!({ "runs": runs }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut out = String::new();
     if rows.is_empty() {
-        out.push_str("no runs yet\n");
+        print_stdout(&format!("no runs yet in {}\n", site.flow_dir().display()))?;
+        say("start one with `flow run`");
+        return Ok(ExitCode::SUCCESS);
     }
+    let mut table = Table::new(&["RUN", "WORKFLOW", "STATUS", "DONE", "TIME", "TOKENS", "COST"]);
     for s in &rows {
-        let status = s.status.as_str();
         let took = s
             .ended_at
             .map_or("-".to_string(), |e| format_duration(elapsed(s.started_at, e)));
         let done = s.workstreams.iter().filter(|w| w.phase.is_success()).count();
         let usage = s.total_usage();
-        out.push_str(&format!(
-            "{}  {:<20} {status:<10} {done}/{} done  {took:>7}  {} tokens  {}\n",
-            s.id,
-            s.workflow,
-            s.workstreams.len(),
-            tokens(usage.total_tokens()),
-            dollars(usage.cost_usd)
-        ));
+        table.row(vec![
+            (s.id.clone(), None),
+            (s.workflow.clone(), None),
+            (s.status.as_str().to_string(), Some(status_tone(s.status))),
+            (format!("{done}/{}", s.workstreams.len()), None),
+            (took, None),
+            (tokens(usage.total_tokens()), None),
+            (dollars(usage.cost_usd), None),
+        ]);
     }
-    print_stdout(&out)?;
+    print_stdout(&table.render(Stream::Stdout))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints what a run spent.
 pub fn usage(args: UsageArgs, site: &Site) -> Result<ExitCode, CommandError> {
-    let (_, state) = load_run(site, args.run.as_deref())?;
+    let (_, state) = load_run(site, args.run.id())?;
     let workflow = state
         .workflow_file
         .as_ref()
@@ -153,7 +250,7 @@ pub fn usage(args: UsageArgs, site: &Site) -> Result<ExitCode, CommandError> {
         .map(|c| c.workflow);
     let report = flow_engine::report::usage::usage_report(&state, workflow.as_ref());
     if args.json {
-        print_json(&report)?;
+        print_versioned(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = format!(

@@ -10,16 +10,28 @@ use crate::git::GitError;
 /// What `flow clean` did with one thing.
 #[derive(Debug, Clone, Serialize)]
 pub struct CleanItem {
+    /// The thing: `worktree PATH`, `branch NAME`, `worktree record NAME`.
     pub what: String,
     pub removed: bool,
+    /// Why it was kept, or how it went (`deleted (merged)`); empty for a plain removal.
     pub detail: String,
+    /// Kept because it holds the result: the integration branch, with merges not in base.
+    /// That is not unfinished work left behind.
+    pub result: bool,
 }
 
 /// Removes a workflow's worktrees and branches (and its integration branch when it holds
 /// nothing that is not in base), refusing to drop uncommitted or unmerged work unless `force`.
 pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<CleanItem>, GitError> {
     let mut out = vec![];
-    let mut say = |what: String, removed: bool, detail: String| out.push(CleanItem { what, removed, detail });
+    let mut say = |what: String, removed: bool, detail: String| {
+        out.push(CleanItem {
+            what,
+            removed,
+            detail,
+            result: false,
+        })
+    };
     let pruned = layout.git.prune_stale_worktrees()?;
     for name in pruned {
         say(
@@ -43,21 +55,18 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
                 .git
                 .remove_worktree_ignoring(&dir, force, &context::excluded_prefixes(workflow))
             {
-                Ok(()) => say(format!("worktree {}", dir.display()), true, "removed".into()),
+                Ok(()) => say(format!("worktree {}", dir.display()), true, String::new()),
                 Err(GitError::Dirty { paths, .. }) => {
                     worktree_kept = true;
                     say(
                         format!("worktree {}", dir.display()),
                         false,
-                        format!(
-                            "kept: uncommitted changes in {} (use --force to drop them)",
-                            paths.join(", ")
-                        ),
+                        format!("uncommitted changes in {} (use --force to drop them)", paths.join(", ")),
                     );
                 }
                 Err(e) => {
                     worktree_kept = true;
-                    say(format!("worktree {}", dir.display()), false, format!("kept: {e}"));
+                    say(format!("worktree {}", dir.display()), false, e.to_string());
                 }
             }
         }
@@ -66,7 +75,7 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
         };
         if worktree_kept {
             kept_any = true;
-            say(format!("branch {branch}"), false, "kept: its worktree was kept".into());
+            say(format!("branch {branch}"), false, "its worktree was kept".into());
             continue;
         }
         let merged = head == layout.base_commit
@@ -77,7 +86,7 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
             say(
                 format!("branch {branch}"),
                 false,
-                "kept: it has commits not merged anywhere (use --force to delete it)".into(),
+                "it has commits not merged anywhere (use --force to delete it)".into(),
             );
             continue;
         }
@@ -93,7 +102,7 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
             ),
             Err(e) => {
                 kept_any = true;
-                say(format!("branch {branch}"), false, format!("kept: {e}"));
+                say(format!("branch {branch}"), false, e.to_string());
             }
         }
     }
@@ -105,11 +114,7 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
                 true,
                 "removed (integration checkout)".into(),
             ),
-            Err(e) => say(
-                format!("worktree {}", verify_dir.display()),
-                false,
-                format!("kept: {e}"),
-            ),
+            Err(e) => say(format!("worktree {}", verify_dir.display()), false, e.to_string()),
         }
     }
     if let Some(head) = into_head {
@@ -125,17 +130,20 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
                         "deleted (merges not in base dropped: --force)".into()
                     },
                 ),
-                Err(e) => say(format!("branch {}", layout.into), false, format!("kept: {e}")),
+                Err(e) => say(format!("branch {}", layout.into), false, e.to_string()),
             }
         } else if !in_base {
             say(
                 format!("branch {}", layout.into),
                 false,
                 format!(
-                    "kept: it holds merges not in {} (merge it, or use --force)",
+                    "it holds the result: merges not in {} (merge it, or use --force)",
                     layout.base
                 ),
-            )
+            );
+            if let Some(item) = out.last_mut() {
+                item.result = true;
+            }
         }
     }
     let _ = std::fs::remove_dir(&layout.worktrees_dir);

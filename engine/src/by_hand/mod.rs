@@ -1,7 +1,9 @@
 //! The verbs for people who start agents themselves, in worktrees flow prepares for them
 //! (the "Option A" way): [`prepare`] makes worktrees and context without launching anything,
 //! [`merge`] integrates whatever branches are ready, [`conflicts`] predicts and detects
-//! overlaps, [`clean`] removes what a workflow left behind.
+//! overlaps, [`sync`] brings the integration branch into the workstreams' branches (a
+//! conflict refused, or resolved by the resolver agent: [`resolver`]), [`resolve`] sets a
+//! conflict up for a person, [`clean`] removes what a workflow left behind.
 //!
 //! They share a [`Layout`] (the workflow's places in the repository, its base resolved) and
 //! the rule for where a branch's own work starts ([`start_of`]).
@@ -10,6 +12,9 @@ pub mod clean;
 pub mod conflicts;
 pub mod merge;
 pub mod prepare;
+pub mod resolve;
+pub mod resolver;
+pub mod sync;
 
 use std::path::PathBuf;
 

@@ -47,6 +47,20 @@ impl Git {
         }
     }
 
+    /// Lists the local branches' short names, sorted.
+    pub fn local_branches(&self) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        let branches = repo
+            .branches(Some(git2::BranchType::Local))
+            .context(|| "list the branches".to_string())?;
+        let mut names: Vec<String> = branches
+            .filter_map(Result::ok)
+            .filter_map(|(branch, _)| branch.name().ok().flatten().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Moves (or creates) a branch to `new` only if it still points at `expected_old`.
     ///
     /// `expected_old = None` means the branch must not exist yet. A mismatch gives

@@ -212,7 +212,7 @@ fn merge_folders(
 }
 
 /// Merges commit `b` into commit `a` in memory and returns the resulting index.
-fn merge_in_memory(repo: &Repository, a: Oid, b: Oid) -> Result<Index, GitError> {
+pub(super) fn merge_in_memory(repo: &Repository, a: Oid, b: Oid) -> Result<Index, GitError> {
     let ours = repo.find_commit(a.raw()).context(|| format!("read commit {a}"))?;
     let theirs = repo.find_commit(b.raw()).context(|| format!("read commit {b}"))?;
     repo.merge_commits(&ours, &theirs, Some(&MergeOptions::new()))
@@ -221,7 +221,7 @@ fn merge_in_memory(repo: &Repository, a: Oid, b: Oid) -> Result<Index, GitError>
 
 /// Collects the sorted paths of every conflict in a merged index (all sides' paths, so
 /// a rename conflict names both).
-fn conflict_paths(index: &Index) -> Result<Vec<String>, GitError> {
+pub(super) fn conflict_paths(index: &Index) -> Result<Vec<String>, GitError> {
     if !index.has_conflicts() {
         return Ok(Vec::new());
     }

@@ -10,8 +10,9 @@
 //!   changed ([`Git::changed_paths`]) and checking it did not rewire the worktree
 //!   ([`Git::check_worktree_integrity`]);
 //! - merging into the integration branch entirely in memory ([`Git::merge_into`],
-//!   [`Git::trial_merge`]) and materialising a merged commit in a detached worktree
-//!   for `verify` ([`Git::checkout_detached`]);
+//!   [`Git::trial_merge`], with worktrees' uncommitted files [`Git::trial_merge_sides`])
+//!   and materialising a merged commit in a detached worktree for `verify`
+//!   ([`Git::checkout_detached`]);
 //! - around every agent: a snapshot of the git directory it shares with the user, the
 //!   changes it made there and their undo ([`Git::snapshot_git_dir`],
 //!   [`Git::git_dir_changes`], [`Git::undo_git_dir_changes`]), and the git settings that
@@ -41,6 +42,7 @@ mod reset;
 mod status;
 mod sync;
 mod trees;
+mod trial;
 mod worktree;
 
 pub use branch::BranchState;
@@ -56,6 +58,7 @@ pub use merge::MergeOutcome;
 pub use oid::Oid;
 pub use repo::Git;
 pub use sync::{WorktreeMerge, conflict_hunks, files_with_markers};
+pub use trial::TrialSide;
 pub use worktree::{STAGED_RECORD_PREFIX, WORKTREE_BEING_MADE, WorktreeInfo, WorktreeState, is_half_made};
 
 /// Sets how libgit2 works for the whole process; called once when the program starts.

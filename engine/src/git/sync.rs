@@ -10,6 +10,7 @@ use std::path::Path;
 use git2::build::CheckoutBuilder;
 use git2::{Repository, RepositoryState};
 
+use super::commit::operation_name;
 use super::error::{GitContext, io_error};
 use super::repo::{Head, flow_signature, read_head};
 use super::{Git, GitError, Oid};
@@ -204,6 +205,27 @@ impl Git {
         let (repo, _) = self.open_worktree(dir)?;
         Ok(repo.state() == RepositoryState::Merge)
     }
+
+    /// Names the operation under way in the worktree at `dir` as git does ("merge",
+    /// "rebase", "cherry-pick", ...), if there is one.
+    pub fn operation_in_progress(&self, dir: &Path) -> Result<Option<&'static str>, GitError> {
+        let (repo, _) = self.open_worktree(dir)?;
+        Ok(match repo.state() {
+            RepositoryState::Clean => None,
+            state => Some(operation_name(state)),
+        })
+    }
+
+    /// The commit a merge in progress in the worktree at `dir` brings in (`MERGE_HEAD`).
+    pub fn merge_head(&self, dir: &Path) -> Result<Option<Oid>, GitError> {
+        let (repo, _) = self.open_worktree(dir)?;
+        if repo.state() != RepositoryState::Merge {
+            return Ok(None);
+        }
+        let file = repo.path().join("MERGE_HEAD");
+        let text = std::fs::read_to_string(&file).map_err(|e| io_error("read MERGE_HEAD", &file, e))?;
+        Ok(Some(text.lines().next().unwrap_or_default().trim().parse()?))
+    }
 }
 
 /// Merges `theirs` into `ours` in the worktree of `repo`: clean and `commit`, it is committed
@@ -270,15 +292,41 @@ fn merge_in(
 pub fn files_with_markers(dir: &Path, paths: &[String]) -> Vec<String> {
     paths
         .iter()
-        .filter(|p| {
-            std::fs::read(dir.join(p)).is_ok_and(|bytes| {
-                String::from_utf8_lossy(&bytes)
-                    .lines()
-                    .any(|l| l.starts_with(MARKERS[0]) || l.starts_with(MARKERS[2]) || l == MARKERS[1])
-            })
-        })
+        .filter(|p| std::fs::read(dir.join(p)).is_ok_and(|bytes| has_markers(&bytes)))
         .cloned()
         .collect()
+}
+
+/// Tells whether a file's bytes hold a line git writes around a conflict.
+fn has_markers(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .any(|l| l.starts_with(MARKERS[0]) || l.starts_with(MARKERS[2]) || l == MARKERS[1])
+}
+
+impl Git {
+    /// The files among `paths` that hold conflict markers as committed in `commit` (a path
+    /// the commit does not have holds none).
+    pub fn files_with_markers_at(&self, commit: Oid, paths: &[String]) -> Result<Vec<String>, GitError> {
+        let repo = self.open()?;
+        let tree = repo
+            .find_commit(commit.raw())
+            .and_then(|c| c.tree())
+            .context(|| format!("read the tree of {commit}"))?;
+        let mut found = vec![];
+        for path in paths {
+            let Ok(entry) = tree.get_path(Path::new(path)) else {
+                continue;
+            };
+            let Ok(blob) = repo.find_blob(entry.id()) else {
+                continue;
+            };
+            if has_markers(blob.content()) {
+                found.push(path.clone());
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// The conflicting hunks of `paths` in `dir`, each with a few lines around it, as an agent

@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::report::run_table::{dollars, tokens};
 use crate::run::observer::Observer;
-use crate::run::state::{Event, EventKind, Phase, Purpose, RunState};
+use crate::run::state::{Event, EventKind, FeedbackKind, Phase, Purpose, RunState};
 
 /// The first non-empty line of a text, for one-line progress.
 fn first_line(text: &str) -> &str {
@@ -80,7 +80,17 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
             };
             let what = match (purpose, feedback) {
                 (Purpose::Work, _) => format!("running{of}"),
-                (Purpose::Fix, Some(f)) => format!("fixing{of}: {}", f.summary),
+                // The note just before said what failed.
+                (Purpose::Fix, Some(f)) => format!(
+                    "fixing{of}, given {}",
+                    match f.kind {
+                        FeedbackKind::Test => "the test's output",
+                        FeedbackKind::Scope => "the paths outside its scope",
+                        FeedbackKind::Verify => "verify's output",
+                        FeedbackKind::Conflict => "the conflicting hunks",
+                        FeedbackKind::Review => "the reviewer's comments",
+                    }
+                ),
                 (Purpose::Fix, None) => format!("fixing again{of}"),
                 (Purpose::Review, _) => format!("in review{of}"),
                 (Purpose::Resolve, _) => format!("the resolver works on its conflict{of}"),
@@ -156,6 +166,7 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
         }
         EventKind::Conflicted { workstream, paths } => (name(workstream), format!("CONFLICT in {}", paths.join(", "))),
         EventKind::Alert { workstream, message } => (workstream.as_ref().and_then(name), format!("note: {message}")),
+        EventKind::Overrun { workstream, breach } => (name(workstream), format!("OVER BUDGET: {}", breach.overrun())),
         EventKind::RunEnded { status } => (None, format!("run ended: {status}")),
         EventKind::Usage { .. } => return None,
         EventKind::Reset { workstream, reason, .. } => (name(workstream), format!("runs again: {reason}")),
@@ -287,6 +298,10 @@ impl Observer for BarProgress {
             | EventKind::Usage { workstream, .. } => *workstream,
             EventKind::Alert { message, .. } => {
                 self.multi.suspend(|| eprintln!("note: {message}"));
+                return;
+            }
+            EventKind::Overrun { breach, .. } => {
+                self.multi.suspend(|| eprintln!("OVER BUDGET: {}", breach.overrun()));
                 return;
             }
             _ => return,

@@ -121,6 +121,9 @@ pub fn run_table(state: &RunState, now: Timestamp) -> String {
             let _ = writeln!(out, "  {}: {why}", ws.name);
         }
     }
+    for breach in &state.overruns {
+        let _ = writeln!(out, "OVER BUDGET: {}", breach.overrun());
+    }
     out.push_str(&attempts(state));
     out
 }

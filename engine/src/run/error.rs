@@ -50,6 +50,12 @@ pub enum RunError {
         help("start over with `flow clean --force` and `flow run`, or undo it by hand in {into} and resume")
     )]
     UndoConflict { workstream: String, into: String },
+    #[error("the resume waits for you: `{workstream}`: {why}")]
+    #[diagnostic(
+        code(flow::run::waits_for_person),
+        help("nothing was changed; `flow resume --dry-run` shows what it will do once you are done")
+    )]
+    WaitsForPerson { workstream: String, why: String },
     #[error("unknown workstream `{0}` in --only")]
     #[diagnostic(code(flow::run::unknown_workstream))]
     UnknownWorkstream(String),

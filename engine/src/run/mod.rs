@@ -8,7 +8,7 @@
 pub mod core;
 pub mod driver;
 pub mod error;
-mod guard;
+pub(crate) mod guard;
 pub mod lock;
 pub mod observer;
 pub mod prompt;

@@ -18,8 +18,7 @@ pub fn context_for(workflow: &Workflow, index: usize, site: &Site) -> Context {
         .find(|s| s.workflow == workflow.name && s.workstreams.len() == workflow.workstreams.len());
     let text = match &state {
         Some(state) => {
-            let decisions =
-                std::fs::read_to_string(site.run_dir(&state.id).dir.join("conflict_resolution.md")).unwrap_or_default();
+            let decisions = std::fs::read_to_string(site.run_dir(&state.id).decision_log_path()).unwrap_or_default();
             crate::handoff::render(
                 &handoffs(workflow, state, index),
                 site.git(),

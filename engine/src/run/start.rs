@@ -148,6 +148,7 @@ pub async fn start(
             .map(|(w, h)| WorkstreamState::new(&w.name, h, t))
             .collect(),
         alerts: vec![],
+        overruns: vec![],
     };
     run_dir
         .save(&state)

@@ -187,6 +187,23 @@ pub struct BudgetBreach {
     pub at_start: bool,
 }
 
+impl BudgetBreach {
+    /// `the run spent $0.3700 of its $0.30 budget`.
+    pub fn overrun(&self) -> String {
+        let whose = match &self.scope {
+            BudgetScope::Run => "the run".to_string(),
+            other => other.to_string(),
+        };
+        match (self.spent, self.limit) {
+            (Amount::Usd(spent), Amount::Usd(limit)) => format!("{whose} spent ${spent:.4} of its ${limit:.2} budget"),
+            (Amount::Tokens(spent), Amount::Tokens(limit)) => {
+                format!("{whose} used {spent} tokens of its budget of {limit}")
+            }
+            _ => format!("{whose} passed its budget"),
+        }
+    }
+}
+
 impl std::fmt::Display for BudgetBreach {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let whose = match &self.scope {
@@ -228,6 +245,8 @@ pub enum FailureKind {
     Cancelled,
     Dependency,
     Review,
+    /// The agent's program does not exist or may not be run.
+    Setup,
 }
 
 impl FailureKind {
@@ -247,13 +266,14 @@ impl FailureKind {
             FailureKind::Cancelled => "cancelled",
             FailureKind::Dependency => "dependency",
             FailureKind::Review => "review",
+            FailureKind::Setup => "setup",
         }
     }
 
     /// Tells whether running the agent again from a clean worktree (`retries`) may help: a
     /// crash, a timeout, a hang, a git hiccup. Work that ran and failed a check (its test, its
     /// scope, `verify`, a conflict, a review) goes back to the agent instead (`fix-attempts`);
-    /// a spent budget, a broken integrity or a stop is final.
+    /// a spent budget, a broken integrity, a missing program or a stop is final.
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
@@ -521,6 +541,10 @@ pub struct RunState {
     pub workstreams: Vec<WorkstreamState>,
     /// Warnings and alerts raised during the run (budget at 80%, scope warnings).
     pub alerts: Vec<String>,
+    /// Budgets whose spending passed their limit, once each (an attempt's usage is known
+    /// only at its end: the last one can pass the limit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overruns: Vec<BudgetBreach>,
 }
 
 /// One thing that happened in a run. Applying events in order rebuilds the state.
@@ -625,6 +649,8 @@ pub enum EventKind {
     Conflicted { workstream: usize, paths: Vec<String> },
     /// An alert (budget at 80%, scope warning).
     Alert { workstream: Option<usize>, message: String },
+    /// A budget's spending passed its limit, with workstream `workstream`'s attempt.
+    Overrun { workstream: usize, breach: BudgetBreach },
     /// The run ended.
     RunEnded { status: RunStatus },
 }
@@ -816,6 +842,7 @@ impl RunState {
                 ws.updated_at = at;
             }
             EventKind::Alert { message, .. } => self.alerts.push(message.clone()),
+            EventKind::Overrun { breach, .. } => self.overruns.push(breach.clone()),
             EventKind::Reviewed { workstream, review } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.review = Some(review.clone());

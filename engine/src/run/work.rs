@@ -367,12 +367,28 @@ impl ProcessWork {
         }
         let outcome = match outcome {
             Ok(o) => o,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return AgentOutcome::unstarted(AgentEnd::CannotStart(e.to_string()));
+            }
             Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(e.to_string())),
         };
         let exit_code = match &outcome.end {
             ProcessEnd::Exited(code) => Some(*code),
             _ => None,
         };
+        // Claude Code's result and Gemini's answer come last; a Codex turn can be followed by more.
+        let final_result = matches!(
+            agent.output,
+            flow_dsl::OutputFormat::ClaudeJson
+                | flow_dsl::OutputFormat::ClaudeStreamJson
+                | flow_dsl::OutputFormat::GeminiJson
+        );
+        let delivered = final_result && reader.saw_result();
         let mut agent_report = reader.finish(exit_code, &outcome.stderr_tail);
         // The tool's own message may quote what it printed: keep secrets out of state and events.
         if let Some(error) = &mut agent_report.error {
@@ -403,6 +419,7 @@ impl ProcessWork {
             last_line: outcome.last_line,
             result: agent_report.result.map(|r| redact(&r, &secrets).into_owned()),
             resumed: resumes,
+            delivered,
             tampered: tampering.lines(),
         }
     }
@@ -443,7 +460,7 @@ impl ProcessWork {
 
     /// The run's decision log: every conflict resolution, by an agent or a person.
     fn decision_log(&self) -> PathBuf {
-        self.run_dir.dir.join("conflict_resolution.md")
+        self.run_dir.decision_log_path()
     }
 
     async fn do_inspect(&self, index: usize, markers_in: Vec<String>) -> Result<Inspection, String> {
@@ -730,34 +747,15 @@ impl Work for ProcessWork {
     }
 
     fn log_decision(&self, entry: &str) {
-        use std::io::Write;
-        let path = self.decision_log();
-        let new = !path.exists();
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| {
-                if new {
-                    f.write_all(
-                        b"# Conflict resolutions\n\nEvery conflict resolved in this run: the files, the sides, what was decided and by whom.\n\n",
-                    )?;
-                }
-                f.write_all(entry.as_bytes())?;
-                f.write_all(b"\n")
-            });
-        if written.is_err() {
-            return;
-        }
-        // Later agents read it in their worktrees, as the seed's `.ai/coordination/` has it.
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Ok(text) = crate::decision_log::append(&self.decision_log(), entry) else {
             return;
         };
+        // Later agents read it in their worktrees, as the seed's `.ai/coordination/` has it.
         let slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for workspace in slots.iter().filter_map(|s| s.workspace.as_ref()) {
             let folder = workspace.dir.join(".ai").join("coordination");
             if context::hide_from_git(&folder).is_ok() {
-                let _ = std::fs::write(folder.join("conflict_resolution.md"), &text);
+                let _ = std::fs::write(folder.join(crate::decision_log::FILE_NAME), &text);
             }
         }
     }

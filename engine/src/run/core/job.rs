@@ -78,6 +78,8 @@ pub(super) struct Job {
     pub(super) stop: Option<StopReason>,
     /// The branch head its check found.
     head: Option<Oid>,
+    /// Its own attempt's usage passed a budget and it was asked to stop.
+    pub(super) overran: bool,
     /// The integration commit its work is measured from (see [`Inspection::base`]).
     base: Option<Oid>,
     /// The changed paths kept (all, or those in scope after a revert).
@@ -92,6 +94,7 @@ impl Job {
     pub(super) fn new(check_only: bool, reopen: Option<Reopen>) -> Job {
         Job {
             base: None,
+            overran: false,
             stage: Stage::Preparing,
             attempt: 0,
             purpose: Purpose::Work,
@@ -173,6 +176,16 @@ impl Core {
     /// Starts the next attempt of an agent of the workstream, recorded first. A fix attempt
     /// with `feedback` is a new fix; one without it runs the latest fix again (a retry).
     fn start_attempt(&mut self, index: usize, purpose: Purpose, feedback: Option<Feedback>) {
+        // Every attempt (a retry, a fix, a review) spends: none starts on a spent budget.
+        if let Some(breach) = self.ledger.refusal(&self.plan.workflow, &self.state, index) {
+            return self.fail(
+                index,
+                Failure {
+                    budget: Some(breach.clone()),
+                    ..Failure::new(FailureKind::Budget, breach.to_string())
+                },
+            );
+        }
         let job = self.job(index).expect("a job starts an attempt");
         job.attempt += 1;
         job.stage = Stage::Agent;
@@ -222,7 +235,7 @@ impl Core {
             workstream: index,
             usage,
         });
-        self.weigh(index);
+        self.weigh(index, false);
     }
 
     /// Records how an attempt ended (its usage priced, a resumed session's running cost
@@ -250,7 +263,7 @@ impl Core {
         }
         self.ledger.clear_live(index);
         let error = match &outcome.end {
-            AgentEnd::Failed(message) if outcome.error.is_none() => {
+            AgentEnd::Failed(message) | AgentEnd::CannotStart(message) if outcome.error.is_none() => {
                 Some(AgentError::new(ErrorClass::Crash, message.clone()))
             }
             _ => outcome.error.clone(),
@@ -266,7 +279,7 @@ impl Core {
             session_cost,
         });
         // Formats read as a whole (claude-json, gemini-json) report their usage only now.
-        self.weigh(index);
+        self.weigh(index, true);
         error
     }
 
@@ -278,10 +291,21 @@ impl Core {
             }
             return self.resolver_ended(index, outcome);
         }
+        let deny_overrun = self.options.deny_overrun;
         let Some(job) = self.job_at(index, Stage::Agent) else {
             return;
         };
         let (attempt, purpose) = (job.attempt, job.purpose);
+        let finished = outcome.end == AgentEnd::Exited(0) || outcome.delivered;
+        if job.overran && finished && !deny_overrun {
+            // It passed its budget with its final report (the result comes last, and the stop
+            // may reach it on its way out): the money is spent, the work is kept; no further
+            // attempt starts on the spent budget.
+            job.stop = None;
+            job.overran = false;
+            outcome.end = AgentEnd::Exited(0);
+            outcome.error = None;
+        }
         if outcome.end == AgentEnd::Unrecorded {
             // Nothing started that the record would not know of.
             return self.cancel(index, "the run's event log cannot be written");
@@ -324,11 +348,19 @@ impl Core {
                 ),
             )),
             AgentEnd::Failed(message) => Some(Failure::new(FailureKind::Agent, message.clone())),
+            AgentEnd::CannotStart(message) => Some(Failure::new(FailureKind::Setup, message.clone())),
             AgentEnd::Exited(_) | AgentEnd::Signaled(_) => match &error {
                 Some(e) if e.class == ErrorClass::Budget => Some(Failure::new(FailureKind::Budget, e.to_string())),
                 Some(e) => Some(Failure {
                     exit,
-                    ..Failure::new(FailureKind::Agent, e.to_string())
+                    // How it ended, where the tool's own words do not say.
+                    ..Failure::new(
+                        FailureKind::Agent,
+                        match exit {
+                            Some(how) if outcome.end != AgentEnd::Exited(0) => format!("{e} ({how})"),
+                            _ => e.to_string(),
+                        },
+                    )
                 }),
                 None if outcome.end != AgentEnd::Exited(0) => {
                     let how = exit.map_or_else(String::new, |e| e.to_string());
@@ -414,7 +446,7 @@ impl Core {
         if !job.conflicts.is_empty() {
             // Its agent resolved a conflict with the integration branch: a decision to log.
             let files = std::mem::take(&mut job.conflicts);
-            let entry = decision_entry(
+            let entry = crate::decision_log::entry(
                 &ws.name,
                 &files,
                 &format!("the workstream's own agent (`{}`)", ws.agent),
@@ -886,18 +918,6 @@ pub(super) fn conflict_feedback(conflicts: &Conflicts, why: Option<&Feedback>) -
             conflicts.hunks
         ),
     }
-}
-
-/// An entry of the decision log (`conflict_resolution.md`).
-pub(super) fn decision_entry(workstream: &str, files: &[String], by: &str, what: Option<&str>) -> String {
-    let mut entry = format!(
-        "## `{workstream}` and the integration branch\n\n- files: {}\n- sides: `{workstream}`'s branch, and the integration branch (the work merged before it)\n- decided by: {by}\n",
-        files.join(", ")
-    );
-    if let Some(what) = what.filter(|w| !w.trim().is_empty()) {
-        entry.push_str(&format!("- what was decided: {}\n", first_line(what)));
-    }
-    entry
 }
 
 /// The first line of a text, for one-line messages.

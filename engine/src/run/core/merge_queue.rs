@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use flow_dsl::{Isolation, MergeOrder, OnConflict, SyncMode};
 
-use super::job::{Reopen, clip, conflict_feedback, decision_entry};
+use super::job::{Reopen, clip, conflict_feedback};
 use super::{AgentEnd, AgentOutcome, Conflicts, Core, Effect, MergeOutcome, Resolution};
 use crate::git::Oid;
 use crate::plan::Plan;
@@ -410,7 +410,7 @@ impl Core {
                 let workflow = &self.plan.workflow;
                 let resolver = workflow.integrate.resolver.as_ref().map_or("", |r| r.agent.as_str());
                 let name = workflow.workstreams[index].name.clone();
-                let entry = decision_entry(
+                let entry = crate::decision_log::entry(
                     &name,
                     &files,
                     &format!("the resolver agent `{resolver}`"),

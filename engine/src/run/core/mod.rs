@@ -63,6 +63,9 @@ pub struct Options {
     pub only: Option<Vec<usize>>,
     /// The first retry waits this long; each later one twice as long (at most 30 s), with jitter.
     pub retry_base: Duration,
+    /// A workstream whose last attempt passed a budget fails (its work is not merged);
+    /// without it, the work the money paid for is kept and the overrun reported.
+    pub deny_overrun: bool,
 }
 
 /// A workstream ready to start, ordered for the ready heap: longest remaining path first,
@@ -608,13 +611,31 @@ impl Core {
 
     /// Weighs a workstream's spending against every budget it counts against: the running
     /// members of a passed budget are stopped; budgets at 80% raise an alert.
-    fn weigh(&mut self, index: usize) {
+    ///
+    /// `ended`: `index`'s attempt has ended, its usage final. Its work is then kept (the money
+    /// is spent) unless `deny_overrun`, and the overrun recorded; no further attempt of any
+    /// member starts.
+    fn weigh(&mut self, index: usize, ended: bool) {
         let plan = self.plan.clone();
         let workflow = &plan.workflow;
         for breach in self.ledger.breaches(workflow, &self.state, index) {
+            if !self.state.overruns.iter().any(|o| o.scope == breach.scope) {
+                self.record(EventKind::Overrun {
+                    workstream: index,
+                    breach: breach.clone(),
+                });
+            }
             for m in 0..self.jobs.len() {
-                if self.jobs[m].is_some() && Ledger::is_member(workflow, &breach.scope, m) {
+                let keeps = ended && m == index && !self.options.deny_overrun;
+                if !keeps && self.jobs[m].is_some() && Ledger::is_member(workflow, &breach.scope, m) {
                     self.stop_job(m, StopReason::Budget(breach.clone()));
+                    if m == index
+                        && let Some(job) = self.jobs[m].as_mut()
+                    {
+                        // Its own report passed the budget: if it finishes its work anyway
+                        // (a result line comes last), the work is kept.
+                        job.overran = true;
+                    }
                 }
             }
         }

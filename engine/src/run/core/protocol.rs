@@ -204,6 +204,8 @@ pub struct AgentOutcome {
     pub result: Option<String>,
     /// It continued an earlier session (its tool may report the session's running cost).
     pub resumed: bool,
+    /// Its output held its final result (the tool said it was done), whatever stopped it after.
+    pub delivered: bool,
     /// What it changed in the shared git directory (a hook, a configuration, a ref), which
     /// flow undid, and what could not be undone; empty when it kept to its worktree.
     pub tampered: Vec<String>,
@@ -220,6 +222,7 @@ impl AgentOutcome {
             last_line: None,
             result: None,
             resumed: false,
+            delivered: false,
             tampered: vec![],
         }
     }
@@ -238,9 +241,11 @@ pub enum AgentEnd {
     Hung,
     /// flow stopped it on the core's [`Effect::Stop`] (or Ctrl-C).
     Stopped,
-    /// It could not be started or watched (no such program, a bad command, its log could not
-    /// be written): the message says why.
+    /// It could not be started or watched (a bad command, its log could not be written): the
+    /// message says why.
     Failed(String),
+    /// Its program does not exist or may not be run: starting it again cannot help.
+    CannotStart(String),
     /// It was not started, because the event log could not record its attempt.
     Unrecorded,
 }

@@ -65,6 +65,7 @@ fn fresh_state(workflow: &flow_dsl::Workflow) -> RunState {
             .map(|w| WorkstreamState::new(&w.name, format!("hash-{}", w.name), t))
             .collect(),
         alerts: vec![],
+        overruns: vec![],
     }
 }
 
@@ -1695,4 +1696,25 @@ workstream "b" { owns "b/**"; script "true" }
     // A warning only: both merge.
     assert_eq!(sim.phase("a"), Phase::Merged);
     assert_eq!(sim.phase("b"), Phase::Merged);
+}
+
+#[test]
+fn an_agent_whose_program_cannot_start_fails_at_once_without_retries() {
+    let body = r#"
+workstream "a" { owns "a/**"; retries 3; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    sim.end_agent(
+        "a",
+        AgentEnd::CannotStart("cannot start `claude`: No such file or directory".into()),
+    );
+    assert_eq!(sim.phase("a"), Phase::Failed);
+    assert_eq!(sim.failure("a").kind, FailureKind::Setup);
+    let starts = sim
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::StartAgent { .. }))
+        .count();
+    assert_eq!(starts, 1, "never retried");
 }

@@ -317,6 +317,7 @@ fn state_of(plan: &Plan) -> RunState {
             .map(|w| WorkstreamState::new(&w.name, String::new(), t))
             .collect(),
         alerts: vec![],
+        overruns: vec![],
     }
 }
 

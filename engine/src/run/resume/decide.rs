@@ -24,6 +24,25 @@ pub struct GitFacts {
     /// For pairs `(commit, head)` of recorded commits and candidate integration heads:
     /// whether `commit` is `head` or in its history.
     pub ancestry: HashMap<(Oid, Oid), bool>,
+    /// For each workstream recorded as conflicted: what a person did about it since
+    /// (`flow resolve`), read from its branch and its worktree (`None`: nothing to read).
+    pub by_hand: Vec<Option<ByHand>>,
+}
+
+/// What git says about a conflicted workstream a person may have resolved (`flow resolve`
+/// merges the integration branch into its branch, in its worktree, for the person to commit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ByHand {
+    /// A merge is in progress in its worktree: the resolution is not committed yet.
+    pub merging: bool,
+    /// Its branch head is past its recorded result (the result is in its history).
+    pub moved_on: bool,
+    /// Its branch head holds the integration branch's head: the conflict was merged.
+    pub holds_into: bool,
+    /// The files its recorded result conflicts on with the integration branch.
+    pub files: Vec<String>,
+    /// Those of `files` that hold conflict markers as committed on its branch.
+    pub markers: Vec<String>,
 }
 
 impl GitFacts {
@@ -86,6 +105,9 @@ pub enum Action {
     Fix,
     /// Run from the start.
     Run,
+    /// Nothing is resumed until a person finishes what they started (a resolution with a merge
+    /// still in progress, or with conflict markers committed).
+    Wait,
 }
 
 impl Action {
@@ -97,6 +119,7 @@ impl Action {
             Action::Check => "check",
             Action::Fix => "fix",
             Action::Run => "run",
+            Action::Wait => "wait",
         }
     }
 }
@@ -112,6 +135,15 @@ pub struct Decided {
     /// Merges to take back out of the integration branch because their workstreams run
     /// again, latest first: workstream, the branch's head before and after that merge.
     pub undo_merges: Vec<(String, Oid, Oid)>,
+    /// Entries for the run's decision log: conflicts a person resolved.
+    pub log: Vec<String>,
+}
+
+impl Decided {
+    /// The first decision that keeps the resume from going on, if there is one.
+    pub fn waiting(&self) -> Option<&Decision> {
+        self.decisions.iter().find(|d| d.action == Action::Wait)
+    }
 }
 
 /// Decides, for every workstream of a recorded run, what continuing it means.
@@ -159,6 +191,7 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
     // Dependencies before dependents: sort by wave, stable.
     topo.sort_by_key(|&i| plan.wave_of[i]);
     let mut chosen: Vec<Option<Decision>> = vec![None; n];
+    let mut log = vec![];
     for &i in &topo {
         let ws = &workflow.workstreams[i];
         let recorded = &state.workstreams[i];
@@ -190,6 +223,8 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
             .iter()
             .find(|&&d| state.workstreams[d].spec_hash != hashes[d])
             .map(|&d| workflow.workstreams[d].name.clone());
+        // A conflict a person resolved, logged if it is merged.
+        let mut by_hand_entry = None;
         let own = if changed {
             match changed_dependency {
                 Some(d) if spec_hash_with(workflow, i, &recorded_dependencies) == recorded.spec_hash => {
@@ -275,7 +310,45 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                         recorded.failure.as_ref().map_or("", |f| f.message.as_str())
                     ),
                 ),
-                Phase::Conflicted => decide(Action::Run, "it conflicted".into()),
+                Phase::Conflicted => match (facts.by_hand.get(i).cloned().flatten(), branch_head) {
+                    (Some(hand), _) if hand.merging => decide(
+                        Action::Wait,
+                        "a merge is in progress in its worktree (`flow resolve`): commit your resolution \
+                         (`git commit`), or give it up (`git merge --abort`), then resume"
+                            .into(),
+                    ),
+                    (Some(hand), Some(head)) if hand.moved_on && !hand.markers.is_empty() => decide(
+                        Action::Wait,
+                        format!(
+                            "its branch (at {}) still has conflict markers committed in {}: resolve them, \
+                             commit, then resume",
+                            head.short(),
+                            hand.markers.join(", ")
+                        ),
+                    ),
+                    (Some(hand), Some(head)) if hand.moved_on && hand.holds_into => {
+                        if !hand.files.is_empty() {
+                            by_hand_entry = Some(crate::decision_log::entry(
+                                &ws.name,
+                                &hand.files,
+                                &format!("a person (`flow resolve`), in commit {}", head.short()),
+                                None,
+                            ));
+                        }
+                        decide(
+                            Action::Merge,
+                            format!(
+                                "its conflict was resolved by hand (its branch is at {}); merged now",
+                                head.short()
+                            ),
+                        )
+                    }
+                    (Some(hand), Some(head)) if hand.moved_on => decide(
+                        Action::Merge,
+                        format!("its branch moved on by hand (to {}); merged again", head.short()),
+                    ),
+                    _ => decide(Action::Run, "it conflicted".into()),
+                },
                 Phase::Cancelled => decide(Action::Run, "it was cancelled".into()),
                 Phase::Skipped => decide(Action::Run, "it was skipped".into()),
                 Phase::Pending => decide(Action::Run, "it had not started".into()),
@@ -296,6 +369,9 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
             _ => decision,
         };
         rerun[i] = decision.action == Action::Run;
+        if decision.action == Action::Merge {
+            log.extend(by_hand_entry);
+        }
         chosen[i] = Some(decision);
     }
     let decisions: Vec<Decision> = chosen.into_iter().flatten().collect();
@@ -335,6 +411,28 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
         match d.action {
             Action::Keep => {}
             Action::Merge => {
+                // Merged from where a person left its branch: that is its result now.
+                if recorded.phase == Phase::Conflicted
+                    && let Some(head) = facts.branch_heads.get(i).copied().flatten()
+                {
+                    // Its work is measured from the integration commit the person merged in.
+                    let holds_into = facts
+                        .by_hand
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|h| h.holds_into);
+                    let base_commit = match (holds_into, facts.into_head) {
+                        (true, Some(into)) => Some(into.to_string()),
+                        _ => recorded.base_commit.clone(),
+                    };
+                    events.push(EventKind::Checked {
+                        workstream: i,
+                        result_commit: Some(head.to_string()),
+                        base_commit,
+                        files_changed: recorded.files_changed.clone(),
+                        test: recorded.test.clone(),
+                    });
+                }
                 if recorded.phase != Phase::Ready {
                     events.push(EventKind::Phase {
                         workstream: i,
@@ -353,6 +451,7 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                 spec_hash: hashes[i].clone(),
                 reason: d.why.clone(),
             }),
+            Action::Wait => {}
         }
     }
     Decided {
@@ -360,6 +459,7 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
         events,
         integration_reset,
         undo_merges,
+        log,
     }
 }
 

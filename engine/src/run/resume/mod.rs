@@ -3,11 +3,17 @@
 //! [`plan_resume`] reads the record and what git says now ([`GitFacts`]), then leaves every
 //! decision to [`decide`], a pure function; [`resume`] carries the decisions out (stops what
 //! the dead run left running, repairs git, moves the integration branch, records the
-//! decisions) and drives the run on.
+//! decisions and the conflicts a person resolved) and drives the run on.
+//!
+//! A conflict the run stopped on can be resolved by a person in between: `flow resolve`
+//! merges the integration branch into the workstream's branch, in its worktree, and the
+//! person commits. The resume then sees the branch past its recorded result, holding the
+//! integration branch, and merges it (with `verify`); it waits, doing nothing, while that
+//! merge is still in progress or conflict markers are committed.
 
 mod decide;
 
-use crate::git::{Git, GitError};
+use crate::git::{Git, GitError, Oid};
 use crate::plan::Plan;
 use crate::run::driver::Begin;
 use crate::run::error::RunError;
@@ -16,13 +22,13 @@ use crate::run::observer::Observer;
 use crate::run::recover::{repair_git, stop_leftover_processes};
 use crate::run::session::{RunSettings, drive};
 use crate::run::spec_hash::{spec_hashes, text_hash};
-use crate::run::state::{Event, EventKind, RunState};
+use crate::run::state::{Event, EventKind, Phase, RunState};
 use crate::run::store::{EventLog, read_events};
 use crate::site::RunDir;
 use crate::site::Site;
 use crate::time;
 
-pub use self::decide::{Action, Decided, Decision, GitFacts, decide, merge_sequence};
+pub use self::decide::{Action, ByHand, Decided, Decision, GitFacts, decide, merge_sequence};
 
 /// A resume worked out: the state as it will be continued, and the decisions that led to it.
 pub struct ResumePlan {
@@ -66,7 +72,7 @@ pub fn plan_resume(plan: &Plan, site: &Site, run_id: Option<&str>) -> Result<Res
         });
     }
     let facts = match site.git() {
-        Some(git) => git_facts(git, plan, &state)?,
+        Some(git) => git_facts(git, site, plan, &state)?,
         None => GitFacts::default(),
     };
     let events = read_events(&run_dir.events_path()).unwrap_or_default();
@@ -80,7 +86,7 @@ pub fn plan_resume(plan: &Plan, site: &Site, run_id: Option<&str>) -> Result<Res
 }
 
 /// Reads what [`decide`] needs to know from git.
-fn git_facts(git: &Git, plan: &Plan, state: &RunState) -> Result<GitFacts, GitError> {
+fn git_facts(git: &Git, site: &Site, plan: &Plan, state: &RunState) -> Result<GitFacts, GitError> {
     let workflow = &plan.workflow;
     let into_head = git.branch_head(&workflow.into)?;
     let mut branch_heads = Vec::with_capacity(workflow.workstreams.len());
@@ -94,11 +100,67 @@ fn git_facts(git: &Git, plan: &Plan, state: &RunState) -> Result<GitFacts, GitEr
     for (commit, head) in GitFacts::pairs_needed(state, into_head) {
         ancestry.insert((commit, head), git.is_ancestor(commit, head)?);
     }
+    let mut by_hand = Vec::with_capacity(workflow.workstreams.len());
+    for (i, ws) in workflow.workstreams.iter().enumerate() {
+        let recorded = &state.workstreams[i];
+        by_hand.push(match (recorded.phase, branch_heads[i]) {
+            (Phase::Conflicted, Some(head)) => {
+                let dir = site.worktree_of(workflow, &ws.name);
+                let result = recorded.result_commit.as_deref().and_then(|c| c.parse().ok());
+                Some(by_hand_facts(git, &dir, head, result, into_head)?)
+            }
+            _ => None,
+        });
+    }
     Ok(GitFacts {
         has_git: true,
         into_head,
         branch_heads,
         ancestry,
+        by_hand,
+    })
+}
+
+/// What a person did about a conflicted workstream: a merge still in progress in its
+/// worktree, or its branch moved past its recorded `result` (holding the integration branch
+/// or not, with conflict markers committed in the files that conflict or not).
+fn by_hand_facts(
+    git: &Git,
+    dir: &std::path::Path,
+    head: Oid,
+    result: Option<Oid>,
+    into_head: Option<Oid>,
+) -> Result<ByHand, GitError> {
+    // A worktree gone, or one that is not flow's, holds no merge of the person's.
+    let merging = dir.is_dir() && git.merge_in_progress(dir).unwrap_or(false);
+    let Some(result) = result.filter(|r| *r != head) else {
+        return Ok(ByHand {
+            merging,
+            ..ByHand::default()
+        });
+    };
+    let moved_on = git.is_ancestor(result, head)?;
+    if !moved_on {
+        return Ok(ByHand {
+            merging,
+            ..ByHand::default()
+        });
+    }
+    let holds_into = match into_head {
+        Some(into) => into == head || git.is_ancestor(into, head)?,
+        None => false,
+    };
+    let files = match into_head {
+        Some(into) => git.trial_merge(result, into)?,
+        None => vec![],
+    };
+    let markers = git.files_with_markers_at(head, &files)?;
+    Ok(ByHand {
+        merging,
+        moved_on,
+        holds_into,
+        files,
+        markers,
     })
 }
 
@@ -111,6 +173,12 @@ pub async fn resume(
     observer: &mut dyn Observer,
 ) -> Result<RunState, RunError> {
     let workflow = &plan.workflow;
+    if let Some(waiting) = resume.decided.waiting() {
+        return Err(RunError::WaitsForPerson {
+            workstream: waiting.workstream.clone(),
+            why: waiting.why.clone(),
+        });
+    }
     let lock = RunLock::acquire(site.flow_dir(), &workflow.name)?;
     let ResumePlan {
         run_dir,
@@ -121,6 +189,7 @@ pub async fn resume(
         mut events,
         integration_reset,
         undo_merges,
+        log: resolved_by_hand,
         ..
     } = decided;
     // What the interrupted run left: its agents, still at work in the worktrees this resume
@@ -182,6 +251,10 @@ pub async fn resume(
             .map_err(RunError::io("write", run_dir.events_path()))?;
     }
     drop(log);
+    for entry in &resolved_by_hand {
+        crate::decision_log::append(&run_dir.decision_log_path(), entry)
+            .map_err(RunError::io("write", run_dir.decision_log_path()))?;
+    }
     run_dir
         .save(&state)
         .map_err(RunError::io("write", run_dir.state_path()))?;

@@ -60,6 +60,7 @@ fn record(plan: &Plan, phase: Phase) -> RunState {
             })
             .collect(),
         alerts: vec![],
+        overruns: vec![],
     }
 }
 
@@ -72,6 +73,7 @@ fn facts(state: &RunState) -> GitFacts {
         into_head: parse(&state.last_good),
         branch_heads: state.workstreams.iter().map(|w| parse(&w.result_commit)).collect(),
         ancestry: Default::default(),
+        by_hand: vec![],
     }
 }
 
@@ -324,4 +326,138 @@ fn the_pairs_asked_of_git_cover_every_recorded_commit_against_both_heads() {
     }
     assert!(pairs.contains(&(oid(0xa0), oid(0xa1))), "against the recorded head");
     assert!(!pairs.iter().any(|(c, h)| c == h));
+}
+
+/// `b` conflicted with result 0xb0 after `a` merged as 0xa1; what a person did since is `hand`
+/// with `b`'s branch at `head`.
+fn conflicted_b(hand: Option<ByHand>, head: u32) -> (Plan, RunState, GitFacts) {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    with_a_merged(&mut state);
+    let b = &mut state.workstreams[1];
+    b.phase = Phase::Conflicted;
+    b.start_commit = Some(oid(BASE).to_string());
+    b.result_commit = Some(oid(0xb0).to_string());
+    b.files_changed = vec!["shared.txt".into()];
+    let mut facts = facts(&state);
+    facts.branch_heads[1] = Some(oid(head));
+    facts.by_hand = vec![None, hand, None, None];
+    (plan, state, facts)
+}
+
+#[test]
+fn a_conflict_a_person_resolved_and_committed_is_merged_and_logged_as_theirs() {
+    let hand = ByHand {
+        merging: false,
+        moved_on: true,
+        holds_into: true,
+        files: vec!["shared.txt".into()],
+        markers: vec![],
+    };
+    let (plan, state, facts) = conflicted_b(Some(hand), 0xb1);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    assert_eq!(
+        decisions(&decided)[1],
+        (
+            "b",
+            Action::Merge,
+            format!(
+                "its conflict was resolved by hand (its branch is at {}); merged now",
+                oid(0xb1).short()
+            )
+            .as_str()
+        )
+    );
+    assert!(decided.waiting().is_none());
+    // Its result is the person's commit, then it is ready; its check is kept.
+    let for_b: Vec<&EventKind> = decided
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                EventKind::Checked { workstream: 1, .. } | EventKind::Phase { workstream: 1, .. }
+            )
+        })
+        .collect();
+    assert!(
+        matches!(
+            for_b.as_slice(),
+            [
+                EventKind::Checked { result_commit: Some(r), base_commit: Some(base), files_changed, .. },
+                EventKind::Phase { phase: Phase::Ready, .. },
+            ] if *r == oid(0xb1).to_string() && *base == oid(0xa1).to_string() && *files_changed == ["shared.txt"]
+        ),
+        "{for_b:?}"
+    );
+    assert_eq!(decided.log.len(), 1);
+    let entry = &decided.log[0];
+    assert!(
+        entry.contains("## `b` and the integration branch")
+            && entry.contains("- files: shared.txt")
+            && entry.contains(&format!("a person (`flow resolve`), in commit {}", oid(0xb1).short())),
+        "{entry}"
+    );
+}
+
+#[test]
+fn a_resolution_not_committed_or_with_markers_committed_makes_the_resume_wait() {
+    let merging = ByHand {
+        merging: true,
+        ..ByHand::default()
+    };
+    let (plan, state, facts) = conflicted_b(Some(merging), 0xb0);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    let waiting = decided.waiting().expect("it waits");
+    assert_eq!(waiting.workstream, "b");
+    assert!(
+        waiting.why.contains("a merge is in progress in its worktree"),
+        "{}",
+        waiting.why
+    );
+    assert!(decided.log.is_empty());
+
+    let markers = ByHand {
+        merging: false,
+        moved_on: true,
+        holds_into: true,
+        files: vec!["shared.txt".into(), "other.txt".into()],
+        markers: vec!["shared.txt".into()],
+    };
+    let (plan, state, facts) = conflicted_b(Some(markers), 0xb1);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    assert_eq!(decided.decisions[1].action, Action::Wait);
+    assert!(
+        decided.decisions[1]
+            .why
+            .contains("conflict markers committed in shared.txt"),
+        "{}",
+        decided.decisions[1].why
+    );
+    assert!(decided.log.is_empty(), "nothing is logged for a resume that waits");
+}
+
+#[test]
+fn a_conflicted_branch_left_alone_or_rewritten_runs_again_and_one_moved_on_merges_unlogged() {
+    // Nothing done by hand: it runs again, as before.
+    let (plan, state, facts) = conflicted_b(None, 0xb0);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    assert_eq!(decisions(&decided)[1], ("b", Action::Run, "it conflicted"));
+    // Its history rewritten (the recorded result is not in it): the same.
+    let rewritten = ByHand {
+        moved_on: false,
+        ..ByHand::default()
+    };
+    let (plan, state, facts) = conflicted_b(Some(rewritten), 0xb9);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    assert_eq!(decisions(&decided)[1], ("b", Action::Run, "it conflicted"));
+    // Committed on, without merging the integration branch: merged again, nothing to log.
+    let moved = ByHand {
+        moved_on: true,
+        ..ByHand::default()
+    };
+    let (plan, state, facts) = conflicted_b(Some(moved), 0xb2);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[(0, oid(0xa1))]);
+    assert_eq!(decided.decisions[1].action, Action::Merge);
+    assert!(decided.log.is_empty());
 }
