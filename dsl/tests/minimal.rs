@@ -55,9 +55,9 @@ fn every_preset_runs_without_a_model() {
 fn a_workstream_without_a_model_uses_the_agents_default() {
     let text = r#"
 import "std:agents" "std:models"
-workstream "free" { task "x" }
-workstream "chosen" { task "x"; model "haiku" }
-workstream "script" { agent "shell"; script "true" }
+workstream "free" { task "x"; owns "a/**" }
+workstream "chosen" { task "x"; model "haiku"; owns "b/**" }
+workstream "script" { agent "shell"; script "true"; owns "c/**" }
 "#;
     let checked = check_text("models.kdl", text).expect("the workflow checks");
     assert!(checked.warnings.is_empty(), "{:?}", checked.warnings);

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use flow_dsl::{Isolation, ModelSource, ScopeGlob, format_duration};
+use flow_dsl::{Isolation, ModelSource, OverlapGroup, ScopeGlob, format_duration};
 
 use crate::plan::{PathUnit, Plan, StartPoint};
 
@@ -134,20 +134,86 @@ pub fn plan_text(plan: &Plan) -> String {
     if wf.overlaps.is_empty() {
         let _ = writeln!(out, "Overlaps       none predicted");
     } else {
+        let groups = wf.overlap_groups();
         let _ = writeln!(
             out,
-            "Overlaps       {} predicted between workstreams that may run at once:",
-            wf.overlaps.len()
+            "Overlaps       {} predicted between workstreams that may run at once{}:",
+            wf.overlaps.len(),
+            if groups.len() < wf.overlaps.len() {
+                format!(", in {} group{}", groups.len(), plural(groups.len()))
+            } else {
+                String::new()
+            }
         );
-        for o in &wf.overlaps {
-            let _ = writeln!(
-                out,
-                "  {} ({}) and {} ({}), e.g. {}",
-                wf.workstreams[o.first].name, o.first_glob, wf.workstreams[o.second].name, o.second_glob, o.example
-            );
+        for group in &groups {
+            let _ = writeln!(out, "  {}", overlap_group_line(plan, group));
         }
     }
     out
+}
+
+/// One group of overlapping workstreams: "a (src/**) and b (src/ui/**), e.g. src/ui/x"; a
+/// workstream without `owns` shows as "(everything)", and members that all overlap through
+/// the same globs are listed once: "a, b and c (all src/**): 3 pairs, e.g. src/x".
+fn overlap_group_line(plan: &Plan, group: &OverlapGroup) -> String {
+    const SHOWN: usize = 12;
+    let wf = &plan.workflow;
+    let owned: Vec<(&str, String)> = group
+        .members
+        .iter()
+        .map(|&m| {
+            let ws = &wf.workstreams[m];
+            if ws.scope.owns_everything() {
+                return (ws.name.as_str(), "everything".to_string());
+            }
+            let mut globs: Vec<&str> = vec![];
+            for &k in &group.overlaps {
+                let o = &wf.overlaps[k];
+                for (who, glob) in [(o.first, &o.first_glob), (o.second, &o.second_glob)] {
+                    if who == m && !globs.contains(&glob.as_str()) {
+                        globs.push(glob);
+                    }
+                }
+            }
+            (ws.name.as_str(), globs.join(" "))
+        })
+        .collect();
+    let shared = owned.len() > 2 && owned.iter().all(|(_, o)| *o == owned[0].1);
+    let mut members: Vec<String> = owned
+        .iter()
+        .take(SHOWN)
+        .map(|(name, what)| {
+            if shared {
+                name.to_string()
+            } else {
+                format!("{name} ({what})")
+            }
+        })
+        .collect();
+    if group.members.len() > SHOWN {
+        members.push(format!("{} more", group.members.len() - SHOWN));
+    }
+    if shared {
+        let last = members.last_mut().expect("a group has members");
+        *last = format!("{last} (all {})", owned[0].1);
+    }
+    let last = members.pop().expect("a group has members");
+    let first = &wf.overlaps[group.overlaps[0]];
+    let mut details = vec![];
+    if group.members.len() > 2 {
+        details.push(format!("{} pairs", group.overlaps.len()));
+    }
+    let unbounded = |i: usize| wf.workstreams[i].scope.owns_everything();
+    if !(unbounded(first.first) && unbounded(first.second)) {
+        details.push(format!("e.g. {}", first.example));
+    }
+    let separator = if group.members.len() > 2 { ": " } else { ", " };
+    let details = if details.is_empty() {
+        String::new()
+    } else {
+        format!("{separator}{}", details.join(", "))
+    };
+    format!("{} and {last}{details}", members.join(", "))
 }
 
 /// Why the estimated tokens of some workstreams have no price: "cannot price a, b (...)".
