@@ -170,3 +170,16 @@ workstream "both" { description "Health"; task "Add a /health endpoint."; owns "
         ]
     );
 }
+
+#[test]
+fn the_init_template_of_every_agent_preset_checks_without_warnings() {
+    for agent in flow_stdlib::agent_names() {
+        let text = flow_stdlib::init_template(agent).expect("a preset has a template");
+        let checked = check_text("parallel.kdl", &text).unwrap_or_else(|p| panic!("{agent}: {:?}", p.problems));
+        assert!(checked.warnings.is_empty(), "{agent}: {:?}", checked.warnings);
+        for ws in &checked.workflow.workstreams {
+            assert_eq!(ws.agent, agent, "{}", ws.name);
+            assert_eq!(ws.model, None, "{agent}: {} names a model", ws.name);
+        }
+    }
+}

@@ -195,7 +195,10 @@ fn overlap_group_line(plan: &Plan, group: &OverlapGroup) -> String {
     }
     if shared {
         let last = members.last_mut().expect("a group has members");
-        *last = format!("{last} (all {})", owned[0].1);
+        *last = match owned[0].1.as_str() {
+            "everything" => format!("{last} (each owns everything)"),
+            globs => format!("{last} (all own {globs})"),
+        };
     }
     let last = members.pop().expect("a group has members");
     let first = &wf.overlaps[group.overlaps[0]];
