@@ -1121,12 +1121,20 @@ impl<'a> Validator<'a> {
             ),
         };
 
-        // One label per glob (a missing `owns` counts as one), with every member owning it.
-        let mut globs: Vec<(Option<&str>, &Spanned<String>, Vec<usize>)> = vec![];
+        // One label per glob written in this file, however many members wrote it (a missing
+        // `owns` counts as one); globs a role gives are labelled at the first member's name,
+        // one label for the globs of the same members.
+        let mut globs: Vec<(GlobKey<'_>, &Spanned<String>, Vec<usize>)> = vec![];
         for &k in &group.overlaps {
             let (o, (g, h)) = (&overlaps[k], written[k]);
             for (i, glob) in [(o.first, g), (o.second, h)] {
-                let key = (!owns_everything(i)).then_some(glob.value.as_str());
+                let key = if owns_everything(i) {
+                    GlobKey::Everything
+                } else if glob.file == main {
+                    GlobKey::Written(&glob.value)
+                } else {
+                    GlobKey::Role(vec![&glob.value])
+                };
                 match globs.iter_mut().find(|(k, _, _)| *k == key) {
                     Some((_, _, owners)) if !owners.contains(&i) => owners.push(i),
                     Some(_) => {}
@@ -1134,25 +1142,45 @@ impl<'a> Validator<'a> {
                 }
             }
         }
-        let mut labels = vec![];
-        for (key, glob, owners) in globs.iter_mut().take(4) {
+        for (_, _, owners) in &mut globs {
             owners.sort_unstable();
+        }
+        let mut merged: Vec<(GlobKey<'_>, &Spanned<String>, Vec<usize>)> = vec![];
+        for (key, glob, owners) in globs {
+            let same_role = merged
+                .iter_mut()
+                .find(|(k, _, o)| matches!(k, GlobKey::Role(_)) && *o == owners);
+            match (key, same_role) {
+                (GlobKey::Role(texts), Some((GlobKey::Role(all), _, _))) => all.extend(texts),
+                (key, _) => merged.push((key, glob, owners)),
+            }
+        }
+        let mut labels = vec![];
+        for (key, glob, owners) in merged.iter().take(4) {
             let names: Vec<&str> = owners.iter().map(|&i| name(i)).collect();
-            let (span, label) = match key {
-                None if names.len() == 1 => (glob.span, "no `owns`: owns everything".to_string()),
-                None => (glob.span, format!("no `owns` here, nor in {}", label_list(&names[1..]))),
-                Some(_) if glob.file == main => (glob.span, format!("owned by {}", label_list(&names))),
-                Some(text) => {
-                    let at = named[owners[0]]
+            let label = match key {
+                GlobKey::Everything if names.len() == 1 => "no `owns`: owns everything".to_string(),
+                GlobKey::Everything => format!("no `owns` here, nor in {}", label_list(&names[1..])),
+                GlobKey::Written(_) => format!("owned by {}", label_list(&names)),
+                GlobKey::Role(texts) => {
+                    let texts: Vec<String> = texts.iter().map(|t| format!("`{t}`")).collect();
+                    let also = match &names[1..] {
+                        [] => String::new(),
+                        [one] => format!(", as does `{one}`"),
+                        more => format!(", as do {}", label_list(more)),
+                    };
+                    format!("owns {} through its role{also}", list(texts, 4))
+                }
+            };
+            let span = match key {
+                GlobKey::Role(_) => {
+                    named[owners[0]]
                         .name
                         .as_ref()
                         .expect("named workstreams have names")
-                        .span;
-                    (
-                        at,
-                        format!("owns `{text}` through its role, as do {}", label_list(&names[1..])),
-                    )
+                        .span
                 }
+                _ => glob.span,
             };
             labels.push((span, label));
         }
@@ -1202,6 +1230,15 @@ impl<'a> Validator<'a> {
         }
         problem
     }
+}
+
+/// What an overlap warning labels once: the missing `owns` of its members, a glob written in
+/// the workflow's file (by one or more members), or the globs members have from a role.
+#[derive(Debug, PartialEq, Eq)]
+enum GlobKey<'s> {
+    Everything,
+    Written(&'s str),
+    Role(Vec<&'s str>),
 }
 
 /// Which workstreams come before which, as ancestor bit sets.

@@ -118,3 +118,27 @@ fn one_workstream_without_a_task_is_named_alone() {
     assert_eq!(problems.problems.len(), 1, "{:?}", problems.problems);
     assert_eq!(problems.problems[0].message, "workstream `w` has no task");
 }
+
+#[test]
+fn globs_from_a_role_are_labelled_at_the_workstream_and_written_ones_where_written() {
+    let text = r#"
+workstream "a" { task "x"; role "database-specialist" }
+workstream "b" { task "y"; role "database-specialist" }
+workstream "c" { task "z"; owns "db/**" }
+"#;
+    let checked = check_text("roles.kdl", text).expect("the workflow checks");
+    assert_eq!(checked.warnings.len(), 1, "{:?}", checked.warnings);
+    let labels: Vec<String> = checked.warnings[0]
+        .labels
+        .iter()
+        .map(|l| l.label().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "owns `src/database/**` and `db/**` through its role, as does `b`",
+            "owned by `c`"
+        ]
+    );
+    insta::assert_snapshot!(render(&checked.warnings));
+}
