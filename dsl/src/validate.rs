@@ -1169,7 +1169,7 @@ impl<'a> Validator<'a> {
                         [one] => format!(", as does `{one}`"),
                         more => format!(", as do {}", label_list(more)),
                     };
-                    format!("owns {} through its role{also}", list(texts, 4))
+                    format!("owns {} through its role{also}", list(texts, 2))
                 }
             };
             let span = match key {
@@ -1327,11 +1327,16 @@ fn name_list(names: &[&str]) -> String {
     list(names.iter().map(|n| n.to_string()).collect(), 12)
 }
 
-/// Names for a label or a help line, quoted and at most four: "`a`, `b`, `c`, `d` and 8 more".
+/// Names for a label or a help line, quoted and short, since a label does not wrap (the
+/// message lists them all): "`a`", "`a` and `b`", "`a` and 10 others".
 fn label_list(names: &[&str]) -> String {
-    list(names.iter().map(|n| format!("`{n}`")).collect(), 4)
+    match names {
+        [first, _, _, ..] => format!("`{first}` and {} others", names.len() - 1),
+        _ => list(names.iter().map(|n| format!("`{n}`")).collect(), 2),
+    }
 }
 
+/// Joins items as prose, the first `shown` of them: "a, b and c", or "a, b and 3 more".
 fn list(mut items: Vec<String>, shown: usize) -> String {
     if items.len() > shown {
         let more = items.len() - shown;
