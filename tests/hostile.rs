@@ -226,6 +226,100 @@ workstream "w" {{
     assert!(std::path::Path::new(&outside).exists());
 }
 
+/// Runs `flow run` with `DB_PASS` set in its environment, and returns its output as text.
+fn run_with_db_pass(env: &TestEnv, value: &str) -> (Option<i32>, String) {
+    let out = env
+        .flow()
+        .args(["run", "--progress", "plain"])
+        .env("DB_PASS", value)
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .expect("flow runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn anywhere_under(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|path| {
+            std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .collect()
+}
+
+const DB_PASS: &str = "pw-7Qx93-odd-name";
+
+#[test]
+fn a_declared_secret_under_an_odd_name_never_reaches_the_logs_or_the_record() {
+    let env = TestEnv::new();
+    env.workflow(
+        r##"
+workstream "w" {
+    owns "w/**"
+    env "DB_PASS"
+    secret "DB_PASS"
+    test "echo test sees $DB_PASS"
+    script "mkdir -p w && echo work > w/file.txt && echo agent sees $DB_PASS"
+}
+"##,
+    );
+    let (code, text) = run_with_db_pass(&env, DB_PASS);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains(DB_PASS), "{text}");
+    let log = env.log("w");
+    assert!(log.contains("agent sees ***") && log.contains("test sees ***"), "{log}");
+    assert_eq!(
+        anywhere_under(&env.root.join(".flow"), DB_PASS),
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+#[test]
+fn a_secret_written_into_a_committed_file_fails_the_workstream_and_merges_nothing() {
+    let env = TestEnv::new();
+    env.workflow(
+        r##"
+workstream "w" {
+    owns "w/**"
+    env "DB_PASS"
+    secret "DB_PASS"
+    script "export GIT_AUTHOR_NAME=x GIT_AUTHOR_EMAIL=x@example.com GIT_COMMITTER_NAME=x GIT_COMMITTER_EMAIL=x@example.com; mkdir -p w && echo work > w/file.txt && git add w && git commit -qm work && echo \"pass=$DB_PASS\" > w/config.txt && git add w && git commit -qm config && git rm -q w/config.txt && git commit -qm 'take it back'"
+}
+workstream "encoded" {
+    owns "e/**"
+    env "DB_PASS"
+    secret "DB_PASS"
+    script "export GIT_AUTHOR_NAME=x GIT_AUTHOR_EMAIL=x@example.com GIT_COMMITTER_NAME=x GIT_COMMITTER_EMAIL=x@example.com; mkdir -p e && echo work > e/file.txt && git add e && git commit -qm \"note $(printf 'x%s' \"$DB_PASS\" | base64)\""
+}
+"##,
+    );
+    let base = env.rev_parse("main");
+    let (code, text) = run_with_db_pass(&env, DB_PASS);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(!text.contains(DB_PASS), "{text}");
+    let state = env.state();
+    for ws in ["w", "encoded"] {
+        assert_eq!(state.phase(ws), "failed", "{text}");
+        let message = state.ws(ws)["failure"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains("the value of DB_PASS is in"), "{ws}: {message}");
+    }
+    // Removed in a later commit, it is still in the branch's history: nothing merged.
+    assert!(env.rev_parse("integration/t").is_none_or(|c| Some(c) == base), "{text}");
+    assert_eq!(
+        anywhere_under(&env.root.join(".flow"), DB_PASS),
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
 fn make_executable(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     let mut permissions = std::fs::metadata(path).expect("metadata").permissions();

@@ -44,6 +44,9 @@ pub struct Check<'a> {
     pub grace: Duration,
     /// The sandbox it runs in (it runs code an agent wrote); `None` runs it unconfined.
     pub sandbox: Option<Sandboxing>,
+    /// Values kept out of its log besides those [`secret_values`] finds in `env` (declared
+    /// secrets).
+    pub secrets: Vec<String>,
 }
 
 /// Runs a check to its end; `None` when `stop` ended it.
@@ -52,6 +55,9 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
     let mut spec = ProcessSpec::new("sh", vec!["-c".to_string(), command.to_string()], check.dir);
     // The check sees the agent's variables: keep their secrets out of the log too.
     spec.secrets = secret_values(&check.env);
+    spec.secrets.extend(check.secrets);
+    spec.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    spec.secrets.dedup();
     spec.env = check.env;
     spec.log_path = Some(check.log_path.clone());
     spec.grace = check.grace;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use flow_dsl::Workflow;
 use tokio::sync::watch;
 
+use crate::agent::environment::declared_secrets;
 use crate::checks::{Check, TestResult, run_check};
 use crate::confine::{Confiner, Place};
 use crate::git::{Git, MergeOutcome, Oid};
@@ -118,6 +119,7 @@ pub async fn verify(
     if sandbox.is_some() {
         env.insert("TMPDIR".to_string(), tmp.display().to_string());
     }
+    let env_of_check = env.clone();
     let check = Check {
         command,
         dir: &integration.verify_dir,
@@ -127,6 +129,12 @@ pub async fn verify(
         timeout: None,
         grace: integration.grace,
         sandbox,
+        secrets: merged
+            .map(|ws| declared_secrets(&ws.secrets, &env_of_check, integration.parent_env))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect(),
     };
     run_check(check, stop).await
 }

@@ -123,20 +123,44 @@ pub fn agent_environment(
 /// that came from an account but sit under another name are not recognisable here: the caller
 /// adds them to the list.
 pub fn secret_values(env: &BTreeMap<String, String>) -> Vec<String> {
-    let mut secrets: Vec<String> = Vec::new();
-    for (name, value) in env {
-        let upper = name.to_ascii_uppercase();
-        if SECRET_NAME_WORDS.iter().any(|word| upper.contains(word)) {
-            secrets.push(value.clone());
-        }
-        if let Some(password) = url_password(value) {
-            secrets.push(password.to_owned());
-        }
-    }
-    secrets.retain(|secret| !secret.trim().is_empty());
+    let mut secrets: Vec<String> = secret_variables(env).into_iter().map(|(_, value)| value).collect();
     secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     secrets.dedup();
     secrets
+}
+
+/// Returns the variables of `env` whose values are secret by [`secret_values`]'s rules, each
+/// with its value (a password in a URL under the URL's variable), the empty ones left out.
+pub fn secret_variables(env: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut secrets = Vec::new();
+    for (name, value) in env {
+        let upper = name.to_ascii_uppercase();
+        if SECRET_NAME_WORDS.iter().any(|word| upper.contains(word)) {
+            secrets.push((name.clone(), value.clone()));
+        }
+        if let Some(password) = url_password(value) {
+            secrets.push((name.clone(), password.to_owned()));
+        }
+    }
+    secrets.retain(|(_, secret)| !secret.trim().is_empty());
+    secrets
+}
+
+/// Returns the variables `names` declares secret (`secret "DB_PASS"`) with their values, taken
+/// from `env` (what the process gets) or else `parent` (flow's own environment: a value the
+/// process never got can still reach it through a file), the empty ones left out.
+pub fn declared_secrets(
+    names: &[String],
+    env: &BTreeMap<String, String>,
+    parent: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let value = env.get(name).or_else(|| parent.get(name))?;
+            (!value.trim().is_empty()).then(|| (name.clone(), value.clone()))
+        })
+        .collect()
 }
 
 /// Replaces each secret of at least six characters in `line` with `***`.

@@ -39,6 +39,7 @@ mod paths;
 mod populate;
 mod repo;
 mod reset;
+mod secrets;
 mod status;
 mod sync;
 mod trees;

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::agent::command::{Placeholders, Runner, launch};
-use crate::agent::environment::{agent_environment, redact};
+use crate::agent::environment::{agent_environment, declared_secrets, redact, secret_variables};
 use crate::agent::output::OutputReader;
 use crate::agent::process::{Control, OutputLine, ProcessEnd, Stream, run_process};
 use crate::checks::{Check, run_check};
@@ -529,6 +529,14 @@ impl ProcessWork {
         );
         // A sync whose conflicts the agent resolved: this commit finishes the merge.
         let finishing = !markers_in.is_empty();
+        // Every secret flow knows of: those of its own environment (agents get theirs from it)
+        // and the workstream's declared ones.
+        let mut secrets = secret_variables(&self.parent_env);
+        secrets.extend(declared_secrets(
+            &workflow.workstreams[index].secrets,
+            &BTreeMap::new(),
+            &self.parent_env,
+        ));
         let inspection = blocking(move || {
             if finishing {
                 git.commit_all_finishing_merge(&dir, &message, &context::excluded_prefixes(&workflow))?;
@@ -571,6 +579,8 @@ impl ProcessWork {
                 .collect();
             changed.sort();
             changed.dedup();
+            // A secret in its commits would merge with them: the work fails, the value unsaid.
+            let integrity = git.find_secrets(base, head, &secrets)?;
             Ok(Inspection {
                 head,
                 base,
@@ -636,6 +646,10 @@ impl ProcessWork {
             }
         };
         let mut env = env;
+        let secrets = declared_secrets(&ws.secrets, &env, &self.parent_env)
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect();
         if sandbox.is_some() {
             env.insert("TMPDIR".to_string(), tmp.display().to_string());
         }
@@ -648,6 +662,7 @@ impl ProcessWork {
             timeout: ws.timeout,
             grace: self.grace,
             sandbox,
+            secrets,
         };
         run_check(check, stop).await
     }
