@@ -375,7 +375,7 @@ pub struct RunOptionArgs {
     /// How progress is shown: bars on a terminal, plain lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
-    /// How long a stopped agent gets between SIGINT and SIGKILL.
+    /// How long a stopped agent gets between SIGINT and SIGKILL; a second Ctrl-C kills at once.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub grace: std::time::Duration,
     /// The delay before the first retry of a failed attempt; each later retry waits twice as long.

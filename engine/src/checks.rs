@@ -47,6 +47,8 @@ pub struct Check<'a> {
     /// Values kept out of its log besides those [`secret_values`] finds in `env` (declared
     /// secrets).
     pub secrets: Vec<String>,
+    /// Kills it at once while it is being stopped, when it turns true.
+    pub hurry: Option<watch::Receiver<bool>>,
 }
 
 /// Runs a check to its end; `None` when `stop` ended it.
@@ -63,6 +65,7 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
     spec.grace = check.grace;
     spec.timeout = check.timeout;
     spec.sandbox = check.sandbox;
+    spec.hurry = check.hurry;
     if let Some(header) = &check.header {
         let _ = append_line(&check.log_path, header);
     }

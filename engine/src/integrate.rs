@@ -135,6 +135,7 @@ pub async fn verify(
             .into_iter()
             .map(|(_, value)| value)
             .collect(),
+        hurry: None,
     };
     run_check(check, stop).await
 }

@@ -394,6 +394,35 @@ async fn a_child_that_ignores_sigint_is_killed_after_the_grace() {
 }
 
 #[tokio::test]
+async fn hurrying_kills_a_child_being_stopped_without_waiting_for_its_grace() {
+    // A grace of an hour: only the hurry can end this child in the test's lifetime.
+    let mut spec = shell("trap '' INT; echo ready; sleep 600; echo never");
+    spec.grace = Duration::from_secs(3600);
+    let (hurry_tx, hurry_rx) = watch::channel(false);
+    spec.hurry = Some(hurry_rx);
+    let (cancel_tx, cancel) = watch::channel(false);
+    let mut stopped = false;
+    let run = run_process(
+        spec,
+        |line| {
+            if line.text() == "ready" && !stopped {
+                stopped = true;
+                // Stop it (SIGINT, which it ignores), then hurry: SIGKILL at once.
+                let _ = cancel_tx.send(true);
+                let _ = hurry_tx.send(true);
+            }
+            Control::Continue
+        },
+        cancel,
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("the hurried child was killed")
+        .expect("sh starts");
+    assert_eq!(outcome.end, ProcessEnd::Cancelled);
+}
+
+#[tokio::test]
 async fn the_child_sees_only_the_clean_environment() {
     let mut parent: Vec<(String, String)> = std::env::vars().collect();
     parent.extend(

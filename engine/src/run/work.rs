@@ -66,6 +66,8 @@ pub struct ProcessWork {
     guard: Option<Arc<RunGuard>>,
     /// Decides the sandbox of each agent, test and `verify`.
     confiner: Confiner,
+    /// Turns true when the run is interrupted twice: what is being stopped is killed at once.
+    hurry: watch::Sender<bool>,
 }
 
 impl ProcessWork {
@@ -82,6 +84,7 @@ impl ProcessWork {
         ProcessWork {
             guard: site.git().map(|git| Arc::new(RunGuard::new(git.clone(), &workflow))),
             confiner: Confiner::new(&parent_env, site.root()),
+            hurry: watch::channel(false).0,
             git: site.git().cloned(),
             root: site.root().to_path_buf(),
             worktrees_dir: site.worktrees_dir(&workflow),
@@ -318,6 +321,7 @@ impl ProcessWork {
         let mut spec = launched.spec;
         spec.log_path = Some(self.run_dir.log_path(&ws.name));
         spec.grace = self.grace;
+        spec.hurry = Some(self.hurry.subscribe());
         // The agent writes to its worktree (and commits on its branch), a reviewer to nothing
         // it keeps, a resolver to the integration worktree and branch.
         let tmp = self.run_dir.tmp_path(&ws.name);
@@ -663,6 +667,7 @@ impl ProcessWork {
             grace: self.grace,
             sandbox,
             secrets,
+            hurry: Some(self.hurry.subscribe()),
         };
         run_check(check, stop).await
     }
@@ -948,6 +953,10 @@ impl Work for ProcessWork {
                 let _ = git.unlock_worktree(Path::new(dir));
             }
         }
+    }
+
+    fn hurry(&self) {
+        self.hurry.send_replace(true);
     }
 }
 

@@ -94,7 +94,7 @@ const DEFAULT_PATH: &str = "/usr/bin:/bin";
 const BATCH_QUEUE: usize = 4;
 
 /// Describes one child process to run: what, where, with what input, and within which limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ProcessSpec {
     /// The program, looked up in the `PATH` of `env` when it has no slash.
     pub program: String,
@@ -126,6 +126,9 @@ pub struct ProcessSpec {
     /// The kernel sandbox the child starts in, through a wrapper program; `None` starts it
     /// unconfined.
     pub sandbox: Option<Sandboxing>,
+    /// Turning true while the child is being stopped kills it at once, without the rest of
+    /// its grace (a second Ctrl-C); true already when it is stopped, it gets no grace.
+    pub hurry: Option<watch::Receiver<bool>>,
 }
 
 /// Says how a child is confined: the policy, and the wrapper program that enters it.
@@ -155,6 +158,7 @@ impl ProcessSpec {
             idle_timeout: None,
             grace: DEFAULT_GRACE,
             sandbox: None,
+            hurry: None,
         }
     }
 }
@@ -366,6 +370,7 @@ pub async fn run_process(
     let deadline = spec.timeout.map(|timeout| started + timeout);
     let mut idle_deadline = spec.idle_timeout.map(|idle| Instant::now() + idle);
     let mut stopping: Option<Stopping> = None;
+    let mut hurry = spec.hurry.take();
     let mut output_open = true;
     let mut cancel_open = true;
 
@@ -405,6 +410,14 @@ pub async fn run_process(
                 // Nobody can cancel any more.
                 Err(_) => cancel_open = false,
             },
+            Some(()) = hurried(&mut hurry), if kill_at.is_some() => {
+                {
+                    group.signal(Signal::KILL);
+                    if let Some(stop) = &mut stopping {
+                        stop.killed = true;
+                    }
+                }
+            }
             () = sleep_until(kill_at), if kill_at.is_some() => {
                 group.signal(Signal::KILL);
                 if let Some(stop) = &mut stopping {
@@ -416,9 +429,15 @@ pub async fn run_process(
             && stopping.is_none()
         {
             group.signal(Signal::INT);
+            // Hurried already: no grace.
+            let grace = if hurry.as_mut().is_some_and(|h| *h.borrow_and_update()) {
+                Duration::ZERO
+            } else {
+                spec.grace
+            };
             stopping = Some(Stopping {
                 end,
-                kill_at: Instant::now() + spec.grace,
+                kill_at: Instant::now() + grace,
                 killed: false,
             });
         }
@@ -454,6 +473,21 @@ pub async fn run_process(
         None => ProcessEnd::from_status(status),
     };
     Ok(recorder.finish(end, started.elapsed()))
+}
+
+/// Resolves once `hurry` turns true; never without one, or once its sender is gone.
+async fn hurried(hurry: &mut Option<watch::Receiver<bool>>) -> Option<()> {
+    match hurry {
+        Some(receiver) => {
+            let hurried = receiver.wait_for(|&now| now).await.is_ok();
+            if hurried {
+                Some(())
+            } else {
+                std::future::pending().await
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Remembers why a child is being stopped and when it gets SIGKILL.

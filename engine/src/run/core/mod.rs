@@ -595,6 +595,12 @@ impl Core {
     /// Ctrl-C (or SIGTERM, SIGHUP): every process stops, nothing new starts.
     fn interrupt(&mut self) {
         if self.cancelled {
+            // Asked again: what is still stopping is killed now.
+            self.out.push(Effect::Hurry);
+            self.record(EventKind::Alert {
+                workstream: None,
+                message: "interrupted again: killing every process now".into(),
+            });
             return;
         }
         self.cancelled = true;
@@ -615,7 +621,7 @@ impl Core {
         }
         self.record(EventKind::Alert {
             workstream: None,
-            message: "interrupted: stopping every agent".into(),
+            message: "interrupted: stopping every agent (interrupt again to kill them at once)".into(),
         });
     }
 

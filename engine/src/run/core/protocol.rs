@@ -164,6 +164,8 @@ pub enum Effect {
     Verify { workstream: usize, commit: Oid },
     /// Stop `verify`.
     StopVerify,
+    /// Kill every process being stopped now, without waiting for the rest of its grace.
+    Hurry,
     /// Move the integration branch from `from` back to `to`, saying `why` in its reflog.
     RollBack {
         workstream: usize,

@@ -292,7 +292,7 @@ impl Sim {
                         result: Some(test_result(passed)),
                     });
                 }
-                Effect::StopVerify => {}
+                Effect::StopVerify | Effect::Hurry => {}
                 Effect::RollBack { workstream, .. } => {
                     self.pending.push(Input::RolledBack { workstream, ok: true });
                 }
@@ -1240,7 +1240,24 @@ workstream "d" { owns "d/**"; depends-on "a"; script "true" }
         sim.state()
             .alerts
             .iter()
-            .any(|a| a == "interrupted: stopping every agent")
+            .any(|a| a.starts_with("interrupted: stopping every agent"))
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_hurries_what_is_being_stopped() {
+    let body = r#"workstream "a" { owns "a/**"; script "true" }"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    sim.feed(Input::Interrupt);
+    assert!(!sim.effects.contains(&Effect::Hurry), "the first one gives the grace");
+    sim.feed(Input::Interrupt);
+    assert!(sim.effects.contains(&Effect::Hurry));
+    assert!(
+        sim.state()
+            .alerts
+            .iter()
+            .any(|a| a == "interrupted again: killing every process now")
     );
 }
 

@@ -123,6 +123,9 @@ pub trait Work: Send + Sync + 'static {
     ) -> BoxFuture<'static, Vec<(Option<usize>, Vec<String>)>>;
     /// Lets go of what the run held (worktree locks) once it is over.
     fn finish(&self, state: &RunState);
+    /// Kills every agent and test being stopped now, without the rest of their grace (the run
+    /// was interrupted twice).
+    fn hurry(&self) {}
 }
 
 /// Where the run's events and snapshots go.
@@ -483,6 +486,7 @@ impl<'o> Driver<'o> {
                     let _ = stop.send(true);
                 }
             }
+            Effect::Hurry => self.work.hurry(),
             Effect::RollBack {
                 workstream,
                 to,
