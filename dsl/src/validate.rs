@@ -278,6 +278,37 @@ impl<'a> Validator<'a> {
                     }
                 }
             }
+            // The API settings belong to an agent flow runs itself, which runs no command.
+            if a.api.is_none() {
+                let stray = [
+                    a.base_url.as_ref().map(|u| (u.span, "base-url")),
+                    a.max_turns.as_ref().map(|m| (m.span, "max-turns")),
+                    a.max_tokens.as_ref().map(|m| (m.span, "max-tokens")),
+                    a.stream.as_ref().map(|s| (s.span, "stream")),
+                ];
+                for (span, node) in stray.into_iter().flatten() {
+                    let at = Spanned {
+                        value: (),
+                        span,
+                        file: a.name.file,
+                    };
+                    self.error(
+                        Code::MisplacedNode,
+                        &at,
+                        "only for an `api` agent",
+                        format!("`{node}` applies to an agent flow runs against a model API"),
+                    )
+                    .help = Some("add `api \"anthropic\"` or `api \"openai\"`, or remove it".into());
+                }
+            } else if let Some(first) = a.command.first() {
+                self.error(
+                    Code::MisplacedNode,
+                    first,
+                    "an `api` agent runs no command",
+                    format!("agent `{}` has both `api` and `command`", a.name.value),
+                )
+                .help = Some("remove `command`: flow itself talks to the API".into());
+            }
             let agent = Agent {
                 name: a.name.value.clone(),
                 command: a.command.iter().map(|c| c.value.clone()).collect(),
@@ -290,6 +321,17 @@ impl<'a> Validator<'a> {
                 budget_flag: a.budget_flag.as_ref().map(|f| f.value.clone()),
                 resume: a.resume.iter().map(|c| c.value.clone()).collect(),
                 writable: a.writable.iter().map(|w| w.value.clone()).collect(),
+                api: a.api.as_ref().map(|kind| ApiSettings {
+                    kind: kind.value,
+                    base_url: a.base_url.as_ref().map(|u| u.value.trim_end_matches('/').to_string()),
+                    max_turns: a.max_turns.as_ref().map_or(ApiSettings::DEFAULT_MAX_TURNS, |m| {
+                        u32::try_from(m.value).unwrap_or(u32::MAX)
+                    }),
+                    max_tokens: a.max_tokens.as_ref().map_or(ApiSettings::DEFAULT_MAX_TOKENS, |m| {
+                        u32::try_from(m.value).unwrap_or(u32::MAX)
+                    }),
+                    stream: a.stream.as_ref().is_none_or(|s| s.value == crate::Streaming::On),
+                }),
             };
             out.insert(agent.name.clone(), agent);
         }

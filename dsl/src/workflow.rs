@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::OutputFormat;
 use crate::keywords::{
-    Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
+    ApiKind, Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
 };
 use crate::scope::Scope;
 
@@ -236,11 +236,38 @@ pub struct Agent {
     pub resume: Vec<String>,
     /// Paths the tool writes besides the worktree (its state and caches).
     pub writable: Vec<String>,
+    /// Set for an agent that flow runs itself against a model API (no command).
+    pub api: Option<ApiSettings>,
+}
+
+/// How flow talks to a model API for an agent with `api`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiSettings {
+    pub kind: ApiKind,
+    /// Where the API is; `None` for the provider's own.
+    pub base_url: Option<String>,
+    /// The most requests one attempt makes: the loop ends there.
+    pub max_turns: u32,
+    /// The most tokens one reply may hold (`max_tokens`).
+    pub max_tokens: u32,
+    /// Replies are read as server-sent events.
+    pub stream: bool,
+}
+
+impl ApiSettings {
+    /// The number of requests an attempt makes at most unless `max-turns` says otherwise.
+    pub const DEFAULT_MAX_TURNS: u32 = 50;
+    /// The tokens a reply may hold unless `max-tokens` says otherwise.
+    pub const DEFAULT_MAX_TOKENS: u32 = 8192;
 }
 
 impl Agent {
-    /// Tells whether the command uses a placeholder, e.g. `model` for `{model}`.
+    /// Tells whether the command uses a placeholder, e.g. `model` for `{model}`. An API agent
+    /// uses the model and the prompt.
     pub fn uses(&self, placeholder: &str) -> bool {
+        if self.api.is_some() && matches!(placeholder, "model" | "prompt") {
+            return true;
+        }
         let needle = format!("{{{placeholder}}}");
         self.command.iter().any(|a| a.contains(&needle))
     }
