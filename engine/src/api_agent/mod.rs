@@ -173,7 +173,7 @@ async fn converse(
         client.url,
         attempt.model
     ));
-    log.text("user", &attempt.prompt);
+    log.text("user:", &attempt.prompt);
     let mut total = Usage::default();
     for turn in 1..=settings.max_turns {
         let request = Request {
@@ -224,7 +224,7 @@ async fn converse(
         ));
         let text = reply.message.text();
         if !text.is_empty() {
-            log.text("assistant", &text);
+            log.text("assistant:", &text);
         }
         let calls: Vec<(String, String, Value)> = reply
             .message
@@ -344,12 +344,12 @@ impl Log<'_> {
         (self.on_line)(text);
     }
 
-    /// Logs a message's text under a label, clipped.
+    /// Logs a message's text after a label (`assistant:`, `←`), clipped.
     fn text(&self, label: &str, text: &str) {
         let clipped: String = text.chars().take(LOG_CLIP).collect();
         let more = if clipped.len() < text.len() { " […]" } else { "" };
         let mut lines = clipped.lines();
-        self.line(&format!("{label}: {}", lines.next().unwrap_or("")));
+        self.line(&format!("{label} {}", lines.next().unwrap_or("")));
         for line in lines {
             self.line(&format!("  {line}"));
         }
