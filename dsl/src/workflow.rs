@@ -254,6 +254,17 @@ pub struct ApiSettings {
     pub stream: bool,
 }
 
+impl ApiKind {
+    /// The model an API agent asks for when its workstream names none: the provider's
+    /// everyday model as `std:models` lists it.
+    pub fn default_model(self) -> &'static str {
+        match self {
+            ApiKind::Anthropic => "claude-sonnet-5",
+            ApiKind::Openai => "gpt-5",
+        }
+    }
+}
+
 impl ApiSettings {
     /// The number of requests an attempt makes at most unless `max-turns` says otherwise.
     pub const DEFAULT_MAX_TURNS: u32 = 50;
@@ -263,9 +274,9 @@ impl ApiSettings {
 
 impl Agent {
     /// Tells whether the command uses a placeholder, e.g. `model` for `{model}`. An API agent
-    /// uses the model and the prompt.
+    /// uses the prompt (and a model when it has one, else its API's default).
     pub fn uses(&self, placeholder: &str) -> bool {
-        if self.api.is_some() && matches!(placeholder, "model" | "prompt") {
+        if self.api.is_some() && placeholder == "prompt" {
             return true;
         }
         let needle = format!("{{{placeholder}}}");

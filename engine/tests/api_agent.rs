@@ -428,6 +428,25 @@ async fn openai_whole_tool_loop() {
 }
 
 #[tokio::test]
+async fn a_server_that_ignores_stream_is_read_as_it_answers() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let done = turn("Done.", vec![]);
+    let stand_in = StandIn::new(vec![anthropic(&done, false), openai(&done, true)]);
+    let base = stand_in.serve().await;
+    let (outcome, _) = go(attempt(
+        ApiKind::Anthropic,
+        &base,
+        true,
+        dir.path(),
+        Scope::everything(),
+    ))
+    .await;
+    assert_eq!(outcome.result.as_deref(), Some("Done."), "{outcome:?}");
+    let (outcome, _) = go(attempt(ApiKind::Openai, &base, false, dir.path(), Scope::everything())).await;
+    assert_eq!(outcome.result.as_deref(), Some("Done."), "{outcome:?}");
+}
+
+#[tokio::test]
 async fn a_write_out_of_scope_is_refused_at_the_tool() {
     for api in [ApiKind::Anthropic, ApiKind::Openai] {
         let dir = tempfile::tempdir().expect("a temporary folder");

@@ -223,7 +223,8 @@ impl Stream {
 
     /// The reply, once the stream has ended.
     pub fn finish(self) -> Result<Reply, String> {
-        if !self.stopped {
+        // A stream that stated why it stopped is whole even if `message_stop` never came.
+        if !self.stopped && self.stop_reason.is_none() {
             return Err("the stream ended before `message_stop`".into());
         }
         let mut content = vec![];

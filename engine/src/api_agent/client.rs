@@ -167,7 +167,14 @@ impl Client {
                 format!("the API's reply cannot be read: {detail}"),
             ))
         };
-        if !stream {
+        // What the server sent decides how it is read: a server that ignores `stream` still
+        // answers.
+        let event_stream = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map_or(stream, |t| t.contains("text/event-stream"));
+        if !event_stream {
             let text = response.text().await.map_err(|e| Failure::Retryable {
                 message: format!("the reply was cut: {}", error_chain(&e)),
                 after: None,
@@ -352,6 +359,19 @@ mod tests {
         for (api, base, url) in cases {
             assert_eq!(endpoint(api, base), url, "{api} {base:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_accounts_gate_holds_every_client_of_the_account() {
+        let (first, second) = (RateGate::of("gate test"), RateGate::of("gate test"));
+        assert!(Arc::ptr_eq(&first, &second));
+        let other = RateGate::of("another account");
+        first.hold(Duration::from_secs(30));
+        let started = Instant::now();
+        other.wait().await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "another account's gate is open");
+        second.wait().await;
+        assert!(started.elapsed() >= Duration::from_secs(30));
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl Tools {
                 }
             }
         }
-        if parts.first().is_some_and(|p| p == ".git") {
+        if parts.iter().any(|p| p == ".git") {
             return Err(format!("`{raw}` is inside `.git`, which no tool reads or writes"));
         }
         Ok(parts.join("/"))

@@ -464,10 +464,9 @@ impl ProcessWork {
     ) -> Result<crate::api_agent::Attempt, String> {
         let workflow = &self.workflow;
         let ws = &workflow.workstreams[run.workstream];
-        let model = model.ok_or_else(|| format!("agent `{}` needs a model", agent.name))?;
-        let (default_key, base_env) = match settings.kind {
-            flow_dsl::ApiKind::Anthropic => ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
-            flow_dsl::ApiKind::Openai => ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+        let (default_key, base_envs): (_, &[&str]) = match settings.kind {
+            flow_dsl::ApiKind::Anthropic => ("ANTHROPIC_API_KEY", &["ANTHROPIC_BASE_URL"]),
+            flow_dsl::ApiKind::Openai => ("OPENAI_API_KEY", &["OPENAI_BASE_URL", "OPENAI_API_BASE"]),
         };
         let key_env = agent.key_env.clone().unwrap_or_else(|| default_key.to_string());
         let account = ws.account.as_ref().and_then(|a| workflow.accounts.get(a));
@@ -479,7 +478,10 @@ impl ProcessWork {
         .cloned();
         let mut settings = settings.clone();
         if settings.base_url.is_none() {
-            settings.base_url = self.parent_env.get(base_env).filter(|u| !u.is_empty()).cloned();
+            settings.base_url = base_envs
+                .iter()
+                .find_map(|name| self.parent_env.get(*name).filter(|u| !u.is_empty()))
+                .map(|u| u.trim_end_matches('/').to_string());
         }
         // The commands the model runs never see the key.
         let mut env = spec.env.clone();
@@ -507,11 +509,12 @@ impl ProcessWork {
             }
             Purpose::Resolve => flow_dsl::Scope::everything(),
         };
+        let model_id = model.map_or_else(|| settings.kind.default_model().to_string(), |m| m.id.clone());
         Ok(crate::api_agent::Attempt {
             settings,
             agent: agent.name.clone(),
-            model: model.id.clone(),
-            prices: Some(model.clone()),
+            model: model_id,
+            prices: model.cloned(),
             key,
             gate,
             prompt,
