@@ -187,7 +187,9 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     found
 }
 
-fn api_run(agent: &str, key_variable: &str, extra_env: &[(&str, String)], agent_definition: &str) {
+/// Runs workstream `greet` with `agent`, `definitions` added to the workflow and `lines`
+/// to the workstream, the key in `key_variable`, and checks all the test's promises.
+fn api_run(agent: &str, key_variable: &str, extra_env: &[(&str, String)], definitions: &str, lines: &str) {
     let env = TestEnv::new();
     env.workflow(&format!(
         r#"
@@ -195,10 +197,11 @@ workflow "t" {{
     base "main"
 }}
 import "std:agents" "std:models"
-{agent_definition}
+{definitions}
 workstream "greet" {{
     agent "{agent}"
     model "sonnet"
+    {lines}
     owns "greeting.txt"
     task "Write greeting.txt."
 }}
@@ -278,6 +281,7 @@ fn anthropic_api_preset_writes_merges_and_counts_the_stand_ins_tokens() {
         "ANTHROPIC_API_KEY",
         &[("ANTHROPIC_BASE_URL", base)],
         "",
+        "",
     );
     let requests = seen.0.lock().expect("the lock").clone();
     assert_eq!(requests.len(), 2);
@@ -294,10 +298,28 @@ fn openai_api_preset_writes_merges_and_counts_the_stand_ins_tokens() {
         let definition = format!(
             "agent \"openai-api\" {{\n    api \"openai\"\n    key-env \"OPENAI_API_KEY\"\n    base-url \"{base}/v1\"\n    stream \"{stream}\"\n}}"
         );
-        api_run("openai-api", "OPENAI_API_KEY", &[], &definition);
+        api_run("openai-api", "OPENAI_API_KEY", &[], &definition, "");
         let requests = seen.0.lock().expect("the lock").clone();
         assert_eq!(requests.len(), 2);
         assert!(requests.iter().all(|(key, _)| *key == format!("Bearer {KEY}")));
         assert_eq!(requests[1].1["stream"], stream == "on");
     }
+}
+
+#[test]
+fn an_accounts_key_is_the_one_sent() {
+    let seen = Seen::default();
+    let base = serve(seen.clone());
+    api_run(
+        "anthropic-api",
+        "TEAM_ANTHROPIC_KEY",
+        &[
+            ("ANTHROPIC_BASE_URL", base),
+            ("ANTHROPIC_API_KEY", "sk-not-this-one".into()),
+        ],
+        "account \"team\" env=\"TEAM_ANTHROPIC_KEY\"",
+        "account \"team\"",
+    );
+    let requests = seen.0.lock().expect("the lock").clone();
+    assert!(!requests.is_empty() && requests.iter().all(|(key, _)| key == KEY));
 }
