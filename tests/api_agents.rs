@@ -61,6 +61,7 @@ async fn anthropic(State(seen): State<Seen>, headers: HeaderMap, body: String) -
             {"type": "text", "text": "Writing the greeting."},
             {"type": "tool_use", "id": "toolu_1", "name": "write_file", "input": {"path": "greeting.txt", "content": "hello from the API\n"}},
             {"type": "tool_use", "id": "toolu_2", "name": "write_file", "input": {"path": "README.md", "content": "taken over\n"}},
+            {"type": "tool_use", "id": "toolu_3", "name": "run_command", "input": {"command": "env"}},
         ])
     } else {
         json!([{"type": "text", "text": "Wrote greeting.txt; README.md is not mine to change."}])
@@ -322,4 +323,11 @@ fn an_accounts_key_is_the_one_sent() {
     );
     let requests = seen.0.lock().expect("the lock").clone();
     assert!(!requests.is_empty() && requests.iter().all(|(key, _)| key == KEY));
+    // The commands the model runs get a CLI agent's environment without the key.
+    let results = requests[1].1["messages"].to_string();
+    assert!(results.contains("FLOW_WORKSTREAM=greet"), "{results}");
+    assert!(
+        !results.contains("ANTHROPIC_API_KEY") && !results.contains(KEY),
+        "{results}"
+    );
 }

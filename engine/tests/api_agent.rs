@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use flow_dsl::{ApiKind, ApiSettings, Scope, ScopeGlob};
 use flow_engine::agent::Usage;
 use flow_engine::agent::output::ErrorClass;
+use flow_engine::agent::process::ProcessSpec;
 use flow_engine::api_agent::{Attempt, run};
 use flow_engine::run::core::{AgentEnd, AgentOutcome};
 use serde_json::{Value, json};
@@ -295,14 +296,18 @@ fn attempt(api: ApiKind, base_url: &str, stream: bool, dir: &Path, scope: Scope)
         prompt: "Write hello.txt.".into(),
         worktree,
         scope,
-        env: BTreeMap::from([("PATH".to_string(), std::env::var("PATH").unwrap_or_default())]),
+        commands: {
+            let mut commands = ProcessSpec::new("sh", vec![], dir);
+            commands.env = BTreeMap::from([("PATH".to_string(), std::env::var("PATH").unwrap_or_default())]);
+            commands.timeout = Some(Duration::from_secs(600));
+            commands.grace = Duration::from_secs(1);
+            commands
+        },
         secrets: vec![KEY.into()],
         budget_usd: None,
         log_path: dir.join("run/logs/w.log"),
         transcript_path: dir.join("run/transcripts/w-1-work.jsonl"),
         timeout: None,
-        grace: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(600),
     }
 }
 

@@ -25,7 +25,6 @@ pub mod conversation;
 pub mod openai;
 pub mod tools;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
@@ -41,6 +40,7 @@ use self::tools::Tools;
 use crate::agent::Usage;
 use crate::agent::environment::redact;
 use crate::agent::output::{AgentError, ErrorClass};
+use crate::agent::process::ProcessSpec;
 use crate::run::core::{AgentEnd, AgentOutcome, priced};
 
 /// How long one `run_command` may take.
@@ -63,16 +63,15 @@ pub struct Attempt {
     pub prompt: String,
     pub worktree: PathBuf,
     pub scope: Scope,
-    /// The environment `run_command` gets: a CLI agent's, without the API key.
-    pub env: BTreeMap<String, String>,
+    /// How `run_command` runs: a CLI agent's process (its environment without the API key,
+    /// the command time limit), the program and arguments replaced for each command.
+    pub commands: ProcessSpec,
     pub secrets: Vec<String>,
     /// What the workstream's budget has left, in dollars.
     pub budget_usd: Option<f64>,
     pub log_path: PathBuf,
     pub transcript_path: PathBuf,
     pub timeout: Option<Duration>,
-    pub grace: Duration,
-    pub command_timeout: Duration,
 }
 
 /// What the loop knows while it runs: read once it ends however it ends.
@@ -152,10 +151,8 @@ async fn converse(
     let tools = match Tools::new(
         &attempt.worktree,
         attempt.scope.clone(),
-        attempt.env.clone(),
+        attempt.commands.clone(),
         attempt.secrets.clone(),
-        attempt.command_timeout,
-        attempt.grace,
         stop,
     ) {
         Ok(t) => t,

@@ -10,9 +10,7 @@
 //! stop), with a time limit; what it changes is checked after the attempt, as a CLI agent's
 //! changes are.
 
-use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
 
 use flow_dsl::Scope;
 use serde_json::{Value, json};
@@ -62,24 +60,22 @@ pub struct Tools {
     /// The worktree, resolved (no symbolic link in it).
     root: PathBuf,
     scope: Scope,
-    /// The environment `run_command` runs with.
-    env: BTreeMap<String, String>,
+    /// How `run_command` runs a command: a CLI agent's process (environment, limits, and
+    /// whatever confinement the runner applies) with the program and arguments replaced.
+    commands: ProcessSpec,
     /// Values hidden in every answer.
     secrets: Vec<String>,
-    command_timeout: Duration,
-    grace: Duration,
     stop: watch::Receiver<bool>,
 }
 
 impl Tools {
-    /// The tools working in `root`, writing only where `scope` allows.
+    /// The tools working in `root`, writing only where `scope` allows, running commands as
+    /// `commands` says.
     pub fn new(
         root: &Path,
         scope: Scope,
-        env: BTreeMap<String, String>,
+        commands: ProcessSpec,
         secrets: Vec<String>,
-        command_timeout: Duration,
-        grace: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<Tools, String> {
         let root = root
@@ -88,10 +84,8 @@ impl Tools {
         Ok(Tools {
             root,
             scope,
-            env,
+            commands,
             secrets,
-            command_timeout,
-            grace,
             stop,
         })
     }
@@ -363,11 +357,13 @@ impl Tools {
     }
 
     async fn run_command(&self, command: &str) -> Answer {
-        let mut spec = ProcessSpec::new("sh", vec!["-c".into(), command.into()], &self.root);
-        spec.env = self.env.clone();
-        spec.secrets = self.secrets.clone();
-        spec.timeout = Some(self.command_timeout);
-        spec.grace = self.grace;
+        let mut spec = self.commands.clone();
+        spec.program = "sh".into();
+        spec.args = vec!["-c".into(), command.into()];
+        spec.cwd = self.root.clone();
+        spec.stdin = None;
+        spec.log_path = None;
+        let limit = spec.timeout;
         let mut output = String::new();
         let on_line = |line: crate::agent::process::OutputLine<'_>| {
             if output.len() < ANSWER_LIMIT {
@@ -384,7 +380,7 @@ impl Tools {
                     ProcessEnd::Signaled(signal) => format!("killed by signal {signal}"),
                     ProcessEnd::TimedOut => format!(
                         "stopped after {} (the command time limit)",
-                        flow_dsl::format_duration(self.command_timeout)
+                        flow_dsl::format_duration(limit.unwrap_or_default())
                     ),
                     ProcessEnd::Hung => "stopped: it printed nothing for too long".into(),
                     ProcessEnd::Cancelled => "stopped: the run is stopping".into(),
@@ -445,16 +441,7 @@ mod tests {
         let globs = |texts: &[&str]| texts.iter().map(|t| ScopeGlob::new(*t)).collect();
         let scope = Scope::new(globs(owns), globs(forbid)).expect("valid globs");
         let (_tx, stop) = watch::channel(false);
-        Tools::new(
-            dir,
-            scope,
-            BTreeMap::new(),
-            vec![],
-            Duration::from_secs(600),
-            Duration::from_secs(1),
-            stop,
-        )
-        .expect("a worktree")
+        Tools::new(dir, scope, ProcessSpec::new("sh", vec![], dir), vec![], stop).expect("a worktree")
     }
 
     #[tokio::test]

@@ -484,16 +484,20 @@ impl ProcessWork {
                 .find_map(|name| self.parent_env.get(*name).filter(|u| !u.is_empty()))
                 .map(|u| u.trim_end_matches('/').to_string());
         }
-        // The commands the model runs never see the key.
-        let mut env = spec.env.clone();
-        env.remove(&key_env);
-        if let Some(key) = &key {
-            env.retain(|_, value| value != key);
-        }
         let mut secrets = secrets.to_vec();
         secrets.extend(key.clone());
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
+        // The commands the model runs are a CLI agent's process that never sees the key.
+        let mut commands = spec.clone();
+        commands.env.remove(&key_env);
+        if let Some(key) = &key {
+            commands.env.retain(|_, value| value != key);
+        }
+        commands.secrets = secrets.clone();
+        commands.timeout = Some(crate::api_agent::COMMAND_TIMEOUT);
+        commands.idle_timeout = None;
+        commands.grace = self.grace;
         let gate = match account {
             Some(account) => format!("account {}", account.name),
             None => format!(
@@ -521,7 +525,7 @@ impl ProcessWork {
             prompt,
             worktree: spec.cwd.clone(),
             scope,
-            env,
+            commands,
             secrets,
             budget_usd,
             log_path: self.run_dir.log_path(&ws.name),
@@ -532,8 +536,6 @@ impl ProcessWork {
                 run.purpose.as_str()
             )),
             timeout: ws.timeout,
-            grace: self.grace,
-            command_timeout: crate::api_agent::COMMAND_TIMEOUT,
         })
     }
 
