@@ -23,6 +23,12 @@ use crate::agent::process::{Control, ProcessEnd, ProcessSpec, run_process};
 /// The most characters of a tool's answer the model is sent.
 const ANSWER_LIMIT: usize = 60_000;
 
+/// The most bytes `read_file` reads: more than the answer holds, however the text is made.
+const READ_LIMIT: u64 = 4 * ANSWER_LIMIT as u64;
+
+/// The largest file `edit_file` reads whole.
+const EDIT_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// The most paths `list_files` names.
 const LIST_LIMIT: usize = 2_000;
 
@@ -265,10 +271,23 @@ impl Tools {
     }
 
     fn read_file(&self, raw: &str) -> Result<Answer, String> {
+        use std::io::Read;
         let (_, real) = self.existing(raw)?;
-        let bytes = std::fs::read(&real).map_err(|e| format!("cannot read `{raw}`: {e}"))?;
+        let file = std::fs::File::open(&real).map_err(|e| format!("cannot read `{raw}`: {e}"))?;
+        // Only what the answer can hold is read: a huge file costs no memory.
+        let mut bytes = vec![];
+        file.take(READ_LIMIT)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read `{raw}`: {e}"))?;
         match String::from_utf8(bytes) {
             Ok(text) => Ok(Answer::ok(text)),
+            // A cut in the middle of a character is not a binary file.
+            Err(e) if e.utf8_error().error_len().is_none() => {
+                let valid = e.utf8_error().valid_up_to();
+                let mut bytes = e.into_bytes();
+                bytes.truncate(valid);
+                Ok(Answer::ok(String::from_utf8(bytes).unwrap_or_default()))
+            }
             Err(_) => Err(format!("`{raw}` is not a text file")),
         }
     }
@@ -281,6 +300,11 @@ impl Tools {
 
     fn edit_file(&self, raw: &str, old: &str, new: &str) -> Result<Answer, String> {
         let real = self.writable(raw)?;
+        if std::fs::metadata(&real).is_ok_and(|m| m.len() > EDIT_LIMIT) {
+            return Err(format!(
+                "`{raw}` is larger than {EDIT_LIMIT} bytes: edit it with run_command"
+            ));
+        }
         let text = std::fs::read_to_string(&real).map_err(|e| format!("cannot read `{raw}`: {e}"))?;
         if old.is_empty() {
             return Err("`old` is empty: give the text to replace".into());
@@ -472,6 +496,22 @@ mod tests {
         assert!(refused.content.contains("It may write: src/**"), "{}", refused.content);
         assert!(!dir.path().join("docs/a.md").exists());
         assert!(std::fs::read_dir(outside.path()).expect("a folder").next().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_huge_file_is_read_only_as_far_as_the_answer_holds() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::fs::write(dir.path().join("big.txt"), "é".repeat(5_000_000)).expect("a file");
+        let t = tools(dir.path(), &[], &[]);
+        let answer = t.call("read_file", &json!({"path": "big.txt"})).await;
+        assert!(!answer.is_error);
+        assert!(
+            answer.content.ends_with("(cut at 60000 characters)"),
+            "{}",
+            &answer.content[..40]
+        );
+        std::fs::write(dir.path().join("bin"), [0xff, 0xfe, 0x00]).expect("a file");
+        assert!(t.call("read_file", &json!({"path": "bin"})).await.is_error);
     }
 
     #[tokio::test]
