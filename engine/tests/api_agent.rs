@@ -308,6 +308,7 @@ fn attempt(api: ApiKind, base_url: &str, stream: bool, dir: &Path, scope: Scope)
         log_path: dir.join("run/logs/w.log"),
         transcript_path: dir.join("run/transcripts/w-1-work.jsonl"),
         timeout: None,
+        idle_timeout: None,
     }
 }
 
@@ -696,4 +697,21 @@ async fn stopping_ends_the_attempt_with_its_usage_so_far() {
     let (outcome, ()) = tokio::join!(run(attempt, &on_usage, &on_line, stop), stopper);
     assert_eq!(outcome.end, AgentEnd::Stopped);
     assert_eq!(outcome.usage.output_tokens, 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_model_that_answers_nothing_is_hung_at_the_idle_timeout() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    // A tool's answer that never comes: the command waits on its own forever.
+    let stand_in = StandIn::new(vec![reply(
+        ApiKind::Anthropic,
+        &turn("", vec![("run_command", json!({"command": "sleep 100000"}))]),
+        false,
+    )]);
+    let base = stand_in.serve().await;
+    let mut attempt = attempt(ApiKind::Anthropic, &base, false, dir.path(), Scope::everything());
+    attempt.idle_timeout = Some(Duration::from_secs(300));
+    let (outcome, _) = go(attempt).await;
+    // (The paused clock may reach the limit while the reply is on its way: hung either way.)
+    assert_eq!(outcome.end, AgentEnd::Hung);
 }

@@ -8,7 +8,8 @@
 //! next user message. The loop ends when a reply calls no tool (its text is the workstream's
 //! result and handoff), at the agent's `max-turns` (a failure of class `turn-limit`), when
 //! the next request could pass the workstream's budget (it is not sent), on a failure the
-//! client could not mend by retrying, at the workstream's `timeout`, or when the run stops.
+//! client could not mend by retrying, at the workstream's `timeout` (or `idle-timeout`
+//! without a reply or a tool's answer), or when the run stops.
 //!
 //! Usage comes exactly from every reply and is reported as it grows. The transcript,
 //! `transcripts/<workstream>-<attempt>-<purpose>.jsonl` in the run folder, holds every
@@ -72,13 +73,17 @@ pub struct Attempt {
     pub log_path: PathBuf,
     pub transcript_path: PathBuf,
     pub timeout: Option<Duration>,
+    /// The workstream's `idle-timeout`: this long without a reply or a tool's answer, the
+    /// attempt is treated as hung.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// What the loop knows while it runs: read once it ends however it ends.
-#[derive(Default)]
 struct Progress {
     usage: Usage,
     last_line: Option<String>,
+    /// When the log last got a line: a reply, a tool call or its answer.
+    active_at: tokio::time::Instant,
 }
 
 /// Runs one attempt to its end; `on_usage` hears the usage so far after every reply,
@@ -89,7 +94,11 @@ pub async fn run(
     on_line: &(dyn Fn(String) + Sync),
     mut stop: watch::Receiver<bool>,
 ) -> AgentOutcome {
-    let progress = Mutex::new(Progress::default());
+    let progress = Mutex::new(Progress {
+        usage: Usage::default(),
+        last_line: None,
+        active_at: tokio::time::Instant::now(),
+    });
     let log = Log {
         path: attempt.log_path.clone(),
         transcript: attempt.transcript_path.clone(),
@@ -108,14 +117,28 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
+    let idle = async {
+        let Some(limit) = attempt.idle_timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            let deadline = progress.lock().unwrap_or_else(PoisonError::into_inner).active_at + limit;
+            if deadline <= tokio::time::Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
     let ended = tokio::select! {
         outcome = conversation => Ok(outcome),
         () = stopped => Err(AgentEnd::Stopped),
         () = timed_out => Err(AgentEnd::TimedOut),
+        () = idle => Err(AgentEnd::Hung),
     };
     if let Err(end) = &ended {
         log.line(match end {
             AgentEnd::TimedOut => "── stopped at the workstream's timeout",
+            AgentEnd::Hung => "── stopped: nothing happened for the workstream's idle-timeout",
             _ => "── stopped",
         });
     }
@@ -335,8 +358,12 @@ impl Log<'_> {
     fn line(&self, text: &str) {
         let text = redact(text, &self.secrets).into_owned();
         append(&self.path, &format!("{text}\n"));
-        if !text.trim().is_empty() {
-            self.progress.lock().unwrap_or_else(PoisonError::into_inner).last_line = Some(text.clone());
+        {
+            let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+            progress.active_at = tokio::time::Instant::now();
+            if !text.trim().is_empty() {
+                progress.last_line = Some(text.clone());
+            }
         }
         (self.on_line)(text);
     }

@@ -536,6 +536,7 @@ impl ProcessWork {
                 run.purpose.as_str()
             )),
             timeout: ws.timeout,
+            idle_timeout: ws.idle_timeout,
         })
     }
 
