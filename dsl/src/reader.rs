@@ -494,7 +494,18 @@ impl<'a> Reader<'a> {
                 "max-turns" => agent.max_turns = self.one_count(child, 1),
                 "max-tokens" => agent.max_tokens = self.one_count(child, 1),
                 "stream" => {
-                    agent.stream = self.one_keyword(child, Streaming::from_name, names(Streaming::ALL, Streaming::name))
+                    // `stream #false` reads as `stream "off"`.
+                    let flag = match child.entries() {
+                        [entry] if entry.name().is_none() => match entry.value() {
+                            KdlValue::Bool(on) => Some((*on, entry.span())),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    agent.stream = match flag {
+                        Some((on, span)) => Some(self.spanned(if on { Streaming::On } else { Streaming::Off }, span)),
+                        None => self.one_keyword(child, Streaming::from_name, names(Streaming::ALL, Streaming::name)),
+                    }
                 }
                 other => self.unknown_node(child, other, AGENT_CHILDREN, "in `agent`"),
             }

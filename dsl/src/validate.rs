@@ -1230,4 +1230,37 @@ mod tests {
         assert_eq!(ancestors("a/b").collect::<Vec<_>>(), vec!["", "a", "a/b"]);
         assert_eq!(ancestors("").collect::<Vec<_>>(), vec![""]);
     }
+
+    #[test]
+    fn api_agents_read_their_settings() {
+        let cases = [
+            ("api \"anthropic\"", ApiKind::Anthropic, None, 50, 8192, true),
+            (
+                "api \"openai\"; base-url \"http://h/v1/\"; max-turns 3; max-tokens 99; stream \"off\"",
+                ApiKind::Openai,
+                Some("http://h/v1"),
+                3,
+                99,
+                false,
+            ),
+            ("api \"openai\"; stream #false", ApiKind::Openai, None, 50, 8192, false),
+            ("api \"openai\"; stream #true", ApiKind::Openai, None, 50, 8192, true),
+        ];
+        for (body, kind, base_url, max_turns, max_tokens, stream) in cases {
+            let text = format!("agent \"a\" {{ {body} }}\nworkstream \"w\" {{ agent \"a\"; task \"t\" }}");
+            let checked = crate::check_text("t.kdl", &text).unwrap_or_else(|p| panic!("{body}: {p:?}"));
+            let api = checked.workflow.agents["a"].api.clone().expect("an API agent");
+            assert_eq!(
+                (
+                    api.kind,
+                    api.base_url.as_deref(),
+                    api.max_turns,
+                    api.max_tokens,
+                    api.stream
+                ),
+                (kind, base_url, max_turns, max_tokens, stream),
+                "{body}"
+            );
+        }
+    }
 }
