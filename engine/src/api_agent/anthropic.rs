@@ -157,7 +157,13 @@ pub struct Stream {
 #[derive(Debug)]
 enum Partial {
     Text(String),
-    Tool { id: String, name: String, json: String },
+    /// A tool call: its input as the start gave it, and the JSON text the deltas add.
+    Tool {
+        id: String,
+        name: String,
+        start: Value,
+        json: String,
+    },
     Other,
 }
 
@@ -181,6 +187,7 @@ impl Stream {
                     Some("tool_use") => Partial::Tool {
                         id: str_field(block, "id")?.to_string(),
                         name: str_field(block, "name")?.to_string(),
+                        start: block.get("input").cloned().unwrap_or_else(|| json!({})),
                         json: String::new(),
                     },
                     _ => Partial::Other,
@@ -231,10 +238,15 @@ impl Stream {
         for partial in self.blocks {
             match partial {
                 Partial::Text(text) => content.push(Block::Text { text }),
-                Partial::Tool { id, name, json } => content.push(Block::ToolUse {
+                Partial::Tool { id, name, start, json } => content.push(Block::ToolUse {
                     id,
                     name,
-                    input: parse_arguments(&json),
+                    // A server that gives the whole input at the start sends no delta.
+                    input: if json.trim().is_empty() {
+                        start
+                    } else {
+                        parse_arguments(&json)
+                    },
                 }),
                 Partial::Other => {}
             }
@@ -314,6 +326,25 @@ mod tests {
         assert_eq!(calls, [("t1", "read_file", &json!({"path": "a.txt"}))]);
         assert_eq!((reply.usage.input_tokens, reply.usage.output_tokens), (10, 7));
         assert_eq!(reply.usage.cache_read_tokens, 5);
+    }
+
+    #[test]
+    fn a_tool_input_given_whole_at_its_start_is_kept() {
+        let mut s = Stream::default();
+        for (e, d) in [
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"read_file","input":{"path":"a"}}}"#,
+            ),
+            ("message_stop", r#"{"type":"message_stop"}"#),
+        ] {
+            s.feed(e, d).expect("a valid event");
+        }
+        let reply = s.finish().expect("a whole reply");
+        assert_eq!(
+            reply.message.tool_calls().next(),
+            Some(("t", "read_file", &json!({"path": "a"})))
+        );
     }
 
     #[test]

@@ -196,8 +196,11 @@ impl Stream {
                 if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
                     slot.1.push_str(name);
                 }
-                if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str) {
-                    slot.2.push_str(arguments);
+                match call.pointer("/function/arguments") {
+                    Some(Value::String(arguments)) => slot.2.push_str(arguments),
+                    // A server that sends the arguments as an object sends them whole.
+                    Some(arguments @ Value::Object(_)) => slot.2 = arguments.to_string(),
+                    _ => {}
                 }
             }
         }
