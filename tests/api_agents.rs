@@ -62,6 +62,7 @@ async fn anthropic(State(seen): State<Seen>, headers: HeaderMap, body: String) -
             {"type": "tool_use", "id": "toolu_1", "name": "write_file", "input": {"path": "greeting.txt", "content": "hello from the API\n"}},
             {"type": "tool_use", "id": "toolu_2", "name": "write_file", "input": {"path": "README.md", "content": "taken over\n"}},
             {"type": "tool_use", "id": "toolu_3", "name": "run_command", "input": {"command": "env"}},
+            {"type": "tool_use", "id": "toolu_4", "name": "run_command", "input": {"command": "echo mine > README.md"}},
         ])
     } else {
         json!([{"type": "text", "text": "Wrote greeting.txt; README.md is not mine to change."}])
@@ -262,6 +263,10 @@ workstream "greet" {{
         "{logs}"
     );
     assert!(logs.contains("assistant: Wrote greeting.txt"), "{logs}");
+    if agent.starts_with("anthropic") {
+        // A command's write outside the scope is undone as soon as the command ends.
+        assert!(logs.contains("those changes were undone"), "{logs}");
+    }
     // The key went to the API, and nowhere under .flow/.
     for path in files_under(&env.flow_dir()) {
         let bytes = std::fs::read(&path).unwrap_or_default();

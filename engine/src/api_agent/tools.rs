@@ -7,9 +7,10 @@
 //! path it resolves to; a write outside it is refused before anything is touched, and the
 //! model is told why and what it may write. `run_command` runs `sh -c` through the same
 //! process runner and clean environment as a CLI agent (its own process group, killed on
-//! stop), with a time limit; what it changes is checked after the attempt, as a CLI agent's
-//! changes are.
+//! stop), with a time limit; the files it changed outside the scope (new in `git status`)
+//! are put back as the branch has them once it ends, and the model is told.
 
+use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use flow_dsl::Scope;
@@ -255,6 +256,14 @@ impl Tools {
         let Some(breach) = self.scope.breach(relative) else {
             return Ok(());
         };
+        Err(format!(
+            "refused: {breach}, so this workstream may not write it. {} Nothing was written.",
+            self.may_write()
+        ))
+    }
+
+    /// What the workstream may write, in a sentence for the model.
+    fn may_write(&self) -> String {
         let owns = if self.scope.owns_everything() {
             "every path".to_string()
         } else {
@@ -265,9 +274,7 @@ impl Tools {
         } else {
             format!(", except {}", flow_dsl::ScopeGlob::join(self.scope.forbid(), ", "))
         };
-        Err(format!(
-            "refused: {breach}, so this workstream may not write it. It may write: {owns}{forbid}. Nothing was written."
-        ))
+        format!("It may write: {owns}{forbid}.")
     }
 
     fn read_file(&self, raw: &str) -> Result<Answer, String> {
@@ -388,6 +395,7 @@ impl Tools {
         spec.stdin = None;
         spec.log_path = None;
         let limit = spec.timeout;
+        let before = self.changed_paths().await;
         let mut output = String::new();
         let on_line = |line: crate::agent::process::OutputLine<'_>| {
             if output.len() < ANSWER_LIMIT {
@@ -411,14 +419,85 @@ impl Tools {
                     ProcessEnd::Stopped(reason) => format!("stopped: {reason}"),
                 };
                 let answer = format!("{how}\n{output}");
-                if failed {
-                    Answer::error(answer)
-                } else {
-                    Answer::ok(answer)
+                let undone = self.undo_out_of_scope(before).await;
+                match undone {
+                    Some(refusal) => Answer::error(format!("{answer}{refusal}")),
+                    None if failed => Answer::error(answer),
+                    None => Answer::ok(answer),
                 }
             }
             Err(e) => Answer::error(format!("cannot run the command: {e}")),
         }
+    }
+
+    /// The paths `git status` lists as changed, new or deleted in the worktree (what flow
+    /// would commit); `None` where git cannot say (a scratch folder).
+    async fn changed_paths(&self) -> Option<BTreeSet<String>> {
+        let output = self
+            .git(&[
+                "status",
+                "--porcelain=v1",
+                "-z",
+                "--untracked-files=all",
+                "--no-renames",
+            ])
+            .await?;
+        Some(
+            output
+                .split(|b| *b == 0)
+                .filter(|entry| entry.len() > 3)
+                .map(|entry| String::from_utf8_lossy(&entry[3..]).into_owned())
+                .collect(),
+        )
+    }
+
+    /// Undoes what a command changed outside the scope (paths that `before` did not list as
+    /// changed): tracked files come back as the branch has them, new ones are removed. Says
+    /// what was undone, for the model.
+    async fn undo_out_of_scope(&self, before: Option<BTreeSet<String>>) -> Option<String> {
+        let before = before?;
+        let after = self.changed_paths().await?;
+        let breaches: Vec<_> = after
+            .difference(&before)
+            .filter_map(|path| self.scope.breach(path))
+            .collect();
+        if breaches.is_empty() {
+            return None;
+        }
+        for breach in &breaches {
+            let literal = format!(":(literal){}", breach.path);
+            let tracked = self
+                .git(&["cat-file", "-e", &format!("HEAD:{}", breach.path)])
+                .await
+                .is_some();
+            if tracked {
+                self.git(&["checkout", "-q", "HEAD", "--", &literal]).await;
+            } else {
+                self.git(&["rm", "-q", "--cached", "--ignore-unmatch", "--", &literal])
+                    .await;
+                let _ = std::fs::remove_file(self.root.join(&breach.path));
+            }
+        }
+        let list: Vec<String> = breaches.iter().map(ToString::to_string).collect();
+        Some(format!(
+            "\nrefused: the command changed files outside this workstream's scope ({}); those changes were undone. {}",
+            list.join("; "),
+            self.may_write()
+        ))
+    }
+
+    /// Runs git in the worktree with the commands' environment; its output when it succeeded.
+    async fn git(&self, args: &[&str]) -> Option<Vec<u8>> {
+        let output = tokio::process::Command::new("git")
+            .args(args)
+            .current_dir(&self.root)
+            .env_clear()
+            .envs(&self.commands.env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .ok()?;
+        output.status.success().then_some(output.stdout)
     }
 }
 
@@ -496,6 +575,65 @@ mod tests {
         assert!(refused.content.contains("It may write: src/**"), "{}", refused.content);
         assert!(!dir.path().join("docs/a.md").exists());
         assert!(std::fs::read_dir(outside.path()).expect("a folder").next().is_none());
+    }
+
+    #[tokio::test]
+    async fn what_a_command_changes_outside_the_scope_is_undone() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let root = dir.path();
+        let git = |args: &[&str]| {
+            let status = std::process::Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "commit.gpgsign=false",
+                ])
+                .args(args)
+                .current_dir(root)
+                .output()
+                .expect("git runs");
+            assert!(status.status.success(), "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::create_dir_all(root.join("src")).expect("a folder");
+        for (path, text) in [("README.md", "readme"), ("other.txt", "other"), ("src/a.rs", "a")] {
+            std::fs::write(root.join(path), text).expect("a file");
+        }
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "start"]);
+        let mut t = tools(root, &["src/**"], &[]);
+        t.commands
+            .env
+            .insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+        let command = "echo x > README.md; echo y > new.txt; rm other.txt; echo z > src/b.rs; git add -A";
+        let answer = t.call("run_command", &json!({"command": command})).await;
+        assert!(answer.is_error, "{}", answer.content);
+        assert!(
+            answer.content.contains("those changes were undone"),
+            "{}",
+            answer.content
+        );
+        assert!(
+            answer.content.contains("`README.md` is outside `owns` (src/**)"),
+            "{}",
+            answer.content
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("README.md")).expect("a file"),
+            "readme"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("other.txt")).expect("a file"),
+            "other"
+        );
+        assert!(!root.join("new.txt").exists());
+        assert_eq!(std::fs::read_to_string(root.join("src/b.rs")).expect("a file"), "z\n");
+        // A command that keeps to the scope is answered as it ran.
+        let answer = t.call("run_command", &json!({"command": "echo w > src/c.rs"})).await;
+        assert!(!answer.is_error, "{}", answer.content);
     }
 
     #[tokio::test]
