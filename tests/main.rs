@@ -1,5 +1,6 @@
 //! End-to-end tests of the `flow` binary.
 
+mod api_agents;
 mod budget;
 mod cli;
 mod crash;

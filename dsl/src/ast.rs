@@ -6,7 +6,8 @@ use miette::SourceSpan;
 
 use crate::OutputFormat;
 use crate::keywords::{
-    Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
+    ApiKind, Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, Streaming, SyncMode,
+    TaskKind,
 };
 
 /// The index of a file in the set of files read for one workflow.
@@ -170,6 +171,12 @@ pub struct AgentAst {
     pub resume: Vec<Spanned<String>>,
     /// Folders (or files) the tool writes besides the worktree: its state, caches.
     pub writable: Vec<Spanned<String>>,
+    /// `api "anthropic"` or `api "openai"`: flow runs the agent itself.
+    pub api: Option<Spanned<ApiKind>>,
+    pub base_url: Option<Spanned<String>>,
+    pub max_turns: Option<Spanned<u64>>,
+    pub max_tokens: Option<Spanned<u64>>,
+    pub stream: Option<Spanned<Streaming>>,
 }
 
 /// `role "name" { ... }`.

@@ -112,6 +112,25 @@ keyword_enum! {
 }
 
 keyword_enum! {
+    /// The model API an agent that flow runs itself speaks (`api`).
+    ApiKind {
+        /// Anthropic's Messages API (`POST /v1/messages`).
+        Anthropic = "anthropic",
+        /// The Chat Completions API (`POST /v1/chat/completions`) that OpenAI and every
+        /// OpenAI-compatible server speak.
+        Openai = "openai",
+    }
+}
+
+keyword_enum! {
+    /// Whether an API agent's replies are streamed (server-sent events).
+    Streaming {
+        On = "on",
+        Off = "off",
+    }
+}
+
+keyword_enum! {
     /// How a finished branch is brought up to date when its merge conflicts or breaks `verify`.
     SyncMode {
         /// Merge the integration branch into the workstream's branch.

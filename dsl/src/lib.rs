@@ -46,7 +46,8 @@ pub use command_template::{MODEL_PLACEHOLDERS, uses_model, without_model};
 pub use duration::{format_duration, parse_duration};
 pub use glob::{example_path, glob_covers, globs_may_overlap, overlap_example};
 pub use keywords::{
-    Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
+    ApiKind, Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, Streaming, SyncMode,
+    TaskKind,
 };
 pub use output_format::OutputFormat;
 pub use problem::{Code, Problem, Problems, did_you_mean};

@@ -12,7 +12,8 @@ use crate::OutputFormat;
 use crate::ast::*;
 use crate::duration::parse_duration;
 use crate::keywords::{
-    Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
+    ApiKind, Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, Streaming, SyncMode,
+    TaskKind,
 };
 use crate::problem::{Code, Problem, Source, did_you_mean};
 
@@ -105,6 +106,11 @@ const AGENT_CHILDREN: &[&str] = &[
     "max-parallel",
     "resume",
     "writable",
+    "api",
+    "base-url",
+    "max-turns",
+    "max-tokens",
+    "stream",
 ];
 const ROLE_CHILDREN: &[&str] = &["description", "expertise", "instructions", "owns", "forbid", "model"];
 const MODEL_PROPERTIES: &[&str] = &[
@@ -427,9 +433,15 @@ impl<'a> Reader<'a> {
             budget_flag: None,
             resume: vec![],
             writable: vec![],
+            api: None,
+            base_url: None,
+            max_turns: None,
+            max_tokens: None,
+            stream: None,
         };
         let mut seen = Seen::default();
         let mut has_command = false;
+        let mut has_api = false;
         for child in children(node) {
             let child_name = child.name().value();
             let repeatable = matches!(child_name, "env" | "pass-env" | "writable");
@@ -474,10 +486,32 @@ impl<'a> Reader<'a> {
                 "budget-flag" => agent.budget_flag = self.one_string(child, "a command-line flag"),
                 "resume" => agent.resume = self.list(child, "a program or argument"),
                 "writable" => agent.writable.extend(self.list(child, "a path")),
+                "api" => {
+                    has_api = true;
+                    agent.api = self.one_keyword(child, ApiKind::from_name, names(ApiKind::ALL, ApiKind::name));
+                }
+                "base-url" => agent.base_url = self.one_string(child, "a URL"),
+                "max-turns" => agent.max_turns = self.one_count(child, 1),
+                "max-tokens" => agent.max_tokens = self.one_count(child, 1),
+                "stream" => {
+                    // `stream #false` reads as `stream "off"`.
+                    let flag = match child.entries() {
+                        [entry] if entry.name().is_none() => match entry.value() {
+                            KdlValue::Bool(on) => Some((*on, entry.span())),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    agent.stream = match flag {
+                        Some((on, span)) => Some(self.spanned(if on { Streaming::On } else { Streaming::Off }, span)),
+                        None => self.one_keyword(child, Streaming::from_name, names(Streaming::ALL, Streaming::name)),
+                    }
+                }
                 other => self.unknown_node(child, other, AGENT_CHILDREN, "in `agent`"),
             }
         }
-        if !has_command && name.is_some() {
+        // An agent flow runs itself against a model API has no command.
+        if !has_command && !has_api && name.is_some() {
             self.push(
                 Problem::error(
                     Code::MissingNode,

@@ -317,6 +317,37 @@ impl<'a> Validator<'a> {
                     }
                 }
             }
+            // The API settings belong to an agent flow runs itself, which runs no command.
+            if a.api.is_none() {
+                let stray = [
+                    a.base_url.as_ref().map(|u| (u.span, "base-url")),
+                    a.max_turns.as_ref().map(|m| (m.span, "max-turns")),
+                    a.max_tokens.as_ref().map(|m| (m.span, "max-tokens")),
+                    a.stream.as_ref().map(|s| (s.span, "stream")),
+                ];
+                for (span, node) in stray.into_iter().flatten() {
+                    let at = Spanned {
+                        value: (),
+                        span,
+                        file: a.name.file,
+                    };
+                    self.error(
+                        Code::MisplacedNode,
+                        &at,
+                        "only for an `api` agent",
+                        format!("`{node}` applies to an agent flow runs against a model API"),
+                    )
+                    .help = Some("add `api \"anthropic\"` or `api \"openai\"`, or remove it".into());
+                }
+            } else if let Some(first) = a.command.first() {
+                self.error(
+                    Code::MisplacedNode,
+                    first,
+                    "an `api` agent runs no command",
+                    format!("agent `{}` has both `api` and `command`", a.name.value),
+                )
+                .help = Some("remove `command`: flow itself talks to the API".into());
+            }
             let agent = Agent {
                 name: a.name.value.clone(),
                 command: a.command.iter().map(|c| c.value.clone()).collect(),
@@ -329,6 +360,17 @@ impl<'a> Validator<'a> {
                 budget_flag: a.budget_flag.as_ref().map(|f| f.value.clone()),
                 resume: a.resume.iter().map(|c| c.value.clone()).collect(),
                 writable: a.writable.iter().map(|w| w.value.clone()).collect(),
+                api: a.api.as_ref().map(|kind| ApiSettings {
+                    kind: kind.value,
+                    base_url: a.base_url.as_ref().map(|u| u.value.trim_end_matches('/').to_string()),
+                    max_turns: a.max_turns.as_ref().map_or(ApiSettings::DEFAULT_MAX_TURNS, |m| {
+                        u32::try_from(m.value).unwrap_or(u32::MAX)
+                    }),
+                    max_tokens: a.max_tokens.as_ref().map_or(ApiSettings::DEFAULT_MAX_TOKENS, |m| {
+                        u32::try_from(m.value).unwrap_or(u32::MAX)
+                    }),
+                    stream: a.stream.as_ref().is_none_or(|s| s.value == crate::Streaming::On),
+                }),
             };
             out.insert(agent.name.clone(), agent);
         }
@@ -1412,5 +1454,38 @@ mod tests {
         assert_eq!(literal_prefix("src/{a,b}/x"), "src");
         assert_eq!(ancestors("a/b").collect::<Vec<_>>(), vec!["", "a", "a/b"]);
         assert_eq!(ancestors("").collect::<Vec<_>>(), vec![""]);
+    }
+
+    #[test]
+    fn api_agents_read_their_settings() {
+        let cases = [
+            ("api \"anthropic\"", ApiKind::Anthropic, None, 50, 8192, true),
+            (
+                "api \"openai\"; base-url \"http://h/v1/\"; max-turns 3; max-tokens 99; stream \"off\"",
+                ApiKind::Openai,
+                Some("http://h/v1"),
+                3,
+                99,
+                false,
+            ),
+            ("api \"openai\"; stream #false", ApiKind::Openai, None, 50, 8192, false),
+            ("api \"openai\"; stream #true", ApiKind::Openai, None, 50, 8192, true),
+        ];
+        for (body, kind, base_url, max_turns, max_tokens, stream) in cases {
+            let text = format!("agent \"a\" {{ {body} }}\nworkstream \"w\" {{ agent \"a\"; task \"t\" }}");
+            let checked = crate::check_text("t.kdl", &text).unwrap_or_else(|p| panic!("{body}: {p:?}"));
+            let api = checked.workflow.agents["a"].api.clone().expect("an API agent");
+            assert_eq!(
+                (
+                    api.kind,
+                    api.base_url.as_deref(),
+                    api.max_turns,
+                    api.max_tokens,
+                    api.stream
+                ),
+                (kind, base_url, max_turns, max_tokens, stream),
+                "{body}"
+            );
+        }
     }
 }

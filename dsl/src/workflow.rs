@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::OutputFormat;
 use crate::keywords::{
-    Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
+    ApiKind, Isolation, MergeOrder, OnConflict, Priority, SandboxMode, ScopePolicy, StdinMode, SyncMode, TaskKind,
 };
 use crate::scope::Scope;
 
@@ -244,11 +244,49 @@ pub struct Agent {
     pub resume: Vec<String>,
     /// Paths the tool writes besides the worktree (its state and caches).
     pub writable: Vec<String>,
+    /// Set for an agent that flow runs itself against a model API (no command).
+    pub api: Option<ApiSettings>,
+}
+
+/// How flow talks to a model API for an agent with `api`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiSettings {
+    pub kind: ApiKind,
+    /// Where the API is; `None` for the provider's own.
+    pub base_url: Option<String>,
+    /// The most requests one attempt makes: the loop ends there.
+    pub max_turns: u32,
+    /// The most tokens one reply may hold (`max_tokens`).
+    pub max_tokens: u32,
+    /// Replies are read as server-sent events.
+    pub stream: bool,
+}
+
+impl ApiKind {
+    /// The model an API agent asks for when its workstream names none: the provider's
+    /// everyday model as `std:models` lists it.
+    pub fn default_model(self) -> &'static str {
+        match self {
+            ApiKind::Anthropic => "claude-sonnet-5",
+            ApiKind::Openai => "gpt-5",
+        }
+    }
+}
+
+impl ApiSettings {
+    /// The number of requests an attempt makes at most unless `max-turns` says otherwise.
+    pub const DEFAULT_MAX_TURNS: u32 = 50;
+    /// The tokens a reply may hold unless `max-tokens` says otherwise.
+    pub const DEFAULT_MAX_TOKENS: u32 = 8192;
 }
 
 impl Agent {
-    /// Tells whether the command uses a placeholder, e.g. `model` for `{model}`.
+    /// Tells whether the command uses a placeholder, e.g. `model` for `{model}`. An API agent
+    /// uses the prompt (and a model when it has one, else its API's default).
     pub fn uses(&self, placeholder: &str) -> bool {
+        if self.api.is_some() && placeholder == "prompt" {
+            return true;
+        }
         let needle = format!("{{{placeholder}}}");
         self.command.iter().any(|a| a.contains(&needle))
     }

@@ -5,6 +5,7 @@
 
 mod agent_output;
 mod agent_process;
+mod api_agent;
 mod git;
 mod guard;
 mod sandbox;

@@ -216,6 +216,13 @@ async fn run_resolver(
     settings: &ResolverSettings,
 ) -> Result<Option<String>, String> {
     let ws = &workflow.workstreams[sync.index];
+    if agent.api.is_some() {
+        // The conversation loop runs inside `flow run` only.
+        return Err(format!(
+            "agent `{}` talks to a model API: resolve the conflict in a run (`on-conflict \"agent\"`) or by hand",
+            agent.name
+        ));
+    }
     let log_path = decision_log(workflow, layout);
     let decisions = std::fs::read_to_string(&log_path).unwrap_or_default();
     let handoffs = crate::handoff::decisions_about(&decisions, &ws.name);

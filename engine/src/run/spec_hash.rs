@@ -62,6 +62,11 @@ pub fn spec_hash_with(workflow: &Workflow, index: usize, dependencies: &[&str]) 
     h.field("agent", &agent.name);
     h.field("command", &agent.command.join("\u{1}"));
     h.field("output", agent.output.name());
+    if let Some(api) = &agent.api {
+        // Where and how an API agent talks: another API or endpoint is another agent.
+        h.field("api", api.kind.name());
+        h.field("base-url", api.base_url.as_deref().unwrap_or(""));
+    }
     h.field("model", workflow.model_of(ws).map_or("", |m| m.id.as_str()));
     if let Some(role) = workflow.role_of(ws) {
         h.field("role", &role.name);

@@ -266,7 +266,13 @@ impl ProcessWork {
             Purpose::Review => self.review_prompt(index, &workspace),
             Purpose::Resolve => self.resolve_prompt(index, &feedback),
         };
-        let command = if resumes { &agent.resume } else { &agent.command };
+        // An API agent runs no program: this command only lets `launch` build its environment.
+        let api_command = ["sh".to_string()];
+        let command: &[String] = match (&agent.api, resumes) {
+            (Some(_), _) => &api_command,
+            (None, true) => &agent.resume,
+            (None, false) => &agent.command,
+        };
         // What the agent is told is also a file in its context folder.
         let context_folder = workspace.dir.join(context::context_dir(&ws.name));
         let prompt_file = match run.purpose {
@@ -384,7 +390,20 @@ impl ProcessWork {
             }
             _ => None,
         };
-        let outcome = run_process(spec, on_line, stop).await;
+        let ran = match &agent.api {
+            Some(settings) => {
+                let attempt = self.api_attempt(&run, settings, agent, model, &spec, &secrets, budget_usd, prompt);
+                match attempt {
+                    Ok(attempt) => {
+                        let on_usage = |usage| report.usage(usage);
+                        let on_line = |line| report.line(line);
+                        Ran::Api(crate::api_agent::run(attempt, &on_usage, &on_line, stop).await)
+                    }
+                    Err(message) => Ran::Api(AgentOutcome::unstarted(AgentEnd::Failed(message))),
+                }
+            }
+            None => Ran::Process(run_process(spec, on_line, stop).await),
+        };
         let tampering = match (&self.guard, watch) {
             (Some(guard), Some(watch)) => {
                 let guard = guard.clone();
@@ -407,9 +426,13 @@ impl ProcessWork {
             let (git, dir) = (git.clone(), workspace.dir.clone());
             let _ = blocking(move || git.reset_worktree(&dir, head, CONTEXT_PREFIXES)).await;
         }
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e)
+        let outcome = match ran {
+            Ran::Api(mut outcome) => {
+                outcome.tampered = tampering.lines();
+                return outcome;
+            }
+            Ran::Process(Ok(o)) => o,
+            Ran::Process(Err(e))
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
@@ -417,7 +440,7 @@ impl ProcessWork {
             {
                 return AgentOutcome::unstarted(AgentEnd::CannotStart(e.to_string()));
             }
-            Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(e.to_string())),
+            Ran::Process(Err(e)) => return AgentOutcome::unstarted(AgentEnd::Failed(e.to_string())),
         };
         let exit_code = match &outcome.end {
             ProcessEnd::Exited(code) => Some(*code),
@@ -464,6 +487,98 @@ impl ProcessWork {
             delivered,
             tampered: tampering.lines(),
         }
+    }
+
+    /// One attempt of an API agent: its key (from the workstream's account, else the
+    /// agent's `key-env`), endpoint, scope, and the environment a CLI agent would get for its
+    /// commands, without the key.
+    #[allow(clippy::too_many_arguments)]
+    fn api_attempt(
+        &self,
+        run: &AgentRun,
+        settings: &flow_dsl::ApiSettings,
+        agent: &flow_dsl::Agent,
+        model: Option<&flow_dsl::Model>,
+        spec: &crate::agent::process::ProcessSpec,
+        secrets: &[String],
+        budget_usd: Option<f64>,
+        prompt: String,
+    ) -> Result<crate::api_agent::Attempt, String> {
+        let workflow = &self.workflow;
+        let ws = &workflow.workstreams[run.workstream];
+        let (default_key, base_envs): (_, &[&str]) = match settings.kind {
+            flow_dsl::ApiKind::Anthropic => ("ANTHROPIC_API_KEY", &["ANTHROPIC_BASE_URL"]),
+            flow_dsl::ApiKind::Openai => ("OPENAI_API_KEY", &["OPENAI_BASE_URL", "OPENAI_API_BASE"]),
+        };
+        let key_env = agent.key_env.clone().unwrap_or_else(|| default_key.to_string());
+        let account = ws.account.as_ref().and_then(|a| workflow.accounts.get(a));
+        let key = match account {
+            Some(account) => self.parent_env.get(&account.env),
+            None => self.parent_env.get(&key_env),
+        }
+        .filter(|k| !k.is_empty())
+        .cloned();
+        let mut settings = settings.clone();
+        if settings.base_url.is_none() {
+            settings.base_url = base_envs
+                .iter()
+                .find_map(|name| self.parent_env.get(*name).filter(|u| !u.is_empty()))
+                .map(|u| u.trim_end_matches('/').to_string());
+        }
+        let mut secrets = secrets.to_vec();
+        secrets.extend(key.clone());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        // The commands the model runs are a CLI agent's process that never sees the key.
+        let mut commands = spec.clone();
+        commands.env.remove(&key_env);
+        if let Some(key) = &key {
+            commands.env.retain(|_, value| value != key);
+        }
+        commands.secrets = secrets.clone();
+        commands.timeout = Some(crate::api_agent::COMMAND_TIMEOUT);
+        commands.idle_timeout = None;
+        commands.grace = self.grace;
+        let gate = match account {
+            Some(account) => format!("account {}", account.name),
+            None => format!(
+                "{} {}",
+                settings.kind.name(),
+                settings.base_url.as_deref().unwrap_or("")
+            ),
+        };
+        let scope = match run.purpose {
+            Purpose::Work | Purpose::Fix => ws.scope.clone(),
+            // A reviewer changes nothing; the resolver resolves whichever files conflict.
+            Purpose::Review => {
+                flow_dsl::Scope::new(vec![], vec![flow_dsl::ScopeGlob::new("**")]).map_err(|e| e.to_string())?
+            }
+            Purpose::Resolve => flow_dsl::Scope::everything(),
+        };
+        let model_id = model.map_or_else(|| settings.kind.default_model().to_string(), |m| m.id.clone());
+        Ok(crate::api_agent::Attempt {
+            settings,
+            agent: agent.name.clone(),
+            model: model_id,
+            prices: model.cloned(),
+            key,
+            gate,
+            prompt,
+            worktree: spec.cwd.clone(),
+            scope,
+            commands,
+            secrets,
+            budget_usd,
+            log_path: self.run_dir.log_path(&ws.name),
+            transcript_path: self.run_dir.dir.join("transcripts").join(format!(
+                "{}-{}-{}.jsonl",
+                ws.name,
+                run.attempt,
+                run.purpose.as_str()
+            )),
+            timeout: ws.timeout,
+            idle_timeout: ws.idle_timeout,
+        })
     }
 
     /// What the reviewer of workstream `index` is told: its task, its diff, its test.
@@ -958,6 +1073,12 @@ impl Work for ProcessWork {
     fn hurry(&self) {
         self.hurry.send_replace(true);
     }
+}
+
+/// How an attempt ran: a process, or an API agent's conversation.
+enum Ran {
+    Process(std::io::Result<crate::agent::process::ProcessOutcome>),
+    Api(AgentOutcome),
 }
 
 /// Runs git work on the blocking pool; its error, or the pool's, in words.
