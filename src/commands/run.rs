@@ -19,6 +19,9 @@ pub async fn run(args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
         return crate::commands::resume::continue_workflow(&file, args.run_options, site).await;
     }
     let workflow = load(&file)?.workflow;
+    if args.push {
+        return crate::commands::land::run_and_push(workflow, args, site).await;
+    }
     let only = select(&workflow, &args.only).map_err(run_failed)?;
     // What would fail once worktrees exist, found before any is made.
     let findings = preflight(
