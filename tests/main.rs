@@ -6,6 +6,7 @@ mod crash;
 mod examples;
 mod feedback;
 mod hostile;
+mod land;
 mod manual;
 mod run;
 mod run_agents;

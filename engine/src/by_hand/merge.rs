@@ -162,7 +162,7 @@ pub async fn merge_selected(
             continue;
         }
         let start = match selection.starts.get(&i) {
-            Some(&start) if layout.git.is_ancestor(start, head)? => start,
+            Some(&start) if trusted_start(layout, start, head, into_head)? => start,
             _ => layout.git.merge_base(head, into_head)?.unwrap_or(layout.base_commit),
         };
         let changes = layout.git.changed_paths(start, head)?;
@@ -228,6 +228,25 @@ pub async fn merge_selected(
         }
     }
     Ok(out)
+}
+
+/// Tells whether a start commit that a pushed result claims can be trusted: it is in the
+/// branch's history, and everything it holds beyond base is in the integration branch as it
+/// is (its dependencies' merged work). A start that carried other changes would hide them
+/// from the scope check, so it is not taken, and the branch is measured from where it leaves
+/// the integration branch instead.
+fn trusted_start(layout: &Layout, start: Oid, head: Oid, into_head: Oid) -> Result<bool, GitError> {
+    if !layout.git.is_ancestor(start, head)? {
+        return Ok(false);
+    }
+    let carried: BTreeSet<String> = layout
+        .git
+        .changed_paths(layout.base_commit, start)?
+        .iter()
+        .flat_map(|c| c.paths().map(str::to_string))
+        .collect();
+    let differs = layout.git.changed_paths(start, into_head)?;
+    Ok(!differs.iter().flat_map(|c| c.paths()).any(|p| carried.contains(p)))
 }
 
 /// The workstreams whose worktrees hold nothing uncommitted, found on a few threads: looking
