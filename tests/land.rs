@@ -420,3 +420,164 @@ workstream "a" { owns "a/**"; script "mkdir -p a && echo A > a/a.txt" }
         text(&out)
     );
 }
+
+/// A loopback stand-in of GitHub's pull request endpoints, on its own thread: it accepts the
+/// token `good-token`, has no open pull request until one is made, and records every request
+/// (method, path, JSON body).
+struct GithubStandIn {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>,
+}
+
+impl GithubStandIn {
+    fn start() -> GithubStandIn {
+        use axum::http::{HeaderMap, Method, StatusCode, Uri};
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>> = Default::default();
+        let record = seen.clone();
+        let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Bytes| {
+            let record = record.clone();
+            async move {
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let mut seen = record.lock().expect("not poisoned");
+                let made = seen
+                    .iter()
+                    .any(|(m, p, _)| m == "POST" && p == "/repos/acme/shop/pulls");
+                seen.push((method.to_string(), uri.path().to_string(), body));
+                let pr = serde_json::json!({"number": 3, "html_url": "https://github.test/acme/shop/pull/3"});
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer good-token") {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(serde_json::json!({"message": "Bad credentials"})),
+                    );
+                }
+                match method.as_str() {
+                    "GET" if made => (StatusCode::OK, axum::Json(Value::Array(vec![pr]))),
+                    "GET" => (StatusCode::OK, axum::Json(Value::Array(vec![]))),
+                    "POST" if uri.path().ends_with("/pulls") => (StatusCode::CREATED, axum::Json(pr)),
+                    _ => (StatusCode::OK, axum::Json(pr)),
+                }
+            }
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                tx.send(listener.local_addr().expect("address"))
+                    .expect("the test waits");
+                let app = axum::Router::new().fallback(handler);
+                let _ = axum::serve(listener, app).await;
+            });
+        });
+        let address = rx.recv().expect("the stand-in starts");
+        GithubStandIn {
+            url: format!("http://{address}"),
+            seen,
+        }
+    }
+
+    fn requests(&self) -> Vec<(String, String, Value)> {
+        self.seen.lock().expect("not poisoned").clone()
+    }
+}
+
+const LANDED: &str = r#"
+integrate {
+    verify "test -f README.md"
+    pull-request { title "Two letters"; draft; labels "flow"; }
+}
+workstream "a" { owns "a/**"; script "mkdir -p a && echo A > a/a.txt && echo 'wrote a, see @everyone ![x](https://evil.test/x.png)'" }
+workstream "b" { owns "b/**"; depends-on "a"; script "mkdir -p b && echo B > b/b.txt" }
+"#;
+
+fn land_in(remote: &Remote, dir: &Path, github: &GithubStandIn, token: &str, args: &[&str]) -> Output {
+    remote
+        .env
+        .flow()
+        .current_dir(dir)
+        .arg("land")
+        .args(args)
+        .env("FLOW_GITHUB_API", &github.url)
+        .env("FLOW_GITHUB_REPOSITORY", "acme/shop")
+        .env("GITHUB_TOKEN", token)
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .expect("flow runs")
+}
+
+#[test]
+fn land_pushes_then_opens_the_pull_request_with_the_summary_and_updates_it_next_time() {
+    let remote = Remote::new(LANDED);
+    for ws in ["a", "b"] {
+        assert!(remote.job(ws).status.success(), "{ws}");
+    }
+    let last = remote.clone("merge-job");
+    assert!(remote.flow_in(&last, &["merge", "--fetch"]).status.success());
+    let github = GithubStandIn::start();
+    let out = land_in(&remote, &last, &github, "good-token", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("opened pull request #3: https://github.test/acme/shop/pull/3"),
+        "{}",
+        text(&out)
+    );
+    assert!(remote.remote_refs().iter().any(|r| r == "refs/heads/integration/t"));
+
+    let requests = github.requests();
+    let (_, _, created) = requests
+        .iter()
+        .find(|(m, p, _)| m == "POST" && p == "/repos/acme/shop/pulls")
+        .expect("a pull request was opened");
+    assert_eq!(created["title"], "Two letters");
+    assert_eq!(created["head"], "integration/t");
+    assert_eq!(created["base"], "main");
+    assert_eq!(created["draft"], true);
+    let body = created["body"].as_str().expect("a body");
+    assert!(body.contains("| `a` | merged | 1 | - | - |"), "{body}");
+    assert!(body.contains("| `b` | merged | 1 | - | - |"), "{body}");
+    assert!(body.contains("the results its jobs pushed to origin"), "{body}");
+    // What the agent said is shown as text, in a fence: no mention, no image.
+    assert!(body.contains("```text\nwrote a, see @everyone"), "{body}");
+    assert!(requests.iter().any(|(m, p, b)| m == "POST"
+        && p == "/repos/acme/shop/issues/3/labels"
+        && b["labels"] == serde_json::json!(["flow"])));
+
+    let again = land_in(&remote, &last, &github, "good-token", &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("updated pull request #3"), "{}", text(&again));
+    assert!(
+        github
+            .requests()
+            .iter()
+            .any(|(m, p, _)| m == "PATCH" && p == "/repos/acme/shop/pulls/3")
+    );
+}
+
+#[test]
+fn land_opens_no_pull_request_when_the_push_fails_and_says_when_the_token_is_refused() {
+    let remote = Remote::new(LANDED);
+    for ws in ["a", "b"] {
+        assert!(remote.job(ws).status.success(), "{ws}");
+    }
+    let last = remote.clone("merge-job");
+    assert!(remote.flow_in(&last, &["merge", "--fetch"]).status.success());
+    let github = GithubStandIn::start();
+
+    let out = land_in(&remote, &last, &github, "good-token", &["--remote", "nowhere"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("git push"), "{}", text(&out));
+    assert!(github.requests().is_empty(), "no pull request without a pushed branch");
+
+    let out = land_in(&remote, &last, &github, "stale-token", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("GitHub refused the token (401): Bad credentials"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("GITHUB_TOKEN"), "{}", text(&out));
+    assert!(!github.requests().iter().any(|(m, _, _)| m == "POST"), "nothing opened");
+}

@@ -19,6 +19,7 @@ pub mod export;
 pub mod git;
 pub mod handoff;
 pub mod integrate;
+pub mod land;
 mod parallel;
 pub mod plan;
 pub mod preflight;

@@ -6,6 +6,7 @@
 mod agent_output;
 mod agent_process;
 mod git;
+mod github;
 mod guard;
 mod sandbox;
 mod status_names;

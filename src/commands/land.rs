@@ -8,6 +8,7 @@ use flow_dsl::{Isolation, Workflow};
 use flow_engine::by_hand::Layout;
 use flow_engine::exchange::{self, ResultNote};
 use flow_engine::integrate::Integration;
+use flow_engine::land::github;
 use flow_engine::preflight::{Context, preflight};
 use flow_engine::{Plan, Site, start_after};
 
@@ -164,8 +165,30 @@ pub async fn run_and_push(workflow: Workflow, args: RunArgs, site: &Site) -> Res
 /// `flow land`: pushes the integration branch, then opens or updates its pull request.
 pub async fn land(args: crate::cli::LandArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let workflow = crate::load::load(&crate::load::workflow_file(args.file.as_deref(), site))?.workflow;
-    let layout = Layout::new(&workflow, site).map_err(run_failed)?;
-    let remote = args.remote.clone().unwrap_or_else(|| "origin".to_string());
+    let pull_request = if args.no_pull_request {
+        None
+    } else if args.pull_request {
+        Some(workflow.integrate.pull_request.clone().unwrap_or_default())
+    } else {
+        workflow.integrate.pull_request.clone()
+    };
+    land_workflow(&workflow, site, args.remote.as_deref(), pull_request.as_ref()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pushes the workflow's integration branch to `remote` (else the workflow's `push`, else
+/// `origin`) and, once that succeeded, opens or updates its pull request.
+pub async fn land_workflow(
+    workflow: &Workflow,
+    site: &Site,
+    remote: Option<&str>,
+    pull_request: Option<&flow_dsl::PullRequest>,
+) -> Result<(), CommandError> {
+    let layout = Layout::new(workflow, site).map_err(run_failed)?;
+    let remote = remote
+        .map(str::to_string)
+        .or_else(|| workflow.integrate.push.clone())
+        .unwrap_or_else(|| "origin".to_string());
     if layout.git.branch_head(&layout.into).map_err(git_failed)?.is_none() {
         return Err(CommandError::Failed(miette::miette!(
             "no integration branch {} to land: run the workflow (or `flow merge`) first",
@@ -174,5 +197,96 @@ pub async fn land(args: crate::cli::LandArgs, site: &Site) -> Result<ExitCode, C
     }
     exchange::push_branch(&layout.git, &remote, &layout.into).map_err(|e| CommandError::Failed(e.into()))?;
     say(&format!("pushed {} to {remote}", layout.into));
-    Ok(ExitCode::SUCCESS)
+    let Some(pull_request) = pull_request else {
+        return Ok(());
+    };
+    let github = github_for(&layout, &remote).map_err(|e| CommandError::Failed(e.into()))?;
+    let states;
+    let notes: Vec<ResultNote>;
+    let (source, workstreams, decision_log) = match latest_run_of(workflow, site) {
+        Some((state, log)) => {
+            states = state;
+            (
+                format!("run `{}`", states.id),
+                states.workstreams.iter().collect::<Vec<_>>(),
+                log,
+            )
+        }
+        None => {
+            notes = (0..workflow.workstreams.len())
+                .filter_map(|i| exchange::read_note(&layout.git, workflow, i).ok().flatten())
+                .collect();
+            let log: Vec<String> = notes.iter().filter_map(|n| n.decision_log.clone()).collect();
+            (
+                format!("the results its jobs pushed to {remote}"),
+                notes.iter().map(|n| &n.state).collect(),
+                (!log.is_empty()).then(|| log.join("\n")),
+            )
+        }
+    };
+    let body = flow_engine::land::summary(&flow_engine::land::SummaryInput {
+        workflow: &workflow.name,
+        into: &layout.into,
+        source,
+        workstreams,
+        decision_log,
+    });
+    let spec = github::PullRequestSpec {
+        head: layout.into.clone(),
+        base: pull_request.base.clone().unwrap_or_else(|| layout.base.clone()),
+        title: pull_request
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("flow: {}", workflow.name)),
+        body,
+        draft: pull_request.draft,
+        labels: pull_request.labels.clone(),
+    };
+    let landed = github
+        .open_or_update(&spec)
+        .await
+        .map_err(|e| CommandError::Failed(e.into()))?;
+    let verb = if landed.updated { "updated" } else { "opened" };
+    say(&format!("{verb} pull request #{}: {}", landed.number, landed.url));
+    Ok(())
+}
+
+/// The latest recorded run of this workflow in this repository, with its decision log.
+fn latest_run_of(workflow: &Workflow, site: &Site) -> Option<(flow_engine::RunState, Option<String>)> {
+    let id = site.latest_run()?;
+    let dir = site.run_dir(&id);
+    let state = dir.load().ok()?;
+    (state.workflow == workflow.name).then(|| {
+        let log = std::fs::read_to_string(dir.decision_log_path()).ok();
+        (state, log)
+    })
+}
+
+/// The GitHub repository, API and token for a remote.
+fn github_for(layout: &Layout, remote: &str) -> Result<github::GitHub, github::GithubError> {
+    let repository = match std::env::var("FLOW_GITHUB_REPOSITORY") {
+        Ok(named) if !named.trim().is_empty() => named.trim().to_string(),
+        _ => {
+            let url = std::process::Command::new("git")
+                .arg("-C")
+                .arg(layout.git.root())
+                .args(["remote", "get-url", remote])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            github::repository_of(&url)
+                .or_else(|| std::env::var("GITHUB_REPOSITORY").ok())
+                .ok_or_else(|| github::GithubError::Repository {
+                    remote: remote.to_string(),
+                    url,
+                })?
+        }
+    };
+    Ok(github::GitHub {
+        api: github::api_from_env(),
+        token: github::token_from_env()?,
+        repository,
+    })
 }

@@ -50,5 +50,11 @@ pub async fn run(args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let state = start(plan.clone(), site, settings, &mut observers)
         .await
         .map_err(run_failed)?;
-    Ok(finish(&state, &plan, site))
+    let code = finish(&state, &plan, site);
+    // `integrate { push "REMOTE" }`: a run that merged everything lands.
+    if state.status == flow_engine::RunStatus::Succeeded && plan.workflow.integrate.push.is_some() {
+        let workflow = &plan.workflow;
+        crate::commands::land::land_workflow(workflow, site, None, workflow.integrate.pull_request.as_ref()).await?;
+    }
+    Ok(code)
 }

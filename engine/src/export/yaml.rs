@@ -140,7 +140,10 @@ mod tests {
             (
                 "steps",
                 Yaml::List(vec![
-                    Yaml::map([("uses", Yaml::str("a@v1")), ("with", Yaml::map([("n", Yaml::Int(0))]))]),
+                    Yaml::map([
+                        ("uses", Yaml::str("a@v1")),
+                        ("with", Yaml::map([("depth", Yaml::Int(0))])),
+                    ]),
                     Yaml::map([("run", Yaml::Block("one\ntwo\n".into()))]),
                 ]),
             ),
@@ -148,7 +151,7 @@ mod tests {
         ]);
         assert_eq!(
             doc.to_text(),
-            "\"on\":\n  workflow_dispatch: {}\nsteps:\n  - uses: \"a@v1\"\n    with:\n      n: 0\n  - run: |\n      one\n      two\nneeds:\n  - \"x: y\"\n"
+            "\"on\":\n  workflow_dispatch: {}\nsteps:\n  - uses: \"a@v1\"\n    with:\n      depth: 0\n  - run: |\n      one\n      two\nneeds:\n  - \"x: y\"\n"
         );
     }
 }
