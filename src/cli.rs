@@ -63,6 +63,7 @@ pub enum Command {
     Prepare(PrepareArgs),
     Context(ContextArgs),
     Merge(MergeArgs),
+    #[command(override_usage = "flow land [OPTIONS] [FILE|RUN]")]
     Land(LandArgs),
     Export(ExportArgs),
     Conflicts(ConflictsArgs),
@@ -314,9 +315,11 @@ pub struct GithubActionsArgs {
 /// the pull request failed, 2 when the workflow is invalid.
 #[derive(Debug, Args)]
 pub struct LandArgs {
-    /// The workflow file (default: the nearest `parallel.kdl`).
-    #[arg(value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    /// The workflow file (taken as the file when it ends in `.kdl` or names a file), or a
+    /// run (`flow runs` lists them) whose workflow and summary to land; default: the nearest
+    /// `parallel.kdl` and its latest run, else the results its jobs pushed.
+    #[arg(value_name = "FILE|RUN")]
+    pub target: Option<String>,
     /// The remote (default: the workflow's `push`, else `origin`).
     #[arg(long, value_name = "REMOTE")]
     pub remote: Option<String>,

@@ -121,6 +121,8 @@ fn every_example_exports_to_a_valid_github_workflow_whose_needs_are_the_plans_gr
             let steps = job["steps"].as_array().expect("steps");
             let checkout = &steps[0];
             assert_eq!(checkout["with"]["fetch-depth"], 0, "full history for `{name}`");
+            // The agents must not find the job's token in `.git/config`.
+            assert_eq!(checkout["with"]["persist-credentials"], false, "`{name}`");
             let run = steps.last().expect("a run step")["run"]
                 .as_str()
                 .expect("a command")
@@ -580,4 +582,33 @@ fn land_opens_no_pull_request_when_the_push_fails_and_says_when_the_token_is_ref
     );
     assert!(text(&out).contains("GITHUB_TOKEN"), "{}", text(&out));
     assert!(!github.requests().iter().any(|(m, _, _)| m == "POST"), "nothing opened");
+}
+
+#[test]
+fn a_run_whose_workflow_pushes_lands_itself_and_land_takes_a_run_for_its_summary() {
+    let remote = Remote::new(
+        r#"
+integrate { push "origin"; }
+workstream "a" { owns "a/**"; script "mkdir -p a && echo A > a/a.txt" }
+"#,
+    );
+    let dir = remote.clone("laptop");
+    let out = remote.flow_in(&dir, &["run", "--progress", "plain"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("pushed integration/t to origin"), "{}", text(&out));
+    let pushed = remote.git_in(&remote.bare, &["rev-parse", "integration/t"]);
+    assert_eq!(pushed, remote.git_in(&dir, &["rev-parse", "integration/t"]));
+
+    let id = std::fs::read_to_string(dir.join(".flow/latest")).expect("a run");
+    let github = GithubStandIn::start();
+    let out = land_in(&remote, &dir, &github, "good-token", &[id.trim(), "--pull-request"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let requests = github.requests();
+    let (_, _, created) = requests
+        .iter()
+        .find(|(m, p, _)| m == "POST" && p == "/repos/acme/shop/pulls")
+        .expect("a pull request was opened");
+    assert_eq!(created["title"], "flow: t");
+    let body = created["body"].as_str().expect("a body");
+    assert!(body.contains(&format!("run `{}`", id.trim())), "{body}");
 }

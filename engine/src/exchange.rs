@@ -91,9 +91,26 @@ pub fn notes_ref(workflow: &Workflow, index: usize) -> String {
     format!("refs/notes/{}", workflow.branch_of(&workflow.workstreams[index]))
 }
 
+/// The credential helper git is given on GitHub Actions: it answers with the job's token, read
+/// from flow's environment when git asks, so the checkout need not keep credentials in
+/// `.git/config` (`persist-credentials: false`), where every agent of the job could read them
+/// and push anything. Agents never get `GITHUB_TOKEN` (see `agent::environment`). Elsewhere
+/// git's own configuration is used as it is.
+fn credential_helper() -> Option<&'static str> {
+    let on_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    let has_token = std::env::var("GITHUB_TOKEN").is_ok_and(|v| !v.trim().is_empty());
+    (on_actions && has_token).then_some(
+        "credential.helper=!f() { test \"$1\" = get && echo username=x-access-token && echo \"password=$GITHUB_TOKEN\"; }; f",
+    )
+}
+
 /// Runs the git CLI in `root`; its standard output.
 fn git(root: &Path, args: &[&str]) -> Result<String, ExchangeError> {
-    let output = Command::new("git")
+    let mut command = Command::new("git");
+    if let Some(helper) = credential_helper() {
+        command.args(["-c", helper]);
+    }
+    let output = command
         .arg("-C")
         .arg(root)
         .args(args)

@@ -164,7 +164,19 @@ pub async fn run_and_push(workflow: Workflow, args: RunArgs, site: &Site) -> Res
 
 /// `flow land`: pushes the integration branch, then opens or updates its pull request.
 pub async fn land(args: crate::cli::LandArgs, site: &Site) -> Result<ExitCode, CommandError> {
-    let workflow = crate::load::load(&crate::load::workflow_file(args.file.as_deref(), site))?.workflow;
+    let (file, run) = match crate::load::file_and_names(args.target.as_slice()) {
+        (Some(file), _) => (Some(file), None),
+        (None, words) => match words.first() {
+            Some(id) => {
+                let state = site.run_dir(id).load().map_err(|e| {
+                    CommandError::Usage(miette::miette!("no run `{id}` to land ({e}); `flow runs` lists them"))
+                })?;
+                (state.workflow_file.clone().map(std::path::PathBuf::from), Some(state))
+            }
+            None => (None, None),
+        },
+    };
+    let workflow = crate::load::load(&crate::load::workflow_file(file.as_deref(), site))?.workflow;
     let pull_request = if args.no_pull_request {
         None
     } else if args.pull_request {
@@ -172,7 +184,7 @@ pub async fn land(args: crate::cli::LandArgs, site: &Site) -> Result<ExitCode, C
     } else {
         workflow.integrate.pull_request.clone()
     };
-    land_workflow(&workflow, site, args.remote.as_deref(), pull_request.as_ref()).await?;
+    land_run(&workflow, site, args.remote.as_deref(), pull_request.as_ref(), run).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -183,6 +195,17 @@ pub async fn land_workflow(
     site: &Site,
     remote: Option<&str>,
     pull_request: Option<&flow_dsl::PullRequest>,
+) -> Result<(), CommandError> {
+    land_run(workflow, site, remote, pull_request, None).await
+}
+
+/// Lands as [`land_workflow`] does, the summary taken from `run` when given.
+async fn land_run(
+    workflow: &Workflow,
+    site: &Site,
+    remote: Option<&str>,
+    pull_request: Option<&flow_dsl::PullRequest>,
+    run: Option<flow_engine::RunState>,
 ) -> Result<(), CommandError> {
     let layout = Layout::new(workflow, site).map_err(run_failed)?;
     let remote = remote
@@ -203,7 +226,14 @@ pub async fn land_workflow(
     let github = github_for(&layout, &remote).map_err(|e| CommandError::Failed(e.into()))?;
     let states;
     let notes: Vec<ResultNote>;
-    let (source, workstreams, decision_log) = match latest_run_of(workflow, site) {
+    let recorded = match run {
+        Some(state) => {
+            let log = std::fs::read_to_string(site.run_dir(&state.id).decision_log_path()).ok();
+            Some((state, log))
+        }
+        None => latest_run_of(workflow, site),
+    };
+    let (source, workstreams, decision_log) = match recorded {
         Some((state, log)) => {
             states = state;
             (

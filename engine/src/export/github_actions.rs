@@ -210,10 +210,19 @@ pub fn github_actions(plan: &Plan, options: &Options) -> Export {
             ),
         ),
     ]);
+    // No credentials kept in `.git/config`, where the agents could read them: flow's own git
+    // commands get the job's token from GITHUB_TOKEN through a credential helper.
     let checkout = Yaml::map([
         ("uses", Yaml::str(CHECKOUT)),
-        ("with", Yaml::map([("fetch-depth", Yaml::Int(0))])),
+        (
+            "with",
+            Yaml::map([
+                ("fetch-depth", Yaml::Int(0)),
+                ("persist-credentials", Yaml::Bool(false)),
+            ]),
+        ),
     ]);
+    let token = || ("GITHUB_TOKEN".to_string(), Yaml::str("${{ secrets.GITHUB_TOKEN }}"));
     let file = shell_word(&options.file);
     let remote = shell_word(&options.remote);
 
@@ -254,18 +263,12 @@ pub fn github_actions(plan: &Plan, options: &Options) -> Export {
                 )),
             ),
         ];
-        let secret_names = secrets(workflow, i);
-        if !secret_names.is_empty() {
-            run.push((
-                "env".into(),
-                Yaml::Map(
-                    secret_names
-                        .iter()
-                        .map(|s| (s.clone(), Yaml::str(format!("${{{{ secrets.{s} }}}}"))))
-                        .collect(),
-                ),
-            ));
-        }
+        let mut env: Vec<(String, Yaml)> = secrets(workflow, i)
+            .iter()
+            .map(|s| (s.clone(), Yaml::str(format!("${{{{ secrets.{s} }}}}"))))
+            .collect();
+        env.push(token());
+        run.push(("env".into(), Yaml::Map(env)));
         steps.push(Yaml::Map(run));
         job.push(("steps".into(), Yaml::List(steps)));
         jobs.push((job_ids[i].clone(), Yaml::Map(job)));
@@ -286,14 +289,12 @@ pub fn github_actions(plan: &Plan, options: &Options) -> Export {
                 Yaml::str("Merge the pushed branches in the plan's order, with verify"),
             ),
             ("run", Yaml::str(format!("flow merge {file} --fetch --remote {remote}"))),
+            ("env", Yaml::Map(vec![token()])),
         ]));
         steps.push(Yaml::map([
             ("name", Yaml::str("Land the integration branch")),
             ("run", Yaml::str(format!("flow land {file} --remote {remote}"))),
-            (
-                "env",
-                Yaml::map([("GITHUB_TOKEN", Yaml::str("${{ secrets.GITHUB_TOKEN }}"))]),
-            ),
+            ("env", Yaml::Map(vec![token()])),
         ]));
     }
     final_job.push(("steps".into(), Yaml::List(steps)));
