@@ -131,3 +131,25 @@ pub fn summary(input: &SummaryInput<'_>) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_text_cannot_close_its_fence() {
+        let hostile = "done\n```\n@org/everyone ![x](https://evil.test/x.png)\n````";
+        let shown = verbatim(hostile);
+        assert!(shown.starts_with("`````text\n"), "{shown}");
+        assert!(shown.ends_with("\n`````\n"), "{shown}");
+        assert_eq!(shown.matches("`````").count(), 2, "{shown}");
+    }
+
+    #[test]
+    fn agent_text_is_cut_to_its_limit() {
+        let long = "x".repeat(AGENT_TEXT_LIMIT * 3);
+        let shown = verbatim(&long);
+        assert!(shown.len() < AGENT_TEXT_LIMIT + 40, "{}", shown.len());
+        assert!(shown.contains("[...]"));
+    }
+}
