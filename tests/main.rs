@@ -8,6 +8,7 @@ mod feedback;
 mod hostile;
 mod land;
 mod manual;
+mod minimal;
 mod run;
 mod run_agents;
 mod run_checks;
