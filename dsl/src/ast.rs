@@ -144,7 +144,7 @@ pub struct IntegrateAst {
 }
 
 /// `pull-request { ... }` in `integrate`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PullRequestAst {
     pub title: Option<Spanned<String>>,
     pub base: Option<Spanned<String>>,

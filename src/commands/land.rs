@@ -48,6 +48,8 @@ pub fn integration<'a>(
         parent_env,
         grace: std::time::Duration::from_secs(5),
         note: note.to_string(),
+        confiner: flow_engine::confine::Confiner::new(parent_env, site.root()),
+        tmp_dir: flow_dir.join("tmp").join("verify"),
     })
 }
 
