@@ -63,6 +63,9 @@ pub enum Command {
     Prepare(PrepareArgs),
     Context(ContextArgs),
     Merge(MergeArgs),
+    #[command(override_usage = "flow land [OPTIONS] [FILE|RUN]")]
+    Land(LandArgs),
+    Export(ExportArgs),
     Conflicts(ConflictsArgs),
     #[command(override_usage = "flow sync [OPTIONS] [FILE] [WORKSTREAM]...")]
     Sync(SyncArgs),
@@ -149,6 +152,14 @@ pub struct RunArgs {
     /// Continue the latest run of this workflow instead of starting a new one (as `flow resume`).
     #[arg(long)]
     pub resume: bool,
+    /// With --only: take the dependencies' work from their branches on the remote (merged in
+    /// the plan's order) instead of running them, and push each workstream's branch with its
+    /// result as a git note (`refs/notes/flow/WORKFLOW/WORKSTREAM`) for `flow merge --fetch`.
+    #[arg(long, requires = "only")]
+    pub push: bool,
+    /// The remote of --push.
+    #[arg(long, default_value = "origin", value_name = "REMOTE", requires = "push")]
+    pub remote: String,
     #[command(flatten)]
     pub run_options: RunOptionArgs,
 }
@@ -227,9 +238,97 @@ pub struct MergeArgs {
     /// The workflow file (default: the nearest `parallel.kdl`).
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// First fetch the workstreams' branches and result notes that `flow run --only WS --push`
+    /// pushed to the remote (each becomes the local branch; a workstream not pushed is
+    /// skipped).
+    #[arg(long)]
+    pub fetch: bool,
+    /// The remote of --fetch.
+    #[arg(long, default_value = "origin", value_name = "REMOTE", requires = "fetch")]
+    pub remote: String,
     /// Print what was done as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Write the workflow for another engine that runs job graphs (GitHub Actions).
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub target: ExportTarget,
+}
+
+/// The engines flow exports to.
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    GithubActions(GithubActionsArgs),
+}
+
+/// Write a GitHub Actions workflow: one job per workstream, `needs:` from depends-on.
+///
+/// Each workstream's job checks out the repository with its history, installs flow and the
+/// agent CLI, and runs `flow run FILE --only WS --push`: it merges its dependencies' pushed
+/// branches in the plan's order, runs the workstream, and pushes its branch with its result
+/// as a git note. A last job runs `flow merge --fetch` (every branch, in the plan's order, with
+/// `verify`) and `flow land`. Account keys come from secrets of the same name
+/// (`${{ secrets.NAME }}`); a job's timeout is its workstream's `timeout` for every attempt,
+/// plus half an hour.
+///
+/// Without -o, the workflow goes to standard output when that is not a terminal, else to
+/// `.github/workflows/flow-NAME.yml` at the repository's root.
+#[derive(Debug, Args)]
+pub struct GithubActionsArgs {
+    /// The workflow file (default: the nearest `parallel.kdl`).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Where to write it (`-` for standard output).
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// The runner label of every job.
+    #[arg(long, default_value = "ubuntu-latest", value_name = "LABEL")]
+    pub runs_on: String,
+    /// The runner label of one workstream's job (repeatable).
+    #[arg(long, value_name = "WORKSTREAM=LABEL")]
+    pub runs_on_for: Vec<String>,
+    /// Install flow with `cargo install --locked --git URL` (default: from crates.io).
+    #[arg(long, value_name = "URL", conflicts_with = "flow_release")]
+    pub flow_git: Option<String>,
+    /// Install flow from a release archive (`.tar.gz` with the `flow` binary at its top).
+    #[arg(long, value_name = "URL")]
+    pub flow_release: Option<String>,
+    /// The remote the jobs push to and fetch from.
+    #[arg(long, default_value = "origin", value_name = "REMOTE")]
+    pub remote: String,
+}
+
+/// Push the integration branch and open (or update) its pull request on GitHub.
+///
+/// Pushes with the git CLI, so your credentials, SSH agent and helpers work as they do for
+/// `git push`. The pull request is opened only once the push succeeded, through GitHub's REST
+/// API with the token in GITHUB_TOKEN (else `gh auth token`); an open pull request for the
+/// branch is updated instead. Its body is the run's summary: what each workstream did, its
+/// review, its test, the decision log, tokens and cost. The workflow's
+/// `integrate { push "REMOTE"; pull-request { title ..; base ..; draft; labels .. } }` sets
+/// the remote and the pull request; without a `pull-request` block only the push is done.
+///
+/// Exit status: 0 when pushed (and the pull request opened or updated), 1 when the push or
+/// the pull request failed, 2 when the workflow is invalid.
+#[derive(Debug, Args)]
+pub struct LandArgs {
+    /// The workflow file (taken as the file when it ends in `.kdl` or names a file), or a
+    /// run (`flow runs` lists them) whose workflow and summary to land; default: the nearest
+    /// `parallel.kdl` and its latest run, else the results its jobs pushed.
+    #[arg(value_name = "FILE|RUN")]
+    pub target: Option<String>,
+    /// The remote (default: the workflow's `push`, else `origin`).
+    #[arg(long, value_name = "REMOTE")]
+    pub remote: Option<String>,
+    /// Open or update the pull request even when the workflow has no `pull-request` block.
+    #[arg(long)]
+    pub pull_request: bool,
+    /// Only push; no pull request.
+    #[arg(long, conflicts_with = "pull_request")]
+    pub no_pull_request: bool,
 }
 
 /// Show overlaps: declared (from `owns`, with the files that exist) and live (paths changed

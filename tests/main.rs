@@ -7,6 +7,7 @@ mod crash;
 mod examples;
 mod feedback;
 mod hostile;
+mod land;
 mod manual;
 mod minimal;
 mod run;

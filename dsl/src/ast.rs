@@ -140,6 +140,17 @@ pub struct IntegrateAst {
     pub order: Option<Spanned<MergeOrder>>,
     pub resolver: Option<AgentChoiceAst>,
     pub sync: Option<Spanned<SyncMode>>,
+    pub push: Option<Spanned<String>>,
+    pub pull_request: Option<PullRequestAst>,
+}
+
+/// `pull-request { ... }` in `integrate`.
+#[derive(Debug, Default, Clone)]
+pub struct PullRequestAst {
+    pub title: Option<Spanned<String>>,
+    pub base: Option<Spanned<String>>,
+    pub draft: bool,
+    pub labels: Vec<Spanned<String>>,
 }
 
 /// `model "name" provider=... id=... input-usd=... output-usd=...`.

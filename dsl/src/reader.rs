@@ -94,7 +94,16 @@ const DEFAULTS_CHILDREN: &[&str] = &[
     "secret",
     "log-limit",
 ];
-const INTEGRATE_CHILDREN: &[&str] = &["verify", "on-conflict", "order", "resolver", "sync"];
+const INTEGRATE_CHILDREN: &[&str] = &[
+    "verify",
+    "on-conflict",
+    "order",
+    "resolver",
+    "sync",
+    "push",
+    "pull-request",
+];
+const PULL_REQUEST_CHILDREN: &[&str] = &["title", "base", "draft", "labels"];
 const AGENT_CHILDREN: &[&str] = &[
     "budget-flag",
     "command",
@@ -378,10 +387,39 @@ impl<'a> Reader<'a> {
                 }
                 "resolver" => i.resolver = self.agent_choice(child),
                 "sync" => i.sync = self.one_keyword(child, SyncMode::from_name, names(SyncMode::ALL, SyncMode::name)),
+                "push" => i.push = self.one_string(child, "a remote name"),
+                "pull-request" => i.pull_request = Some(self.pull_request(child)),
                 other => self.unknown_node(child, other, INTEGRATE_CHILDREN, "in `integrate`"),
             }
         }
         i
+    }
+
+    /// `pull-request { title ..; base ..; draft; labels .. }`, or `pull-request` alone.
+    fn pull_request(&mut self, node: &KdlNode) -> PullRequestAst {
+        self.no_props(node);
+        self.args(node, 0, 0, "a `{ ... }` block");
+        let mut pr = PullRequestAst::default();
+        let mut seen = Seen::default();
+        for child in children(node) {
+            let name = child.name().value();
+            if PULL_REQUEST_CHILDREN.contains(&name) && !seen.first(self, child) {
+                continue;
+            }
+            match name {
+                "title" => pr.title = self.one_string(child, "a title"),
+                "base" => pr.base = self.one_string(child, "a branch name"),
+                "draft" => {
+                    self.no_props(child);
+                    self.no_children(child);
+                    self.args(child, 0, 0, "nothing");
+                    pr.draft = true;
+                }
+                "labels" => pr.labels.extend(self.list(child, "a label")),
+                other => self.unknown_node(child, other, PULL_REQUEST_CHILDREN, "in `pull-request`"),
+            }
+        }
+        pr
     }
 
     fn model(&mut self, node: &KdlNode) -> Option<ModelAst> {
@@ -1323,6 +1361,7 @@ fn children_of(node: &str) -> &'static [&'static str] {
         "workstream" => WORKSTREAM_CHILDREN,
         "defaults" => DEFAULTS_CHILDREN,
         "integrate" => INTEGRATE_CHILDREN,
+        "pull-request" => PULL_REQUEST_CHILDREN,
         "agent" => AGENT_CHILDREN,
         "role" => ROLE_CHILDREN,
         _ => &[],

@@ -164,6 +164,8 @@ impl<'a> Validator<'a> {
                 order: MergeOrder::Plan,
                 resolver: None,
                 sync: SyncMode::Merge,
+                push: None,
+                pull_request: None,
             },
             models,
             agents,
@@ -211,6 +213,13 @@ impl<'a> Validator<'a> {
                 order: i.order.as_ref().map_or(MergeOrder::Plan, |v| v.value),
                 resolver: i.resolver.as_ref().map(agent_choice),
                 sync: i.sync.as_ref().map_or(SyncMode::Merge, |v| v.value),
+                push: i.push.as_ref().map(|v| v.value.clone()),
+                pull_request: i.pull_request.as_ref().map(|pr| crate::workflow::PullRequest {
+                    title: pr.title.as_ref().map(|v| v.value.clone()),
+                    base: pr.base.as_ref().map(|v| v.value.clone()),
+                    draft: pr.draft,
+                    labels: pr.labels.iter().map(|v| v.value.clone()).collect(),
+                }),
             };
             self.check_resolver(main, i, &workflow);
         }

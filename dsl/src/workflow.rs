@@ -211,6 +211,21 @@ pub struct Integrate {
     /// The agent that resolves conflicts (`on-conflict "agent"`).
     pub resolver: Option<AgentChoice>,
     pub sync: SyncMode,
+    /// The remote `flow land` pushes the integration branch to (`push "origin"`).
+    pub push: Option<String>,
+    /// The pull request `flow land` opens or updates, if any.
+    pub pull_request: Option<PullRequest>,
+}
+
+/// `pull-request { title ..; base ..; draft; labels .. }`: the pull request a landing opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PullRequest {
+    /// The title (default: the workflow's name and what merged).
+    pub title: Option<String>,
+    /// The branch it merges into (default: the workflow's base).
+    pub base: Option<String>,
+    pub draft: bool,
+    pub labels: Vec<String>,
 }
 
 /// A model and its prices in dollars per million tokens.

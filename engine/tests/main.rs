@@ -7,6 +7,7 @@ mod agent_output;
 mod agent_process;
 mod api_agent;
 mod git;
+mod github;
 mod guard;
 mod sandbox;
 mod status_names;

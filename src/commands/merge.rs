@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use flow_engine::by_hand::merge::{MergeResult, merge_ready};
+use flow_engine::by_hand::merge::{MergeResult, MergeSelection, merge_selected};
 use flow_engine::integrate::Integration;
 use flow_engine::{Plan, Site};
 
@@ -38,7 +38,29 @@ pub async fn run(args: MergeArgs, site: &Site) -> Result<ExitCode, CommandError>
         confiner: flow_engine::confine::Confiner::new(&parent_env, site.root()),
         tmp_dir: flow_dir.join("tmp").join("verify"),
     };
-    let items = merge_ready(&plan, &layout, integration, cancel_rx)
+    let mut selection = MergeSelection::default();
+    if args.fetch {
+        let all: Vec<usize> = (0..plan.workflow.workstreams.len()).collect();
+        let fetched = flow_engine::exchange::fetch(&layout.git, &args.remote, &plan.workflow, &all, false)
+            .map_err(|e| CommandError::Failed(e.into()))?;
+        selection.starts = flow_engine::exchange::starts(&fetched);
+        if !crate::output::quiet() {
+            let names: Vec<&str> = fetched
+                .iter()
+                .map(|f| plan.workflow.workstreams[f.index].name.as_str())
+                .collect();
+            crate::output::say(&format!(
+                "fetched from {}: {}",
+                args.remote,
+                if names.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+    }
+    let items = merge_selected(&plan, &layout, integration, cancel_rx, &selection)
         .await
         .map_err(git_failed)?;
     let bad = items

@@ -6,9 +6,11 @@ mod completions;
 mod conflicts;
 mod context;
 mod demo;
+mod export;
 mod graph;
 mod help;
 mod init;
+mod land;
 mod man;
 mod merge;
 mod plan;
@@ -42,6 +44,8 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Prepare(args) => prepare::run(args, &site),
         Command::Context(args) => context::run(args, &site),
         Command::Merge(args) => merge::run(args, &site).await,
+        Command::Land(args) => land::land(args, &site).await,
+        Command::Export(args) => export::run(args, &site),
         Command::Conflicts(args) => conflicts::run(args, &site),
         Command::Sync(args) => sync::run(args, &site).await,
         Command::Resolve(args) => resolve::run(args, &site),

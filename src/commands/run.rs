@@ -19,6 +19,9 @@ pub async fn run(args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
         return crate::commands::resume::continue_workflow(&file, args.run_options, site).await;
     }
     let workflow = load(&file)?.workflow;
+    if args.push {
+        return crate::commands::land::run_and_push(workflow, args, site).await;
+    }
     let only = select(&workflow, &args.only).map_err(run_failed)?;
     // What would fail once worktrees exist, found before any is made.
     let findings = preflight(
@@ -47,5 +50,11 @@ pub async fn run(args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let state = start(plan.clone(), site, settings, &mut observers)
         .await
         .map_err(run_failed)?;
-    Ok(finish(&state, &plan, site))
+    let code = finish(&state, &plan, site);
+    // `integrate { push "REMOTE" }`: a run that merged everything lands.
+    if state.status == flow_engine::RunStatus::Succeeded && plan.workflow.integrate.push.is_some() {
+        let workflow = &plan.workflow;
+        crate::commands::land::land_workflow(workflow, site, None, workflow.integrate.pull_request.as_ref()).await?;
+    }
+    Ok(code)
 }

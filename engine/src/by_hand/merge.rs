@@ -1,7 +1,7 @@
 //! `flow merge`: every ready branch into the integration branch, in the plan's order, with
 //! `verify` after each.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use flow_dsl::{OnConflict, ScopePolicy, Workflow};
@@ -52,6 +52,16 @@ impl std::fmt::Display for MergeResult {
     }
 }
 
+/// Which branches a merge takes, and where their own work starts when a note says so.
+#[derive(Debug, Clone, Default)]
+pub struct MergeSelection {
+    /// Only these workstreams (all when `None`).
+    pub only: Option<BTreeSet<usize>>,
+    /// Where a workstream's own work starts, as its pushed result recorded it (see
+    /// `crate::exchange`): its changes are measured from there.
+    pub starts: BTreeMap<usize, Oid>,
+}
+
 /// Merges every ready branch into the integration branch, in the plan's merge order, with
 /// `verify` after each; says for each workstream what happened and why.
 pub async fn merge_ready(
@@ -59,6 +69,17 @@ pub async fn merge_ready(
     layout: &Layout,
     integration: Integration<'_>,
     stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<MergeItem>, GitError> {
+    merge_selected(plan, layout, integration, stop, &MergeSelection::default()).await
+}
+
+/// Merges the selected ready branches, as [`merge_ready`] does.
+pub async fn merge_selected(
+    plan: &Plan,
+    layout: &Layout,
+    integration: Integration<'_>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    selection: &MergeSelection,
 ) -> Result<Vec<MergeItem>, GitError> {
     let workflow = &plan.workflow;
     let mut into_head = layout.ensure_into()?;
@@ -69,6 +90,9 @@ pub async fn merge_ready(
     let excluded = context::excluded_prefixes(workflow);
     let clean = clean_worktrees(plan, layout, &worktrees, &excluded);
     for &i in &plan.merge_order {
+        if selection.only.as_ref().is_some_and(|only| !only.contains(&i)) {
+            continue;
+        }
         let ws = &workflow.workstreams[i];
         let branch = workflow.branch_of(ws);
         let mut say = |result: MergeResult, detail: String, commit: Option<Oid>| {
@@ -137,7 +161,10 @@ pub async fn merge_ready(
             }
             continue;
         }
-        let start = layout.git.merge_base(head, into_head)?.unwrap_or(layout.base_commit);
+        let start = match selection.starts.get(&i) {
+            Some(&start) if trusted_start(layout, start, head, into_head)? => start,
+            _ => layout.git.merge_base(head, into_head)?.unwrap_or(layout.base_commit),
+        };
         let changes = layout.git.changed_paths(start, head)?;
         let paths: Vec<String> = changes.iter().flat_map(|c| c.paths().map(str::to_string)).collect();
         let violations: Vec<String> = ws.scope.breaches(&paths).into_iter().map(|b| b.path).collect();
@@ -201,6 +228,25 @@ pub async fn merge_ready(
         }
     }
     Ok(out)
+}
+
+/// Tells whether a start commit that a pushed result claims can be trusted: it is in the
+/// branch's history, and everything it holds beyond base is in the integration branch as it
+/// is (its dependencies' merged work). A start that carried other changes would hide them
+/// from the scope check, so it is not taken, and the branch is measured from where it leaves
+/// the integration branch instead.
+fn trusted_start(layout: &Layout, start: Oid, head: Oid, into_head: Oid) -> Result<bool, GitError> {
+    if !layout.git.is_ancestor(start, head)? {
+        return Ok(false);
+    }
+    let carried: BTreeSet<String> = layout
+        .git
+        .changed_paths(layout.base_commit, start)?
+        .iter()
+        .flat_map(|c| c.paths().map(str::to_string))
+        .collect();
+    let differs = layout.git.changed_paths(start, into_head)?;
+    Ok(!differs.iter().flat_map(|c| c.paths()).any(|p| carried.contains(p)))
 }
 
 /// The workstreams whose worktrees hold nothing uncommitted, found on a few threads: looking

@@ -56,6 +56,19 @@ pub async fn start(
     settings: RunSettings,
     observer: &mut dyn Observer,
 ) -> Result<RunState, RunError> {
+    start_after(plan, site, settings, observer, vec![]).await
+}
+
+/// Starts a new run whose `done` workstreams were run elsewhere and are already merged into
+/// the integration branch (their states as they were recorded there): the dependencies of a
+/// workstream run alone with `--push` (see `crate::exchange`).
+pub async fn start_after(
+    plan: Plan,
+    site: &Site,
+    settings: RunSettings,
+    observer: &mut dyn Observer,
+    done: Vec<(usize, WorkstreamState)>,
+) -> Result<RunState, RunError> {
     let workflow = &plan.workflow;
     let file = workflow
         .path
@@ -99,7 +112,7 @@ pub async fn start(
             });
         }
         match git.branch_head(&workflow.into)? {
-            Some(head) if head != commit => {
+            Some(head) if head != commit && done.is_empty() => {
                 return Err(RunError::Leftovers {
                     what: "the integration branch with merges",
                     names: workflow.into.clone(),
@@ -121,7 +134,11 @@ pub async fn start(
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
-    let state = RunState {
+    let last_good = match (site.git(), done.is_empty()) {
+        (Some(git), false) => git.branch_head(&workflow.into)?.map(|c| c.to_string()),
+        _ => base_commit.map(|c| c.to_string()),
+    };
+    let mut state = RunState {
         version: STATE_VERSION,
         id: id.clone(),
         workflow: workflow.name.clone(),
@@ -136,7 +153,7 @@ pub async fn start(
         base,
         base_commit: base_commit.map(|c| c.to_string()),
         into: workflow.into.clone(),
-        last_good: base_commit.map(|c| c.to_string()),
+        last_good,
         status: RunStatus::Running,
         started_at: t,
         ended_at: None,
@@ -150,6 +167,9 @@ pub async fn start(
         alerts: vec![],
         overruns: vec![],
     };
+    for (i, recorded) in done {
+        state.workstreams[i] = recorded;
+    }
     run_dir
         .save(&state)
         .map_err(RunError::io("write", run_dir.state_path()))?;
