@@ -72,6 +72,8 @@ pub enum Command {
     Resume(ResumeArgs),
     Status(StatusArgs),
     Logs(LogsArgs),
+    Watch(WatchArgs),
+    Report(ReportArgs),
     Runs(RunsArgs),
     Usage(UsageArgs),
     Completions(CompletionsArgs),
@@ -438,6 +440,34 @@ pub struct LogsArgs {
     /// Print one JSON object per line of the log: the run, the workstream and the text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Watch a run in a full-screen dashboard: every workstream with its state, time, attempts,
+/// tokens, cost and what it waits on; the selected one's output, changes and failure; the
+/// merge queue, budgets and alerts.
+///
+/// It attaches to a run going on elsewhere (following its record as it changes) or shows a
+/// finished one. Keys: up/down (or j/k) select, Enter or f follows the output, PageUp/PageDown
+/// scroll it, Tab switches between output, changes and details, s stops the selected
+/// workstream (asks the run to cancel it), r asks for a retry, x skips one that has not
+/// started, o opens a shell in its worktree, q quits and leaves the run going.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub run: RunChoice,
+}
+
+/// Write a run's report: one HTML page that needs no network, with a timeline of every
+/// workstream's stages (attempts apart, the critical path marked), each failure with its log
+/// tail, the dependency graph coloured by state, changes, and cost against the budgets.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub run: RunChoice,
+    /// Where to write the page (`-` for standard output; default: `report.html` in the run's
+    /// folder, `.flow/runs/RUN/`).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Which recorded run a command reads: `RUN` or `--run RUN`, the latest by default.

@@ -25,6 +25,8 @@ pub mod run;
 pub mod sandbox;
 pub mod site;
 pub mod time;
+pub mod tui;
+pub mod view;
 
 // The front door: what the command line calls.
 pub use crate::plan::Plan;
