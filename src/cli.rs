@@ -151,6 +151,10 @@ pub struct RunArgs {
     /// Continue the latest run of this workflow instead of starting a new one (as `flow resume`).
     #[arg(long)]
     pub resume: bool,
+    /// Show the run in the full-screen dashboard (`flow watch`) instead of progress lines;
+    /// quitting it (q) leaves the run going, its table printed at the end.
+    #[arg(long, conflicts_with = "resume")]
+    pub watch: bool,
     #[command(flatten)]
     pub run_options: RunOptionArgs,
 }
