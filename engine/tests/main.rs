@@ -9,3 +9,4 @@ mod git;
 mod guard;
 mod sandbox;
 mod status_names;
+mod watch;

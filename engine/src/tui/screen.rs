@@ -115,7 +115,7 @@ pub fn draw(frame: &mut Frame, view: &RunView, dashboard: &Dashboard, extras: &E
     .areas(area);
     draw_header(frame, header, view);
     if wide {
-        let [list, pane] = Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(body);
+        let [list, pane] = Layout::horizontal([Constraint::Percentage(64), Constraint::Percentage(36)]).areas(body);
         draw_list(frame, list, view, dashboard, true);
         draw_pane(frame, pane, view, dashboard, extras);
     } else if body.height >= 16 {

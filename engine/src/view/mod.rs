@@ -292,7 +292,9 @@ impl RunView {
                         Wait::Dependencies(missing)
                     })
                 }
-                Phase::Ready => queue.iter().position(|&q| q == i).map(|p| Wait::Merge(p + 1)),
+                Phase::Ready if state.status == RunStatus::Running => {
+                    queue.iter().position(|&q| q == i).map(|p| Wait::Merge(p + 1))
+                }
                 _ => None,
             };
         }
