@@ -347,7 +347,10 @@ fn timeline(out: &mut String, view: &RunView) {
             let ongoing = if span.end.is_none() { " (going on)" } else { "" };
             let _ = write!(
                 out,
-                "<rect x=\"{x0:.1}\" y=\"{bar_y:.1}\" width=\"{wide:.1}\" height=\"{BAR_H}\" rx=\"2\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"1\"><title>{}: {label}, {}{ongoing}</title></rect>",
+                "<rect class=\"span\" data-workstream=\"{}\" data-stage=\"{}\" data-attempt=\"{}\" x=\"{x0:.1}\" y=\"{bar_y:.1}\" width=\"{wide:.1}\" height=\"{BAR_H}\" rx=\"2\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"1\"><title>{}: {label}, {}{ongoing}</title></rect>",
+                escape(&w.name),
+                span.stage.name(),
+                span.attempt.map_or(String::new(), |n| n.to_string()),
                 stage_color(span.stage),
                 escape(&w.name),
                 short(elapsed(span.start, span.end_or(view.now))),

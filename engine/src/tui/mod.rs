@@ -278,8 +278,16 @@ fn handle_key(
             dashboard.scroll = 0;
             dashboard.follow = true;
         }
-        KeyCode::Home | KeyCode::Char('g') => dashboard.selected = 0,
-        KeyCode::End | KeyCode::Char('G') => dashboard.selected = n.saturating_sub(1),
+        KeyCode::Home | KeyCode::Char('g') => {
+            dashboard.selected = 0;
+            dashboard.scroll = 0;
+            dashboard.follow = true;
+        }
+        KeyCode::End | KeyCode::Char('G') => {
+            dashboard.selected = n.saturating_sub(1);
+            dashboard.scroll = 0;
+            dashboard.follow = true;
+        }
         KeyCode::Char('f') | KeyCode::Enter => {
             dashboard.tab = Tab::Output;
             dashboard.follow = !dashboard.follow || dashboard.scroll > 0;

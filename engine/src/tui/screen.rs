@@ -292,6 +292,7 @@ fn draw_pane(frame: &mut Frame, area: Rect, view: &RunView, dashboard: &Dashboar
     let how = match dashboard.tab {
         Tab::Output if dashboard.follow => " (following)".to_string(),
         Tab::Output if dashboard.scroll > 0 => format!(" (scrolled up {})", dashboard.scroll),
+        Tab::Output => " (paused: f follows)".to_string(),
         _ => String::new(),
     };
     let block = Block::new()
