@@ -120,6 +120,14 @@ pub struct GraphArgs {
     /// The output language.
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
+    /// Colour each workstream by its state in this run (`latest` for the latest), with a
+    /// legend; the workflow is the run's own unless FILE is given.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// Write the graph to this file instead of printing it: `.svg` or `.png` is drawn with
+    /// graphviz's `dot` (which must be installed), anything else gets the text.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// A graph language.
@@ -429,13 +437,23 @@ pub struct StatusArgs {
     /// Print the markdown status board.
     #[arg(long)]
     pub markdown: bool,
+    /// Keep the table on screen, redrawn in place as the run changes, until it ends (or
+    /// Ctrl-C).
+    #[arg(long, short, conflicts_with_all = ["json", "markdown"])]
+    pub watch: bool,
 }
 
-/// Print a workstream's log (agent output, test and verify output).
+/// Print a workstream's log (agent output, test and verify output), or every log with
+/// `--all`, each line after its workstream's name.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The workstream (`_verify` for the verify log).
-    pub workstream: String,
+    #[arg(required_unless_present = "all")]
+    pub workstream: Option<String>,
+    /// Every workstream's log (and verify's), interleaved as the lines arrive, each line
+    /// after its workstream's name in a colour of its own.
+    #[arg(long, short, conflicts_with_all = ["workstream", "json"])]
+    pub all: bool,
     #[command(flatten)]
     pub run: RunChoice,
     /// Keep printing as the log grows, until the run ends.

@@ -120,6 +120,29 @@ fn the_report_page_shows_every_workstream_with_the_times_of_its_events() {
     assert!(html.select(&select("#graph svg")).next().is_none() || page.contains("wave 2"));
 
     screenshot(&page_path, &env.base().join("report.png"));
+
+    // The same run followed in other ways: every log with its name, the graph in its
+    // states, the status redrawn until the run is over (it is: once).
+    let flow = |args: &[&str]| {
+        let out = env.flow().args(args).output().expect("flow runs");
+        assert!(
+            out.status.success(),
+            "flow {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let logs = flow(&["logs", "--all", "-f"]);
+    assert!(logs.lines().any(|l| l == "a       | made a"), "{logs}");
+    assert!(logs.lines().any(|l| l == "b       | compiling b"), "{logs}");
+    let dot = flow(&["graph", "--run", "latest"]);
+    assert!(
+        dot.contains("\"b\" [label=\"b\\nmerge #2\\nfailed\"") && dot.contains("fillcolor"),
+        "{dot}"
+    );
+    assert!(dot.contains("cluster_legend"), "{dot}");
+    let status = flow(&["status", "--watch"]);
+    assert_eq!(status.matches("WORKSTREAM").count(), 1, "{status}");
 }
 
 /// Opens the page in headless Chromium and takes a screenshot, when Chromium is installed:
