@@ -293,9 +293,9 @@ async fn all_logs(run_dir: &RunDir, state: &RunState, follow: bool) -> Result<Ex
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     let mut rest = String::new();
-    for k in 0..names.len() {
-        if !pending[k].is_empty() {
-            rest.push_str(&format!("{}{}\n", prefix(k), String::from_utf8_lossy(&pending[k])));
+    for (k, bytes) in pending.iter().enumerate() {
+        if !bytes.is_empty() {
+            rest.push_str(&format!("{}{}\n", prefix(k), String::from_utf8_lossy(bytes)));
         }
     }
     if !rest.is_empty() {
