@@ -325,3 +325,80 @@ workstream "quick" {{ owns "q/**"; script "mkdir -p q && echo > q/x; echo quick-
     assert_eq!(state.0["workstreams"][1]["phase"], "skipped", "{:#}", state.0);
     run.wait();
 }
+
+#[test]
+fn notify_runs_its_command_with_each_chosen_event_as_json() {
+    let env = TestEnv::new();
+    let notices = env.outside("notices");
+    let all = env.outside("all");
+    env.workflow(&format!(
+        r#"
+notify {{
+    on "workstream-failed" "run-finished"
+    command "sh" "-c" "cat >> {notices}"
+}}
+notify {{
+    command "sh" "-c" "cat >> {all}"
+    bell
+}}
+workstream "a" {{ owns "a/**"; script "mkdir -p a && echo > a/x" }}
+workstream "b" {{ owns "b/**"; script "echo 'a message with \"quotes\" and $(no shell)' >&2; exit 3" }}
+"#
+    ));
+    env.run(&["--keep-going"]);
+    // The commands run beside the run, not waited for: their lines come a little later.
+    let start = Instant::now();
+    let read = |name: &str| -> Vec<Value> {
+        env.read_outside(name)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+            .collect()
+    };
+    while read("notices").len() < 2 {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "the notices never came: {:?}",
+            read("notices")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = read("notices");
+    let events: Vec<&str> = got.iter().map(|n| n["event"].as_str().expect("an event")).collect();
+    assert_eq!(events, ["workstream-failed", "run-finished"], "{got:#?}");
+    assert_eq!(got[0]["workstream"], "b");
+    assert_eq!(got[0]["kind"], "agent");
+    assert!(
+        got[0]["message"].as_str().expect("a message").contains("$(no shell)"),
+        "the agent's text arrives as it was, never run: {got:#?}"
+    );
+    assert_eq!(got[1]["status"], "failed");
+    assert!(
+        got[1]["message"]
+            .as_str()
+            .expect("a message")
+            .contains("1 of 2 workstreams done")
+    );
+    // A block with no `on` hears every event.
+    while read("all").len() < 2 {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "the notices never came: {:?}",
+            read("all")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // An event it does not know is an error with the known ones; a block with nothing to do too.
+    env.workflow(
+        r#"
+notify { on "run-finsihed"; command "true" }
+notify { on "budget-alert" }
+workstream "a" { owns "a/**"; script "true" }
+"#,
+    );
+    let out = env.flow().arg("check").output().expect("flow check runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("did you mean `run-finished`"), "{text}");
+    assert!(text.contains("needs a `command`, a `bell`, or both"), "{text}");
+}

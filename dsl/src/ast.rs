@@ -35,6 +35,7 @@ pub struct FileAst {
     pub defaults: Option<WorkstreamAst>,
     pub workstreams: Vec<WorkstreamAst>,
     pub integrate: Option<IntegrateAst>,
+    pub notifies: Vec<NotifyAst>,
     pub models: Vec<ModelAst>,
     pub agents: Vec<AgentAst>,
     pub roles: Vec<RoleAst>,
@@ -139,6 +140,16 @@ pub struct IntegrateAst {
     pub order: Option<Spanned<MergeOrder>>,
     pub resolver: Option<AgentChoiceAst>,
     pub sync: Option<Spanned<SyncMode>>,
+}
+
+/// `notify { on "EVENT"...; command "PROGRAM" "ARG"...; bell }`.
+#[derive(Debug)]
+pub struct NotifyAst {
+    /// The node's name, for problems about the whole block.
+    pub node: Spanned<()>,
+    pub on: Vec<Spanned<String>>,
+    pub command: Vec<Spanned<String>>,
+    pub bell: bool,
 }
 
 /// `model "name" provider=... id=... input-usd=... output-usd=...`.

@@ -17,6 +17,7 @@ pub mod decision_log;
 pub mod git;
 pub mod handoff;
 pub mod integrate;
+pub mod notifier;
 mod parallel;
 pub mod plan;
 pub mod preflight;

@@ -51,6 +51,9 @@ pub async fn run(args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
             .push(Box::new(crate::commands::watch::StartDashboard { tx: Some(tx) }));
         crate::commands::watch::dashboard_for(site, rx)
     });
+    if let Some(notifier) = flow_engine::notifier::Notifier::for_workflow(&workflow) {
+        observers.0.push(Box::new(notifier));
+    }
     let plan = Plan::new(workflow);
     let state = start(plan.clone(), site, settings, &mut observers).await;
     drop(observers);
