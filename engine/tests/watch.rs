@@ -334,3 +334,32 @@ fn the_report_page_names_every_workstream_and_shows_the_failure_with_its_log() {
     );
     assert!(page.contains("waits on api"));
 }
+
+#[test]
+fn an_agents_escape_sequences_never_reach_the_dashboard_or_the_page() {
+    let (mut state, events) = record(false);
+    let hostile = "before \u{1b}]0;pwned\u{7} \u{1b}[2J after <script>x</script>";
+    state.workstreams[3].failure = Some(Failure::new(FailureKind::Agent, hostile));
+    state.workstreams[1].last_line = Some(hostile.into());
+    let view = RunView::build(&state, &events, Some(&workflow()), at(28));
+    for w in &view.workstreams {
+        let note = flow_engine::report::html::status_note(w);
+        assert!(!note.chars().any(char::is_control), "{note:?}");
+    }
+    let extras = Extras {
+        pane: vec![hostile.to_string()],
+        budgets: vec![],
+    };
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).expect("a test terminal");
+    terminal
+        .draw(|frame| draw(frame, &view, &Dashboard::default(), &extras))
+        .expect("it draws");
+    let screen = terminal.backend().to_string();
+    assert!(screen.contains("after"), "{screen}");
+    assert!(!screen.contains('\u{1b}') && !screen.contains('\u{7}'), "{screen:?}");
+    let page = render(&view, &PageExtras::default());
+    assert!(
+        !page.contains('\u{1b}') && !page.contains("<script>x"),
+        "the page escapes it"
+    );
+}

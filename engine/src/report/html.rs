@@ -154,8 +154,13 @@ fn short(d: Duration) -> String {
     format_duration(d)
 }
 
-/// What a workstream is doing or why it stopped, in a few words.
+/// What a workstream is doing or why it stopped, in a few words, without escape sequences
+/// or control characters (an agent's text is in it).
 pub fn status_note(w: &WorkstreamView) -> String {
+    plain_text(&raw_note(w)).replace(['\n', '\t'], " ")
+}
+
+fn raw_note(w: &WorkstreamView) -> String {
     if let Some(wait) = &w.wait {
         return wait.to_string();
     }

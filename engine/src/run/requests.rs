@@ -81,7 +81,12 @@ pub fn take(folder: &Path) -> Vec<Result<Request, String>> {
     names.sort();
     let mut out = vec![];
     for path in names {
-        let Ok(bytes) = std::fs::read(&path) else { continue };
+        // A request is a few dozen bytes: no more is read of a file, whatever it holds.
+        let mut bytes = vec![];
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        if io::Read::read_to_end(&mut io::Read::take(file, 4096), &mut bytes).is_err() {
+            continue;
+        }
         if std::fs::remove_file(&path).is_err() {
             // Someone else took it.
             continue;

@@ -76,7 +76,18 @@ impl Source {
             return vec![];
         };
         match dashboard.tab {
-            Tab::Output => log_tail(&self.run_dir.log_path(&w.name), PANE_LINES),
+            Tab::Output => {
+                let mut lines = log_tail(&self.run_dir.log_path(&w.name), PANE_LINES);
+                // Why it failed, under its output where the eye already is.
+                if let Some(f) = &w.failure {
+                    let exit = f.exit.map_or(String::new(), |e| format!(" ({e})"));
+                    lines.push(format!("── failed: {}{exit} ──", f.kind));
+                    lines.extend(plain_text(&f.message).lines().map(|l| format!("why: {l}")));
+                } else if let Some(reason) = w.reason.as_ref().filter(|_| w.phase.is_final()) {
+                    lines.push(format!("── {}: {reason} ──", w.phase));
+                }
+                lines
+            }
             Tab::Changes => {
                 let from = w.base_commit.as_deref().or(w.start_commit.as_deref());
                 let range = from

@@ -306,13 +306,16 @@ fn draw_pane(frame: &mut Frame, area: Rect, view: &RunView, dashboard: &Dashboar
         .saturating_sub(dashboard.scroll.min(extras.pane.len()));
     let lines: Vec<Line> = if dashboard.tab == Tab::Output {
         let start = end.saturating_sub(height);
-        extras.pane[start..end].iter().map(|l| Line::from(l.clone())).collect()
+        extras.pane[start..end]
+            .iter()
+            .map(|l| styled_pane_line(l, false))
+            .collect()
     } else {
         extras
             .pane
             .iter()
             .skip(dashboard.scroll)
-            .map(|l| styled_pane_line(l))
+            .map(|l| styled_pane_line(l, dashboard.tab == Tab::Changes))
             .collect()
     };
     let lines = if lines.is_empty() {
@@ -323,19 +326,23 @@ fn draw_pane(frame: &mut Frame, area: Rect, view: &RunView, dashboard: &Dashboar
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn styled_pane_line(line: &str) -> Line<'static> {
-    let style = if line.starts_with('+') && !line.starts_with("+++") {
+/// A line of the pane, coloured: a diff's lines when `diff`, why a workstream failed.
+fn styled_pane_line(line: &str, diff: bool) -> Line<'static> {
+    let style = if diff && line.starts_with('+') && !line.starts_with("+++") {
         Style::new().green()
-    } else if line.starts_with('-') && !line.starts_with("---") {
+    } else if diff && line.starts_with('-') && !line.starts_with("---") {
         Style::new().red()
-    } else if line.starts_with("@@") {
+    } else if diff && line.starts_with("@@") {
         Style::new().cyan()
-    } else if line.starts_with("failed") || line.starts_with("why:") {
+    } else if line.starts_with("failed") || line.starts_with("why:") || line.starts_with("── failed") {
         Style::new().red().bold()
     } else {
         Style::new()
     };
-    Line::styled(line.to_string(), style)
+    // What the pane shows was read without escape sequences; no control character gets
+    // through here either, whatever the caller passed.
+    let text: String = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    Line::styled(text, style)
 }
 
 fn draw_panels(frame: &mut Frame, area: Rect, view: &RunView, extras: &Extras) {
