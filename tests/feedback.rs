@@ -111,7 +111,8 @@ workstream "w" {
     assert!(!files.contains(&"elsewhere/x.txt".to_string()), "{files:?}");
 }
 
-/// `a` and `b` both rewrite the one line of `shared.txt`.
+/// `a` and `b` both rewrite the one line of `shared.txt`; `a` also writes a file of its own
+/// (which a sync brings into `b`'s branch: not `b`'s change, whatever `b`'s scope).
 fn conflicting(env: &TestEnv, integrate: &str) {
     env.write("shared.txt", "one\n");
     env.commit_all("a shared file");
@@ -166,7 +167,11 @@ fn a_conflicting_merge_is_brought_up_to_date_and_resolved_by_the_workstreams_age
     let status = env.flow().arg("status").output().expect("flow status");
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
-        status.contains("b: its branch conflicts with the integration branch in shared.txt"),
+        // With the integration branch once `a` merged, else with `a`'s branch (ready or being
+        // merged): which one depends on when `b` became ready.
+        status
+            .lines()
+            .any(|l| l.contains("b: its branch conflicts with") && l.contains("in shared.txt")),
         "{status}"
     );
     // Its own work only: `a.txt`, which the sync brought in, is `a`'s, not a breach of `b`'s scope.
@@ -357,6 +362,35 @@ workstream "web" {
         shown.contains("Added GET /books") && shown.contains("api/routes.txt"),
         "{shown}"
     );
+}
+
+#[test]
+fn a_resolver_that_commits_its_merge_itself_is_refused() {
+    let env = TestEnv::new();
+    conflicting(
+        &env,
+        r#"agent "committer" {
+    command "sh" "-c" "sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' shared.txt && git -c user.name=r -c user.email=r@r commit -qam mine && echo done"
+    output "text"
+}
+integrate {
+    on-conflict "agent"
+    resolver "committer"
+    sync "off"
+}"#,
+    );
+    let run = env.run(&["-j", "1"]);
+    let state = env.state();
+    assert_eq!(state.phase("b"), "failed", "{}", run.text());
+    assert!(
+        state
+            .failure_message("b")
+            .contains("the resolver committed its merge or moved the integration branch itself"),
+        "{}",
+        state.failure_message("b")
+    );
+    let shared = env.show_file("integration/t", "shared.txt").expect("shared.txt");
+    assert_eq!(shared, "from-a\n", "nothing of the resolver's own commit landed");
 }
 
 /// A Claude Code-like agent that reports the whole session's running cost after `--resume`:
