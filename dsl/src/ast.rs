@@ -143,7 +143,7 @@ pub struct IntegrateAst {
 }
 
 /// `notify { on "EVENT"...; command "PROGRAM" "ARG"...; bell }`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NotifyAst {
     /// The node's name, for problems about the whole block.
     pub node: Spanned<()>,
