@@ -75,6 +75,8 @@ pub enum Command {
     Resume(ResumeArgs),
     Status(StatusArgs),
     Logs(LogsArgs),
+    Watch(WatchArgs),
+    Report(ReportArgs),
     Runs(RunsArgs),
     Usage(UsageArgs),
     Completions(CompletionsArgs),
@@ -121,6 +123,14 @@ pub struct GraphArgs {
     /// The output language.
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
+    /// Colour each workstream by its state in this run (`latest` for the latest), with a
+    /// legend; the workflow is the run's own unless FILE is given.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// Write the graph to this file instead of printing it: `.svg` or `.png` is drawn with
+    /// graphviz's `dot` (which must be installed), anything else gets the text.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// A graph language.
@@ -160,6 +170,10 @@ pub struct RunArgs {
     /// The remote of --push.
     #[arg(long, default_value = "origin", value_name = "REMOTE", requires = "push")]
     pub remote: String,
+    /// Show the run in the full-screen dashboard (`flow watch`) instead of progress lines;
+    /// quitting it (q) leaves the run going, its table printed at the end.
+    #[arg(long, conflicts_with = "resume")]
+    pub watch: bool,
     #[command(flatten)]
     pub run_options: RunOptionArgs,
 }
@@ -522,13 +536,23 @@ pub struct StatusArgs {
     /// Print the markdown status board.
     #[arg(long)]
     pub markdown: bool,
+    /// Keep the table on screen, redrawn in place as the run changes, until it ends (or
+    /// Ctrl-C).
+    #[arg(long, short, conflicts_with_all = ["json", "markdown"])]
+    pub watch: bool,
 }
 
-/// Print a workstream's log (agent output, test and verify output).
+/// Print a workstream's log (agent output, test and verify output), or every log with
+/// `--all`, each line after its workstream's name.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The workstream (`_verify` for the verify log).
-    pub workstream: String,
+    #[arg(required_unless_present = "all")]
+    pub workstream: Option<String>,
+    /// Every workstream's log (and verify's), interleaved as the lines arrive, each line
+    /// after its workstream's name in a colour of its own.
+    #[arg(long, short, conflicts_with_all = ["workstream", "json"])]
+    pub all: bool,
     #[command(flatten)]
     pub run: RunChoice,
     /// Keep printing as the log grows, until the run ends.
@@ -537,6 +561,34 @@ pub struct LogsArgs {
     /// Print one JSON object per line of the log: the run, the workstream and the text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Watch a run in a full-screen dashboard: every workstream with its state, time, attempts,
+/// tokens, cost and what it waits on; the selected one's output, changes and failure; the
+/// merge queue, budgets and alerts.
+///
+/// It attaches to a run going on elsewhere (following its record as it changes) or shows a
+/// finished one. Keys: up/down (or j/k) select, Enter or f follows the output, PageUp/PageDown
+/// scroll it, Tab switches between output, changes and details, s stops the selected
+/// workstream (asks the run to cancel it), r asks for a retry, x skips one that has not
+/// started, o opens a shell in its worktree, q quits and leaves the run going.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub run: RunChoice,
+}
+
+/// Write a run's report: one HTML page that needs no network, with a timeline of every
+/// workstream's stages (attempts apart, the critical path marked), each failure with its log
+/// tail, the dependency graph coloured by state, changes, and cost against the budgets.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub run: RunChoice,
+    /// Where to write the page (`-` for standard output; default: `report.html` in the run's
+    /// folder, `.flow/runs/RUN/`).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Which recorded run a command reads: `RUN` or `--run RUN`, the latest by default.

@@ -14,3 +14,4 @@ mod run;
 mod run_agents;
 mod run_checks;
 mod support;
+mod watch;

@@ -36,6 +36,7 @@ pub struct FileAst {
     pub defaults: Option<WorkstreamAst>,
     pub workstreams: Vec<WorkstreamAst>,
     pub integrate: Option<IntegrateAst>,
+    pub notifies: Vec<NotifyAst>,
     pub models: Vec<ModelAst>,
     pub agents: Vec<AgentAst>,
     pub roles: Vec<RoleAst>,
@@ -151,6 +152,16 @@ pub struct PullRequestAst {
     pub base: Option<Spanned<String>>,
     pub draft: bool,
     pub labels: Vec<Spanned<String>>,
+}
+
+/// `notify { on "EVENT"...; command "PROGRAM" "ARG"...; bell }`.
+#[derive(Debug, Clone)]
+pub struct NotifyAst {
+    /// The node's name, for problems about the whole block.
+    pub node: Spanned<()>,
+    pub on: Vec<Spanned<String>>,
+    pub command: Vec<Spanned<String>>,
+    pub bell: bool,
 }
 
 /// `model "name" provider=... id=... input-usd=... output-usd=...`.

@@ -23,12 +23,14 @@ const TOP_LEVEL: &[&str] = &[
     "defaults",
     "workstream",
     "integrate",
+    "notify",
     "model",
     "agent",
     "role",
     "account",
     "kind",
 ];
+const NOTIFY_CHILDREN: &[&str] = &["on", "command", "bell"];
 const WORKFLOW_CHILDREN: &[&str] = &[
     "base",
     "into",
@@ -195,7 +197,7 @@ impl<'a> Reader<'a> {
             let before = self.problems.len();
             let name = node.name().value();
             let span = node.name().span();
-            let main_only = matches!(name, "workflow" | "defaults" | "workstream" | "integrate");
+            let main_only = matches!(name, "workflow" | "defaults" | "workstream" | "integrate" | "notify");
             if main_only && !self.main {
                 self.push(
                     Problem::error(Code::MisplacedNode, self.source, span, "not allowed here", format!("`{name}` is not allowed in an imported file"))
@@ -237,6 +239,13 @@ impl<'a> Reader<'a> {
                         self.no_props(node);
                         ast.integrate = Some(self.integrate(node));
                     }
+                }
+                "notify" => {
+                    self.args(node, 0, 0, "");
+                    self.no_props(node);
+                    let mut notify = self.notify(node);
+                    notify.node = self.spanned((), span);
+                    ast.notifies.push(notify);
                 }
                 "model" => ast.models.extend(self.model(node)),
                 "agent" => ast.agents.extend(self.agent(node)),
@@ -420,6 +429,34 @@ impl<'a> Reader<'a> {
             }
         }
         pr
+    }
+
+    fn notify(&mut self, node: &KdlNode) -> NotifyAst {
+        let mut n = NotifyAst {
+            node: self.spanned((), node.name().span()),
+            on: vec![],
+            command: vec![],
+            bell: false,
+        };
+        let mut seen = Seen::default();
+        for child in children(node) {
+            let name = child.name().value();
+            if NOTIFY_CHILDREN.contains(&name) && !seen.first(self, child) {
+                continue;
+            }
+            match name {
+                "on" => n.on = self.list(child, "an event"),
+                "command" => n.command = self.list(child, "a program and its arguments"),
+                "bell" => {
+                    self.args(child, 0, 0, "");
+                    self.no_props(child);
+                    self.no_children(child);
+                    n.bell = true;
+                }
+                other => self.unknown_node(child, other, NOTIFY_CHILDREN, "in `notify`"),
+            }
+        }
+        n
     }
 
     fn model(&mut self, node: &KdlNode) -> Option<ModelAst> {
@@ -1362,6 +1399,7 @@ fn children_of(node: &str) -> &'static [&'static str] {
         "defaults" => DEFAULTS_CHILDREN,
         "integrate" => INTEGRATE_CHILDREN,
         "pull-request" => PULL_REQUEST_CHILDREN,
+        "notify" => NOTIFY_CHILDREN,
         "agent" => AGENT_CHILDREN,
         "role" => ROLE_CHILDREN,
         _ => &[],

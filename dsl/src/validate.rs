@@ -167,6 +167,7 @@ impl<'a> Validator<'a> {
                 push: None,
                 pull_request: None,
             },
+            notify: vec![],
             models,
             agents,
             roles,
@@ -205,6 +206,44 @@ impl<'a> Validator<'a> {
             if let Some(s) = &w.status_file {
                 workflow.status_file = s.value.clone();
             }
+        }
+        for n in &main_ast.notifies {
+            let mut on = vec![];
+            for event in &n.on {
+                match NotifyEvent::from_name(&event.value) {
+                    Some(e) => on.push(e),
+                    None => {
+                        let known: Vec<&str> = NotifyEvent::ALL.iter().map(|e| e.name()).collect();
+                        let hint = crate::problem::did_you_mean(&event.value, known.iter().copied())
+                            .map(|s| format!("did you mean `{s}`? "))
+                            .unwrap_or_default();
+                        self.error(
+                            Code::InvalidValue,
+                            event,
+                            "not an event",
+                            format!("`{}` is not an event `notify` knows", event.value),
+                        )
+                        .help = Some(format!("{hint}the events: {}", known.join(", ")));
+                    }
+                }
+            }
+            if n.command.is_empty() && !n.bell {
+                self.error(
+                    Code::MissingNode,
+                    &n.node,
+                    "nothing to do",
+                    "`notify` needs a `command`, a `bell`, or both",
+                )
+                .help = Some(
+                    "add `command \"notify-send\" \"flow\"` (the event comes as JSON on its standard input) or `bell`"
+                        .into(),
+                );
+            }
+            workflow.notify.push(Notify {
+                on: if n.on.is_empty() { NotifyEvent::ALL.to_vec() } else { on },
+                command: n.command.iter().map(|c| c.value.clone()).collect(),
+                bell: n.bell,
+            });
         }
         if let Some(i) = &main_ast.integrate {
             workflow.integrate = Integrate {

@@ -78,6 +78,8 @@ pub struct Workflow {
     /// In declaration order; a workstream's index is its id.
     pub workstreams: Vec<Workstream>,
     pub integrate: Integrate,
+    /// What to run, or ring, when something a person should know happens.
+    pub notify: Vec<Notify>,
     pub models: BTreeMap<String, Model>,
     pub agents: BTreeMap<String, Agent>,
     pub roles: BTreeMap<String, Role>,
@@ -199,6 +201,55 @@ impl std::fmt::Display for Network {
                 write!(f, "ports {}", list.join(", "))
             }
         }
+    }
+}
+
+/// A `notify` block: a command run with the event as JSON on its standard input, and/or
+/// the terminal bell, on chosen events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// The events it is for (every one when the block names none).
+    pub on: Vec<NotifyEvent>,
+    /// The program and its arguments; empty for a bell alone.
+    pub command: Vec<String>,
+    pub bell: bool,
+}
+
+/// What a `notify` block can be told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NotifyEvent {
+    /// The run ended, however it ended.
+    RunFinished,
+    /// A workstream failed (a conflict too).
+    WorkstreamFailed,
+    /// Something only a person can settle: a conflict no resolver takes, a review that
+    /// rejected the work for the last time.
+    NeedsPerson,
+    /// A budget reached 80%, or was passed.
+    BudgetAlert,
+}
+
+impl NotifyEvent {
+    pub const ALL: [NotifyEvent; 4] = [
+        NotifyEvent::RunFinished,
+        NotifyEvent::WorkstreamFailed,
+        NotifyEvent::NeedsPerson,
+        NotifyEvent::BudgetAlert,
+    ];
+
+    /// The spelling in the workflow file and in the event's JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyEvent::RunFinished => "run-finished",
+            NotifyEvent::WorkstreamFailed => "workstream-failed",
+            NotifyEvent::NeedsPerson => "needs-person",
+            NotifyEvent::BudgetAlert => "budget-alert",
+        }
+    }
+
+    /// The event a name spells, if any.
+    pub fn from_name(name: &str) -> Option<NotifyEvent> {
+        NotifyEvent::ALL.into_iter().find(|e| e.name() == name)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod git;
 pub mod handoff;
 pub mod integrate;
 pub mod land;
+pub mod notifier;
 mod parallel;
 pub mod plan;
 pub mod preflight;
@@ -30,6 +31,8 @@ pub mod run;
 pub mod sandbox;
 pub mod site;
 pub mod time;
+pub mod tui;
+pub mod view;
 
 // The front door: what the command line calls.
 pub use crate::plan::Plan;

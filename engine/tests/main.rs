@@ -11,3 +11,4 @@ mod github;
 mod guard;
 mod sandbox;
 mod status_names;
+mod watch;

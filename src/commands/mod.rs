@@ -16,11 +16,13 @@ mod merge;
 mod plan;
 mod prepare;
 mod progress;
+mod report;
 mod resolve;
 mod resume;
 mod run;
 mod status;
 mod sync;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -53,6 +55,8 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Resume(args) => resume::run(args, &site).await,
         Command::Status(args) => status::status(args, &site),
         Command::Logs(args) => status::logs(args, &site).await,
+        Command::Watch(args) => watch::run(args, &site).await,
+        Command::Report(args) => report::run(args, &site),
         Command::Runs(args) => status::runs(args, &site),
         Command::Usage(args) => status::usage(args, &site),
         Command::Completions(args) => completions::run(args),

@@ -108,6 +108,9 @@ pub async fn run(args: ResumeArgs, site: &Site) -> Result<ExitCode, CommandError
         site,
         &plan.workflow.status_file,
     );
+    if let Some(notifier) = flow_engine::notifier::Notifier::for_workflow(&plan.workflow) {
+        observers.0.push(Box::new(notifier));
+    }
     let state = resume(plan.clone(), site, resume_plan, settings, &mut observers)
         .await
         .map_err(run_failed)?;

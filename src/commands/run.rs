@@ -40,16 +40,32 @@ pub async fn run(args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
         return Err(CommandError::Exit(2));
     }
     let settings = args.run_options.settings(only);
-    let mut observers = observers(
-        args.run_options.progress,
-        workflow.workstreams.len(),
-        site,
-        &workflow.status_file,
-    );
+    let progress = if args.watch {
+        crate::commands::watch::require_terminal()?;
+        crate::cli::ProgressMode::Quiet
+    } else {
+        args.run_options.progress
+    };
+    let mut observers = observers(progress, workflow.workstreams.len(), site, &workflow.status_file);
+    let dashboard = args.watch.then(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        observers
+            .0
+            .push(Box::new(crate::commands::watch::StartDashboard { tx: Some(tx) }));
+        crate::commands::watch::dashboard_for(site, rx)
+    });
+    if let Some(notifier) = flow_engine::notifier::Notifier::for_workflow(&workflow) {
+        observers.0.push(Box::new(notifier));
+    }
     let plan = Plan::new(workflow);
-    let state = start(plan.clone(), site, settings, &mut observers)
-        .await
-        .map_err(run_failed)?;
+    let state = start(plan.clone(), site, settings, &mut observers).await;
+    drop(observers);
+    if let Some(dashboard) = dashboard
+        && let Ok(Err(e)) = dashboard.await
+    {
+        eprintln!("the dashboard stopped: {e}");
+    }
+    let state = state.map_err(run_failed)?;
     let code = finish(&state, &plan, site);
     // `integrate { push "REMOTE" }`: a run that merged everything lands.
     if state.status == flow_engine::RunStatus::Succeeded && plan.workflow.integrate.push.is_some() {

@@ -78,33 +78,74 @@ pub fn status(args: StatusArgs, site: &Site) -> Result<ExitCode, CommandError> {
     if args.run.id().is_none() && site.latest_run().is_none() && !args.markdown {
         return runs(RunsArgs { json: args.json }, site);
     }
-    let (_, state) = load_run(site, args.run.id())?;
+    let (run_dir, state) = load_run(site, args.run.id())?;
+    if args.watch {
+        return watch_status(&run_dir, state);
+    }
     if args.json {
         print_json(&state)?;
     } else if args.markdown {
         print_stdout(&markdown_board(&state))?;
     } else {
-        let mut out = format!(
-            "run {} of workflow `{}`: {}\n",
-            state.id,
-            state.workflow,
-            paint(Stream::Stdout, status_tone(state.status), state.status.as_str())
-        );
-        out.push_str(&format!(
-            "integration branch {} at {}\n\n",
-            state.into,
-            state.last_good.as_deref().map_or("-", |c| &c[..c.len().min(8)])
-        ));
-        out.push_str(&paint_states(&run_table(&state, now()), &state));
-        if !state.alerts.is_empty() {
-            out.push_str("\nnotes:\n");
-            for alert in &state.alerts {
-                out.push_str(&format!("  {alert}\n"));
-            }
-        }
-        print_stdout(&out)?;
+        print_stdout(&status_text(&state))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The status table of a run with its heading and notes.
+fn status_text(state: &RunState) -> String {
+    let mut out = format!(
+        "run {} of workflow `{}`: {}\n",
+        state.id,
+        state.workflow,
+        paint(Stream::Stdout, status_tone(state.status), state.status.as_str())
+    );
+    out.push_str(&format!(
+        "integration branch {} at {}\n\n",
+        state.into,
+        state.last_good.as_deref().map_or("-", |c| &c[..c.len().min(8)])
+    ));
+    out.push_str(&paint_states(&run_table(state, now()), state));
+    if !state.alerts.is_empty() {
+        out.push_str("\nnotes:\n");
+        for alert in &state.alerts {
+            out.push_str(&format!("  {alert}\n"));
+        }
+    }
+    out
+}
+
+/// `flow status --watch`: the table redrawn in place (on a terminal; printed again after a
+/// blank line elsewhere) once a second while the run goes on, and a last time at its end.
+fn watch_status(run_dir: &RunDir, mut state: RunState) -> Result<ExitCode, CommandError> {
+    use std::io::IsTerminal;
+    let terminal = std::io::stdout().is_terminal();
+    let mut last = String::new();
+    loop {
+        let text = status_text(&state);
+        if text != last {
+            let frame = if terminal {
+                // Home, the text with each line's rest cleared, then the rest of the screen cleared.
+                format!("\u{1b}[H{}\u{1b}[J", text.replace('\n', "\u{1b}[K\n"))
+            } else if last.is_empty() {
+                text.clone()
+            } else {
+                format!("\n{text}")
+            };
+            if terminal && last.is_empty() {
+                print_stdout("\u{1b}[2J")?;
+            }
+            print_stdout(&frame)?;
+            last = text;
+        }
+        if state.status != RunStatus::Running {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if let Ok(next) = run_dir.load() {
+            state = next;
+        }
+    }
 }
 
 /// One line of a log, as `flow logs --json` prints it.
@@ -122,26 +163,29 @@ struct LogLine<'a> {
 /// than hidden, and on a terminal without the agent's escape sequences.
 pub async fn logs(args: LogsArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let (run_dir, state) = load_run(site, args.run.id())?;
-    if args.workstream != "_verify" && state.workstream(&args.workstream).is_none() {
+    let Some(workstream) = args.workstream.clone() else {
+        return all_logs(&run_dir, &state, args.follow).await;
+    };
+    if workstream != "_verify" && state.workstream(&workstream).is_none() {
         let known: Vec<&str> = state.workstreams.iter().map(|w| w.name.as_str()).collect();
-        let hint = flow_dsl::did_you_mean(&args.workstream, known.iter().copied())
+        let hint = flow_dsl::did_you_mean(&workstream, known.iter().copied())
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
         return Err(CommandError::Usage(miette::miette!(
             "run {} has no workstream `{}`{hint}; it has {}",
             state.id,
-            args.workstream,
+            workstream,
             known.join(", ")
         )));
     }
-    let path = run_dir.log_path(&args.workstream);
+    let path = run_dir.log_path(&workstream);
     let print = |text: &str| -> Result<(), CommandError> {
         if args.json {
             for line in text.lines() {
                 print_json_line(&LogLine {
                     version: JSON_VERSION,
                     run: &state.id,
-                    workstream: &args.workstream,
+                    workstream: &workstream,
                     text: line,
                 })?;
             }
@@ -184,9 +228,78 @@ pub async fn logs(args: LogsArgs, site: &Site) -> Result<ExitCode, CommandError>
         // The log is created with the first line of output.
         say(&format!(
             "(no output from {} yet: its log {} is made with the first line)",
-            args.workstream,
+            workstream,
             path.display()
         ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The colours of the names before the lines of `flow logs --all`, one per workstream in turn.
+const NAME_COLORS: [anstyle::AnsiColor; 6] = [
+    anstyle::AnsiColor::Cyan,
+    anstyle::AnsiColor::Magenta,
+    anstyle::AnsiColor::Yellow,
+    anstyle::AnsiColor::Green,
+    anstyle::AnsiColor::Blue,
+    anstyle::AnsiColor::BrightRed,
+];
+
+/// `flow logs --all [-f]`: every workstream's log (and verify's), each complete line after
+/// its workstream's name, as turbo prints its tasks; following them until the run ends.
+async fn all_logs(run_dir: &RunDir, state: &RunState, follow: bool) -> Result<ExitCode, CommandError> {
+    let mut names: Vec<String> = state.workstreams.iter().map(|w| w.name.clone()).collect();
+    names.push("_verify".into());
+    let width = names.iter().map(String::len).max().unwrap_or(0);
+    let mut offsets = vec![0u64; names.len()];
+    let mut pending: Vec<Vec<u8>> = vec![vec![]; names.len()];
+    let colored = crate::output::colored(Stream::Stdout);
+    let prefix = |k: usize| {
+        let name = format!("{:<width$} |", names[k]);
+        if colored {
+            let style = NAME_COLORS[k % NAME_COLORS.len()].on_default();
+            format!("{style}{name}{style:#} ")
+        } else {
+            format!("{name} ")
+        }
+    };
+    loop {
+        let mut out = String::new();
+        for k in 0..names.len() {
+            let Ok(mut file) = std::fs::File::open(run_dir.log_path(&names[k])) else {
+                continue;
+            };
+            let _ = file.seek(SeekFrom::Start(offsets[k]));
+            let mut bytes = vec![];
+            let _ = file.read_to_end(&mut bytes);
+            offsets[k] += bytes.len() as u64;
+            pending[k].extend_from_slice(&bytes);
+            if let Some(end) = pending[k].iter().rposition(|b| *b == b'\n') {
+                let complete: Vec<u8> = pending[k].drain(..=end).collect();
+                for line in String::from_utf8_lossy(&complete).lines() {
+                    out.push_str(&prefix(k));
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        if !out.is_empty() {
+            print_stdout(&out)?;
+        }
+        let running = follow && run_dir.load().map(|s| s.status == RunStatus::Running).unwrap_or(false);
+        if !running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let mut rest = String::new();
+    for (k, bytes) in pending.iter().enumerate() {
+        if !bytes.is_empty() {
+            rest.push_str(&format!("{}{}\n", prefix(k), String::from_utf8_lossy(bytes)));
+        }
+    }
+    if !rest.is_empty() {
+        print_stdout(&rest)?;
     }
     Ok(ExitCode::SUCCESS)
 }

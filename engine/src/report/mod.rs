@@ -2,6 +2,7 @@
 
 pub mod board;
 pub mod graph;
+pub mod html;
 pub mod plan_json;
 pub mod plan_text;
 pub mod progress;

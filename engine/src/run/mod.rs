@@ -13,6 +13,7 @@ pub mod lock;
 pub mod observer;
 pub mod prompt;
 pub mod recover;
+pub mod requests;
 pub mod resume;
 pub mod session;
 pub mod spec_hash;

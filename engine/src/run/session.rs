@@ -8,10 +8,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::plan::Plan;
-use crate::run::core::{Core, Options};
+use crate::run::core::{Core, Input, Options};
 use crate::run::driver::{Begin, Driver};
 use crate::run::error::RunError;
 use crate::run::observer::Observer;
+use crate::run::requests;
 use crate::run::spec_hash::spec_hashes;
 use crate::run::state::RunState;
 use crate::run::store::RunJournal;
@@ -55,9 +56,23 @@ pub(crate) async fn drive(
     let workflow = plan.workflow.clone();
     let hashes = spec_hashes(&workflow);
     let seed = seed_of(&run_dir.id);
+    let requests_dir = run_dir.clone();
     let work = ProcessWork::new(workflow, site, run_dir, parent_env, settings.grace, hashes);
+    let names: Vec<String> = state.workstreams.iter().map(|w| w.name.clone()).collect();
     let core = Core::new(plan, state, settings.options, site.git().is_some(), seed);
     let driver = Driver::new(core, Arc::new(work), Box::new(journal), observer);
+    // A person's requests (`flow watch`): without notifications the run goes on without them.
+    let inputs = driver.inputs();
+    let _requests = requests::follow(&requests_dir, move |request| {
+        if let Ok(request) = request
+            && let Some(workstream) = names.iter().position(|n| *n == request.workstream)
+        {
+            inputs.send(Input::Request {
+                workstream,
+                action: request.action,
+            });
+        }
+    });
     Ok(driver.run(begin, interrupts()).await)
 }
 

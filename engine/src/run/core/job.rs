@@ -913,6 +913,7 @@ impl Core {
                 },
             ),
             Some(StopReason::Abort(reason)) => self.cancel(index, &reason),
+            Some(StopReason::Person) => self.cancel(index, "stopped by a person"),
             None => self.cancel(index, "stopped by Ctrl-C"),
         }
     }

@@ -101,6 +101,8 @@ enum StopReason {
     Budget(crate::run::state::BudgetBreach),
     /// Another workstream failed under `--abort-on-failure`: it is cancelled.
     Abort(String),
+    /// A person asked for it to stop: it is cancelled, the rest of the run goes on.
+    Person,
 }
 
 /// The state machine of one run.
@@ -133,6 +135,8 @@ pub struct Core {
     base_commit: Option<Oid>,
     /// Ctrl-C: every process is stopped and nothing new starts.
     cancelled: bool,
+    /// The workstreams a person stopped or skipped: not failures for the failure policy.
+    by_person: Vec<bool>,
     /// Nothing new starts (a failure without `--keep-going`, Ctrl-C, a broken event log).
     stopping: bool,
     /// The time of the input being handled.
@@ -177,6 +181,7 @@ impl Core {
             ledger: Ledger::new(n),
             base_commit,
             cancelled: false,
+            by_person: vec![false; n],
             stopping: false,
             now,
             out: vec![],
@@ -255,6 +260,7 @@ impl Core {
             Input::Forecast { workstream, conflicts } => self.forecasted(workstream, conflicts),
             Input::Timer(timer) => self.timer(timer),
             Input::Interrupt => self.interrupt(),
+            Input::Request { workstream, action } => self.request(workstream, action),
             Input::RecordFailed(_) => self.stopping = true,
         }
         self.advance();
@@ -388,7 +394,7 @@ impl Core {
             });
             queue.extend(self.plan.dependents(d));
         }
-        if !self.options.keep_going && !self.cancelled {
+        if !self.options.keep_going && !self.cancelled && !self.by_person[index] {
             self.stopping = true;
             if self.options.abort_on_failure {
                 let reason = format!("stopped: `{name}` failed (--abort-on-failure)");
@@ -589,6 +595,39 @@ impl Core {
             self.out.push(Effect::Stop { workstream: index });
         } else if job.is_waiting() {
             self.resolve_stop(index);
+        }
+    }
+
+    /// A person's request: stop a workstream at work (its process now, else at its next
+    /// step), or skip one that has not started; its dependents are skipped, and the run goes
+    /// on as if it had been left out. What cannot be done (it merges, it is over) is an alert.
+    fn request(&mut self, index: usize, action: crate::run::requests::Action) {
+        let Some(ws) = self.state.workstreams.get(index) else {
+            return;
+        };
+        let (name, phase) = (ws.name.clone(), ws.phase);
+        if phase == Phase::Pending && self.jobs[index].is_none() && !self.cancelled {
+            self.by_person[index] = true;
+            self.record(EventKind::Phase {
+                workstream: index,
+                phase: Phase::Skipped,
+                reason: Some(format!(
+                    "{} by a person",
+                    match action {
+                        crate::run::requests::Action::Stop => "stopped before it started",
+                        crate::run::requests::Action::Skip => "skipped",
+                    }
+                )),
+            });
+            self.failed(index);
+        } else if action == crate::run::requests::Action::Stop && self.jobs[index].is_some() && !phase.is_final() {
+            self.by_person[index] = true;
+            self.stop_job(index, StopReason::Person);
+        } else {
+            self.record(EventKind::Alert {
+                workstream: Some(index),
+                message: format!("`{name}` is {phase}: it cannot be asked to {} now", action.as_str()),
+            });
         }
     }
 

@@ -82,6 +82,12 @@ pub enum Input {
     Timer(Timer),
     /// flow was asked to stop (Ctrl-C, SIGTERM, SIGHUP).
     Interrupt,
+    /// A person asked to stop or skip one workstream (`flow watch`, through the run's
+    /// `requests/` folder).
+    Request {
+        workstream: usize,
+        action: crate::run::requests::Action,
+    },
     /// The event log could not be written: nothing more may start.
     RecordFailed(String),
 }

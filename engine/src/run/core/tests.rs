@@ -2171,3 +2171,56 @@ workstream "a" { owns "a/**"; retries 3; script "true" }
         .count();
     assert_eq!(starts, 1, "never retried");
 }
+
+#[test]
+fn a_person_stops_a_running_workstream_and_skips_a_waiting_one_and_the_run_goes_on() {
+    use crate::run::requests::Action;
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+workstream "c" { owns "c/**"; depends-on "a"; script "true" }
+workstream "d" { owns "d/**"; depends-on "b"; script "true" }
+workstream "e" { owns "e/**"; script "true" }
+workstream "f" { owns "f/**"; depends-on "e"; script "true" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            max_parallel: Some(2),
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    let (a, e) = (sim.index("a"), sim.index("e"));
+    sim.feed(Input::Request {
+        workstream: a,
+        action: Action::Stop,
+    });
+    assert_eq!(sim.stopped, [a], "its agent is stopped");
+    assert_eq!(sim.phase("a"), Phase::Cancelled);
+    assert_eq!(sim.reason("a"), "stopped by a person");
+    assert_eq!(sim.phase("c"), Phase::Skipped, "its dependent will not run");
+    // Not a failure for the failure policy: what does not depend on it still starts.
+    assert_eq!(sim.phase("e"), Phase::Running, "the freed slot is taken");
+    sim.feed(Input::Request {
+        workstream: sim.index("f"),
+        action: Action::Skip,
+    });
+    assert_eq!(sim.phase("f"), Phase::Skipped);
+    assert_eq!(sim.reason("f"), "skipped by a person");
+    // What cannot be done is said, and changes nothing.
+    sim.run_all();
+    sim.feed(Input::Request {
+        workstream: e,
+        action: Action::Stop,
+    });
+    assert_eq!(sim.phase("e"), Phase::Merged);
+    assert!(
+        sim.state().alerts.iter().any(|a| a.contains("`e` is merged")),
+        "{:?}",
+        sim.state().alerts
+    );
+    assert_eq!(sim.phase("b"), Phase::Merged);
+    assert_eq!(sim.phase("d"), Phase::Merged);
+    sim.finish();
+}

@@ -145,6 +145,19 @@ enum Message {
     Line { workstream: usize, text: String },
 }
 
+/// Gives the core inputs from outside the run (a person's requests), from any thread.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+impl Inputs {
+    /// Sends one input; after the run is over it goes nowhere.
+    pub fn send(&self, input: Input) {
+        let _ = self.tx.send(Message::Input(input));
+    }
+}
+
 /// How a running agent reports its usage and lines.
 #[derive(Debug, Clone)]
 pub struct Reporter {
@@ -234,6 +247,11 @@ impl<'o> Driver<'o> {
             snapshot_every: SNAPSHOT_EVERY,
             dirty: false,
         }
+    }
+
+    /// A way to give the core inputs from outside the run's tasks (a person's requests).
+    pub fn inputs(&self) -> Inputs {
+        Inputs { tx: self.tx.clone() }
     }
 
     /// Runs until the core says the run is over; `interrupts` yields once per Ctrl-C (or

@@ -1,0 +1,378 @@
+//! `flow watch`: a full-screen dashboard of a run, going on or finished.
+//!
+//! It reads only the run's folder (`state.json`, `events.jsonl`, `logs/`), so it attaches to
+//! a run started in another terminal, by another user's shell, or long over. It follows the
+//! folder with file notifications (the `notify` crate: inotify on Linux) and folds the record
+//! again into a [`RunView`] when something changed, not on a timer; a clock tick once a
+//! second only moves the elapsed times while the run goes on. What it draws is
+//! [`screen::draw`], a pure function tested on ratatui's test backend.
+//!
+//! It never changes the run itself: stop and skip are requests left in the run's
+//! `requests/` folder ([`crate::run::requests`]), which the run reads as inputs to its core.
+//! The terminal is put back on quit, on error and on panic (ratatui's `try_init` installs a
+//! panic hook that restores it).
+
+pub mod screen;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use crate::git::{Git, Oid};
+use crate::report::html::{log_tail, plain_text};
+use crate::report::run_table::{dollars, tokens};
+use crate::report::usage::usage_report;
+use crate::run::requests::{Action, send};
+use crate::run::state::{Phase, RunStatus};
+use crate::run::store::read_events;
+use crate::site::RunDir;
+use crate::view::RunView;
+
+pub use self::screen::{Dashboard, Extras, Tab};
+
+/// How many lines of the selected workstream's log the output pane keeps.
+const PANE_LINES: usize = 2000;
+
+/// A run's folder and what is needed to fold it into a view.
+pub struct Source {
+    pub run_dir: RunDir,
+    pub git: Option<Git>,
+}
+
+impl Source {
+    /// Reads the record and folds it into a view at this moment, with the budgets.
+    pub fn load(&self) -> io::Result<(RunView, Extras)> {
+        let state = self.run_dir.load()?;
+        let events = read_events(&self.run_dir.events_path())?;
+        let workflow = state
+            .workflow_file
+            .as_ref()
+            .and_then(|f| flow_dsl::check_file(std::path::Path::new(f)).ok())
+            .map(|c| c.workflow);
+        let mut view = RunView::build(&state, &events, workflow.as_ref(), crate::time::now());
+        // What each agent at work printed last: the record has it only once an attempt ends.
+        for w in view.workstreams.iter_mut().filter(|w| w.phase.is_active()) {
+            if let Some(line) = log_tail(&self.run_dir.log_path(&w.name), 8)
+                .into_iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+            {
+                w.last_line = Some(line);
+            }
+        }
+        let budgets = match &workflow {
+            Some(wf) => usage_report(&state, Some(wf)).budgets,
+            None => vec![],
+        };
+        Ok((view, Extras { pane: vec![], budgets }))
+    }
+
+    /// The lines of the selected workstream's pane.
+    pub fn pane(&self, view: &RunView, dashboard: &Dashboard) -> Vec<String> {
+        let Some(w) = view.workstreams.get(dashboard.selected) else {
+            return vec![];
+        };
+        match dashboard.tab {
+            Tab::Output => {
+                let mut lines = log_tail(&self.run_dir.log_path(&w.name), PANE_LINES);
+                // Why it failed, under its output where the eye already is.
+                if let Some(f) = &w.failure {
+                    let exit = f.exit.map_or(String::new(), |e| format!(" ({e})"));
+                    lines.push(format!("── failed: {}{exit} ──", f.kind));
+                    lines.extend(plain_text(&f.message).lines().map(|l| format!("why: {l}")));
+                } else if let Some(reason) = w.reason.as_ref().filter(|_| w.phase.is_final()) {
+                    lines.push(format!("── {}: {reason} ──", w.phase));
+                }
+                lines
+            }
+            Tab::Changes => {
+                let from = w.base_commit.as_deref().or(w.start_commit.as_deref());
+                let range = from
+                    .and_then(|f| f.parse::<Oid>().ok())
+                    .zip(w.result_commit.as_deref().and_then(|r| r.parse::<Oid>().ok()));
+                match (&self.git, range) {
+                    (Some(git), Some((from, to))) => {
+                        let mut lines = vec![];
+                        let stats = git.diffstat(from, to).unwrap_or_default();
+                        let (added, removed) = stats.iter().fold((0, 0), |(a, r), s| (a + s.added, r + s.removed));
+                        lines.push(format!("{} files changed, +{added} -{removed}", stats.len()));
+                        for s in &stats {
+                            lines.push(format!("  {}  +{} -{}", s.path, s.added, s.removed));
+                        }
+                        lines.push(String::new());
+                        let diff = git.diff_text(from, to, 256 * 1024).unwrap_or_default();
+                        lines.extend(plain_text(&diff).lines().map(str::to_string));
+                        lines
+                    }
+                    _ if !w.files_changed.is_empty() => {
+                        let mut lines = vec![format!("{} files changed:", w.files_changed.len())];
+                        lines.extend(w.files_changed.iter().map(|f| format!("  {f}")));
+                        lines
+                    }
+                    _ => vec!["no changes committed yet: flow commits its work when its agent ends".into()],
+                }
+            }
+            Tab::Details => details(view, dashboard.selected),
+        }
+    }
+}
+
+/// The details of one workstream: state, what it waits on or why it failed, its attempts.
+fn details(view: &RunView, index: usize) -> Vec<String> {
+    let w = &view.workstreams[index];
+    let mut lines = vec![format!("state: {}", w.phase.name())];
+    if let Some(wait) = &w.wait {
+        lines.push(wait.to_string());
+    }
+    if let Some(f) = &w.failure {
+        let exit = f.exit.map_or(String::new(), |e| format!(" ({e})"));
+        lines.push(format!("failed: {}{exit}", f.kind));
+        lines.extend(plain_text(&f.message).lines().map(|l| format!("why: {l}")));
+    }
+    if let Some(reason) = &w.reason {
+        lines.push(format!("reason: {reason}"));
+    }
+    let who: Vec<String> = [w.agent.clone(), w.model.clone(), w.account.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !who.is_empty() {
+        lines.push(format!("agent: {}", who.join(" · ")));
+    }
+    if !w.dependencies.is_empty() {
+        let names: Vec<&str> = w
+            .dependencies
+            .iter()
+            .map(|&d| view.workstreams[d].name.as_str())
+            .collect();
+        lines.push(format!("depends on: {}", names.join(", ")));
+    }
+    if let Some(path) = &w.worktree {
+        lines.push(format!("worktree: {path}"));
+    }
+    lines.push(String::new());
+    lines.push(format!("attempts: {}", w.attempts.len()));
+    for a in &w.attempts {
+        let took = a.ended_at.map_or("going on".to_string(), |e| {
+            format_duration(crate::time::elapsed(a.started_at, e))
+        });
+        let error = a
+            .error
+            .as_deref()
+            .map_or(String::new(), |e| format!("  {}", plain_text(e)));
+        lines.push(format!(
+            "  #{} {:<7} {took:>8}  {:>7} tokens  {:>7}{error}",
+            a.number,
+            a.purpose.as_str(),
+            tokens(a.usage.total_tokens()),
+            dollars(a.usage.cost_usd)
+        ));
+    }
+    if let Some(last) = &w.last_line {
+        lines.push(String::new());
+        lines.push(format!("last line: {}", plain_text(last)));
+    }
+    lines
+}
+
+use flow_dsl::format_duration;
+
+/// Something the loop wakes up for besides a key.
+enum Wake {
+    /// The run's folder changed.
+    Changed,
+}
+
+/// Shows the dashboard until the person quits; the run goes on.
+pub fn watch(source: Source) -> io::Result<()> {
+    // The folder is followed before the first read, so no change falls in between.
+    let (tx, rx) = mpsc::channel();
+    let watcher = follow(&source.run_dir.dir, tx);
+    let mut terminal = ratatui::try_init()?;
+    let result = run_loop(&mut terminal, &source, &rx, watcher.is_ok());
+    ratatui::try_restore()?;
+    drop(watcher);
+    result
+}
+
+fn follow(dir: &std::path::Path, tx: mpsc::Sender<Wake>) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(Wake::Changed);
+        }
+    })?;
+    watcher.watch(dir, notify::RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
+fn run_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    source: &Source,
+    rx: &mpsc::Receiver<Wake>,
+    notified: bool,
+) -> io::Result<()> {
+    let mut dashboard = Dashboard {
+        follow: true,
+        ..Dashboard::default()
+    };
+    if !notified {
+        dashboard.message = Some("cannot follow the run's folder: reading it every second".into());
+    }
+    let (mut view, mut extras) = source.load()?;
+    extras.pane = source.pane(&view, &dashboard);
+    let mut last_load = Instant::now();
+    loop {
+        terminal.draw(|frame| screen::draw(frame, &view, &dashboard, &extras))?;
+        // Keys are read with a wait, so the loop sleeps between them; changes to the
+        // folder arrive as notifications and are taken at the next wake.
+        let mut reload = false;
+        if event::poll(Duration::from_millis(250))? {
+            match event::read()? {
+                TermEvent::Key(key) if key.kind != KeyEventKind::Release => {
+                    match handle_key(key, &mut dashboard, &view, source, terminal)? {
+                        Flow::Quit => return Ok(()),
+                        Flow::Reload => reload = true,
+                        Flow::Redraw => {}
+                    }
+                }
+                TermEvent::Resize(..) => {}
+                _ => {}
+            }
+        }
+        while rx.try_recv().is_ok() {
+            reload = true;
+        }
+        let ticking = view.status == RunStatus::Running && last_load.elapsed() >= Duration::from_secs(1);
+        if reload || ticking || (!notified && last_load.elapsed() >= Duration::from_secs(1)) {
+            if let Ok((v, e)) = source.load() {
+                view = v;
+                extras.budgets = e.budgets;
+            }
+            dashboard.selected = dashboard.selected.min(view.workstreams.len().saturating_sub(1));
+            extras.pane = source.pane(&view, &dashboard);
+            last_load = Instant::now();
+        }
+    }
+}
+
+/// What the loop does after a key.
+enum Flow {
+    Quit,
+    Reload,
+    Redraw,
+}
+
+fn handle_key(
+    key: KeyEvent,
+    dashboard: &mut Dashboard,
+    view: &RunView,
+    source: &Source,
+    terminal: &mut ratatui::DefaultTerminal,
+) -> io::Result<Flow> {
+    let n = view.workstreams.len();
+    let page = 10;
+    dashboard.message = None;
+    match key.code {
+        KeyCode::Char('q') | KeyCode::Esc => return Ok(Flow::Quit),
+        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => return Ok(Flow::Quit),
+        KeyCode::Down | KeyCode::Char('j') if n > 0 => {
+            dashboard.selected = (dashboard.selected + 1).min(n - 1);
+            dashboard.scroll = 0;
+            dashboard.follow = true;
+        }
+        KeyCode::Up | KeyCode::Char('k') => {
+            dashboard.selected = dashboard.selected.saturating_sub(1);
+            dashboard.scroll = 0;
+            dashboard.follow = true;
+        }
+        KeyCode::Home | KeyCode::Char('g') => {
+            dashboard.selected = 0;
+            dashboard.scroll = 0;
+            dashboard.follow = true;
+        }
+        KeyCode::End | KeyCode::Char('G') => {
+            dashboard.selected = n.saturating_sub(1);
+            dashboard.scroll = 0;
+            dashboard.follow = true;
+        }
+        KeyCode::Char('f') | KeyCode::Enter => {
+            dashboard.tab = Tab::Output;
+            dashboard.follow = !dashboard.follow || dashboard.scroll > 0;
+            dashboard.scroll = 0;
+        }
+        KeyCode::PageUp => {
+            dashboard.follow = false;
+            dashboard.scroll += page;
+        }
+        KeyCode::PageDown => {
+            dashboard.scroll = dashboard.scroll.saturating_sub(page);
+            dashboard.follow = dashboard.scroll == 0;
+        }
+        KeyCode::Tab => {
+            dashboard.tab = dashboard.tab.next();
+            dashboard.scroll = 0;
+        }
+        KeyCode::Char('s') => dashboard.message = Some(request(view, dashboard.selected, Action::Stop, source)),
+        KeyCode::Char('x') => dashboard.message = Some(request(view, dashboard.selected, Action::Skip, source)),
+        KeyCode::Char('r') => {
+            dashboard.message = Some(
+                "retry: not from here yet; `flow resume` runs failed workstreams again once the run is over".into(),
+            )
+        }
+        KeyCode::Char('o') => {
+            dashboard.message = Some(open_shell(view, dashboard.selected, terminal)?);
+            return Ok(Flow::Reload);
+        }
+        _ => return Ok(Flow::Redraw),
+    }
+    Ok(Flow::Reload)
+}
+
+/// Leaves a request for the run and says what was asked.
+fn request(view: &RunView, index: usize, action: Action, source: &Source) -> String {
+    let Some(w) = view.workstreams.get(index) else {
+        return "no workstream selected".into();
+    };
+    if view.status != RunStatus::Running {
+        return format!("the run is over ({}): nothing to {}", view.status, action.as_str());
+    }
+    if w.phase.is_final() {
+        return format!("{} is already {}", w.name, w.phase);
+    }
+    if action == Action::Skip && w.phase != Phase::Pending {
+        return format!("{} has started: stop it with s", w.name);
+    }
+    match send(&source.run_dir, &w.name, action) {
+        Ok(()) => format!("asked the run to {} {}", action.as_str(), w.name),
+        Err(e) => format!("cannot ask the run: {e}"),
+    }
+}
+
+/// Suspends the dashboard for a shell in the selected workstream's worktree.
+fn open_shell(view: &RunView, index: usize, terminal: &mut ratatui::DefaultTerminal) -> io::Result<String> {
+    let Some(w) = view.workstreams.get(index) else {
+        return Ok("no workstream selected".into());
+    };
+    let Some(dir) = w.worktree.as_ref().map(PathBuf::from).filter(|d| d.is_dir()) else {
+        return Ok(format!("{} has no worktree (yet)", w.name));
+    };
+    let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
+    ratatui::try_restore()?;
+    println!(
+        "a shell in {} ({}); exit it to go back to the dashboard",
+        dir.display(),
+        w.name
+    );
+    let status = std::process::Command::new(&shell).current_dir(&dir).status();
+    ratatui::crossterm::terminal::enable_raw_mode()?;
+    ratatui::crossterm::execute!(io::stdout(), ratatui::crossterm::terminal::EnterAlternateScreen)?;
+    terminal.clear()?;
+    Ok(match status {
+        Ok(_) => format!("back from the shell in {}", w.name),
+        Err(e) => format!("cannot start {}: {e}", shell.to_string_lossy()),
+    })
+}
