@@ -68,6 +68,10 @@ const WORKSTREAM_CHILDREN: &[&str] = &[
     "writable",
     "secret",
     "log-limit",
+    "setup",
+    "setup-timeout",
+    "teardown",
+    "copy",
 ];
 const DEFAULTS_CHILDREN: &[&str] = &[
     "agent",
@@ -92,6 +96,10 @@ const DEFAULTS_CHILDREN: &[&str] = &[
     "writable",
     "secret",
     "log-limit",
+    "setup",
+    "setup-timeout",
+    "teardown",
+    "copy",
 ];
 const INTEGRATE_CHILDREN: &[&str] = &["verify", "on-conflict", "order", "resolver", "sync"];
 const AGENT_CHILDREN: &[&str] = &[
@@ -304,7 +312,16 @@ impl<'a> Reader<'a> {
             }
             let repeatable = matches!(
                 name,
-                "owns" | "forbid" | "context" | "depends-on" | "env" | "writable" | "secret"
+                "owns"
+                    | "forbid"
+                    | "context"
+                    | "depends-on"
+                    | "env"
+                    | "writable"
+                    | "secret"
+                    | "setup"
+                    | "teardown"
+                    | "copy"
             );
             if !repeatable && !seen.first(self, child) {
                 continue;
@@ -347,6 +364,10 @@ impl<'a> Reader<'a> {
                 "writable" => ws.writable.extend(self.list(child, "a path")),
                 "secret" => ws.secret.extend(self.list(child, "a variable name")),
                 "log-limit" => ws.log_limit = self.one_size(child),
+                "setup" => ws.setup.extend(self.list(child, "a shell command")),
+                "setup-timeout" => ws.setup_timeout = self.one_duration(child),
+                "teardown" => ws.teardown.extend(self.list(child, "a shell command")),
+                "copy" => ws.copy.extend(self.list(child, "a glob")),
                 _ => unreachable!("every allowed child is handled"),
             }
         }

@@ -25,6 +25,7 @@ pub mod run;
 pub mod sandbox;
 pub mod site;
 pub mod time;
+pub mod worktree_setup;
 
 // The front door: what the command line calls.
 pub use crate::plan::Plan;

@@ -8,6 +8,7 @@ mod context;
 mod demo;
 mod graph;
 mod help;
+mod hook;
 mod init;
 mod man;
 mod merge;
@@ -54,5 +55,6 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::Help(args) => help::run(args),
+        Command::Hook(args) => hook::run(args),
     }
 }

@@ -81,7 +81,7 @@ impl Work for FakeWork {
         start: Option<Oid>,
         _fresh: bool,
         _handoffs: Vec<Handoff>,
-    ) -> BoxFuture<'static, Result<Workspace, String>> {
+    ) -> BoxFuture<'static, Result<Workspace, crate::run::state::Failure>> {
         async move {
             Ok(Workspace {
                 dir: format!("/w/{workstream}").into(),
