@@ -11,3 +11,4 @@ mod run;
 mod run_agents;
 mod run_checks;
 mod support;
+mod worktree_setup;

@@ -106,6 +106,13 @@ impl ProcessWork {
         self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index].clone()
     }
 
+    fn slot_list(&self) -> Vec<Slot> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn set_slot(&self, index: usize, change: impl FnOnce(&mut Slot)) {
         change(&mut self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index]);
     }
@@ -232,8 +239,8 @@ impl ProcessWork {
     }
 
     /// Makes a workstream's worktree ready to work in: its files copied from the user's
-    /// checkout, a block of ports, the scope hook, and its `setup` run (unless this run
-    /// already ran the same setup in this worktree).
+    /// checkout, a block of ports, and its `setup` run (unless this run already ran the same
+    /// setup in this worktree). The scope hook comes at the end of the run (see `finish`).
     async fn ready_worktree(
         &self,
         index: usize,
@@ -279,10 +286,6 @@ impl ProcessWork {
                 .map_err(setup_failure)?;
         }
         // The scope hook, for a person who commits in this worktree.
-        if let Some(git) = &self.git {
-            install_scope_hook(&self.flow_dir, git, &workflow, index, dir, &copy.paths)
-                .map_err(|e| Failure::new(FailureKind::Git, format!("cannot install the scope hook: {e}")))?;
-        }
         // Ports, once per run.
         let port = {
             let mut ports = self.ports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -623,11 +626,12 @@ impl ProcessWork {
         );
         // A sync whose conflicts the agent resolved: this commit finishes the merge.
         let finishing = !markers_in.is_empty();
+        let copied = self.slot(index).copied;
         blocking(move || {
             if finishing {
-                git.commit_all_finishing_merge(&dir, &message, &context::excluded_prefixes(&workflow))?;
+                git.commit_all_finishing_merge(&dir, &message, &excluded(&workflow, &copied))?;
             } else {
-                git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))?;
+                git.commit_all(&dir, &message, &excluded(&workflow, &copied))?;
             }
             let integrity: Vec<String> = git
                 .check_worktree_integrity(&dir, &branch, start)?
@@ -680,6 +684,7 @@ impl ProcessWork {
             workflow.workstreams[index].name,
             paths.join("\n")
         );
+        let copied = self.slot(index).copied;
         blocking(move || {
             // Restored as the integration branch has them (after a sync, not as at the start).
             let base = match git.branch_head(&branch)? {
@@ -687,7 +692,7 @@ impl ProcessWork {
                 None => start,
             };
             git.restore_paths(&dir, base, &paths)?;
-            git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))?;
+            git.commit_all(&dir, &message, &excluded(&workflow, &copied))?;
             git.branch_head(&branch)?
                 .ok_or_else(|| GitError::UnknownBranch(branch.clone()))
         })
@@ -970,7 +975,28 @@ impl Work for ProcessWork {
                 let _ = git.unlock_worktree(Path::new(dir));
             }
         }
+        // The scope hook, for a person who commits in a worktree the run leaves. Installed
+        // only now, with no agent running: agents never run hooks, and a worktree setting
+        // written while one runs would be taken for that agent's (the git-directory guard).
+        let slots = self.slot_list();
+        for (index, slot) in slots.iter().enumerate() {
+            if let Some(Workspace {
+                dir, branch: Some(_), ..
+            }) = &slot.workspace
+                && dir.exists()
+            {
+                let _ = install_scope_hook(&self.flow_dir, git, &self.workflow, index, dir, &slot.copied);
+            }
+        }
     }
+}
+
+/// What flow's own commits leave out: the context files and the files copied from the
+/// user's checkout.
+fn excluded<'a>(workflow: &'a Workflow, copied: &'a [String]) -> Vec<&'a str> {
+    let mut prefixes = context::excluded_prefixes(workflow);
+    prefixes.extend(copied.iter().map(String::as_str));
+    prefixes
 }
 
 /// Runs git work on the blocking pool; its error, or the pool's, in words.
