@@ -273,3 +273,47 @@ workstream "one" {
     env.commit_all("in the user's checkout");
     assert_eq!(env.read_outside("user-hook"), "ran\nran\n");
 }
+
+#[test]
+fn flow_clean_runs_the_teardown_in_each_worktree_it_removes() {
+    let env = TestEnv::new();
+    let torn = env.outside("torn-down");
+    env.workflow(&format!(
+        r#"
+workstream "one" {{
+    owns "one/**"
+    teardown "echo $FLOW_WORKSTREAM $FLOW_BRANCH >> {torn}"
+    script "true"
+}}
+"#
+    ));
+    let out = env.flow().args(["prepare"]).output().expect("flow prepare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.flow().args(["clean"]).output().expect("flow clean");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(env.read_outside("torn-down"), "one flow/t/one\n");
+    assert!(!env.base().join("repo-worktrees/t/one").exists());
+}
+
+#[test]
+fn an_agent_that_commits_a_copied_file_itself_fails_and_nothing_of_it_merges() {
+    let env = TestEnv::new();
+    env.write(".gitignore", ".env\n");
+    env.write(".env", "TOKEN=secret\n");
+    env.workflow(
+        r#"
+workstream "leaky" {
+    copy ".env"
+    script "mkdir -p l && echo x > l/x.txt && git add -f .env l && git -c user.name=a -c user.email=a@b commit -qm leak"
+}
+"#,
+    );
+    let run = env.run(&[]);
+    run.assert_code(1);
+    let state = env.state();
+    assert_eq!(state.phase("leaky"), "failed");
+    assert_eq!(state.failure_kind("leaky"), Some("integrity"), "{}", run.text());
+    assert!(state.failure_message("leaky").contains(".env"));
+    let files = env.files_at("integration/t");
+    assert!(!files.iter().any(|f| f == ".env"), "{files:?}");
+}

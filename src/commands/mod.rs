@@ -46,7 +46,7 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Conflicts(args) => conflicts::run(args, &site),
         Command::Sync(args) => sync::run(args, &site).await,
         Command::Resolve(args) => resolve::run(args, &site),
-        Command::Clean(args) => clean::run(args, &site),
+        Command::Clean(args) => clean::run(args, &site).await,
         Command::Resume(args) => resume::run(args, &site).await,
         Command::Status(args) => status::status(args, &site),
         Command::Logs(args) => status::logs(args, &site).await,

@@ -665,6 +665,17 @@ impl ProcessWork {
                 .collect();
             changed.sort();
             changed.dedup();
+            // Files flow copied from the user's checkout (a `.env`) never merge: an agent
+            // that committed one itself fails.
+            let list = CopyList { paths: copied };
+            let leaked: Vec<&str> = changed.iter().map(String::as_str).filter(|p| list.holds(p)).collect();
+            let mut integrity = integrity;
+            if !leaked.is_empty() {
+                integrity.push(format!(
+                    "it committed files flow copied from your checkout, which never merge: {}",
+                    leaked.join(", ")
+                ));
+            }
             Ok(Inspection {
                 head,
                 base,
