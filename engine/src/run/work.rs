@@ -205,6 +205,15 @@ impl ProcessWork {
                 (dir, None, None)
             }
         };
+        // Ports, once per run, for a worktree or a scratch folder alike.
+        let port = {
+            let mut ports = self.ports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if ports[index].is_none() {
+                ports[index] = PortBlock::take();
+            }
+            ports[index].as_ref().map(PortBlock::first)
+        };
+        self.set_slot(index, |slot| slot.port = port);
         if branch.is_some() {
             self.ready_worktree(index, &dir, branch.as_deref(), created).await?;
         }
@@ -286,18 +295,8 @@ impl ProcessWork {
                 .map_err(setup_failure)?;
         }
         // The scope hook, for a person who commits in this worktree.
-        // Ports, once per run.
-        let port = {
-            let mut ports = self.ports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if ports[index].is_none() {
-                ports[index] = PortBlock::take();
-            }
-            ports[index].as_ref().map(PortBlock::first)
-        };
-        self.set_slot(index, |slot| {
-            slot.port = port;
-            slot.copied = copy.paths.clone();
-        });
+        let port = self.slot(index).port;
+        self.set_slot(index, |slot| slot.copied = copy.paths.clone());
         if ws.setup.is_empty() {
             return Ok(());
         }
