@@ -26,6 +26,9 @@ fn main() -> ExitCode {
         return ExitCode::from(error::USAGE);
     }
     flow_engine::git::configure_process();
+    // Orphans of agents come to flow, which stops them when their agent ends. A kernel that
+    // refuses leaves them to init, as before: nothing to tell the user.
+    let _ = flow_engine::agent::process::become_subreaper();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -58,16 +58,12 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
         let _ = append_line(&check.log_path, header);
     }
     let secrets = spec.secrets.clone();
-    let mut last = String::new();
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut tail_bytes = 0;
     let outcome = run_process(
         spec,
         |line: OutputLine<'_>| {
             let text = redact(line.text(), &secrets);
-            if !text.trim().is_empty() {
-                last = text.clone().into_owned();
-            }
             let kept: String = text.chars().take(TAIL_LINE).collect();
             tail_bytes += kept.len() + 1;
             tail.push_back(kept);
@@ -91,10 +87,11 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
                 Some((at, _)) => format!("{}…", &command[..at]),
                 None => command.to_string(),
             };
-            let detail = match (passed, last.is_empty()) {
+            // The last line is redacted and a few KiB at most.
+            let detail = match (passed, o.last_line.as_deref()) {
                 (true, _) => "passed".to_string(),
-                (false, true) => format!("`{named}` {}", o.end),
-                (false, false) => format!("`{named}` {}: {last}", o.end),
+                (false, None) => format!("`{named}` {}", o.end),
+                (false, Some(last)) => format!("`{named}` {}: {last}", o.end),
             };
             Some(TestResult {
                 passed,

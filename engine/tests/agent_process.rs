@@ -20,9 +20,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use flow_engine::agent::environment::{agent_environment, secret_values};
-use flow_engine::agent::process::{Control, OutputLine, ProcessEnd, ProcessOutcome, ProcessSpec, run_process};
+use flow_engine::agent::process::{
+    Control, LINE_LIMIT, ProcessEnd, ProcessOutcome, ProcessSpec, TEXT_LIMIT, become_subreaper, run_process,
+};
 use rustix::io::Errno;
-use rustix::process::{Pid, Signal, kill_process_group, test_kill_process};
+use rustix::process::{Pid, Signal, test_kill_process};
 use tokio::sync::watch;
 
 /// The grace between SIGINT and SIGKILL: a child that ends on SIGINT is never cut short, and a
@@ -60,7 +62,7 @@ async fn run_with(
     let outcome = run_process(
         spec,
         |line| {
-            seen.push((matches!(line, OutputLine::Stderr(_)), line.text().to_owned()));
+            seen.push((line.is_stderr(), line.text().to_owned()));
             match stop_at(line.text()) {
                 Some(reason) => Control::Stop(reason),
                 None => Control::Continue,
@@ -106,6 +108,17 @@ fn is_gone(pid: i32) -> bool {
 fn written_pid(file: &Path) -> i32 {
     let text = std::fs::read_to_string(file).expect("the child wrote its grandchild's pid");
     text.trim().parse().expect("a pid")
+}
+
+/// Asserts that the pid written in `file` names no process at all, not even a zombie: it was
+/// killed and reaped before `run_process` returned.
+fn assert_reaped(file: &Path) {
+    let pid = written_pid(file);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} is still there: {:?}",
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    );
 }
 
 /// Waits until the pid written in `file` is gone; a killed process needs a moment to be reaped.
@@ -237,6 +250,17 @@ async fn a_child_that_keeps_talking_is_not_hung() {
 }
 
 #[tokio::test]
+async fn a_child_that_writes_one_line_slowly_is_not_hung() {
+    // No line ends for longer than the idle limit, but output keeps coming, twenty times as
+    // often as the limit.
+    let mut spec = shell("i=0; while [ $i -lt 30 ]; do printf x; sleep 0.1; i=$((i+1)); done; echo");
+    spec.idle_timeout = Some(Duration::from_secs(2));
+    let (outcome, seen) = run(spec).await;
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    assert_eq!(stdout(&seen), ["x".repeat(30)]);
+}
+
+#[tokio::test]
 async fn the_callback_stops_the_child() {
     // It would write forever; on SIGINT it says so and exits.
     let spec =
@@ -329,6 +353,7 @@ async fn grandchildren_of_a_stopped_child_are_killed() {
 
 #[tokio::test]
 async fn a_grandchild_that_escaped_the_group_does_not_hang_the_run() {
+    become_subreaper().expect("the kernel lets a process reap its orphans");
     let directory = tempfile::tempdir().expect("a temporary directory");
     let pid_file = directory.path().join("pid");
     // It holds stdout open in a session of its own, and would write to it after its sleep.
@@ -343,10 +368,7 @@ async fn a_grandchild_that_escaped_the_group_does_not_hang_the_run() {
         ["bye"],
         "the run did not wait for the escaped grandchild"
     );
-    // The escaped processes are this test's own `sh` and `sleep`, the group `setsid` made;
-    // SIGKILL ends them.
-    let group = Pid::from_raw(written_pid(&pid_file)).expect("a positive pid");
-    let _ = kill_process_group(group, Signal::KILL);
+    assert_reaped(&pid_file);
 }
 
 #[tokio::test]
@@ -456,4 +478,236 @@ fn the_run_can_be_spawned_on_a_multi_threaded_runtime() {
     let (_sender, cancel) = not_cancelled();
     let run = run_process(shell("exit 0"), |_| Control::Continue, cancel);
     assert_send(&run);
+}
+
+/// Returns the lines of the log at `path`, which must be valid UTF-8.
+fn log_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("the log exists and is UTF-8");
+    text.lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn a_flood_of_lines_leaves_a_log_within_its_limit() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let log = directory.path().join("agent.log");
+    // About 300 MB: the numbers from 1 to 35,000,000, one a line.
+    let mut spec = shell("seq 1 35000000");
+    let limit = 8 << 20;
+    spec.log_limit = Some(limit);
+    spec.log_path = Some(log.clone());
+    let (_sender, cancel) = not_cancelled();
+    let mut count = 0u64;
+    let outcome = run_process(
+        spec,
+        |line| {
+            count += 1;
+            assert!(!line.cut, "{}", line.text);
+            Control::Continue
+        },
+        cancel,
+    )
+    .await
+    .expect("sh starts");
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    assert_eq!(count, 35_000_000, "the callback saw every line");
+    assert_eq!(outcome.last_line.as_deref(), Some("35000000"));
+
+    let size = std::fs::metadata(&log).expect("the log exists").len();
+    assert!(size <= limit + 200, "the log holds {size} bytes");
+    let lines = log_lines(&log);
+    let marker = lines
+        .iter()
+        .position(|line| line.starts_with("[flow: ") && line.contains("dropped here"))
+        .expect("a marker line");
+    // The head: the first lines (the last may be cut where the head filled).
+    let head = &lines[..marker];
+    for (index, line) in head[..head.len() - 1].iter().enumerate() {
+        assert_eq!(*line, (index + 1).to_string());
+    }
+    // The tail: whole lines, the last ones printed.
+    let tail = &lines[marker + 1..];
+    let first: u64 = tail[0].parse().expect("the tail starts with a whole line");
+    for (index, line) in tail.iter().enumerate() {
+        assert_eq!(*line, (first + index as u64).to_string());
+    }
+    assert_eq!(tail.last().map(String::as_str), Some("35000000"));
+    assert!(first > 30_000_000, "{} lines dropped at most", first);
+    assert!(lines[marker].contains(" lines) dropped here"), "{}", lines[marker]);
+}
+
+#[tokio::test]
+async fn one_huge_line_costs_a_bounded_part_of_it() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let log = directory.path().join("agent.log");
+    // 50 MB on one line, without a line ending, last.
+    let mut spec = shell("echo before; head -c 50000000 /dev/zero | tr '\\0' a");
+    spec.log_path = Some(log.clone());
+    let (_sender, cancel) = not_cancelled();
+    let mut seen = Vec::new();
+    let outcome = run_process(
+        spec,
+        |line| {
+            seen.push((line.text.len(), line.cut));
+            Control::Continue
+        },
+        cancel,
+    )
+    .await
+    .expect("sh starts");
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    assert_eq!(
+        seen,
+        [(6, false), (LINE_LIMIT, true)],
+        "the callback saw the line's start, marked cut"
+    );
+    let last_line = outcome.last_line.expect("a last line");
+    assert_eq!(last_line, format!("{}…", "a".repeat(TEXT_LIMIT)));
+
+    // Within the default limit: the log holds the whole line.
+    let lines = log_lines(&log);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], "before");
+    assert_eq!(lines[1].len(), 50_000_000);
+    assert!(lines[1].bytes().all(|byte| byte == b'a'));
+}
+
+#[tokio::test]
+async fn binary_output_and_nul_bytes_are_text_in_the_log() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let log = directory.path().join("agent.log");
+    // 3 MB of NUL bytes then bytes that are not UTF-8 on one line; random bytes; a last word.
+    let mut spec = shell(
+        "head -c 3000000 /dev/zero; printf '\\377\\376binary\\n'; head -c 1000000 /dev/urandom; echo; \
+         echo done >&2",
+    );
+    spec.log_path = Some(log.clone());
+    let (outcome, seen) = run(spec).await;
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    // The NUL line reached the callback cut, as text.
+    let (_, first) = &seen[0];
+    assert_eq!(first.len(), LINE_LIMIT);
+    assert!(first.bytes().all(|byte| byte == 0));
+    assert_eq!(seen.last().map(|(_, text)| text.as_str()), Some("done"));
+    assert_eq!(outcome.stderr_tail, "done");
+
+    // The log is valid UTF-8 (`log_lines` reads it so): NUL bytes kept, invalid bytes replaced.
+    let lines = log_lines(&log);
+    assert_eq!(lines[0].len(), 3_000_000 + "\u{FFFD}\u{FFFD}binary".len());
+    assert!(lines[0].ends_with("\0\u{FFFD}\u{FFFD}binary"));
+    assert_eq!(lines.last().map(String::as_str), Some("[stderr] done"));
+
+    // NUL bytes are not blank: the last line is their first few KiB, marked cut.
+    let (outcome, seen) = run(shell("head -c 10000 /dev/zero")).await;
+    assert_eq!(seen.last().map(|(_, text)| text.len()), Some(10_000));
+    assert_eq!(outcome.last_line, Some(format!("{}…", "\0".repeat(TEXT_LIMIT))));
+}
+
+#[tokio::test]
+async fn a_secret_is_hidden_wherever_the_reads_cut_a_long_line() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let log = directory.path().join("agent.log");
+    // 2 MB on one line: 100,000 copies of the secret, which the pipe's reads cut anywhere.
+    let mut spec = shell(
+        "i=0; while [ $i -lt 100000 ]; do printf '%s..' \"$SERVICE_API_KEY\"; i=$((i+1)); done; echo; \
+         printf '%4090s%s\\n' '' \"$SERVICE_API_KEY\"",
+    );
+    spec.env
+        .insert("SERVICE_API_KEY".to_owned(), "sk-supersecret-123".to_owned());
+    spec.secrets = secret_values(&spec.env);
+    spec.log_path = Some(log.clone());
+    let (outcome, _) = run(spec).await;
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+
+    let written = std::fs::read_to_string(&log).expect("the log exists");
+    assert!(!written.contains("supersecret"));
+    assert_eq!(written.matches("***").count(), 100_001);
+    // The secret straddles the last line's cut: it is hidden whole, not shown in part.
+    let last_line = outcome.last_line.expect("a last line");
+    assert!(last_line.ends_with("***"), "{}", &last_line[last_line.len() - 20..]);
+    assert!(!last_line.contains("sk-"));
+}
+
+#[tokio::test]
+async fn the_log_is_written_while_the_child_runs() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let log = directory.path().join("agent.log");
+    let go = directory.path().join("go");
+    // It says one line, then waits until the test has seen that line in the log.
+    let mut spec = shell(&format!(
+        "echo early; while [ ! -e '{}' ]; do sleep 0.02; done; echo late",
+        go.display()
+    ));
+    spec.log_path = Some(log.clone());
+    let (sender, cancel) = not_cancelled();
+    let run = tokio::spawn(run_process(spec, |_| Control::Continue, cancel));
+    let deadline = Instant::now() + PATIENCE;
+    while std::fs::read_to_string(&log).unwrap_or_default() != "early\n" {
+        assert!(Instant::now() < deadline, "the first line never reached the log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&go, "").expect("the go file");
+    let outcome = run.await.expect("the run ends").expect("sh starts");
+    drop(sender);
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    assert_eq!(std::fs::read_to_string(&log).expect("the log"), "early\nlate\n");
+}
+
+#[tokio::test]
+async fn escaped_descendants_are_stopped_and_reaped() {
+    become_subreaper().expect("the kernel lets a process reap its orphans");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let path = |name: &str| directory.path().join(name);
+    // A grandchild in a session of its own, and a daemon double-forked out of one: both would
+    // outlive the child, and neither is in its process group. The child waits until both have
+    // said who they are.
+    let spec = shell(&format!(
+        "setsid sh -c 'echo $$ > {a}.tmp; mv {a}.tmp {a}; exec sleep 300' & \
+         (setsid sh -c 'sleep 300 & echo $! > {b}.tmp; mv {b}.tmp {b}' &); \
+         while [ ! -e {a} ] || [ ! -e {b} ]; do sleep 0.01; done; echo bye",
+        a = path("setsid").display(),
+        b = path("daemon").display(),
+    ));
+    let (outcome, seen) = run(spec).await;
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    assert_eq!(stdout(&seen), ["bye"]);
+    assert_reaped(&path("setsid"));
+    assert_reaped(&path("daemon"));
+}
+
+#[tokio::test]
+async fn escaped_descendants_of_a_stopped_child_are_stopped() {
+    become_subreaper().expect("the kernel lets a process reap its orphans");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let pid_file = directory.path().join("pid");
+    let spec = shell(&format!(
+        "setsid sh -c 'echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 300' & \
+         while [ ! -e {p} ]; do sleep 0.01; done; echo ready; sleep 300 & wait",
+        p = pid_file.display(),
+    ));
+    let (outcome, _) = run_with(spec, |line| (line == "ready").then(|| "enough".to_owned())).await;
+    assert_eq!(outcome.end, ProcessEnd::Stopped("enough".to_owned()));
+    assert_reaped(&pid_file);
+}
+
+#[tokio::test]
+async fn a_descendant_that_scrubs_its_mark_is_stopped_too() {
+    become_subreaper().expect("the kernel lets a process reap its orphans");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let pid_file = directory.path().join("pid");
+    // `env -i` drops the mark every descendant inherits. It is stopped once no child that
+    // started before it runs: at once when this test runs alone, or when the other tests' children
+    // that started before it have ended.
+    let spec = shell(&format!(
+        "env -i setsid sh -c 'echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 300' & \
+         while [ ! -e {p} ]; do sleep 0.01; done; echo bye",
+        p = pid_file.display(),
+    ));
+    let (outcome, _) = run(spec).await;
+    assert_eq!(outcome.end, ProcessEnd::Exited(0));
+    let pid = written_pid(&pid_file);
+    let deadline = Instant::now() + PATIENCE;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "process {pid} was not stopped and reaped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

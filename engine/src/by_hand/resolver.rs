@@ -274,8 +274,8 @@ async fn run_resolver(
     spec.grace = settings.grace;
     let mut reader = OutputReader::new(agent.output);
     let on_line = |line: OutputLine<'_>| {
-        if let OutputLine::Stdout(text) = line {
-            reader.feed_line(text);
+        if !line.is_stderr() {
+            reader.feed_line(line.text);
         }
         Control::Continue
     };

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::agent::command::{Placeholders, Runner, launch};
 use crate::agent::environment::{agent_environment, redact};
 use crate::agent::output::OutputReader;
-use crate::agent::process::{Control, OutputLine, ProcessEnd, run_process};
+use crate::agent::process::{Control, OutputLine, ProcessEnd, Stream, run_process};
 use crate::checks::{Check, run_check};
 use crate::context::{self, CONTEXT_PREFIXES};
 use crate::git::{
@@ -450,7 +450,8 @@ impl ProcessWork {
         let secrets = launched.secrets;
         let mut reader = OutputReader::new(agent.output);
         let on_line = |line: OutputLine<'_>| {
-            if let OutputLine::Stdout(text) = line {
+            if line.stream == Stream::Stdout {
+                let text = line.text;
                 if let Some(usage) = reader.feed_line(text) {
                     report.usage(usage);
                 }

@@ -2,17 +2,34 @@
 //!
 //! [`run_process`] starts the program of a [`ProcessSpec`] in its own process group with a
 //! complete, explicit environment and stdin either written then closed or `/dev/null`. It
-//! reads stdout and stderr line by line at the same time, hands every line to a callback, and
-//! appends it (with secrets redacted) to a log file. It ends the child when it exits, and
-//! stops it when the wall-clock limit passes, when no line arrives for the idle limit, when
-//! the callback asks, or when the cancel channel turns true (Ctrl-C).
+//! reads stdout and stderr at the same time, hands every line to a callback, and appends it
+//! (with secrets redacted) to a log file. It ends the child when it exits, and stops it when
+//! the wall-clock limit passes, when no output arrives for the idle limit, when the callback
+//! asks, or when the cancel channel turns true (Ctrl-C).
+//!
+//! An agent is untrusted: whatever it prints, flow's memory stays bounded and it keeps pace.
+//! - `lines`: a line is held up to [`LINE_LIMIT`] (1 MiB) for the callback, which is told
+//!   when a line was cut; the rest of the line streams to the log. Output that is not UTF-8 is
+//!   decoded lossily.
+//! - `log`: the log is written through a buffer on a thread of its own at the disk's speed,
+//!   flushed when the output pauses so `flow logs -f` stays live, and capped by
+//!   [`ProcessSpec::log_limit`] (head, marker line, tail).
+//! - [`ProcessOutcome::last_line`] and [`ProcessOutcome::stderr_tail`] hold a few KiB at most
+//!   ([`TEXT_LIMIT`]), cut with a visible `…`, redacted before they are cut.
+//! - Memory: each reader holds at most one line's limit plus a 64 KiB block of an unfinished
+//!   line; at most 4 batches wait for the callback and 4 for the log's writer, each one block
+//!   and at most one cut line's head. A few hundred KiB for a fast stream of lines; about
+//!   30 MiB at worst per process (lines of more than 1 MiB of invalid UTF-8, a disk that lags).
+//! - `reaper`: nothing the child started outlives it, not even a process that left its group;
+//!   each child carries a mark, `FLOW_PROCESS`, in its environment for that.
 //!
 //! Stopping is the same for every reason: SIGINT to the whole process group, a grace period,
 //! then SIGKILL to the group. When the leader has exited, whatever is left of its group
-//! (grandchildren it started in the background) is killed too, and the output still buffered
-//! is read until the pipes close, or stay silent for half a second (five seconds at most), so
-//! a grandchild that escaped the group and holds the pipes open cannot make the run hang. If
-//! the returned future is dropped before it completes, the group is killed at once.
+//! (grandchildren it started in the background) is killed too, then the orphans it left (see
+//! `reaper`), and the output still buffered is read until the pipes close, or stay silent for
+//! half a second (five seconds at most), so a process that still holds the pipes open cannot
+//! make the run hang. If the returned future is dropped before it completes, the group is
+//! killed at once (and what escaped it, at the next sweep).
 //!
 //! A bare program name is looked up in the child's own PATH, with the `which` crate, before the
 //! start: so the standard library starts it with posix_spawn rather than fork, whose cost grows
@@ -21,6 +38,10 @@
 //! every step; on `bench/scheduler.sh`'s 10,000 no-op workstreams that is about 1% of the CPU
 //! time, under the run-to-run noise (wall and CPU ratios without the cache against with it:
 //! 1.02 and 0.99, medians of 10 alternating runs each).
+
+mod lines;
+mod log;
+mod reaper;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -32,16 +53,27 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, getpgrp, kill_process_group};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use self::lines::LINE_LIMIT;
+use self::lines::{Batch, PieceKind, read_batches};
+use self::log::{LogWriter, secret_safe_cut};
+pub use self::reaper::{MARK_VARIABLE, become_subreaper};
 use super::environment::redact;
 
 /// The grace period [`ProcessSpec::new`] gives a child between SIGINT and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// The most [`ProcessSpec::new`] lets one process add to its log: 64 MiB.
+pub const DEFAULT_LOG_LIMIT: u64 = 64 << 20;
+
+/// About the most bytes [`ProcessOutcome::last_line`] and [`ProcessOutcome::stderr_tail`] hold
+/// (a little more when a secret straddles the cut, so that it is hidden whole).
+pub const TEXT_LIMIT: usize = 4096;
 
 /// How many stderr lines [`ProcessOutcome::stderr_tail`] keeps.
 const STDERR_TAIL_LINES: usize = 20;
@@ -56,8 +88,9 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// The PATH a program is looked up in when the child's environment has none.
 const DEFAULT_PATH: &str = "/usr/bin:/bin";
 
-/// How many lines the readers may queue before they stop reading (and the child blocks).
-const LINE_QUEUE: usize = 256;
+/// How many batches (one read of a pipe each, 64 KiB at most) the readers may queue before they
+/// stop reading (and the child blocks).
+const BATCH_QUEUE: usize = 4;
 
 /// Describes one child process to run: what, where, with what input, and within which limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,18 +101,23 @@ pub struct ProcessSpec {
     pub args: Vec<String>,
     /// The working directory of the child.
     pub cwd: PathBuf,
-    /// The complete environment of the child: nothing else is inherited.
+    /// The complete environment of the child: nothing else is inherited, but for the
+    /// [`MARK_VARIABLE`] that [`run_process`] adds.
     pub env: BTreeMap<String, String>,
     /// Text written to the child's stdin, which is then closed; `None` gives it `/dev/null`.
     pub stdin: Option<String>,
     /// A file every output line is appended to (stderr lines prefixed `[stderr] `), created
     /// with the first line.
     pub log_path: Option<PathBuf>,
+    /// About the most this process adds to the log: past it, the log keeps the first and the
+    /// last half of the output, with a line saying how much was dropped in between. `None`
+    /// keeps everything.
+    pub log_limit: Option<u64>,
     /// Values replaced by `***` in the lines written to the log.
     pub secrets: Vec<String>,
     /// The wall-clock limit, after which the child is stopped as [`ProcessEnd::TimedOut`].
     pub timeout: Option<Duration>,
-    /// The longest time without an output line, after which the child is stopped as
+    /// The longest time without output, after which the child is stopped as
     /// [`ProcessEnd::Hung`].
     pub idle_timeout: Option<Duration>,
     /// How long the child may take to exit after SIGINT before its group is SIGKILLed.
@@ -88,7 +126,8 @@ pub struct ProcessSpec {
 
 impl ProcessSpec {
     /// Creates a spec that runs `program` with `args` in `cwd`, with an empty environment,
-    /// no stdin, no log, no limits and the [`DEFAULT_GRACE`] period.
+    /// no stdin, no log (limited to [`DEFAULT_LOG_LIMIT`] once set), no time limits and the
+    /// [`DEFAULT_GRACE`] period.
     pub fn new(program: impl Into<String>, args: Vec<String>, cwd: impl Into<PathBuf>) -> Self {
         Self {
             program: program.into(),
@@ -97,6 +136,7 @@ impl ProcessSpec {
             env: BTreeMap::new(),
             stdin: None,
             log_path: None,
+            log_limit: Some(DEFAULT_LOG_LIMIT),
             secrets: Vec::new(),
             timeout: None,
             idle_timeout: None,
@@ -105,21 +145,36 @@ impl ProcessSpec {
     }
 }
 
-/// One line of the child's output, without its line ending.
+/// Names the stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputLine<'a> {
-    /// A line the child wrote to stdout.
-    Stdout(&'a str),
-    /// A line the child wrote to stderr.
-    Stderr(&'a str),
+pub enum Stream {
+    /// The child's standard output.
+    Stdout = 0,
+    /// The child's standard error.
+    Stderr = 1,
+}
+
+/// One line of the child's output, without its line ending, as the callback sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLine<'a> {
+    /// The stream the line came from.
+    pub stream: Stream,
+    /// The line, decoded from UTF-8 lossily; its first [`LINE_LIMIT`] bytes at most.
+    pub text: &'a str,
+    /// Whether the line was longer than [`LINE_LIMIT`] and `text` is only its start (the
+    /// whole line goes to the log).
+    pub cut: bool,
 }
 
 impl<'a> OutputLine<'a> {
     /// Returns the text of the line, whichever stream it came from.
     pub fn text(&self) -> &'a str {
-        match self {
-            OutputLine::Stdout(text) | OutputLine::Stderr(text) => text,
-        }
+        self.text
+    }
+
+    /// Tells whether the line came from stderr.
+    pub fn is_stderr(&self) -> bool {
+        self.stream == Stream::Stderr
     }
 }
 
@@ -187,26 +242,30 @@ pub struct ProcessOutcome {
     pub end: ProcessEnd,
     /// The time from the start of the child to the end of [`run_process`].
     pub duration: Duration,
-    /// The last 20 stderr lines, joined by newlines, secrets redacted.
+    /// The last 20 stderr lines, joined by newlines, secrets redacted; its last [`TEXT_LIMIT`]
+    /// bytes, and a line its first, with `…` where something was cut.
     pub stderr_tail: String,
-    /// The last output line that is not blank, from either stream, secrets redacted.
+    /// The last output line that is not blank, from either stream, secrets redacted; its first
+    /// [`TEXT_LIMIT`] bytes, ending with `…` when cut.
     pub last_line: Option<String>,
 }
 
 /// Runs the child described by `spec` to its end, handing each output line to `on_line`.
 ///
 /// `on_line` sees every line, in the order they arrived, including those written while the
-/// child is being stopped; what it returns is only heeded while the child runs normally.
+/// child is being stopped; what it returns is only heeded while the child runs normally. A line
+/// longer than [`LINE_LIMIT`] reaches it once, cut, as soon as that much has arrived.
 /// `cancel` turning true stops the child and ends it as [`ProcessEnd::Cancelled`]; if it is
 /// already true, no process is started. When the leader of the group has exited, the rest of
-/// its group is SIGKILLed, so no process of the group is left when this returns.
+/// its group is SIGKILLed, and so are its descendants that left the group when this process
+/// is a subreaper ([`become_subreaper`]): none is left when this returns.
 ///
 /// # Errors
 ///
 /// Fails when the program cannot be started (the message names the program), when waiting for
-/// the child fails, and when the log cannot be opened or a line cannot be written to it: in
-/// that last case the child is stopped first, as with [`Control::Stop`]. The log is created
-/// with the first line of output; a child that prints nothing leaves no log.
+/// the child fails, and when the log cannot be opened or written to: in that last case the
+/// child is stopped first, as with [`Control::Stop`]. The log is created with the first output;
+/// a child that prints nothing leaves no log.
 pub async fn run_process(
     mut spec: ProcessSpec,
     mut on_line: impl FnMut(OutputLine<'_>) -> Control + Send,
@@ -225,12 +284,14 @@ pub async fn run_process(
     // back from posix_spawn to fork when the environment sets PATH and the program is a bare
     // name, and fork's cost grows with flow's memory.
     let program = resolve_program(&spec.program, spec.env.get("PATH").map(String::as_str), &spec.cwd);
+    let registration = reaper::Registration::new();
     let mut command = Command::new(&program);
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&spec.env)
+        .env(MARK_VARIABLE, &registration.mark)
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -246,6 +307,7 @@ pub async fn run_process(
             format!("cannot start `{}` in {}: {error}", spec.program, spec.cwd.display()),
         )
     })?;
+    registration.started(child.id());
     let mut group = ProcessGroup::of(child.id())?;
 
     let mut tasks = AbortOnDrop(Vec::new());
@@ -256,20 +318,20 @@ pub async fn run_process(
             let _ = pipe.shutdown().await;
         }));
     }
-    let (sender, mut lines) = mpsc::channel(LINE_QUEUE);
+    let (sender, mut batches) = mpsc::channel(BATCH_QUEUE);
     if let Some(stdout) = child.stdout.take() {
         tasks
             .0
-            .push(tokio::spawn(read_lines(stdout, Stream::Stdout, sender.clone())));
+            .push(tokio::spawn(read_batches(stdout, Stream::Stdout, sender.clone())));
     }
     if let Some(stderr) = child.stderr.take() {
         tasks
             .0
-            .push(tokio::spawn(read_lines(stderr, Stream::Stderr, sender.clone())));
+            .push(tokio::spawn(read_batches(stderr, Stream::Stderr, sender.clone())));
     }
     drop(sender);
 
-    let mut recorder = Recorder::new(spec.log_path.take(), &spec.secrets);
+    let mut recorder = Recorder::new(spec.log_path.take(), spec.log_limit, std::mem::take(&mut spec.secrets));
     let deadline = spec.timeout.map(|timeout| started + timeout);
     let mut idle_deadline = spec.idle_timeout.map(|idle| Instant::now() + idle);
     let mut stopping: Option<Stopping> = None;
@@ -280,16 +342,17 @@ pub async fn run_process(
         let kill_at = stopping
             .as_ref()
             .and_then(|stop| (!stop.killed).then_some(stop.kill_at));
+        let flush_at = recorder.flush_at();
         let mut stop_with = None;
         tokio::select! {
             status = child.wait() => break status?,
-            line = lines.recv(), if output_open => match line {
+            batch = batches.recv(), if output_open => match batch {
                 None => output_open = false,
-                Some((stream, text)) => {
+                Some(batch) => {
                     if let Some(idle) = spec.idle_timeout {
                         idle_deadline = Some(Instant::now() + idle);
                     }
-                    let control = recorder.record(stream, text, &mut on_line).await;
+                    let control = recorder.record(batch, &mut on_line).await;
                     if let Some(error) = &recorder.log_error {
                         let reason = format!("cannot write the log: {error}");
                         stop_with = Some(ProcessEnd::Stopped(reason));
@@ -298,6 +361,7 @@ pub async fn run_process(
                     }
                 }
             },
+            () = sleep_until(flush_at), if flush_at.is_some() => recorder.flush().await,
             () = sleep_until(deadline), if stopping.is_none() => {
                 stop_with = Some(ProcessEnd::TimedOut);
             }
@@ -329,17 +393,20 @@ pub async fn run_process(
         }
     };
 
-    // The leader is gone: kill what is left of its group, then read what is still buffered.
+    // The leader is gone: kill what is left of its group and what escaped it, then read what is
+    // still buffered.
     group.signal(Signal::KILL);
     group.release();
+    drop(registration);
+    reaper::sweep().await;
     let drain_limit = Instant::now() + DRAIN_LIMIT;
     while output_open {
         let drain_deadline = drain_limit.min(Instant::now() + DRAIN_IDLE);
         tokio::select! {
-            line = lines.recv() => match line {
+            batch = batches.recv() => match batch {
                 None => output_open = false,
-                Some((stream, text)) => {
-                    recorder.record(stream, text, &mut on_line).await;
+                Some(batch) => {
+                    recorder.record(batch, &mut on_line).await;
                 }
             },
             () = tokio::time::sleep_until(drain_deadline) => break,
@@ -347,12 +414,9 @@ pub async fn run_process(
     }
     drop(tasks);
 
+    recorder.finish_log().await;
     if let Some(error) = recorder.log_error.take() {
-        let path = spec.log_path.as_deref().unwrap_or(Path::new("the log"));
-        return Err(io::Error::new(
-            error.kind(),
-            format!("cannot write to {}: {error}", path.display()),
-        ));
+        return Err(error);
     }
     let end = match stopping {
         Some(stop) => stop.end,
@@ -369,98 +433,178 @@ struct Stopping {
     killed: bool,
 }
 
-/// Names the stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stream {
-    Stdout,
-    Stderr,
+/// A line kept for the outcome: its first [`TEXT_LIMIT`] bytes and as many as the longest
+/// secret more (so a secret at the cut can still be found whole), and whether it was cut.
+#[derive(Debug)]
+struct Kept {
+    text: String,
+    cut: bool,
 }
 
-/// Handles each line: the callback, the log, the stderr tail and the last line.
+impl Kept {
+    /// Keeps the first `room` bytes of `text`, a line that was already `cut` or not.
+    fn new(text: &str, cut: bool, room: usize) -> Self {
+        let end = text.floor_char_boundary(room);
+        Self {
+            text: text[..end].to_owned(),
+            cut: cut || end < text.len(),
+        }
+    }
+
+    /// Returns the line with `secrets` redacted, then cut to about [`TEXT_LIMIT`] bytes, with
+    /// `…` when anything was cut.
+    fn shown(&self, secrets: &[String]) -> String {
+        // Cut where no secret straddles, then redact: a secret is never shown in part.
+        let end = secret_safe_cut(&self.text, TEXT_LIMIT, secrets);
+        let mut shown = redact(&self.text[..end], secrets).into_owned();
+        if self.cut || end < self.text.len() {
+            shown.push('…');
+        }
+        shown
+    }
+}
+
+/// Handles each batch: the callback, the log, the stderr tail and the last line.
 ///
-/// The log is created with the first line, so a quiet step (thousands of no-op steps in a
-/// large workflow) costs no file.
-struct Recorder<'a> {
+/// The log is created with the first output, so a quiet step (thousands of no-op steps in a
+/// large workflow) costs no file and no writer.
+struct Recorder {
     log_path: Option<PathBuf>,
-    log: Option<tokio::fs::File>,
+    log_limit: Option<u64>,
+    log: Option<LogWriter>,
     log_error: Option<io::Error>,
-    secrets: &'a [String],
-    stderr_tail: VecDeque<String>,
-    last_line: Option<String>,
+    secrets: Vec<String>,
+    /// How many bytes of a line are kept for the outcome.
+    room: usize,
+    stderr_tail: VecDeque<Kept>,
+    last_line: Option<Kept>,
 }
 
-impl<'a> Recorder<'a> {
+impl Recorder {
     /// Creates a recorder writing to the log at `log_path`, hiding `secrets` in it.
-    fn new(log_path: Option<PathBuf>, secrets: &'a [String]) -> Self {
+    fn new(log_path: Option<PathBuf>, log_limit: Option<u64>, secrets: Vec<String>) -> Self {
+        let longest = secrets.iter().map(String::len).max().unwrap_or(0);
         Self {
             log_path,
+            log_limit,
             log: None,
             log_error: None,
             secrets,
+            room: TEXT_LIMIT + longest,
             stderr_tail: VecDeque::with_capacity(STDERR_TAIL_LINES + 1),
             last_line: None,
         }
     }
 
-    /// Passes one line to `on_line` and the log, and remembers it; returns the callback's word.
+    /// Passes the lines of `batch` to `on_line`, remembers the last ones, and hands the batch
+    /// to the log; returns the first [`Control::Stop`] of the callback, if any.
     ///
     /// A failed log write is kept in `log_error`, and nothing more is written to the log.
-    async fn record(
-        &mut self,
-        stream: Stream,
-        text: String,
-        on_line: &mut (impl FnMut(OutputLine<'_>) -> Control + Send),
-    ) -> Control {
-        let control = on_line(match stream {
-            Stream::Stdout => OutputLine::Stdout(&text),
-            Stream::Stderr => OutputLine::Stderr(&text),
-        });
+    async fn record(&mut self, batch: Batch, on_line: &mut (impl FnMut(OutputLine<'_>) -> Control + Send)) -> Control {
+        let stream = batch.stream;
+        let mut control = Control::Continue;
+        let mut last = None;
+        for (kind, text) in batch.pieces() {
+            let cut = match kind {
+                PieceKind::Line => false,
+                PieceKind::Head => true,
+                PieceKind::Rest | PieceKind::RestEnd => continue,
+            };
+            let said = on_line(OutputLine { stream, text, cut });
+            if control == Control::Continue {
+                control = said;
+            }
+            if !text.trim().is_empty() {
+                last = Some((text, cut));
+            }
+        }
+        if let Some((text, cut)) = last {
+            self.last_line = Some(Kept::new(text, cut, self.room));
+        }
+        if stream == Stream::Stderr {
+            // Only the last lines of a batch can stay in the tail: copy no others.
+            let newest: Vec<Kept> = batch
+                .pieces()
+                .rev()
+                .filter_map(|(kind, text)| match kind {
+                    PieceKind::Line => Some(Kept::new(text, false, self.room)),
+                    PieceKind::Head => Some(Kept::new(text, true, self.room)),
+                    PieceKind::Rest | PieceKind::RestEnd => None,
+                })
+                .take(STDERR_TAIL_LINES)
+                .collect();
+            for line in newest.into_iter().rev() {
+                if self.stderr_tail.len() == STDERR_TAIL_LINES {
+                    self.stderr_tail.pop_front();
+                }
+                self.stderr_tail.push_back(line);
+            }
+        }
+        self.write_log(batch).await;
+        control
+    }
+
+    /// Hands `batch` to the log's writer, starting it with the first output.
+    async fn write_log(&mut self, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
         if self.log.is_none()
             && self.log_error.is_none()
             && let Some(path) = self.log_path.take()
         {
-            match open_log(&path).await {
-                Ok(file) => self.log = Some(file),
-                Err(error) => self.log_error = Some(error),
-            }
+            self.log = Some(LogWriter::start(path, self.log_limit, self.secrets.clone()));
         }
-        if let Some(file) = &mut self.log {
-            let redacted = redact(&text, self.secrets);
-            let mut entry = String::with_capacity(redacted.len() + 10);
-            if stream == Stream::Stderr {
-                entry.push_str("[stderr] ");
-            }
-            entry.push_str(&redacted);
-            entry.push('\n');
-            let written = match file.write_all(entry.as_bytes()).await {
-                Ok(()) => file.flush().await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = written {
-                self.log = None;
-                self.log_error = Some(error);
-            }
+        if let Some(log) = &mut self.log
+            && !log.write(batch).await
+        {
+            self.log_failed().await;
         }
-        if !text.trim().is_empty() {
-            self.last_line = Some(text.clone());
+    }
+
+    /// Returns when buffered output must reach the log.
+    fn flush_at(&self) -> Option<Instant> {
+        self.log.as_ref().and_then(LogWriter::flush_at)
+    }
+
+    /// Has the log's writer write what it buffers.
+    async fn flush(&mut self) {
+        if let Some(log) = &mut self.log
+            && !log.flush().await
+        {
+            self.log_failed().await;
         }
-        if stream == Stream::Stderr {
-            if self.stderr_tail.len() == STDERR_TAIL_LINES {
-                self.stderr_tail.pop_front();
-            }
-            self.stderr_tail.push_back(text);
+    }
+
+    /// Waits for the log to be complete, keeping its error if it failed.
+    async fn finish_log(&mut self) {
+        if let Some(log) = self.log.take()
+            && let Err(error) = log.finish().await
+        {
+            self.log_error.get_or_insert(error);
         }
-        control
+    }
+
+    /// Ends the log after its writer stopped taking output, which only an error does.
+    async fn log_failed(&mut self) {
+        self.finish_log().await;
+        self.log_error
+            .get_or_insert_with(|| io::Error::other("the log writer stopped"));
     }
 
     /// Builds the outcome, with secrets redacted from the remembered lines.
     fn finish(self, end: ProcessEnd, duration: Duration) -> ProcessOutcome {
-        let stderr_tail = Vec::from(self.stderr_tail).join("\n");
+        let lines: Vec<String> = self.stderr_tail.iter().map(|line| line.shown(&self.secrets)).collect();
+        let mut stderr_tail = lines.join("\n");
+        if stderr_tail.len() > TEXT_LIMIT {
+            let start = stderr_tail.ceil_char_boundary(stderr_tail.len() - TEXT_LIMIT);
+            stderr_tail = format!("…{}", &stderr_tail[start..]);
+        }
         ProcessOutcome {
             end,
             duration,
-            stderr_tail: redact(&stderr_tail, self.secrets).into_owned(),
-            last_line: self.last_line.map(|line| redact(&line, self.secrets).into_owned()),
+            stderr_tail,
+            last_line: self.last_line.map(|line| line.shown(&self.secrets)),
         }
     }
 }
@@ -513,48 +657,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         for task in &self.0 {
             task.abort();
-        }
-    }
-}
-
-/// Opens `path` for appending, creating it and its directory when missing.
-async fn open_log(path: &Path) -> io::Result<tokio::fs::File> {
-    let opened = async {
-        if let Some(directory) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(directory).await?;
-        }
-        tokio::fs::OpenOptions::new().create(true).append(true).open(path).await
-    };
-    opened
-        .await
-        .map_err(|error| io::Error::new(error.kind(), format!("cannot open the log {}: {error}", path.display())))
-}
-
-/// Sends each line of `reader` (lossy UTF-8, line ending removed) to `sender` until the end.
-async fn read_lines(reader: impl AsyncRead + Unpin, stream: Stream, sender: mpsc::Sender<(Stream, String)>) {
-    let mut reader = BufReader::new(reader);
-    loop {
-        let mut bytes = Vec::new();
-        match reader.read_until(b'\n', &mut bytes).await {
-            Ok(0) => return,
-            Ok(_) => {
-                if bytes.last() == Some(&b'\n') {
-                    bytes.pop();
-                    if bytes.last() == Some(&b'\r') {
-                        bytes.pop();
-                    }
-                }
-                let text = match String::from_utf8(bytes) {
-                    Ok(text) => text,
-                    Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
-                };
-                if sender.send((stream, text)).await.is_err() {
-                    return;
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            // A pipe that cannot be read any more ends like a closed one.
-            Err(_) => return,
         }
     }
 }

@@ -1,0 +1,454 @@
+//! Splits a child's output into lines while holding at most a fixed part of any one line.
+//!
+//! A reader task per stream reads the pipe in blocks of up to [`READ_SIZE`] bytes and turns
+//! each block into one [`Batch`]: the text of the block, decoded as UTF-8, and the pieces it is
+//! made of. A line of up to [`LINE_LIMIT`] bytes is one piece, [`PieceKind::Line`], handed to
+//! the callback and written to the log. A longer line is held only up to the limit: its first
+//! part becomes a [`PieceKind::Head`] (the callback gets it, marked as cut) as soon as the limit
+//! is passed, and the rest streams through as [`PieceKind::Rest`] pieces, for the log only, as it
+//! arrives. So a 300 MB line costs a reader one line's limit (1 MiB) plus one block, not 300 MB,
+//! and a batch holds at most one block plus one head (three times that when every byte is
+//! invalid UTF-8 and becomes a three-byte U+FFFD; the head the callback gets stays within the
+//! limit, what decoding added goes on as rest).
+//!
+//! Output that is not UTF-8 (binary, a cut multi-byte character) is decoded lossily: each
+//! invalid sequence becomes U+FFFD, in what the callback sees and in the log, so the log stays
+//! readable as text (`flow logs` reads it as UTF-8). NUL bytes are valid UTF-8 and are kept.
+//! A line ending `\r\n` loses its `\r`, except at the end of a cut line.
+//!
+//! Hand-written rather than `BufRead::read_until`, which keeps the whole line however long it
+//! is (a 300 MB line of NUL bytes took flow to 2.35 GB), or `tokio_util`'s `LinesCodec` with a
+//! maximum length, which discards what passes the maximum instead of streaming it to the log.
+
+use std::io;
+
+use memchr::memchr;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use super::Stream;
+
+/// The most bytes of one line handed to the callback; the rest of the line only reaches the log.
+pub const LINE_LIMIT: usize = 1 << 20;
+
+/// The most bytes read from a pipe at once, and so about the most text in one batch.
+const READ_SIZE: usize = 64 * 1024;
+
+/// The bytes read from a pipe at once until a read fills them.
+const FIRST_READ_SIZE: usize = 4096;
+
+/// Says what a piece of a batch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PieceKind {
+    /// A whole line, without its line ending.
+    Line,
+    /// The first [`LINE_LIMIT`] bytes (or a little less, at a character boundary) of a longer
+    /// line.
+    Head,
+    /// More of a cut line, which goes on.
+    Rest,
+    /// The end of a cut line.
+    RestEnd,
+}
+
+/// The text one read of a stream gave, cut into pieces.
+#[derive(Debug)]
+pub(super) struct Batch {
+    /// The stream the text came from.
+    pub stream: Stream,
+    /// The text of all pieces, one after the other.
+    text: String,
+    /// Each piece's kind, and where its text starts and ends in `text`.
+    pieces: Vec<(PieceKind, usize, usize)>,
+}
+
+impl Batch {
+    /// Creates an empty batch of `stream`.
+    pub fn new(stream: Stream) -> Self {
+        Self {
+            stream,
+            text: String::new(),
+            pieces: Vec::new(),
+        }
+    }
+
+    /// Tells whether the batch holds no piece.
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// Returns each piece's kind and text, in order.
+    pub fn pieces(&self) -> impl DoubleEndedIterator<Item = (PieceKind, &str)> + '_ {
+        self.pieces
+            .iter()
+            .map(|&(kind, start, end)| (kind, &self.text[start..end]))
+    }
+
+    /// Adds a piece of `kind` whose text is `bytes`, decoded lossily.
+    fn push(&mut self, kind: PieceKind, bytes: &[u8]) {
+        let start = self.text.len();
+        push_lossy(&mut self.text, bytes);
+        self.pieces.push((kind, start, self.text.len()));
+    }
+
+    /// Adds a piece of `kind` whose text `decode` appends to the batch's text.
+    fn push_with(&mut self, kind: PieceKind, decode: impl FnOnce(&mut String)) {
+        let start = self.text.len();
+        decode(&mut self.text);
+        self.pieces.push((kind, start, self.text.len()));
+    }
+}
+
+/// Cuts a stream of bytes into lines, keeping at most `limit` bytes of the line it is in.
+#[derive(Debug)]
+pub(super) struct LineSplitter {
+    limit: usize,
+    /// The start of the current line, while it is within the limit.
+    partial: Vec<u8>,
+    /// Whether the current line was cut: what follows, up to its end, is rest.
+    cutting: bool,
+    /// The decoder of the rest of a cut line, which may end a block in a character.
+    rest: Utf8Stream,
+}
+
+impl LineSplitter {
+    /// Creates a splitter that hands over at most `limit` bytes of a line as a whole.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            partial: Vec::new(),
+            cutting: false,
+            rest: Utf8Stream::default(),
+        }
+    }
+
+    /// Adds the pieces that `bytes`, the next bytes of the stream, complete to `batch`.
+    pub fn feed(&mut self, mut bytes: &[u8], batch: &mut Batch) {
+        while let Some(end) = memchr(b'\n', bytes) {
+            self.segment(&bytes[..end], true, batch);
+            bytes = &bytes[end + 1..];
+        }
+        if !bytes.is_empty() {
+            self.segment(bytes, false, batch);
+        }
+    }
+
+    /// Adds what is left at the end of the stream to `batch`: a last line without a line
+    /// ending, or the end of a cut line.
+    pub fn finish(&mut self, batch: &mut Batch) {
+        if self.cutting {
+            let rest = &mut self.rest;
+            batch.push_with(PieceKind::RestEnd, |text| rest.finish(text));
+            self.cutting = false;
+        } else if !self.partial.is_empty() {
+            batch.push(PieceKind::Line, without_cr(&self.partial));
+            self.partial.clear();
+        }
+    }
+
+    /// Handles `bytes`, a part of one line, which ends the line when `ends_line`.
+    fn segment(&mut self, bytes: &[u8], ends_line: bool, batch: &mut Batch) {
+        if self.cutting {
+            let rest = &mut self.rest;
+            if ends_line {
+                batch.push_with(PieceKind::RestEnd, |text| {
+                    rest.push(text, bytes);
+                    rest.finish(text);
+                });
+                self.cutting = false;
+            } else {
+                batch.push_with(PieceKind::Rest, |text| rest.push(text, bytes));
+            }
+            return;
+        }
+        if ends_line && self.partial.is_empty() && bytes.len() <= self.limit {
+            // The common case: a whole line within one block, never copied but into the batch.
+            batch.push(PieceKind::Line, without_cr(bytes));
+            return;
+        }
+        self.partial.extend_from_slice(bytes);
+        let line = if ends_line {
+            without_cr(&self.partial)
+        } else {
+            &self.partial[..]
+        };
+        if line.len() <= self.limit {
+            if ends_line {
+                batch.push(PieceKind::Line, line);
+                self.partial.clear();
+            }
+            return;
+        }
+        // Past the limit: the head goes to the callback, the rest to the log. Decoding may
+        // make the head longer (U+FFFD takes three bytes): what passes the limit is rest.
+        let cut = char_start_at_or_before(line, self.limit);
+        let head = String::from_utf8_lossy(&line[..cut]);
+        let head_end = head.floor_char_boundary(self.limit);
+        batch.push_with(PieceKind::Head, |text| text.push_str(&head[..head_end]));
+        if head_end < head.len() {
+            batch.push_with(PieceKind::Rest, |text| text.push_str(&head[head_end..]));
+        }
+        let rest = &mut self.rest;
+        let kind = if ends_line { PieceKind::RestEnd } else { PieceKind::Rest };
+        batch.push_with(kind, |text| {
+            rest.push(text, &line[cut..]);
+            if ends_line {
+                rest.finish(text);
+            }
+        });
+        self.cutting = !ends_line;
+        self.partial.clear();
+        if self.partial.capacity() > 2 * READ_SIZE {
+            // A long line is over: give back what it took.
+            self.partial = Vec::new();
+        }
+    }
+}
+
+/// Reads `reader` to its end, sending one batch per read to `sender`.
+///
+/// A read error ends the stream as its end would: the pipe cannot be read any more.
+pub(super) async fn read_batches(mut reader: impl AsyncRead + Unpin, stream: Stream, sender: mpsc::Sender<Batch>) {
+    let mut splitter = LineSplitter::new(LINE_LIMIT);
+    // Small at first: most children print little or nothing (thousands of no-op steps).
+    let mut block = vec![0; FIRST_READ_SIZE];
+    loop {
+        let read = match reader.read(&mut block).await {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if read == block.len() && block.len() < READ_SIZE {
+            block.resize(READ_SIZE, 0);
+        }
+        let mut batch = Batch::new(stream);
+        splitter.feed(&block[..read], &mut batch);
+        // Sent even without a piece (the start of a line that goes on): it says the child
+        // is not idle.
+        if sender.send(batch).await.is_err() {
+            return;
+        }
+    }
+    let mut batch = Batch::new(stream);
+    splitter.finish(&mut batch);
+    if !batch.is_empty() {
+        let _ = sender.send(batch).await;
+    }
+}
+
+/// Appends `bytes` to `text`, decoded as UTF-8, each invalid sequence replaced by U+FFFD.
+///
+/// Valid text (nearly all output) takes the standard library's validation, which has a fast
+/// path for ASCII that the decoder of `String::from_utf8_lossy` lacks: on `bench/output.sh`'s
+/// many lines, decoding went from 3.6% of flow's samples (`perf`) to 1.4%.
+fn push_lossy(text: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(valid) => text.push_str(valid),
+        Err(_) => text.push_str(&String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// Returns `line` without the `\r` of a `\r\n` ending.
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Returns the largest index at most `index` where no UTF-8 continuation byte starts, looking
+/// back at most three bytes (further back, the bytes are not UTF-8 anyway).
+pub(super) fn char_start_at_or_before(bytes: &[u8], index: usize) -> usize {
+    let mut cut = index.min(bytes.len());
+    for _ in 0..3 {
+        if cut == 0 || cut == bytes.len() || !is_continuation(bytes[cut]) {
+            break;
+        }
+        cut -= 1;
+    }
+    cut
+}
+
+/// Tells whether `byte` continues a multi-byte UTF-8 character.
+pub(super) fn is_continuation(byte: u8) -> bool {
+    byte & 0xC0 == 0x80
+}
+
+/// Returns how many bytes the UTF-8 character that `lead` starts takes; 1 for a byte that cannot
+/// start one.
+fn char_width(lead: u8) -> usize {
+    match lead {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => 1,
+    }
+}
+
+/// Decodes bytes that come in blocks as UTF-8, lossily, keeping a character cut by the end of a
+/// block until the next one.
+#[derive(Debug, Default)]
+struct Utf8Stream {
+    pending: [u8; 4],
+    pending_len: usize,
+}
+
+impl Utf8Stream {
+    /// Appends the text of `bytes` to `text`, holding back an incomplete character at the end.
+    fn push(&mut self, text: &mut String, mut bytes: &[u8]) {
+        while self.pending_len > 0 {
+            let Some((&byte, after)) = bytes.split_first() else {
+                return;
+            };
+            if !is_continuation(byte) {
+                text.push(char::REPLACEMENT_CHARACTER);
+                self.pending_len = 0;
+                break;
+            }
+            self.pending[self.pending_len] = byte;
+            self.pending_len += 1;
+            bytes = after;
+            if self.pending_len == char_width(self.pending[0]) {
+                text.push_str(&String::from_utf8_lossy(&self.pending[..self.pending_len]));
+                self.pending_len = 0;
+            }
+        }
+        let held = incomplete_end(bytes);
+        let (body, end) = bytes.split_at(bytes.len() - held);
+        push_lossy(text, body);
+        self.pending[..held].copy_from_slice(end);
+        self.pending_len = held;
+    }
+
+    /// Ends the stream: a character left incomplete becomes U+FFFD.
+    fn finish(&mut self, text: &mut String) {
+        if self.pending_len > 0 {
+            text.push(char::REPLACEMENT_CHARACTER);
+            self.pending_len = 0;
+        }
+    }
+}
+
+/// Returns how many bytes at the end of `bytes` start a UTF-8 character they do not complete.
+fn incomplete_end(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(3) {
+        let byte = bytes[bytes.len() - back];
+        if !is_continuation(byte) {
+            return if char_width(byte) > back { back } else { 0 };
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits `blocks`, one after the other, with a line limit of `limit`.
+    fn split(blocks: &[&[u8]], limit: usize) -> Vec<(PieceKind, String)> {
+        let mut splitter = LineSplitter::new(limit);
+        let mut pieces = Vec::new();
+        for block in blocks {
+            let mut batch = Batch::new(Stream::Stdout);
+            splitter.feed(block, &mut batch);
+            pieces.extend(batch.pieces().map(|(kind, text)| (kind, text.to_owned())));
+        }
+        let mut batch = Batch::new(Stream::Stdout);
+        splitter.finish(&mut batch);
+        pieces.extend(batch.pieces().map(|(kind, text)| (kind, text.to_owned())));
+        pieces
+    }
+
+    fn pieces(expected: &[(PieceKind, &str)]) -> Vec<(PieceKind, String)> {
+        expected.iter().map(|&(kind, text)| (kind, text.to_owned())).collect()
+    }
+
+    use PieceKind::{Head, Line, Rest, RestEnd};
+
+    #[test]
+    fn lines_are_split_across_blocks() {
+        assert_eq!(
+            split(&[b"one\ntw", b"o\r\n\nthr", b"ee"], 100),
+            pieces(&[(Line, "one"), (Line, "two"), (Line, ""), (Line, "three")])
+        );
+    }
+
+    #[test]
+    fn a_line_past_the_limit_is_cut_and_its_rest_streamed() {
+        assert_eq!(
+            split(&[b"short\n0123456789abc", b"def", b"gh\nnext\n"], 8),
+            pieces(&[
+                (Line, "short"),
+                (Head, "01234567"),
+                (Rest, "89abc"),
+                (Rest, "def"),
+                (RestEnd, "gh"),
+                (Line, "next")
+            ])
+        );
+        // Cut within one block, and at the end of the stream.
+        assert_eq!(
+            split(&[b"0123456789\n0123456789"], 8),
+            pieces(&[
+                (Head, "01234567"),
+                (RestEnd, "89"),
+                (Head, "01234567"),
+                (Rest, "89"),
+                (RestEnd, "")
+            ])
+        );
+        // Exactly at the limit: whole.
+        assert_eq!(split(&[b"01234567\n"], 8), pieces(&[(Line, "01234567")]));
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        // "é" is two bytes: a limit that falls inside it cuts before it.
+        assert_eq!(
+            split(&["abcé".as_bytes(), b"xyz\n"], 4),
+            pieces(&[(Head, "abc"), (Rest, "é"), (RestEnd, "xyz")])
+        );
+        // A character cut by the end of a block of the rest is decoded whole.
+        let euro = "€".as_bytes();
+        assert_eq!(
+            split(&[b"abcdefgh", &euro[..1], &euro[1..2], &euro[2..], b"\n"], 4),
+            pieces(&[
+                (Head, "abcd"),
+                (Rest, "efgh"),
+                (Rest, ""),
+                (Rest, ""),
+                (Rest, "€"),
+                (RestEnd, "")
+            ])
+        );
+    }
+
+    #[test]
+    fn a_head_of_replaced_bytes_is_held_to_the_limit() {
+        // Each invalid byte becomes U+FFFD, three bytes: the head keeps what fits.
+        assert_eq!(
+            split(&[b"\xff\xff\xff\xff\xff\xffabc\n"], 7),
+            pieces(&[
+                (Head, "\u{FFFD}\u{FFFD}"),
+                (Rest, "\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}a"),
+                (RestEnd, "bc")
+            ])
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_replaced() {
+        assert_eq!(
+            split(&[b"a\xffb\n\0\0\n"], 100),
+            pieces(&[(Line, "a\u{FFFD}b"), (Line, "\0\0")])
+        );
+        // In the rest of a cut line, and an incomplete character at the end of the stream.
+        assert_eq!(
+            split(&[b"abcd\xff\xe2\x82", b"x\xe2"], 4),
+            pieces(&[
+                (Head, "abcd"),
+                (Rest, "\u{FFFD}"),
+                (Rest, "\u{FFFD}x"),
+                (RestEnd, "\u{FFFD}")
+            ])
+        );
+    }
+}
