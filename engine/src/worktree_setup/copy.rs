@@ -109,6 +109,13 @@ impl CopyList {
     pub fn copy_into(&self, root: &Path, dir: &Path) -> Result<(), String> {
         for path in &self.paths {
             let (from, to) = (root.join(path), dir.join(path));
+            // Never through a link the worktree's tree holds (a committed `config -> ~/.ssh`
+            // would send the copy outside the worktree).
+            if through_link(dir, path) {
+                return Err(format!(
+                    "cannot copy {path}: a folder above it in the worktree is a link"
+                ));
+            }
             if let Some(parent) = to.parent() {
                 fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
             }
@@ -261,11 +268,25 @@ fn gitignore_globs(text: &str) -> (Vec<String>, Vec<String>) {
     (include, exclude)
 }
 
-/// Copies a file, link or folder; a file is cloned where the file system can.
+/// Tells whether a folder above `path` (relative) under `dir` is a symbolic link.
+fn through_link(dir: &Path, path: &str) -> bool {
+    let mut at = dir.to_path_buf();
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        at.push(part);
+        if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Copies a file, link or folder; a file is cloned where the file system can. What exists
+/// at `to` is kept (a folder is merged into, never through a link).
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     let meta = fs::symlink_metadata(from)?;
-    if fs::symlink_metadata(to).is_ok() {
-        if meta.is_dir() && to.is_dir() {
+    if let Ok(existing) = fs::symlink_metadata(to) {
+        if meta.is_dir() && existing.is_dir() {
             for entry in fs::read_dir(from)? {
                 let entry = entry?;
                 copy_tree(&entry.path(), &to.join(entry.file_name()))?;
@@ -321,6 +342,23 @@ mod tests {
         assert_eq!(literal_start("config/local/*.toml"), "config/local");
         assert_eq!(literal_start("**/.env"), "");
         assert_eq!(literal_start("a/*/b"), "a");
+    }
+
+    #[test]
+    fn a_copy_never_goes_through_a_link_in_the_worktree() {
+        let root = tempfile::tempdir().expect("temp");
+        let (user, worktree, elsewhere) = (root.path().join("u"), root.path().join("w"), root.path().join("x"));
+        for dir in [&user, &worktree, &elsewhere] {
+            fs::create_dir_all(dir).expect("mkdir");
+        }
+        fs::create_dir_all(user.join("config")).expect("mkdir");
+        fs::write(user.join("config/local.toml"), "secret").expect("write");
+        std::os::unix::fs::symlink(&elsewhere, worktree.join("config")).expect("link");
+        let list = CopyList {
+            paths: vec!["config/local.toml".into()],
+        };
+        assert!(list.copy_into(&user, &worktree).is_err());
+        assert!(!elsewhere.join("local.toml").exists());
     }
 
     #[test]
