@@ -524,6 +524,10 @@ pub struct InitArgs {
     /// Overwrite an existing file.
     #[arg(long)]
     pub force: bool,
+    /// The agent preset its workstreams run (`shell`: shell scripts instead of tasks).
+    #[arg(long, value_name = "NAME", default_value = flow_stdlib::DEFAULT_AGENT,
+          value_parser = clap::builder::PossibleValuesParser::new(flow_stdlib::agent_names()))]
+    pub agent: String,
 }
 
 /// Print a shell's completion script for flow.

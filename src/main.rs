@@ -12,6 +12,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Started again as the sandbox's wrapper, flow confines itself and becomes the agent.
+    flow_engine::sandbox::exec_if_wrapper();
     let cli = cli::Cli::parse();
     let verbosity = match (cli.quiet, cli.verbose) {
         (true, _) => output::Verbosity::Quiet,

@@ -9,6 +9,17 @@
 //! ones a kill leaves in windows too narrow to hit reliably: a torn last event line, a worktree
 //! record caught inside its creation, the integration worktree still on its temporary branch.
 //!
+//! The same for the agents that work with the agents' work: a second workflow fails a test once
+//! (a fix), has its reviewer reject once (a review, a fix, a review), and makes two pairs of
+//! workstreams conflict (one resolved by its own agent after a sync, one by the resolver).
+//! `flow run` is killed while each of those runs (the agent run a kill waits for is held until
+//! the kill, so it is caught whatever the machine's speed) and right after each ended; then,
+//! with resumes killed at random too: each workstream merged once with `verify` green, every
+//! agent ran as often as the work needs and again only for an attempt a kill cut (a finished
+//! fix, review or resolution never runs twice, and none runs off the record), the attempt logs
+//! hold each attempt once and no more fixes than allowed, and the decision log each resolution
+//! once.
+//!
 //! And: after a failed run and an edit of the workflow, `flow resume` re-runs exactly the
 //! changed workstreams and their dependents.
 //!
@@ -124,6 +135,7 @@ agent "shell" {{
 defaults {{
     agent "shell"
     env "COUNTERS"
+    writable "../counters/"
 }}
 "#
     )
@@ -186,6 +198,8 @@ struct Repo {
     root: PathBuf,
     counters: PathBuf,
     home: PathBuf,
+    /// The workflow's workstreams in declaration order (events name them by index).
+    names: Vec<&'static str>,
 }
 
 impl Repo {
@@ -204,6 +218,7 @@ impl Repo {
             root,
             counters,
             home,
+            names: SPECS.iter().map(|s| s.name).collect(),
         };
         repo.git(&["init", "-q", "-b", "main"]);
         // Agents that commit themselves find an identity in the repository's config.
@@ -391,6 +406,13 @@ enum Trigger {
     /// As soon as the worktree record of this workstream has its `HEAD` (libgit2 is checking
     /// it out, or just did).
     WorktreeMade(&'static str),
+    /// As soon as the counter file `$COUNTERS/<file>` has this many lines: the agent that
+    /// wrote the last one has started (and waits, held, while the test has it held).
+    Counter { file: &'static str, runs: usize },
+    /// As soon as an attempt of this workstream for this purpose has ended, in the log.
+    Ended { ws: &'static str, purpose: &'static str },
+    /// As soon as `verify` has started after the merge of this workstream.
+    Verifying(&'static str),
     /// Never: let it finish.
     Never,
 }
@@ -411,6 +433,9 @@ impl std::fmt::Display for Trigger {
             }
             Trigger::NthEvent(n) => write!(f, "right after its event #{n}"),
             Trigger::WorktreeMade(ws) => write!(f, "as {ws}'s worktree is made"),
+            Trigger::Counter { file, runs } => write!(f, "as the agent of {file} starts its run #{runs}"),
+            Trigger::Ended { ws, purpose } => write!(f, "right after {ws}'s {purpose} attempt ended"),
+            Trigger::Verifying(ws) => write!(f, "as verify starts after {ws}'s merge"),
             Trigger::Never => write!(f, "never"),
         }
     }
@@ -432,13 +457,35 @@ fn after_phase(phase: &'static str, ws: &'static str) -> Trigger {
     }
 }
 
-fn matches(trigger: &Trigger, event: &Value) -> bool {
+fn matches(trigger: &Trigger, event: &Value, names: &[&str]) -> bool {
     let Trigger::After { event: name, ws, phase } = trigger else {
         return false;
     };
     event["event"] == *name
-        && ws.is_none_or(|w| event["workstream"].as_u64() == Some(index_of(w) as u64))
+        && ws.is_none_or(|w| workstream_of(event, names) == Some(w))
         && phase.is_none_or(|p| event["phase"] == p)
+}
+
+/// The name of the workstream an event is about, if any.
+fn workstream_of<'n>(event: &Value, names: &[&'n str]) -> Option<&'n str> {
+    let i = usize::try_from(event["workstream"].as_u64()?).ok()?;
+    names.get(i).copied()
+}
+
+/// Tells whether an attempt of `ws` for `purpose` ended among `events[from..]`.
+fn attempt_ended(events: &[Value], from: usize, names: &[&str], ws: &str, purpose: &str) -> bool {
+    let mut latest: Option<&str> = None;
+    for (k, e) in events.iter().enumerate() {
+        if workstream_of(e, names) != Some(ws) {
+            continue;
+        }
+        match e["event"].as_str() {
+            Some("attempt-started") => latest = e["purpose"].as_str(),
+            Some("attempt-ended") if k >= from && latest == Some(purpose) => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The initial kill points: deterministic ones at each step of the lifecycle, and delays
@@ -621,10 +668,20 @@ fn drive(repo: &Repo, mut child: Child, trigger: &Trigger, events_from: usize) -
                 .is_file(),
             Trigger::After { .. } => {
                 let events = repo.events();
-                let hit = events.iter().skip(seen).any(|e| matches(trigger, e));
+                let hit = events.iter().skip(seen).any(|e| matches(trigger, e, &repo.names));
                 seen = events.len().max(seen);
                 hit
             }
+            Trigger::Counter { file, runs } => {
+                std::fs::read_to_string(repo.counters.join(file)).is_ok_and(|t| t.lines().count() >= *runs)
+            }
+            Trigger::Ended { ws, purpose } => attempt_ended(&repo.events(), events_from, &repo.names, ws, purpose),
+            Trigger::Verifying(ws) => repo.latest_run_dir().is_some_and(|d| {
+                std::fs::read_to_string(d.join("logs/_verify.log"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.starts_with(&format!("== verify after merging {ws}:")))
+            }),
         };
         if fire {
             // Our own child, not reaped yet.
@@ -668,6 +725,7 @@ struct Outcome {
 /// Returns the worktree records fsck found half-made (the kill caught libgit2 creating them;
 /// the next resume removes them), the only fsck errors a kill may leave.
 fn check_after_kill(repo: &Repo, before: &[String], what: &str) -> Vec<String> {
+    let workstreams = repo.names.len();
     if let Some(dir) = repo.latest_run_dir() {
         let path = dir.join("state.json");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
@@ -680,7 +738,7 @@ fn check_after_kill(repo: &Repo, before: &[String], what: &str) -> Vec<String> {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: state.json is not JSON ({e}):\n{text}"));
         assert_eq!(
             state["workstreams"].as_array().map(Vec::len),
-            Some(SPECS.len()),
+            Some(workstreams),
             "{what}: state.json lists every workstream"
         );
     }
@@ -1364,4 +1422,624 @@ fn after_a_failure_and_an_edit_resume_reruns_exactly_the_changed_workstreams_and
         assert_eq!(content.lines().next(), Some(name), "{name}'s work is merged");
     }
     repo.assert_fsck_clean("after the resume");
+}
+
+// ---------------------------------------------------------------------------------------
+// Crash safety of the fix loop, the resolver and the review.
+
+/// The loop workflow's name; its merges land in `integration/loops`.
+const LOOPS: &str = "loops";
+const LOOPS_INTO: &str = "integration/loops";
+
+/// The loop workflow's workstreams, in declaration (and merge) order.
+const LOOP_NAMES: [&str; 6] = ["tf", "rv", "left", "right", "top", "bottom"];
+
+/// How often each agent runs, per workstream and purpose, when nothing is killed: `tf` fails
+/// its test once and fixes it; `rv`'s reviewer rejects its work once; `right` conflicts with
+/// `left`, is brought up to date and its own agent resolves the conflict; `bottom` conflicts
+/// with `top` and, with no fix attempt of its own, the resolver resolves it.
+const LOOP_RUNS: [(&str, &str, usize); 11] = [
+    ("tf", "work", 1),
+    ("tf", "fix", 1),
+    ("rv", "work", 1),
+    ("rv", "review", 2),
+    ("rv", "fix", 1),
+    ("left", "work", 1),
+    ("right", "work", 1),
+    ("right", "fix", 1),
+    ("top", "work", 1),
+    ("bottom", "work", 1),
+    ("bottom", "resolve", 1),
+];
+
+/// How many fixes each workstream needs, and how many it may have (`fix-attempts`).
+const LOOP_FIXES: [(&str, u64, u64); 6] = [
+    ("tf", 1, 2),
+    ("rv", 1, 2),
+    ("left", 0, 2),
+    ("right", 1, 2),
+    ("top", 0, 2),
+    ("bottom", 0, 0),
+];
+
+/// What every agent of the loop workflow does first: count its run in
+/// `$COUNTERS/<workstream>.<purpose>`, then wait while the test holds that run (a file
+/// `hold.<workstream>.<purpose>.<run>` exists), so that a kill meant for it always catches it.
+const LOOP_PREFIX: &str = r#"c="$COUNTERS/$FLOW_WORKSTREAM.$FLOW_PURPOSE"; echo "$FLOW_ATTEMPT" >> "$c"; n=$(wc -l < "$c"); while [ -e "$COUNTERS/hold.$FLOW_WORKSTREAM.$FLOW_PURPOSE.$n" ]; do sleep 0.01; done; sleep 0.05"#;
+
+/// Removes conflict markers from the files named, keeping both sides.
+const UNMARK: &str = r"sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d'";
+
+/// The loop workflow: three at a time, merged in declaration order, `verify` after each merge,
+/// the resolver for conflicts left.
+fn loop_workflow() -> String {
+    let p = LOOP_PREFIX;
+    format!(
+        r##"workflow "{LOOPS}" {{
+    base "main"
+    max-parallel 3
+}}
+agent "shell" {{
+    command "sh" "-c" "{{script}}"
+    output "text"
+}}
+agent "reviewer" {{
+    command "sh" "-c" #"""
+        {p}
+        if grep -q v1 rv/file.txt; then echo '{{"verdict": "changes-requested", "comments": "write v2, not v1"}}'; else echo '{{"verdict": "approve", "comments": "good"}}'; fi
+        """#
+    output "text"
+}}
+agent "resolver" {{
+    command "sh" "-c" #"""
+        {p}
+        for f in shared.txt other.txt; do {UNMARK} "$f"; done
+        echo kept both sides
+        """#
+    output "text"
+}}
+defaults {{
+    agent "shell"
+    env "COUNTERS"
+}}
+workstream "tf" {{
+    owns "tf/**"
+    test "grep -qx fixed tf/file.txt"
+    script #"""
+        {p}
+        mkdir -p tf
+        if [ "$FLOW_PURPOSE" = fix ]; then echo fixed > tf/file.txt; else echo broken > tf/file.txt; fi
+        """#
+}}
+workstream "rv" {{
+    owns "rv/**"
+    review "reviewer"
+    script #"""
+        {p}
+        mkdir -p rv
+        if [ "$FLOW_FEEDBACK_KIND" = review ]; then echo v2 > rv/file.txt; else echo v1 > rv/file.txt; fi
+        """#
+}}
+workstream "left" {{
+    owns "shared.txt"
+    script #"""
+        {p}
+        echo left > shared.txt
+        """#
+}}
+workstream "right" {{
+    owns "shared.txt"
+    script #"""
+        {p}
+        if [ "$FLOW_FEEDBACK_KIND" = conflict ]; then {UNMARK} shared.txt; else echo right > shared.txt; fi
+        """#
+}}
+workstream "top" {{
+    owns "other.txt"
+    script #"""
+        {p}
+        echo top > other.txt
+        """#
+}}
+workstream "bottom" {{
+    owns "other.txt"
+    fix-attempts 0
+    script #"""
+        {p}
+        echo bottom > other.txt
+        """#
+}}
+integrate {{
+    verify "sh verify.sh"
+    on-conflict "agent"
+    resolver "resolver"
+}}
+"##
+    )
+}
+
+/// `verify` of the loop workflow: no conflict marker, `tf` fixed, `rv` as its reviewer
+/// approved it, and each conflict resolved keeping both sides. On the merge that brings
+/// `bottom` in (the resolver's), it first waits while the test holds it (the file `hold`
+/// exists), so that a kill meant for it always catches it.
+fn loop_verify(hold: &Path) -> String {
+    format!(
+        r#"while grep -q bottom other.txt && [ -e '{}' ]; do sleep 0.01; done
+{LOOP_CHECKS}"#,
+        hold.display()
+    )
+}
+
+const LOOP_CHECKS: &str = r#"sleep 0.05
+for f in shared.txt other.txt; do
+  ! grep -q '^<<<<<<<\|^=======$\|^>>>>>>>' "$f" || { echo "conflict markers in $f"; exit 1; }
+done
+[ ! -e tf/file.txt ] || grep -qx fixed tf/file.txt || { echo 'tf is not fixed'; exit 1; }
+[ ! -e rv/file.txt ] || grep -qx v2 rv/file.txt || { echo 'rv is not what its reviewer approved'; exit 1; }
+! grep -q right shared.txt || grep -q left shared.txt || { echo 'right dropped left'; exit 1; }
+! grep -q bottom other.txt || grep -q top other.txt || { echo 'bottom dropped top'; exit 1; }
+"#;
+
+/// A repository with the loop workflow and the two files its pairs of workstreams fight over.
+fn loop_repo(prefix: &str) -> Repo {
+    let mut repo = Repo::new(prefix);
+    repo.names = LOOP_NAMES.to_vec();
+    repo.write("README.md", "# loop crash test\n");
+    repo.write("shared.txt", "one\n");
+    repo.write("other.txt", "one\n");
+    repo.write("verify.sh", &loop_verify(&repo.counters.join("hold.verify.bottom")));
+    repo.write("parallel.kdl", &loop_workflow());
+    repo.commit_all("initial commit");
+    repo
+}
+
+/// How often each agent ran, per `<workstream>.<purpose>` (every counter file there is).
+fn loop_counters(repo: &Repo) -> BTreeMap<String, usize> {
+    std::fs::read_dir(&repo.counters)
+        .expect("the counters folder")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| !name.starts_with("hold."))
+        .map(|name| {
+            let text = std::fs::read_to_string(repo.counters.join(&name)).unwrap_or_default();
+            (name, text.lines().count())
+        })
+        .collect()
+}
+
+/// The agent attempts started among `events[from..]` that had not ended there, as
+/// `<workstream>.<purpose>`.
+fn attempts_in_flight(events: &[Value], from: usize, names: &[&str]) -> Vec<String> {
+    let mut open: Vec<(String, String)> = vec![];
+    for e in events.iter().skip(from) {
+        let Some(ws) = workstream_of(e, names) else { continue };
+        match e["event"].as_str() {
+            Some("attempt-started") => {
+                open.push((ws.to_string(), e["purpose"].as_str().unwrap_or("work").to_string()));
+            }
+            Some("attempt-ended") => {
+                if let Some(k) = open.iter().rposition(|(w, _)| w == ws) {
+                    open.remove(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    open.into_iter().map(|(w, p)| format!("{w}.{p}")).collect()
+}
+
+/// What one loop scenario found.
+struct LoopOutcome {
+    report: String,
+    /// The attempts its kills caught running, as `<workstream>.<purpose>`.
+    caught: Vec<String>,
+    kills: usize,
+    /// What its resumes decided, as `<workstream> <action>` (all but `keep`).
+    decided: Vec<String>,
+}
+
+/// One loop scenario: `flow run` killed by `trigger` (the agent run a counter trigger waits
+/// for is held until the kill), then resumes, themselves killed at random, until one
+/// succeeds.
+fn loop_scenario(number: usize, trigger: Trigger, seed: u64) -> LoopOutcome {
+    let repo = loop_repo(&format!("flow-loops-{number}-"));
+    let before = repo.checkout_snapshot();
+    let mut rng = Rng(seed);
+    let mut report = String::new();
+    let mut caught = vec![];
+    let mut kills = 0;
+    // Agent attempts each kill caught before they ended, per `<workstream>.<purpose>`.
+    let mut cut: BTreeMap<String, usize> = BTreeMap::new();
+    let mut hold = match &trigger {
+        Trigger::Counter { file, runs } => Some(repo.counters.join(format!("hold.{file}.{runs}"))),
+        Trigger::Verifying(ws) => Some(repo.counters.join(format!("hold.verify.{ws}"))),
+        _ => None,
+    };
+    if let Some(path) = &hold {
+        std::fs::write(path, "").expect("hold file");
+    }
+    let mut decided: Vec<String> = vec![];
+    let mut current = trigger;
+    let mut command: Vec<&str> = vec!["run", "--progress", "plain", "--grace", "1s"];
+    let mut label = "run".to_string();
+    let mut step = 0;
+    loop {
+        assert!(
+            step < 10,
+            "loop scenario {number}: no resume succeeded after {step} tries\n{report}"
+        );
+        let events_from = repo.events().len();
+        let child = repo.spawn_flow(&command, &format!("{step}-{label}"));
+        let (code, ms) = drive(&repo, child, &current, events_from);
+        // The held agent (alive after its flow, as after a real crash) may go on now.
+        if let Some(path) = hold.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        let what = format!("loop scenario {number}, {label} killed {current}");
+        let output = repo.output_of(&format!("{step}-{label}"));
+        let cleanup = cleanup_note(&output);
+        let decisions = resume_decisions(&output);
+        if !decisions.is_empty() {
+            writeln!(report, "    ({label} decided: {})", decisions.join(", ")).unwrap();
+        }
+        decided.extend(decisions);
+        match code {
+            None => {
+                kills += 1;
+                let events = repo.events();
+                let flight = attempts_in_flight(&events, events_from, &repo.names);
+                let last = match events.last() {
+                    Some(e) if events.len() > events_from => describe_event(e, &repo.names),
+                    _ => "none of its own".to_string(),
+                };
+                writeln!(
+                    report,
+                    "  kill {label:<9} {current:<48} at {ms:>5} ms; last event: {last}; attempts cut: {}",
+                    if flight.is_empty() {
+                        "none".to_string()
+                    } else {
+                        flight.join(" ")
+                    }
+                )
+                .unwrap();
+                report.push_str(&cleanup);
+                for attempt in flight {
+                    *cut.entry(attempt.clone()).or_default() += 1;
+                    caught.push(attempt);
+                }
+                for record in check_after_kill(&repo, &before, &what) {
+                    writeln!(report, "    (fsck: the kill left {record} half-made)").unwrap();
+                }
+                check_event_log(&repo, 0, &what);
+            }
+            Some(c) => {
+                writeln!(report, "  {label:<14} exited {c} after {ms} ms").unwrap();
+                report.push_str(&cleanup);
+                assert_eq!(
+                    c, 0,
+                    "loop scenario {number}: {label} exited {c}\n{output}\n--- so far\n{report}"
+                );
+                break;
+            }
+        }
+        step += 1;
+        if repo.latest_run_dir().is_some() {
+            command = vec!["resume", "--progress", "plain", "--grace", "1s"];
+            label = format!("resume {step}");
+        } else {
+            command = vec!["run", "--progress", "plain", "--grace", "1s"];
+            label = format!("run {step}");
+        }
+        current = resume_trigger(step - 1, &mut rng);
+    }
+    check_loop_final(&repo, &before, &cut, &format!("loop scenario {number}"), &report);
+    LoopOutcome {
+        report,
+        caught,
+        kills,
+        decided,
+    }
+}
+
+/// An event in a few words: its number, kind, phase or purpose, and workstream.
+fn describe_event(event: &Value, names: &[&str]) -> String {
+    let mut s = format!("#{} {}", event["seq"], event["event"].as_str().unwrap_or("?"));
+    for key in ["phase", "purpose"] {
+        if let Some(v) = event[key].as_str() {
+            write!(s, " {v}").unwrap();
+        }
+    }
+    if let Some(ws) = workstream_of(event, names) {
+        write!(s, " of {ws}").unwrap();
+    }
+    s
+}
+
+/// What a resume decided for the workstreams it did not keep as they were, as
+/// `<workstream> <action>`, from its output.
+fn resume_decisions(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .skip_while(|l| !l.starts_with("resuming run"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let (name, action) = (words.next()?, words.next()?);
+            (name != "integration" && action != "keep").then(|| format!("{name} {action}"))
+        })
+        .collect()
+}
+
+/// Everything holds at the end of a loop scenario: each workstream merged once with `verify`
+/// green; every agent ran as often as its work needs, again only for an attempt a kill cut
+/// (a finished fix, review or resolution never runs again), and never off the record; the
+/// attempt logs hold each attempt once and no more fixes than allowed; the decision log holds
+/// each resolution once.
+fn check_loop_final(repo: &Repo, before: &[String], cut: &BTreeMap<String, usize>, what: &str, report: &str) {
+    let dir = repo.latest_run_dir().expect("a run");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).expect("state.json")).expect("JSON");
+    let events = repo.events();
+    assert_eq!(state["status"], "succeeded", "{what}\n{report}");
+    let head = repo.git(&["rev-parse", LOOPS_INTO]);
+    assert_eq!(
+        state["last_good"].as_str(),
+        Some(head.as_str()),
+        "{what}: last_good is the integration head"
+    );
+
+    // Merged exactly once each, verified, and never undone.
+    let subjects = repo.git(&["log", "--first-parent", "--format=%s", LOOPS_INTO]);
+    assert!(
+        !subjects.lines().any(|s| s.starts_with("Undo the merge")),
+        "{what}: a merge was undone:\n{subjects}"
+    );
+    for (i, name) in LOOP_NAMES.iter().enumerate() {
+        let ws = &state["workstreams"][i];
+        assert_eq!(ws["name"], *name);
+        assert_eq!(ws["phase"], "merged", "{what}: {name}\n{report}");
+        let merged: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["event"] == "merged" && workstream_of(e, &repo.names) == Some(name))
+            .collect();
+        assert_eq!(
+            merged.len(),
+            1,
+            "{what}: `{name}` recorded as merged {} times",
+            merged.len()
+        );
+        assert_eq!(
+            merged[0]["verify"]["passed"], true,
+            "{what}: `{name}`'s merge was not verified: {}",
+            merged[0]
+        );
+        let prefix = format!("Merge flow/{LOOPS}/{name} (");
+        let merges = subjects.lines().filter(|s| s.starts_with(&prefix)).count();
+        assert!(merges <= 1, "{what}: `{name}` merged {merges} times:\n{subjects}");
+        let merge = ws["merge_commit"].as_str().expect("a merge commit");
+        assert!(
+            repo.git_output(&["merge-base", "--is-ancestor", merge, LOOPS_INTO])
+                .status
+                .success(),
+            "{what}: `{name}`'s merge is in {LOOPS_INTO}"
+        );
+    }
+    let show = |path: &str| repo.git(&["show", &format!("{LOOPS_INTO}:{path}")]);
+    assert_eq!(show("tf/file.txt"), "fixed", "{what}");
+    assert_eq!(show("rv/file.txt"), "v2", "{what}");
+    for (path, sides) in [("shared.txt", ["left", "right"]), ("other.txt", ["top", "bottom"])] {
+        let text = show(path);
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_unstable();
+        let mut expected = sides.to_vec();
+        expected.sort_unstable();
+        assert_eq!(lines, expected, "{what}: {path} keeps both sides, once each:\n{text}");
+    }
+
+    // Agents ran as often as the work needs, more only for attempts a kill cut, and each run
+    // is on record.
+    let counters = loop_counters(repo);
+    let started = |file: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "attempt-started")
+            .filter(|e| {
+                workstream_of(e, &repo.names)
+                    .is_some_and(|ws| format!("{ws}.{}", e["purpose"].as_str().unwrap_or("work")) == file)
+            })
+            .count()
+    };
+    for (file, runs) in &counters {
+        let expected = LOOP_RUNS
+            .iter()
+            .find(|(ws, purpose, _)| format!("{ws}.{purpose}") == *file)
+            .map_or(0, |(_, _, n)| *n);
+        let again = cut.get(file).copied().unwrap_or(0);
+        assert!(
+            *runs >= expected && *runs <= expected + again,
+            "{what}: the agent of {file} ran {runs} times; the work needs {expected}, and kills cut {again} of them\n{report}"
+        );
+        assert!(
+            *runs <= started(file),
+            "{what}: the agent of {file} ran {runs} times, {} on record",
+            started(file)
+        );
+    }
+    for (ws, purpose, runs) in LOOP_RUNS {
+        let file = format!("{ws}.{purpose}");
+        assert!(
+            counters.get(&file).copied().unwrap_or(0) >= runs,
+            "{what}: {file} never ran\n{report}"
+        );
+    }
+
+    // Each attempt recorded once, numbered on from the last, ended at most once; no more
+    // fixes than allowed, exactly as many as the work needs.
+    for (i, name) in LOOP_NAMES.iter().enumerate() {
+        let mut last = 0;
+        let mut open = false;
+        for e in events.iter().filter(|e| workstream_of(e, &repo.names) == Some(name)) {
+            match e["event"].as_str() {
+                Some("attempt-started") => {
+                    let n = e["attempt"].as_u64().expect("an attempt number");
+                    assert!(
+                        n > last,
+                        "{what}: `{name}`'s attempt {n} started after its attempt {last}"
+                    );
+                    last = n;
+                    open = true;
+                }
+                Some("attempt-ended") => {
+                    assert!(
+                        open && e["attempt"].as_u64() == Some(last),
+                        "{what}: `{name}`'s attempt {} ended, not the one that started ({last}, open: {open})",
+                        e["attempt"]
+                    );
+                    open = false;
+                }
+                _ => {}
+            }
+        }
+        let ws = &state["workstreams"][i];
+        let log = ws["attempt_log"].as_array().expect("an attempt log");
+        let numbers: Vec<u64> = log.iter().filter_map(|a| a["number"].as_u64()).collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "{what}: `{name}`'s attempt log numbers {numbers:?}"
+        );
+        let (_, needed, allowed) = LOOP_FIXES[i];
+        let fixes = ws["fixes"].as_u64().unwrap_or(0);
+        assert!(
+            fixes <= allowed,
+            "{what}: `{name}` had {fixes} fixes, {allowed} allowed"
+        );
+        assert_eq!(fixes, needed, "{what}: `{name}`'s fixes\n{report}");
+    }
+    assert_eq!(state["workstreams"][1]["review"]["verdict"], "approve", "{what}");
+
+    // Each resolution logged once: `right`'s by its own agent, `bottom`'s by the resolver.
+    let log = std::fs::read_to_string(dir.join("conflict_resolution.md")).expect("the decision log");
+    let entries: Vec<&str> = log.lines().filter(|l| l.starts_with("## ")).collect();
+    assert_eq!(
+        entries,
+        [
+            "## `right` and the integration branch",
+            "## `bottom` and the integration branch"
+        ],
+        "{what}: the decision log:\n{log}"
+    );
+    assert!(
+        log.contains("own agent (`shell`)") && log.contains("resolver agent `resolver`"),
+        "{what}: {log}"
+    );
+    assert_eq!(repo.checkout_snapshot(), before, "{what}: the user's checkout changed");
+    repo.assert_fsck_clean(what);
+}
+
+/// The loop scenarios' first kills: each agent run of the fix loop, the review and the
+/// resolver held and caught while it runs, and the moments right after each ended.
+fn loop_triggers() -> Vec<Trigger> {
+    let counter = |file, runs| Trigger::Counter { file, runs };
+    vec![
+        counter("tf.fix", 1),
+        Trigger::Ended {
+            ws: "tf",
+            purpose: "fix",
+        },
+        counter("rv.review", 1),
+        after("reviewed", "rv"),
+        counter("rv.fix", 1),
+        counter("rv.review", 2),
+        after_phase("fixing", "right"),
+        after("synced", "right"),
+        counter("right.fix", 1),
+        Trigger::Ended {
+            ws: "right",
+            purpose: "fix",
+        },
+        after("synced", "bottom"),
+        after_phase("resolving", "bottom"),
+        counter("bottom.resolve", 1),
+        Trigger::Ended {
+            ws: "bottom",
+            purpose: "resolve",
+        },
+        Trigger::Verifying("bottom"),
+        after("merged", "bottom"),
+        Trigger::NthEvent(30),
+    ]
+}
+
+#[test]
+fn kills_during_fixes_reviews_and_the_resolver_lose_nothing_and_repeat_nothing() {
+    let started = Instant::now();
+    let reference = loop_repo("flow-loops-ref-");
+    let before = reference.checkout_snapshot();
+    let child = reference.spawn_flow(&["run", "--progress", "plain"], "reference");
+    let (code, full_run_ms) = drive(&reference, child, &Trigger::Never, 0);
+    assert_eq!(code, Some(0), "{}", reference.output_of("reference"));
+    check_loop_final(&reference, &before, &BTreeMap::new(), "the uninterrupted run", "");
+    println!("an uninterrupted run of the loop workflow takes {full_run_ms} ms");
+
+    let triggers = loop_triggers();
+    let mut rng = Rng(0x100b_5eed_c4a5_4002);
+    let seeds: Vec<u64> = triggers.iter().map(|_| rng.next()).collect();
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<LoopOutcome>> = Mutex::new(vec![]);
+    let threads = std::env::var("FLOW_CRASH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(3);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(trigger) = triggers.get(i) else { break };
+                    let outcome = loop_scenario(i + 1, trigger.clone(), seeds[i]);
+                    println!(
+                        "loop scenario {} (kill `flow run` {trigger}):\n{}",
+                        i + 1,
+                        outcome.report
+                    );
+                    outcomes.lock().unwrap().push(outcome);
+                }
+            });
+        }
+    });
+    let outcomes = outcomes.into_inner().unwrap();
+    assert_eq!(outcomes.len(), triggers.len(), "every scenario ran");
+    let caught: Vec<&String> = outcomes.iter().flat_map(|o| &o.caught).collect();
+    let kills: usize = outcomes.iter().map(|o| o.kills).sum();
+    let count = |purpose: &str| caught.iter().filter(|c| c.ends_with(&format!(".{purpose}"))).count();
+    let decided: Vec<&String> = outcomes.iter().flat_map(|o| &o.decided).collect();
+    let resumed = |action: &str| decided.iter().filter(|d| d.ends_with(&format!(" {action}"))).count();
+    println!(
+        "{kills} kills in {} loop scenarios, {:.1} s; attempts they cut: work {}, fix {}, review {}, resolve {}; \
+         resumes decided: check {}, fix {}, merge {}, finish {}, run {}",
+        outcomes.len(),
+        started.elapsed().as_secs_f64(),
+        count("work"),
+        count("fix"),
+        count("review"),
+        count("resolve"),
+        resumed("check"),
+        resumed("fix"),
+        resumed("merge"),
+        resumed("finish"),
+        resumed("run"),
+    );
+    // The held runs make these certain, whatever the machine's speed.
+    for purpose in ["fix", "review", "resolve"] {
+        assert!(count(purpose) >= 1, "no kill caught a {purpose} attempt running");
+    }
+    assert!(
+        decided.iter().any(|d| d.as_str() == "bottom finish"),
+        "no resume finished a resolution its resolver had ended (verify held, so one must)"
+    );
+    assert!(
+        decided.iter().any(|d| d.as_str() == "right fix"),
+        "no resume ran a cut conflict fix again (its fix held, so one must)"
+    );
 }

@@ -111,7 +111,8 @@ workstream "w" {
     assert!(!files.contains(&"elsewhere/x.txt".to_string()), "{files:?}");
 }
 
-/// `a` and `b` both rewrite the one line of `shared.txt`.
+/// `a` and `b` both rewrite the one line of `shared.txt`; `a` also writes a file of its own
+/// (which a sync brings into `b`'s branch: not `b`'s change, whatever `b`'s scope).
 fn conflicting(env: &TestEnv, integrate: &str) {
     env.write("shared.txt", "one\n");
     env.commit_all("a shared file");
@@ -357,6 +358,35 @@ workstream "web" {
         shown.contains("Added GET /books") && shown.contains("api/routes.txt"),
         "{shown}"
     );
+}
+
+#[test]
+fn a_resolver_that_commits_its_merge_itself_is_refused() {
+    let env = TestEnv::new();
+    conflicting(
+        &env,
+        r#"agent "committer" {
+    command "sh" "-c" "sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' shared.txt && git -c user.name=r -c user.email=r@r commit -qam mine && echo done"
+    output "text"
+}
+integrate {
+    on-conflict "agent"
+    resolver "committer"
+    sync "off"
+}"#,
+    );
+    let run = env.run(&["-j", "1"]);
+    let state = env.state();
+    assert_eq!(state.phase("b"), "failed", "{}", run.text());
+    assert!(
+        state
+            .failure_message("b")
+            .contains("the resolver committed its merge or moved the integration branch itself"),
+        "{}",
+        state.failure_message("b")
+    );
+    let shared = env.show_file("integration/t", "shared.txt").expect("shared.txt");
+    assert_eq!(shared, "from-a\n", "nothing of the resolver's own commit landed");
 }
 
 /// A Claude Code-like agent that reports the whole session's running cost after `--resume`:

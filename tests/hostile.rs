@@ -1,16 +1,20 @@
-//! Hostile agents against the shared git directory: whatever an agent plants there (a
-//! `core.fsmonitor` command, a hook, a moved branch of the user's) is found once it is gone,
-//! undone, and fails its workstream; a hook planted before the run never runs in an agent's
-//! git.
+//! Hostile agents. In the kernel sandbox, an agent (and its test) cannot write to the user's
+//! checkout, `$HOME`, another workstream's worktree or the shared git directory's
+//! configuration and hooks. Without the sandbox (`sandbox "off"`, or a kernel without
+//! Landlock), whatever an agent plants in the shared git directory (a `core.fsmonitor`
+//! command, a hook, a moved branch of the user's) is found once it is gone, undone, and fails
+//! its workstream; a hook planted before the run never runs in an agent's git.
 
 use crate::support::TestEnv;
 
-/// A workstream whose agent runs `script` after writing its own file.
+/// A workstream, outside the sandbox (the guard is what catches it there), whose agent runs
+/// `script` after writing its own file.
 fn hostile(env: &TestEnv, script: &str) {
     env.workflow(&format!(
         r##"
 workstream "w" {{
     owns "w/**"
+    sandbox "off"
     script #"""
         mkdir -p w && echo work > w/file.txt
         {script}
@@ -125,6 +129,104 @@ workstream "w" {
         !std::path::Path::new(&marker).exists(),
         "the repository's hook did not run in the agent's git"
     );
+}
+
+/// Whether this kernel confines agents; a test of the sandbox says why it skips when not.
+fn confined() -> bool {
+    let support = flow_engine::sandbox::support();
+    if !support.filesystem {
+        eprintln!("skipped: {support}, so agents run unconfined here");
+    }
+    support.filesystem
+}
+
+#[test]
+fn a_sandboxed_agent_cannot_write_outside_its_worktree() {
+    if !confined() {
+        return;
+    }
+    let env = TestEnv::new();
+    let home = env.root.parent().expect("parent").join("home");
+    // Not in `outside/`, which the tests' workflows make writable.
+    let elsewhere = env.root.parent().expect("parent").join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("a folder");
+    let outside = elsewhere.join("escaped").display().to_string();
+    env.workflow(&format!(
+        r##"
+workstream "w" {{
+    owns "w/**"
+    script #"""
+        mkdir -p w && echo work > w/file.txt && git add w && git commit -qm work
+        echo x > "$FLOW_REPO/escaped-to-checkout" 2>/dev/null && echo WROTE checkout
+        echo x > "$HOME/escaped-to-home" 2>/dev/null && echo WROTE home
+        echo x > "{outside}" 2>/dev/null && echo WROTE outside
+        echo x > "$(dirname "$PWD")/other/escaped-to-sibling" 2>/dev/null && echo WROTE sibling
+        git config core.fsmonitor "touch {outside}" 2>/dev/null && echo WROTE config
+        echo x > "$TMPDIR/scratch" && echo tmp-ok
+        true
+        """#
+}}
+workstream "other" {{
+    owns "other/**"
+    script "mkdir -p other && echo mine > other/file.txt"
+}}
+"##
+    ));
+    let run = env.run(&[]);
+    run.assert_code(0);
+    let log = std::fs::read_to_string(env.latest_run_dir().expect("a run").join("logs/w.log")).expect("log");
+    assert!(!log.contains("WROTE"), "{log}");
+    assert!(log.contains("tmp-ok"), "its temporary folder is its own: {log}");
+    assert!(!env.root.join("escaped-to-checkout").exists());
+    assert!(!home.join("escaped-to-home").exists());
+    assert!(!std::path::Path::new(&outside).exists());
+    let config = std::fs::read_to_string(env.root.join(".git/config")).expect("config");
+    assert!(!config.contains("fsmonitor"), "{config}");
+    // Its own work was committed, checked and merged all the same.
+    assert_eq!(env.state().phase("w"), "merged");
+    assert_eq!(env.state().phase("other"), "merged");
+}
+
+#[test]
+fn a_sandboxed_test_cannot_write_outside_its_worktree() {
+    if !confined() {
+        return;
+    }
+    let env = TestEnv::new();
+    let elsewhere = env.root.parent().expect("parent").join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("a folder");
+    let outside = elsewhere.join("test-escaped").display().to_string();
+    env.workflow(&format!(
+        r##"
+workstream "w" {{
+    owns "w/**"
+    script "mkdir -p w && echo work > w/file.txt"
+    test "echo x > {outside} || true"
+}}
+"##
+    ));
+    env.run(&[]).assert_code(0);
+    assert!(
+        !std::path::Path::new(&outside).exists(),
+        "the test, running the agent's code, is confined too"
+    );
+}
+
+#[test]
+fn sandbox_off_lets_the_agent_write_where_the_user_can() {
+    let env = TestEnv::new();
+    let outside = env.outside("allowed");
+    env.workflow(&format!(
+        r##"
+workstream "w" {{
+    owns "w/**"
+    sandbox "off"
+    script "mkdir -p w && echo work > w/file.txt && echo x > {outside}"
+}}
+"##
+    ));
+    env.run(&[]).assert_code(0);
+    assert!(std::path::Path::new(&outside).exists());
 }
 
 fn make_executable(path: &std::path::Path) {

@@ -7,6 +7,7 @@ mod examples;
 mod feedback;
 mod hostile;
 mod manual;
+mod minimal;
 mod run;
 mod run_agents;
 mod run_checks;

@@ -119,11 +119,22 @@ impl TestEnv {
 
     /// Writes `parallel.kdl` (after [`HEADER`] unless the text has its own `workflow`) and
     /// commits it, so the checkout is clean.
+    ///
+    /// Agents and tests run in the kernel sandbox: `outside/` is made writable to them (in the
+    /// `defaults` block, added when the text has none), as the place they leave evidence.
     pub fn workflow(&self, body: &str) {
         let text = if body.contains("workflow \"") {
             body.to_string()
         } else {
             format!("{HEADER}\n{body}")
+        };
+        let writable = format!("\n    writable \"{}/\"", self.outside.display());
+        let text = match text.find("defaults {") {
+            Some(at) => {
+                let end = at + "defaults {".len();
+                format!("{}{writable}{}", &text[..end], &text[end..])
+            }
+            None => format!("{text}\ndefaults {{{writable}\n}}\n"),
         };
         self.write("parallel.kdl", &text);
         self.commit_all("add the workflow");

@@ -28,7 +28,7 @@ impl<T> Spanned<T> {
 }
 
 /// One file's top-level content.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FileAst {
     pub workflow: Option<WorkflowAst>,
     pub imports: Vec<Spanned<String>>,
@@ -43,7 +43,7 @@ pub struct FileAst {
 }
 
 /// `workflow "name" { ... }`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct WorkflowAst {
     pub name: Option<Spanned<String>>,
     pub base: Option<Spanned<String>>,
@@ -79,7 +79,7 @@ pub enum EnvAst {
 }
 
 /// A `workstream` node, or the `defaults` node (which has the same children and no name).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct WorkstreamAst {
     pub name: Option<Spanned<String>>,
     /// The span of the node's name (`workstream`), for problems about the whole node.
@@ -139,7 +139,7 @@ pub enum NetworkAst {
 }
 
 /// `integrate { ... }`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct IntegrateAst {
     pub verify: Option<Spanned<String>>,
     pub on_conflict: Option<Spanned<OnConflict>>,
@@ -149,7 +149,7 @@ pub struct IntegrateAst {
 }
 
 /// `model "name" provider=... id=... input-usd=... output-usd=...`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ModelAst {
     pub name: Spanned<String>,
     pub provider: Option<Spanned<String>>,
@@ -162,7 +162,7 @@ pub struct ModelAst {
 }
 
 /// `agent "name" { command ...; output ...; ... }`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AgentAst {
     pub name: Spanned<String>,
     pub command: Vec<Spanned<String>>,
@@ -180,7 +180,7 @@ pub struct AgentAst {
 }
 
 /// `role "name" { ... }`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RoleAst {
     pub name: Spanned<String>,
     pub description: Option<Spanned<String>>,
@@ -192,7 +192,7 @@ pub struct RoleAst {
 }
 
 /// `account "name" env=... max-parallel=... budget-usd=... budget-tokens=...`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AccountAst {
     pub name: Spanned<String>,
     pub env: Option<Spanned<String>>,
@@ -201,7 +201,7 @@ pub struct AccountAst {
 }
 
 /// `kind "tests" model="haiku" description="..."`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KindAst {
     pub kind: Spanned<TaskKind>,
     pub model: Option<Spanned<String>>,

@@ -93,13 +93,22 @@ pub fn globs_may_overlap(a: &str, b: &str) -> bool {
     }
 }
 
-/// A path both globs match (the shortest one found), for messages; `None` when they do
-/// not overlap or the answer is unknown.
+/// A path both globs match, for messages; `None` when they do not overlap or the answer is
+/// unknown. The example of either glob (see [`example_path`]) is preferred when both match
+/// it (`src/x` for `src/**` and `src/**`), else the shortest path found (which may be `src/`).
 pub fn overlap_example(a: &str, b: &str) -> Option<String> {
     if !prefixes_nested(literal_prefix(a), literal_prefix(b)) {
         return None;
     }
-    match overlap_witness(&Nfa::from_glob(a)?, &Nfa::from_glob(b)?) {
+    let (na, nb) = (Nfa::from_glob(a)?, Nfa::from_glob(b)?);
+    let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+    for glob in [long, short] {
+        let example = example_path(glob);
+        if !example.is_empty() && na.accepts(example.as_bytes()) && nb.accepts(example.as_bytes()) {
+            return Some(example);
+        }
+    }
+    match overlap_witness(&na, &nb) {
         Search::Found(bytes) => String::from_utf8(bytes).ok(),
         _ => None,
     }

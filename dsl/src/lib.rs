@@ -24,6 +24,7 @@
 //! `dsl/GRAMMAR.md`.
 
 pub mod ast;
+mod command_template;
 mod duration;
 #[doc(hidden)]
 pub mod fast_kdl;
@@ -41,6 +42,7 @@ mod workflow;
 
 use std::path::Path;
 
+pub use command_template::{MODEL_PLACEHOLDERS, uses_model, without_model};
 pub use duration::{format_duration, parse_duration};
 pub use glob::{example_path, glob_covers, globs_may_overlap, overlap_example};
 pub use keywords::{

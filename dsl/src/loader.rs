@@ -1,4 +1,5 @@
-//! Reads a workflow file and everything it imports, each file once.
+//! Reads a workflow file and everything it imports, each file once, after the standard
+//! library's modules, which every workflow has without importing them.
 //!
 //! The text of each file is guarded against what would make the KDL parser slow or overflow
 //! its stack, parsed, and read into its syntax tree; a file that does not parse has its
@@ -16,6 +17,7 @@ use crate::problem::{Code, Problem, Source, unknown_help};
 use crate::reader::Reader;
 
 /// One file read for a workflow.
+#[derive(Clone)]
 pub struct LoadedFile {
     pub source: Source,
     pub path: Option<PathBuf>,
@@ -42,6 +44,7 @@ enum Origin {
     Text,
 }
 
+#[derive(Clone)]
 struct Loader {
     files: Vec<LoadedFile>,
     order: Vec<FileId>,
@@ -51,6 +54,10 @@ struct Loader {
     syntax_failed: bool,
 }
 
+/// The standard-library modules every workflow has without importing them, read first so
+/// that any definition in the workflow's own files replaces a preset of the same name.
+const IMPLICIT_MODULES: [&str; 3] = ["models", "agents", "roles"];
+
 /// Loads a workflow from a file on disk.
 pub fn load_path(path: &Path) -> Result<Loaded, Box<Problem>> {
     let text = std::fs::read_to_string(path).map_err(|e| Box::new(unreadable(path, &e)))?;
@@ -59,14 +66,7 @@ pub fn load_path(path: &Path) -> Result<Loaded, Box<Problem>> {
 
 /// Loads a workflow from text; `path` (when given) anchors relative imports.
 pub fn load_text(name: &str, text: &str, path: Option<&Path>) -> Loaded {
-    let mut loader = Loader {
-        files: vec![],
-        order: vec![],
-        by_key: HashMap::new(),
-        stack: vec![],
-        problems: vec![],
-        syntax_failed: false,
-    };
+    let mut loader = with_standard_library();
     let origin = match path {
         Some(p) => Origin::Disk(p.to_path_buf()),
         None => Origin::Text,
@@ -79,6 +79,36 @@ pub fn load_text(name: &str, text: &str, path: Option<&Path>) -> Loaded {
         problems: loader.problems,
         syntax_failed: loader.syntax_failed,
     }
+}
+
+/// A loader that has read the standard library's modules, as every workflow starts.
+///
+/// The modules are read once per process and copied: reading them took 2.2 ms in a debug
+/// build and a copy 0.13 ms (measured over 200 loads of a one-workstream file), and the tests
+/// check workflows thousands of times. A copy gives the same file ids as reading them
+/// afresh, since they are always the first files read.
+fn with_standard_library() -> Loader {
+    static PRELUDE: std::sync::OnceLock<Loader> = std::sync::OnceLock::new();
+    PRELUDE
+        .get_or_init(|| {
+            let mut loader = Loader {
+                files: vec![],
+                order: vec![],
+                by_key: HashMap::new(),
+                stack: vec![],
+                problems: vec![],
+                syntax_failed: false,
+            };
+            for module in IMPLICIT_MODULES {
+                let key = format!("std:{module}");
+                if !loader.by_key.contains_key(&key) {
+                    let text = flow_stdlib::module(module).expect("the implicit modules are in the standard library");
+                    loader.load(&key, text.to_string(), Origin::Std(module.to_string()), false);
+                }
+            }
+            loader
+        })
+        .clone()
 }
 
 fn unreadable(path: &Path, error: &std::io::Error) -> Problem {

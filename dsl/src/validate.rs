@@ -10,6 +10,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::ast::*;
+use crate::command_template::placeholders;
 use crate::glob::{glob_covers, globs_may_overlap};
 use crate::keywords::*;
 use crate::loader::Loaded;
@@ -37,6 +38,7 @@ pub fn validate(loaded: Loaded) -> Result<Checked, Problems> {
         workflow = Some(v.workflow(&loaded.order, loaded.main));
     }
     problems.sort_by(|a, b| a.file_name().cmp(b.file_name()).then(a.offset().cmp(&b.offset())));
+    let mut problems = merge_repeats(problems);
     let main_name = loaded.files[loaded.main].source.name().to_string();
     problems.sort_by_key(|p| p.file_name() != main_name);
     match workflow {
@@ -46,6 +48,43 @@ pub fn validate(loaded: Loaded) -> Result<Checked, Problems> {
         }),
         _ => Err(Problems { problems }),
     }
+}
+
+/// Merges problems that say the same thing in the same file with one label each (the same
+/// unknown model named in twelve workstreams) into one, labelled at its first four places.
+fn merge_repeats(problems: Vec<Problem>) -> Vec<Problem> {
+    let mut out: Vec<Problem> = Vec::with_capacity(problems.len());
+    let mut seen: HashMap<(Code, String, String), (usize, usize)> = HashMap::new();
+    for problem in problems {
+        if problem.labels.len() != 1 {
+            out.push(problem);
+            continue;
+        }
+        let key = (problem.code, problem.file_name().to_string(), problem.message.clone());
+        match seen.get_mut(&key) {
+            Some((at, count)) if out[*at].help == problem.help => {
+                *count += 1;
+                let first = &mut out[*at];
+                if first.labels.len() < 4 {
+                    let label = &problem.labels[0];
+                    first.labels.push(miette::LabeledSpan::new_with_span(
+                        label.label().map(str::to_string),
+                        label.inner().to_owned(),
+                    ));
+                }
+            }
+            _ => {
+                seen.insert(key, (out.len(), 1));
+                out.push(problem);
+            }
+        }
+    }
+    for (at, count) in seen.into_values() {
+        if count > 1 {
+            out[at].message = format!("{} (in {count} places)", out[at].message);
+        }
+    }
+    out
 }
 
 /// A workstream's effective `owns` and `forbid` globs, as written.
@@ -380,23 +419,7 @@ impl<'a> Validator<'a> {
         if known.clone().any(|k| *k == name.value) {
             return true;
         }
-        let mut help = unknown_help(what, &name.value, known.map(String::as_str));
-        let module = match what {
-            "model" => Some("std:models"),
-            "agent" => Some("std:agents"),
-            "role" => Some("std:roles"),
-            _ => None,
-        };
-        if let Some(module) = module {
-            if help.starts_with("no ") {
-                help = format!(
-                    "no {what} is defined: define `{}`, or import the standard library's with `import \"{module}\"`",
-                    name.value
-                );
-            } else if !help.starts_with("did you mean") {
-                help = format!("{help}; the standard library's are imported with `import \"{module}\"`");
-            }
-        }
+        let help = unknown_help(what, &name.value, known.map(String::as_str));
         self.error(
             code,
             name,
@@ -496,6 +519,9 @@ impl<'a> Validator<'a> {
         }
 
         let mut scopes: Vec<WrittenScope<'_>> = vec![];
+        // Problems many workstreams can share, each reported once with all of them.
+        let mut without_task: Vec<&Spanned<String>> = vec![];
+        let mut without_script: BTreeMap<String, Vec<&Spanned<String>>> = BTreeMap::new();
         let defaults_flawed = self.flawed(defaults.and_then(|d| d.node_span.as_ref()));
         for ws in &named {
             let name = ws.name.as_ref().expect("named workstreams have names");
@@ -504,20 +530,9 @@ impl<'a> Validator<'a> {
             self.check_references(ws, workflow);
             let agent_name = ws.agent.as_ref().or(defaults.and_then(|d| d.agent.as_ref()));
             let agent = agent_name.map_or("claude-code", |a| a.value.as_str()).to_string();
+            // The standard library's agents are always there: an agent that is not is
+            // unknown, and reported as such by `check_references`.
             let agent_def = workflow.agents.get(&agent);
-            if agent_name.is_none() && agent_def.is_none() && !flawed {
-                self.error(
-                    Code::UnknownAgent,
-                    name,
-                    "no agent",
-                    format!(
-                        "workstream `{}` names no agent, and `claude-code` is not defined",
-                        name.value
-                    ),
-                )
-                .help =
-                    Some("add `agent \"...\"` to the workstream or to `defaults`, or `import \"std:agents\"`".into());
-            }
             let role_name = ws
                 .role
                 .as_ref()
@@ -538,43 +553,18 @@ impl<'a> Validator<'a> {
                 (Some(entry.model.clone()), ModelSource::Kind)
             } else if let Some(m) = role.as_ref().and_then(|r| r.model.clone()) {
                 (Some(m), ModelSource::Role)
+            } else if agent_def.is_some_and(Agent::takes_model) {
+                (None, ModelSource::AgentDefault)
             } else {
                 (None, ModelSource::None)
             };
             if let Some(def) = agent_def.as_ref().filter(|_| !flawed) {
-                if model.is_none() && def.uses("model") {
-                    self.error(
-                        Code::MissingNode,
-                        name,
-                        "no model",
-                        format!(
-                            "workstream `{}` has no model, and agent `{agent}` needs one",
-                            name.value
-                        ),
-                    )
-                    .help = Some("add `model \"...\"` to the workstream or to `defaults`, or give it a `kind`".into());
-                }
                 if def.uses("script") {
                     if ws.script.is_none() {
-                        self.error(
-                            Code::MissingTask,
-                            name,
-                            "no script",
-                            format!(
-                                "workstream `{}` has no `script`, and agent `{agent}` runs one",
-                                name.value
-                            ),
-                        )
-                        .help = Some("add `script \"...\"` with the shell commands to run".into());
+                        without_script.entry(agent.clone()).or_default().push(name);
                     }
-                } else if ws.task.is_none() {
-                    self.error(
-                        Code::MissingTask,
-                        name,
-                        "no task",
-                        format!("workstream `{}` has no task", name.value),
-                    )
-                    .help = Some("add `task \"...\"` saying what the agent must do".into());
+                } else if ws.task.is_none() && ws.description.is_none() {
+                    without_task.push(name);
                 }
             }
 
@@ -672,7 +662,8 @@ impl<'a> Validator<'a> {
             workflow.workstreams.push(Workstream {
                 name: name.value.clone(),
                 description: ws.description.as_ref().map(|d| d.value.clone()),
-                task: ws.task.as_ref().map(|t| t.value.clone()),
+                // A description stands for a missing task.
+                task: ws.task.as_ref().or(ws.description.as_ref()).map(|t| t.value.clone()),
                 script: ws.script.as_ref().map(|s| s.value.clone()),
                 role: role_name,
                 agent,
@@ -770,11 +761,58 @@ impl<'a> Validator<'a> {
             });
         }
 
+        if !without_task.is_empty() {
+            self.shared_problem(
+                Code::MissingTask,
+                &without_task,
+                "no task",
+                "has no task",
+                "have no task",
+                "add `task \"...\"` (or a `description`) saying what the agent must do",
+            );
+        }
+        for (agent, names) in &without_script {
+            self.shared_problem(
+                Code::MissingTask,
+                names,
+                "no script",
+                &format!("has no `script`, and agent `{agent}` runs one"),
+                &format!("have no `script`, and agent `{agent}` runs one"),
+                "add `script \"...\"` with the shell commands to run",
+            );
+        }
+
         let acyclic = self.check_cycles(&named, workflow);
         self.warn_unpriced(workflow, &named);
         if acyclic {
-            workflow.overlaps = self.overlaps(&named, &scopes, workflow);
+            workflow.overlaps = self.overlaps(main, &named, &scopes, workflow);
         }
+    }
+
+    /// Reports one error about several workstreams: "workstream `a` has no task", or "3
+    /// workstreams have no task: a, b and c" with a label on the first four names.
+    fn shared_problem(
+        &mut self,
+        code: Code,
+        names: &[&Spanned<String>],
+        label: &str,
+        one: &str,
+        many: &str,
+        help: &str,
+    ) {
+        let message = match names {
+            [name] => format!("workstream `{}` {one}", name.value),
+            _ => {
+                let list: Vec<&str> = names.iter().map(|n| n.value.as_str()).collect();
+                format!("{} workstreams {many}: {}", names.len(), name_list(&list))
+            }
+        };
+        let first = names[0];
+        let mut problem = Problem::error(code, self.source(first.file), first.span, label, message).with_help(help);
+        for name in names.iter().skip(1).take(3) {
+            problem = problem.with_label(name.span, label);
+        }
+        self.problems.push(problem);
     }
 
     /// A glob as the validated workflow keeps it, with the file and span it was written at.
@@ -956,14 +994,32 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn overlaps(&mut self, named: &[&WorkstreamAst], scopes: &[WrittenScope<'_>], workflow: &Workflow) -> Vec<Overlap> {
+    /// Finds the pairs of workstreams that may run at once and own overlapping paths, and
+    /// warns once per group of them. A workstream without `owns` owns everything: it stands
+    /// as `**`, written at its name.
+    fn overlaps(
+        &mut self,
+        main: FileId,
+        named: &[&WorkstreamAst],
+        scopes: &[WrittenScope<'_>],
+        workflow: &Workflow,
+    ) -> Vec<Overlap> {
+        let everything: Vec<Option<Spanned<String>>> = named
+            .iter()
+            .zip(scopes)
+            .map(|(ws, (owns, _))| {
+                let name = ws.name.as_ref().expect("named workstreams have names");
+                owns.is_empty()
+                    .then(|| Spanned::new("**".to_string(), name.file, name.span))
+            })
+            .collect();
         // Index every owned glob by its literal folder prefix: only nested prefixes can overlap.
         let mut by_prefix: HashMap<&str, Vec<(usize, &Spanned<String>)>> = HashMap::new();
         for (i, (owns, _)) in scopes.iter().enumerate() {
             if workflow.workstreams[i].isolation == Isolation::None {
                 continue;
             }
-            for glob in owns {
+            for glob in everything[i].iter().chain(owns.iter().copied()) {
                 by_prefix
                     .entry(literal_prefix(&glob.value))
                     .or_default()
@@ -994,8 +1050,9 @@ impl<'a> Validator<'a> {
         candidates.sort_by_key(|(i, g, j, h)| (*i, *j, g.span.offset(), h.span.offset()));
         candidates.dedup_by_key(|(i, g, j, h)| (*i, *j, g.span.offset(), h.span.offset()));
         let mut out: Vec<Overlap> = vec![];
+        let mut written: Vec<(&Spanned<String>, &Spanned<String>)> = vec![];
         for (i, g, j, h) in candidates {
-            if reach.ordered(i, j) || out.iter().any(|o| o.first == i && o.second == j) {
+            if reach.ordered(i, j) || out.last().is_some_and(|o| o.first == i && o.second == j) {
                 continue;
             }
             if !globs_may_overlap(&g.value, &h.value) {
@@ -1006,30 +1063,15 @@ impl<'a> Validator<'a> {
             if forbidden {
                 continue;
             }
-            let example = crate::glob::overlap_example(&g.value, &h.value).unwrap_or_else(|| {
-                crate::glob::example_path(if g.value.len() >= h.value.len() {
-                    &g.value
-                } else {
-                    &h.value
-                })
-            });
-            let (a, b) = (&workflow.workstreams[i].name, &workflow.workstreams[j].name);
-            let source = self.source(g.file);
-            let mut p = Problem::warning(
-                Code::OwnsOverlap,
-                source,
-                g.span,
-                format!("owned by `{a}`"),
-                format!("`{a}` and `{b}` may run at the same time and both own paths like `{example}`"),
-            )
-            .with_help(format!(
-                "make one depend on the other (`depends-on \"{a}\"` in `{b}`), narrow their `owns`, or add a `forbid`"
-            ));
-            if h.file == g.file {
-                p = p.with_label(h.span, format!("owned by `{b}`"));
-            }
-            self.problems.push(p);
-            let _ = named;
+            let example = crate::glob::overlap_example(&g.value, &h.value)
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| {
+                    crate::glob::example_path(if g.value.len() >= h.value.len() {
+                        &g.value
+                    } else {
+                        &h.value
+                    })
+                });
             out.push(Overlap {
                 first: i,
                 second: j,
@@ -1037,9 +1079,174 @@ impl<'a> Validator<'a> {
                 second_glob: h.value.clone(),
                 example,
             });
+            written.push((g, h));
+        }
+        for group in group_overlaps(&out) {
+            let warning = self.overlap_warning(main, named, &group, &out, &written, workflow);
+            self.problems.push(warning);
         }
         out
     }
+
+    /// The one warning about a group of overlapping workstreams: who they are, one label per
+    /// glob they overlap through (at most four), and how to separate them.
+    fn overlap_warning(
+        &self,
+        main: FileId,
+        named: &[&WorkstreamAst],
+        group: &OverlapGroup,
+        overlaps: &[Overlap],
+        written: &[(&Spanned<String>, &Spanned<String>)],
+        workflow: &Workflow,
+    ) -> Problem {
+        let name = |i: usize| workflow.workstreams[i].name.as_str();
+        let owns_everything = |i: usize| workflow.workstreams[i].scope.owns_everything();
+        let members: Vec<&str> = group.members.iter().map(|&i| name(i)).collect();
+        let unbounded: Vec<&str> = group
+            .members
+            .iter()
+            .filter(|&&i| owns_everything(i))
+            .map(|&i| name(i))
+            .collect();
+        let first = &overlaps[group.overlaps[0]];
+        let message = match (members.as_slice(), unbounded.len() == members.len()) {
+            ([a, b], true) => {
+                format!("`{a}` and `{b}` have no `owns`, so each owns everything, and they may run at the same time")
+            }
+            ([a, b], false) => format!(
+                "`{a}` and `{b}` may run at the same time and both own paths like `{}`",
+                first.example
+            ),
+            (_, true) => format!(
+                "{} workstreams have no `owns`, so each owns everything, and they may run at the same time: {}",
+                members.len(),
+                name_list(&members)
+            ),
+            (_, false) => format!(
+                "{} workstreams may run at the same time and own overlapping paths: {}",
+                members.len(),
+                name_list(&members)
+            ),
+        };
+
+        // One label per glob written in this file, however many members wrote it (a missing
+        // `owns` counts as one); globs a role gives are labelled at the first member's name,
+        // one label for the globs of the same members.
+        let mut globs: Vec<(GlobKey<'_>, &Spanned<String>, Vec<usize>)> = vec![];
+        for &k in &group.overlaps {
+            let (o, (g, h)) = (&overlaps[k], written[k]);
+            for (i, glob) in [(o.first, g), (o.second, h)] {
+                let key = if owns_everything(i) {
+                    GlobKey::Everything
+                } else if glob.file == main {
+                    GlobKey::Written(&glob.value)
+                } else {
+                    GlobKey::Role(vec![&glob.value])
+                };
+                match globs.iter_mut().find(|(k, _, _)| *k == key) {
+                    Some((_, _, owners)) if !owners.contains(&i) => owners.push(i),
+                    Some(_) => {}
+                    None => globs.push((key, glob, vec![i])),
+                }
+            }
+        }
+        for (_, _, owners) in &mut globs {
+            owners.sort_unstable();
+        }
+        let mut merged: Vec<(GlobKey<'_>, &Spanned<String>, Vec<usize>)> = vec![];
+        for (key, glob, owners) in globs {
+            let same_role = merged
+                .iter_mut()
+                .find(|(k, _, o)| matches!(k, GlobKey::Role(_)) && *o == owners);
+            match (key, same_role) {
+                (GlobKey::Role(texts), Some((GlobKey::Role(all), _, _))) => all.extend(texts),
+                (key, _) => merged.push((key, glob, owners)),
+            }
+        }
+        let mut labels = vec![];
+        for (key, glob, owners) in merged.iter().take(4) {
+            let names: Vec<&str> = owners.iter().map(|&i| name(i)).collect();
+            let label = match key {
+                GlobKey::Everything if names.len() == 1 => "no `owns`: owns everything".to_string(),
+                GlobKey::Everything => format!("no `owns` here, nor in {}", label_list(&names[1..])),
+                GlobKey::Written(_) => format!("owned by {}", label_list(&names)),
+                GlobKey::Role(texts) => {
+                    let texts: Vec<String> = texts.iter().map(|t| format!("`{t}`")).collect();
+                    let also = match &names[1..] {
+                        [] => String::new(),
+                        [one] => format!(", as does `{one}`"),
+                        more => format!(", as do {}", label_list(more)),
+                    };
+                    format!("owns {} through its role{also}", list(texts, 2))
+                }
+            };
+            let span = match key {
+                GlobKey::Role(_) => {
+                    named[owners[0]]
+                        .name
+                        .as_ref()
+                        .expect("named workstreams have names")
+                        .span
+                }
+                _ => glob.span,
+            };
+            labels.push((span, label));
+        }
+
+        let order = match members.as_slice() {
+            [a, b] => format!("make one depend on the other (`depends-on \"{a}\"` in `{b}`)"),
+            _ => "make them depend on one another with `depends-on`".to_string(),
+        };
+        let mut help = if unbounded.is_empty() {
+            format!("{order}, narrow their `owns`, or add a `forbid`")
+        } else if unbounded.len() == members.len() {
+            format!("give each an `owns` with the paths it may change, or {order}")
+        } else {
+            format!(
+                "give {} an `owns` with the paths it may change, {order}, narrow the others' `owns`, or add a `forbid`",
+                label_list(&unbounded)
+            )
+        };
+        if members.len() > 2 && !group.is_complete() {
+            let shown: Vec<String> = group
+                .overlaps
+                .iter()
+                .take(6)
+                .map(|&k| {
+                    let o = &overlaps[k];
+                    if owns_everything(o.first) && owns_everything(o.second) {
+                        format!("`{}` and `{}`", name(o.first), name(o.second))
+                    } else {
+                        format!("`{}` and `{}` (e.g. `{}`)", name(o.first), name(o.second), o.example)
+                    }
+                })
+                .collect();
+            let more = group.overlaps.len() - shown.len();
+            let more = if more > 0 {
+                format!(", and {more} more (`flow plan --json` lists them all)")
+            } else {
+                String::new()
+            };
+            help = format!("{help}\noverlapping: {}{more}", shown.join(", "));
+        }
+        let source = self.source(main);
+        let mut labels = labels.into_iter();
+        let (span, label) = labels.next().expect("a group has at least one overlap");
+        let mut problem = Problem::warning(Code::OwnsOverlap, source, span, label, message).with_help(help);
+        for (span, label) in labels {
+            problem = problem.with_label(span, label);
+        }
+        problem
+    }
+}
+
+/// What an overlap warning labels once: the missing `owns` of its members, a glob written in
+/// the workflow's file (by one or more members), or the globs members have from a role.
+#[derive(Debug, PartialEq, Eq)]
+enum GlobKey<'s> {
+    Everything,
+    Written(&'s str),
+    Role(Vec<&'s str>),
 }
 
 /// Which workstreams come before which, as ancestor bit sets.
@@ -1123,6 +1330,33 @@ fn cycle_path(start: usize, members: &HashSet<usize>, workflow: &Workflow) -> Ve
     vec![start, start]
 }
 
+/// Names for a message, plain and at most twelve: "a, b, c" or "a, b, ..., l and 3 more".
+fn name_list(names: &[&str]) -> String {
+    list(names.iter().map(|n| n.to_string()).collect(), 12)
+}
+
+/// Names for a label or a help line, quoted and short, since a label does not wrap (the
+/// message lists them all): "`a`", "`a` and `b`", "`a` and 10 others".
+fn label_list(names: &[&str]) -> String {
+    match names {
+        [first, _, _, ..] => format!("`{first}` and {} others", names.len() - 1),
+        _ => list(names.iter().map(|n| format!("`{n}`")).collect(), 2),
+    }
+}
+
+/// Joins items as prose, the first `shown` of them: "a, b and c", or "a, b and 3 more".
+fn list(mut items: Vec<String>, shown: usize) -> String {
+    if items.len() > shown {
+        let more = items.len() - shown;
+        items.truncate(shown);
+        return format!("{} and {more} more", items.join(", "));
+    }
+    match items.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => items.join(""),
+    }
+}
+
 /// The folders above a prefix, itself included: "a/b" gives "", "a", "a/b".
 fn ancestors(prefix: &str) -> impl Iterator<Item = &str> {
     std::iter::once("")
@@ -1144,15 +1378,6 @@ fn literal_prefix(glob: &str) -> &str {
         end = i + segment.len();
     }
     glob[..end].trim_end_matches('/')
-}
-
-fn placeholders(text: &str) -> impl Iterator<Item = &str> {
-    text.match_indices('{').filter_map(move |(i, _)| {
-        let rest = &text[i + 1..];
-        let end = rest.find('}')?;
-        let name = &rest[..end];
-        (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(name)
-    })
 }
 
 fn budget(ast: Option<&BudgetAst>) -> Budget {

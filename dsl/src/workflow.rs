@@ -54,6 +54,9 @@ pub enum ModelSource {
     Role,
     /// No model: the agent's command does not use one.
     None,
+    /// No model chosen: the agent's tool runs on its own default model (the arguments that
+    /// would name one are left out of its command).
+    AgentDefault,
 }
 
 /// A validated workflow.
@@ -105,6 +108,11 @@ impl Workflow {
     /// The model definition a workstream uses, if any.
     pub fn model_of(&self, workstream: &Workstream) -> Option<&Model> {
         workstream.model.as_ref().and_then(|m| self.models.get(m))
+    }
+
+    /// The predicted overlaps gathered into groups of workstreams (see [`group_overlaps`]).
+    pub fn overlap_groups(&self) -> Vec<OverlapGroup> {
+        group_overlaps(&self.overlaps)
     }
 
     /// The role definition a workstream has, if any.
@@ -257,6 +265,11 @@ impl Agent {
         let needle = format!("{{{placeholder}}}");
         self.command.iter().any(|a| a.contains(&needle))
     }
+
+    /// Tells whether the command names a model (`{model}`, `{model_name}` or `{provider}`).
+    pub fn takes_model(&self) -> bool {
+        self.command.iter().any(|a| crate::uses_model(a))
+    }
 }
 
 /// A role: expertise, instructions, and a default scope.
@@ -293,10 +306,55 @@ pub struct KindEntry {
 pub struct Overlap {
     pub first: usize,
     pub second: usize,
+    /// The glob of `first` that overlaps; `**` when it has no `owns` (it owns everything).
     pub first_glob: String,
     pub second_glob: String,
     /// A path both may change.
     pub example: String,
+}
+
+/// Workstreams linked by overlaps: each overlaps at least one other of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlapGroup {
+    /// The workstreams, in declaration order.
+    pub members: Vec<usize>,
+    /// Indices of the overlaps between them, in the order given.
+    pub overlaps: Vec<usize>,
+}
+
+impl OverlapGroup {
+    /// Tells whether every two members overlap.
+    pub fn is_complete(&self) -> bool {
+        let n = self.members.len();
+        self.overlaps.len() == n * (n - 1) / 2
+    }
+}
+
+/// Gathers overlaps into groups of workstreams that overlap one another, directly or through
+/// others, ordered by their first member: twelve workstreams that own one glob are one group,
+/// not sixty-six pairs.
+pub fn group_overlaps(overlaps: &[Overlap]) -> Vec<OverlapGroup> {
+    let size = overlaps.iter().map(|o| o.first.max(o.second) + 1).max().unwrap_or(0);
+    let mut sets = petgraph::unionfind::UnionFind::<usize>::new(size);
+    for o in overlaps {
+        sets.union(o.first, o.second);
+    }
+    let mut groups: BTreeMap<usize, OverlapGroup> = BTreeMap::new();
+    for (k, o) in overlaps.iter().enumerate() {
+        let group = groups.entry(sets.find(o.first)).or_insert_with(|| OverlapGroup {
+            members: vec![],
+            overlaps: vec![],
+        });
+        group.members.extend([o.first, o.second]);
+        group.overlaps.push(k);
+    }
+    let mut groups: Vec<OverlapGroup> = groups.into_values().collect();
+    for group in &mut groups {
+        group.members.sort_unstable();
+        group.members.dedup();
+    }
+    groups.sort_by_key(|g| g.members[0]);
+    groups
 }
 
 /// The placeholders an agent command may use.

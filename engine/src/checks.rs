@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::agent::environment::{redact, secret_values};
-use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, run_process};
+use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, Sandboxing, run_process};
 
 /// The result of a workstream's `test` or the workflow's `verify`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -42,6 +42,8 @@ pub struct Check<'a> {
     pub header: Option<String>,
     pub timeout: Option<Duration>,
     pub grace: Duration,
+    /// The sandbox it runs in (it runs code an agent wrote); `None` runs it unconfined.
+    pub sandbox: Option<Sandboxing>,
 }
 
 /// Runs a check to its end; `None` when `stop` ended it.
@@ -54,6 +56,7 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
     spec.log_path = Some(check.log_path.clone());
     spec.grace = check.grace;
     spec.timeout = check.timeout;
+    spec.sandbox = check.sandbox;
     if let Some(header) = &check.header {
         let _ = append_line(&check.log_path, header);
     }

@@ -12,6 +12,7 @@ use flow_dsl::Workflow;
 use tokio::sync::watch;
 
 use crate::checks::{Check, TestResult, run_check};
+use crate::confine::{Confiner, Place};
 use crate::git::{Git, MergeOutcome, Oid};
 
 /// Everything a merge step needs besides the branch.
@@ -27,6 +28,10 @@ pub struct Integration<'a> {
     pub grace: Duration,
     /// Written into merge commit messages.
     pub note: String,
+    /// Decides `verify`'s sandbox: it runs the merged code.
+    pub confiner: Confiner,
+    /// `verify`'s temporary folder (its `TMPDIR` when it is confined).
+    pub tmp_dir: PathBuf,
 }
 
 /// What a merge step did.
@@ -110,11 +115,26 @@ pub async fn verify(
     if identity.run.is_empty() {
         variables.remove("FLOW_RUN");
     }
-    let env = crate::agent::environment::agent_environment(
+    let mut env = crate::agent::environment::agent_environment(
         integration.parent_env.iter().map(|(k, v)| (k.clone(), v.clone())),
         &[],
         &variables,
     );
+    let tmp = &integration.tmp_dir;
+    let place = Place {
+        dir: &integration.verify_dir,
+        tmp,
+        commits: None,
+    };
+    let merged = integration.workflow.workstreams.iter().find(|ws| ws.name == workstream);
+    let sandbox = match merged.map(|ws| integration.confiner.verify(ws, &place)) {
+        Some(Ok(sandbox)) => sandbox,
+        None => None,
+        Some(Err(e)) => return failed(format!("cannot confine verify: {e}")),
+    };
+    if sandbox.is_some() {
+        env.insert("TMPDIR".to_string(), tmp.display().to_string());
+    }
     let check = Check {
         command,
         dir: &integration.verify_dir,
@@ -123,6 +143,7 @@ pub async fn verify(
         header: Some(format!("== verify after merging {workstream}: {command}")),
         timeout: None,
         grace: integration.grace,
+        sandbox,
     };
     run_check(check, stop).await
 }

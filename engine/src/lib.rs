@@ -4,7 +4,7 @@
 //! graph with waves, critical path and merge order); [`run::core`] decides, one input at a
 //! time, what a run does next; [`run::driver`] carries those decisions out (worktrees from
 //! [`git`], context from [`context`], agent processes from [`agent`], checks and merges
-//! through [`checks`] and [`integrate`]) and feeds the results back; every step is an event
+//! through [`checks`] and [`integrate`], each process in the sandbox [`confine`] decides) and feeds the results back; every step is an event
 //! recorded in [`run::state`] and on disk ([`run::store`]) and shown to observers, such as
 //! [`report`]'s progress and board. [`by_hand`] holds the verbs for people who start agents
 //! themselves. [`site::Site`] says where all of it lives.
@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod by_hand;
 pub mod checks;
+pub mod confine;
 pub mod context;
 pub mod decision_log;
 pub mod git;

@@ -202,6 +202,9 @@ pub struct CostEstimate {
     pub workstreams: std::collections::BTreeMap<String, CostRange>,
     /// Workstreams with no estimate, or whose model has no prices.
     pub unestimated: Vec<String>,
+    /// Workstreams with an estimate in tokens that cannot be priced: they have no model (the
+    /// agent's tool picks its own) or a model without prices. Also in `unestimated`.
+    pub unpriced: Vec<String>,
     /// Estimates that exceed (or may exceed) a budget.
     pub warnings: Vec<String>,
 }
@@ -245,7 +248,12 @@ impl Plan {
                     }
                     estimate.workstreams.insert(ws.name.clone(), r);
                 }
-                None => estimate.unestimated.push(ws.name.clone()),
+                None => {
+                    if ws.estimate.tokens.is_some() {
+                        estimate.unpriced.push(ws.name.clone());
+                    }
+                    estimate.unestimated.push(ws.name.clone());
+                }
             }
         }
         if let Some(limit) = wf.budget.usd {

@@ -75,8 +75,19 @@ pub fn preflight(workflow: &Workflow, context: &Context<'_>) -> Vec<Finding> {
         }
         findings.extend(dirty_checkout(workflow, git));
     }
+    findings.extend(sandbox(workflow));
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     findings
+}
+
+/// A kernel that cannot confine agents, or only in part, is worth a warning: the run goes on
+/// unconfined (or with what it can enforce).
+fn sandbox(workflow: &Workflow) -> Option<Finding> {
+    let notice = crate::confine::Confiner::new(&std::collections::BTreeMap::new(), Path::new("/")).notice(workflow)?;
+    Some(Finding::warning(
+        notice,
+        Some("Landlock needs Linux 5.13 or newer with `landlock` in the `lsm=` boot parameter; `sandbox \"off\"` on a workstream says you accept it".into()),
+    ))
 }
 
 fn chosen(context: &Context<'_>, index: usize) -> bool {

@@ -172,4 +172,9 @@ impl RunDir {
     pub fn scratch_path(&self, workstream: &str) -> PathBuf {
         self.dir.join("scratch").join(workstream)
     }
+
+    /// The temporary folder of a workstream's confined processes (their `TMPDIR`).
+    pub fn tmp_path(&self, workstream: &str) -> PathBuf {
+        self.dir.join("tmp").join(workstream)
+    }
 }

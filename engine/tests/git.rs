@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use flow_engine::git::{
-    BranchState, Change, ChangeKind, Git, GitError, IntegrityProblem, MergeOutcome, Oid, WORKTREE_BEING_MADE,
-    WorktreeState,
+    BranchState, Change, ChangeKind, Git, GitError, IntegrityProblem, MergeOutcome, MergeProgress, Oid,
+    WORKTREE_BEING_MADE, WorktreeMerge, WorktreeState,
 };
 use tempfile::TempDir;
 
@@ -804,6 +804,181 @@ fn merges_fast_forward_then_like_git_merge_no_ff() {
     }
     assert_eq!(git(root, &["status", "--porcelain"]), "");
     git(root, &["fsck", "--strict"]);
+}
+
+#[test]
+fn own_changes_are_read_from_the_integration_commit_a_sync_brought_in() {
+    let f = Fixture::new();
+    let g = f.git();
+    let start = f.rev("HEAD");
+    let wt = |name: &str| f.wt(name).to_str().expect("utf-8").to_string();
+    git(
+        &f.root,
+        &["worktree", "add", "-q", "-b", "flow/w", &wt("w"), &start.to_string()],
+    );
+    let own = f.commit_in(&f.wt("w"), &[("w.txt", Some("mine\n"))], "w: work");
+    assert_eq!(g.work_base_at(start, own, start).expect("read"), start);
+
+    // Another workstream's work is verified on the integration branch, then comes into w's.
+    git(
+        &f.root,
+        &["worktree", "add", "-q", "--detach", &wt("i"), &start.to_string()],
+    );
+    let other = f.commit_in(&f.wt("i"), &[("other.txt", Some("theirs\n"))], "other: work");
+    assert_eq!(
+        g.work_base_at(start, own, other).expect("read"),
+        start,
+        "not synced yet"
+    );
+    git(
+        &f.wt("w"),
+        &["merge", "-q", "--no-ff", "-m", "sync", &other.to_string()],
+    );
+    let synced = Oid::from_hex(&git(&f.wt("w"), &["rev-parse", "HEAD"])).expect("hex id");
+    let from = g.work_base_at(start, synced, other).expect("read");
+    assert_eq!(from, other);
+    let paths: Vec<String> = g
+        .changed_paths(from, synced)
+        .expect("diff")
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(paths, ["w.txt"], "what the sync brought in is not w's");
+
+    // The integration branch moves on: w's branch still holds only `other`.
+    let later = f.commit_in(&f.wt("i"), &[("later.txt", Some("later\n"))], "later: work");
+    assert_eq!(g.work_base_at(start, synced, later).expect("read"), other);
+    // Named by its branch (outside a run), the same.
+    git(&f.root, &["branch", "integration/x", &later.to_string()]);
+    assert_eq!(g.work_base(start, synced, "integration/x").expect("read"), other);
+    assert_eq!(g.work_base(start, synced, "no/such-branch").expect("read"), start);
+
+    // A commit w merged that is no integration commit hides nothing: its files stay w's.
+    git(
+        &f.root,
+        &["worktree", "add", "-q", "--detach", &wt("x"), &start.to_string()],
+    );
+    let stray = f.commit_in(&f.wt("x"), &[("stray.txt", Some("out of scope\n"))], "stray");
+    git(
+        &f.wt("w"),
+        &["merge", "-q", "--no-ff", "-m", "not a sync", &stray.to_string()],
+    );
+    let head = Oid::from_hex(&git(&f.wt("w"), &["rev-parse", "HEAD"])).expect("hex id");
+    let from = g.work_base_at(start, head, later).expect("read");
+    assert_eq!(from, other);
+    let paths: Vec<String> = g
+        .changed_paths(from, head)
+        .expect("diff")
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(paths, ["stray.txt", "w.txt"]);
+}
+
+#[test]
+fn a_resolution_set_up_in_the_integration_worktree_is_found_at_each_step() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+    let dir = m.f.wt("integration");
+    let into = "integration/x";
+    g.merge_into(into, m.a, "Merge flow/a").expect("merge");
+    g.checkout_detached(&dir, m.a).expect("the integration worktree");
+    let progress = |ours, theirs| g.merge_progress(&dir, into, ours, theirs).expect("read");
+    assert_eq!(progress(m.a, m.c), MergeProgress::Absent, "not set up");
+
+    assert_eq!(g.prepare_merge_in(&dir, m.a, m.c).expect("set up"), ["a.txt"]);
+    assert_eq!(progress(m.a, m.c), MergeProgress::InProgress);
+    assert_eq!(progress(m.a, m.b), MergeProgress::Absent, "another merge");
+    assert_eq!(g.trial_merge(m.a, m.c).expect("trial"), ["a.txt"], "the same conflicts");
+
+    write(&dir.join("a.txt"), &lines(Some((1, "alpha and gamma"))));
+    let commit = g.commit_merge_in(&dir, "resolved").expect("commit");
+    assert_eq!(g.parents(commit).expect("parents"), [m.a, m.c]);
+    assert_eq!(progress(m.a, m.c), MergeProgress::Committed(commit));
+
+    g.set_branch(into, commit, Some(m.a), "resolved").expect("move");
+    assert_eq!(progress(m.a, m.c), MergeProgress::Landed(commit));
+    g.checkout_detached(&dir, commit).expect("verify's checkout");
+    assert_eq!(progress(m.a, m.c), MergeProgress::Landed(commit));
+    assert_eq!(
+        progress(m.a, m.b),
+        MergeProgress::Absent,
+        "the branch moved on to another merge"
+    );
+}
+
+#[test]
+fn a_sync_into_a_worktree_is_committed_clean_or_left_as_a_merge_in_progress() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+    let status = |name: &str| git(&m.f.wt(name), &["status", "--porcelain"]);
+    let merge_head =
+        |name: &str| PathBuf::from(git(&m.f.wt(name), &["rev-parse", "--absolute-git-dir"])).join("MERGE_HEAD");
+
+    // Clean: committed with both parents, checked out, nothing left of the merge.
+    let clean = match g.merge_into_worktree(&m.f.wt("b"), m.a, "sync a into b").expect("sync") {
+        WorktreeMerge::Clean(commit) => commit,
+        other => panic!("expected a clean merge, got {other:?}"),
+    };
+    assert_eq!(g.parents(clean).expect("parents"), [m.b, m.a]);
+    assert_eq!(g.branch_head("flow/b").expect("head"), Some(clean));
+    assert_eq!(status("b"), "", "the merge is checked out");
+    assert!(!merge_head("b").exists());
+    assert!(!g.merge_in_progress(&m.f.wt("b")).expect("state"));
+
+    // Conflicting: left in progress, with the markers.
+    let conflicted = g.merge_into_worktree(&m.f.wt("c"), m.a, "sync a into c").expect("sync");
+    assert_eq!(conflicted, WorktreeMerge::Conflicted(vec!["a.txt".into()]));
+    assert!(g.merge_in_progress(&m.f.wt("c")).expect("state"));
+    assert!(
+        fs::read_to_string(m.f.wt("c").join("a.txt"))
+            .expect("read")
+            .contains("<<<<<<<")
+    );
+    g.abort_merge_in(&m.f.wt("c"), &[]).expect("give it up");
+    assert_eq!(status("c"), "");
+    assert_eq!(g.branch_head("flow/c").expect("head"), Some(m.c));
+
+    // Cut half-way (MERGE_HEAD is written before any file changes): a merge in progress,
+    // given up as one, never the other side's files taken for the worktree's own work.
+    fs::write(merge_head("c"), format!("{}\n", m.a)).expect("MERGE_HEAD");
+    fs::write(m.f.wt("c").join("x.txt"), "from a\n").expect("one of a's files");
+    assert!(g.merge_in_progress(&m.f.wt("c")).expect("state"));
+    g.abort_merge_in(&m.f.wt("c"), &[]).expect("give it up");
+    assert_eq!(status("c"), "");
+}
+
+#[test]
+fn a_rebase_cut_between_moving_the_branch_and_checking_it_out_is_given_up_as_a_merge() {
+    let m = MergeFixture::new();
+    let g = m.f.git();
+    let wt = m.f.wt("b");
+    let status = || git(&wt, &["status", "--porcelain"]);
+    let merge_head = PathBuf::from(git(&wt, &["rev-parse", "--absolute-git-dir"])).join("MERGE_HEAD");
+
+    // Replayed: one commit on top of `a`, checked out, nothing of the rebase left.
+    let replayed = match g.rebase_worktree(&wt, m.a, "sync a into b").expect("rebase") {
+        WorktreeMerge::Clean(commit) => commit,
+        other => panic!("expected a clean replay, got {other:?}"),
+    };
+    assert_eq!(g.parents(replayed).expect("parents"), [m.a], "replayed, not merged");
+    assert_eq!(status(), "");
+    assert!(!merge_head.exists());
+    assert!(wt.join("x.txt").exists(), "a's file is checked out");
+
+    // Cut after the branch moved, before the checkout: the new head over the old files, and
+    // MERGE_HEAD (written first) says a merge is in progress: given up, the files are the
+    // new head's, none of the old tree's taken for uncommitted work.
+    git(&wt, &["reset", "-q", "--hard", &m.b.to_string()]);
+    fs::write(&merge_head, format!("{}\n", m.a)).expect("MERGE_HEAD");
+    git(&wt, &["update-ref", "refs/heads/flow/b", &replayed.to_string()]);
+    assert_ne!(status(), "", "torn: the old files under the new head");
+    assert!(g.merge_in_progress(&wt).expect("state"));
+    g.abort_merge_in(&wt, &[]).expect("give it up");
+    assert_eq!(status(), "");
+    assert!(!g.merge_in_progress(&wt).expect("state"));
+    assert_eq!(g.branch_head("flow/b").expect("head"), Some(replayed));
+    assert!(wt.join("x.txt").exists());
 }
 
 #[test]

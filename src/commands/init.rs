@@ -1,4 +1,4 @@
-//! `flow init`: write a commented starting workflow.
+//! `flow init`: write a commented starting workflow for an agent preset.
 
 use std::process::ExitCode;
 
@@ -19,11 +19,16 @@ pub fn run(args: InitArgs, site: &Site) -> Result<ExitCode, CommandError> {
             file.display()
         )));
     }
-    std::fs::write(&file, flow_stdlib::INIT_TEMPLATE)
+    // The parser accepts only preset names, so there is always a template.
+    let template = flow_stdlib::init_template(&args.agent)
+        .ok_or_else(|| CommandError::Usage(miette::miette!("`{}` is not an agent preset", args.agent)))?;
+    std::fs::write(&file, template)
         .map_err(|e| CommandError::System(miette::miette!("cannot write {}: {e}", file.display())))?;
     say(&format!(
-        "wrote {}: edit its workstreams, then `flow check`, `flow plan` and `flow run`",
-        file.display()
+        "wrote {} for agent `{}`: edit its workstreams, then `flow check`, `flow plan` and `flow run` \
+         (the language: `flow help workflow`)",
+        file.display(),
+        args.agent
     ));
     Ok(ExitCode::SUCCESS)
 }

@@ -35,6 +35,8 @@ pub async fn run(args: MergeArgs, site: &Site) -> Result<ExitCode, CommandError>
         parent_env: &parent_env,
         grace: std::time::Duration::from_secs(5),
         note: "flow merge".to_string(),
+        confiner: flow_engine::confine::Confiner::new(&parent_env, site.root()),
+        tmp_dir: flow_dir.join("tmp").join("verify"),
     };
     let items = merge_ready(&plan, &layout, integration, cancel_rx)
         .await

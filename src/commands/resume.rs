@@ -91,7 +91,7 @@ pub async fn run(args: ResumeArgs, site: &Site) -> Result<ExitCode, CommandError
     }
     for d in &decided.decisions {
         out.push_str(&format!(
-            "  {:<width$}  {:<5}  {}\n",
+            "  {:<width$}  {:<6}  {}\n",
             d.workstream,
             d.action.as_str(),
             d.why

@@ -71,7 +71,12 @@ pub fn launch(
         })
     };
     let fill = |arg: &str| fill_placeholders(arg, &lookup);
-    let mut argv = runner.command.iter().map(|a| fill(a));
+    // Without a model the tool picks its own: the arguments that would name one are left out.
+    let template: Vec<&str> = match model {
+        Some(_) => runner.command.iter().map(String::as_str).collect(),
+        None => flow_dsl::without_model(runner.command),
+    };
+    let mut argv = template.into_iter().map(fill);
     let program = argv
         .next()
         .ok_or_else(|| format!("agent `{}` has an empty command", agent.name))?;
@@ -150,7 +155,53 @@ pub fn fill_placeholders<'v>(text: &str, lookup: &dyn Fn(&str) -> Option<&'v str
 
 #[cfg(test)]
 mod tests {
-    use super::fill_placeholders;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::{Placeholders, Runner, fill_placeholders, launch};
+
+    /// The program and arguments workstream `w` of a workflow is started with.
+    fn command_line(workflow_text: &str) -> Vec<String> {
+        let workflow = flow_dsl::check_text("t.kdl", workflow_text)
+            .expect("the workflow is valid")
+            .workflow;
+        let ws = &workflow.workstreams[0];
+        let agent = workflow.agent_of(ws);
+        let runner = Runner {
+            agent,
+            command: &agent.command,
+            model: workflow.model_of(ws),
+            model_name: ws.model.as_deref(),
+        };
+        let values = Placeholders {
+            prompt: "-do it",
+            prompt_file: Path::new("/p"),
+            worktree: Path::new("/w"),
+            session: "",
+        };
+        let launched = launch(&workflow, 0, &runner, &values, &BTreeMap::new(), &BTreeMap::new(), None)
+            .expect("the agent launches");
+        let mut line = vec![launched.spec.program];
+        line.extend(launched.spec.args);
+        line
+    }
+
+    #[test]
+    fn without_a_model_the_arguments_naming_one_are_left_out() {
+        let agents = r#"agent "a" { command "tool" "-m" "{provider}/{model}" "--name={model_name}" "--" "{prompt}"; }
+model "m" provider="p" id="m-1" input-usd=1 output-usd=1
+"#;
+        assert_eq!(
+            command_line(&format!("{agents}workstream \"w\" {{ agent \"a\"; task \"x\" }}")),
+            ["tool", "--", "-do it"]
+        );
+        assert_eq!(
+            command_line(&format!(
+                "{agents}workstream \"w\" {{ agent \"a\"; model \"m\"; task \"x\" }}"
+            )),
+            ["tool", "-m", "p/m-1", "--name=m", "--", "-do it"]
+        );
+    }
 
     #[test]
     fn fills_in_one_pass() {

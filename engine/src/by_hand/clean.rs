@@ -188,6 +188,29 @@ pub async fn teardown(workflow: &Workflow, layout: &Layout, force: bool) -> Vec<
         variables.remove("FLOW_RUN");
         let env = crate::worktree_setup::workstream_environment(workflow, index, &parent, &variables);
         let log_path = layout.site.flow_dir().join("teardown").join(format!("{}.log", ws.name));
+        // In the sandbox its test would get.
+        let tmp = layout.site.flow_dir().join("teardown").join("tmp").join(&ws.name);
+        let place = crate::confine::Place {
+            dir: &dir,
+            tmp: &tmp,
+            commits: None,
+        };
+        let sandbox = match crate::confine::Confiner::new(&parent, layout.site.root()).test(ws, &place) {
+            Ok(sandbox) => sandbox,
+            Err(e) => {
+                out.push(CleanItem {
+                    what: format!("teardown of {}", ws.name),
+                    removed: false,
+                    detail: format!("cannot confine it: {e}; the worktree is removed anyway"),
+                    result: true,
+                });
+                continue;
+            }
+        };
+        let mut env = env;
+        if sandbox.is_some() {
+            env.insert("TMPDIR".to_string(), tmp.display().to_string());
+        }
         let setup = crate::worktree_setup::Setup {
             commands: &ws.teardown,
             dir: &dir,
@@ -195,6 +218,7 @@ pub async fn teardown(workflow: &Workflow, layout: &Layout, force: bool) -> Vec<
             log_path: log_path.clone(),
             timeout: ws.setup_timeout,
             grace: std::time::Duration::from_secs(5),
+            sandbox,
         };
         let (_stop_sender, stop) = tokio::sync::watch::channel(false);
         if let Err(failure) = crate::worktree_setup::run_setup(setup, stop).await {

@@ -16,15 +16,32 @@ impl Git {
         }
     }
 
+    /// A commit's parents, in order.
+    pub fn parents(&self, commit: Oid) -> Result<Vec<Oid>, GitError> {
+        let repo = self.open()?;
+        let found = repo
+            .find_commit(commit.raw())
+            .context(|| format!("read commit {commit}"))?;
+        Ok(found.parent_ids().map(Oid::from).collect())
+    }
+
     /// The integration commit a workstream's work at `head` is measured from: the latest
     /// commit of the branch `into` that `head` contains (a sync brings the integration branch
     /// in), or `start` when there is none past it. A merge base older than `start` (history
     /// rewound) gives `start`: the integrity check reports that.
     pub fn work_base(&self, start: Oid, head: Oid, into: &str) -> Result<Oid, GitError> {
-        let Some(tip) = self.branch_head(into)? else {
-            return Ok(start);
-        };
-        match self.merge_base(head, tip)? {
+        match self.branch_head(into)? {
+            Some(tip) => self.work_base_at(start, head, tip),
+            None => Ok(start),
+        }
+    }
+
+    /// [`Git::work_base`] against the integration commit `integration` rather than a branch:
+    /// a run passes its last good integration commit, which no agent can move (an agent that
+    /// moved the integration branch onto its own work would otherwise hide that work from
+    /// the scope check and its reviewer).
+    pub fn work_base_at(&self, start: Oid, head: Oid, integration: Oid) -> Result<Oid, GitError> {
+        match self.merge_base(head, integration)? {
             Some(base) if base != start && self.is_ancestor(start, base)? => Ok(base),
             _ => Ok(start),
         }

@@ -57,7 +57,7 @@ pub use integrity::IntegrityProblem;
 pub use merge::MergeOutcome;
 pub use oid::Oid;
 pub use repo::Git;
-pub use sync::{WorktreeMerge, conflict_hunks, files_with_markers};
+pub use sync::{MergeProgress, WorktreeMerge, conflict_hunks, files_with_markers};
 pub use trial::TrialSide;
 pub use worktree::{STAGED_RECORD_PREFIX, WORKTREE_BEING_MADE, WorktreeInfo, WorktreeState, is_half_made};
 

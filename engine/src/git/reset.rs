@@ -23,28 +23,7 @@ impl Git {
         checkout.force();
         repo.reset(&object, ResetType::Hard, Some(&mut checkout))
             .context(|| format!("reset {} to {commit}", path.display()))?;
-        let mut options = git2::StatusOptions::new();
-        options
-            .include_untracked(true)
-            .recurse_untracked_dirs(true)
-            .include_ignored(false);
-        let statuses = repo
-            .statuses(Some(&mut options))
-            .context(|| format!("read the status of {}", path.display()))?;
-        for entry in statuses.iter() {
-            let Ok(relative) = entry.path() else { continue };
-            if !entry.status().contains(git2::Status::WT_NEW) || is_under_any(relative, keep_prefixes) {
-                continue;
-            }
-            let full = path.join(relative);
-            let removed = if full.is_dir() {
-                std::fs::remove_dir_all(&full)
-            } else {
-                std::fs::remove_file(&full)
-            };
-            removed.map_err(|e| io_error("remove an untracked file", &full, e))?;
-        }
-        Ok(())
+        remove_untracked(&repo, &path, keep_prefixes)
     }
 
     /// Puts `paths` in the worktree at `dir` back as they are in `commit` (deleting those the
@@ -77,4 +56,31 @@ impl Git {
         }
         Ok(())
     }
+}
+
+/// Removes the untracked files of the worktree of `repo` at `path`, except those under
+/// `keep_prefixes` and those `.gitignore` matches.
+pub(super) fn remove_untracked(repo: &git2::Repository, path: &Path, keep_prefixes: &[&str]) -> Result<(), GitError> {
+    let mut options = git2::StatusOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    let statuses = repo
+        .statuses(Some(&mut options))
+        .context(|| format!("read the status of {}", path.display()))?;
+    for entry in statuses.iter() {
+        let Ok(relative) = entry.path() else { continue };
+        if !entry.status().contains(git2::Status::WT_NEW) || is_under_any(relative, keep_prefixes) {
+            continue;
+        }
+        let full = path.join(relative);
+        let removed = if full.is_dir() {
+            std::fs::remove_dir_all(&full)
+        } else {
+            std::fs::remove_file(&full)
+        };
+        removed.map_err(|e| io_error("remove an untracked file", &full, e))?;
+    }
+    Ok(())
 }

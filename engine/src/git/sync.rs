@@ -24,6 +24,21 @@ pub enum WorktreeMerge {
     Conflicted(Vec<String>),
 }
 
+/// How far the merge of one commit into another, set up in a detached worktree to land on a
+/// branch, has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeProgress {
+    /// In progress in the worktree: HEAD at the first commit, `MERGE_HEAD` the second.
+    InProgress,
+    /// Committed in the worktree (HEAD is this commit, whose parents are the two); the
+    /// branch is still at the first.
+    Committed(Oid),
+    /// The branch is at this commit, whose parents are the two.
+    Landed(Oid),
+    /// None of these.
+    Absent,
+}
+
 /// The lines git writes around a conflict.
 const MARKERS: [&str; 3] = ["<<<<<<< ", "=======", ">>>>>>> "];
 
@@ -115,17 +130,32 @@ impl Git {
             tip = repo.find_commit(id).context(|| format!("read commit {id}"))?;
         }
         let new_head: Oid = tip.id().into();
-        super::branch::compare_and_swap(
+        // `MERGE_HEAD` first, gone last, as a merge has it: a process killed between moving
+        // the branch and checking it out leaves a merge in progress that the next gives up
+        // ([`Git::abort_merge_in`] puts the files back at the head, old or new), never the old
+        // tree's files under the new head, which a commit would take for the agent's work (it
+        // would take the integration branch's changes back out).
+        let git_dir = repo.path().to_path_buf();
+        std::fs::write(git_dir.join("MERGE_HEAD"), format!("{onto}\n"))
+            .map_err(|e| io_error("write MERGE_HEAD", &git_dir.join("MERGE_HEAD"), e))?;
+        let moved = super::branch::compare_and_swap(
             &repo,
             &full,
             new_head,
             Some(head_id),
             "flow: rebase onto the integration branch",
-        )?;
+        );
+        if let Err(error) = moved {
+            // Nothing changed: no merge to leave in progress.
+            let _ = repo.cleanup_state();
+            return Err(error);
+        }
         let mut checkout = CheckoutBuilder::new();
         checkout.force();
         repo.checkout_head(Some(&mut checkout))
             .context(|| format!("check the rebased branch out in `{}`", path.display()))?;
+        repo.cleanup_state()
+            .context(|| format!("end the rebase in `{}`", path.display()))?;
         Ok(Some(new_head))
     }
 
@@ -186,18 +216,53 @@ impl Git {
     }
 
     /// Gives a merge in progress up: the worktree back at its head, `MERGE_HEAD` gone.
+    ///
+    /// The files go back first and `MERGE_HEAD` last: a process killed half-way leaves a
+    /// merge in progress, given up again by the next, never the other side's files without one.
     pub fn abort_merge_in(&self, dir: &Path, keep_prefixes: &[&str]) -> Result<(), GitError> {
         let (repo, path) = self.open_worktree(dir)?;
-        let head: Oid = repo
+        let head = repo
             .head()
             .and_then(|h| h.peel_to_commit())
-            .context(|| format!("read the head of `{}`", path.display()))?
-            .id()
-            .into();
+            .context(|| format!("read the head of `{}`", path.display()))?;
+        super::reset::remove_untracked(&repo, &path, keep_prefixes)?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force();
+        repo.checkout_head(Some(&mut checkout))
+            .context(|| format!("put `{}` back at its head", path.display()))?;
+        // The index too (whatever was staged), and then the merge's state files.
+        repo.reset(head.as_object(), git2::ResetType::Mixed, None)
+            .context(|| format!("reset the index of `{}`", path.display()))?;
         repo.cleanup_state()
-            .context(|| format!("end the merge in `{}`", path.display()))?;
-        drop(repo);
-        self.reset_worktree(dir, head, keep_prefixes)
+            .context(|| format!("end the merge in `{}`", path.display()))
+    }
+
+    /// How far the merge of `theirs` into `ours`, set up in the detached worktree at `dir`
+    /// (the integration worktree: [`Git::prepare_merge_in`]) to land on `branch`, has come.
+    pub fn merge_progress(&self, dir: &Path, branch: &str, ours: Oid, theirs: Oid) -> Result<MergeProgress, GitError> {
+        match self.branch_head(branch)? {
+            Some(head) if head == ours => {}
+            Some(head) if self.parents(head)? == [ours, theirs] => return Ok(MergeProgress::Landed(head)),
+            _ => return Ok(MergeProgress::Absent),
+        }
+        let (repo, _) = self.open_worktree(dir)?;
+        let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+            return Ok(MergeProgress::Absent);
+        };
+        let parents: Vec<Oid> = head.parent_ids().map(Oid::from).collect();
+        if parents == [ours, theirs] {
+            return Ok(MergeProgress::Committed(head.id().into()));
+        }
+        if Oid::from(head.id()) != ours || repo.state() != RepositoryState::Merge {
+            return Ok(MergeProgress::Absent);
+        }
+        let file = repo.path().join("MERGE_HEAD");
+        let merging = std::fs::read_to_string(&file).map_err(|e| io_error("read MERGE_HEAD", &file, e))?;
+        Ok(if merging.trim().parse::<Oid>().ok() == Some(theirs) {
+            MergeProgress::InProgress
+        } else {
+            MergeProgress::Absent
+        })
     }
 
     /// Tells whether the worktree at `dir` is in the middle of a merge.
@@ -231,6 +296,11 @@ impl Git {
 /// Merges `theirs` into `ours` in the worktree of `repo`: clean and `commit`, it is committed
 /// and checked out (only when `commit`; else nothing changes); conflicting, it is left in
 /// progress with markers in the files.
+///
+/// `MERGE_HEAD` is written before any file of the worktree changes and removed only once the
+/// merge is committed, so a process killed half-way leaves a merge in progress that the next
+/// one gives up ([`Git::abort_merge_in`]), never files of the other side that look like
+/// uncommitted work of the worktree's own.
 fn merge_in(
     repo: &Repository,
     path: &Path,
@@ -242,22 +312,37 @@ fn merge_in(
     let mut index = repo
         .merge_commits(ours, theirs, None)
         .context(|| format!("merge {} into {}", theirs.id(), ours.id()))?;
-    if !index.has_conflicts() {
-        if !commit {
-            return Ok(WorktreeMerge::Clean(ours.id().into()));
-        }
+    let conflicts = index.has_conflicts();
+    if !conflicts && !commit {
+        return Ok(WorktreeMerge::Clean(ours.id().into()));
+    }
+    // `git add` and `git commit` (which sees MERGE_HEAD) finish the merge, and so does
+    // flow's own commit of what is left.
+    let git_dir = repo.path();
+    std::fs::write(git_dir.join("MERGE_HEAD"), format!("{}\n", theirs.id()))
+        .map_err(|e| io_error("write MERGE_HEAD", &git_dir.join("MERGE_HEAD"), e))?;
+    let text = if message.is_empty() {
+        format!("Merge {}\n", theirs.id())
+    } else {
+        format!("{message}\n")
+    };
+    std::fs::write(git_dir.join("MERGE_MSG"), text)
+        .map_err(|e| io_error("write MERGE_MSG", &git_dir.join("MERGE_MSG"), e))?;
+    if !conflicts {
         let tree_id = index
             .write_tree_to(repo)
             .context(|| "write the merged tree".to_string())?;
         let tree = repo.find_tree(tree_id).context(|| format!("read tree {tree_id}"))?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force();
+        repo.checkout_tree(tree.as_object(), Some(&mut checkout))
+            .context(|| format!("check the merge out in `{}`", path.display()))?;
         let signature = flow_signature()?;
         let merged = repo
             .commit(Some("HEAD"), &signature, &signature, message, &tree, &[ours, theirs])
             .context(|| format!("commit the merge in `{}`", path.display()))?;
-        let mut checkout = CheckoutBuilder::new();
-        checkout.force();
-        repo.checkout_head(Some(&mut checkout))
-            .context(|| format!("check the merge out in `{}`", path.display()))?;
+        repo.cleanup_state()
+            .context(|| format!("end the merge in `{}`", path.display()))?;
         return Ok(WorktreeMerge::Clean(merged.into()));
     }
     let mut paths: Vec<String> = index
@@ -269,22 +354,11 @@ fn merge_in(
         .collect();
     paths.sort();
     paths.dedup();
+    // The repository's index stays at `ours`.
     let mut checkout = CheckoutBuilder::new();
     checkout.force().allow_conflicts(true).conflict_style_merge(true);
     repo.checkout_index(Some(&mut index), Some(&mut checkout))
         .context(|| format!("write the conflicts into `{}`", path.display()))?;
-    // The repository's index stays at `ours`: `git add` and `git commit` (which sees
-    // MERGE_HEAD) finish the merge, and so does flow's own commit of what is left.
-    let git_dir = repo.path();
-    std::fs::write(git_dir.join("MERGE_HEAD"), format!("{}\n", theirs.id()))
-        .map_err(|e| io_error("write MERGE_HEAD", &git_dir.join("MERGE_HEAD"), e))?;
-    let text = if message.is_empty() {
-        format!("Merge {}\n", theirs.id())
-    } else {
-        format!("{message}\n")
-    };
-    std::fs::write(git_dir.join("MERGE_MSG"), text)
-        .map_err(|e| io_error("write MERGE_MSG", &git_dir.join("MERGE_MSG"), e))?;
     Ok(WorktreeMerge::Conflicted(paths))
 }
 

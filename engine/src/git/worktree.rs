@@ -460,6 +460,14 @@ impl Git {
         }
     }
 
+    /// Returns the private git folder (`<common>/worktrees/<name>`) of the linked worktree at
+    /// `dir`, found through the records in the common dir, never through the worktree's own
+    /// `.git` file (which its agent can rewrite).
+    pub fn worktree_admin_dir(&self, dir: &Path) -> Result<PathBuf, GitError> {
+        let repo = self.open()?;
+        Ok(self.require_record(&repo, dir)?.admin_dir)
+    }
+
     /// Opens a worktree through its record in the common dir, so a `.git` file an agent
     /// overwrote cannot redirect flow to another repository.
     pub(crate) fn open_record(&self, record: &Record) -> Result<Repository, GitError> {

@@ -52,6 +52,9 @@ pub struct WorkstreamJson<'p> {
     pub account: Option<&'p str>,
     pub estimate: EstimateJson,
     pub budget: Budget,
+    pub sandbox: flow_dsl::SandboxMode,
+    pub network: &'p flow_dsl::Network,
+    pub writable: &'p [String],
 }
 
 /// An estimate, with the duration in seconds.
@@ -125,6 +128,9 @@ pub fn plan_json(plan: &Plan) -> PlanJson<'_> {
                 account: ws.account.as_deref(),
                 estimate: estimate(&ws.estimate),
                 budget: ws.budget,
+                sandbox: ws.sandbox,
+                network: &ws.network,
+                writable: &ws.writable,
             })
             .collect(),
         waves: plan.waves.iter().map(|w| names(w)).collect(),

@@ -325,6 +325,9 @@ pub struct Feedback {
     /// What the agent reads: a test's output tail, the paths outside the scope with the rule
     /// they break, the conflict hunks, the reviewer's comments.
     pub detail: String,
+    /// The files of the sync a conflict fix resolves (in progress in its worktree).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 /// What a piece of feedback is about.
@@ -446,6 +449,11 @@ pub struct WorkstreamState {
     /// Its latest review.
     #[serde(default)]
     pub review: Option<Review>,
+    /// The files of the sync (the integration branch merged into its branch) left
+    /// conflicting in its worktree that its agent was given to resolve, until its work is
+    /// checked: a resume keeps that merge in progress (and gives one no fix was left for up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_conflicts: Vec<String>,
     /// Its agent's final message (of its latest work or fix attempt), for its dependents.
     #[serde(default)]
     pub summary: Option<String>,
@@ -484,6 +492,7 @@ impl WorkstreamState {
             fixes: 0,
             feedback: None,
             review: None,
+            sync_conflicts: vec![],
             summary: None,
             session_cost: None,
         }
@@ -704,6 +713,11 @@ impl RunState {
                     ws.failure = None;
                     ws.ended_at = None;
                 }
+                // A sync's merge stays in progress while its job goes on (or waits for a
+                // resume to go on); past that, or when it is sent back again, it is over.
+                if !matches!(phase, Phase::Pending | Phase::Preparing | Phase::Checking) {
+                    ws.sync_conflicts.clear();
+                }
             }
             EventKind::Prepared {
                 workstream,
@@ -737,17 +751,26 @@ impl RunState {
                     ws.agent_finished = false;
                 }
                 // A fix attempt with feedback is a new fix; one without runs the latest again.
-                if *purpose == Purpose::Fix && feedback.is_some() {
+                if *purpose == Purpose::Fix
+                    && let Some(given) = feedback
+                {
                     ws.fixes += 1;
-                    ws.feedback = feedback.clone();
+                    ws.feedback = Some(given.clone());
+                    if given.kind == FeedbackKind::Conflict && !given.files.is_empty() {
+                        ws.sync_conflicts = given.files.clone();
+                    }
                 }
+                let told = match purpose {
+                    Purpose::Fix => ws.feedback.as_ref().map(|f| f.kind),
+                    _ => feedback.as_ref().map(|f| f.kind),
+                };
                 ws.attempt_log.push(AttemptRecord {
                     number: *attempt,
                     purpose: *purpose,
                     started_at: at,
                     ended_at: None,
                     usage: Usage::default(),
-                    feedback: feedback.as_ref().map(|f| f.kind),
+                    feedback: told,
                     error: None,
                 });
                 ws.updated_at = at;
@@ -811,11 +834,13 @@ impl RunState {
                 ws.base_commit = base_commit.clone();
                 ws.files_changed = files_changed.clone();
                 ws.test = test.clone();
+                ws.sync_conflicts.clear();
                 ws.updated_at = at;
             }
             EventKind::Failed { workstream, failure } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.failure = Some(failure.clone());
+                ws.sync_conflicts.clear();
                 ws.phase = Phase::Failed;
                 ws.ended_at = Some(at);
                 ws.updated_at = at;
@@ -835,6 +860,7 @@ impl RunState {
             EventKind::Conflicted { workstream, paths } => {
                 let ws = &mut self.workstreams[*workstream];
                 ws.phase = Phase::Conflicted;
+                ws.sync_conflicts.clear();
                 ws.failure = Some(Failure::new(
                     FailureKind::Conflict,
                     format!("conflicts in {}", paths.join(", ")),

@@ -17,9 +17,11 @@ use crate::agent::environment::{agent_environment, redact};
 use crate::agent::output::OutputReader;
 use crate::agent::process::{Control, OutputLine, ProcessEnd, Stream, run_process};
 use crate::checks::{Check, run_check};
+use crate::confine::{Confiner, Place};
 use crate::context::{self, CONTEXT_PREFIXES};
 use crate::git::{
-    BranchState, Git, GitError, IntegrityProblem, MergeOutcome as GitMerge, Oid, WorktreeMerge, WorktreeState,
+    BranchState, Git, GitError, IntegrityProblem, MergeOutcome as GitMerge, MergeProgress, Oid, WorktreeMerge,
+    WorktreeState,
 };
 use crate::integrate::{self, Integration};
 use crate::run::core::{
@@ -48,6 +50,10 @@ struct Slot {
     port: Option<u16>,
     /// What was copied into its worktree from the user's checkout (never committed).
     copied: Vec<String>,
+    /// Where its own changes start, as its latest inspection found (its start, or the
+    /// integration commit a sync brought in): its reviewer reads the diff from there, and a
+    /// scope revert puts files back as they are there.
+    changes_from: Option<Oid>,
 }
 
 /// Runs a workflow's steps for real, in one repository and run folder.
@@ -71,6 +77,8 @@ pub struct ProcessWork {
     /// What each set of `copy` globs names in the user's checkout, found once.
     copies: Mutex<HashMap<Vec<String>, CopyList>>,
     flow_dir: PathBuf,
+    /// Decides the sandbox of each agent, test and `verify`.
+    confiner: Confiner,
 }
 
 impl ProcessWork {
@@ -86,6 +94,7 @@ impl ProcessWork {
         let n = workflow.workstreams.len();
         ProcessWork {
             guard: site.git().map(|git| Arc::new(RunGuard::new(git.clone(), &workflow))),
+            confiner: Confiner::new(&parent_env, site.root()),
             git: site.git().cloned(),
             root: site.root().to_path_buf(),
             worktrees_dir: site.worktrees_dir(&workflow),
@@ -151,6 +160,8 @@ impl ProcessWork {
             parent_env: &self.parent_env,
             grace: self.grace,
             note: format!("flow run {}", self.run_dir.id),
+            confiner: self.confiner.clone(),
+            tmp_dir: self.run_dir.tmp_path("_verify"),
         })
     }
 
@@ -159,6 +170,7 @@ impl ProcessWork {
         index: usize,
         start: Option<Oid>,
         fresh: bool,
+        keep_merge: bool,
         handoffs: Vec<Handoff>,
     ) -> Result<Workspace, Failure> {
         let git_failure = |message: String| Failure::new(FailureKind::Git, message);
@@ -186,9 +198,10 @@ impl ProcessWork {
                     };
                     if fresh && !at_start {
                         git.reset_worktree(&d, start, CONTEXT_PREFIXES)?;
-                    } else if !fresh && git.merge_in_progress(&d)? {
+                    } else if !fresh && !keep_merge && git.merge_in_progress(&d)? {
                         // A merge an interrupted run left half-done: given up (it is done
-                        // again if it is still needed).
+                        // again if it is still needed). The sync its agent was resolving
+                        // stays, with what the agent did so far.
                         git.abort_merge_in(&d, CONTEXT_PREFIXES)?;
                     }
                     git.lock_worktree(&d, &reason)?;
@@ -308,6 +321,21 @@ impl ProcessWork {
         let _ = std::fs::remove_file(&mark);
         let identity = self.identity(index, dir, branch.map(str::to_string), port);
         let env = workstream_environment(&workflow, index, &self.parent_env, &identity.variables());
+        // In the sandbox its test gets: it runs code the branch holds.
+        let tmp = self.run_dir.tmp_path(&ws.name);
+        let place = Place {
+            dir,
+            tmp: &tmp,
+            commits: None,
+        };
+        let sandbox = self
+            .confiner
+            .test(ws, &place)
+            .map_err(|e| setup_failure(format!("cannot confine the setup: {e}")))?;
+        let mut env = env;
+        if sandbox.is_some() {
+            env.insert("TMPDIR".to_string(), tmp.display().to_string());
+        }
         // Nothing stops a setup but its timeout; the sender lives as long as it runs.
         let (_stop_sender, stop) = watch::channel(false);
         let setup = Setup {
@@ -317,6 +345,7 @@ impl ProcessWork {
             log_path: self.run_dir.setup_log_path(&ws.name),
             timeout: ws.setup_timeout,
             grace: self.grace,
+            sandbox,
         };
         run_setup(setup, stop)
             .await
@@ -444,6 +473,30 @@ impl ProcessWork {
         let mut spec = launched.spec;
         spec.log_path = Some(self.run_dir.log_path(&ws.name));
         spec.grace = self.grace;
+        // The agent writes to its worktree (and commits on its branch), a reviewer to nothing
+        // it keeps, a resolver to the integration worktree and branch.
+        let tmp = self.run_dir.tmp_path(&ws.name);
+        let commits = match run.purpose {
+            Purpose::Review => None,
+            Purpose::Resolve => Some(workflow.into.as_str()),
+            Purpose::Work | Purpose::Fix => workspace.branch.as_deref(),
+        };
+        let place = Place {
+            dir: &workspace.dir,
+            tmp: &tmp,
+            commits: self.git.as_ref().zip(commits),
+        };
+        match self.confiner.agent(ws, agent, &place) {
+            Ok(sandbox) => {
+                if sandbox.is_some() {
+                    spec.env.insert("TMPDIR".to_string(), tmp.display().to_string());
+                }
+                spec.sandbox = sandbox;
+            }
+            Err(message) => {
+                return AgentOutcome::unstarted(AgentEnd::Failed(format!("cannot confine the agent: {message}")));
+            }
+        }
         if ws.test.is_some() && matches!(run.purpose, Purpose::Work | Purpose::Fix) {
             self.set_slot(index, |s| s.env = Some(spec.env.clone()));
         }
@@ -571,10 +624,10 @@ impl ProcessWork {
             (Some(git), Some(branch)) => git.branch_head(branch).ok().flatten(),
             _ => None,
         };
-        let diff = match (&self.git, workspace.start, head) {
-            (Some(git), Some(start), Some(head)) => git
-                .work_base(start, head, &self.workflow.into)
-                .and_then(|base| git.diff_text(base, head, 100_000))
+        let from = self.slot(index).changes_from.or(workspace.start);
+        let diff = match (&self.git, from, head) {
+            (Some(git), Some(from), Some(head)) => git
+                .diff_text(from, head, 100_000)
                 .unwrap_or_else(|e| format!("(the diff cannot be read: {e})")),
             _ => "(no diff: the workstream has no branch)".to_string(),
         };
@@ -603,7 +656,12 @@ impl ProcessWork {
         self.run_dir.decision_log_path()
     }
 
-    async fn do_inspect(&self, index: usize, markers_in: Vec<String>) -> Result<Inspection, String> {
+    async fn do_inspect(
+        &self,
+        index: usize,
+        markers_in: Vec<String>,
+        integration: Option<Oid>,
+    ) -> Result<Inspection, String> {
         let (git, dir, branch, start) = self.worktree(index)?;
         // Conflict markers left in a merge being resolved: nothing is committed, the agent
         // is told.
@@ -627,7 +685,7 @@ impl ProcessWork {
         // A sync whose conflicts the agent resolved: this commit finishes the merge.
         let finishing = !markers_in.is_empty();
         let copied = self.slot(index).copied;
-        blocking(move || {
+        let inspection = blocking(move || {
             if finishing {
                 git.commit_all_finishing_merge(&dir, &message, &excluded(&workflow, &copied))?;
             } else {
@@ -656,8 +714,12 @@ impl ProcessWork {
                     markers: vec![],
                 });
             }
-            // Its own work: what a sync brought in from the integration branch is not its.
-            let base = git.work_base(start, head, &workflow.into)?;
+            // Its own work: what a sync brought in of the last good integration commit is
+            // not its (that commit, not the integration branch, which an agent can move).
+            let base = match integration {
+                Some(good) => git.work_base_at(start, head, good)?,
+                None => start,
+            };
             let mut changed: Vec<String> = git
                 .changed_paths(base, head)?
                 .iter()
@@ -684,11 +746,16 @@ impl ProcessWork {
                 markers: vec![],
             })
         })
-        .await
+        .await?;
+        self.set_slot(index, |slot| slot.changes_from = Some(inspection.base));
+        Ok(inspection)
     }
 
     async fn do_revert(&self, index: usize, paths: Vec<String>) -> Result<Oid, String> {
         let (git, dir, branch, start) = self.worktree(index)?;
+        // Restored as they are where its own work starts (after a sync, as the integration
+        // commit it brought in has them, not as at the start), as its inspection found it.
+        let base = self.slot(index).changes_from.unwrap_or(start);
         let workflow = self.workflow.clone();
         let message = format!(
             "flow: revert changes of {} outside its scope\n\n{}",
@@ -697,11 +764,6 @@ impl ProcessWork {
         );
         let copied = self.slot(index).copied;
         blocking(move || {
-            // Restored as the integration branch has them (after a sync, not as at the start).
-            let base = match git.branch_head(&branch)? {
-                Some(head) => git.work_base(start, head, &workflow.into)?,
-                None => start,
-            };
             git.restore_paths(&dir, base, &paths)?;
             git.commit_all(&dir, &message, &excluded(&workflow, &copied))?;
             git.branch_head(&branch)?
@@ -730,6 +792,27 @@ impl ProcessWork {
                 &identity.variables(),
             )
         });
+        let tmp = self.run_dir.tmp_path(&ws.name);
+        let place = Place {
+            dir,
+            tmp: &tmp,
+            commits: None,
+        };
+        let sandbox = match self.confiner.test(ws, &place) {
+            Ok(sandbox) => sandbox,
+            Err(message) => {
+                return Some(TestResult {
+                    passed: false,
+                    command: command.to_string(),
+                    detail: format!("cannot confine the test: {message}"),
+                    tail: String::new(),
+                });
+            }
+        };
+        let mut env = env;
+        if sandbox.is_some() {
+            env.insert("TMPDIR".to_string(), tmp.display().to_string());
+        }
         let check = Check {
             command,
             dir,
@@ -738,6 +821,7 @@ impl ProcessWork {
             header: None,
             timeout: ws.timeout,
             grace: self.grace,
+            sandbox,
         };
         run_check(check, stop).await
     }
@@ -815,9 +899,42 @@ impl ProcessWork {
         })
     }
 
-    async fn do_finish_resolution(&self, index: usize, onto: Oid, files: Vec<String>) -> Result<Resolution, String> {
+    async fn do_finish_resolution(
+        &self,
+        index: usize,
+        onto: Oid,
+        result: Oid,
+        files: Vec<String>,
+    ) -> Result<Resolution, String> {
         let git = self.git.clone().ok_or("no repository")?;
         let dir = self.integration_dir.clone();
+        let into = self.workflow.into.clone();
+        // A resume (no files given) finds what a run stopped after its resolver ended left:
+        // the resolution still to commit, committed in the integration worktree, or on the
+        // integration branch too. Right after the resolver, only the first is flow's doing.
+        let resuming = files.is_empty();
+        let (files, progress) = {
+            let (git, dir, into) = (git.clone(), dir.clone(), into.clone());
+            blocking(move || {
+                let files = if files.is_empty() {
+                    git.trial_merge(onto, result)?
+                } else {
+                    files
+                };
+                let progress = git.merge_progress(&dir, &into, onto, result)?;
+                Ok((files, progress))
+            })
+            .await?
+        };
+        let committed = match progress {
+            MergeProgress::InProgress => None,
+            MergeProgress::Committed(commit) if resuming => Some(commit),
+            // On the branch already (checked before it got there): `verify` decides.
+            MergeProgress::Landed(commit) if resuming => return Ok(Resolution::Merged { commit, files }),
+            MergeProgress::Absent if resuming => return Ok(Resolution::Gone),
+            _ => return Err("the resolver committed its merge or moved the integration branch itself".into()),
+        };
+        // The worktree holds the resolution, committed or not.
         let left = crate::git::files_with_markers(&dir, &files);
         if !left.is_empty() {
             return Ok(Resolution::Markers(left));
@@ -831,9 +948,11 @@ impl ProcessWork {
             workflow.into,
             self.run_dir.id
         );
-        let into = workflow.into.clone();
         let commit = blocking(move || {
-            let commit = git.commit_merge_in(&dir, &message)?;
+            let commit = match committed {
+                Some(c) => c,
+                None => git.commit_merge_in(&dir, &message)?,
+            };
             git.set_branch(
                 &into,
                 commit,
@@ -843,7 +962,7 @@ impl ProcessWork {
             Ok(commit)
         })
         .await?;
-        Ok(Resolution::Merged(commit))
+        Ok(Resolution::Merged { commit, files })
     }
 }
 
@@ -856,9 +975,10 @@ impl Work for ProcessWork {
         workstream: usize,
         start: Option<Oid>,
         fresh: bool,
+        keep_merge: bool,
         handoffs: Vec<Handoff>,
     ) -> BoxFuture<'static, Result<Workspace, Failure>> {
-        async move { self.do_prepare(workstream, start, fresh, handoffs).await }.boxed()
+        async move { self.do_prepare(workstream, start, fresh, keep_merge, handoffs).await }.boxed()
     }
 
     fn run_agent(
@@ -874,8 +994,9 @@ impl Work for ProcessWork {
         self: Arc<Self>,
         workstream: usize,
         markers_in: Vec<String>,
+        integration: Option<Oid>,
     ) -> BoxFuture<'static, Result<Inspection, String>> {
-        async move { self.do_inspect(workstream, markers_in).await }.boxed()
+        async move { self.do_inspect(workstream, markers_in, integration).await }.boxed()
     }
 
     fn sync(self: Arc<Self>, workstream: usize, onto: Oid) -> BoxFuture<'static, Result<SyncOutcome, String>> {
@@ -899,14 +1020,14 @@ impl Work for ProcessWork {
         self: Arc<Self>,
         workstream: usize,
         onto: Oid,
-        _result: Oid,
+        result: Oid,
         files: Vec<String>,
     ) -> BoxFuture<'static, Result<Resolution, String>> {
-        async move { self.do_finish_resolution(workstream, onto, files).await }.boxed()
+        async move { self.do_finish_resolution(workstream, onto, result, files).await }.boxed()
     }
 
-    fn log_decision(&self, entry: &str) {
-        let Ok(text) = crate::decision_log::append(&self.decision_log(), entry) else {
+    fn log_decision(&self, commit: Oid, entry: &str) {
+        let Ok(Some(text)) = crate::decision_log::append_once(&self.decision_log(), commit, entry) else {
             return;
         };
         // Later agents read it in their worktrees, as the seed's `.ai/coordination/` has it.

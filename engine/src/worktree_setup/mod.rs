@@ -5,8 +5,9 @@
 //!
 //! A fresh worktree is a clean checkout: without installed dependencies, a `.env` or a port
 //! of its own, most projects can neither build nor test in it. Setup commands run as `test`
-//! commands do (`sh -c`, the workstream's clean environment, through [`run_check`]), in
-//! order, with their own timeout and log; the first that fails stops the others.
+//! commands do (`sh -c`, the workstream's clean environment, the `test` sandbox, through
+//! [`run_check`]), in order, with their own timeout and log; the first that fails stops the
+//! others.
 
 pub mod copy;
 pub mod hook;
@@ -20,6 +21,7 @@ use flow_dsl::{EnvSetting, Workflow};
 use tokio::sync::watch;
 
 use crate::agent::environment::agent_environment;
+use crate::agent::process::Sandboxing;
 use crate::checks::{Check, run_check};
 
 /// The identity of a workstream's worktree, given to its agent, setup, test and verify.
@@ -101,6 +103,9 @@ pub struct Setup<'a> {
     /// For all the commands together.
     pub timeout: Duration,
     pub grace: Duration,
+    /// The sandbox each command runs in: the workstream's `test` sandbox (a setup such as
+    /// `npm ci` runs code the branch holds, which earlier agents may have written).
+    pub sandbox: Option<Sandboxing>,
 }
 
 /// Runs the commands one after the other until one fails; `Ok` when all passed.
@@ -125,6 +130,7 @@ pub async fn run_setup(setup: Setup<'_>, stop: watch::Receiver<bool>) -> Result<
             header: Some(format!("$ {command}")),
             timeout: Some(left),
             grace: setup.grace,
+            sandbox: setup.sandbox.clone(),
         };
         match run_check(check, stop.clone()).await {
             Some(result) if result.passed => {}

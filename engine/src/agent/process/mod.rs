@@ -64,6 +64,7 @@ use self::lines::{Batch, PieceKind, read_batches};
 use self::log::{LogWriter, secret_safe_cut};
 pub use self::reaper::{MARK_VARIABLE, become_subreaper};
 use super::environment::redact;
+use crate::sandbox::{Policy, Wrapper, wrap};
 
 /// The grace period [`ProcessSpec::new`] gives a child between SIGINT and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -122,6 +123,18 @@ pub struct ProcessSpec {
     pub idle_timeout: Option<Duration>,
     /// How long the child may take to exit after SIGINT before its group is SIGKILLed.
     pub grace: Duration,
+    /// The kernel sandbox the child starts in, through a wrapper program; `None` starts it
+    /// unconfined.
+    pub sandbox: Option<Sandboxing>,
+}
+
+/// Says how a child is confined: the policy, and the wrapper program that enters it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandboxing {
+    /// Where the child may write and connect.
+    pub policy: Policy,
+    /// The program that confines itself and then becomes the child.
+    pub wrapper: Wrapper,
 }
 
 impl ProcessSpec {
@@ -141,6 +154,7 @@ impl ProcessSpec {
             timeout: None,
             idle_timeout: None,
             grace: DEFAULT_GRACE,
+            sandbox: None,
         }
     }
 }
@@ -285,7 +299,24 @@ pub async fn run_process(
     // name, and fork's cost grows with flow's memory.
     let program = resolve_program(&spec.program, spec.env.get("PATH").map(String::as_str), &spec.cwd);
     let registration = reaper::Registration::new();
-    let mut command = Command::new(&program);
+    let mut command = match &spec.sandbox {
+        // The wrapper checks everything it can before anything starts; what it cannot foresee
+        // makes it exit with `WRAPPER_FAILED` and a line on stderr, never running unconfined.
+        Some(sandboxing) => {
+            // Unconfined, a missing program fails the spawn; the wrapper would only exit 126.
+            if !spec.cwd.join(&program).is_file() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("cannot start `{}` in {}: not found", spec.program, spec.cwd.display()),
+                ));
+            }
+            let (command, _) = wrap(&sandboxing.wrapper, &program, &sandboxing.policy).map_err(|error| {
+                io::Error::other(format!("cannot confine `{}` in its sandbox: {error}", spec.program))
+            })?;
+            command
+        }
+        None => Command::new(&program),
+    };
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)

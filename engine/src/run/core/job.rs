@@ -61,8 +61,11 @@ pub(super) enum Reopen {
 #[derive(Debug)]
 pub(super) struct Job {
     pub(super) stage: Stage,
-    /// The number of the latest attempt started (0 before the first).
+    /// The number of the latest attempt started: the workstream's attempts are numbered on
+    /// from those recorded before this job (a job opened again, a resume).
     pub(super) attempt: u32,
+    /// The number of the workstream's latest attempt when this job opened.
+    attempts_before: u32,
     /// What the latest attempt is for.
     purpose: Purpose,
     /// The feedback of the latest fix attempt (a retry of it gives it again).
@@ -88,15 +91,18 @@ pub(super) struct Job {
     reverting: Vec<String>,
     /// The files of a conflicting sync its agent is resolving.
     conflicts: Vec<String>,
+    /// The files of a sync's conflict its agent resolved, logged once its work is checked.
+    resolved: Vec<String>,
 }
 
 impl Job {
-    pub(super) fn new(check_only: bool, reopen: Option<Reopen>) -> Job {
+    pub(super) fn new(check_only: bool, reopen: Option<Reopen>, attempts_before: u32, conflicts: Vec<String>) -> Job {
         Job {
             base: None,
             overran: false,
             stage: Stage::Preparing,
-            attempt: 0,
+            attempt: attempts_before,
+            attempts_before,
             purpose: Purpose::Work,
             feedback: None,
             tries: 0,
@@ -107,7 +113,8 @@ impl Job {
             head: None,
             files: vec![],
             reverting: vec![],
-            conflicts: vec![],
+            conflicts,
+            resolved: vec![],
         }
     }
 
@@ -164,7 +171,12 @@ impl Core {
         let job = self.job(index).expect("the job is preparing");
         match job.reopen.take() {
             Some(Reopen::Sync(feedback)) => self.sync(index, feedback),
-            Some(Reopen::Fix(feedback)) => self.start_attempt(index, Purpose::Fix, Some(feedback)),
+            // The fix a stop cut short runs again with its feedback: a retry of that fix, not
+            // a new one (it does not count against `fix-attempts` again).
+            Some(Reopen::Fix(feedback)) => {
+                job.feedback = Some(feedback);
+                self.start_attempt(index, Purpose::Fix, None)
+            }
             None if job.check_only => {
                 job.check_only = false;
                 self.check(index);
@@ -397,10 +409,12 @@ impl Core {
             phase: Phase::Checking,
             reason: None,
         });
+        let integration = self.last_good();
         self.out.push(if has_branch {
             Effect::Inspect {
                 workstream: index,
                 markers_in,
+                integration,
             }
         } else {
             Effect::Test { workstream: index }
@@ -424,6 +438,10 @@ impl Core {
         }
         if !inspection.markers.is_empty() {
             let list = inspection.markers.join(", ");
+            let files = self.jobs[index]
+                .as_ref()
+                .map(|j| j.conflicts.clone())
+                .unwrap_or_default();
             let feedback = Feedback {
                 kind: FeedbackKind::Conflict,
                 summary: format!("conflict markers are still in {list}"),
@@ -431,6 +449,7 @@ impl Core {
                     "These files still hold conflict markers (`<<<<<<<`, `=======`, `>>>>>>>`): {list}. \
                      Resolve each conflict, keeping what both sides meant, and remove every marker."
                 ),
+                files,
             };
             let failure = Failure::new(FailureKind::Conflict, format!("conflict markers left in {list}"));
             return self.fix_or_fail(index, feedback, failure);
@@ -444,17 +463,10 @@ impl Core {
         job.head = Some(inspection.head);
         job.base = Some(inspection.base);
         if !job.conflicts.is_empty() {
-            // Its agent resolved a conflict with the integration branch: a decision to log.
-            let files = std::mem::take(&mut job.conflicts);
-            let entry = crate::decision_log::entry(
-                &ws.name,
-                &files,
-                &format!("the workstream's own agent (`{}`)", ws.agent),
-                None,
-            );
-            self.out.push(Effect::LogDecision { entry });
+            // Its agent resolved a conflict with the integration branch (this inspection
+            // committed it): a decision, logged when its work is checked.
+            job.resolved = std::mem::take(&mut job.conflicts);
         }
-        let job = self.job(index).expect("the job is inspecting");
         if violations.is_empty() {
             job.files = inspection.changed;
             return self.after_scope(index);
@@ -472,6 +484,7 @@ impl Core {
                          keep your work within what the workstream owns.",
                         rules.iter().map(|r| format!("- {r}")).collect::<Vec<_>>().join("\n")
                     ),
+                    files: vec![],
                 };
                 let failure = Failure::new(FailureKind::Scope, format!("changed files outside its scope: {list}"));
                 self.fix_or_fail(index, feedback, failure)
@@ -551,6 +564,15 @@ impl Core {
         let result_commit = head.map(|h| h.to_string());
         let base_commit = job.base.map(|b| b.to_string());
         let files_changed = job.files.clone();
+        let resolved = std::mem::take(&mut job.resolved);
+        if let (Some(commit), false) = (head, resolved.is_empty()) {
+            // Logged before the check is recorded: a kill in between checks the same commit
+            // again on resume, and the log takes an entry for a commit once.
+            let ws = &self.plan.workflow.workstreams[index];
+            let by = format!("the workstream's own agent (`{}`)", ws.agent);
+            let entry = crate::decision_log::entry(&ws.name, &resolved, &by, None);
+            self.out.push(Effect::LogDecision { commit, entry });
+        }
         self.record(EventKind::Checked {
             workstream: index,
             result_commit: result_commit.clone(),
@@ -573,21 +595,26 @@ impl Core {
                             t.tail.as_str()
                         }
                     ),
+                    files: vec![],
                 };
                 let failure = Failure::new(FailureKind::Test, format!("test failed: {}", t.detail));
                 self.fix_or_fail(index, feedback, failure)
             }
             _ if self.must_stop(index) => self.resolve_stop(index),
             _ => {
-                let review = self.plan.workflow.workstreams[index].review.clone();
-                let approved = self.state.workstreams[index]
+                let has_reviewer = self.plan.workflow.workstreams[index].review.is_some();
+                // A verdict already given on this very commit stands (a resume checking the
+                // work again): the reviewer does not read it twice.
+                let given = self.state.workstreams[index]
                     .review
                     .as_ref()
-                    .is_some_and(|r| r.verdict == Verdict::Approve && r.commit == result_commit);
-                match review {
-                    // A reviewer reads the work, unless it already approved this very commit
-                    // (a resume checking the work again).
-                    Some(_) if !approved && head.is_some() => self.start_attempt(index, Purpose::Review, None),
+                    .filter(|r| r.commit == result_commit)
+                    .map(|r| (r.verdict, r.reviewer.clone(), r.comments.clone()));
+                match (has_reviewer, head, given) {
+                    (true, Some(_), None) => self.start_attempt(index, Purpose::Review, None),
+                    (true, Some(_), Some((Verdict::ChangesRequested, reviewer, comments))) => {
+                        self.changes_requested(index, &reviewer, &comments)
+                    }
                     _ => self.succeed(index),
                 }
             }
@@ -625,19 +652,23 @@ impl Core {
         }
         match verdict {
             Verdict::Approve => self.succeed(index),
-            Verdict::ChangesRequested => {
-                let feedback = Feedback {
-                    kind: FeedbackKind::Review,
-                    summary: "the reviewer requested changes".to_string(),
-                    detail: format!("The reviewer (`{reviewer}`) requested changes:\n\n{comments}"),
-                };
-                let failure = Failure::new(
-                    FailureKind::Review,
-                    format!("the review requested changes: {}", first_line(&comments)),
-                );
-                self.fix_or_fail(index, feedback, failure)
-            }
+            Verdict::ChangesRequested => self.changes_requested(index, &reviewer, &comments),
         }
+    }
+
+    /// The reviewer requested changes: they go back to the agent while `fix-attempts` allow.
+    fn changes_requested(&mut self, index: usize, reviewer: &str, comments: &str) {
+        let feedback = Feedback {
+            kind: FeedbackKind::Review,
+            summary: "the reviewer requested changes".to_string(),
+            detail: format!("The reviewer (`{reviewer}`) requested changes:\n\n{comments}"),
+            files: vec![],
+        };
+        let failure = Failure::new(
+            FailureKind::Review,
+            format!("the review requested changes: {}", first_line(comments)),
+        );
+        self.fix_or_fail(index, feedback, failure)
     }
 
     /// The work passed its checks: ready to merge (or done, without a branch).
@@ -864,7 +895,7 @@ impl Core {
     pub(super) fn resolve_stop(&mut self, index: usize) {
         let Some(job) = self.jobs[index].as_ref() else { return };
         if self.cancelled {
-            let why = if job.attempt == 0 {
+            let why = if job.attempt == job.attempts_before {
                 "stopped before it started"
             } else {
                 "stopped by Ctrl-C"
@@ -917,6 +948,7 @@ pub(super) fn conflict_feedback(conflicts: &Conflicts, why: Option<&Feedback>) -
              meant, remove every marker, and keep your work passing its test.\n\n{}",
             conflicts.hunks
         ),
+        files: conflicts.paths.clone(),
     }
 }
 

@@ -244,6 +244,7 @@ impl Core {
                 kind: FeedbackKind::Conflict,
                 summary: format!("its merge conflicts with the integration branch in {list}"),
                 detail: format!("Merging this workstream into the integration branch conflicts in: {list}."),
+                files: vec![],
             };
             return self.reopen(
                 index,
@@ -400,13 +401,47 @@ impl Core {
         });
     }
 
+    /// A resume of a workstream whose resolver ended before the run stopped: its resolution
+    /// is committed (unless it is already) and verified; the resolver does not run again.
+    pub(super) fn finish_resolution(&mut self, index: usize) {
+        let result: Option<Oid> = self.state.workstreams[index]
+            .result_commit
+            .as_deref()
+            .and_then(|c| c.parse().ok());
+        match (self.last_good(), result, self.merges.merging.is_none(), self.has_git) {
+            (Some(onto), Some(result), true, true) => {
+                self.merges.merging = Some(Merging {
+                    workstream: index,
+                    expected: onto,
+                    result,
+                    merged: None,
+                    failed_verify: None,
+                    verifying: false,
+                    resolving: true,
+                    files: vec![],
+                    attempt: self.state.workstreams[index].attempts,
+                });
+                self.out.push(Effect::FinishResolution {
+                    workstream: index,
+                    onto,
+                    result,
+                    files: vec![],
+                });
+            }
+            _ => self.record(EventKind::Phase {
+                workstream: index,
+                phase: Phase::Ready,
+                reason: Some("its resolution cannot be finished; merged again".into()),
+            }),
+        }
+    }
+
     pub(super) fn resolved(&mut self, index: usize, result: Result<Resolution, String>) {
         if !self.merges.is_resolving(index) {
             return;
         }
-        let files = self.merging(index).map(|m| m.files.clone()).unwrap_or_default();
         match result {
-            Ok(Resolution::Merged(commit)) => {
+            Ok(Resolution::Merged { commit, files }) => {
                 let workflow = &self.plan.workflow;
                 let resolver = workflow.integrate.resolver.as_ref().map_or("", |r| r.agent.as_str());
                 let name = workflow.workstreams[index].name.clone();
@@ -416,10 +451,18 @@ impl Core {
                     &format!("the resolver agent `{resolver}`"),
                     self.resolver_message.take().as_deref(),
                 );
-                self.out.push(Effect::LogDecision { entry });
+                self.out.push(Effect::LogDecision { commit, entry });
                 let merging = self.merging(index).expect("the resolver's merge");
                 merging.resolving = false;
                 self.merged(index, MergeOutcome::Merged(commit));
+            }
+            Ok(Resolution::Gone) => {
+                self.merges.merging = None;
+                self.record(EventKind::Phase {
+                    workstream: index,
+                    phase: Phase::Ready,
+                    reason: Some("its resolution is gone; merged again (the resolver runs again)".into()),
+                });
             }
             Ok(Resolution::Markers(left)) => {
                 self.merges.merging = None;
@@ -501,6 +544,7 @@ impl Core {
                                 result.tail.as_str()
                             }
                         ),
+                        files: vec![],
                     };
                     return self.reopen(
                         index,

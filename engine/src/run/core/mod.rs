@@ -216,6 +216,8 @@ impl Core {
             let ws = &self.state.workstreams[i];
             match ws.phase {
                 Phase::Ready => self.merges.push(i),
+                // A resume of a resolution whose resolver ended: finished, not redone.
+                Phase::Resolving => self.finish_resolution(i),
                 // A resume of a fix attempt that was cut short: the same feedback again.
                 Phase::Pending if self.missing[i] == 0 && !ws.agent_finished && ws.fixes > 0 => match &ws.feedback {
                     Some(feedback) => self.reopened.push_back((i, Reopen::Fix(feedback.clone()))),
@@ -533,8 +535,15 @@ impl Core {
         if let Some(a) = &ws.account {
             *self.per_account.entry(a.clone()).or_default() += 1;
         }
+        // A sync its agent was resolving when the run stopped stays in progress for it.
+        let conflicts = if keeps_its_start && in_worktree {
+            recorded.sync_conflicts.clone()
+        } else {
+            vec![]
+        };
+        let keep_merge = !conflicts.is_empty();
         let reopened = reopen.is_some();
-        self.jobs[index] = Some(Box::new(Job::new(agent_finished, reopen)));
+        self.jobs[index] = Some(Box::new(Job::new(agent_finished, reopen, recorded.attempts, conflicts)));
         if !reopened {
             self.record(EventKind::Phase {
                 workstream: index,
@@ -547,6 +556,7 @@ impl Core {
             workstream: index,
             start,
             fresh: !keeps_its_start,
+            keep_merge,
             handoffs,
         });
     }

@@ -98,6 +98,9 @@ pub enum Effect {
         workstream: usize,
         start: Option<Oid>,
         fresh: bool,
+        /// Keep the merge in progress there (flow's sync, whose conflicts its agent resolves);
+        /// otherwise a merge an interrupted run left is given up.
+        keep_merge: bool,
         /// What its dependencies did, for its context.
         handoffs: Vec<Handoff>,
     },
@@ -115,9 +118,14 @@ pub enum Effect {
     /// Stop whatever process the workstream runs (its agent or its test); the core keeps why.
     Stop { workstream: usize },
     /// Commit what the agent left in the worktree (finishing a merge in progress), check that
-    /// the worktree was not rewired, list the paths changed since its start, and look for
-    /// conflict markers left in `markers_in`.
-    Inspect { workstream: usize, markers_in: Vec<String> },
+    /// the worktree was not rewired, list the paths the agent changed (since its start, or
+    /// since the latest commit of `integration`, the last good one, that a sync brought in),
+    /// and look for conflict markers left in `markers_in`.
+    Inspect {
+        workstream: usize,
+        markers_in: Vec<String>,
+        integration: Option<Oid>,
+    },
     /// Bring `onto` (the integration branch's head) into the workstream's branch, in its
     /// worktree: a clean merge is committed; a conflicting one is left with its markers.
     Sync { workstream: usize, onto: Oid },
@@ -128,15 +136,18 @@ pub enum Effect {
     PrepareResolution { workstream: usize, onto: Oid, result: Oid },
     /// Check the resolver's work in the integration worktree and, with no marker left in
     /// `files`, commit it as the merge of `result` into `onto` and move the integration
-    /// branch there.
+    /// branch there. `files` empty (a resume): the conflicts of that merge; and what a
+    /// stopped run already did of this is not done again.
     FinishResolution {
         workstream: usize,
         onto: Oid,
         result: Oid,
         files: Vec<String>,
     },
-    /// Append an entry to the run's decision log (`conflict_resolution.md`).
-    LogDecision { entry: String },
+    /// Append an entry about the resolution that `commit` holds to the run's decision log
+    /// (`conflict_resolution.md`), unless the log names that commit already (a resume
+    /// checking or finishing the same resolution again).
+    LogDecision { commit: Oid, entry: String },
     /// Restore these paths to the start commit and commit that.
     Revert { workstream: usize, paths: Vec<String> },
     /// Run the workstream's `test` in its worktree.
@@ -286,10 +297,14 @@ pub struct Conflicts {
 /// A resolver's merge, committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    /// Committed and the integration branch moved to it (not yet verified).
-    Merged(Oid),
+    /// Committed and the integration branch moved to it (not yet verified), resolving the
+    /// conflicts in `files`.
+    Merged { commit: Oid, files: Vec<String> },
     /// These files still hold conflict markers: nothing was committed.
     Markers(Vec<String>),
+    /// A resume finishing a resolution found none: neither on the integration branch nor in
+    /// the integration worktree.
+    Gone,
 }
 
 pub use crate::handoff::Handoff;

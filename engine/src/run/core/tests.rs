@@ -348,10 +348,13 @@ impl Sim {
                     self.next_commit += 1;
                     self.pending.push(Input::Resolved {
                         workstream,
-                        result: Ok(Resolution::Merged(commit)),
+                        result: Ok(Resolution::Merged {
+                            commit,
+                            files: vec![format!("{}/file", self.name(workstream))],
+                        }),
                     });
                 }
-                Effect::LogDecision { entry } => self.decisions.push(entry),
+                Effect::LogDecision { entry, .. } => self.decisions.push(entry),
             }
         }
     }
@@ -999,11 +1002,9 @@ workstream "b" { owns "b/**"; script "true" }
     // The agent resolves it: its check asks for markers in the conflicting files.
     sim.synced.insert(1);
     sim.end_agent("b", AgentEnd::Exited(0));
-    assert!(
-        sim.effects.iter().any(
-            |e| matches!(e, Effect::Inspect { workstream: 1, markers_in } if markers_in == &["b/file".to_string()])
-        )
-    );
+    assert!(sim.effects.iter().any(
+        |e| matches!(e, Effect::Inspect { workstream: 1, markers_in, .. } if markers_in == &["b/file".to_string()])
+    ));
     assert_eq!(sim.phase("b"), Phase::Merged);
     assert_eq!(sim.decisions.len(), 1, "the resolution is logged");
     assert!(
@@ -1011,6 +1012,39 @@ workstream "b" { owns "b/**"; script "true" }
         "{}",
         sim.decisions[0]
     );
+}
+
+#[test]
+fn attempts_are_numbered_on_when_a_job_opens_again_and_after_a_resume() {
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.conflicts_until_synced.insert("b".into());
+    sim.script.sync_conflicts.insert("b".into());
+    sim.begin();
+    sim.end_agent("a", AgentEnd::Exited(0));
+    sim.end_agent("b", AgentEnd::Exited(0));
+    // b's merge conflicted: its job opened again for a fix, numbered after its work.
+    assert_eq!(sim.agents, [(1, 2)]);
+    sim.synced.insert(1);
+    sim.end_agent("b", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("b"), Phase::Merged);
+    let numbers: Vec<(u32, Purpose)> = sim.state().workstreams[1]
+        .attempt_log
+        .iter()
+        .map(|a| (a.number, a.purpose))
+        .collect();
+    assert_eq!(numbers, [(1, Purpose::Work), (2, Purpose::Fix)]);
+
+    // A resume numbers on from the attempts on record (one was cut: it never ended).
+    let workflow = workflow(body);
+    let mut state = fresh_state(&workflow);
+    state.workstreams[0].attempts = 3;
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert_eq!(sim.agents, [(0, 4), (1, 1)]);
 }
 
 #[test]
@@ -1654,6 +1688,340 @@ fn a_resumed_workstream_whose_agent_finished_is_checked_without_running_it_again
     assert_eq!(sim.phase("done"), Phase::Merged);
 }
 
+/// The record a resume continues when a kill cut `w`'s first fix (for `kind`) short: its work
+/// finished and was checked (for a conflict: the sync conflicted in `w/file`), the fix
+/// started and never ended; the resume set it pending.
+fn with_a_cut_fix(workflow: &flow_dsl::Workflow, kind: FeedbackKind) -> RunState {
+    let mut state = fresh_state(workflow);
+    let t = state.started_at;
+    let feedback = crate::run::state::Feedback {
+        kind,
+        summary: "the test failed".into(),
+        detail: "assertion failed: 2 == 3".into(),
+        files: if kind == FeedbackKind::Conflict {
+            vec!["w/file".into()]
+        } else {
+            vec![]
+        },
+    };
+    let mut events = vec![
+        EventKind::AttemptStarted {
+            workstream: 0,
+            attempt: 1,
+            purpose: Purpose::Work,
+            feedback: None,
+        },
+        EventKind::AttemptEnded {
+            workstream: 0,
+            attempt: 1,
+            usage: Usage::default(),
+            session_id: None,
+            error: None,
+            last_line: None,
+            result: None,
+            session_cost: None,
+        },
+    ];
+    if kind == FeedbackKind::Conflict {
+        events.push(EventKind::Synced {
+            workstream: 0,
+            head: None,
+            conflicts: vec!["w/file".into()],
+        });
+    }
+    events.extend([
+        EventKind::AttemptStarted {
+            workstream: 0,
+            attempt: 2,
+            purpose: Purpose::Fix,
+            feedback: Some(feedback),
+        },
+        EventKind::Phase {
+            workstream: 0,
+            phase: Phase::Pending,
+            reason: Some("its fix attempt was cut short".into()),
+        },
+    ]);
+    for (seq, kind) in events.into_iter().enumerate() {
+        state.apply(&Event {
+            seq: seq as u64 + 1,
+            at: t,
+            kind,
+        });
+    }
+    state.workstreams[0].start_commit = Some(oid(BASE).to_string());
+    state
+}
+
+#[test]
+fn a_fix_a_kill_cut_runs_again_as_a_retry_of_that_fix_not_a_new_one() {
+    for allowed in [1, 2] {
+        let body = format!(r#"workstream "w" {{ owns "w/**"; test "check"; fix-attempts {allowed}; script "true" }}"#);
+        let workflow = workflow(&body);
+        let state = with_a_cut_fix(&workflow, FeedbackKind::Test);
+        assert_eq!(state.workstreams[0].fixes, 1);
+        let mut sim = Sim::with_state(workflow, state, Options::default());
+        sim.script.failing_tests.insert("w".into());
+        sim.begin();
+        let fix = sim.effects.iter().find_map(|e| match e {
+            Effect::StartAgent {
+                purpose: Purpose::Fix,
+                feedback,
+                attempt,
+                ..
+            } => Some((*attempt, feedback.clone())),
+            _ => None,
+        });
+        let (attempt, feedback) = fix.expect("the cut fix runs again");
+        assert_eq!(attempt, 3);
+        assert_eq!(
+            feedback.map(|f| f.detail),
+            Some("assertion failed: 2 == 3".to_string()),
+            "with the same feedback"
+        );
+        assert_eq!(sim.state().workstreams[0].fixes, 1, "not a new fix");
+        let record = sim.state().workstreams[0]
+            .attempt_log
+            .last()
+            .cloned()
+            .expect("recorded");
+        assert_eq!(
+            (record.purpose, record.feedback),
+            (Purpose::Fix, Some(FeedbackKind::Test))
+        );
+        // Its test still fails: a second fix only where `fix-attempts` allow one.
+        sim.end_agent("w", AgentEnd::Exited(0));
+        let fixes = sim.state().workstreams[0].fixes;
+        assert_eq!(fixes, allowed, "fix-attempts {allowed}");
+        if allowed == 1 {
+            assert_eq!(sim.phase("w"), Phase::Failed);
+        } else {
+            assert_eq!(sim.phase("w"), Phase::Fixing);
+        }
+    }
+}
+
+#[test]
+fn a_conflict_fix_a_kill_cut_keeps_the_sync_in_its_worktree_and_is_logged_once() {
+    let body = r#"workstream "w" { owns "w/**"; script "true" }"#;
+    let workflow = workflow(body);
+    let state = with_a_cut_fix(&workflow, FeedbackKind::Conflict);
+    assert_eq!(state.workstreams[0].sync_conflicts, ["w/file"]);
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert!(
+        sim.effects.iter().any(|e| matches!(
+            e,
+            Effect::Prepare {
+                fresh: false,
+                keep_merge: true,
+                ..
+            }
+        )),
+        "the merge its agent was resolving stays: {:?}",
+        sim.effects
+    );
+    assert_eq!(sim.agents, [(0, 3)], "the fix runs again");
+    sim.end_agent("w", AgentEnd::Exited(0));
+    assert!(
+        sim.effects.iter().any(
+            |e| matches!(e, Effect::Inspect { workstream: 0, markers_in, integration } if markers_in == &["w/file".to_string()] && *integration == Some(oid(BASE)))
+        ),
+        "its check looks for markers left in the conflicting files, finishes the merge, and \
+         reads its own changes past the last good integration commit"
+    );
+    assert_eq!(sim.phase("w"), Phase::Merged);
+    assert_eq!(sim.state().workstreams[0].fixes, 1);
+    assert!(
+        sim.state().workstreams[0].sync_conflicts.is_empty(),
+        "over once checked"
+    );
+    let logged: Vec<Oid> = sim
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::LogDecision { commit, .. } => Some(*commit),
+            _ => None,
+        })
+        .collect();
+    let checked = sim.state().workstreams[0].result_commit.clone();
+    assert_eq!(
+        logged.iter().map(Oid::to_string).collect::<Vec<_>>(),
+        checked.into_iter().collect::<Vec<_>>(),
+        "logged once, for the commit checked"
+    );
+    assert!(sim.decisions[0].contains("own agent"), "{}", sim.decisions[0]);
+}
+
+#[test]
+fn a_resumed_check_without_a_sync_gives_up_a_merge_left_in_its_worktree() {
+    let body = r#"workstream "w" { owns "w/**"; test "check"; script "true" }"#;
+    let workflow = workflow(body);
+    let state = with_a_cut_fix(&workflow, FeedbackKind::Test);
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert!(sim.effects.iter().any(|e| matches!(
+        e,
+        Effect::Prepare {
+            fresh: false,
+            keep_merge: false,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_verdict_given_on_the_commit_a_resume_checks_again_stands() {
+    let body = r#"
+agent "rev" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "w" { owns "w/**"; review "rev"; script "true" }
+"#;
+    for (verdict, then) in [
+        (Verdict::ChangesRequested, Phase::Fixing),
+        (Verdict::Approve, Phase::Merged),
+    ] {
+        let workflow = workflow(body);
+        let mut state = fresh_state(&workflow);
+        let w = &mut state.workstreams[0];
+        w.agent_finished = true;
+        w.start_commit = Some(oid(BASE).to_string());
+        // The commit the check finds again: the simulated world's first.
+        w.review = Some(crate::run::state::Review {
+            verdict,
+            comments: "name the constant".into(),
+            reviewer: "rev".into(),
+            commit: Some(oid(0x1001).to_string()),
+        });
+        let mut sim = Sim::with_state(workflow, state, Options::default());
+        sim.begin();
+        assert!(
+            !sim.effects.iter().any(|e| matches!(
+                e,
+                Effect::StartAgent {
+                    purpose: Purpose::Review,
+                    ..
+                }
+            )),
+            "{verdict:?}: the reviewer does not read the same commit again"
+        );
+        assert_eq!(sim.phase("w"), then, "{verdict:?}");
+        if verdict == Verdict::ChangesRequested {
+            let fix = sim.effects.iter().find_map(|e| match e {
+                Effect::StartAgent {
+                    purpose: Purpose::Fix,
+                    feedback: Some(f),
+                    ..
+                } => Some(f.clone()),
+                _ => None,
+            });
+            let fix = fix.expect("the requested changes go to the agent");
+            assert_eq!(fix.kind, FeedbackKind::Review);
+            assert!(fix.detail.contains("name the constant"), "{}", fix.detail);
+            assert_eq!(sim.state().workstreams[0].fixes, 1);
+        }
+    }
+}
+
+#[test]
+fn a_resolution_whose_resolver_ended_is_finished_and_verified_on_resume_not_redone() {
+    let body = r#"
+agent "resolver" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "b" { owns "b/**"; script "true" }
+integrate {
+    on-conflict "agent"
+    resolver "resolver"
+    verify "check"
+}
+"#;
+    let workflow = workflow(body);
+    let mut state = fresh_state(&workflow);
+    let b = &mut state.workstreams[0];
+    b.phase = Phase::Resolving;
+    b.attempts = 2;
+    b.start_commit = Some(oid(BASE).to_string());
+    b.result_commit = Some(oid(0xb0).to_string());
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert!(
+        sim.effects.iter().any(|e| matches!(
+            e,
+            Effect::FinishResolution { workstream: 0, onto, result, files }
+                if *onto == oid(BASE) && *result == oid(0xb0) && files.is_empty()
+        )),
+        "{:?}",
+        sim.effects
+    );
+    assert!(
+        !sim.effects.iter().any(|e| matches!(e, Effect::StartAgent { .. })),
+        "the resolver does not run again"
+    );
+    assert!(
+        sim.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Verify { workstream: 0, .. }))
+    );
+    assert_eq!(sim.phase("b"), Phase::Merged);
+    assert!(
+        sim.events()
+            .iter()
+            .any(|e| matches!(e, EventKind::Merged { verify: Some(v), .. } if v.passed)),
+        "merged once verified"
+    );
+    assert_eq!(sim.decisions.len(), 1);
+    assert!(
+        sim.decisions[0].contains("resolver agent `resolver`") && sim.decisions[0].contains("b/file"),
+        "{}",
+        sim.decisions[0]
+    );
+}
+
+#[test]
+fn a_resolution_that_is_gone_on_resume_is_merged_again() {
+    let body = r#"
+agent "resolver" {
+    command "sh" "-c" "{script}"
+    output "text"
+}
+workstream "b" { owns "b/**"; script "true" }
+integrate {
+    on-conflict "agent"
+    resolver "resolver"
+}
+"#;
+    let workflow = workflow(body);
+    let mut state = fresh_state(&workflow);
+    let b = &mut state.workstreams[0];
+    b.phase = Phase::Resolving;
+    b.start_commit = Some(oid(BASE).to_string());
+    b.result_commit = Some(oid(0xb0).to_string());
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    let at = sim.tick();
+    let effects = sim.core.begin(at, 1, true, None);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::FinishResolution { workstream: 0, .. }))
+    );
+    let at = sim.tick();
+    let effects = sim.core.step(
+        at,
+        Input::Resolved {
+            workstream: 0,
+            result: Ok(Resolution::Gone),
+        },
+    );
+    sim.take(effects);
+    sim.settle();
+    assert!(sim.merges.contains(&0), "merged again");
+    assert_eq!(sim.phase("b"), Phase::Merged);
+}
+
 #[test]
 fn a_branch_that_becomes_ready_is_trial_merged_and_a_coming_conflict_is_warned_of() {
     let body = r#"
@@ -1696,6 +2064,74 @@ workstream "b" { owns "b/**"; script "true" }
     // A warning only: both merge.
     assert_eq!(sim.phase("a"), Phase::Merged);
     assert_eq!(sim.phase("b"), Phase::Merged);
+}
+
+#[test]
+fn a_conflicting_sync_no_fix_was_left_for_is_given_up_on_resume() {
+    // The run stopped after the sync conflicted, while it was being given up (no fix left):
+    // its merge is no agent's to resolve, and the resume does not keep it.
+    let body = r#"workstream "w" { owns "w/**"; fix-attempts 0; script "true" }"#;
+    let workflow = workflow(body);
+    let mut state = fresh_state(&workflow);
+    let t = state.started_at;
+    let events = [
+        EventKind::AttemptStarted {
+            workstream: 0,
+            attempt: 1,
+            purpose: Purpose::Work,
+            feedback: None,
+        },
+        EventKind::AttemptEnded {
+            workstream: 0,
+            attempt: 1,
+            usage: Usage::default(),
+            session_id: None,
+            error: None,
+            last_line: None,
+            result: None,
+            session_cost: None,
+        },
+        EventKind::Phase {
+            workstream: 0,
+            phase: Phase::Fixing,
+            reason: Some("its merge conflicts in w/file: bringing the integration branch in".into()),
+        },
+        EventKind::Synced {
+            workstream: 0,
+            head: None,
+            conflicts: vec!["w/file".into()],
+        },
+        EventKind::Phase {
+            workstream: 0,
+            phase: Phase::Pending,
+            reason: Some("its agent finished before the run stopped".into()),
+        },
+    ];
+    for (seq, kind) in events.into_iter().enumerate() {
+        state.apply(&Event {
+            seq: seq as u64 + 1,
+            at: t,
+            kind,
+        });
+    }
+    state.workstreams[0].start_commit = Some(oid(BASE).to_string());
+    assert!(state.workstreams[0].sync_conflicts.is_empty());
+    let mut sim = Sim::with_state(workflow, state, Options::default());
+    sim.begin();
+    assert!(sim.effects.iter().any(|e| matches!(
+        e,
+        Effect::Prepare {
+            fresh: false,
+            keep_merge: false,
+            ..
+        }
+    )));
+    assert!(
+        sim.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Inspect { workstream: 0, markers_in, .. } if markers_in.is_empty())),
+        "its check takes no conflict for its agent's"
+    );
 }
 
 #[test]

@@ -55,6 +55,7 @@ pub trait Work: Send + Sync + 'static {
         workstream: usize,
         start: Option<Oid>,
         fresh: bool,
+        keep_merge: bool,
         handoffs: Vec<Handoff>,
     ) -> BoxFuture<'static, Result<Workspace, Failure>>;
     /// Runs one agent attempt until it ends or `stop` turns true, reporting its usage and
@@ -65,12 +66,14 @@ pub trait Work: Send + Sync + 'static {
         report: Reporter,
         stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, AgentOutcome>;
-    /// Commits what the agent left, checks the worktree, lists what changed, and finds the
-    /// conflict markers left in `markers_in`.
+    /// Commits what the agent left, checks the worktree, lists what the agent changed (not
+    /// what a sync brought in of `integration`, the last good integration commit), and finds
+    /// the conflict markers left in `markers_in`.
     fn inspect(
         self: Arc<Self>,
         workstream: usize,
         markers_in: Vec<String>,
+        integration: Option<Oid>,
     ) -> BoxFuture<'static, Result<Inspection, String>>;
     /// Brings `onto` into the workstream's branch in its worktree.
     fn sync(self: Arc<Self>, workstream: usize, onto: Oid) -> BoxFuture<'static, Result<SyncOutcome, String>>;
@@ -91,8 +94,9 @@ pub trait Work: Send + Sync + 'static {
         result: Oid,
         files: Vec<String>,
     ) -> BoxFuture<'static, Result<Resolution, String>>;
-    /// Appends an entry to the run's decision log.
-    fn log_decision(&self, entry: &str);
+    /// Appends an entry about the resolution that `commit` holds to the run's decision log,
+    /// unless the log names that commit already.
+    fn log_decision(&self, commit: Oid, entry: &str);
     /// Reverts these paths to the start commit and commits that; returns the new head.
     fn revert(self: Arc<Self>, workstream: usize, paths: Vec<String>) -> BoxFuture<'static, Result<Oid, String>>;
     /// Runs the workstream's test; `None` when `stop` ended it.
@@ -337,10 +341,11 @@ impl<'o> Driver<'o> {
                 workstream,
                 start,
                 fresh,
+                keep_merge,
                 handoffs,
             } => {
                 self.tasks.spawn(async move {
-                    let result = work.prepare(workstream, start, fresh, handoffs).await;
+                    let result = work.prepare(workstream, start, fresh, keep_merge, handoffs).await;
                     send(Input::Prepared { workstream, result });
                 });
             }
@@ -382,9 +387,13 @@ impl<'o> Driver<'o> {
                     let _ = stop.send(true);
                 }
             }
-            Effect::Inspect { workstream, markers_in } => {
+            Effect::Inspect {
+                workstream,
+                markers_in,
+                integration,
+            } => {
                 self.tasks.spawn(async move {
-                    let result = work.inspect(workstream, markers_in).await;
+                    let result = work.inspect(workstream, markers_in, integration).await;
                     send(Input::Inspected { workstream, result });
                 });
             }
@@ -421,7 +430,7 @@ impl<'o> Driver<'o> {
                     send(Input::Resolved { workstream, result });
                 });
             }
-            Effect::LogDecision { entry } => self.work.log_decision(&entry),
+            Effect::LogDecision { commit, entry } => self.work.log_decision(commit, &entry),
             Effect::Forecast {
                 workstream,
                 head,

@@ -80,6 +80,7 @@ impl Work for FakeWork {
         workstream: usize,
         start: Option<Oid>,
         _fresh: bool,
+        _keep_merge: bool,
         _handoffs: Vec<Handoff>,
     ) -> BoxFuture<'static, Result<Workspace, crate::run::state::Failure>> {
         async move {
@@ -151,6 +152,7 @@ impl Work for FakeWork {
         self: Arc<Self>,
         workstream: usize,
         _markers_in: Vec<String>,
+        _integration: Option<Oid>,
     ) -> BoxFuture<'static, Result<Inspection, String>> {
         async move {
             Ok(Inspection {
@@ -186,7 +188,7 @@ impl Work for FakeWork {
         async { Err("no resolver here".to_string()) }.boxed()
     }
 
-    fn log_decision(&self, _: &str) {}
+    fn log_decision(&self, _: Oid, _: &str) {}
 
     fn revert(self: Arc<Self>, _: usize, _: Vec<String>) -> BoxFuture<'static, Result<Oid, String>> {
         async { Err("no reverts here".to_string()) }.boxed()

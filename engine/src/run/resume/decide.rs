@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::git::Oid;
 use crate::plan::Plan;
 use crate::run::spec_hash::spec_hash_with;
-use crate::run::state::{EventKind, Phase, RunState};
+use crate::run::state::{EventKind, Phase, Purpose, RunState, WorkstreamState};
 
 /// What git says about the run's branches, read before deciding.
 #[derive(Debug, Clone, Default)]
@@ -103,6 +103,9 @@ pub enum Action {
     Check,
     /// Its fix attempt was cut short: the fix runs again on its work, with the same feedback.
     Fix,
+    /// Its resolver finished before the run stopped: the resolution is committed (unless it
+    /// is already) and verified; the resolver does not run again.
+    Finish,
     /// Run from the start.
     Run,
     /// Nothing is resumed until a person finishes what they started (a resolution with a merge
@@ -118,6 +121,7 @@ impl Action {
             Action::Merge => "merge",
             Action::Check => "check",
             Action::Fix => "fix",
+            Action::Finish => "finish",
             Action::Run => "run",
             Action::Wait => "wait",
         }
@@ -135,8 +139,9 @@ pub struct Decided {
     /// Merges to take back out of the integration branch because their workstreams run
     /// again, latest first: workstream, the branch's head before and after that merge.
     pub undo_merges: Vec<(String, Oid, Oid)>,
-    /// Entries for the run's decision log: conflicts a person resolved.
-    pub log: Vec<String>,
+    /// Entries for the run's decision log: conflicts a person resolved, each with the commit
+    /// that holds the resolution.
+    pub log: Vec<(Oid, String)>,
 }
 
 impl Decided {
@@ -155,8 +160,10 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
     let n = workflow.workstreams.len();
     let has_git = facts.has_git;
     let recorded_good: Option<Oid> = state.last_good.as_deref().and_then(|c| c.parse().ok());
-    // The integration branch as git has it, checked against the record.
-    let mut integration_reset = None;
+    // The integration branch as git has it, checked against the record: past it, a merge
+    // (or a resolution) the interrupted run did not finish verifying, or a move by hand.
+    let result_of = |w: &WorkstreamState| w.result_commit.as_deref().and_then(|c| c.parse::<Oid>().ok());
+    let mut unverified = None;
     let mut good = recorded_good;
     if let (true, Some(head), Some(recorded)) = (has_git, facts.into_head, recorded_good)
         && head != recorded
@@ -164,22 +171,18 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
         let pending_results: Vec<Oid> = state
             .workstreams
             .iter()
-            .filter(|w| matches!(w.phase, Phase::Ready | Phase::Merging))
-            .filter_map(|w| w.result_commit.as_deref().and_then(|c| c.parse().ok()))
+            .filter(|w| matches!(w.phase, Phase::Ready | Phase::Merging | Phase::Resolving))
+            .filter_map(result_of)
             .collect();
-        let unrecorded_merge =
-            facts.contains(recorded, head) && pending_results.iter().any(|r| facts.contains(*r, head));
-        if unrecorded_merge {
-            integration_reset = Some((
-                recorded,
-                "a merge the interrupted run did not finish verifying is undone and redone".to_string(),
-            ));
+        if facts.contains(recorded, head) && pending_results.iter().any(|r| facts.contains(*r, head)) {
+            unverified = Some((recorded, head));
         } else {
             // Moved by hand: continue from where it is; merged workstreams are checked against it.
             good = Some(head);
         }
     }
-    let into_now = integration_reset.as_ref().map(|(c, _)| *c).or(good);
+    // Past an unverified merge, the resume continues from the record's last good commit.
+    let into_now = good;
 
     let mut rerun = vec![false; n];
     let mut topo: Vec<usize> = plan
@@ -258,6 +261,10 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                         )
                     }
                 }
+                Phase::Resolving if resolver_finished(recorded) && result.is_some() && branch_head == result => decide(
+                    Action::Finish,
+                    "its resolver finished before the run stopped; its resolution is committed and verified, the resolver does not run again".into(),
+                ),
                 Phase::Ready | Phase::Merging | Phase::Resolving => {
                     if result.is_some() && branch_head == result {
                         decide(
@@ -328,12 +335,9 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                     ),
                     (Some(hand), Some(head)) if hand.moved_on && hand.holds_into => {
                         if !hand.files.is_empty() {
-                            by_hand_entry = Some(crate::decision_log::entry(
-                                &ws.name,
-                                &hand.files,
-                                &format!("a person (`flow resolve`), in commit {}", head.short()),
-                                None,
-                            ));
+                            let by = format!("a person (`flow resolve`), in commit {}", head.short());
+                            let entry = crate::decision_log::entry(&ws.name, &hand.files, &by, None);
+                            by_hand_entry = Some((head, entry));
                         }
                         decide(
                             Action::Merge,
@@ -360,7 +364,9 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
         };
         // A kept branch must still start inside the integration branch it will merge into.
         let decision = match (decision.action, has_git, start, into_now) {
-            (Action::Merge, true, Some(s), Some(head)) if !(ws.dependencies.is_empty() || facts.contains(s, head)) => {
+            (Action::Merge | Action::Finish, true, Some(s), Some(head))
+                if !(ws.dependencies.is_empty() || facts.contains(s, head)) =>
+            {
                 decide(
                     Action::Run,
                     "the integration commit it started from is no longer in the integration branch".into(),
@@ -375,6 +381,22 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
         chosen[i] = Some(decision);
     }
     let decisions: Vec<Decision> = chosen.into_iter().flatten().collect();
+
+    // An unverified merge is undone and redone, but a resolution whose resolver finished
+    // stays and is verified, unless merged work runs again (its merge is undone first).
+    let reruns_merged = merges.iter().any(|&(i, _)| decisions[i].action == Action::Run);
+    let integration_reset = unverified.and_then(|(recorded, head)| {
+        let finishing = (0..n).any(|i| {
+            decisions[i].action == Action::Finish
+                && result_of(&state.workstreams[i]).is_some_and(|r| facts.contains(r, head))
+        });
+        (reruns_merged || !finishing).then(|| {
+            (
+                recorded,
+                "a merge the interrupted run did not finish verifying is undone and redone".to_string(),
+            )
+        })
+    });
 
     // A merged workstream that runs again must leave the integration branch: its merge is
     // undone in a new commit (latest first), so the merges after it stay as they are.
@@ -441,6 +463,11 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                     });
                 }
             }
+            Action::Finish => events.push(EventKind::Phase {
+                workstream: i,
+                phase: Phase::Resolving,
+                reason: Some(d.why.clone()),
+            }),
             Action::Check | Action::Fix => events.push(EventKind::Phase {
                 workstream: i,
                 phase: Phase::Pending,
@@ -461,6 +488,14 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
         undo_merges,
         log,
     }
+}
+
+/// Tells whether the workstream's latest attempt is its resolver's, ended without error.
+fn resolver_finished(recorded: &WorkstreamState) -> bool {
+    recorded
+        .attempt_log
+        .last()
+        .is_some_and(|a| a.purpose == Purpose::Resolve && a.ended_at.is_some() && a.error.is_none())
 }
 
 /// The recorded merges in the order they happened: workstream and merge commit, only those

@@ -238,6 +238,13 @@ pub async fn resume(
             },
         );
     }
+    // Resolutions by hand are logged before the decisions are recorded, once per commit: a
+    // resume killed in between logs the same commit again (and the log keeps one entry); one
+    // killed after the record sees no resolution left to log.
+    for (commit, entry) in &resolved_by_hand {
+        crate::decision_log::append_once(&run_dir.decision_log_path(), *commit, entry)
+            .map_err(RunError::io("write", run_dir.decision_log_path()))?;
+    }
     // Record the decisions, so the event log alone rebuilds this state.
     let mut log = EventLog::open(&run_dir.events_path()).map_err(RunError::io("open", run_dir.events_path()))?;
     for kind in events {
@@ -251,10 +258,6 @@ pub async fn resume(
             .map_err(RunError::io("write", run_dir.events_path()))?;
     }
     drop(log);
-    for entry in &resolved_by_hand {
-        crate::decision_log::append(&run_dir.decision_log_path(), entry)
-            .map_err(RunError::io("write", run_dir.decision_log_path()))?;
-    }
     run_dir
         .save(&state)
         .map_err(RunError::io("write", run_dir.state_path()))?;

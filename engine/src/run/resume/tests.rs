@@ -298,6 +298,70 @@ fn a_merge_the_run_did_not_finish_verifying_is_undone_and_redone() {
 }
 
 #[test]
+fn a_resolution_the_run_did_not_finish_verifying_is_finished_if_its_resolver_ended_else_redone() {
+    use crate::run::state::{AttemptRecord, Purpose};
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    let a = &mut state.workstreams[0];
+    a.phase = Phase::Resolving;
+    a.start_commit = Some(oid(BASE).to_string());
+    a.result_commit = Some(oid(0xa0).to_string());
+    a.attempt_log.push(AttemptRecord {
+        number: 2,
+        purpose: Purpose::Resolve,
+        started_at: state.started_at,
+        ended_at: None,
+        usage: Default::default(),
+        feedback: None,
+        error: None,
+    });
+    // The resolver was cut: its merge is redone, and it runs again.
+    let decided = decide(&plan, &state, &hashes(&plan), &facts(&state), &[]);
+    assert_eq!(decided.decisions[0].action, Action::Merge);
+    assert!(decided.decisions[0].why.contains("the resolver runs again"));
+
+    // It ended; flow committed its resolution, moved the integration branch, and died before
+    // `verify` said yes: the resolution stays where it is, and is verified.
+    state.workstreams[0].attempt_log[0].ended_at = Some(state.started_at);
+    let mut facts = facts(&state);
+    facts.into_head = Some(oid(0xa1));
+    facts.ancestry.insert((oid(BASE), oid(0xa1)), true);
+    facts.ancestry.insert((oid(0xa0), oid(0xa1)), true);
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
+    assert_eq!(
+        decided.decisions[0].action,
+        Action::Finish,
+        "{:?}",
+        decided.decisions[0]
+    );
+    assert!(decided.integration_reset.is_none(), "the unverified resolution stays");
+    assert_eq!(
+        decided.events[0],
+        EventKind::Phase {
+            workstream: 0,
+            phase: Phase::Resolving,
+            reason: Some(decided.decisions[0].why.clone()),
+        }
+    );
+    assert!(
+        !decided
+            .events
+            .iter()
+            .any(|e| matches!(e, EventKind::IntegrationReset { .. })),
+        "the record keeps its last good commit: the resolution is not taken as verified"
+    );
+    // Before it was committed: the same (the integration worktree holds it).
+    let decided = decide(&plan, &state, &hashes(&plan), &self::facts(&state), &[]);
+    assert_eq!(decided.decisions[0].action, Action::Finish);
+
+    // Its resolver failed: nothing to finish.
+    state.workstreams[0].attempt_log[0].error = Some("crashed".into());
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
+    assert_eq!(decided.decisions[0].action, Action::Merge);
+    assert_eq!(decided.integration_reset.as_ref().map(|r| r.0), Some(oid(BASE)));
+}
+
+#[test]
 fn a_dependent_whose_start_left_the_integration_branch_runs_again() {
     let plan = plan();
     let mut state = record(&plan, Phase::Pending);
@@ -391,7 +455,8 @@ fn a_conflict_a_person_resolved_and_committed_is_merged_and_logged_as_theirs() {
         "{for_b:?}"
     );
     assert_eq!(decided.log.len(), 1);
-    let entry = &decided.log[0];
+    let (commit, entry) = &decided.log[0];
+    assert_eq!(*commit, oid(0xb1), "keyed by the commit that holds the resolution");
     assert!(
         entry.contains("## `b` and the integration branch")
             && entry.contains("- files: shared.txt")
