@@ -10,9 +10,12 @@
 //! checkout (never the worktree's copy, which the person or agent could widen), so the check
 //! follows the workflow as it is now; then it runs the repository's own `pre-commit`. Every
 //! other hook the repository has runs as before: the folder holds a forwarder for each one
-//! there when the hook is installed (a forwarder for every hook git knows would cost a
-//! process at each of them: measured, it made 16 commits 50% slower), so a hook added later
-//! is forwarded from the next `flow prepare` or run on.
+//! there when the hook is installed, so a hook added later is forwarded from the next
+//! `flow prepare` or run on. A forwarder for every hook git knows, each asking git where the
+//! repository's hooks are, cost processes at every commit: in one run of
+//! `bench/git_attributes.sh` (on a loaded machine) 16 commits took 4.4 s against 3.0 s
+//! for the same commits without flow's hooks; forwarding only existing hooks, 1.5 s against
+//! 2.4 s.
 //!
 //! Agents never run it: flow starts them with `core.hooksPath` pointing nowhere, and checks
 //! their scope itself after they end. `git commit --no-verify` skips it; `flow merge` still
