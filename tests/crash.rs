@@ -1501,6 +1501,7 @@ agent "resolver" {{
 defaults {{
     agent "shell"
     env "COUNTERS"
+    writable "../counters/"
 }}
 workstream "tf" {{
     owns "tf/**"

@@ -26,14 +26,14 @@ workstream "docs" {
 "#;
 
 /// A folder outside the repository holding `claude`: a stand-in for Claude Code that writes
-/// its arguments to `outside/args-WS`, does its workstream's work in the folder named after
+/// its arguments to `~/.claude/args-WS` (its state folder, the one place outside its worktree
+/// the sandbox lets Claude Code write), does its workstream's work in the folder named after
 /// it and prints a recorded `claude -p --output-format json` result.
 fn stand_in_claude(env: &TestEnv) -> PathBuf {
     let bin = env.base().join("bin");
     std::fs::create_dir_all(&bin).expect("bin");
     let script = format!(
-        "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{outside}/args-'\"$FLOW_WORKSTREAM\"\nmkdir -p \"$FLOW_WORKSTREAM\"\necho \"work of $FLOW_WORKSTREAM\" > \"$FLOW_WORKSTREAM/done.txt\"\ncat '{result}'\n",
-        outside = env.outside.display(),
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$HOME/.claude/args-$FLOW_WORKSTREAM\"\nmkdir -p \"$FLOW_WORKSTREAM\"\necho \"work of $FLOW_WORKSTREAM\" > \"$FLOW_WORKSTREAM/done.txt\"\ncat '{result}'\n",
         result = recorded_output("claude-json-success.json").display(),
     );
     let claude = bin.join("claude");
@@ -102,7 +102,7 @@ fn three_workstreams_with_only_task_and_owns_check_plan_and_run_on_claudes_defau
             Some(format!("work of {ws}\n").as_str())
         );
         // Claude Code ran on its own default model: no `--model` was given.
-        let args = env.read_outside(&format!("args-{ws}"));
+        let args = std::fs::read_to_string(env.base().join(format!("home/.claude/args-{ws}"))).unwrap_or_default();
         let args: Vec<&str> = args.lines().collect();
         assert_eq!(args[..2], ["-p", "--output-format"], "{args:?}");
         assert!(!args.contains(&"--model"), "{args:?}");

@@ -580,8 +580,8 @@ impl Core {
     }
 
     /// Asks for the trial merges of a branch that just became ready, against the integration
-    /// branch and the other ready branches (the latest [`FORECAST_AT_MOST`]), so that a coming
-    /// conflict is known before its merge.
+    /// branch, the branch being merged and the other ready branches (the latest
+    /// [`FORECAST_AT_MOST`]), so that a coming conflict is known before its merge.
     pub(super) fn forecast(&mut self, index: usize) {
         let ws = &self.plan.workflow.workstreams[index];
         if ws.isolation != Isolation::Worktree {
@@ -590,6 +590,10 @@ impl Core {
         let head = |i: usize| -> Option<Oid> { self.state.workstreams[i].result_commit.as_deref()?.parse().ok() };
         let Some(own) = head(index) else { return };
         let mut against: Vec<(Option<usize>, Oid)> = self.last_good().map(|tip| (None, tip)).into_iter().collect();
+        // The branch being merged is about to be on the integration branch.
+        if let Some(m) = self.merges.merging.as_ref().filter(|m| m.workstream != index) {
+            against.push((Some(m.workstream), m.result));
+        }
         let others = self
             .merges
             .ready
@@ -618,7 +622,10 @@ impl Core {
         };
         for (other, paths) in conflicts {
             let with = match other {
-                Some(i) => format!("`{}`'s branch (also ready)", workflow.workstreams[i].name),
+                Some(i) if self.state.workstreams[i].phase == Phase::Ready => {
+                    format!("`{}`'s branch (also ready)", workflow.workstreams[i].name)
+                }
+                Some(i) => format!("`{}`'s branch (being merged)", workflow.workstreams[i].name),
                 None => "the integration branch".to_string(),
             };
             self.record(EventKind::Alert {
