@@ -42,6 +42,8 @@ for d in range(300):
         with open(os.path.join(root, f"d{d:03}", f"f{f}.txt"), "w") as fh:
             fh.write("".join(f"line {k} of d{d:03}/f{f}.txt\n" for k in range(20)))
 PY
+# ATTRIBUTES="..." gives the repository that `.gitattributes` (bench/git_attributes.sh).
+if [ -n "${ATTRIBUTES:-}" ]; then printf '%b' "$ATTRIBUTES" >"$dir/pristine/.gitattributes"; fi
 git -C "$dir/pristine" init -q -b main
 git -C "$dir/pristine" add -A
 git -C "$dir/pristine" commit -qm "3,000 files"

@@ -82,6 +82,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     Man(ManArgs),
     Help(HelpArgs),
+    #[command(hide = true)]
+    Hook(HookArgs),
 }
 
 /// Check a workflow file and report every problem in it.
@@ -561,6 +563,36 @@ pub struct LogsArgs {
     /// Print one JSON object per line of the log: the run, the workstream and the text.
     #[arg(long)]
     pub json: bool,
+    /// Print the log of the workstream's `setup` commands instead.
+    #[arg(long)]
+    pub setup: bool,
+}
+
+/// Check a commit in a worktree flow made (called by the worktree's `pre-commit` hook).
+///
+/// Refuses (exit 1) a commit whose staged paths leave the workstream's `owns`, enter its
+/// `forbid`, or are files flow copied from your checkout; names each path and rule.
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// The hook being run.
+    #[arg(value_enum)]
+    pub hook: HookName,
+    /// The workflow file, in your checkout.
+    #[arg(long, value_name = "FILE")]
+    pub workflow: PathBuf,
+    /// The workstream whose worktree this is.
+    #[arg(long, value_name = "NAME")]
+    pub workstream: String,
+    /// The list of files flow copied into the worktree (never to be committed).
+    #[arg(long, value_name = "FILE")]
+    pub copied: Option<PathBuf>,
+}
+
+/// The hooks `flow hook` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookName {
+    /// Before a commit is made: the staged paths against the scope.
+    PreCommit,
 }
 
 /// Watch a run in a full-screen dashboard: every workstream with its state, time, attempts,

@@ -45,8 +45,11 @@ fn a_planted_fsmonitor_is_undone_and_fails_the_workstream() {
     let (kind, message) = failure(&env);
     assert_eq!(kind, "integrity", "{message}");
     assert!(message.contains("core.fsmonitor"), "{message}");
+    // As it was, but for the switch that lets each worktree have its own scope hook.
     assert_eq!(
-        std::fs::read_to_string(env.root.join(".git/config")).expect("config"),
+        std::fs::read_to_string(env.root.join(".git/config"))
+            .expect("config")
+            .replace("[extensions]\n\tworktreeConfig = true\n", ""),
         config_before,
         "the configuration is as it was"
     );

@@ -15,3 +15,4 @@ mod run_agents;
 mod run_checks;
 mod support;
 mod watch;
+mod worktree_setup;

@@ -115,6 +115,13 @@ pub struct WorkstreamAst {
     pub writable: Vec<Spanned<String>>,
     pub secret: Vec<Spanned<String>>,
     pub log_limit: Option<Spanned<u64>>,
+    /// Commands run in each new worktree before its agent.
+    pub setup: Vec<Spanned<String>>,
+    pub setup_timeout: Option<Spanned<Duration>>,
+    /// Commands run in the worktree before flow removes it.
+    pub teardown: Vec<Spanned<String>>,
+    /// Globs of untracked or ignored files copied from the user's checkout.
+    pub copy: Vec<Spanned<String>>,
 }
 
 /// An agent picked for a job with an optional model: `review "AGENT" model="M"`,

@@ -71,6 +71,10 @@ const WORKSTREAM_CHILDREN: &[&str] = &[
     "writable",
     "secret",
     "log-limit",
+    "setup",
+    "setup-timeout",
+    "teardown",
+    "copy",
 ];
 const DEFAULTS_CHILDREN: &[&str] = &[
     "agent",
@@ -95,6 +99,10 @@ const DEFAULTS_CHILDREN: &[&str] = &[
     "writable",
     "secret",
     "log-limit",
+    "setup",
+    "setup-timeout",
+    "teardown",
+    "copy",
 ];
 const INTEGRATE_CHILDREN: &[&str] = &[
     "verify",
@@ -328,7 +336,16 @@ impl<'a> Reader<'a> {
             }
             let repeatable = matches!(
                 name,
-                "owns" | "forbid" | "context" | "depends-on" | "env" | "writable" | "secret"
+                "owns"
+                    | "forbid"
+                    | "context"
+                    | "depends-on"
+                    | "env"
+                    | "writable"
+                    | "secret"
+                    | "setup"
+                    | "teardown"
+                    | "copy"
             );
             if !repeatable && !seen.first(self, child) {
                 continue;
@@ -371,6 +388,10 @@ impl<'a> Reader<'a> {
                 "writable" => ws.writable.extend(self.list(child, "a path")),
                 "secret" => ws.secret.extend(self.list(child, "a variable name")),
                 "log-limit" => ws.log_limit = self.one_size(child),
+                "setup" => ws.setup.extend(self.list(child, "a shell command")),
+                "setup-timeout" => ws.setup_timeout = self.one_duration(child),
+                "teardown" => ws.teardown.extend(self.list(child, "a shell command")),
+                "copy" => ws.copy.extend(self.list(child, "a glob")),
                 _ => unreachable!("every allowed child is handled"),
             }
         }

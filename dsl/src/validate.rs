@@ -840,6 +840,14 @@ impl<'a> Validator<'a> {
                     .as_ref()
                     .or(defaults.and_then(|d| d.log_limit.as_ref()))
                     .map_or(DEFAULT_LOG_LIMIT, |n| n.value),
+                setup: concat(defaults.map(|d| d.setup.as_slice()), &ws.setup),
+                setup_timeout: ws
+                    .setup_timeout
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.setup_timeout.as_ref()))
+                    .map_or(DEFAULT_SETUP_TIMEOUT, |t| t.value),
+                teardown: concat(defaults.map(|d| d.teardown.as_slice()), &ws.teardown),
+                copy: concat(defaults.map(|d| d.copy.as_slice()), &ws.copy),
             });
         }
 
@@ -1488,6 +1496,16 @@ fn agent_choice(choice: &AgentChoiceAst) -> AgentChoice {
         agent: choice.agent.value.clone(),
         model: choice.model.as_ref().map(|m| m.value.clone()),
     }
+}
+
+/// The values of `defaults`' list, then the workstream's own.
+fn concat(defaults: Option<&[Spanned<String>]>, own: &[Spanned<String>]) -> Vec<String> {
+    defaults
+        .unwrap_or_default()
+        .iter()
+        .chain(own)
+        .map(|s| s.value.clone())
+        .collect()
 }
 
 #[cfg(test)]

@@ -166,7 +166,20 @@ pub struct Workstream {
     pub secrets: Vec<String>,
     /// The most bytes its log keeps (the head and a rolling tail past it).
     pub log_limit: u64,
+    /// Commands run, one after the other, in each new worktree before its agent
+    /// (`defaults`' first, then its own).
+    pub setup: Vec<String>,
+    /// How long its setup may take in all.
+    pub setup_timeout: Duration,
+    /// Commands run in its worktree before flow removes it.
+    pub teardown: Vec<String>,
+    /// Globs of untracked or ignored files of the user's checkout copied into each new
+    /// worktree (never committed).
+    pub copy: Vec<String>,
 }
+
+/// The default of `setup-timeout`: 20 minutes.
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// The default of `fix-attempts`.
 pub const DEFAULT_FIX_ATTEMPTS: u32 = 2;

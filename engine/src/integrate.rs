@@ -99,10 +99,27 @@ pub async fn verify(
         Ok(Err(e)) => return failed(format!("cannot check out the merged tree: {e}")),
         Err(e) => return failed(format!("checkout stopped: {e}")),
     }
+    // What names the work being verified, and ports of its own while it runs.
+    let ports = crate::worktree_setup::ports::PortBlock::take();
+    let identity = crate::worktree_setup::Identity {
+        workstream: workstream.to_string(),
+        worktree: integration.verify_dir.clone(),
+        run: integration
+            .note
+            .strip_prefix("flow run ")
+            .unwrap_or_default()
+            .to_string(),
+        branch: Some(integration.workflow.into.clone()),
+        port: ports.as_ref().map(crate::worktree_setup::ports::PortBlock::first),
+    };
+    let mut variables = identity.variables();
+    if identity.run.is_empty() {
+        variables.remove("FLOW_RUN");
+    }
     let mut env = crate::agent::environment::agent_environment(
         integration.parent_env.iter().map(|(k, v)| (k.clone(), v.clone())),
         &[],
-        &BTreeMap::new(),
+        &variables,
     );
     let tmp = &integration.tmp_dir;
     let place = Place {

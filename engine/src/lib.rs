@@ -33,6 +33,7 @@ pub mod site;
 pub mod time;
 pub mod tui;
 pub mod view;
+pub mod worktree_setup;
 
 // The front door: what the command line calls.
 pub use crate::plan::Plan;

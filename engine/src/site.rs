@@ -157,6 +157,17 @@ impl RunDir {
         self.dir.join(crate::decision_log::FILE_NAME)
     }
 
+    /// The log of one workstream's `setup` (`flow logs WS --setup`).
+    pub fn setup_log_path(&self, workstream: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{workstream}.setup.log"))
+    }
+
+    /// The mark a workstream's setup passed: it holds the setup's key, so a resume runs it
+    /// again only when it changed.
+    pub fn setup_mark_path(&self, workstream: &str) -> PathBuf {
+        self.dir.join("setup").join(format!("{workstream}.done"))
+    }
+
     /// The scratch folder of a workstream with `isolation "none"`.
     pub fn scratch_path(&self, workstream: &str) -> PathBuf {
         self.dir.join("scratch").join(workstream)

@@ -1707,3 +1707,100 @@ fn a_worktree_left_half_made_is_made_again_unless_its_maker_lives() {
     assert!(!listed.contains("locked"), "{listed}");
     git(&f.root, &["fsck", "--strict"]);
 }
+
+/// Every file under `dir` but `.git`, with its bytes and whether it is executable.
+fn files_with_bytes(dir: &Path) -> Vec<(String, Vec<u8>, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = vec![];
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in fs::read_dir(&folder).expect("read folder") {
+            let entry = entry.expect("entry");
+            let path = entry.path();
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).expect("metadata");
+            if meta.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).expect("under dir").display().to_string();
+                let bytes = if meta.file_type().is_symlink() {
+                    fs::read_link(&path).expect("link").display().to_string().into_bytes()
+                } else {
+                    fs::read(&path).expect("read")
+                };
+                found.push((relative, bytes, meta.permissions().mode() & 0o111 != 0));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn worktrees_are_byte_identical_to_git_worktree_add_for_each_kind_of_attributes() {
+    let kinds = [
+        "*.txt text eol=lf\n",
+        "*.txt -text\n*.c whitespace=trailing-space,space-before-tab diff=cpp merge=union\n",
+        "*.md linguist-documentation linguist-generated=true export-ignore\n",
+        "* text=auto\n*.bin binary\n",
+        "[attr]mine text eol=lf\n*.txt mine\n",
+        "\"with space.txt\" text\n*.txt crlf=input\n",
+        // Attributes that convert: libgit2 writes these.
+        "*.txt text eol=crlf\n",
+        "*.id ident\n",
+        "[attr]windows text eol=crlf\n*.txt windows\n",
+    ];
+    for (k, attributes) in kinds.iter().enumerate() {
+        let f = Fixture::new();
+        // Blobs with CRLF and LF, committed as they are, then the attributes.
+        write(&f.root.join("w.txt"), "one\r\ntwo\r\n");
+        write(&f.root.join("x.txt"), "x\n");
+        write(&f.root.join("with space.txt"), "s\n");
+        write(&f.root.join("sub/m.c"), "int x; \n");
+        write(&f.root.join("doc.md"), "# doc\r\n");
+        write(&f.root.join("s.id"), "$Id$\n");
+        write(&f.root.join("data.bin"), "\0\r\n");
+        std::os::unix::fs::symlink("x.txt", f.root.join("link")).expect("symlink");
+        write(&f.root.join("run.sh"), "#!/bin/sh\n");
+        git(&f.root, &["update-index", "--add", "--chmod=+x", "run.sh"]);
+        git(&f.root, &["add", "-A"]);
+        git(&f.root, &["commit", "-q", "-m", "files"]);
+        write(&f.root.join(".gitattributes"), attributes);
+        write(&f.root.join("sub/.gitattributes"), "*.c diff\n");
+        git(&f.root, &["add", "-A"]);
+        git(&f.root, &["commit", "-q", "-m", "attributes"]);
+        let ours = f.wt(&format!("flow-{k}"));
+        let theirs = f.wt(&format!("git-{k}"));
+        f.git()
+            .add_worktree(&ours, &format!("flow/k{k}"), f.rev("main"))
+            .expect("add");
+        git(
+            &f.root,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &format!("git/k{k}"),
+                theirs.to_str().expect("utf-8"),
+                "main",
+            ],
+        );
+        let (a, b) = (files_with_bytes(&ours), files_with_bytes(&theirs));
+        assert_eq!(a, b, "attributes {attributes:?}");
+        // Clean, and its index the commit's tree (git's own worktree may list a file whose
+        // blob a commit would renormalize, when it was written in the index's second).
+        assert_eq!(git(&ours, &["status", "--porcelain"]), "", "attributes {attributes:?}");
+        assert_eq!(git(&ours, &["write-tree"]), git(&f.root, &["rev-parse", "main^{tree}"]));
+        // flow's own writer (which dates files at a whole second) took the attributes that
+        // change nothing; the others went to libgit2.
+        let converting = attributes.contains("crlf\n") || attributes.contains("ident");
+        let whole_second = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(ours.join("x.txt")).expect("x.txt").mtime_nsec() == 0
+        };
+        assert_eq!(whole_second, !converting, "attributes {attributes:?}");
+    }
+}

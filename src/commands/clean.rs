@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use flow_engine::Site;
-use flow_engine::by_hand::clean::clean;
+use flow_engine::by_hand::clean::{clean, teardown};
 
 use crate::cli::CleanArgs;
 use crate::error::{CommandError, FAILED, git_failed};
@@ -12,9 +12,10 @@ use crate::output::{Stream, Tone, paint, print_stdout, print_versioned};
 
 /// Removes what it safely can and says what it kept and why; exits 1 when it kept unfinished
 /// work (the integration branch kept because it holds the result is not that).
-pub fn run(args: CleanArgs, site: &Site) -> Result<ExitCode, CommandError> {
+pub async fn run(args: CleanArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let (workflow, layout) = load_layout(site, &args.file)?;
-    let items = clean(&workflow, &layout, args.force).map_err(git_failed)?;
+    let mut items = teardown(&workflow, &layout, args.force).await;
+    items.extend(clean(&workflow, &layout, args.force).map_err(git_failed)?);
     let unfinished = items.iter().any(|i| !i.removed && !i.result);
     if args.json {
         print_versioned(&serde_json::json!({

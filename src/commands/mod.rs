@@ -9,6 +9,7 @@ mod demo;
 mod export;
 mod graph;
 mod help;
+mod hook;
 mod init;
 mod land;
 mod man;
@@ -51,7 +52,7 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Conflicts(args) => conflicts::run(args, &site),
         Command::Sync(args) => sync::run(args, &site).await,
         Command::Resolve(args) => resolve::run(args, &site),
-        Command::Clean(args) => clean::run(args, &site),
+        Command::Clean(args) => clean::run(args, &site).await,
         Command::Resume(args) => resume::run(args, &site).await,
         Command::Status(args) => status::status(args, &site),
         Command::Logs(args) => status::logs(args, &site).await,
@@ -62,5 +63,6 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::Help(args) => help::run(args),
+        Command::Hook(args) => hook::run(args),
     }
 }

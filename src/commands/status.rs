@@ -178,7 +178,11 @@ pub async fn logs(args: LogsArgs, site: &Site) -> Result<ExitCode, CommandError>
             known.join(", ")
         )));
     }
-    let path = run_dir.log_path(&workstream);
+    let path = if args.setup {
+        run_dir.setup_log_path(&workstream)
+    } else {
+        run_dir.log_path(&workstream)
+    };
     let print = |text: &str| -> Result<(), CommandError> {
         if args.json {
             for line in text.lines() {

@@ -152,3 +152,88 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
     }
     Ok(out)
 }
+
+/// Runs the `teardown` of each workstream whose worktree `flow clean` is about to remove
+/// (it exists, and holds no uncommitted work unless `force`), as a setup runs: `sh -c` in the
+/// worktree, the agents' clean environment with the workstream's variables, its
+/// `setup-timeout`. Returns what failed, one line per workstream; a failure does not keep
+/// the worktree.
+pub async fn teardown(workflow: &Workflow, layout: &Layout, force: bool) -> Vec<CleanItem> {
+    let parent: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let mut out = vec![];
+    for (index, ws) in workflow.workstreams.iter().enumerate() {
+        if ws.teardown.is_empty() || ws.isolation == Isolation::None {
+            continue;
+        }
+        let dir = layout.worktree_of(&ws.name);
+        if !dir.join(".git").exists() {
+            continue;
+        }
+        if !force
+            && layout
+                .git
+                .has_uncommitted(&dir, &context::excluded_prefixes(workflow))
+                .unwrap_or(true)
+        {
+            continue;
+        }
+        let identity = crate::worktree_setup::Identity {
+            workstream: ws.name.clone(),
+            worktree: dir.clone(),
+            run: String::new(),
+            branch: Some(workflow.branch_of(ws)),
+            port: None,
+        };
+        let mut variables = identity.variables();
+        variables.remove("FLOW_RUN");
+        let env = crate::worktree_setup::workstream_environment(workflow, index, &parent, &variables);
+        let log_path = layout.site.flow_dir().join("teardown").join(format!("{}.log", ws.name));
+        // In the sandbox its test would get.
+        let tmp = layout.site.flow_dir().join("teardown").join("tmp").join(&ws.name);
+        let place = crate::confine::Place {
+            dir: &dir,
+            tmp: &tmp,
+            commits: None,
+        };
+        let sandbox = match crate::confine::Confiner::new(&parent, layout.site.root()).test(ws, &place) {
+            Ok(sandbox) => sandbox,
+            Err(e) => {
+                out.push(CleanItem {
+                    what: format!("teardown of {}", ws.name),
+                    removed: false,
+                    detail: format!("cannot confine it: {e}; the worktree is removed anyway"),
+                    result: true,
+                });
+                continue;
+            }
+        };
+        let mut env = env;
+        if sandbox.is_some() {
+            env.insert("TMPDIR".to_string(), tmp.display().to_string());
+        }
+        let setup = crate::worktree_setup::Setup {
+            commands: &ws.teardown,
+            dir: &dir,
+            env,
+            log_path: log_path.clone(),
+            timeout: ws.setup_timeout,
+            grace: std::time::Duration::from_secs(5),
+            sandbox,
+            secrets: Vec::new(),
+        };
+        let (_stop_sender, stop) = tokio::sync::watch::channel(false);
+        if let Err(failure) = crate::worktree_setup::run_setup(setup, stop).await {
+            out.push(CleanItem {
+                what: format!("teardown of {}", ws.name),
+                removed: false,
+                detail: format!(
+                    "{} (log: {}); the worktree is removed anyway",
+                    failure.detail,
+                    log_path.display()
+                ),
+                result: true,
+            });
+        }
+    }
+    out
+}

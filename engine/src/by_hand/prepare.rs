@@ -9,6 +9,8 @@ use super::{Layout, start_of};
 use crate::context;
 use crate::git::{GitError, Oid};
 use crate::plan::Plan;
+use crate::worktree_setup::copy::CopyList;
+use crate::worktree_setup::hook::install_scope_hook;
 
 /// What `flow prepare` did for one workstream.
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +150,16 @@ fn prepare_one(
             );
         }
     };
+    if let Err(e) = ready(workflow, layout, index, &dir) {
+        return item(
+            ws.name.clone(),
+            PrepareStatus::Failed,
+            Some(branch),
+            Some(dir),
+            Some(start),
+            &e,
+        );
+    }
     let rendered = context::render(workflow, index, layout.site.root());
     if let Err(e) = context::write(&rendered, &dir, &ws.name) {
         return item(
@@ -164,6 +176,21 @@ fn prepare_one(
         dir.join(context::context_dir(&ws.name)).join("prompt.md").display()
     );
     item(ws.name.clone(), status, Some(branch), Some(dir), Some(start), &detail)
+}
+
+/// Copies the workstream's files from the user's checkout into its worktree and installs
+/// its scope hook.
+fn ready(workflow: &Workflow, layout: &Layout, index: usize, dir: &std::path::Path) -> Result<(), String> {
+    let ws = &workflow.workstreams[index];
+    let root = layout.site.root();
+    let skip = [
+        layout.site.flow_dir().to_path_buf(),
+        layout.site.worktrees_dir(workflow),
+    ];
+    let copy = CopyList::find(root, &ws.copy, &skip).map_err(|e| format!("cannot find the files to copy: {e}"))?;
+    copy.copy_into(root, dir)?;
+    install_scope_hook(layout.site.flow_dir(), &layout.git, workflow, index, dir, &copy.paths)
+        .map_err(|e| format!("cannot install the scope hook: {e}"))
 }
 
 /// The dependencies of a workstream whose branches are not (yet) in the integration branch.

@@ -3,11 +3,21 @@
 //! libgit2's checkout loads the filter list of every file it writes, which looks up
 //! `.gitattributes` files and resolves the real path of the file's folder each time: about
 //! half of its time on a repository of small files. When nothing can filter or convert a
-//! file (no attributes file anywhere, no line-ending or sparse-checkout setting, no
-//! submodules), flow writes the blobs itself instead, on several threads, and writes the
-//! index with each file's stat data, as `git checkout` would, so that `git status` in the
-//! new worktree compares stat data instead of hashing files. Anything else, and any tree
-//! with a path git would refuse to write, goes through libgit2's checkout.
+//! file (no line-ending or sparse-checkout setting, no submodules, and no attribute that
+//! changes what a checkout writes), flow writes the blobs itself instead, on several
+//! threads, and writes the index with each file's stat data, as `git checkout` would, so
+//! that `git status` in the new worktree compares stat data instead of hashing files.
+//! Anything else, and any tree with a path git would refuse to write, goes through
+//! libgit2's checkout.
+//!
+//! Most real repositories have a `.gitattributes`, and most of what it says changes nothing
+//! a checkout writes on this platform: `text`, `eol=lf`, `text=auto` (with `core.eol` unset
+//! and `core.autocrlf` off, git writes the blob as it is), `-text`, `binary`, `whitespace`,
+//! `diff`, `merge`, `linguist-*`, `export-ignore`. Only `filter`, `ident`,
+//! `working-tree-encoding` and `eol=crlf` (or the legacy `crlf`-family that asks for CRLF)
+//! do; [`converting_attributes`] looks for them in every attributes file, by its words
+//! rather than its patterns (a pattern that happens to be such a word only costs the fast
+//! path).
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
@@ -70,10 +80,15 @@ impl Git {
             .find_commit(commit.raw())
             .and_then(|commit| commit.tree())
             .context(|| format!("read the tree of {commit}"))?;
-        let plain = if writes_plain_files(&repo, self.common_dir()) {
-            Walk::of(&repo, &tree)?
-        } else {
-            None
+        let plain = match outside_attributes(&repo, self.common_dir()) {
+            Some(outside) => Walk::of(&repo, &tree)?.filter(|walk| {
+                !converting_attributes(&outside)
+                    && walk.attributes.iter().all(|id| {
+                        repo.find_blob(*id)
+                            .is_ok_and(|blob| !converting_attributes(&String::from_utf8_lossy(blob.content())))
+                    })
+            }),
+            None => None,
         };
         let Some(walk) = plain else {
             for dir in dirs {
@@ -204,6 +219,8 @@ fn write_index(dir: &Path, files: &[File], stats: &[Stat]) -> Result<(), GitErro
 struct Walk {
     folders: Vec<Vec<u8>>,
     files: Vec<File>,
+    /// The blobs of the tree's `.gitattributes` files.
+    attributes: Vec<git2::Oid>,
 }
 
 impl Walk {
@@ -236,11 +253,16 @@ impl Walk {
                         return Ok(false);
                     }
                 }
-                (Some(ObjectType::Blob), mode @ (0o100644 | 0o100755 | 0o120000)) => self.files.push(File {
-                    path: prefix.clone(),
-                    mode,
-                    id: entry.id(),
-                }),
+                (Some(ObjectType::Blob), mode @ (0o100644 | 0o100755 | 0o120000)) => {
+                    if name == b".gitattributes" {
+                        self.attributes.push(entry.id());
+                    }
+                    self.files.push(File {
+                        path: prefix.clone(),
+                        mode,
+                        id: entry.id(),
+                    })
+                }
                 // Submodules, and modes git itself normalises (0o100664): left to libgit2.
                 _ => return Ok(false),
             }
@@ -250,8 +272,7 @@ impl Walk {
     }
 }
 
-/// Tells whether flow may write a tree entry of this name itself: not an attributes file,
-/// and nothing git protects against (`.git` in any case or with trailing dots and spaces,
+/// Tells whether flow may write a tree entry of this name itself: nothing git protects against (`.git` in any case or with trailing dots and spaces,
 /// its short name `git~1`, `.`, `..`, separators, NUL, `:`).
 fn plain_name(name: &[u8]) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -262,15 +283,17 @@ fn plain_name(name: &[u8]) -> bool {
         || name == b".."
         || trimmed == b".git"
         || trimmed == b"git~1"
-        || lower == b".gitattributes"
+        // Another spelling of the attributes file: git reads it where names ignore case.
+        || (lower == b".gitattributes" && name != b".gitattributes")
         || name.iter().any(|&b| matches!(b, b'/' | b'\\' | b'\0' | b':')))
 }
 
-/// Tells whether the repository's settings let every blob be written as it is: no
-/// line-ending conversion, no attributes outside the tree, no sparse checkout, and a file
-/// system with symbolic links, executable bits and case-sensitive names.
-fn writes_plain_files(repo: &Repository, common_dir: &Path) -> bool {
-    let Ok(config) = repo.config() else { return false };
+/// The text of the attributes files outside the tree (`info/attributes`, the global and
+/// system ones), when the repository's settings let every blob be written as it is: no
+/// line-ending conversion, no sparse checkout, and a file system with symbolic links,
+/// executable bits and case-sensitive names; `None` when they do not.
+fn outside_attributes(repo: &Repository, common_dir: &Path) -> Option<String> {
+    let config = repo.config().ok()?;
     let is_set = |key: &str| config.get_entry(key).is_ok();
     let flag = |key: &str, default: bool| {
         if is_set(key) {
@@ -281,22 +304,93 @@ fn writes_plain_files(repo: &Repository, common_dir: &Path) -> bool {
     };
     let settings_plain = flag("core.autocrlf", false) == Some(false)
         && !is_set("core.eol")
-        && !is_set("core.attributesFile")
         && flag("core.sparseCheckout", false) == Some(false)
         && flag("core.symlinks", true) == Some(true)
         && flag("core.filemode", true) == Some(true)
         && flag("core.ignorecase", false) == Some(false);
+    if !settings_plain {
+        return None;
+    }
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .or_else(|| home.map(|home| home.join(".config")));
+        .or_else(|| home.clone().map(|home| home.join(".config")));
     let mut attribute_files = vec![common_dir.join("info/attributes"), PathBuf::from("/etc/gitattributes")];
     attribute_files.extend(xdg.map(|config| config.join("git/attributes")));
-    settings_plain && attribute_files.iter().all(|path| !exists(path))
+    if let Ok(path) = config.get_path("core.attributesFile") {
+        attribute_files.push(path);
+    }
+    let mut text = String::new();
+    for path in attribute_files {
+        match fs::read(&path) {
+            Ok(bytes) => {
+                text.push_str(&String::from_utf8_lossy(&bytes));
+                text.push('\n');
+            }
+            Err(error) if error.kind() == ErrorKind::NotFound => {}
+            // Present but unreadable: what it says cannot be known.
+            Err(_) => return None,
+        }
+    }
+    Some(text)
 }
 
-/// Tells whether something is at `path` (an unreadable path counts as present).
-fn exists(path: &Path) -> bool {
-    !matches!(fs::symlink_metadata(path), Err(error) if error.kind() == ErrorKind::NotFound)
+/// Tells whether attributes text may change what a checkout writes on this platform (with
+/// `core.eol` unset and `core.autocrlf` off): a `filter`, `ident` or `working-tree-encoding`
+/// that is set, or `eol=crlf`. Every word after a line's pattern (or macro name) counts, so
+/// a macro that expands to one is seen too.
+pub(crate) fn converting_attributes(text: &str) -> bool {
+    text.lines().any(|line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return false;
+        }
+        // The pattern may be quoted, with spaces in it.
+        let rest = match line.strip_prefix('"') {
+            Some(quoted) => quoted.split_once('"').map_or("", |(_, rest)| rest),
+            None => line.split_once(char::is_whitespace).map_or("", |(_, rest)| rest),
+        };
+        rest.split_whitespace().any(|word| {
+            if word.starts_with('-') || word.starts_with('!') {
+                return false;
+            }
+            let (name, value) = word.split_once('=').unwrap_or((word, ""));
+            match name {
+                "filter" | "ident" | "working-tree-encoding" => true,
+                "eol" => !value.eq_ignore_ascii_case("lf"),
+                _ => false,
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::converting_attributes;
+
+    #[test]
+    fn only_attributes_that_change_what_a_checkout_writes_count() {
+        let table: &[(&str, bool)] = &[
+            ("*.c text eol=lf whitespace=trailing-space diff=cpp merge=union", false),
+            (
+                "*.md linguist-generated=true linguist-documentation export-ignore",
+                false,
+            ),
+            ("* text=auto\n*.png binary\n*.txt -text", false),
+            ("# *.txt filter=lfs", false),
+            ("*.txt -filter !ident -working-tree-encoding", false),
+            ("*.txt crlf=input", false),
+            ("*.bin filter=lfs diff=lfs merge=lfs -text", true),
+            ("*.c ident", true),
+            ("*.txt working-tree-encoding=UTF-16", true),
+            ("*.bat text eol=crlf", true),
+            ("*.bat eol=CRLF", true),
+            ("[attr]win text eol=crlf\n*.bat win", true),
+            ("\"a b.txt\" filter=x", true),
+        ];
+        for (text, converting) in table {
+            assert_eq!(converting_attributes(text), *converting, "{text}");
+        }
+    }
 }

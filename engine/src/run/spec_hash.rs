@@ -84,6 +84,13 @@ pub fn spec_hash_with(workflow: &Workflow, index: usize, dependencies: &[&str]) 
             EnvSetting::Pass { name } => h.field("env-pass", name),
         }
     }
+    // What makes its worktree ready; absent from specs without it, so their hashes stay.
+    if !ws.setup.is_empty() {
+        h.field("setup", &ws.setup.join("\u{1}"));
+    }
+    if !ws.copy.is_empty() {
+        h.field("copy", &ws.copy.join("\u{1}"));
+    }
     for dependency in dependencies {
         h.field("dependency", dependency);
     }

@@ -245,7 +245,8 @@ pub enum FailureKind {
     Cancelled,
     Dependency,
     Review,
-    /// The agent's program does not exist or may not be run.
+    /// The agent's program does not exist or may not be run, or the worktree could not be
+    /// made ready (a `setup` command failed, a file could not be copied): no agent started.
     Setup,
 }
 

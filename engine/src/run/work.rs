@@ -2,7 +2,7 @@
 //! checks, merges and `verify`. Each method does one effect of the core and reports what
 //! happened as a value; none of them decides what happens next.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,9 +29,13 @@ use crate::run::core::{
 };
 use crate::run::driver::{AgentRun, Reporter, Work};
 use crate::run::guard::{RunGuard, Tampering};
-use crate::run::state::{Purpose, RunState, TestResult};
+use crate::run::state::{Failure, FailureKind, Purpose, RunState, TestResult};
 use crate::site::RunDir;
 use crate::site::Site;
+use crate::worktree_setup::copy::CopyList;
+use crate::worktree_setup::hook::install_scope_hook;
+use crate::worktree_setup::ports::PortBlock;
+use crate::worktree_setup::{Identity, Setup, run_setup, setup_key, workstream_environment};
 
 /// What one workstream's later steps need from its earlier ones.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +46,10 @@ struct Slot {
     /// The environment its agent last ran with, kept only for a workstream with a test
     /// (which gets the same).
     env: Option<BTreeMap<String, String>>,
+    /// The first of its block of ports.
+    port: Option<u16>,
+    /// What was copied into its worktree from the user's checkout (never committed).
+    copied: Vec<String>,
     /// Where its own changes start, as its latest inspection found (its start, or the
     /// integration commit a sync brought in): its reviewer reads the diff from there, and a
     /// scope revert puts files back as they are there.
@@ -64,6 +72,11 @@ pub struct ProcessWork {
     slots: Mutex<Vec<Slot>>,
     /// The guard of the shared git directory around each agent (with a repository).
     guard: Option<Arc<RunGuard>>,
+    /// Each workstream's block of ports, held until the run ends.
+    ports: Mutex<Vec<Option<PortBlock>>>,
+    /// What each set of `copy` globs names in the user's checkout, found once.
+    copies: Mutex<HashMap<Vec<String>, CopyList>>,
+    flow_dir: PathBuf,
     /// Decides the sandbox of each agent, test and `verify`.
     confiner: Confiner,
     /// Turns true when the run is interrupted twice: what is being stopped is killed at once.
@@ -95,11 +108,21 @@ impl ProcessWork {
             grace,
             spec_hashes,
             slots: Mutex::new(vec![Slot::default(); n]),
+            ports: Mutex::new((0..n).map(|_| None).collect()),
+            copies: Mutex::new(HashMap::new()),
+            flow_dir: site.flow_dir().to_path_buf(),
         }
     }
 
     fn slot(&self, index: usize) -> Slot {
         self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index].clone()
+    }
+
+    fn slot_list(&self) -> Vec<Slot> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn set_slot(&self, index: usize, change: impl FnOnce(&mut Slot)) {
@@ -152,16 +175,18 @@ impl ProcessWork {
         fresh: bool,
         keep_merge: bool,
         handoffs: Vec<Handoff>,
-    ) -> Result<Workspace, String> {
+    ) -> Result<Workspace, Failure> {
+        let git_failure = |message: String| Failure::new(FailureKind::Git, message);
         let workflow = self.workflow.clone();
         let ws = &workflow.workstreams[index];
+        let mut created = false;
         let (dir, branch, start) = match (&self.git, start) {
             (Some(git), Some(start)) => {
                 let dir = self.worktrees_dir.join(&ws.name);
                 let branch = workflow.branch_of(ws);
                 let (git, d, b) = (git.clone(), dir.clone(), branch.clone());
                 let reason = format!("flow run {}", self.run_dir.id);
-                blocking(move || {
+                created = blocking(move || {
                     let made = git.add_worktree(&d, &b, start)?;
                     // A reused worktree (an earlier, interrupted attempt), or one made on a
                     // branch left elsewhere, starts over at `start`; a new one is there already.
@@ -182,17 +207,32 @@ impl ProcessWork {
                         // stays, with what the agent did so far.
                         git.abort_merge_in(&d, CONTEXT_PREFIXES)?;
                     }
-                    git.lock_worktree(&d, &reason)
+                    git.lock_worktree(&d, &reason)?;
+                    Ok(made != WorktreeState::Reused)
                 })
-                .await?;
+                .await
+                .map_err(git_failure)?;
                 (dir, Some(branch), Some(start))
             }
             _ => {
                 let dir = self.run_dir.scratch_path(&ws.name);
-                std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| git_failure(format!("cannot create {}: {e}", dir.display())))?;
                 (dir, None, None)
             }
         };
+        // Ports, once per run, for a worktree or a scratch folder alike.
+        let port = {
+            let mut ports = self.ports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if ports[index].is_none() {
+                ports[index] = PortBlock::take();
+            }
+            ports[index].as_ref().map(PortBlock::first)
+        };
+        self.set_slot(index, |slot| slot.port = port);
+        if branch.is_some() {
+            self.ready_worktree(index, &dir, branch.as_deref(), created).await?;
+        }
         // Worktrees always get the seed's context files; a scratch folder only when the agent
         // reads its prompt from a file, and the prompt is rendered only when something reads it
         // (thousands of no-op steps should cost neither files nor rendering).
@@ -211,7 +251,7 @@ impl ProcessWork {
         let rendered = needs_prompt.then(|| context::render_with(&workflow, index, root, &handoff_text));
         let prompt_file = match &rendered {
             Some(r) if branch.is_some() || agent.uses("prompt_file") => context::write(r, &dir, &ws.name)
-                .map_err(|e| format!("cannot write the context into {}: {e}", dir.display()))?,
+                .map_err(|e| git_failure(format!("cannot write the context into {}: {e}", dir.display())))?,
             _ => dir.join(context::context_dir(&ws.name)).join("prompt.md"),
         };
         let workspace = Workspace { dir, branch, start };
@@ -221,6 +261,122 @@ impl ProcessWork {
             slot.prompt_file = prompt_file;
         });
         Ok(workspace)
+    }
+
+    /// Makes a workstream's worktree ready to work in: its files copied from the user's
+    /// checkout, a block of ports, and its `setup` run (unless this run already ran the same
+    /// setup in this worktree). The scope hook comes at the end of the run (see `finish`).
+    async fn ready_worktree(
+        &self,
+        index: usize,
+        dir: &Path,
+        branch: Option<&str>,
+        created: bool,
+    ) -> Result<(), Failure> {
+        let workflow = self.workflow.clone();
+        let ws = &workflow.workstreams[index];
+        let setup_failure = |message: String| Failure::new(FailureKind::Setup, message);
+        // Copied files: what the globs name is found once per run.
+        let copy = {
+            let cached = self
+                .copies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&ws.copy)
+                .cloned();
+            match cached {
+                Some(list) => list,
+                None => {
+                    let (root, globs) = (self.root.clone(), ws.copy.clone());
+                    let skip = vec![self.flow_dir.clone(), self.worktrees_dir.clone()];
+                    let list = tokio::task::spawn_blocking(move || CopyList::find(&root, &globs, &skip))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r)
+                        .map_err(|e| setup_failure(format!("cannot find the files to copy: {e}")))?;
+                    self.copies
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(ws.copy.clone(), list.clone());
+                    list
+                }
+            }
+        };
+        {
+            let (list, root, dir) = (copy.clone(), self.root.clone(), dir.to_path_buf());
+            tokio::task::spawn_blocking(move || list.copy_into(&root, &dir))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .map_err(setup_failure)?;
+        }
+        // The scope hook, for a person who commits in this worktree.
+        let port = self.slot(index).port;
+        self.set_slot(index, |slot| slot.copied = copy.paths.clone());
+        if ws.setup.is_empty() {
+            return Ok(());
+        }
+        let key = setup_key(&ws.setup, &ws.copy);
+        let mark = self.run_dir.setup_mark_path(&ws.name);
+        if !created && std::fs::read_to_string(&mark).is_ok_and(|k| k.trim() == key) {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(&mark);
+        let identity = self.identity(index, dir, branch.map(str::to_string), port);
+        let env = workstream_environment(&workflow, index, &self.parent_env, &identity.variables());
+        // In the sandbox its test gets: it runs code the branch holds.
+        let tmp = self.run_dir.tmp_path(&ws.name);
+        let place = Place {
+            dir,
+            tmp: &tmp,
+            commits: None,
+        };
+        let sandbox = self
+            .confiner
+            .test(ws, &place)
+            .map_err(|e| setup_failure(format!("cannot confine the setup: {e}")))?;
+        let mut env = env;
+        if sandbox.is_some() {
+            env.insert("TMPDIR".to_string(), tmp.display().to_string());
+        }
+        let secrets: Vec<String> = declared_secrets(&ws.secrets, &env, &self.parent_env)
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect();
+        // Nothing stops a setup but its timeout; the sender lives as long as it runs.
+        let (_stop_sender, stop) = watch::channel(false);
+        let setup = Setup {
+            commands: &ws.setup,
+            dir,
+            env,
+            log_path: self.run_dir.setup_log_path(&ws.name),
+            timeout: ws.setup_timeout,
+            grace: self.grace,
+            sandbox,
+            secrets,
+        };
+        run_setup(setup, stop)
+            .await
+            .map_err(|failure| setup_failure(failure.to_string()))?;
+        let written = mark
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&mark, &key));
+        if let Err(e) = written {
+            return Err(setup_failure(format!("cannot record that setup passed: {e}")));
+        }
+        Ok(())
+    }
+
+    /// The `FLOW_*` identity of a workstream's worktree.
+    fn identity(&self, index: usize, dir: &Path, branch: Option<String>, port: Option<u16>) -> Identity {
+        Identity {
+            workstream: self.workflow.workstreams[index].name.clone(),
+            worktree: dir.to_path_buf(),
+            run: self.run_dir.id.clone(),
+            branch,
+            port,
+        }
     }
 
     async fn do_run_agent(&self, run: AgentRun, report: Reporter, stop: watch::Receiver<bool>) -> AgentOutcome {
@@ -302,6 +458,10 @@ impl ProcessWork {
         if let Some(git) = &self.git {
             extra.insert("FLOW_REPO".to_string(), git.root().display().to_string());
         }
+        extra.extend(
+            self.identity(index, &workspace.dir, workspace.branch.clone(), slot.port)
+                .variables(),
+        );
         let session = run.session.clone().unwrap_or_default();
         let values = Placeholders {
             prompt: &prompt,
@@ -656,11 +816,12 @@ impl ProcessWork {
             &BTreeMap::new(),
             &self.parent_env,
         ));
+        let copied = self.slot(index).copied;
         let inspection = blocking(move || {
             if finishing {
-                git.commit_all_finishing_merge(&dir, &message, &context::excluded_prefixes(&workflow))?;
+                git.commit_all_finishing_merge(&dir, &message, &excluded(&workflow, &copied))?;
             } else {
-                git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))?;
+                git.commit_all(&dir, &message, &excluded(&workflow, &copied))?;
             }
             let integrity: Vec<String> = git
                 .check_worktree_integrity(&dir, &branch, start)?
@@ -698,8 +859,19 @@ impl ProcessWork {
                 .collect();
             changed.sort();
             changed.dedup();
+            // Files flow copied from the user's checkout (a `.env`) never merge: an agent
+            // that committed one itself fails.
+            let list = CopyList { paths: copied };
+            let leaked: Vec<&str> = changed.iter().map(String::as_str).filter(|p| list.holds(p)).collect();
+            let mut integrity = integrity;
+            if !leaked.is_empty() {
+                integrity.push(format!(
+                    "it committed files flow copied from your checkout, which never merge: {}",
+                    leaked.join(", ")
+                ));
+            }
             // A secret in its commits would merge with them: the work fails, the value unsaid.
-            let integrity = git.find_secrets(base, head, &secrets)?;
+            integrity.extend(git.find_secrets(base, head, &secrets)?);
             Ok(Inspection {
                 head,
                 base,
@@ -724,9 +896,10 @@ impl ProcessWork {
             workflow.workstreams[index].name,
             paths.join("\n")
         );
+        let copied = self.slot(index).copied;
         blocking(move || {
             git.restore_paths(&dir, base, &paths)?;
-            git.commit_all(&dir, &message, &context::excluded_prefixes(&workflow))?;
+            git.commit_all(&dir, &message, &excluded(&workflow, &copied))?;
             git.branch_head(&branch)?
                 .ok_or_else(|| GitError::UnknownBranch(branch.clone()))
         })
@@ -741,10 +914,16 @@ impl ProcessWork {
         // The test sees what its agent saw; a test of work checked after a restart, the clean
         // environment.
         let env = slot.env.clone().unwrap_or_else(|| {
+            let identity = self.identity(
+                index,
+                dir,
+                slot.workspace.as_ref().and_then(|w| w.branch.clone()),
+                slot.port,
+            );
             agent_environment(
                 self.parent_env.iter().map(|(k, v)| (k.clone(), v.clone())),
                 &[],
-                &BTreeMap::new(),
+                &identity.variables(),
             )
         });
         let tmp = self.run_dir.tmp_path(&ws.name);
@@ -938,7 +1117,7 @@ impl Work for ProcessWork {
         fresh: bool,
         keep_merge: bool,
         handoffs: Vec<Handoff>,
-    ) -> BoxFuture<'static, Result<Workspace, String>> {
+    ) -> BoxFuture<'static, Result<Workspace, Failure>> {
         async move { self.do_prepare(workstream, start, fresh, keep_merge, handoffs).await }.boxed()
     }
 
@@ -1068,6 +1247,19 @@ impl Work for ProcessWork {
                 let _ = git.unlock_worktree(Path::new(dir));
             }
         }
+        // The scope hook, for a person who commits in a worktree the run leaves. Installed
+        // only now, with no agent running: agents never run hooks, and a worktree setting
+        // written while one runs would be taken for that agent's (the git-directory guard).
+        let slots = self.slot_list();
+        for (index, slot) in slots.iter().enumerate() {
+            if let Some(Workspace {
+                dir, branch: Some(_), ..
+            }) = &slot.workspace
+                && dir.exists()
+            {
+                let _ = install_scope_hook(&self.flow_dir, git, &self.workflow, index, dir, &slot.copied);
+            }
+        }
     }
 
     fn hurry(&self) {
@@ -1079,6 +1271,14 @@ impl Work for ProcessWork {
 enum Ran {
     Process(std::io::Result<crate::agent::process::ProcessOutcome>),
     Api(AgentOutcome),
+}
+
+/// What flow's own commits leave out: the context files and the files copied from the
+/// user's checkout.
+fn excluded<'a>(workflow: &'a Workflow, copied: &'a [String]) -> Vec<&'a str> {
+    let mut prefixes = context::excluded_prefixes(workflow);
+    prefixes.extend(copied.iter().map(String::as_str));
+    prefixes
 }
 
 /// Runs git work on the blocking pool; its error, or the pool's, in words.

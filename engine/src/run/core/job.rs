@@ -149,13 +149,13 @@ impl Core {
         super::handoff::handoffs(&self.plan.workflow, &self.state, index)
     }
 
-    pub(super) fn prepared(&mut self, index: usize, result: Result<Workspace, String>) {
+    pub(super) fn prepared(&mut self, index: usize, result: Result<Workspace, Failure>) {
         if self.job_at(index, Stage::Preparing).is_none() {
             return;
         }
         let workspace = match result {
             Ok(w) => w,
-            Err(message) => return self.fail(index, Failure::new(FailureKind::Git, message)),
+            Err(failure) => return self.fail(index, failure),
         };
         self.record(EventKind::Prepared {
             workstream: index,

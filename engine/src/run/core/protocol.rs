@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::agent::Usage;
 use crate::agent::output::AgentError;
 use crate::git::Oid;
-use crate::run::state::{Event, Feedback, Purpose, TestResult};
+use crate::run::state::{Event, Failure, Feedback, Purpose, TestResult};
 
 /// Something that happened outside the core, fed to [`super::Core::step`].
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +15,7 @@ pub enum Input {
     /// A workstream's worktree (or scratch folder) and context are ready, or could not be made.
     Prepared {
         workstream: usize,
-        result: Result<Workspace, String>,
+        result: Result<Workspace, Failure>,
     },
     /// The usage an agent has reported so far in its current attempt (not priced yet).
     Usage { workstream: usize, usage: Usage },

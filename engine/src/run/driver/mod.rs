@@ -26,7 +26,7 @@ use crate::run::core::{
     Workspace,
 };
 use crate::run::observer::Observer;
-use crate::run::state::{Event, EventKind, Feedback, Purpose, RunState, TestResult};
+use crate::run::state::{Event, EventKind, Failure, Feedback, Purpose, RunState, TestResult};
 
 /// One agent attempt to run, as the core asked for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,7 +57,7 @@ pub trait Work: Send + Sync + 'static {
         fresh: bool,
         keep_merge: bool,
         handoffs: Vec<Handoff>,
-    ) -> BoxFuture<'static, Result<Workspace, String>>;
+    ) -> BoxFuture<'static, Result<Workspace, Failure>>;
     /// Runs one agent attempt until it ends or `stop` turns true, reporting its usage and
     /// lines as they come.
     fn run_agent(

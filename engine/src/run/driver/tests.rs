@@ -82,7 +82,7 @@ impl Work for FakeWork {
         _fresh: bool,
         _keep_merge: bool,
         _handoffs: Vec<Handoff>,
-    ) -> BoxFuture<'static, Result<Workspace, String>> {
+    ) -> BoxFuture<'static, Result<Workspace, crate::run::state::Failure>> {
         async move {
             Ok(Workspace {
                 dir: format!("/w/{workstream}").into(),
