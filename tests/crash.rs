@@ -847,14 +847,38 @@ fn finished_agents(events: &[Value]) -> Vec<usize> {
     finished
 }
 
+/// The workstreams whose worktree is there and complete: its `.git` file names a record that
+/// is not locked as being made.
+fn complete_worktrees(repo: &Repo) -> Vec<String> {
+    SPECS
+        .iter()
+        .filter(|s| !s.scratch)
+        .filter(|s| {
+            let folder = repo.base.join("repo-worktrees").join(WORKFLOW).join(s.name);
+            let Ok(text) = std::fs::read_to_string(folder.join(".git")) else {
+                return false;
+            };
+            let admin = PathBuf::from(text.trim_end().trim_start_matches("gitdir: "));
+            admin.join("HEAD").is_file()
+                && !std::fs::read_to_string(admin.join("locked")).is_ok_and(|r| r.starts_with(WORKTREE_BEING_MADE))
+        })
+        .map(|s| s.name.to_string())
+        .collect()
+}
+
 /// Makes the worktrees of the workstreams a kill caught preparing look half-made, as a kill
 /// inside their creation leaves them: the record still locked as being made, and either no
 /// `.git` file yet (killed right after the record was moved into place) or only some of the
 /// files and no index (killed while the files were written); returns their names.
-fn tear_worktrees(repo: &Repo, kill: &KillPoint, pid: u32) -> Vec<String> {
+///
+/// Only a worktree the killed process was making can be caught so: one that was there and
+/// complete when it started (`complete_before`) is reused as it is, never made again, and
+/// may hold the uncommitted work of an agent that finished (which a resume checks, without
+/// running the agent again). Tearing that one would make up a state no kill can leave.
+fn tear_worktrees(repo: &Repo, kill: &KillPoint, pid: u32, complete_before: &[String]) -> Vec<String> {
     let mut torn = vec![];
     for (ws, phase) in &kill.in_flight {
-        if phase != "preparing" || SPECS[index_of(ws)].scratch {
+        if phase != "preparing" || SPECS[index_of(ws)].scratch || complete_before.contains(ws) {
             continue;
         }
         let folder = repo.base.join("repo-worktrees").join(WORKFLOW).join(ws);
@@ -980,6 +1004,7 @@ fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
             "scenario {number}: no resume succeeded after {step} tries\n{report}"
         );
         let events_from = repo.events().len();
+        let complete_before = complete_worktrees(&repo);
         let child = repo.spawn_flow(&command, &format!("{step}-{label}"));
         let pid = child.id();
         let (code, ms) = drive(&repo, child, &current, events_from);
@@ -1015,7 +1040,7 @@ fn scenario(number: usize, trigger: Trigger, seed: u64) -> Outcome {
                 // In some scenarios, a kill that caught a worktree being made caught it inside
                 // its creation (windows too narrow to hit by timing alone): see `tear_worktrees`.
                 if tear {
-                    for ws in tear_worktrees(&repo, &kill, pid) {
+                    for ws in tear_worktrees(&repo, &kill, pid, &complete_before) {
                         writeln!(
                             report,
                             "    (and tore the worktree of {ws} as if killed inside its creation)"
