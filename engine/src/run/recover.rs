@@ -144,6 +144,15 @@ fn settled(paths: Vec<PathBuf>) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Tells whether `dir` holds a whole worktree: its `.git` file names a record that is whole
+/// (see `record_complete`). A half-made one is removed by [`repair_git`], with its folder.
+pub fn worktree_is_whole(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(".git")).is_ok_and(|text| {
+        let admin = PathBuf::from(text.trim_end().trim_start_matches("gitdir: "));
+        record_complete(&admin)
+    })
+}
+
 /// Tells whether a worktree record is whole: its `gitdir`, `commondir` and `HEAD` files
 /// written, and not left locked as being made by a process that is gone.
 fn record_complete(admin: &Path) -> bool {

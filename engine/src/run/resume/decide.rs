@@ -24,6 +24,9 @@ pub struct GitFacts {
     /// For pairs `(commit, head)` of recorded commits and candidate integration heads:
     /// whether `commit` is `head` or in its history.
     pub ancestry: HashMap<(Oid, Oid), bool>,
+    /// For each workstream: its worktree is not there whole (gone, or half-made and about to
+    /// be removed), so nothing its agent left uncommitted is left (`false` when not read).
+    pub worktree_gone: Vec<bool>,
     /// For each workstream recorded as conflicted: what a person did about it since
     /// (`flow resolve`), read from its branch and its worktree (`None`: nothing to read).
     pub by_hand: Vec<Option<ByHand>>,
@@ -215,6 +218,10 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
         };
         let result: Option<Oid> = recorded.result_commit.as_deref().and_then(|c| c.parse().ok());
         let start: Option<Oid> = recorded.start_commit.as_deref().and_then(|c| c.parse().ok());
+        // A finished agent's work is in its branch's commits past its start, or uncommitted
+        // in its worktree: with neither, there is nothing left to check.
+        let work_lost =
+            branch_head.is_some() && branch_head == start && facts.worktree_gone.get(i).copied().unwrap_or(false);
         // Its own spec is unchanged when its hash over its dependencies' recorded hashes is.
         let recorded_dependencies: Vec<&str> = ws
             .dependencies
@@ -284,6 +291,20 @@ pub fn decide(plan: &Plan, state: &RunState, hashes: &[String], facts: &GitFacts
                 }
                 // Pending too: a resume that decided to check it was itself interrupted before
                 // the check started.
+                Phase::Checking
+                | Phase::Running
+                | Phase::Preparing
+                | Phase::Pending
+                | Phase::Fixing
+                | Phase::Reviewing
+                    if recorded.agent_finished && work_lost =>
+                {
+                    decide(
+                        Action::Run,
+                        "its agent finished, but its worktree is gone and nothing of its work was committed; it runs again"
+                            .into(),
+                    )
+                }
                 Phase::Checking
                 | Phase::Running
                 | Phase::Preparing

@@ -100,6 +100,14 @@ fn git_facts(git: &Git, site: &Site, plan: &Plan, state: &RunState) -> Result<Gi
     for (commit, head) in GitFacts::pairs_needed(state, into_head) {
         ancestry.insert((commit, head), git.is_ancestor(commit, head)?);
     }
+    let worktree_gone = workflow
+        .workstreams
+        .iter()
+        .map(|ws| {
+            ws.isolation == flow_dsl::Isolation::Worktree
+                && !crate::run::recover::worktree_is_whole(&site.worktree_of(workflow, &ws.name))
+        })
+        .collect();
     let mut by_hand = Vec::with_capacity(workflow.workstreams.len());
     for (i, ws) in workflow.workstreams.iter().enumerate() {
         let recorded = &state.workstreams[i];
@@ -117,6 +125,7 @@ fn git_facts(git: &Git, site: &Site, plan: &Plan, state: &RunState) -> Result<Gi
         into_head,
         branch_heads,
         ancestry,
+        worktree_gone,
         by_hand,
     })
 }

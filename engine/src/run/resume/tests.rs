@@ -73,6 +73,7 @@ fn facts(state: &RunState) -> GitFacts {
         into_head: parse(&state.last_good),
         branch_heads: state.workstreams.iter().map(|w| parse(&w.result_commit)).collect(),
         ancestry: Default::default(),
+        worktree_gone: vec![],
         by_hand: vec![],
     }
 }
@@ -178,6 +179,57 @@ fn an_agent_that_finished_is_checked_not_run_again() {
     facts.branch_heads[0] = None;
     let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
     assert_eq!(decided.decisions[0].action, Action::Run);
+}
+
+#[test]
+fn a_finished_agent_whose_uncommitted_work_went_with_its_worktree_runs_again() {
+    let plan = plan();
+    let mut state = record(&plan, Phase::Pending);
+    // `a`'s agent left its work uncommitted (flow commits it at the check); `b`'s committed.
+    for i in [0, 1] {
+        let ws = &mut state.workstreams[i];
+        ws.phase = Phase::Checking;
+        ws.start_commit = Some(oid(BASE).to_string());
+        ws.agent_finished = true;
+    }
+    let mut facts = facts(&state);
+    facts.branch_heads[0] = Some(oid(BASE));
+    facts.branch_heads[1] = Some(oid(0xb1));
+    // Both worktrees there: both are checked.
+    facts.worktree_gone = vec![false; 4];
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
+    assert_eq!(decided.decisions[0].action, Action::Check);
+    assert_eq!(decided.decisions[1].action, Action::Check);
+    // Both gone (deleted, or half-made and removed before the resume goes on): `a`'s work is
+    // lost, so its agent runs again rather than a check finding nothing and merging it empty;
+    // `b`'s is in its commits, checked as it is.
+    facts.worktree_gone = vec![true; 4];
+    let decided = decide(&plan, &state, &hashes(&plan), &facts, &[]);
+    assert_eq!(
+        decisions(&decided)[..2],
+        [
+            (
+                "a",
+                Action::Run,
+                "its agent finished, but its worktree is gone and nothing of its work was committed; it runs again"
+            ),
+            (
+                "b",
+                Action::Check,
+                "its agent finished before the run stopped; its work is checked, the agent is not run again"
+            ),
+        ]
+    );
+    assert!(
+        decided
+            .events
+            .iter()
+            .any(|e| matches!(e, EventKind::Reset { workstream: 0, .. })),
+        "its record starts over: {:?}",
+        decided.events
+    );
+    // Its dependents run again after it.
+    assert_eq!(decided.decisions[2].action, Action::Run);
 }
 
 #[test]
