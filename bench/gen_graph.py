@@ -25,6 +25,7 @@ def main():
     p.add_argument("out")
     p.add_argument("--sleep", type=int, default=0, help="max sleep in ms (0: run `true`)")
     p.add_argument("--isolation", default="none")
+    p.add_argument("--sandbox", default="off", help="the workstreams' `sandbox`: ninja confines nothing")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", action="store_true", help="also write OUT/graph.json (durations and edges)")
     a = p.parse_args()
@@ -48,7 +49,7 @@ def main():
     with open(os.path.join(a.out, "parallel.kdl"), "w") as f:
         f.write(f'workflow "bench" {{\n    max-parallel 64\n}}\n')
         f.write('agent "shell" {\n    command "sh" "-c" "{script}"\n}\n')
-        f.write(f'defaults {{\n    agent "shell"\n    isolation "{a.isolation}"\n}}\n')
+        f.write(f'defaults {{\n    agent "shell"\n    isolation "{a.isolation}"\n    sandbox "{a.sandbox}"\n}}\n')
         for i in range(a.n):
             d = " ".join(f'"t{j}"' for j in deps[i])
             dep = f"\n    depends-on {d}" if d else ""

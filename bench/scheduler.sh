@@ -20,11 +20,14 @@ RUNS=${RUNS:-3}
 N=${N:-10000}
 SLEEP_N=${SLEEP_N:-120}
 SLEEP_MAX=${SLEEP_MAX:-1000}
+# The workstreams' `sandbox`: "off" (the default) compares scheduling with ninja, which confines
+# nothing; "on" adds the cost of starting each step in the Landlock sandbox.
+SANDBOX=${SANDBOX:-off}
 need() { command -v "$1" >/dev/null 2>&1 || { echo "installing $2"; (apt-get update -qq && apt-get install -y -qq "$2") >/dev/null; }; }
 need ninja ninja-build
 [ -x /usr/bin/time ] || { echo "installing time"; (apt-get update -qq && apt-get install -y -qq time) >/dev/null; }
 # FLOW=/path/to/flow measures another build (an older one, to compare) instead of this tree's.
-if [ -z "${FLOW:-}" ]; then cargo build --release --quiet; fi
+if [ -z "${FLOW:-}" ]; then cargo build --release --quiet --workspace --bins; fi
 flow="${FLOW:-$PWD/target/release/flow}"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -54,14 +57,14 @@ measure() {
 echo "# machine: $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # (a) 10,000 no-op workstreams.
-python3 bench/gen_graph.py "$N" 2 "$dir/a"
+python3 bench/gen_graph.py "$N" 2 "$dir/a" --sandbox "$SANDBOX"
 for _ in $(seq "$RUNS"); do
     measure "a.flow" "$dir/a" "$flow" run -j 2 --progress quiet
     measure "a.ninja" "$dir/a" ninja -j2
 done
 
 # (b) 120 sleep tasks.
-python3 bench/gen_graph.py "$SLEEP_N" 2 "$dir/b" --sleep "$SLEEP_MAX" --json
+python3 bench/gen_graph.py "$SLEEP_N" 2 "$dir/b" --sleep "$SLEEP_MAX" --json --sandbox "$SANDBOX"
 for _ in $(seq "$RUNS"); do
     measure "b.flow-j1000" "$dir/b" "$flow" run -j 1000 --progress quiet
     measure "b.ninja-j1000" "$dir/b" ninja -j1000

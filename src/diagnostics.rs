@@ -84,6 +84,28 @@ pub struct ProblemJson<'p> {
 }
 
 impl<'p> ProblemJson<'p> {
+    /// Describes one finding of the checks against the repository and the machine (no place
+    /// in the file: `line` and `column` are `null`), under the code `flow::preflight`.
+    pub fn finding(finding: &'p flow_engine::preflight::Finding, file: &'p str) -> ProblemJson<'p> {
+        ProblemJson {
+            version: crate::output::JSON_VERSION,
+            kind: "diagnostic",
+            code: "flow::preflight",
+            severity: match finding.severity {
+                flow_engine::preflight::Severity::Error => "error",
+                flow_engine::preflight::Severity::Warning => "warning",
+            },
+            file,
+            line: None,
+            column: None,
+            end_line: None,
+            end_column: None,
+            message: &finding.message,
+            label: None,
+            help: finding.help.as_deref(),
+        }
+    }
+
     /// Describes one problem.
     pub fn new(problem: &'p flow_dsl::Problem) -> ProblemJson<'p> {
         let text = problem.source.inner().as_str();

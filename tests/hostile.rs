@@ -74,6 +74,8 @@ fn a_planted_hook_is_removed_and_kept_for_a_person_to_read() {
     let (kind, message) = failure(&env);
     assert_eq!(kind, "integrity", "{message}");
     assert!(message.contains("pre-commit"), "{message}");
+    // The hint after the table fits the failure.
+    assert!(run.text().contains("`w` did what an agent must not"), "{}", run.text());
     assert!(!env.root.join(".git/hooks/pre-commit").exists(), "the hook is gone");
     let undone = env.latest_run_dir().expect("a run").join("undone");
     let kept: Vec<_> = walk(&undone);

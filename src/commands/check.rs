@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use flow_engine::Site;
+use flow_engine::preflight::{Context, Severity, preflight};
 
 use crate::cli::CheckArgs;
-use crate::diagnostics::{ProblemJson, eprint, summary};
+use crate::diagnostics::{ProblemJson, eprint, print_findings, summary};
 use crate::error::CommandError;
 use crate::load::workflow_file;
 use crate::output::{JSON_VERSION, print_json_line, quiet};
@@ -50,6 +51,26 @@ pub fn run(args: CheckArgs, site: &Site) -> Result<ExitCode, CommandError> {
             Ok(checked) => (checked.warnings, Some(checked.workflow)),
             Err(problems) => (problems.problems, None),
         };
+        // What a run would find before making anything: the agents' programs, the base
+        // branch, a dirty checkout, the sandbox. They are about this machine and repository,
+        // not the file: warnings here (`flow run` refuses to start on the errors among them),
+        // and not counted by --deny-warnings.
+        let mut findings = match &workflow {
+            Some(workflow) => preflight(
+                workflow,
+                &Context {
+                    git: site.git(),
+                    root: site.root(),
+                    path: std::env::var_os("PATH"),
+                    selected: None,
+                    branches: false,
+                },
+            ),
+            None => Vec::new(),
+        };
+        for finding in &mut findings {
+            finding.severity = Severity::Warning;
+        }
         let errors = problems.iter().filter(|p| p.is_error()).count();
         let warnings = problems.len() - errors;
         (all_errors, all_warnings) = (all_errors + errors, all_warnings + warnings);
@@ -61,6 +82,10 @@ pub fn run(args: CheckArgs, site: &Site) -> Result<ExitCode, CommandError> {
         if args.json {
             for problem in &problems {
                 print_json_line(&ProblemJson::new(problem))?;
+            }
+            let name = file.display().to_string();
+            for finding in &findings {
+                print_json_line(&ProblemJson::finding(finding, &name))?;
             }
             print_json_line(&FileJson {
                 version: JSON_VERSION,
@@ -79,6 +104,9 @@ pub fn run(args: CheckArgs, site: &Site) -> Result<ExitCode, CommandError> {
             if problem.is_error() || args.deny_warnings || !quiet() {
                 eprint(problem);
             }
+        }
+        if !quiet() {
+            print_findings(&findings);
         }
         match &workflow {
             Some(workflow) if !quiet() => {

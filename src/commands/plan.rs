@@ -32,6 +32,24 @@ pub fn run(args: PlanArgs, site: &Site) -> Result<ExitCode, CommandError> {
         std::mem::forget((document, json));
     } else {
         print_stdout(&plan_text::plan_text(&plan))?;
+        // What a run would find before making anything (on stderr, as warnings: `flow run`
+        // refuses to start on the errors among them).
+        if !crate::output::quiet() {
+            let mut findings = flow_engine::preflight::preflight(
+                &plan.workflow,
+                &flow_engine::preflight::Context {
+                    git: site.git(),
+                    root: site.root(),
+                    path: std::env::var_os("PATH"),
+                    selected: None,
+                    branches: false,
+                },
+            );
+            for finding in &mut findings {
+                finding.severity = flow_engine::preflight::Severity::Warning;
+            }
+            crate::diagnostics::print_findings(&findings);
+        }
     }
     // The process ends right after and its memory goes back with it: freeing a plan of
     // thousands of workstreams, entry by entry, would only add to the wait.

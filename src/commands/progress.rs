@@ -185,11 +185,11 @@ pub fn finish(state: &RunState, plan: &Plan, site: &Site) -> ExitCode {
         dir.join("logs").display()
     ));
     if state.status != RunStatus::Succeeded {
-        for ws in state.workstreams.iter().filter(|w| w.phase == Phase::Conflicted) {
-            out.push_str(&format!(
-                "to resolve `{0}`'s conflict yourself: `flow resolve {0}`, then commit it and resume\n",
-                ws.name
-            ));
+        for ws in &state.workstreams {
+            if let Some(hint) = hint(ws) {
+                out.push_str(&hint);
+                out.push('\n');
+            }
         }
     }
     let code = match state.status {
@@ -220,6 +220,38 @@ pub fn finish(state: &RunState, plan: &Plan, site: &Site) -> ExitCode {
     // A reader that went away (`| head`) loses the table, not the exit code.
     let _ = print_stdout(&out);
     code
+}
+
+/// What to do about workstream `ws`'s failure, when its kind says more than `flow status`.
+fn hint(ws: &flow_engine::run::state::WorkstreamState) -> Option<String> {
+    use flow_engine::run::state::FailureKind;
+    let name = &ws.name;
+    if ws.phase == Phase::Conflicted {
+        return Some(format!(
+            "to resolve `{name}`'s conflict yourself: `flow resolve {name}`, then commit it and resume (or set a `resolver` in `integrate`)"
+        ));
+    }
+    let failure = ws.failure.as_ref().filter(|_| ws.phase == Phase::Failed)?;
+    Some(match failure.kind {
+        FailureKind::Scope => format!(
+            "`{name}` changed files outside its scope (listed in `flow status`): if they are its work, add them to its `owns`; else say so in its task; then `flow resume`"
+        ),
+        FailureKind::Setup => format!(
+            "`{name}` could not start: {}; its setup's output: `flow logs {name} --setup`",
+            failure.message
+        ),
+        FailureKind::Integrity => format!(
+            "`{name}` did what an agent must not (see `flow status`); nothing of it merged, and flow undid what it could"
+        ),
+        FailureKind::Test | FailureKind::Verify | FailureKind::Review => format!(
+            "`{name}` still failed its {} after its fixes: its log is `flow logs {name}`; raise `fix-attempts` or change its task, then `flow resume`",
+            failure.kind.as_str()
+        ),
+        FailureKind::Budget => {
+            format!("`{name}` ran out of budget: raise `budget` in the workflow, then `flow resume`")
+        }
+        _ => return None,
+    })
 }
 
 fn status_word(status: RunStatus) -> &'static str {
