@@ -21,10 +21,13 @@
 //! maximum length, which discards what passes the maximum instead of streaming it to the log.
 
 use std::io;
+use std::os::fd::AsFd;
 
 use memchr::memchr;
+use rustix::io::Errno;
+use rustix::pipe::fcntl_getpipe_size;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::Stream;
 
@@ -205,19 +208,48 @@ impl LineSplitter {
     }
 }
 
-/// Reads `reader` to its end, sending one batch per read to `sender`.
+/// Reads `reader` to its end, sending one batch per read to `sender`; once `empty` turns true,
+/// reads only what the pipe already holds, then stops.
 ///
-/// A read error ends the stream as its end would: the pipe cannot be read any more.
-pub(super) async fn read_batches(mut reader: impl AsyncRead + Unpin, stream: Stream, sender: mpsc::Sender<Batch>) {
+/// A read error ends the stream as its end would: the pipe cannot be read any more. `empty`
+/// turns true when the child has exited and the stream may still be held open by a process
+/// that escaped: what the pipe holds then (what the child wrote before it exited among it) is
+/// read with non-blocking reads, so no timer and no scheduling decides whether it is kept.
+/// Those reads stop at the first empty read, or after as many bytes as the pipe can hold
+/// (more can only be written meanwhile, by a process that floods it).
+pub(super) async fn read_batches(
+    mut reader: impl AsyncRead + AsFd + Unpin,
+    stream: Stream,
+    sender: mpsc::Sender<Batch>,
+    mut empty: watch::Receiver<bool>,
+) {
     let mut splitter = LineSplitter::new(LINE_LIMIT);
     // Small at first: most children print little or nothing (thousands of no-op steps).
     let mut block = vec![0; FIRST_READ_SIZE];
+    let mut empty_open = true;
+    // Already true (the reader runs late): seen at the first turn.
+    empty.mark_changed();
     loop {
-        let read = match reader.read(&mut block).await {
-            Ok(0) => break,
+        let read = tokio::select! {
+            // Asked first: a stream that never pauses must still end when asked to.
+            biased;
+            changed = empty.changed(), if empty_open => {
+                match changed {
+                    Ok(()) if *empty.borrow_and_update() => break,
+                    Ok(()) => continue,
+                    Err(_) => {
+                        empty_open = false;
+                        continue;
+                    }
+                }
+            }
+            read = reader.read(&mut block) => read,
+        };
+        let read = match read {
+            Ok(0) => return finish(&mut splitter, stream, &sender).await,
             Ok(read) => read,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+            Err(_) => return finish(&mut splitter, stream, &sender).await,
         };
         if read == block.len() && block.len() < READ_SIZE {
             block.resize(READ_SIZE, 0);
@@ -230,6 +262,28 @@ pub(super) async fn read_batches(mut reader: impl AsyncRead + Unpin, stream: Str
             return;
         }
     }
+    // What the pipe holds now was written before `empty` turned true: read it without waiting.
+    let mut left = fcntl_getpipe_size(&reader).unwrap_or(READ_SIZE);
+    while left > 0 {
+        let read = match rustix::io::read(&reader, &mut block[..]) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(Errno::INTR) => continue,
+            // Empty (`EAGAIN`: the pipe is non-blocking), or it cannot be read any more.
+            Err(_) => break,
+        };
+        left = left.saturating_sub(read);
+        let mut batch = Batch::new(stream);
+        splitter.feed(&block[..read], &mut batch);
+        if sender.send(batch).await.is_err() {
+            return;
+        }
+    }
+    finish(&mut splitter, stream, &sender).await;
+}
+
+/// Sends what `splitter` holds at the end of the stream, if anything.
+async fn finish(splitter: &mut LineSplitter, stream: Stream, sender: &mpsc::Sender<Batch>) {
     let mut batch = Batch::new(stream);
     splitter.finish(&mut batch);
     if !batch.is_empty() {
@@ -432,6 +486,40 @@ mod tests {
                 (RestEnd, "bc")
             ])
         );
+    }
+
+    /// Reads what `pipe` holds with `read_batches`, told to empty the pipe before it first runs
+    /// (as a reader that a busy machine left waiting until the drain's timer fired).
+    async fn read_late(pipe: tokio::net::unix::pipe::Receiver) -> Vec<(PieceKind, String)> {
+        let (sender, mut batches) = mpsc::channel(4);
+        let (_empty_pipes, empty) = watch::channel(true);
+        let reader = tokio::spawn(read_batches(pipe, Stream::Stdout, sender, empty));
+        let mut pieces = Vec::new();
+        while let Some(batch) = batches.recv().await {
+            pieces.extend(batch.pieces().map(|(kind, text)| (kind, text.to_owned())));
+        }
+        reader.await.expect("the reader ends");
+        pieces
+    }
+
+    #[tokio::test]
+    async fn what_the_pipe_holds_is_read_however_late_the_reader_runs() {
+        // The writer stays open, as a process that escaped would hold it: no end of stream.
+        let (mut writer, pipe) = tokio::net::unix::pipe::pipe().expect("a pipe");
+        let lines: String = (1..=5000).map(|number| format!("{number}\n")).collect();
+        // More than one read; less than a pipe holds (64 KiB), so the write cannot block.
+        assert!(lines.len() > FIRST_READ_SIZE && lines.len() < 60_000);
+        tokio::io::AsyncWriteExt::write_all(&mut writer, lines.as_bytes())
+            .await
+            .expect("the pipe takes it");
+        tokio::io::AsyncWriteExt::write_all(&mut writer, b"no line ending")
+            .await
+            .expect("the pipe takes it");
+        let pieces = read_late(pipe).await;
+        let mut expected: Vec<(PieceKind, String)> = (1..=5000).map(|number| (Line, number.to_string())).collect();
+        expected.push((Line, "no line ending".to_owned()));
+        assert_eq!(pieces, expected);
+        drop(writer);
     }
 
     #[test]

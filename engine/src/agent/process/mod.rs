@@ -26,10 +26,13 @@
 //! Stopping is the same for every reason: SIGINT to the whole process group, a grace period,
 //! then SIGKILL to the group. When the leader has exited, whatever is left of its group
 //! (grandchildren it started in the background) is killed too, then the orphans it left (see
-//! `reaper`), and the output still buffered is read until the pipes close, or stay silent for
-//! half a second (five seconds at most), so a process that still holds the pipes open cannot
-//! make the run hang. If the returned future is dropped before it completes, the group is
-//! killed at once (and what escaped it, at the next sweep).
+//! `reaper`), and the output is read until the pipes close. A process that still holds them
+//! open cannot make the run hang: once they stay silent for half a second (five seconds at
+//! most), the readers take only what the pipes hold, with reads that do not wait, and stop.
+//! So what the child wrote before it exited is always read, however late a busy machine lets
+//! the readers run; the timers only bound what an escaped process writes after it. If the
+//! returned future is dropped before it completes, the group is killed at once (and what
+//! escaped it, at the next sweep).
 //!
 //! A bare program name is looked up in the child's own PATH, with the `which` crate, before the
 //! start: so the standard library starts it with posix_spawn rather than fork, whose cost grows
@@ -80,10 +83,12 @@ pub const TEXT_LIMIT: usize = 4096;
 const STDERR_TAIL_LINES: usize = 20;
 
 /// How long the output pipes may stay silent, without closing, after the leader has exited
-/// and its group was killed: only a process that escaped the group can hold them open.
+/// and its group was killed, before the readers take only what they hold: only a process that
+/// escaped the group can hold them open.
 const DRAIN_IDLE: Duration = Duration::from_millis(500);
 
-/// How long output is read at most after the leader has exited and its group was killed.
+/// How long output is waited for at most after the leader has exited and its group was
+/// killed; what the pipes hold then is still read.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// The PATH a program is looked up in when the child's environment has none.
@@ -264,7 +269,9 @@ pub struct ProcessOutcome {
     /// bytes, and a line its first, with `…` where something was cut.
     pub stderr_tail: String,
     /// The last output line that is not blank, from either stream, secrets redacted; its first
-    /// [`TEXT_LIMIT`] bytes, ending with `…` when cut.
+    /// [`TEXT_LIMIT`] bytes, ending with `…` when cut. Within a stream it is the last line
+    /// written; between the two streams, two pipes read at the same time, nothing says which
+    /// line was written last, and it is the last one read.
     pub last_line: Option<String>,
 }
 
@@ -354,15 +361,14 @@ pub async fn run_process(
         }));
     }
     let (sender, mut batches) = mpsc::channel(BATCH_QUEUE);
+    let (empty_pipes, empty) = watch::channel(false);
     if let Some(stdout) = child.stdout.take() {
-        tasks
-            .0
-            .push(tokio::spawn(read_batches(stdout, Stream::Stdout, sender.clone())));
+        let reader = read_batches(stdout, Stream::Stdout, sender.clone(), empty.clone());
+        tasks.0.push(tokio::spawn(reader));
     }
     if let Some(stderr) = child.stderr.take() {
-        tasks
-            .0
-            .push(tokio::spawn(read_batches(stderr, Stream::Stderr, sender.clone())));
+        let reader = read_batches(stderr, Stream::Stderr, sender.clone(), empty);
+        tasks.0.push(tokio::spawn(reader));
     }
     drop(sender);
 
@@ -449,17 +455,24 @@ pub async fn run_process(
     group.release();
     drop(registration);
     reaper::sweep().await;
+    // The timers only decide how long a process that escaped may go on writing: what the pipes
+    // hold when they fire is read all the same, however late the readers get to run.
     let drain_limit = Instant::now() + DRAIN_LIMIT;
+    let mut emptying = false;
     while output_open {
         let drain_deadline = drain_limit.min(Instant::now() + DRAIN_IDLE);
         tokio::select! {
+            biased;
             batch = batches.recv() => match batch {
                 None => output_open = false,
                 Some(batch) => {
                     recorder.record(batch, &mut on_line).await;
                 }
             },
-            () = tokio::time::sleep_until(drain_deadline) => break,
+            () = tokio::time::sleep_until(drain_deadline), if !emptying => {
+                emptying = true;
+                let _ = empty_pipes.send(true);
+            }
         }
     }
     drop(tasks);

@@ -184,7 +184,9 @@ fn orphans_to_stop() -> Vec<Pid> {
         LazyLock::new(|| format!("/proc/self/task/{0}/children", getpid().as_raw_pid()));
     // Listed before the running children are looked at: a child is counted as running before
     // it starts, so every child listed is known by then.
-    let Ok(listed) = std::fs::read_to_string(&*CHILDREN) else {
+    // In one read: the kernel builds the list for what one read asks, and a later read starts
+    // again at an index, which skips a child when another was reaped in between.
+    let Ok(listed) = read_at_once(&CHILDREN) else {
         return Vec::new();
     };
     if listed.trim().is_empty() {
@@ -213,6 +215,27 @@ fn orphans_to_stop() -> Vec<Pid> {
         }
     }
     stop
+}
+
+/// Reads the file at `path` with reads as large as it, so that a list the kernel builds at each
+/// read is one snapshot.
+fn read_at_once(path: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0; 1 << 16];
+    let mut length = 0;
+    loop {
+        let read = file.read(&mut buffer[length..])?;
+        if read == 0 {
+            break;
+        }
+        length += read;
+        if length == buffer.len() {
+            buffer.resize(2 * length, 0);
+        }
+    }
+    buffer.truncate(length);
+    String::from_utf8(buffer).map_err(io::Error::other)
 }
 
 /// Tells whether some running child started no later than `started` (so the orphan may be its).
