@@ -122,7 +122,7 @@ impl Confiner {
         }
         let extra: Vec<&str> = ws.writable.iter().map(String::as_str).collect();
         let policy = self.policy(place, &extra, Network::Any)?;
-        Ok(Some(self.sandboxing(policy)))
+        Ok(Some(self.sandboxing(policy, place)))
     }
 
     fn build(&self, ws: &Workstream, place: &Place<'_>, extra: &[&str]) -> Result<Option<Sandboxing>, String> {
@@ -135,13 +135,14 @@ impl Confiner {
             WorkflowNetwork::Ports(ports) => Network::Ports(ports.clone()),
         };
         let policy = self.policy(place, extra, network)?;
-        Ok(Some(self.sandboxing(policy)))
+        Ok(Some(self.sandboxing(policy, place)))
     }
 
-    fn sandboxing(&self, policy: Policy) -> Sandboxing {
+    fn sandboxing(&self, policy: Policy, place: &Place<'_>) -> Sandboxing {
         Sandboxing {
             policy,
             wrapper: self.wrapper.clone(),
+            tmpdir: place.tmp.to_path_buf(),
         }
     }
 

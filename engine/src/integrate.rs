@@ -11,7 +11,7 @@ use std::time::Duration;
 use flow_dsl::Workflow;
 use tokio::sync::watch;
 
-use crate::agent::environment::declared_secrets;
+use crate::agent::environment::declared_secret_values;
 use crate::checks::{Check, TestResult, run_check};
 use crate::confine::{Confiner, Place};
 use crate::git::{Git, MergeOutcome, Oid};
@@ -116,7 +116,7 @@ pub async fn verify(
     if identity.run.is_empty() {
         variables.remove("FLOW_RUN");
     }
-    let mut env = crate::agent::environment::agent_environment(
+    let env = crate::agent::environment::agent_environment(
         integration.parent_env.iter().map(|(k, v)| (k.clone(), v.clone())),
         &[],
         &variables,
@@ -133,10 +133,9 @@ pub async fn verify(
         None => None,
         Some(Err(e)) => return failed(format!("cannot confine verify: {e}")),
     };
-    if sandbox.is_some() {
-        env.insert("TMPDIR".to_string(), tmp.display().to_string());
-    }
-    let env_of_check = env.clone();
+    let secrets = merged.map_or_else(Vec::new, |ws| {
+        declared_secret_values(&ws.secrets, &env, integration.parent_env)
+    });
     let check = Check {
         command,
         dir: &integration.verify_dir,
@@ -146,12 +145,7 @@ pub async fn verify(
         timeout: None,
         grace: integration.grace,
         sandbox,
-        secrets: merged
-            .map(|ws| declared_secrets(&ws.secrets, &env_of_check, integration.parent_env))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, value)| value)
-            .collect(),
+        secrets,
         hurry: None,
     };
     run_check(check, stop).await

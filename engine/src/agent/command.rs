@@ -6,7 +6,7 @@ use std::path::Path;
 
 use flow_dsl::{EnvSetting, StdinMode, Workflow};
 
-use super::environment::{agent_environment, declared_secrets, secret_values};
+use super::environment::{agent_environment, declared_secret_values, secret_values};
 use super::process::ProcessSpec;
 
 /// What an agent is launched with, before limits are set.
@@ -112,11 +112,7 @@ pub fn launch(
     let env = agent_environment(parent.iter().map(|(k, v)| (k.clone(), v.clone())), &pass, &set);
     let mut secrets = secret_values(&env);
     secrets.extend(account_secret);
-    secrets.extend(
-        declared_secrets(&ws.secrets, &env, parent)
-            .into_iter()
-            .map(|(_, value)| value),
-    );
+    secrets.extend(declared_secret_values(&ws.secrets, &env, parent));
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     secrets.dedup();
 

@@ -163,6 +163,18 @@ pub fn declared_secrets(
         .collect()
 }
 
+/// Returns the values of [`declared_secrets`], for redaction.
+pub fn declared_secret_values(
+    names: &[String],
+    env: &BTreeMap<String, String>,
+    parent: &BTreeMap<String, String>,
+) -> Vec<String> {
+    declared_secrets(names, env, parent)
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect()
+}
+
 /// Replaces each secret of at least six characters in `line` with `***`.
 ///
 /// Longer secrets are replaced first, so a secret that contains another one is hidden whole.

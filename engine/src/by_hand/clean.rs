@@ -207,10 +207,6 @@ pub async fn teardown(workflow: &Workflow, layout: &Layout, force: bool) -> Vec<
                 continue;
             }
         };
-        let mut env = env;
-        if sandbox.is_some() {
-            env.insert("TMPDIR".to_string(), tmp.display().to_string());
-        }
         let setup = crate::worktree_setup::Setup {
             commands: &ws.teardown,
             dir: &dir,

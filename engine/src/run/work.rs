@@ -13,7 +13,9 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::agent::command::{Placeholders, Runner, launch};
-use crate::agent::environment::{agent_environment, declared_secrets, redact, secret_variables};
+use crate::agent::environment::{
+    agent_environment, declared_secret_values, declared_secrets, redact, secret_variables,
+};
 use crate::agent::output::OutputReader;
 use crate::agent::process::{Control, OutputLine, ProcessEnd, Stream, run_process};
 use crate::checks::{Check, run_check};
@@ -335,14 +337,7 @@ impl ProcessWork {
             .confiner
             .test(ws, &place)
             .map_err(|e| setup_failure(format!("cannot confine the setup: {e}")))?;
-        let mut env = env;
-        if sandbox.is_some() {
-            env.insert("TMPDIR".to_string(), tmp.display().to_string());
-        }
-        let secrets: Vec<String> = declared_secrets(&ws.secrets, &env, &self.parent_env)
-            .into_iter()
-            .map(|(_, value)| value)
-            .collect();
+        let secrets = declared_secret_values(&ws.secrets, &env, &self.parent_env);
         // Nothing stops a setup but its timeout; the sender lives as long as it runs.
         let (_stop_sender, stop) = watch::channel(false);
         let setup = Setup {
@@ -502,12 +497,7 @@ impl ProcessWork {
             commits: self.git.as_ref().zip(commits),
         };
         match self.confiner.agent(ws, agent, &place) {
-            Ok(sandbox) => {
-                if sandbox.is_some() {
-                    spec.env.insert("TMPDIR".to_string(), tmp.display().to_string());
-                }
-                spec.sandbox = sandbox;
-            }
+            Ok(sandbox) => spec.sandbox = sandbox,
             Err(message) => {
                 return AgentOutcome::unstarted(AgentEnd::Failed(format!("cannot confine the agent: {message}")));
             }
@@ -943,14 +933,7 @@ impl ProcessWork {
                 });
             }
         };
-        let mut env = env;
-        let secrets = declared_secrets(&ws.secrets, &env, &self.parent_env)
-            .into_iter()
-            .map(|(_, value)| value)
-            .collect();
-        if sandbox.is_some() {
-            env.insert("TMPDIR".to_string(), tmp.display().to_string());
-        }
+        let secrets = declared_secret_values(&ws.secrets, &env, &self.parent_env);
         let check = Check {
             command,
             dir,

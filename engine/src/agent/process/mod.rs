@@ -143,6 +143,8 @@ pub struct Sandboxing {
     pub policy: Policy,
     /// The program that confines itself and then becomes the child.
     pub wrapper: Wrapper,
+    /// The child's own temporary folder, writable in the policy: its `TMPDIR`.
+    pub tmpdir: PathBuf,
 }
 
 impl ProcessSpec {
@@ -333,6 +335,7 @@ pub async fn run_process(
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&spec.env)
+        .envs(spec.sandbox.as_ref().map(|s| ("TMPDIR", &s.tmpdir)))
         .env(MARK_VARIABLE, &registration.mark)
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
