@@ -547,7 +547,7 @@ impl ProcessWork {
                     Ok(attempt) => {
                         let on_usage = |usage| report.usage(usage);
                         let on_line = |line| report.line(line);
-                        Ran::Api(crate::api_agent::run(attempt, &on_usage, &on_line, stop).await)
+                        Ran::Api(crate::run::api_agent::run(attempt, &on_usage, &on_line, stop).await)
                     }
                     Err(message) => Ran::Api(AgentOutcome::unstarted(AgentEnd::Failed(message))),
                 }
@@ -653,7 +653,7 @@ impl ProcessWork {
         secrets: &[String],
         budget_usd: Option<f64>,
         prompt: String,
-    ) -> Result<crate::api_agent::Attempt, String> {
+    ) -> Result<crate::run::api_agent::Attempt, String> {
         let workflow = &self.workflow;
         let ws = &workflow.workstreams[run.workstream];
         let (default_key, base_envs): (_, &[&str]) = match settings.kind {
@@ -686,7 +686,7 @@ impl ProcessWork {
             commands.env.retain(|_, value| value != key);
         }
         commands.secrets = secrets.clone();
-        commands.timeout = Some(crate::api_agent::COMMAND_TIMEOUT);
+        commands.timeout = Some(crate::run::api_agent::COMMAND_TIMEOUT);
         commands.idle_timeout = None;
         commands.grace = self.grace;
         let gate = match account {
@@ -706,7 +706,7 @@ impl ProcessWork {
             Purpose::Resolve => flow_dsl::Scope::everything(),
         };
         let model_id = model.map_or_else(|| settings.kind.default_model().to_string(), |m| m.id.clone());
-        Ok(crate::api_agent::Attempt {
+        Ok(crate::run::api_agent::Attempt {
             settings,
             agent: agent.name.clone(),
             model: model_id,
