@@ -329,6 +329,7 @@ impl Core {
                 });
             }
         }
+        self.undelivered_messages();
         let all_good = (0..self.state.workstreams.len())
             .all(|i| !self.selected[i] || self.state.workstreams[i].phase.is_success());
         let status = if all_good {

@@ -83,9 +83,20 @@ impl Core {
     fn run_again(&mut self, index: usize) {
         self.by_person[index] = false;
         self.sync_tried[index] = None;
+        let ws = &self.state.workstreams[index];
+        let why = ws
+            .failure
+            .as_ref()
+            .map_or(String::new(), |f| format!(" ({})", preview(&f.message)));
+        let note = format!("`{}` retried by a person after it failed{why}", ws.name);
         self.record(EventKind::Retried {
             workstream: index,
             reason: "retried by a person".into(),
+        });
+        // Said among the alerts too, which the dashboard and the report show.
+        self.record(EventKind::Alert {
+            workstream: Some(index),
+            message: note,
         });
         self.merges.rewind(self.plan.merge_position[index]);
         let mut queue: VecDeque<usize> = self.plan.dependents(index).collect();
@@ -167,6 +178,23 @@ impl Core {
         };
         self.start_attempt(index, Purpose::Fix, Some(feedback));
         true
+    }
+}
+
+impl Core {
+    /// Says, as the run ends, which messages no agent got (the workstream failed a check
+    /// with no fix left, or the run stopped first).
+    pub(super) fn undelivered_messages(&mut self) {
+        for index in 0..self.told.len() {
+            let count = std::mem::take(&mut self.told[index]).len();
+            if count > 0 {
+                let name = self.state.workstreams[index].name.clone();
+                self.record(EventKind::Alert {
+                    workstream: Some(index),
+                    message: format!("{count} message(s) for `{name}` never reached its agent: the run ended first"),
+                });
+            }
+        }
     }
 }
 

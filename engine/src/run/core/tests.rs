@@ -2388,6 +2388,7 @@ workstream "other" { owns "other/**"; script "true" }
         action: Action::Retry,
     });
     assert!(sim.events().iter().any(|e| matches!(e, EventKind::Retried { .. })));
+    assert_eq!(alerts_about(&sim, "`spender` retried by a person after it failed"), 1);
     assert_eq!(sim.phase("spender"), Phase::Failed, "refused at once");
     assert_eq!(sim.failure("spender").kind, FailureKind::Budget);
     assert_eq!(agent_starts(&sim, "spender").len(), 1, "no attempt on a spent budget");
@@ -2445,9 +2446,23 @@ fn a_message_waits_for_the_running_attempt_then_goes_to_the_agent_in_its_session
         agent_starts(&sim, "a").last().map(|s| (s.1, s.2)),
         Some((Purpose::Fix, Some(FeedbackKind::Test)))
     );
-    sim.end_agent("a", AgentEnd::Exited(0));
+    // A message that comes while the last fix's test runs, which then fails with no fix
+    // left: never given, and the end of the run says so.
+    let k = sim.agents.iter().position(|(w, _)| *w == a).expect("the fix runs");
+    sim.agents.remove(k);
+    sim.feed(Input::AgentEnded {
+        workstream: a,
+        outcome: outcome(AgentEnd::Exited(0)),
+    });
+    sim.feed(Input::Message {
+        workstream: a,
+        text: "one more thing".into(),
+    });
+    sim.finish_tests();
     assert_eq!(sim.phase("a"), Phase::Failed);
+    assert_eq!(agent_starts(&sim, "a").len(), 3, "work, message, test fix");
     sim.finish();
+    assert_eq!(alerts_about(&sim, "1 message(s) for `a` never reached its agent"), 1);
 }
 
 #[test]
