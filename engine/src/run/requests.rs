@@ -207,3 +207,76 @@ pub fn refusal(status: RunStatus, name: &str, phase: Phase, action: Action) -> O
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_goes_through_its_file_tidied_and_an_oversized_file_is_dropped() {
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let run_dir = RunDir::new(temp.path(), "r");
+        send(&run_dir, "a", Action::Retry).expect("sent");
+        send_message(&run_dir, "b", "hello \u{1b}[2J\"there\"\n$(not run)").expect("sent");
+        // Something else wrote a file too big for a request: not read past its limit, dropped.
+        let huge = format!(
+            r#"{{"action":"message","workstream":"b","text":"{}"}}"#,
+            "y".repeat(20_000)
+        );
+        std::fs::write(folder(&run_dir).join("9999999999-000000000-1.json"), huge).expect("written");
+        let taken = take(&folder(&run_dir));
+        assert_eq!(taken.len(), 3);
+        assert_eq!(
+            taken[0],
+            Ok(Request {
+                action: Action::Retry,
+                workstream: "a".into(),
+                text: None,
+            })
+        );
+        assert_eq!(
+            taken[1].as_ref().map(|r| r.text.as_deref()),
+            Ok(Some("hello [2J\"there\"\n$(not run)"))
+        );
+        assert!(taken[2].is_err());
+        assert!(take(&folder(&run_dir)).is_empty(), "each file is taken once");
+    }
+
+    #[test]
+    fn what_may_be_asked_of_a_workstream_in_each_phase() {
+        use Action::{Message, Retry, Skip, Stop};
+        let running = RunStatus::Running;
+        let cases = [
+            (running, Phase::Failed, Retry, None),
+            (running, Phase::Skipped, Retry, None),
+            (running, Phase::Running, Retry, Some("only a failed workstream")),
+            (
+                RunStatus::Failed,
+                Phase::Failed,
+                Retry,
+                Some("`flow resume` runs w again"),
+            ),
+            (running, Phase::Running, Message, None),
+            (running, Phase::Pending, Message, None),
+            (running, Phase::Checking, Message, None),
+            (running, Phase::Merged, Message, Some("its work is done")),
+            (running, Phase::Ready, Message, Some("its work is done")),
+            (running, Phase::Failed, Message, Some("retry it first")),
+            (running, Phase::Resolving, Message, Some("the resolver is at work")),
+            (running, Phase::Running, Stop, None),
+            (running, Phase::Merged, Stop, Some("already merged")),
+            (running, Phase::Running, Skip, Some("has started")),
+            (running, Phase::Pending, Skip, None),
+        ];
+        for (status, phase, action, expected) in cases {
+            let got = refusal(status, "w", phase, action);
+            match expected {
+                None => assert_eq!(got, None, "{phase} {action:?}"),
+                Some(text) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(text)),
+                    "{phase} {action:?}: {got:?}"
+                ),
+            }
+        }
+    }
+}
