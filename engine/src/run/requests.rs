@@ -188,7 +188,7 @@ pub fn refusal(status: RunStatus, name: &str, phase: Phase, action: Action) -> O
         });
     }
     match action {
-        Action::Retry if !matches!(phase, Phase::Failed | Phase::Skipped) => Some(format!(
+        Action::Retry if !matches!(phase, Phase::Failed | Phase::Conflicted | Phase::Skipped) => Some(format!(
             "{name} is {phase}: only a failed workstream (or one skipped because of a failure) can be retried"
         )),
         Action::Retry => None,
@@ -249,6 +249,7 @@ mod tests {
         let cases = [
             (running, Phase::Failed, Retry, None),
             (running, Phase::Skipped, Retry, None),
+            (running, Phase::Conflicted, Retry, None),
             (running, Phase::Running, Retry, Some("only a failed workstream")),
             (
                 RunStatus::Failed,

@@ -226,6 +226,8 @@ fn run_loop(
     }
     let (mut view, mut extras) = source.load()?;
     extras.pane = source.pane(&view, &dashboard);
+    // Whose pane and which tab `extras.pane` holds.
+    let mut shown = (dashboard.selected, dashboard.tab);
     let mut last_load = Instant::now();
     loop {
         terminal.draw(|frame| screen::draw(frame, &view, &dashboard, &extras))?;
@@ -258,12 +260,14 @@ fn run_loop(
                 extras.budgets = e.budgets;
             }
             dashboard.selected = dashboard.selected.min(view.workstreams.len().saturating_sub(1));
+            let before = extras.pane.len();
+            let same = shown == (dashboard.selected, dashboard.tab);
             extras.pane = source.pane(&view, &dashboard);
-            // The current match stays in sight as the output grows below it.
-            if let Some(at) = dashboard.search.as_ref().and_then(|s| s.at)
-                && !dashboard.follow
-            {
-                dashboard.scroll = extras.pane.len().saturating_sub(at + 1);
+            shown = (dashboard.selected, dashboard.tab);
+            // The current match stays where it is on the screen as the output grows below it
+            // (the pane keeps the last lines of the log: past that, the lines move under it).
+            if same && dashboard.search.as_ref().is_some_and(|s| s.at.is_some()) && !dashboard.follow {
+                dashboard.scroll += extras.pane.len().saturating_sub(before);
             }
             last_load = Instant::now();
         }
@@ -320,8 +324,7 @@ fn handle_key(
                 text: dashboard.search.as_ref().map(|s| s.query.clone()).unwrap_or_default(),
             });
         }
-        KeyCode::Char(c @ ('n' | 'N')) if dashboard.search.is_some() => {
-            dashboard.tab = Tab::Output;
+        KeyCode::Char(c @ ('n' | 'N')) if dashboard.search.is_some() && dashboard.tab == Tab::Output => {
             jump(dashboard, pane, c == 'n');
         }
         KeyCode::Char('m') => match view.workstreams.get(dashboard.selected) {

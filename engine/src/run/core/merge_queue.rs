@@ -76,6 +76,11 @@ impl MergeQueue {
         self.stopped = true;
     }
 
+    /// Tells whether merging stopped at a conflict for the rest of the run.
+    pub(super) fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
     pub(super) fn is_busy(&self) -> bool {
         self.merging.is_some()
     }

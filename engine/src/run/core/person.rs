@@ -1,8 +1,9 @@
 //! What a person asks of a run going on, beyond stop and skip: run a failed workstream again,
 //! or tell a workstream's agent something.
 //!
-//! - A retry is for a failed workstream (or one skipped because of a failure: its failed
-//!   dependencies are retried). It is recorded ([`EventKind::Retried`]), its skipped dependents
+//! - A retry is for a failed or conflicted workstream (or one skipped because of a failure:
+//!   its failed dependencies are retried; a conflict is not retried once merging stopped at
+//!   one). It is recorded ([`EventKind::Retried`]), its skipped dependents
 //!   wait again, and it starts afresh from a clean worktree when a slot is free: a new attempt
 //!   with its `retries` and `fix-attempts` whole again. Its budgets still count what it spent
 //!   (a spent one refuses it at once). The failure it retries no longer holds the run back:
@@ -36,7 +37,10 @@ impl Core {
             return self.record(refuse("the run is stopping".into()));
         }
         let failed = match phase {
-            Phase::Failed => vec![index],
+            Phase::Conflicted if self.merges.is_stopped() => {
+                return self.record(refuse("merging stopped at a conflict (on-conflict \"stop\")".into()));
+            }
+            Phase::Failed | Phase::Conflicted => vec![index],
             Phase::Skipped if !self.by_person[index] => self.failed_causes(index),
             Phase::Skipped => return self.record(refuse("a person skipped it".into())),
             other => return self.record(refuse(format!("it is {other}; only a failed workstream can be"))),
@@ -68,7 +72,7 @@ impl Core {
                     continue;
                 }
                 match self.state.workstreams[d].phase {
-                    Phase::Failed => found.push(d),
+                    Phase::Failed | Phase::Conflicted => found.push(d),
                     Phase::Skipped if !self.by_person[d] => queue.push_back(d),
                     _ => {}
                 }

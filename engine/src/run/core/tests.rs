@@ -2578,3 +2578,37 @@ fn a_long_message_is_cut_and_says_so() {
         crate::run::requests::MESSAGE_MAX
     );
 }
+
+#[test]
+fn a_conflict_is_not_retried_once_merging_stopped_at_it() {
+    use crate::run::requests::Action;
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+integrate { sync "off"; }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            keep_going: true,
+            ..Options::default()
+        },
+    );
+    sim.script.conflicts.insert("a".into());
+    sim.begin();
+    sim.end_agent("a", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("a"), Phase::Conflicted, "on-conflict \"stop\" by default");
+    sim.feed(Input::Request {
+        workstream: sim.index("a"),
+        action: Action::Retry,
+    });
+    assert_eq!(
+        alerts_about(&sim, "`a` cannot be retried: merging stopped at a conflict"),
+        1,
+        "{:?}",
+        sim.state().alerts
+    );
+    assert_eq!(sim.phase("a"), Phase::Conflicted);
+    sim.run_all();
+    sim.finish();
+}
