@@ -233,6 +233,13 @@ impl Tmux {
     }
 }
 
+/// Tells whether `stty -a` on the screen shows a terminal in its usual (cooked) mode: lines
+/// read whole and echoed (flags `icanon` and `echo`, not `-icanon` or `-echo`).
+fn terminal_restored(screen: &str) -> bool {
+    let flags: Vec<&str> = screen.split_whitespace().collect();
+    flags.contains(&"icanon") && flags.contains(&"echo")
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.command().arg("kill-server").status();
@@ -312,9 +319,10 @@ workstream "quick" {{ owns "q/**"; script "mkdir -p q && echo > q/x; echo quick-
     assert_eq!(env.state().0["status"], "running", "quick still runs");
     // Quit: the dashboard ends, the terminal is as it was, the run goes on.
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for(&["watch-exited-0"]);
+    // `stty -a` prints after the exit line: both are waited for.
+    let screen = tmux.wait_for(&["watch-exited-0", "icanon"]);
     assert!(
-        screen.contains(" icanon") && screen.contains(" echo"),
+        terminal_restored(&screen),
         "the terminal is back in its mode:\n{screen}"
     );
     assert_eq!(
@@ -646,9 +654,9 @@ workstream "flaky" {{ owns "flaky/**"; script "{}" }}
     }
     assert_eq!(env.state().status(), "running", "quitting the dashboard stops nothing");
     std::fs::write(env.outside.join("release"), "").expect("release waiter");
-    let screen = tmux.wait_for(&["run-exited-0"]);
+    let screen = tmux.wait_for(&["run-exited-0", "icanon"]);
     assert!(
-        screen.contains(" icanon") && screen.contains(" echo"),
+        terminal_restored(&screen),
         "the terminal is back in its mode:\n{screen}"
     );
     let state = env.state();
