@@ -410,8 +410,15 @@ impl ProcessWork {
         let model = model_name.and_then(|m| workflow.models.get(m));
         let feedback = run.feedback.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
         let resumes = run.purpose == Purpose::Fix && !agent.resume.is_empty() && run.session.is_some();
+        // A person's message is not a failure: it is said as what it is.
+        let told = run
+            .feedback
+            .as_ref()
+            .is_some_and(|f| f.kind == crate::run::state::FeedbackKind::Message);
         let prompt = match run.purpose {
             Purpose::Work => slot.prompt.clone(),
+            Purpose::Fix if told && resumes => context::message_text(&feedback),
+            Purpose::Fix if told => context::message_prompt(&slot.prompt, &feedback),
             Purpose::Fix if resumes => context::fix_message(&feedback),
             Purpose::Fix => context::fix_prompt(&slot.prompt, &feedback),
             Purpose::Review => self.review_prompt(index, &workspace),

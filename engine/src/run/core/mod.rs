@@ -16,6 +16,7 @@
 //! - why an agent is stopped: budgets in `ledger.rs` via [`Core::weigh`], the failure policy
 //!   in [`Core::react`] (`--abort-on-failure`), Ctrl-C in [`Core::interrupt`];
 //! - what merges next and what a merge or `verify` result means: `merge_queue.rs`;
+//! - what a person's retry or message means for a run going on: `person.rs`;
 //! - what a resume does with each workstream: `run::resume::decide` (a pure function too).
 //!
 //! Every change of state is an [`Event`], applied here and recorded by the driver before
@@ -25,6 +26,7 @@ mod handoff;
 mod job;
 mod ledger;
 mod merge_queue;
+mod person;
 mod protocol;
 mod review;
 
@@ -139,6 +141,10 @@ pub struct Core {
     by_person: Vec<bool>,
     /// Nothing new starts (a failure without `--keep-going`, Ctrl-C, a broken event log).
     stopping: bool,
+    /// The event log could not be written: nothing may start again, whatever a person asks.
+    log_broken: bool,
+    /// The messages a person sent each workstream's agent, not yet given to it.
+    told: Vec<Vec<String>>,
     /// The time of the input being handled.
     now: Timestamp,
     /// The effects of the input being handled.
@@ -183,6 +189,8 @@ impl Core {
             cancelled: false,
             by_person: vec![false; n],
             stopping: false,
+            log_broken: false,
+            told: vec![vec![]; n],
             now,
             out: vec![],
         }
@@ -261,7 +269,11 @@ impl Core {
             Input::Timer(timer) => self.timer(timer),
             Input::Interrupt => self.interrupt(),
             Input::Request { workstream, action } => self.request(workstream, action),
-            Input::RecordFailed(_) => self.stopping = true,
+            Input::Message { workstream, text } => self.message(workstream, &text),
+            Input::RecordFailed(_) => {
+                self.stopping = true;
+                self.log_broken = true;
+            }
         }
         self.advance();
         std::mem::take(&mut self.out)
@@ -317,6 +329,7 @@ impl Core {
                 });
             }
         }
+        self.undelivered_messages();
         let all_good = (0..self.state.workstreams.len())
             .all(|i| !self.selected[i] || self.state.workstreams[i].phase.is_success());
         let status = if all_good {
@@ -606,6 +619,16 @@ impl Core {
             return;
         };
         let (name, phase) = (ws.name.clone(), ws.phase);
+        match action {
+            crate::run::requests::Action::Retry => return self.retry(index),
+            crate::run::requests::Action::Message => {
+                return self.record(EventKind::Alert {
+                    workstream: Some(index),
+                    message: format!("a message for `{name}` came without its text: nothing was sent"),
+                });
+            }
+            _ => {}
+        }
         if phase == Phase::Pending && self.jobs[index].is_none() && !self.cancelled {
             self.by_person[index] = true;
             self.record(EventKind::Phase {
@@ -615,7 +638,7 @@ impl Core {
                     "{} by a person",
                     match action {
                         crate::run::requests::Action::Stop => "stopped before it started",
-                        crate::run::requests::Action::Skip => "skipped",
+                        _ => "skipped",
                     }
                 )),
             });

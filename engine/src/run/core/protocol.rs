@@ -88,6 +88,9 @@ pub enum Input {
         workstream: usize,
         action: crate::run::requests::Action,
     },
+    /// A person's message for a workstream's agent (`flow watch`'s m, `flow tell`), given to
+    /// it as a fix attempt once its current attempt ends.
+    Message { workstream: usize, text: String },
     /// The event log could not be written: nothing more may start.
     RecordFailed(String),
 }
