@@ -15,39 +15,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::run::core::{Action, MESSAGE_MAX, tidy};
 use crate::run::state::{Phase, RunStatus};
 use crate::run::store::write_atomic;
 use crate::site::RunDir;
-
-/// What is asked of a workstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Stop its work now (its agent, its check); its dependents are skipped, the rest of
-    /// the run goes on.
-    Stop,
-    /// Do not start it; its dependents are skipped.
-    Skip,
-    /// Run a failed workstream again (a new attempt, from a clean worktree); its skipped
-    /// dependents wait for it again. Asked of a workstream skipped because of a failure, it
-    /// retries the failed workstreams it waits on.
-    Retry,
-    /// Give the request's text to the workstream's agent, as a fix attempt once its current
-    /// attempt ends.
-    Message,
-}
-
-impl Action {
-    /// The verb, as a person says it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Stop => "stop",
-            Action::Skip => "skip",
-            Action::Retry => "retry",
-            Action::Message => "message",
-        }
-    }
-}
 
 /// One request, as its file holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,27 +28,6 @@ pub struct Request {
     /// What a person tells the agent (`message`), already cut by [`tidy`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-}
-
-/// The longest message a person sends an agent, in characters: a few paragraphs. What is
-/// longer is cut, and says so.
-pub const MESSAGE_MAX: usize = 2000;
-
-/// A person's message made safe to keep and pass on: control characters other than newlines
-/// and tabs dropped (no escape sequence reaches a terminal that shows it), cut to
-/// [`MESSAGE_MAX`] characters, blank lines at its ends trimmed.
-pub fn tidy(text: &str) -> String {
-    let clean: String = text
-        .chars()
-        .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
-        .collect();
-    let clean = clean.trim();
-    let count = clean.chars().count();
-    if count <= MESSAGE_MAX {
-        return clean.to_string();
-    }
-    let cut: String = clean.chars().take(MESSAGE_MAX).collect();
-    format!("{cut}… [cut: {} more characters]", count - MESSAGE_MAX)
 }
 
 /// The folder of a run's requests.

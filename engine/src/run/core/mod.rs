@@ -39,9 +39,10 @@ use flow_dsl::OnConflict;
 
 pub use self::handoff::handoffs;
 pub use self::ledger::{Ledger, priced};
+pub use self::person::{MESSAGE_MAX, tidy};
 pub use self::protocol::{
-    AgentEnd, AgentOutcome, Conflicts, Effect, Handoff, Input, Inspection, MergeOutcome, Resolution, SyncOutcome,
-    Timer, Workspace,
+    Action, AgentEnd, AgentOutcome, Conflicts, Effect, Handoff, Input, Inspection, MergeOutcome, Resolution,
+    SyncOutcome, Timer, Workspace,
 };
 pub use self::review::read_verdict;
 
@@ -614,14 +615,14 @@ impl Core {
     /// A person's request: stop a workstream at work (its process now, else at its next
     /// step), or skip one that has not started; its dependents are skipped, and the run goes
     /// on as if it had been left out. What cannot be done (it merges, it is over) is an alert.
-    fn request(&mut self, index: usize, action: crate::run::requests::Action) {
+    fn request(&mut self, index: usize, action: Action) {
         let Some(ws) = self.state.workstreams.get(index) else {
             return;
         };
         let (name, phase) = (ws.name.clone(), ws.phase);
         match action {
-            crate::run::requests::Action::Retry => return self.retry(index),
-            crate::run::requests::Action::Message => {
+            Action::Retry => return self.retry(index),
+            Action::Message => {
                 return self.record(EventKind::Alert {
                     workstream: Some(index),
                     message: format!("a message for `{name}` came without its text: nothing was sent"),
@@ -637,13 +638,13 @@ impl Core {
                 reason: Some(format!(
                     "{} by a person",
                     match action {
-                        crate::run::requests::Action::Stop => "stopped before it started",
+                        Action::Stop => "stopped before it started",
                         _ => "skipped",
                     }
                 )),
             });
             self.failed(index);
-        } else if action == crate::run::requests::Action::Stop && self.jobs[index].is_some() && !phase.is_final() {
+        } else if action == Action::Stop && self.jobs[index].is_some() && !phase.is_final() {
             self.by_person[index] = true;
             self.stop_job(index, StopReason::Person);
         } else {

@@ -20,7 +20,6 @@
 use std::collections::VecDeque;
 
 use super::{Core, Phase};
-use crate::run::requests::tidy;
 use crate::run::state::{EventKind, Feedback, FeedbackKind, Purpose};
 
 impl Core {
@@ -210,4 +209,25 @@ fn preview(text: &str) -> String {
     } else {
         format!("{}…", line.chars().take(79).collect::<String>())
     }
+}
+
+/// The longest message a person sends an agent, in characters: a few paragraphs. What is
+/// longer is cut, and says so.
+pub const MESSAGE_MAX: usize = 2000;
+
+/// A person's message made safe to keep and pass on: control characters other than newlines
+/// and tabs dropped (no escape sequence reaches a terminal that shows it), cut to
+/// [`MESSAGE_MAX`] characters, blank lines at its ends trimmed.
+pub fn tidy(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
+        .collect();
+    let clean = clean.trim();
+    let count = clean.chars().count();
+    if count <= MESSAGE_MAX {
+        return clean.to_string();
+    }
+    let cut: String = clean.chars().take(MESSAGE_MAX).collect();
+    format!("{cut}… [cut: {} more characters]", count - MESSAGE_MAX)
 }

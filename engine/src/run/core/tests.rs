@@ -2174,7 +2174,7 @@ workstream "a" { owns "a/**"; retries 3; script "true" }
 
 #[test]
 fn a_person_stops_a_running_workstream_and_skips_a_waiting_one_and_the_run_goes_on() {
-    use crate::run::requests::Action;
+    use crate::run::core::Action;
     let body = r#"
 workstream "a" { owns "a/**"; script "true" }
 workstream "b" { owns "b/**"; script "true" }
@@ -2252,7 +2252,7 @@ fn agent_starts(sim: &Sim, name: &str) -> Vec<(u32, Purpose, Option<FeedbackKind
 
 #[test]
 fn a_person_retries_a_failure_from_its_skipped_dependent_and_the_run_goes_on_to_succeed() {
-    use crate::run::requests::Action;
+    use crate::run::core::Action;
     let body = r#"
 workstream "flaky" { owns "flaky/**"; script "true" }
 workstream "after" { owns "after/**"; depends-on "flaky"; script "true" }
@@ -2310,7 +2310,7 @@ workstream "later" { owns "later/**"; depends-on "slow"; script "true" }
 
 #[test]
 fn a_retry_is_refused_for_what_did_not_fail_and_while_the_run_stops() {
-    use crate::run::requests::Action;
+    use crate::run::core::Action;
     let body = r#"
 workstream "a" { owns "a/**"; script "true" }
 workstream "b" { owns "b/**"; script "true" }
@@ -2361,7 +2361,7 @@ workstream "d" { owns "d/**"; script "true" }
 
 #[test]
 fn a_retried_workstream_still_counts_what_it_spent_against_its_budget() {
-    use crate::run::requests::Action;
+    use crate::run::core::Action;
     let body = r#"
 workstream "spender" { owns "spender/**"; budget usd=1; script "true" }
 workstream "other" { owns "other/**"; script "true" }
@@ -2581,7 +2581,7 @@ fn a_long_message_is_cut_and_says_so() {
 
 #[test]
 fn a_conflict_is_not_retried_once_merging_stopped_at_it() {
-    use crate::run::requests::Action;
+    use crate::run::core::Action;
     let body = r#"
 workstream "a" { owns "a/**"; script "true" }
 workstream "b" { owns "b/**"; script "true" }
