@@ -216,6 +216,7 @@ pub async fn teardown(workflow: &Workflow, layout: &Layout, force: bool) -> Vec<
             grace: std::time::Duration::from_secs(5),
             sandbox,
             secrets: Vec::new(),
+            hurry: None,
         };
         let (_stop_sender, stop) = tokio::sync::watch::channel(false);
         if let Err(failure) = crate::worktree_setup::run_setup(setup, stop).await {

@@ -308,6 +308,7 @@ async fn set_up_one(
         timeout: ws.setup_timeout,
         grace: settings.grace,
         sandbox,
+        hurry: None,
     };
     Some(match run_setup(setup, stop).await {
         Ok(()) => SetupRecord {
