@@ -333,3 +333,49 @@ workstream "w" {{ agent "hostile"; owns "**"; task "Escape."; }}
         "{rec:#}"
     );
 }
+
+#[test]
+fn ctrl_c_goes_to_the_session_and_flow_waits_for_it_to_end() {
+    let env = TestEnv::new();
+    let started = env.outside("started");
+    let release = env.outside("release");
+    env.workflow(&format!(
+        r#"{HEADER}
+agent "waits" {{
+    command "true"
+    interactive "sh" "-c" "trap 'echo interrupted >> {started}' INT; echo up > {started}; while [ ! -e {release} ]; do sleep 0.05; done; exit 7"
+}}
+workstream "w" {{ agent "waits"; owns "w/**"; task "Wait."; }}
+"#
+    ));
+    let mut flow = std::process::Command::new(crate::support::flow_bin())
+        .current_dir(&env.root)
+        .env_clear()
+        .envs(
+            env.flow()
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .args(["open", "w"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flow starts");
+    crate::support::wait_until("the session to start", || {
+        std::fs::read_to_string(&started).is_ok_and(|s| s.starts_with("up"))
+    });
+    // As a terminal's Ctrl-C would, to flow (the session gets its own from the terminal).
+    let pid = rustix::process::Pid::from_child(&flow);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT sent");
+    std::fs::write(&release, "").expect("release");
+    let status = flow.wait().expect("flow ends");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "flow exits with the session's status: {status:?}"
+    );
+    let rec = record(&env, "w");
+    assert_eq!(rec["sessions"][0]["exit"], 7, "{rec:#}");
+    assert!(rec["sessions"][0]["ended"].is_string(), "{rec:#}");
+}

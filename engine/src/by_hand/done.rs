@@ -173,6 +173,27 @@ pub async fn done(
         None => None,
     };
 
+    // What merges is what was checked: the test left nothing behind and the branch did not
+    // move meanwhile.
+    let left = layout.git.is_dirty(&dir, &ignore).map_err(git_failed)?;
+    if !left.is_empty() {
+        return Err(refuse(
+            format!(
+                "`{}`'s test left uncommitted files in {}:\n  {}",
+                ws.name,
+                dir.display(),
+                left.join("\n  ")
+            ),
+            "ignore them (.gitignore) or have the test clean up, then run `flow done` again",
+        ));
+    }
+    if layout.git.branch_head(&branch).map_err(git_failed)? != Some(head) {
+        return Err(refuse(
+            format!("{branch} moved while `{}` was checked", ws.name),
+            "run `flow done` again",
+        ));
+    }
+
     let mut recorded = ByHandRecord::update(flow_dir, &workflow.name, &ws.name, |r| {
         r.done = Some(DoneRecord {
             at: crate::time::now(),

@@ -228,8 +228,11 @@ pub async fn open(
     };
 
     before_start(&notes);
-    // Ctrl-C belongs to the session: flow waits on.
-    let ignore = tokio::spawn(async { while tokio::signal::ctrl_c().await.is_ok() {} });
+    // Ctrl-C belongs to the session: flow waits on. The handler is in place before the
+    // session starts (made here, not in the task).
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| OpenRefusal::new(format!("cannot handle Ctrl-C: {e}")))?;
+    let ignore = tokio::spawn(async move { while interrupts.recv().await.is_some() {} });
     let mut child = command
         .spawn()
         .map_err(|e| OpenRefusal::new(format!("cannot start `{program}` in {}: {e}", dir.display())))?;
