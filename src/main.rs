@@ -7,6 +7,7 @@ mod error;
 mod interrupt;
 mod load;
 mod output;
+mod states;
 
 use std::process::ExitCode;
 

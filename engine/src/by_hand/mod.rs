@@ -18,6 +18,7 @@ pub mod record;
 pub mod resolve;
 pub mod resolver;
 pub mod sync;
+pub mod sync_outcome;
 
 use std::path::PathBuf;
 
