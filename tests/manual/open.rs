@@ -368,6 +368,15 @@ workstream "w" {{ agent "waits"; owns "w/**"; task "Wait."; }}
     // As a terminal's Ctrl-C would, to flow (the session gets its own from the terminal).
     let pid = rustix::process::Pid::from_child(&flow);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT sent");
+    // While it is open, it is shown open, and neither opened again nor taken as done.
+    let status = flow_fed(&env, &["status"], "", &[]);
+    assert!(status.line("w").starts_with("open waits opened by"), "{}", status.text());
+    let again = flow_fed(&env, &["open", "w"], "", &[]);
+    again.assert_code(1);
+    assert!(again.text().contains("`w` is already open"), "{}", again.text());
+    let done = flow_fed(&env, &["done", "w"], "", &[]);
+    done.assert_code(1);
+    assert!(done.text().contains("`w` is still open"), "{}", done.text());
     std::fs::write(&release, "").expect("release");
     let status = flow.wait().expect("flow ends");
     assert_eq!(
@@ -378,4 +387,20 @@ workstream "w" {{ agent "waits"; owns "w/**"; task "Wait."; }}
     let rec = record(&env, "w");
     assert_eq!(rec["sessions"][0]["exit"], 7, "{rec:#}");
     assert!(rec["sessions"][0]["ended"].is_string(), "{rec:#}");
+    let status = flow_fed(&env, &["status"], "", &[]);
+    assert!(status.line("w").starts_with("prepared waits opened by"), "{}", status.text());
+    assert!(status.line("w").ends_with("exited 7"), "{}", status.text());
+}
+
+#[test]
+fn open_refuses_a_workstream_whose_dependencies_have_not_merged() {
+    let env = setup(&[], DONE);
+    let refused = flow_fed(&env, &["open", "b", "--shell"], "", &[]);
+    refused.assert_code(1);
+    assert!(
+        refused.text().contains("cannot open `b`: waits for a to merge"),
+        "{}",
+        refused.text()
+    );
+    assert!(!worktree(&env, "b").exists());
 }
