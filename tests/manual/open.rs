@@ -225,8 +225,20 @@ fn done_refuses_unfinished_work_and_merges_finished_work_with_verify() {
     assert_eq!(by_hand[0]["workstream"], "a", "{by_hand:#}");
     assert_eq!(by_hand[0]["state"], "merged", "{by_hand:#}");
 
-    // b can start now: prepared, done, merged on top of a.
+    // b can start now, told what a did: prepared, done, merged on top of a.
     flow(&env, &["prepare"]).assert_code(0);
+    let context = flow(&env, &["context", "b"]);
+    let told = context.stdout();
+    assert!(
+        told.contains("## What your dependencies did") && told.contains("### `a`") && told.contains("a: good"),
+        "{}",
+        context.text()
+    );
+    assert!(
+        told.contains("a/a.txt") && told.contains("passed"),
+        "{}",
+        context.text()
+    );
     write_in(&env, "b", "b/b.txt", "B\n");
     agent_commit(&env, "b", "b: work");
     let done = flow(&env, &["done", "b"]);
@@ -370,7 +382,11 @@ workstream "w" {{ agent "waits"; owns "w/**"; task "Wait."; }}
     rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT sent");
     // While it is open, it is shown open, and neither opened again nor taken as done.
     let status = flow_fed(&env, &["status"], "", &[]);
-    assert!(status.line("w").starts_with("open waits opened by"), "{}", status.text());
+    assert!(
+        status.line("w").starts_with("open waits opened by"),
+        "{}",
+        status.text()
+    );
     let again = flow_fed(&env, &["open", "w"], "", &[]);
     again.assert_code(1);
     assert!(again.text().contains("`w` is already open"), "{}", again.text());
@@ -388,7 +404,11 @@ workstream "w" {{ agent "waits"; owns "w/**"; task "Wait."; }}
     assert_eq!(rec["sessions"][0]["exit"], 7, "{rec:#}");
     assert!(rec["sessions"][0]["ended"].is_string(), "{rec:#}");
     let status = flow_fed(&env, &["status"], "", &[]);
-    assert!(status.line("w").starts_with("prepared waits opened by"), "{}", status.text());
+    assert!(
+        status.line("w").starts_with("prepared waits opened by"),
+        "{}",
+        status.text()
+    );
     assert!(status.line("w").ends_with("exited 7"), "{}", status.text());
 }
 

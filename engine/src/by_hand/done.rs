@@ -199,6 +199,7 @@ pub async fn done(
             at: crate::time::now(),
             by: user_name(),
             head: head.to_string(),
+            start: Some(start.to_string()),
             state: DoneState::Queued,
             detail: "waiting for the merge".into(),
         });

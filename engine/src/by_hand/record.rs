@@ -90,6 +90,9 @@ pub struct DoneRecord {
     pub by: String,
     /// The branch's head it was given for.
     pub head: String,
+    /// Where the branch's own work starts (for the handoff to its dependents).
+    #[serde(default)]
+    pub start: Option<String>,
     pub state: DoneState,
     pub detail: String,
 }
