@@ -284,6 +284,11 @@ workstream "b" { owns "b/**"; task "Write b."; setup "echo first" "echo the reas
     assert_eq!(record(&env, "b")["setup"]["passed"], false);
     let status = flow(&env, &["status"]);
     assert!(status.line("b").starts_with("setup-failed"), "{}", status.text());
+
+    // `flow clean` takes the records with the worktrees: nothing is listed any more.
+    flow(&env, &["clean", "--force"]).assert_code(0);
+    let status = flow(&env, &["status"]);
+    assert!(!status.stdout().contains("worked on by hand"), "{}", status.text());
 }
 
 #[test]

@@ -70,6 +70,11 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
                 }
             }
         }
+        if !worktree_kept {
+            // Its by-hand record (`flow open`, `flow done`) goes with it; the logs stay.
+            let record = super::record::record_path(layout.site.flow_dir(), &workflow.name, &ws.name);
+            let _ = std::fs::remove_file(record);
+        }
         let Some(head) = layout.git.branch_head(&branch)? else {
             continue;
         };
