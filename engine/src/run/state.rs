@@ -764,6 +764,9 @@ impl RunState {
                     Purpose::Fix => ws.feedback.as_ref().map(|f| f.kind),
                     _ => feedback.as_ref().map(|f| f.kind),
                 };
+                // Most workstreams make one attempt: room for exactly one more each time,
+                // not the four a first push makes (a run of 10,000 held 3 MB of empty room).
+                ws.attempt_log.reserve_exact(1);
                 ws.attempt_log.push(AttemptRecord {
                     number: *attempt,
                     purpose: *purpose,
