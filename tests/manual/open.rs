@@ -429,3 +429,33 @@ fn open_refuses_a_workstream_whose_dependencies_have_not_merged() {
     );
     assert!(!worktree(&env, "b").exists());
 }
+
+#[test]
+fn ctrl_c_stops_a_setup_flow_prepare_runs() {
+    let env = TestEnv::new();
+    let started = env.outside("setup.pid");
+    env.workflow(&format!(
+        r#"{HEADER}
+workstream "a" {{ owns "a/**"; task "Write a."; setup "echo $$ > {started}; while true; do sleep 0.05; done"; }}
+"#
+    ));
+    let mut flow = env.spawn_flow(&["prepare"]);
+    crate::support::wait_until("the setup to start", || {
+        !env.read_outside("setup.pid").trim().is_empty()
+    });
+    let setup_pid: i32 = env.read_outside("setup.pid").trim().parse().expect("a pid");
+    flow.signal(rustix::process::Signal::INT);
+    let status = flow.wait();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the stopped setup fails its workstream: {status:?}"
+    );
+    assert!(crate::support::process_gone(setup_pid), "the setup outlived Ctrl-C");
+    let rec = record(&env, "a");
+    assert_eq!(rec["setup"]["passed"], false, "{rec:#}");
+    assert!(
+        rec["setup"]["detail"].as_str().unwrap_or("").contains("was stopped"),
+        "{rec:#}"
+    );
+}
