@@ -71,6 +71,10 @@ pub enum Command {
     Sync(SyncArgs),
     #[command(override_usage = "flow resolve [OPTIONS] [FILE] <WORKSTREAM>")]
     Resolve(ResolveArgs),
+    #[command(override_usage = "flow open [OPTIONS] [FILE] <WORKSTREAM>")]
+    Open(OpenArgs),
+    #[command(override_usage = "flow done [OPTIONS] [FILE] <WORKSTREAM>")]
+    Done(DoneArgs),
     Clean(CleanArgs),
     Resume(ResumeArgs),
     Status(StatusArgs),
@@ -420,6 +424,56 @@ pub struct SyncArgs {
 /// workstream is unknown or a run of the workflow is at work.
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
+    /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
+    /// names a file), then the workstream.
+    #[arg(value_name = "FILE|WORKSTREAM", num_args = 1..=2, required = true)]
+    pub words: Vec<String>,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Start a workstream's agent in its worktree, interactively, with its prompt.
+///
+/// Prepares the worktree first when needed, as `flow prepare` does (files copied, `setup`
+/// run, scope hook installed), writes the prompt a run would give (with what finished
+/// dependencies handed off), then starts the agent's `interactive` command there with this
+/// terminal: its clean environment with the `FLOW_*` variables, in the sandbox a run's agent
+/// gets. With --shell, your `$SHELL` instead (your environment plus `FLOW_*`, the same
+/// sandbox). The session (who, which agent, when, how it ended) is recorded for `flow
+/// status`; what it changed in the git directory is undone as in a run. When you are done,
+/// commit in the worktree and run `flow done`.
+///
+/// Exit status: the session's own, or 1 when it could not start (an agent with no
+/// interactive form, a failing setup, a session already open), 2 for an unknown workstream.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
+    /// names a file), then the workstream.
+    #[arg(value_name = "FILE|WORKSTREAM", num_args = 1..=2, required = true)]
+    pub words: Vec<String>,
+    /// Open your `$SHELL` in the worktree instead of the agent.
+    #[arg(long)]
+    pub shell: bool,
+    /// Start it without the kernel sandbox (it may then write anywhere you can); the
+    /// environment is the same.
+    #[arg(long)]
+    pub no_sandbox: bool,
+}
+
+/// Mark a workstream worked on by hand as finished, check it and merge it.
+///
+/// Refuses, saying what to do, when the workstream is not prepared, its session is still
+/// open, its worktree has uncommitted changes (listed), its branch has no commit of its own,
+/// its commits change files outside its scope (even when the scope hook was bypassed with
+/// `--no-verify`), or its `test` fails (the end of its output shown). Then merges it into
+/// the integration branch in the plan's order with `verify`, as `flow merge` does; with
+/// dependencies not merged yet, it is queued and merges with the one that merges them.
+///
+/// Exit status: 0 when merged or queued, 1 when refused or the merge or `verify` failed,
+/// 2 for an unknown workstream.
+#[derive(Debug, Args)]
+pub struct DoneArgs {
     /// The workflow file (default `parallel.kdl`; taken as the file when it ends in `.kdl` or
     /// names a file), then the workstream.
     #[arg(value_name = "FILE|WORKSTREAM", num_args = 1..=2, required = true)]

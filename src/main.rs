@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod diagnostics;
 mod error;
+mod interrupt;
 mod load;
 mod output;
 mod states;

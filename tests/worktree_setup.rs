@@ -317,3 +317,41 @@ workstream "leaky" {
     let files = env.files_at("integration/t");
     assert!(!files.iter().any(|f| f == ".env"), "{files:?}");
 }
+
+#[test]
+fn ctrl_c_during_a_setup_stops_it_and_a_resume_runs_it_again() {
+    let env = TestEnv::new();
+    let started = env.outside("setup.pid");
+    let count = env.outside("setup-count");
+    // The first setup waits for ever (it is only stopped); the second passes.
+    env.workflow(&format!(
+        r#"
+workstream "one" {{
+    owns "one/**"
+    setup "echo run >> {count}; if [ $(wc -l < {count}) -eq 1 ]; then echo $$ > {started}; while true; do sleep 0.05; done; fi"
+    script "mkdir -p one && echo ok > one/ok.txt"
+}}
+"#
+    ));
+    let mut flow = env.spawn_flow(&["run", "--progress", "plain", "--grace", "1s"]);
+    wait_until("the setup to start", || {
+        !env.read_outside("setup.pid").trim().is_empty()
+    });
+    let setup_pid: i32 = env.read_outside("setup.pid").trim().parse().expect("a pid");
+    flow.signal(Signal::INT);
+    let status = flow.wait();
+    assert!(!status.success(), "an interrupted run does not succeed");
+    assert!(crate::support::process_gone(setup_pid), "the setup outlived Ctrl-C");
+    let state = env.state();
+    assert_eq!(state.status(), "cancelled");
+    assert_eq!(state.phase("one"), "cancelled");
+
+    let out = env
+        .flow()
+        .args(["resume", "--progress", "plain", "--grace", "1s"])
+        .output()
+        .expect("flow resume");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.state().phase("one"), "merged");
+    assert_eq!(env.read_outside("setup-count").lines().count(), 2);
+}

@@ -198,6 +198,9 @@ pub struct AgentAst {
     pub budget_flag: Option<Spanned<String>>,
     /// How to continue a session: a command with the same placeholders plus `{session}`.
     pub resume: Vec<Spanned<String>>,
+    /// How a person starts it in a terminal (`flow open`): a command with the same
+    /// placeholders.
+    pub interactive: Vec<Spanned<String>>,
     /// Folders (or files) the tool writes besides the worktree: its state, caches.
     pub writable: Vec<Spanned<String>>,
     /// `api "anthropic"` or `api "openai"`: flow runs the agent itself.

@@ -126,6 +126,7 @@ const AGENT_CHILDREN: &[&str] = &[
     "resume",
     "writable",
     "api",
+    "interactive",
     "base-url",
     "max-turns",
     "max-tokens",
@@ -528,6 +529,7 @@ impl<'a> Reader<'a> {
             max_parallel: None,
             budget_flag: None,
             resume: vec![],
+            interactive: vec![],
             writable: vec![],
             api: None,
             base_url: None,
@@ -581,6 +583,7 @@ impl<'a> Reader<'a> {
                 "max-parallel" => agent.max_parallel = self.one_count(child, 1),
                 "budget-flag" => agent.budget_flag = self.one_string(child, "a command-line flag"),
                 "resume" => agent.resume = self.list(child, "a program or argument"),
+                "interactive" => agent.interactive = self.list(child, "a program or argument"),
                 "writable" => agent.writable.extend(self.list(child, "a path")),
                 "api" => {
                     has_api = true;

@@ -352,7 +352,7 @@ impl<'a> Validator<'a> {
         let defs = self.definitions(order, |f| &f.agents, |a| &a.name, "agent");
         let mut out = BTreeMap::new();
         for a in defs {
-            for arg in &a.command {
+            for arg in a.command.iter().chain(&a.interactive) {
                 for placeholder in placeholders(&arg.value) {
                     if !PLACEHOLDERS.contains(&placeholder) {
                         self.error(
@@ -407,6 +407,7 @@ impl<'a> Validator<'a> {
                 max_parallel: a.max_parallel.as_ref().map(|m| m.value as usize),
                 budget_flag: a.budget_flag.as_ref().map(|f| f.value.clone()),
                 resume: a.resume.iter().map(|c| c.value.clone()).collect(),
+                interactive: a.interactive.iter().map(|c| c.value.clone()).collect(),
                 writable: a.writable.iter().map(|w| w.value.clone()).collect(),
                 api: a.api.as_ref().map(|kind| ApiSettings {
                     kind: kind.value,

@@ -321,6 +321,10 @@ pub struct Agent {
     pub budget_flag: Option<String>,
     /// How to continue a session (`{session}` is its id); empty when the tool cannot.
     pub resume: Vec<String>,
+    /// How a person starts the tool in a terminal with the prompt (`flow open`); empty when
+    /// it has no interactive form.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interactive: Vec<String>,
     /// Paths the tool writes besides the worktree (its state and caches).
     pub writable: Vec<String>,
     /// Set for an agent that flow runs itself against a model API (no command).

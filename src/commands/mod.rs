@@ -6,6 +6,7 @@ mod completions;
 mod conflicts;
 mod context;
 mod demo;
+mod done;
 mod export;
 mod graph;
 mod help;
@@ -14,6 +15,7 @@ mod init;
 mod land;
 mod man;
 mod merge;
+mod open;
 mod plan;
 mod prepare;
 mod progress;
@@ -46,7 +48,7 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Graph(args) => graph::run(args, &site),
         Command::Run(args) => run::run(args, &site).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Prepare(args) => prepare::run(args, &site),
+        Command::Prepare(args) => prepare::run(args, &site).await,
         Command::Context(args) => context::run(args, &site),
         Command::Merge(args) => merge::run(args, &site).await,
         Command::Land(args) => land::land(args, &site).await,
@@ -54,6 +56,8 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Conflicts(args) => conflicts::run(args, &site),
         Command::Sync(args) => sync::run(args, &site).await,
         Command::Resolve(args) => resolve::run(args, &site),
+        Command::Open(args) => open::run(args, &site).await,
+        Command::Done(args) => done::run(args, &site).await,
         Command::Clean(args) => clean::run(args, &site).await,
         Command::Resume(args) => resume::run(args, &site).await,
         Command::Status(args) => status::status(args, &site),

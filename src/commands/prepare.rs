@@ -1,21 +1,31 @@
-//! `flow prepare`: worktrees, branches and context for every workstream, no agents.
+//! `flow prepare`: worktrees, branches, context and setup for every workstream, no agents.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use flow_engine::Plan;
 use flow_engine::Site;
-use flow_engine::by_hand::prepare::{PrepareStatus, prepare};
+use flow_engine::by_hand::prepare::{PrepareStatus, SetupSettings, prepare, set_up};
 
 use crate::cli::PrepareArgs;
 use crate::error::{CommandError, git_failed};
 use crate::load::load_layout;
 use crate::output::{print_stdout, print_versioned};
 
-/// Prepares every workstream that can start, and says what each one got.
-pub fn run(args: PrepareArgs, site: &Site) -> Result<ExitCode, CommandError> {
+/// Prepares every workstream that can start, runs their setups (Ctrl-C stops them), and
+/// says what each one got.
+pub async fn run(args: PrepareArgs, site: &Site) -> Result<ExitCode, CommandError> {
     let (workflow, layout) = load_layout(site, &args.file)?;
     let plan = Plan::new(workflow);
-    let items = prepare(&plan, &layout).map_err(git_failed)?;
+    let mut items = prepare(&plan, &layout).map_err(git_failed)?;
+    let parent_env: BTreeMap<String, String> = std::env::vars().collect();
+    let settings = SetupSettings {
+        parent_env: &parent_env,
+        confiner: &flow_engine::confine::Confiner::new(&parent_env, site.root()),
+        grace: std::time::Duration::from_secs(5),
+    };
+    let stop = crate::interrupt::stop_on_ctrl_c();
+    set_up(&plan, &layout, &mut items, &settings, stop).await;
     let failed = items.iter().any(|i| i.status == PrepareStatus::Failed);
     if args.json {
         print_versioned(&serde_json::json!({

@@ -4,6 +4,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::process::ExitCode;
 
 use flow_dsl::format_duration;
+use flow_engine::by_hand::record::ByHandRecord;
 use flow_engine::report::board::markdown_board;
 use flow_engine::report::run_table::{dollars, run_table, tokens};
 use flow_engine::time::{elapsed, now};
@@ -65,21 +66,95 @@ pub fn load_run(site: &Site, run: Option<&str>) -> Result<(RunDir, RunState), Co
 
 /// Prints where a run stands; with no run recorded yet, what `flow runs` prints.
 pub fn status(args: StatusArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    let by_hand = ByHandRecord::load_every(site.flow_dir());
     if args.run.id().is_none() && site.latest_run().is_none() && !args.markdown {
-        return runs(RunsArgs { json: args.json }, site);
+        if by_hand.is_empty() {
+            return runs(RunsArgs { json: args.json }, site);
+        }
+        // Only workstreams worked on by hand: no run to show beside them.
+        if args.json {
+            print_versioned(&serde_json::json!({
+                "by_hand": by_hand.iter().map(ByHandRecord::summary).collect::<Vec<_>>(),
+            }))?;
+        } else {
+            print_stdout(&by_hand_text(&by_hand))?;
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let (run_dir, state) = load_run(site, args.run.id())?;
     if args.watch {
         return watch_status(&run_dir, state);
     }
+    let by_hand: Vec<ByHandRecord> = by_hand.into_iter().filter(|r| r.workflow == state.workflow).collect();
     if args.json {
-        print_json(&state)?;
+        // The run's state as it is, with the workstreams worked on by hand beside it.
+        let mut value = serde_json::to_value(&state)
+            .map_err(|e| CommandError::System(miette::miette!("cannot write the state: {e}")))?;
+        if let (Some(object), false) = (value.as_object_mut(), by_hand.is_empty()) {
+            object.insert(
+                "by_hand".into(),
+                by_hand.iter().map(ByHandRecord::summary).collect::<Vec<_>>().into(),
+            );
+        }
+        print_json(&value)?;
     } else if args.markdown {
         print_stdout(&markdown_board(&state))?;
     } else {
-        print_stdout(&status_text(&state))?;
+        let mut text = status_text(&state);
+        if !by_hand.is_empty() {
+            text.push('\n');
+            text.push_str(&by_hand_text(&by_hand));
+        }
+        print_stdout(&text)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The newest setup log `flow prepare` or `flow open` wrote for a workstream of that name,
+/// whatever its workflow.
+fn by_hand_setup_log(site: &Site, workstream: &str) -> Option<std::path::PathBuf> {
+    let workflows = std::fs::read_dir(site.flow_dir().join("by-hand")).ok()?;
+    workflows
+        .filter_map(Result::ok)
+        .filter_map(|w| w.file_name().into_string().ok())
+        .map(|w| flow_engine::by_hand::record::setup_log_path(site.flow_dir(), &w, workstream))
+        .filter_map(|p| Some((std::fs::metadata(&p).and_then(|m| m.modified()).ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// The table of workstreams worked on by hand (`flow open`, `flow done`): where each stands,
+/// who opened its last session and when, how that ended.
+fn by_hand_text(records: &[ByHandRecord]) -> String {
+    let mut out = String::from("worked on by hand:\n");
+    let width = records.iter().map(|r| r.workstream.len()).max().unwrap_or(4);
+    for r in records {
+        let session = match r.sessions.last() {
+            Some(s) => {
+                let end = match (s.ended, s.exit) {
+                    (None, _) if s.is_running() => "running".to_string(),
+                    (None, _) => "no end recorded".to_string(),
+                    (Some(_), Some(code)) => format!("exited {code}"),
+                    (Some(_), None) => "ended by a signal".to_string(),
+                };
+                format!("{} opened by {} at {}, {end}", s.agent, s.by, s.started)
+            }
+            None => "never opened".to_string(),
+        };
+        let detail = match (&r.done, &r.setup) {
+            (Some(done), _) => format!("; done by {} at {}: {}", done.by, done.at, done.detail),
+            (None, Some(setup)) if !setup.passed => {
+                format!("; {}", setup.detail.lines().next().unwrap_or(""))
+            }
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  {:<width$}  {:<12} {session}{detail}\n",
+            r.workstream,
+            r.state()
+        ));
+    }
+    out
 }
 
 /// The status table of a run with its heading and notes.
@@ -152,6 +227,36 @@ struct LogLine<'a> {
 /// the end of the run); text that is not UTF-8 is shown with replacement characters rather
 /// than hidden, and on a terminal without the agent's escape sequences.
 pub async fn logs(args: LogsArgs, site: &Site) -> Result<ExitCode, CommandError> {
+    if let (true, None, Some(workstream)) = (args.setup, args.run.id(), &args.workstream)
+        && let Some(path) = by_hand_setup_log(site, workstream)
+    {
+        // `flow prepare`'s (or `flow open`'s) setup, when it ran after the latest run's.
+        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let run_log = site
+            .latest_run()
+            .and_then(|id| modified(&site.run_dir(&id).setup_log_path(workstream)));
+        if run_log.is_none() || run_log < modified(&path) {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| CommandError::System(miette::miette!("cannot read {}: {e}", path.display())))?;
+            let mut text = String::from_utf8_lossy(&bytes).into_owned();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            if args.json {
+                for line in text.lines() {
+                    print_json_line(&LogLine {
+                        version: JSON_VERSION,
+                        run: "by-hand",
+                        workstream,
+                        text: line,
+                    })?;
+                }
+            } else {
+                print_stdout(&text)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let (run_dir, state) = load_run(site, args.run.id())?;
     let Some(workstream) = args.workstream.clone() else {
         return all_logs(&run_dir, &state, args.follow).await;

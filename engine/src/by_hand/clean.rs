@@ -70,6 +70,11 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
                 }
             }
         }
+        if !worktree_kept {
+            // Its by-hand record (`flow open`, `flow done`) goes with it; the logs stay.
+            let record = super::record::record_path(layout.site.flow_dir(), &workflow.name, &ws.name);
+            let _ = std::fs::remove_file(record);
+        }
         let Some(head) = layout.git.branch_head(&branch)? else {
             continue;
         };
@@ -216,6 +221,7 @@ pub async fn teardown(workflow: &Workflow, layout: &Layout, force: bool) -> Vec<
             grace: std::time::Duration::from_secs(5),
             sandbox,
             secrets: Vec::new(),
+            hurry: None,
         };
         let (_stop_sender, stop) = tokio::sync::watch::channel(false);
         if let Err(failure) = crate::worktree_setup::run_setup(setup, stop).await {

@@ -10,8 +10,11 @@
 
 pub mod clean;
 pub mod conflicts;
+pub mod done;
 pub mod merge;
+pub mod open;
 pub mod prepare;
+pub mod record;
 pub mod resolve;
 pub mod resolver;
 pub mod sync;

@@ -1,16 +1,25 @@
-//! `flow prepare`: every workstream's worktree, branch and context, without launching anything.
+//! `flow prepare`: every workstream's worktree, branch and context, its files copied, its
+//! scope hook and its `setup` run, without launching any agent.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use flow_dsl::{Isolation, Workflow};
 use serde::Serialize;
+use tokio::sync::watch;
 
+use super::record::{self, ByHandRecord, SetupRecord};
 use super::{Layout, start_of};
+use crate::agent::environment::declared_secret_values;
+use crate::confine::{Confiner, Place};
 use crate::context;
 use crate::git::{GitError, Oid};
 use crate::plan::Plan;
 use crate::worktree_setup::copy::CopyList;
 use crate::worktree_setup::hook::install_scope_hook;
+use crate::worktree_setup::ports::PortBlock;
+use crate::worktree_setup::{Identity, Setup, run_setup, setup_key, workstream_environment};
 
 /// What `flow prepare` did for one workstream.
 #[derive(Debug, Clone, Serialize)]
@@ -54,13 +63,22 @@ impl std::fmt::Display for PrepareStatus {
 }
 
 /// Creates the worktree, branch and context of every workstream whose dependencies have
-/// merged (in parallel); the others wait for `flow merge`.
+/// merged (in parallel); the others wait for `flow merge`. Their `setup` is run by
+/// [`set_up`].
 pub fn prepare(plan: &Plan, layout: &Layout) -> Result<Vec<PrepareItem>, GitError> {
+    prepare_only(plan, layout, None)
+}
+
+/// Prepares as [`prepare`] does, only workstream `only` when given.
+pub fn prepare_only(plan: &Plan, layout: &Layout, only: Option<usize>) -> Result<Vec<PrepareItem>, GitError> {
     let workflow = &plan.workflow;
     let into_head = layout.ensure_into()?;
     let mut items: Vec<Option<PrepareItem>> = vec![None; workflow.workstreams.len()];
     let mut jobs: Vec<(usize, Oid)> = vec![];
     for (i, ws) in workflow.workstreams.iter().enumerate() {
+        if only.is_some_and(|o| o != i) {
+            continue;
+        }
         if ws.isolation == Isolation::None {
             items[i] = Some(item(
                 ws.name.clone(),
@@ -178,6 +196,144 @@ fn prepare_one(
     item(ws.name.clone(), status, Some(branch), Some(dir), Some(start), &detail)
 }
 
+/// How [`set_up`] runs setups.
+pub struct SetupSettings<'a> {
+    /// flow's own environment, which the setups' clean environment is made from.
+    pub parent_env: &'a BTreeMap<String, String>,
+    pub confiner: &'a Confiner,
+    pub grace: Duration,
+}
+
+/// Runs the `setup` of each workstream `prepare` made ready (`created` or `reused`), all
+/// at once, in its worktree, its sandbox and its clean environment with the `FLOW_*`
+/// variables, its output in its setup log ([`record::setup_log_path`]); a setup that passed
+/// before in the same worktree, unchanged, is not run again. A failing setup fails its
+/// item, with the end of its output. Records each prepared workstream.
+pub async fn set_up(
+    plan: &Plan,
+    layout: &Layout,
+    items: &mut [PrepareItem],
+    settings: &SetupSettings<'_>,
+    stop: watch::Receiver<bool>,
+) {
+    let workflow = &plan.workflow;
+    let flow_dir = layout.site.flow_dir();
+    let runs = items.iter_mut().filter_map(|item| {
+        let ready = matches!(item.status, PrepareStatus::Created | PrepareStatus::Reused);
+        let index = workflow.workstreams.iter().position(|w| w.name == item.workstream)?;
+        let dir = item.worktree.clone()?;
+        ready.then_some((item, index, dir))
+    });
+    let jobs = runs.map(|(item, index, dir)| {
+        let stop = stop.clone();
+        async move {
+            let ws = &workflow.workstreams[index];
+            let outcome = set_up_one(plan, layout, index, &dir, item, settings, stop).await;
+            let at = crate::time::now();
+            let recorded = ByHandRecord::update(flow_dir, &workflow.name, &ws.name, |r| {
+                r.prepared_at = Some(at);
+                if let Some(setup) = outcome.clone() {
+                    r.setup = Some(setup);
+                }
+                // A workstream prepared again is worked on again.
+                if item.status == PrepareStatus::Created {
+                    r.done = None;
+                }
+            });
+            if let Some(failed) = outcome.filter(|s| !s.passed) {
+                item.status = PrepareStatus::Failed;
+                item.detail = failed.detail;
+            }
+            if let Err(e) = recorded {
+                item.status = PrepareStatus::Failed;
+                item.detail = e;
+            }
+        }
+    });
+    futures::future::join_all(jobs).await;
+}
+
+/// Runs one workstream's setup unless the same one passed in this worktree; `None` when
+/// nothing ran.
+async fn set_up_one(
+    plan: &Plan,
+    layout: &Layout,
+    index: usize,
+    dir: &Path,
+    item: &PrepareItem,
+    settings: &SetupSettings<'_>,
+    stop: watch::Receiver<bool>,
+) -> Option<SetupRecord> {
+    let workflow = &plan.workflow;
+    let ws = &workflow.workstreams[index];
+    if ws.setup.is_empty() {
+        return None;
+    }
+    let flow_dir = layout.site.flow_dir();
+    let key = setup_key(&ws.setup, &ws.copy);
+    let before = ByHandRecord::load(flow_dir, &workflow.name, &ws.name).ok();
+    let passed_before = before
+        .and_then(|r| r.setup)
+        .is_some_and(|s| s.passed && s.key.as_deref() == Some(key.as_str()));
+    if item.status == PrepareStatus::Reused && passed_before {
+        return None;
+    }
+    let failed = |detail: String| SetupRecord {
+        at: crate::time::now(),
+        passed: false,
+        detail,
+        key: None,
+    };
+    let port = PortBlock::take();
+    let identity = by_hand_identity(workflow, index, dir, port.as_ref().map(PortBlock::first));
+    let env = workstream_environment(workflow, index, settings.parent_env, &identity.variables());
+    let tmp = record::tmp_path(flow_dir, &workflow.name, &ws.name);
+    let place = Place {
+        dir,
+        tmp: &tmp,
+        commits: None,
+    };
+    let sandbox = match settings.confiner.test(ws, &place) {
+        Ok(sandbox) => sandbox,
+        Err(e) => return Some(failed(format!("cannot confine the setup: {e}"))),
+    };
+    let log_path = record::setup_log_path(flow_dir, &workflow.name, &ws.name);
+    let _ = std::fs::remove_file(&log_path);
+    let setup = Setup {
+        commands: &ws.setup,
+        dir,
+        secrets: declared_secret_values(&ws.secrets, &env, settings.parent_env),
+        env,
+        log_path: log_path.clone(),
+        timeout: ws.setup_timeout,
+        grace: settings.grace,
+        sandbox,
+        hurry: None,
+    };
+    Some(match run_setup(setup, stop).await {
+        Ok(()) => SetupRecord {
+            at: crate::time::now(),
+            passed: true,
+            detail: "passed".into(),
+            key: Some(key),
+        },
+        Err(failure) => failed(format!("{failure}\n(the whole output: {})", log_path.display())),
+    })
+}
+
+/// The `FLOW_*` identity of a workstream's worktree worked on by hand: `FLOW_RUN` is
+/// `by-hand`.
+pub fn by_hand_identity(workflow: &Workflow, index: usize, dir: &Path, port: Option<u16>) -> Identity {
+    let ws = &workflow.workstreams[index];
+    Identity {
+        workstream: ws.name.clone(),
+        worktree: dir.to_path_buf(),
+        run: "by-hand".to_string(),
+        branch: Some(workflow.branch_of(ws)),
+        port,
+    }
+}
+
 /// Copies the workstream's files from the user's checkout into its worktree and installs
 /// its scope hook.
 fn ready(workflow: &Workflow, layout: &Layout, index: usize, dir: &std::path::Path) -> Result<(), String> {
@@ -194,7 +350,7 @@ fn ready(workflow: &Workflow, layout: &Layout, index: usize, dir: &std::path::Pa
 }
 
 /// The dependencies of a workstream whose branches are not (yet) in the integration branch.
-fn unmerged_dependencies(
+pub(crate) fn unmerged_dependencies(
     workflow: &Workflow,
     layout: &Layout,
     index: usize,

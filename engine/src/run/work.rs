@@ -177,6 +177,7 @@ impl ProcessWork {
         fresh: bool,
         keep_merge: bool,
         handoffs: Vec<Handoff>,
+        stop: watch::Receiver<bool>,
     ) -> Result<Workspace, Failure> {
         let git_failure = |message: String| Failure::new(FailureKind::Git, message);
         let workflow = self.workflow.clone();
@@ -233,7 +234,8 @@ impl ProcessWork {
         };
         self.set_slot(index, |slot| slot.port = port);
         if branch.is_some() {
-            self.ready_worktree(index, &dir, branch.as_deref(), created).await?;
+            self.ready_worktree(index, &dir, branch.as_deref(), created, stop)
+                .await?;
         }
         // Worktrees always get the seed's context files; a scratch folder only when the agent
         // reads its prompt from a file, and the prompt is rendered only when something reads it
@@ -274,6 +276,7 @@ impl ProcessWork {
         dir: &Path,
         branch: Option<&str>,
         created: bool,
+        stop: watch::Receiver<bool>,
     ) -> Result<(), Failure> {
         let workflow = self.workflow.clone();
         let ws = &workflow.workstreams[index];
@@ -338,8 +341,7 @@ impl ProcessWork {
             .test(ws, &place)
             .map_err(|e| setup_failure(format!("cannot confine the setup: {e}")))?;
         let secrets = declared_secret_values(&ws.secrets, &env, &self.parent_env);
-        // Nothing stops a setup but its timeout; the sender lives as long as it runs.
-        let (_stop_sender, stop) = watch::channel(false);
+        // Ctrl-C (or a person's stop) stops it; a second Ctrl-C kills it at once.
         let setup = Setup {
             commands: &ws.setup,
             dir,
@@ -349,6 +351,7 @@ impl ProcessWork {
             grace: self.grace,
             sandbox,
             secrets,
+            hurry: Some(self.hurry.subscribe()),
         };
         run_setup(setup, stop)
             .await
@@ -1107,8 +1110,13 @@ impl Work for ProcessWork {
         fresh: bool,
         keep_merge: bool,
         handoffs: Vec<Handoff>,
+        stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, Result<Workspace, Failure>> {
-        async move { self.do_prepare(workstream, start, fresh, keep_merge, handoffs).await }.boxed()
+        async move {
+            self.do_prepare(workstream, start, fresh, keep_merge, handoffs, stop)
+                .await
+        }
+        .boxed()
     }
 
     fn run_agent(

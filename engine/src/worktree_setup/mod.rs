@@ -7,7 +7,7 @@
 //! of its own, most projects can neither build nor test in it. Setup commands run as `test`
 //! commands do (`sh -c`, the workstream's clean environment, the `test` sandbox, through
 //! [`run_check`]), in order, with their own timeout and log; the first that fails stops the
-//! others.
+//! others. Ctrl-C stops them as it stops a `test`.
 
 pub mod copy;
 pub mod hook;
@@ -108,6 +108,8 @@ pub struct Setup<'a> {
     pub sandbox: Option<Sandboxing>,
     /// Values kept out of its log besides those named like secrets (declared secrets).
     pub secrets: Vec<String>,
+    /// Kills the running command at once while it is being stopped, when it turns true.
+    pub hurry: Option<watch::Receiver<bool>>,
 }
 
 /// Runs the commands one after the other until one fails; `Ok` when all passed.
@@ -134,7 +136,7 @@ pub async fn run_setup(setup: Setup<'_>, stop: watch::Receiver<bool>) -> Result<
             grace: setup.grace,
             sandbox: setup.sandbox.clone(),
             secrets: setup.secrets.clone(),
-            hurry: None,
+            hurry: setup.hurry.clone(),
         };
         match run_check(check, stop.clone()).await {
             Some(result) if result.passed => {}

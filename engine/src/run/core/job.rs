@@ -120,7 +120,8 @@ impl Job {
 
     /// Tells whether a process of the job runs (an agent or its test), which a stop must end.
     pub(super) fn runs_a_process(&self) -> bool {
-        matches!(self.stage, Stage::Agent | Stage::Testing)
+        // Preparing runs the workstream's setup.
+        matches!(self.stage, Stage::Agent | Stage::Testing | Stage::Preparing)
     }
 
     /// Tells whether it only waits for a timer, so a stop can end it at once.
@@ -155,6 +156,8 @@ impl Core {
         }
         let workspace = match result {
             Ok(w) => w,
+            // A setup cut short by a stop failed because of it: the stop says how it ends.
+            Err(_) if self.must_stop(index) => return self.resolve_stop(index),
             Err(failure) => return self.fail(index, failure),
         };
         self.record(EventKind::Prepared {

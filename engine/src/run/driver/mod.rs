@@ -50,7 +50,7 @@ use crate::time;
 /// `ProcessWork` (in `run::work`) does it for real; tests put fakes in its place.
 pub trait Work: Send + Sync + 'static {
     /// Makes the workstream's worktree (or scratch folder) and context, with its dependencies'
-    /// handoffs.
+    /// handoffs, and runs its setup, which `stop` ends.
     fn prepare(
         self: Arc<Self>,
         workstream: usize,
@@ -58,6 +58,7 @@ pub trait Work: Send + Sync + 'static {
         fresh: bool,
         keep_merge: bool,
         handoffs: Vec<Handoff>,
+        stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, Result<Workspace, Failure>>;
     /// Runs one agent attempt until it ends or `stop` turns true, reporting its usage and
     /// lines as they come.
@@ -282,7 +283,10 @@ impl<'o> Driver<'o> {
     }
 
     fn feed(&mut self, input: Input) {
-        if let Input::AgentEnded { workstream, .. } | Input::Tested { workstream, .. } = &input {
+        if let Input::AgentEnded { workstream, .. }
+        | Input::Tested { workstream, .. }
+        | Input::Prepared { workstream, .. } = &input
+        {
             self.stops.remove(workstream);
         }
         let effects = self.core.step(time::now(), input);
@@ -356,8 +360,9 @@ impl<'o> Driver<'o> {
                 keep_merge,
                 handoffs,
             } => {
+                let stop = self.stop_switch(workstream);
                 self.tasks.spawn(async move {
-                    let result = work.prepare(workstream, start, fresh, keep_merge, handoffs).await;
+                    let result = work.prepare(workstream, start, fresh, keep_merge, handoffs, stop).await;
                     send(Input::Prepared { workstream, result });
                 });
             }

@@ -82,6 +82,7 @@ impl Work for FakeWork {
         _fresh: bool,
         _keep_merge: bool,
         _handoffs: Vec<Handoff>,
+        _stop: watch::Receiver<bool>,
     ) -> BoxFuture<'static, Result<Workspace, crate::run::state::Failure>> {
         async move {
             Ok(Workspace {
