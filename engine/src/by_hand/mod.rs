@@ -10,6 +10,7 @@
 
 pub mod clean;
 pub mod conflicts;
+pub(crate) mod guard;
 pub mod merge;
 pub mod prepare;
 pub mod resolve;

@@ -648,6 +648,24 @@ impl Git {
 }
 
 impl GitSnapshot {
+    /// Returns what a ref pointed at when the snapshot was taken (`HEAD` is the main
+    /// checkout's); `None` for a ref it did not record.
+    pub fn ref_target(&self, name: &str) -> Option<&RefTarget> {
+        self.refs.get(name)
+    }
+
+    /// Returns what a watched path held when the snapshot was taken; `None` when it held
+    /// nothing or is not watched.
+    pub fn file_state(&self, path: &Path) -> Option<&FileState> {
+        self.files.get(path).map(|kept| &kept.state)
+    }
+
+    /// Tells whether a worktree record (the folder name under `worktrees/`) existed when the
+    /// snapshot was taken.
+    pub fn had_record(&self, record: &str) -> bool {
+        self.records.contains(record)
+    }
+
     /// Rebuilds this fresh snapshot on `base`: whatever both watch and `base` recorded
     /// (present or absent) is as `base` has it; the rest as read now.
     fn on(self, base: &GitSnapshot, filter: &RefFilter) -> GitSnapshot {

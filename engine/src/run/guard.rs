@@ -21,7 +21,7 @@ use flow_dsl::Workflow;
 use crate::git::{Git, GitSnapshot, Guarded, UserPlaces};
 
 /// The refs that are not the guard's business: the ones flow moves during a run.
-fn flow_refs(workflow: &Workflow) -> Vec<String> {
+pub(crate) fn flow_refs(workflow: &Workflow) -> Vec<String> {
     let mut refs: Vec<String> = workflow.workstreams.iter().map(|ws| workflow.branch_of(ws)).collect();
     refs.push(workflow.into.clone());
     refs.push("refs/heads/flow-tmp/".to_string());
