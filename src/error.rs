@@ -58,6 +58,15 @@ pub enum CommandError {
     Exit(u8),
 }
 
+impl From<crate::output::PrintError> for CommandError {
+    fn from(error: crate::output::PrintError) -> CommandError {
+        match error {
+            crate::output::PrintError::Closed => CommandError::Exit(0),
+            crate::output::PrintError::Failed(message) => CommandError::System(miette::miette!("{message}")),
+        }
+    }
+}
+
 impl CommandError {
     /// Prints the error and gives the exit code.
     pub fn report(self) -> ExitCode {

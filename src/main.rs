@@ -6,6 +6,7 @@ mod diagnostics;
 mod error;
 mod load;
 mod output;
+mod states;
 
 use std::process::ExitCode;
 

@@ -12,7 +12,6 @@ use anstyle::{AnsiColor, Style};
 use serde::Serialize;
 
 use crate::cli::ColorWhen;
-use crate::error::CommandError;
 
 /// How much a command says besides its result and its errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,9 +174,18 @@ pub fn print_stderr(text: &str) {
     let _ = stderr.lock().write_all(text.as_bytes());
 }
 
+/// Why standard output could not take a command's result.
+#[derive(Debug)]
+pub enum PrintError {
+    /// The reader went away (`flow plan --json | head`): the command ends quietly.
+    Closed,
+    /// Anything else, in words.
+    Failed(String),
+}
+
 /// Writes to standard output, made [`terminal_safe`] on a terminal; a reader that went away
 /// (`flow plan --json | head`) ends the command quietly instead of failing.
-pub fn print_stdout(text: &str) -> Result<(), CommandError> {
+pub fn print_stdout(text: &str) -> Result<(), PrintError> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let text = if stdout.is_terminal() {
@@ -187,10 +195,8 @@ pub fn print_stdout(text: &str) -> Result<(), CommandError> {
     };
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CommandError::Exit(0)),
-        Err(e) => Err(CommandError::System(miette::miette!(
-            "cannot write to standard output: {e}"
-        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(PrintError::Closed),
+        Err(e) => Err(PrintError::Failed(format!("cannot write to standard output: {e}"))),
     }
 }
 
@@ -215,14 +221,14 @@ pub struct Versioned<'a, T: Serialize> {
 }
 
 /// Prints a JSON value on standard output, indented.
-pub fn print_json(value: &impl Serialize) -> Result<(), CommandError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CommandError::System(miette::miette!("cannot write JSON: {e}")))?;
+pub fn print_json(value: &impl Serialize) -> Result<(), PrintError> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| PrintError::Failed(format!("cannot write JSON: {e}")))?;
     print_stdout(&format!("{text}\n"))
 }
 
 /// Prints a JSON object on standard output with `"version"` added as its first field.
-pub fn print_versioned(body: &impl Serialize) -> Result<(), CommandError> {
+pub fn print_versioned(body: &impl Serialize) -> Result<(), PrintError> {
     print_json(&Versioned {
         version: JSON_VERSION,
         body,
@@ -230,9 +236,8 @@ pub fn print_versioned(body: &impl Serialize) -> Result<(), CommandError> {
 }
 
 /// Prints one JSON object on one line of standard output (for JSON lines).
-pub fn print_json_line(value: &impl Serialize) -> Result<(), CommandError> {
-    let text =
-        serde_json::to_string(value).map_err(|e| CommandError::System(miette::miette!("cannot write JSON: {e}")))?;
+pub fn print_json_line(value: &impl Serialize) -> Result<(), PrintError> {
+    let text = serde_json::to_string(value).map_err(|e| PrintError::Failed(format!("cannot write JSON: {e}")))?;
     print_stdout(&format!("{text}\n"))
 }
 

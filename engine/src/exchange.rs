@@ -55,16 +55,16 @@ pub struct ResultNote {
 pub enum ExchangeError {
     #[error("git {args} failed: {message}")]
     #[diagnostic(
-        code(flow::exchange::git),
+        code("flow::exchange::git"),
         help("the same command at a terminal shows what git needs")
     )]
     GitCommand { args: String, message: String },
     #[error("cannot start git: {0}")]
-    #[diagnostic(code(flow::exchange::no_git), help("install git; flow pushes and fetches with it"))]
+    #[diagnostic(code("flow::exchange::no_git"), help("install git; flow pushes and fetches with it"))]
     NoGit(std::io::Error),
     #[error("`{workstream}` has not been pushed to {remote} (no {branch} there)")]
     #[diagnostic(
-        code(flow::exchange::not_pushed),
+        code("flow::exchange::not_pushed"),
         help("run its job first: `flow run FILE --only {workstream} --push`")
     )]
     NotPushed {
@@ -74,12 +74,12 @@ pub enum ExchangeError {
     },
     #[error("the local branch {branch} has commits that {remote}'s lacks")]
     #[diagnostic(
-        code(flow::exchange::diverged),
+        code("flow::exchange::diverged"),
         help("push or delete the local branch, then fetch again")
     )]
     Diverged { branch: String, remote: String },
     #[error("the result note of `{workstream}` is unreadable: {message}")]
-    #[diagnostic(code(flow::exchange::bad_note))]
+    #[diagnostic(code("flow::exchange::bad_note"))]
     BadNote { workstream: String, message: String },
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -324,7 +324,7 @@ pub fn starts(fetched: &[Fetched]) -> BTreeMap<usize, Oid> {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("cannot start from the dependencies' work: `{workstream}` {result}: {detail}")]
 #[diagnostic(
-    code(flow::exchange::dependency_not_merged),
+    code("flow::exchange::dependency_not_merged"),
     help("a local run would stop here too; `flow merge --fetch` in a clone shows the same")
 )]
 pub struct DependencyNotMerged {

@@ -10,21 +10,11 @@ use flow_engine::time::{elapsed, now};
 use flow_engine::{RunDir, RunState, RunStatus, Site};
 
 use crate::cli::{LogsArgs, RunsArgs, StatusArgs, UsageArgs};
-use crate::commands::progress::paint_states;
 use crate::error::CommandError;
 use crate::output::{
-    JSON_VERSION, Stream, Table, Tone, paint, print_json, print_json_line, print_stdout, print_versioned, say,
+    JSON_VERSION, Stream, Table, paint, print_json, print_json_line, print_stdout, print_versioned, say,
 };
-
-/// The tone of a run's status, for its colour.
-pub fn status_tone(status: RunStatus) -> Tone {
-    match status {
-        RunStatus::Succeeded => Tone::Good,
-        RunStatus::Failed => Tone::Bad,
-        RunStatus::Cancelled => Tone::Warn,
-        RunStatus::Running => Tone::Busy,
-    }
-}
+use crate::states::{paint_states, status_tone};
 
 /// How many runs an unknown run's message lists.
 const RECENT: usize = 5;
@@ -196,7 +186,7 @@ pub async fn logs(args: LogsArgs, site: &Site) -> Result<ExitCode, CommandError>
             Ok(())
         } else {
             // On a terminal, without the agent's escape sequences (see `terminal_safe`).
-            print_stdout(text)
+            Ok(print_stdout(text)?)
         }
     };
     let mut offset = 0u64;

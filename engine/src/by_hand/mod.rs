@@ -16,6 +16,7 @@ pub mod prepare;
 pub mod resolve;
 pub mod resolver;
 pub mod sync;
+pub mod sync_outcome;
 
 use std::path::PathBuf;
 

@@ -17,7 +17,7 @@ use flow_dsl::Workflow;
 use tokio::sync::watch;
 
 use super::Layout;
-use super::sync::{SyncItem, SyncResult};
+use super::sync_outcome::{SyncItem, SyncResult};
 use crate::agent::command::{Placeholders, Runner, launch};
 use crate::agent::output::OutputReader;
 use crate::agent::process::{Control, OutputLine, run_process};

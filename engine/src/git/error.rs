@@ -10,7 +10,7 @@ pub enum GitError {
     /// The path is not inside a git repository.
     #[error("`{}` is not inside a git repository", path.display())]
     #[diagnostic(
-        code(flow::git::not_a_repository),
+        code("flow::git::not_a_repository"),
         help("run flow inside a git repository, or create one with `git init`")
     )]
     NotARepository {
@@ -21,7 +21,7 @@ pub enum GitError {
     /// The repository has no working tree.
     #[error("`{}` is a bare repository", path.display())]
     #[diagnostic(
-        code(flow::git::bare_repository),
+        code("flow::git::bare_repository"),
         help("flow needs a working tree: run it inside a normal clone or a worktree")
     )]
     BareRepository {
@@ -32,20 +32,20 @@ pub enum GitError {
     /// A revision does not name a commit.
     #[error("unknown revision `{0}`")]
     #[diagnostic(
-        code(flow::git::unknown_revision),
+        code("flow::git::unknown_revision"),
         help("name a branch, a full ref such as `refs/heads/main`, or a commit id")
     )]
     UnknownRevision(String),
 
     /// A branch that must exist does not.
     #[error("branch `{0}` does not exist")]
-    #[diagnostic(code(flow::git::unknown_branch))]
+    #[diagnostic(code("flow::git::unknown_branch"))]
     UnknownBranch(String),
 
     /// A string is not a valid branch name.
     #[error("`{0}` is not a valid branch name")]
     #[diagnostic(
-        code(flow::git::invalid_branch_name),
+        code("flow::git::invalid_branch_name"),
         help("see `git check-ref-format --branch` for the rules")
     )]
     InvalidBranchName(String),
@@ -53,7 +53,7 @@ pub enum GitError {
     /// The branch is checked out in a working tree, so flow must not move or take it.
     #[error("branch `{branch}` is checked out in `{}`", path.display())]
     #[diagnostic(
-        code(flow::git::branch_checked_out),
+        code("flow::git::branch_checked_out"),
         help(
             "switch that checkout to another branch, or remove that worktree \
              (`flow clean` removes the worktrees of flow's runs)"
@@ -69,7 +69,7 @@ pub enum GitError {
     /// Something already occupies the folder where a worktree should go.
     #[error("cannot use `{}` as a worktree: it is {found}", path.display())]
     #[diagnostic(
-        code(flow::git::path_in_the_way),
+        code("flow::git::path_in_the_way"),
         help("move or delete it, or run `flow clean` if an earlier run left it behind")
     )]
     PathInTheWay {
@@ -85,7 +85,7 @@ pub enum GitError {
         path.display()
     )]
     #[diagnostic(
-        code(flow::git::stale_worktree_locked),
+        code("flow::git::stale_worktree_locked"),
         help(
             "if that folder is not on removable media, run `git worktree unlock {name}` \
              and `git worktree prune`, or `flow clean`"
@@ -101,7 +101,7 @@ pub enum GitError {
     /// The path is not a linked worktree of this repository.
     #[error("`{}` is not a worktree of this repository", path.display())]
     #[diagnostic(
-        code(flow::git::not_a_worktree),
+        code("flow::git::not_a_worktree"),
         help("`git worktree list` shows the worktrees of this repository")
     )]
     NotAWorktree {
@@ -112,7 +112,7 @@ pub enum GitError {
     /// The folder is the user's own checkout, which flow never writes to.
     #[error("`{}` is your own checkout; flow only changes its own worktrees", path.display())]
     #[diagnostic(
-        code(flow::git::user_checkout),
+        code("flow::git::user_checkout"),
         help("pass the folder of one of flow's worktrees instead")
     )]
     UserCheckout {
@@ -123,7 +123,7 @@ pub enum GitError {
     /// The worktree is locked and the operation was not forced.
     #[error("worktree `{}` is locked{}", path.display(), reason_suffix(reason))]
     #[diagnostic(
-        code(flow::git::worktree_locked),
+        code("flow::git::worktree_locked"),
         help("a running flow may be using it; if not, unlock it with `git worktree unlock` or force the removal")
     )]
     WorktreeLocked {
@@ -141,7 +141,7 @@ pub enum GitError {
         list_paths(paths)
     )]
     #[diagnostic(
-        code(flow::git::dirty),
+        code("flow::git::dirty"),
         help("commit or discard them first, or force the removal to throw them away")
     )]
     Dirty {
@@ -160,7 +160,7 @@ pub enum GitError {
         list_paths(paths)
     )]
     #[diagnostic(
-        code(flow::git::nested_repository),
+        code("flow::git::nested_repository"),
         help(
             "delete the `.git` folder inside to commit the files, or list the folder in \
              `.gitignore` to leave it out"
@@ -176,7 +176,7 @@ pub enum GitError {
     /// The worktree's HEAD is detached where a branch is needed.
     #[error("HEAD of `{}` is detached; expected a branch to be checked out", path.display())]
     #[diagnostic(
-        code(flow::git::detached_head),
+        code("flow::git::detached_head"),
         help("check out the workstream's branch in that worktree again")
     )]
     DetachedHead {
@@ -187,7 +187,7 @@ pub enum GitError {
     /// The worktree is in the middle of a merge, rebase or similar operation.
     #[error("`{}` is in the middle of a {operation}", path.display())]
     #[diagnostic(
-        code(flow::git::operation_in_progress),
+        code("flow::git::operation_in_progress"),
         help("finish or abort it in that worktree (for example `git merge --abort`)")
     )]
     OperationInProgress {
@@ -204,7 +204,7 @@ pub enum GitError {
         describe_oid(actual)
     )]
     #[diagnostic(
-        code(flow::git::ref_moved),
+        code("flow::git::ref_moved"),
         help("something else changed the branch meanwhile; read it again and retry")
     )]
     RefMoved {
@@ -218,7 +218,7 @@ pub enum GitError {
 
     /// A filesystem operation failed.
     #[error("could not {action} `{}`: {error}", path.display())]
-    #[diagnostic(code(flow::git::io))]
+    #[diagnostic(code("flow::git::io"))]
     Io {
         /// What was being done.
         action: String,

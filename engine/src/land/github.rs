@@ -13,27 +13,27 @@ use serde_json::json;
 pub enum GithubError {
     #[error("no GitHub token: GITHUB_TOKEN is not set and `gh auth token` gave none")]
     #[diagnostic(
-        code(flow::land::no_token),
+        code("flow::land::no_token"),
         help("set GITHUB_TOKEN to a token that may write pull requests, or log in with `gh auth login`")
     )]
     NoToken,
     #[error("GitHub refused the token ({status}): {message}")]
     #[diagnostic(
-        code(flow::land::auth),
+        code("flow::land::auth"),
         help(
             "the token in GITHUB_TOKEN (or `gh auth token`) is wrong, expired, or may not write pull requests to this repository"
         )
     )]
     Auth { status: u16, message: String },
     #[error("GitHub answered {status} to {what}: {message}")]
-    #[diagnostic(code(flow::land::api))]
+    #[diagnostic(code("flow::land::api"))]
     Api { what: String, status: u16, message: String },
     #[error("cannot reach GitHub at {url}: {message}")]
-    #[diagnostic(code(flow::land::network), help("check the network, or FLOW_GITHUB_API"))]
+    #[diagnostic(code("flow::land::network"), help("check the network, or FLOW_GITHUB_API"))]
     Network { url: String, message: String },
     #[error("cannot tell the GitHub repository from remote `{remote}` ({url})")]
     #[diagnostic(
-        code(flow::land::repository),
+        code("flow::land::repository"),
         help("push to a github.com remote, or set FLOW_GITHUB_REPOSITORY=OWNER/NAME")
     )]
     Repository { remote: String, url: String },

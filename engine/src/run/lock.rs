@@ -32,7 +32,7 @@ const ATTEMPTS: usize = 100;
 pub enum LockError {
     #[error("workflow `{workflow}` is already running (pid {pid}, started {started})")]
     #[diagnostic(
-        code(flow::run::locked),
+        code("flow::run::locked"),
         help("wait for it, or stop it; a lock left by a process that died is taken over automatically")
     )]
     Held {
@@ -41,7 +41,7 @@ pub enum LockError {
         started: String,
     },
     #[error("cannot take the lock {path}: {error}")]
-    #[diagnostic(code(flow::run::lock_io))]
+    #[diagnostic(code("flow::run::lock_io"))]
     Io { path: PathBuf, error: std::io::Error },
 }
 

@@ -6,7 +6,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::path::Path;
 
-use crate::run::driver::Journal;
 use crate::run::state::{Event, RunState};
 use crate::site::RunDir;
 
@@ -99,6 +98,16 @@ impl EventLog {
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+}
+
+/// Where the run's events and snapshots go.
+pub trait Journal: Send {
+    /// Appends one event to the event log.
+    fn append(&mut self, event: &Event) -> io::Result<()>;
+    /// Forces the event log to disk.
+    fn sync(&mut self) -> io::Result<()>;
+    /// Writes a snapshot of the state.
+    fn snapshot(&mut self, state: &RunState) -> io::Result<()>;
 }
 
 /// A run's record on disk: its event log and its `state.json`.

@@ -44,20 +44,20 @@ use super::Writable;
 pub enum GitSetError {
     /// The branch name has a component that would lead out of the refs folder.
     #[error("`{0}` is not a branch name the sandbox can allow")]
-    #[diagnostic(code(flow::sandbox::branch))]
+    #[diagnostic(code("flow::sandbox::branch"))]
     Branch(String),
 
     /// The repository keeps its refs in a reftable.
     #[error("`{}` keeps its refs in a reftable, which the sandbox does not handle", .0.display())]
     #[diagnostic(
-        code(flow::sandbox::reftable),
+        code("flow::sandbox::reftable"),
         help("agents of a repository with reftable refs can only run unconfined")
     )]
     Reftable(PathBuf),
 
     /// A folder or the reflog could not be made.
     #[error("cannot make `{}`: {source}", path.display())]
-    #[diagnostic(code(flow::sandbox::git_io))]
+    #[diagnostic(code("flow::sandbox::git_io"))]
     Io {
         /// What could not be made.
         path: PathBuf,

@@ -326,7 +326,7 @@ pub enum SandboxError {
     /// The kernel has no Landlock: nothing can be confined.
     #[error("agents cannot be confined: {support}")]
     #[diagnostic(
-        code(flow::sandbox::unavailable),
+        code("flow::sandbox::unavailable"),
         help("Landlock needs Linux 5.13 or newer with `landlock` in the `lsm=` boot parameter")
     )]
     Unavailable {
@@ -340,7 +340,7 @@ pub enum SandboxError {
         list(gaps)
     )]
     #[diagnostic(
-        code(flow::sandbox::partial),
+        code("flow::sandbox::partial"),
         help("a newer kernel enforces all of it; a policy with best effort accepts the rest")
     )]
     Partial {
@@ -352,7 +352,7 @@ pub enum SandboxError {
 
     /// A writable place cannot be opened.
     #[error("cannot allow writes to `{}`: {source}", path.display())]
-    #[diagnostic(code(flow::sandbox::path))]
+    #[diagnostic(code("flow::sandbox::path"))]
     Path {
         /// The place.
         path: PathBuf,
@@ -362,7 +362,7 @@ pub enum SandboxError {
 
     /// The kernel refused the ruleset.
     #[error("the kernel refused the sandbox's rules: {message}")]
-    #[diagnostic(code(flow::sandbox::ruleset))]
+    #[diagnostic(code("flow::sandbox::ruleset"))]
     Ruleset {
         /// What the Landlock library reported.
         message: String,

@@ -27,6 +27,7 @@ use crate::run::core::{
 };
 use crate::run::observer::Observer;
 use crate::run::state::{Event, EventKind, Failure, Feedback, Purpose, RunState, TestResult};
+use crate::run::store::Journal;
 
 /// One agent attempt to run, as the core asked for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,16 +127,6 @@ pub trait Work: Send + Sync + 'static {
     /// Kills every agent and test being stopped now, without the rest of their grace (the run
     /// was interrupted twice).
     fn hurry(&self) {}
-}
-
-/// Where the run's events and snapshots go.
-pub trait Journal: Send {
-    /// Appends one event to the event log.
-    fn append(&mut self, event: &Event) -> std::io::Result<()>;
-    /// Forces the event log to disk.
-    fn sync(&mut self) -> std::io::Result<()>;
-    /// Writes a snapshot of the state.
-    fn snapshot(&mut self, state: &RunState) -> std::io::Result<()>;
 }
 
 /// What the tasks of a run send the driver.
