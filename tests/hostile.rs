@@ -346,3 +346,47 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[test]
+fn a_hook_planted_by_an_agent_cut_by_a_crash_of_flow_is_undone_at_resume() {
+    let env = TestEnv::new();
+    let planted = env.outside("planted");
+    hostile(
+        &env,
+        &format!(
+            r#"hooks="$(git rev-parse --git-common-dir)/hooks"; mkdir -p "$hooks"; printf '#!/bin/sh\necho gotcha\n' > "$hooks/post-merge"; chmod +x "$hooks/post-merge"; touch {planted}; while :; do sleep 1; done"#
+        ),
+    );
+    let mut run = env.spawn_flow(&["run"]);
+    crate::support::wait_until("the agent planted its hook", || std::path::Path::new(&planted).exists());
+    run.signal(rustix::process::Signal::KILL);
+    run.wait();
+    let kept = env.latest_run_dir().expect("a run").join("guard");
+    assert_eq!(
+        walk(&kept).len(),
+        1,
+        "the agent's snapshot is kept in {}",
+        kept.display()
+    );
+
+    let resumed = crate::support::RunOutput {
+        out: env
+            .flow()
+            .args(["resume", "--progress", "plain", "--grace", "1s"])
+            .timeout(std::time::Duration::from_secs(120))
+            .output()
+            .expect("flow resumes"),
+    };
+    assert_ne!(resumed.code(), Some(0), "{}", resumed.text());
+    assert_eq!(env.state().phase("w"), "failed", "{}", resumed.text());
+    let (kind, message) = failure(&env);
+    assert_eq!(kind, "integrity", "{message}");
+    assert!(message.contains("post-merge"), "{message}");
+    assert!(!env.root.join(".git/hooks/post-merge").exists(), "the hook is gone");
+    assert!(walk(&kept).is_empty(), "the snapshot is done with");
+    assert!(
+        env.rev_parse("integration/t")
+            .is_none_or(|c| Some(c) == env.rev_parse("main")),
+        "nothing of it is merged"
+    );
+}

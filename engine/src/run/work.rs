@@ -532,7 +532,9 @@ impl ProcessWork {
         let watch = match (&self.guard, guarded_branch) {
             (Some(guard), Some(branch)) => {
                 let (guard, dir) = (guard.clone(), workspace.dir.clone());
-                match tokio::task::spawn_blocking(move || guard.before(&dir, &branch)).await {
+                let kept = self.run_dir.guard_path(&ws.name, run.attempt, run.purpose.as_str());
+                let name = ws.name.clone();
+                match tokio::task::spawn_blocking(move || guard.before_kept(&dir, &branch, &name, kept)).await {
                     Ok(Ok(watch)) => Some(watch),
                     Ok(Err(message)) => return AgentOutcome::unstarted(AgentEnd::Failed(message)),
                     Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(format!("the guard stopped: {e}"))),
