@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use flow_dsl::Workflow;
 use serde::{Deserialize, Serialize};
 
-use crate::git::{Git, GitSnapshot, Guarded, UserPlaces};
+use crate::git::{Git, GitDirChange, GitSnapshot, Guarded, UserPlaces, is_lent_line};
 use crate::run::store::write_atomic;
 
 /// The refs that are not the guard's business: the ones flow moves during a run.
@@ -150,7 +150,13 @@ impl RunGuard {
     /// undoes what changed, copies of what the undo removes going to `keep_in` (blocking).
     pub(crate) fn after(&self, watch: Watch, keep_in: &Path) -> Tampering {
         let guarded = self.guarded(&watch.worktree, &watch.branch);
-        let tampering = match self.git.git_dir_changes(&watch.snapshot, &guarded) {
+        let changes = self.git.git_dir_changes(&watch.snapshot, &guarded).map(|changes| {
+            changes
+                .into_iter()
+                .filter(|c| !self.lent_only(&watch.snapshot, c))
+                .collect::<Vec<_>>()
+        });
+        let tampering = match changes {
             Err(e) => Tampering {
                 found: vec![],
                 left: vec![format!("cannot compare the git directory after the agent: {e}")],
@@ -234,6 +240,36 @@ pub(crate) fn check_left(git: &Git, workflow: &Workflow, dir: &Path, keep_in: &P
         });
     }
     left
+}
+
+impl RunGuard {
+    /// Tells whether a change is only flow's own lines of `objects/info/alternates`: the
+    /// object folders of the agents at work, listed while they run ([`Git::lend_objects`]).
+    fn lent_only(&self, snapshot: &GitSnapshot, change: &GitDirChange) -> bool {
+        let GitDirChange::File { path, .. } = change else {
+            return false;
+        };
+        if *path != self.git.common_dir().join("objects").join("info").join("alternates") {
+            return false;
+        }
+        let root = self.git.root();
+        let others = |bytes: Option<Vec<u8>>| -> Option<Vec<String>> {
+            let text = String::from_utf8(bytes.unwrap_or_default()).ok()?;
+            Some(
+                text.lines()
+                    .filter(|line| !is_lent_line(root, line))
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        };
+        let before = others(snapshot.file_content(path));
+        let now = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_file() => others(std::fs::read(path).ok()),
+            Ok(_) => None,
+            Err(_) => others(None),
+        };
+        before.is_some() && before == now
+    }
 }
 
 impl Tampering {

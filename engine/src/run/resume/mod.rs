@@ -210,6 +210,13 @@ pub async fn resume(
             "stopped {stopped} process(es) the interrupted run had left running"
         ));
     }
+    if let Some(git) = site.git() {
+        // The objects the cut agents' git wrote to folders of their own (listed in the shared
+        // store meanwhile, so nothing read a branch of theirs in vain) join the store.
+        for line in adopt_left_objects(git, &run_dir) {
+            observer.notice(&line);
+        }
+    }
     // Before anything else touches git: what the cut agents changed in the git directory,
     // compared with the snapshots the dead run kept, undone, and their workstreams failed.
     let mut compared = vec![];
@@ -315,6 +322,28 @@ pub async fn resume(
     let result = drive(plan, site, state, run_dir, settings, observer, begin).await;
     drop(lock);
     result
+}
+
+/// Takes the objects that the agents of a run left in their own object folders into the
+/// shared store, deleting the folders; returns what it could not take.
+fn adopt_left_objects(git: &Git, run_dir: &RunDir) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(run_dir.dir.join("tmp")) else {
+        return vec![];
+    };
+    let mut problems = vec![];
+    for entry in entries.flatten() {
+        let own = crate::confine::own_objects(&entry.path());
+        match git.adopt_objects(&own) {
+            Ok(adopted) => problems.extend(
+                adopted
+                    .refused
+                    .into_iter()
+                    .map(|why| format!("an object left in {} was not taken: {why}", own.display())),
+            ),
+            Err(e) => problems.push(format!("cannot take the objects left in {}: {e}", own.display())),
+        }
+    }
+    problems
 }
 
 /// Says what a cut agent changed in the git directory, for the workstream's failure.
