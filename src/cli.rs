@@ -76,6 +76,8 @@ pub enum Command {
     Status(StatusArgs),
     Logs(LogsArgs),
     Watch(WatchArgs),
+    Retry(RetryArgs),
+    Tell(TellArgs),
     Report(ReportArgs),
     Runs(RunsArgs),
     Usage(UsageArgs),
@@ -602,12 +604,54 @@ pub enum HookName {
 /// It attaches to a run going on elsewhere (following its record as it changes) or shows a
 /// finished one. Keys: up/down (or j/k) select, Enter or f follows the output, PageUp/PageDown
 /// scroll it, Tab switches between output, changes and details, s stops the selected
-/// workstream (asks the run to cancel it), r asks for a retry, x skips one that has not
-/// started, o opens a shell in its worktree, q quits and leaves the run going.
+/// workstream (asks the run to cancel it), r retries a failed one (as `flow retry`), m
+/// sends its agent a message (as `flow tell`), x skips one that has not started, / searches
+/// the output (n and N go to the next and previous match, Esc clears), o opens a shell in its
+/// worktree, q quits and leaves the run going.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     #[command(flatten)]
     pub run: RunChoice,
+}
+
+/// Ask a run going on to run a failed workstream again.
+///
+/// The run starts a new attempt of it from a clean worktree when a slot is free, its `retries`
+/// and `fix-attempts` whole again; its dependents that were skipped wait for it again. Its
+/// budgets still count what it spent. Asked of a workstream skipped because a dependency
+/// failed, it retries that dependency. The retry is recorded in the run's events; the run
+/// refuses it (an alert) if the workstream is no longer failed. Once the run is over, `flow
+/// resume` runs its failed workstreams again. `flow watch` does the same with r.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The failed workstream (or one skipped because of a failure).
+    #[arg(value_name = "WORKSTREAM")]
+    pub workstream: String,
+    /// The run (default: the latest).
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+}
+
+/// Send a message to a workstream's agent during a run.
+///
+/// The agent gets it as a fix attempt once its current attempt ends (it is never cut short),
+/// in the same worktree, continuing its session where its agent can, else with its prompt and
+/// the message; its work is checked after it. It does not count against `fix-attempts`; the
+/// budgets apply. A workstream that has not started gets it after its first attempt. Finished
+/// work (ready, merged, done) takes no message, and a failed one must be retried first. The
+/// text is given to the agent as it is, never run by a shell; control characters are dropped
+/// and it is cut at 2000 characters. `flow watch` does the same with m.
+#[derive(Debug, Args)]
+pub struct TellArgs {
+    /// The workstream whose agent is told.
+    #[arg(value_name = "WORKSTREAM")]
+    pub workstream: String,
+    /// The message (several words are joined with spaces).
+    #[arg(value_name = "TEXT", required = true, num_args = 1..)]
+    pub text: Vec<String>,
+    /// The run (default: the latest).
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
 }
 
 /// Write a run's report: one HTML page that needs no network, with a timeline of every

@@ -233,6 +233,13 @@ impl Tmux {
     }
 }
 
+/// Tells whether `stty -a` on the screen shows a terminal in its usual (cooked) mode: lines
+/// read whole and echoed (flags `icanon` and `echo`, not `-icanon` or `-echo`).
+fn terminal_restored(screen: &str) -> bool {
+    let flags: Vec<&str> = screen.split_whitespace().collect();
+    flags.contains(&"icanon") && flags.contains(&"echo")
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.command().arg("kill-server").status();
@@ -312,9 +319,10 @@ workstream "quick" {{ owns "q/**"; script "mkdir -p q && echo > q/x; echo quick-
     assert_eq!(env.state().0["status"], "running", "quick still runs");
     // Quit: the dashboard ends, the terminal is as it was, the run goes on.
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for(&["watch-exited-0"]);
+    // `stty -a` prints after the exit line: both are waited for.
+    let screen = tmux.wait_for(&["watch-exited-0", "icanon"]);
     assert!(
-        screen.contains(" icanon") && screen.contains(" echo"),
+        terminal_restored(&screen),
         "the terminal is back in its mode:\n{screen}"
     );
     assert_eq!(
@@ -409,4 +417,255 @@ workstream "a" { owns "a/**"; script "true" }
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("did you mean `run-finished`"), "{text}");
     assert!(text.contains("needs a `command`, a `bell`, or both"), "{text}");
+}
+
+/// Waits until the latest run's state satisfies `done`; returns it.
+fn wait_state(env: &TestEnv, what: &str, done: impl Fn(&crate::support::State) -> bool) -> crate::support::State {
+    let start = Instant::now();
+    loop {
+        if let Some(state) = env.try_state()
+            && done(&state)
+        {
+            return state;
+        }
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "never {what}: {:#}",
+            env.try_state().map(|s| s.0).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A script that fails the first time it runs (counting its runs in `count`), then makes
+/// its file.
+fn fails_once(name: &str, count: &str) -> String {
+    format!(
+        "n=$(cat {count} 2>/dev/null || echo 0); echo $((n+1)) > {count}; \
+         if [ $n -eq 0 ]; then echo first-time-fails; exit 3; fi; mkdir -p {name} && echo ok > {name}/x"
+    )
+}
+
+#[test]
+fn flow_retry_runs_a_failed_workstream_again_during_the_run_and_its_dependent_after_it() {
+    let env = TestEnv::new();
+    let (count, release) = (env.outside("count"), env.outside("release"));
+    env.workflow(&format!(
+        r#"
+workstream "flaky" {{ owns "flaky/**"; script "{}" }}
+workstream "after" {{ owns "after/**"; depends-on "flaky"; script "mkdir -p after && echo > after/x" }}
+workstream "holder" {{ owns "holder/**"; script "mkdir -p holder && echo > holder/x; while [ ! -f {release} ]; do sleep 0.1; done" }}
+"#,
+        fails_once("flaky", &count)
+    ));
+    // Without --keep-going: the failure stops new starts until it is retried.
+    let mut run = env.spawn_flow(&["run", "--grace", "1s"]);
+    wait_state(&env, "flaky failed and after skipped", |s| {
+        s.phase("flaky") == "failed" && s.phase("after") == "skipped"
+    });
+    let ask = |args: &[&str]| env.flow().args(args).output().expect("flow runs");
+    // What is not failed is refused, and says why.
+    let out = ask(&["retry", "holder"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holder is running: only a failed workstream"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ask(&["retry", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
+    // Retrying the skipped dependent retries the failure it waits on.
+    let out = ask(&["retry", "after"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state = wait_state(&env, "flaky and after merged", |s| {
+        s.phase("flaky") == "merged" && s.phase("after") == "merged"
+    });
+    assert_eq!(state.phase("holder"), "running", "all this while the run goes on");
+    assert_eq!(env.read_outside("count").trim(), "2", "a second attempt, which passed");
+    std::fs::write(env.outside.join("release"), "").expect("release holder");
+    let status = run.wait();
+    assert_eq!(status.code(), Some(0), "everything merged: {:#}", env.state().0);
+    let state = env.state();
+    assert_eq!(state.status(), "succeeded");
+    let attempts = state.ws("flaky")["attempt_log"].as_array().expect("attempts").len();
+    assert_eq!(attempts, 2, "the failed attempt stays in the record");
+    let retried: Vec<Value> = events(&env).into_iter().filter(|e| e["event"] == "retried").collect();
+    assert_eq!(retried.len(), 1, "{retried:#?}");
+    assert_eq!(retried[0]["workstream"], 0);
+    assert_eq!(retried[0]["reason"], "retried by a person");
+    // The run is over: a retry now is refused, pointing at resume.
+    let out = ask(&["retry", "flaky"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the run is over"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn flow_tell_gives_a_running_agent_a_message_as_it_is_never_through_a_shell() {
+    let env = TestEnv::new();
+    let (received, purpose, go) = (env.outside("received"), env.outside("purpose"), env.outside("go"));
+    env.workflow(&format!(
+        r#"
+workstream "talker" {{ owns "talker/**"; script "if [ \"$FLOW_FEEDBACK_KIND\" = message ]; then cp \"$FLOW_PROMPT_FILE\" {received}; echo $FLOW_PURPOSE > {purpose}; mkdir -p talker && echo told > talker/x; else while [ ! -f {go} ]; do sleep 0.1; done; fi" }}
+"#
+    ));
+    let mut run = env.spawn_flow(&["run", "--grace", "1s"]);
+    wait_state(&env, "talker running", |s| s.phase("talker") == "running");
+    let hostile = "use $(touch PWNED) and `touch PWNED2`; \"quoted\" 'single' \u{1b}]0;title\u{7}done";
+    let out = env
+        .flow()
+        .args(["tell", "talker", hostile, "second"])
+        .output()
+        .expect("flow tell runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_state(&env, "the message queued", |s| {
+        s.0["alerts"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|m| m.as_str().unwrap_or("").contains("message for `talker` is queued"))
+        })
+    });
+    // The running attempt was not cut short: it ends when told to, and the message follows.
+    std::fs::write(env.outside.join("go"), "").expect("let the attempt end");
+    let status = run.wait();
+    assert_eq!(status.code(), Some(0), "{:#}", env.state().0);
+    let told = env.read_outside("received");
+    let expected = "use $(touch PWNED) and `touch PWNED2`; \"quoted\" 'single' ]0;titledone second";
+    assert!(
+        told.contains(expected),
+        "the text as it was typed, controls dropped:\n{told}"
+    );
+    assert!(!told.contains('\u{1b}'), "{told:?}");
+    assert_eq!(env.read_outside("purpose").trim(), "fix");
+    let found = Command::new("find")
+        .arg(env.base())
+        .args(["-name", "PWNED*"])
+        .output()
+        .expect("find runs");
+    assert!(
+        found.stdout.is_empty(),
+        "a shell ran the text: {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+    let state = env.state();
+    assert_eq!(state.phase("talker"), "merged");
+    let log = state.ws("talker")["attempt_log"].as_array().expect("attempts").clone();
+    let kinds: Vec<(&str, Option<&str>)> = log
+        .iter()
+        .map(|a| (a["purpose"].as_str().unwrap_or(""), a["feedback"].as_str()))
+        .collect();
+    assert_eq!(kinds, [("work", None), ("fix", Some("message"))]);
+    assert_eq!(state.ws("talker")["fixes"], 0, "a message is not a fix");
+    // Merged: a message now is refused.
+    let out = env
+        .flow()
+        .args(["tell", "talker", "more"])
+        .output()
+        .expect("flow tell runs");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn flow_run_watch_shows_the_run_retries_messages_searches_and_quits_leaving_it_going() {
+    if which::which("tmux").is_err() {
+        eprintln!("skipped: no tmux on PATH (Debian: apt-get install tmux) to drive flow run --watch in a terminal");
+        return;
+    }
+    let env = TestEnv::new();
+    let (count, release, told) = (env.outside("count"), env.outside("release"), env.outside("told"));
+    env.workflow(&format!(
+        r#"
+workstream "waiter" {{ owns "waiter/**"; script "if [ -n \"$FLOW_FEEDBACK_KIND\" ]; then cp \"$FLOW_PROMPT_FILE\" {told}; fi; echo waiter-started; while [ ! -f {release} ]; do sleep 0.1; done; mkdir -p waiter && echo > waiter/x" }}
+workstream "second" {{ owns "second/**"; depends-on "waiter"; script "mkdir -p second && echo > second/x" }}
+workstream "flaky" {{ owns "flaky/**"; script "{}" }}
+"#,
+        fails_once("flaky", &count)
+    ));
+    let tmux = Tmux {
+        socket: env.base().join("tmux.sock"),
+    };
+    let home = env.base().join("home");
+    let mut shell = format!("cd '{}' && env -i", env.root.display());
+    for (key, value) in crate::support::hermetic_env(&home) {
+        shell.push_str(&format!(" {key}='{value}'"));
+    }
+    shell.push_str(&format!(
+        " TERM=xterm-256color '{}' run --watch --keep-going --grace 1s; echo run-exited-$?; stty -a; sleep 600",
+        flow_bin().display()
+    ));
+    let status = tmux
+        .command()
+        .args(["new-session", "-d", "-s", "watch", "-x", "120", "-y", "32", &shell])
+        .status()
+        .expect("tmux starts");
+    assert!(status.success());
+
+    // The dashboard comes up with the run: every workstream, the first one's output followed.
+    tmux.wait_for(&[
+        "waiter",
+        "second",
+        "flaky",
+        "output of waiter (following)",
+        "waiter-started",
+    ]);
+    wait_state(&env, "flaky failed", |s| s.phase("flaky") == "failed");
+    // r on the failed one: the run tries it again, and it passes.
+    tmux.keys(&["G"]);
+    tmux.wait_for(&["output of flaky", "first-time-fails"]);
+    tmux.keys(&["r"]);
+    tmux.wait_for(&["asked the run to retry flaky"]);
+    // Its merge waits for its turn after waiter's and second's, in the plan's order.
+    wait_state(&env, "flaky passed", |s| matches!(s.phase("flaky"), "ready" | "merged"));
+    // m on the running one: a line to type, sent with Enter.
+    tmux.keys(&["g"]);
+    tmux.wait_for(&["output of waiter"]);
+    tmux.keys(&["m"]);
+    tmux.wait_for(&["message for waiter:", "Enter sends"]);
+    tmux.keys(&["-l", "please $(say) hello"]);
+    tmux.wait_for(&["message for waiter: please $(say) hello"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["sent waiter a message"]);
+    wait_state(&env, "the message queued", |s| {
+        s.0["alerts"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|m| m.as_str().unwrap_or("").contains("message for `waiter` is queued"))
+        })
+    });
+    // / searches the output; Esc clears the search, then quits.
+    tmux.keys(&["/"]);
+    tmux.keys(&["-l", "waiter-started"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["/waiter-started: 1/1", "▶waiter-started"]);
+    tmux.keys(&["Escape"]);
+    tmux.wait_for(&["search cleared"]);
+    assert_eq!(env.state().status(), "running");
+    tmux.keys(&["q"]);
+    // The dashboard is gone; the run goes on in the terminal until its agents are done.
+    let start = Instant::now();
+    while tmux.screen().contains("output of waiter") {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "the dashboard never quit:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(env.state().status(), "running", "quitting the dashboard stops nothing");
+    std::fs::write(env.outside.join("release"), "").expect("release waiter");
+    let screen = tmux.wait_for(&["run-exited-0", "icanon"]);
+    assert!(
+        terminal_restored(&screen),
+        "the terminal is back in its mode:\n{screen}"
+    );
+    let state = env.state();
+    for name in ["waiter", "second", "flaky"] {
+        assert_eq!(state.phase(name), "merged", "{:#}", state.0);
+    }
+    assert!(
+        env.read_outside("told").contains("please $(say) hello"),
+        "the message reached waiter's agent: {:?}",
+        env.read_outside("told")
+    );
 }

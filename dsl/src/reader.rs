@@ -369,13 +369,13 @@ impl<'a> Reader<'a> {
                 "env" => ws.env.extend(self.env(child)),
                 "account" => ws.account = self.one_string(child, "an account name"),
                 "kind" => ws.kind = self.one_keyword(child, TaskKind::from_name, names(TaskKind::ALL, TaskKind::name)),
-                "estimate" => ws.estimate = Some(self.estimate(child)),
-                "budget" => ws.budget = Some(self.budget(child)),
+                "estimate" => ws.estimate = Some(Box::new(self.estimate(child))),
+                "budget" => ws.budget = Some(Box::new(self.budget(child))),
                 "isolation" => {
                     ws.isolation = self.one_keyword(child, Isolation::from_name, names(Isolation::ALL, Isolation::name))
                 }
                 "fix-attempts" => ws.fix_attempts = self.one_count(child, 0),
-                "review" => ws.review = self.agent_choice(child),
+                "review" => ws.review = self.agent_choice(child).map(Box::new),
                 "handoff-tokens" => ws.handoff_tokens = self.one_count(child, 0),
                 "sandbox" => {
                     ws.sandbox = self.one_keyword(
@@ -384,7 +384,7 @@ impl<'a> Reader<'a> {
                         names(SandboxMode::ALL, SandboxMode::name),
                     )
                 }
-                "network" => ws.network = self.network(child),
+                "network" => ws.network = self.network(child).map(Box::new),
                 "writable" => ws.writable.extend(self.list(child, "a path")),
                 "secret" => ws.secret.extend(self.list(child, "a variable name")),
                 "log-limit" => ws.log_limit = self.one_size(child),

@@ -786,8 +786,8 @@ impl<'a> Validator<'a> {
                 env: merged_env.collect(),
                 account: pick(&ws.account, defaults.map(|d| &d.account)),
                 kind,
-                estimate: estimate(ws.estimate.as_ref()),
-                budget: budget(ws.budget.as_ref().or(defaults.and_then(|d| d.budget.as_ref()))),
+                estimate: estimate(ws.estimate.as_deref()),
+                budget: budget(ws.budget.as_deref().or(defaults.and_then(|d| d.budget.as_deref()))),
                 isolation: ws
                     .isolation
                     .as_ref()
@@ -800,8 +800,8 @@ impl<'a> Validator<'a> {
                     .map_or(DEFAULT_FIX_ATTEMPTS, |n| n.value as u32),
                 review: ws
                     .review
-                    .as_ref()
-                    .or(defaults.and_then(|d| d.review.as_ref()))
+                    .as_deref()
+                    .or(defaults.and_then(|d| d.review.as_deref()))
                     .map(agent_choice),
                 handoff_tokens: ws
                     .handoff_tokens
@@ -813,7 +813,7 @@ impl<'a> Validator<'a> {
                     .as_ref()
                     .or(defaults.and_then(|d| d.sandbox.as_ref()))
                     .map_or(SandboxMode::On, |s| s.value),
-                network: match ws.network.as_ref().or(defaults.and_then(|d| d.network.as_ref())) {
+                network: match ws.network.as_deref().or(defaults.and_then(|d| d.network.as_deref())) {
                     None => Network::Any,
                     Some(n) => match &n.value {
                         NetworkAst::Any => Network::Any,

@@ -319,6 +319,25 @@ pub fn fix_message(feedback: &str) -> String {
     )
 }
 
+/// What a person's message attempt is told when its agent starts afresh: the workstream's
+/// prompt, then the message.
+pub fn message_prompt(prompt: &str, message: &str) -> String {
+    format!(
+        "{prompt}\n## A message from the person running this workflow\n\nYour earlier work on this task is in this worktree. \
+         The person watching it sent you this message:\n\n{message}\n\n\
+         Act on it in the worktree, keeping the rest of your work. When you are done, stop.\n"
+    )
+}
+
+/// What a person's message attempt is told when its agent continues its own session: only
+/// the message.
+pub fn message_text(message: &str) -> String {
+    format!(
+        "The person watching your work sent you this message:\n\n{message}\n\n\
+         Act on it in the worktree, keeping the rest of your work. When you are done, stop.\n"
+    )
+}
+
 /// What a reviewer is told: the task, the diff, the test, and how to answer.
 pub fn review_prompt(workflow: &Workflow, index: usize, diff: &str, test: Option<&str>) -> String {
     let ws = &workflow.workstreams[index];

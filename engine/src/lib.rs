@@ -10,7 +10,6 @@
 //! themselves. [`site::Site`] says where all of it lives.
 
 pub mod agent;
-pub mod api_agent;
 pub mod by_hand;
 pub mod checks;
 pub mod confine;

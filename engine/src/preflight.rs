@@ -271,7 +271,10 @@ agent "sh" { command "sh" "-c" "{script}"; output "text"; }
         let w = workflow(&format!(
             "{SHELL}\nworkstream \"a\" {{ agent \"missing\"; task \"x\"; }}\nworkstream \"b\" {{ agent \"claude-like\"; task \"x\"; }}\nworkstream \"c\" {{ agent \"sh\"; script \"true\"; }}"
         ));
-        let findings = preflight(&w, &context("/usr/bin:/bin"));
+        // A PATH of its own, holding `sh` alone: the machine may have any agent CLI installed.
+        let bin = tempfile::tempdir().expect("temporary folder");
+        std::os::unix::fs::symlink("/bin/sh", bin.path().join("sh")).expect("link sh");
+        let findings = preflight(&w, &context(bin.path().to_str().expect("utf-8 path")));
         let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
         assert!(
             messages

@@ -14,7 +14,7 @@ use flow_dsl::{ApiKind, ApiSettings, Scope, ScopeGlob};
 use flow_engine::agent::Usage;
 use flow_engine::agent::output::ErrorClass;
 use flow_engine::agent::process::ProcessSpec;
-use flow_engine::api_agent::{Attempt, run};
+use flow_engine::run::api_agent::{Attempt, run};
 use flow_engine::run::core::{AgentEnd, AgentOutcome};
 use serde_json::{Value, json};
 use tokio::sync::watch;

@@ -8,7 +8,7 @@ use flow_engine::run::state::{
     Event, EventKind, Failure, FailureKind, Phase, Purpose, RunState, RunStatus, WorkstreamState,
 };
 use flow_engine::time::Timestamp;
-use flow_engine::tui::screen::{Dashboard, Extras, Tab, draw};
+use flow_engine::tui::screen::{Dashboard, Entry, EntryKind, Extras, Search, Tab, draw};
 use flow_engine::view::{RunView, Stage, Wait};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -269,9 +269,18 @@ fn a_run_that_ended_closes_every_span_at_its_end() {
 }
 
 fn screen(width: u16, height: u16, dashboard: &Dashboard) -> String {
+    terminal(width, height, dashboard).backend().to_string()
+}
+
+/// The lines of api's output the snapshots show in its pane.
+fn pane() -> Vec<String> {
+    (1..=40).map(|i| format!("line {i} of api's output")).collect()
+}
+
+fn terminal(width: u16, height: u16, dashboard: &Dashboard) -> Terminal<TestBackend> {
     let view = view();
     let extras = Extras {
-        pane: (1..=40).map(|i| format!("line {i} of api's output")).collect(),
+        pane: pane(),
         budgets: vec![flow_engine::report::usage::BudgetLine {
             scope: "run".into(),
             spent_usd: Some(1.1),
@@ -285,7 +294,7 @@ fn screen(width: u16, height: u16, dashboard: &Dashboard) -> String {
     terminal
         .draw(|frame| draw(frame, &view, dashboard, &extras))
         .expect("it draws");
-    terminal.backend().to_string()
+    terminal
 }
 
 #[test]
@@ -309,6 +318,85 @@ fn the_dashboard_on_a_small_terminal() {
     // Too small for anything but the counts: it says so rather than draw a mess.
     let tiny = screen(30, 6, &dashboard);
     assert!(tiny.contains("1 running") && tiny.contains("enlarge"), "{tiny}");
+}
+
+#[test]
+fn the_message_line_while_a_message_is_typed() {
+    let dashboard = Dashboard {
+        selected: 1,
+        follow: true,
+        entry: Some(Entry {
+            kind: EntryKind::Message("api".into()),
+            text: "use the new client, not the old one".into(),
+        }),
+        ..Dashboard::default()
+    };
+    insta::assert_snapshot!(screen(120, 30, &dashboard));
+    // On a narrow terminal the end of a long line stays in sight, with the cursor.
+    let long = Dashboard {
+        entry: Some(Entry {
+            kind: EntryKind::Message("api".into()),
+            text: format!("{} the end", "word ".repeat(40)),
+        }),
+        ..dashboard
+    };
+    let small = screen(60, 16, &long);
+    let last = small.lines().last().expect("a footer");
+    assert!(last.contains("the end█") && last.contains("message for api:"), "{last}");
+}
+
+#[test]
+fn a_search_of_the_output_marks_its_matches_and_goes_round_with_n_and_shift_n() {
+    let lines = pane();
+    let search = Search {
+        query: "LINE 3".into(),
+        at: None,
+    };
+    // `line 3` and `line 30` to `line 39`, in any case.
+    let matches = search.matches(&lines);
+    assert_eq!(matches, [2, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38]);
+    // From the pane's last line (following), the next match goes round to the first.
+    assert_eq!(search.step(&lines, 39, true), Some(2));
+    assert_eq!(search.step(&lines, 39, false), Some(38));
+    let at = |at| Search {
+        at: Some(at),
+        ..search.clone()
+    };
+    assert_eq!(at(2).step(&lines, 0, true), Some(29));
+    assert_eq!(at(2).step(&lines, 0, false), Some(38), "round the top");
+    assert_eq!(at(38).step(&lines, 0, true), Some(2), "round the end");
+
+    // The current match (`line 34`) at the bottom of the paused pane.
+    let dashboard = Dashboard {
+        selected: 1,
+        follow: false,
+        scroll: lines.len() - 34,
+        search: Some(at(33)),
+        ..Dashboard::default()
+    };
+    let terminal = terminal(120, 30, &dashboard);
+    insta::assert_snapshot!(terminal.backend().to_string());
+    let buffer = terminal.backend().buffer();
+    let find = |text: &str| -> (u16, u16) {
+        for y in 0..buffer.area.height {
+            let row: String = (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol().to_string())
+                .collect();
+            if let Some(k) = row.find(text) {
+                return (row[..k].chars().count() as u16, y);
+            }
+        }
+        panic!("{text} is not on the screen")
+    };
+    use ratatui::style::{Color, Modifier};
+    let (x, y) = find("▶line 34");
+    assert_eq!(buffer[(x + 1, y)].bg, Color::LightYellow, "the current match");
+    assert!(buffer[(x + 10, y)].modifier.contains(Modifier::BOLD));
+    let (x, y) = find("line 31 of");
+    assert_eq!(buffer[(x, y)].bg, Color::Yellow, "another match");
+    assert_eq!(buffer[(x + 7, y)].bg, Color::Reset, "past the match");
+    let (x, y) = find("line 29 of");
+    assert_eq!(buffer[(x, y)].bg, Color::Reset, "no match");
 }
 
 #[test]

@@ -20,9 +20,11 @@ mod progress;
 mod report;
 mod resolve;
 mod resume;
+mod retry;
 mod run;
 mod status;
 mod sync;
+mod tell;
 mod watch;
 
 use std::process::ExitCode;
@@ -57,6 +59,8 @@ pub async fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Status(args) => status::status(args, &site),
         Command::Logs(args) => status::logs(args, &site).await,
         Command::Watch(args) => watch::run(args, &site).await,
+        Command::Retry(args) => retry::run(args, &site),
+        Command::Tell(args) => tell::run(args, &site),
         Command::Report(args) => report::run(args, &site),
         Command::Runs(args) => status::runs(args, &site),
         Command::Usage(args) => status::usage(args, &site),

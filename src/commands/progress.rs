@@ -113,7 +113,10 @@ fn event_tone(kind: &EventKind) -> Option<Tone> {
     match kind {
         EventKind::Failed { .. } | EventKind::Conflicted { .. } => Some(Tone::Bad),
         EventKind::Merged { .. } => Some(Tone::Good),
-        EventKind::Alert { .. } | EventKind::Reset { .. } | EventKind::IntegrationReset { .. } => Some(Tone::Warn),
+        EventKind::Alert { .. }
+        | EventKind::Reset { .. }
+        | EventKind::Retried { .. }
+        | EventKind::IntegrationReset { .. } => Some(Tone::Warn),
         EventKind::Phase { phase, .. } => phase_tone(*phase),
         EventKind::RunEnded { status } => Some(status_tone(*status)),
         _ => None,

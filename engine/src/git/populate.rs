@@ -14,10 +14,13 @@
 //! a checkout writes on this platform: `text`, `eol=lf`, `text=auto` (with `core.eol` unset
 //! and `core.autocrlf` off, git writes the blob as it is), `-text`, `binary`, `whitespace`,
 //! `diff`, `merge`, `linguist-*`, `export-ignore`. Only `filter`, `ident`,
-//! `working-tree-encoding` and `eol=crlf` (or the legacy `crlf`-family that asks for CRLF)
-//! do; [`converting_attributes`] looks for them in every attributes file, by its words
-//! rather than its patterns (a pattern that happens to be such a word only costs the fast
-//! path).
+//! `working-tree-encoding` and `eol=crlf` (or a macro that sets one) do. The lines that set
+//! one are read from every attributes file ([`converted_files`]), and the files their
+//! patterns may match (usually a handful: `*.bat eol=crlf`) are left to libgit2's checkout,
+//! which writes them after flow wrote the rest, so one such line does not cost the whole tree its
+//! fast path. The matching only has to find a superset: libgit2 decides each of those files
+//! exactly. A quoted or escaped pattern on such a line, or one that matches half the tree or
+//! more, sends the whole tree to libgit2.
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
@@ -80,17 +83,17 @@ impl Git {
             .find_commit(commit.raw())
             .and_then(|commit| commit.tree())
             .context(|| format!("read the tree of {commit}"))?;
+        // The files whose attributes may convert them (none on most repositories) are written
+        // again by libgit2's checkout after the rest; settings that convert every file, or
+        // attributes too odd to match here, send the whole tree there.
         let plain = match outside_attributes(&repo, self.common_dir()) {
-            Some(outside) => Walk::of(&repo, &tree)?.filter(|walk| {
-                !converting_attributes(&outside)
-                    && walk.attributes.iter().all(|id| {
-                        repo.find_blob(*id)
-                            .is_ok_and(|blob| !converting_attributes(&String::from_utf8_lossy(blob.content())))
-                    })
+            Some(outside) => Walk::of(&repo, &tree)?.and_then(|walk| {
+                let converted = converted_files(&repo, &walk, &outside)?;
+                (converted.len() * 2 <= walk.files.len().max(1)).then_some((walk, converted))
             }),
             None => None,
         };
-        let Some(walk) = plain else {
+        let Some((walk, converted)) = plain else {
             for dir in dirs {
                 let worktree = Repository::open(dir).context(|| format!("open the worktree `{}`", dir.display()))?;
                 let mut checkout = CheckoutBuilder::new();
@@ -108,6 +111,7 @@ impl Git {
             .unwrap_or_default()
             .as_secs();
         let stamp = UNIX_EPOCH + Duration::from_secs(now.saturating_sub(1));
+        let skipped: std::collections::HashSet<&[u8]> = converted.iter().map(Vec::as_slice).collect();
         // Folders, then files (each blob read once, written into every worktree), then
         // each index: each step on a few threads.
         in_parallel(
@@ -127,6 +131,12 @@ impl Git {
                 let files = &walk.files[c * CHUNK..((c + 1) * CHUNK).min(walk.files.len())];
                 let mut stats = Vec::with_capacity(files.len() * dirs.len());
                 for file in files {
+                    if skipped.contains(file.path.as_slice()) {
+                        // Left to libgit2, which finds it missing; its index entry says
+                        // nothing until libgit2 writes the file and its stat data.
+                        stats.extend(std::iter::repeat_n(Stat::default(), dirs.len()));
+                        continue;
+                    }
                     let blob = repo.find_blob(file.id).context(|| format!("read blob {}", file.id))?;
                     for dir in dirs {
                         stats.push(write_file(dir, file, blob.content(), stamp)?);
@@ -145,8 +155,59 @@ impl Git {
                 write_index(&dirs[d], &walk.files, &mine)
             },
         )?;
+        if !converted.is_empty() {
+            for dir in dirs {
+                let worktree = Repository::open(dir).context(|| format!("open the worktree `{}`", dir.display()))?;
+                let mut checkout = CheckoutBuilder::new();
+                checkout.force().disable_pathspec_match(true);
+                for path in &converted {
+                    checkout.path(OsStr::from_bytes(path));
+                }
+                worktree
+                    .checkout_head(Some(&mut checkout))
+                    .context(|| format!("check out the converted files of `{}`", dir.display()))?;
+                restamp(&worktree, dir, &converted, stamp)?;
+            }
+        }
         Ok(())
     }
+}
+
+/// Dates the files at `paths` (as libgit2 just wrote them) at `stamp` and records their new
+/// stat data in the worktree's index, as [`write_file`] does for the rest: written in the
+/// index's second, git would take them for racily clean and hash them again at the next
+/// `git status`, and a blob committed with CRLF that its attributes now convert would then
+/// show as modified in a worktree nobody touched.
+fn restamp(worktree: &Repository, dir: &Path, paths: &[Vec<u8>], stamp: SystemTime) -> Result<(), GitError> {
+    let mut index = worktree
+        .index()
+        .context(|| format!("read the index of `{}`", dir.display()))?;
+    for path in paths {
+        let Some(mut entry) = index.get_path(Path::new(OsStr::from_bytes(path)), 0) else {
+            continue;
+        };
+        let file = dir.join(OsStr::from_bytes(path));
+        let meta = OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .and_then(|handle| handle.set_modified(stamp).and_then(|()| handle.metadata()))
+            .map_err(|error| io_error("date", &file, error))?;
+        let stat = Stat::of(&meta);
+        let time = |(seconds, nanoseconds): (i64, i64)| IndexTime::new(seconds as i32, nanoseconds as u32);
+        entry.ctime = time(stat.ctime);
+        entry.mtime = time(stat.mtime);
+        entry.dev = stat.dev as u32;
+        entry.ino = stat.ino as u32;
+        entry.uid = stat.uid;
+        entry.gid = stat.gid;
+        entry.file_size = stat.size as u32;
+        index
+            .add(&entry)
+            .context(|| format!("add `{}` to the index", String::from_utf8_lossy(path)))?;
+    }
+    index
+        .write()
+        .context(|| format!("write the index of `{}`", dir.display()))
 }
 
 /// Writes one file (or symbolic link) under `dir` and returns its stat data.
@@ -219,8 +280,9 @@ fn write_index(dir: &Path, files: &[File], stats: &[Stat]) -> Result<(), GitErro
 struct Walk {
     folders: Vec<Vec<u8>>,
     files: Vec<File>,
-    /// The blobs of the tree's `.gitattributes` files.
-    attributes: Vec<git2::Oid>,
+    /// The tree's `.gitattributes` files: the folder each is in (bytes, `/`-separated, empty
+    /// at the top) and its blob.
+    attributes: Vec<(Vec<u8>, git2::Oid)>,
 }
 
 impl Walk {
@@ -255,7 +317,7 @@ impl Walk {
                 }
                 (Some(ObjectType::Blob), mode @ (0o100644 | 0o100755 | 0o120000)) => {
                     if name == b".gitattributes" {
-                        self.attributes.push(entry.id());
+                        self.attributes.push((prefix[..length].to_vec(), entry.id()));
                     }
                     self.files.push(File {
                         path: prefix.clone(),
@@ -336,33 +398,124 @@ fn outside_attributes(repo: &Repository, common_dir: &Path) -> Option<String> {
     Some(text)
 }
 
-/// Tells whether attributes text may change what a checkout writes on this platform (with
-/// `core.eol` unset and `core.autocrlf` off): a `filter`, `ident` or `working-tree-encoding`
-/// that is set, or `eol=crlf`. Every word after a line's pattern (or macro name) counts, so
-/// a macro that expands to one is seen too.
-pub(crate) fn converting_attributes(text: &str) -> bool {
-    text.lines().any(|line| {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            return false;
+/// The files of `walk` that an attribute may convert on checkout (a superset: libgit2 decides
+/// each exactly when it writes them), or `None` when that cannot be told here (a quoted or
+/// escaped pattern on a converting line). `outside` is the text of the attributes files
+/// outside the tree, whose patterns start at its top.
+fn converted_files(repo: &Repository, walk: &Walk, outside: &str) -> Option<Vec<Vec<u8>>> {
+    let mut sources = vec![(Vec::new(), outside.to_string())];
+    for (folder, id) in &walk.attributes {
+        let blob = repo.find_blob(*id).ok()?;
+        sources.push((folder.clone(), String::from_utf8_lossy(blob.content()).into_owned()));
+    }
+    let macros = converting_macros(sources.iter().map(|(_, text)| text.as_str()));
+    let mut matchers = Vec::new();
+    for (folder, text) in &sources {
+        let patterns = converting_patterns(text, &macros)?;
+        if patterns.is_empty() {
+            continue;
         }
-        // The pattern may be quoted, with spaces in it.
-        let rest = match line.strip_prefix('"') {
-            Some(quoted) => quoted.split_once('"').map_or("", |(_, rest)| rest),
-            None => line.split_once(char::is_whitespace).map_or("", |(_, rest)| rest),
-        };
-        rest.split_whitespace().any(|word| {
-            if word.starts_with('-') || word.starts_with('!') {
-                return false;
-            }
-            let (name, value) = word.split_once('=').unwrap_or((word, ""));
-            match name {
-                "filter" | "ident" | "working-tree-encoding" => true,
-                "eol" => !value.eq_ignore_ascii_case("lf"),
-                _ => false,
-            }
-        })
+        // Paths are matched relative to a made-up root; the attributes file's folder is
+        // under it.
+        let root = Path::new("/").join(OsStr::from_bytes(folder));
+        let mut builder = ignore::gitignore::GitignoreBuilder::new(&root);
+        for pattern in patterns {
+            builder.add_line(None, &pattern).ok()?;
+        }
+        matchers.push((root, builder.build().ok()?));
+    }
+    if matchers.is_empty() {
+        return Some(Vec::new());
+    }
+    Some(
+        walk.files
+            .iter()
+            .filter(|file| {
+                let path = Path::new("/").join(OsStr::from_bytes(&file.path));
+                matchers.iter().any(|(root, matcher)| {
+                    path.starts_with(root) && matcher.matched_path_or_any_parents(&path, false).is_ignore()
+                })
+            })
+            .map(|file| file.path.clone())
+            .collect(),
+    )
+}
+
+/// Tells whether one attribute word changes what a checkout writes on this platform (with
+/// `core.eol` unset and `core.autocrlf` off): a `filter`, `ident` or `working-tree-encoding`
+/// that is set, `eol=crlf`, or a macro that sets one of them.
+fn converting_word(word: &str, macros: &std::collections::HashSet<String>) -> bool {
+    if word.starts_with('-') || word.starts_with('!') {
+        return false;
+    }
+    let (name, value) = word.split_once('=').unwrap_or((word, ""));
+    match name {
+        "filter" | "ident" | "working-tree-encoding" => true,
+        "eol" => !value.eq_ignore_ascii_case("lf"),
+        _ => macros.contains(name),
+    }
+}
+
+/// A line's pattern (as written, quotes kept) and the words after it; `None` for blank lines
+/// and comments.
+fn split_line(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    // The pattern may be quoted, with spaces in it.
+    Some(match line.strip_prefix('"') {
+        Some(quoted) => match quoted.split_once('"') {
+            Some((pattern, rest)) => (&line[..pattern.len() + 2], rest),
+            None => (line, ""),
+        },
+        None => line.split_once(char::is_whitespace).unwrap_or((line, "")),
     })
+}
+
+/// The macros (`[attr]NAME ...` lines of any of `texts`) that set a converting attribute,
+/// directly or through another such macro.
+fn converting_macros<'a>(texts: impl Iterator<Item = &'a str> + Clone) -> std::collections::HashSet<String> {
+    let mut macros = std::collections::HashSet::new();
+    loop {
+        let before = macros.len();
+        for text in texts.clone() {
+            for (pattern, rest) in text.lines().filter_map(split_line) {
+                if let Some(name) = pattern.strip_prefix("[attr]")
+                    && rest.split_whitespace().any(|word| converting_word(word, &macros))
+                {
+                    macros.insert(name.to_string());
+                }
+            }
+        }
+        if macros.len() == before {
+            return macros;
+        }
+    }
+}
+
+/// The patterns of the lines of `text` that set a converting attribute, or `None` when one
+/// of them is quoted or escaped (matched here only as git would, so left to libgit2).
+fn converting_patterns(text: &str, macros: &std::collections::HashSet<String>) -> Option<Vec<String>> {
+    let mut patterns = Vec::new();
+    for (pattern, rest) in text.lines().filter_map(split_line) {
+        if pattern.starts_with("[attr]") || !rest.split_whitespace().any(|word| converting_word(word, macros)) {
+            continue;
+        }
+        if pattern.starts_with('"') || pattern.contains('\\') {
+            return None;
+        }
+        patterns.push(pattern.to_string());
+    }
+    Some(patterns)
+}
+
+/// Tells whether attributes text may change what a checkout writes on this platform: some
+/// line sets a converting attribute (see [`converting_word`]).
+#[cfg(test)]
+fn converting_attributes(text: &str) -> bool {
+    let macros = converting_macros(std::iter::once(text));
+    converting_patterns(text, &macros).is_none_or(|patterns| !patterns.is_empty())
 }
 
 #[cfg(test)]

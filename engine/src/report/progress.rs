@@ -89,6 +89,7 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
                         FeedbackKind::Verify => "verify's output",
                         FeedbackKind::Conflict => "the conflicting hunks",
                         FeedbackKind::Review => "the reviewer's comments",
+                        FeedbackKind::Message => "a person's message",
                     }
                 ),
                 (Purpose::Fix, None) => format!("fixing again{of}"),
@@ -170,6 +171,7 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
         EventKind::RunEnded { status } => (None, format!("run ended: {status}")),
         EventKind::Usage { .. } => return None,
         EventKind::Reset { workstream, reason, .. } => (name(workstream), format!("runs again: {reason}")),
+        EventKind::Retried { workstream, reason } => (name(workstream), format!("runs again: {reason}")),
         EventKind::IntegrationReset { commit, reason } => (
             None,
             format!(

@@ -5,6 +5,7 @@
 //! and [`session`] puts them together for [`start`] and [`resume`]. What happened is recorded
 //! as events ([`state`]) in the run's folder ([`store`]) and shown to [`observer`]s.
 
+pub mod api_agent;
 pub mod core;
 pub mod driver;
 pub mod error;

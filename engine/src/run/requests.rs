@@ -1,5 +1,6 @@
-//! Requests from a person to a run going on: stop a workstream, or skip one that has not
-//! started. `flow watch` (or anything else) leaves each as a small JSON file in the run's
+//! Requests from a person to a run going on: stop a workstream, skip one that has not
+//! started, retry a failed one, or send its agent a message. `flow watch`, `flow retry`,
+//! `flow tell` (or anything else) leave each as a small JSON file in the run's
 //! `requests/` folder; the run follows that folder with file notifications, takes each file
 //! (reads it, deletes it) and gives the request to its core as an input, which decides what
 //! it means as it decides everything else.
@@ -14,35 +15,19 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::run::core::{Action, MESSAGE_MAX, tidy};
+use crate::run::state::{Phase, RunStatus};
 use crate::run::store::write_atomic;
 use crate::site::RunDir;
-
-/// What is asked of a workstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Stop its work now (its agent, its check); its dependents are skipped, the rest of
-    /// the run goes on.
-    Stop,
-    /// Do not start it; its dependents are skipped.
-    Skip,
-}
-
-impl Action {
-    /// The verb, as a person says it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Stop => "stop",
-            Action::Skip => "skip",
-        }
-    }
-}
 
 /// One request, as its file holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub action: Action,
     pub workstream: String,
+    /// What a person tells the agent (`message`), already cut by [`tidy`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// The folder of a run's requests.
@@ -52,11 +37,30 @@ pub fn folder(run_dir: &RunDir) -> PathBuf {
 
 /// Leaves a request for the run.
 pub fn send(run_dir: &RunDir, workstream: &str, action: Action) -> io::Result<()> {
-    let request = Request {
-        action,
-        workstream: workstream.to_string(),
-    };
-    let json = serde_json::to_vec(&request).map_err(io::Error::other)?;
+    write(
+        run_dir,
+        &Request {
+            action,
+            workstream: workstream.to_string(),
+            text: None,
+        },
+    )
+}
+
+/// Leaves a message for a workstream's agent, tidied (see [`tidy`]).
+pub fn send_message(run_dir: &RunDir, workstream: &str, text: &str) -> io::Result<()> {
+    write(
+        run_dir,
+        &Request {
+            action: Action::Message,
+            workstream: workstream.to_string(),
+            text: Some(tidy(text)),
+        },
+    )
+}
+
+fn write(run_dir: &RunDir, request: &Request) -> io::Result<()> {
+    let json = serde_json::to_vec(request).map_err(io::Error::other)?;
     let now = crate::time::now();
     let name = format!(
         "{}-{:09}-{}.json",
@@ -81,10 +85,11 @@ pub fn take(folder: &Path) -> Vec<Result<Request, String>> {
     names.sort();
     let mut out = vec![];
     for path in names {
-        // A request is a few dozen bytes: no more is read of a file, whatever it holds.
+        // A request is a few dozen bytes, a message at most a few KB (2000 characters of up
+        // to 4 bytes, quotes escaped): no more is read of a file, whatever it holds.
         let mut bytes = vec![];
         let Ok(file) = std::fs::File::open(&path) else { continue };
-        if io::Read::read_to_end(&mut io::Read::take(file, 4096), &mut bytes).is_err() {
+        if io::Read::read_to_end(&mut io::Read::take(file, 16 * 1024), &mut bytes).is_err() {
             continue;
         }
         if std::fs::remove_file(&path).is_err() {
@@ -120,4 +125,109 @@ pub fn follow(
     })?;
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
     Ok(watcher)
+}
+
+/// Why a request cannot be asked of a workstream as things stand (the run over, the
+/// workstream in a phase where it means nothing), in words for the person; `None` when it may
+/// be sent. The run's core decides again when it takes the request: things may have moved.
+pub fn refusal(status: RunStatus, name: &str, phase: Phase, action: Action) -> Option<String> {
+    if status != RunStatus::Running {
+        return Some(match action {
+            Action::Retry => format!("the run is over ({status}): `flow resume` runs {name} again"),
+            _ => format!("the run is over ({status}): nothing to {}", action.as_str()),
+        });
+    }
+    match action {
+        Action::Retry if !matches!(phase, Phase::Failed | Phase::Conflicted | Phase::Skipped) => Some(format!(
+            "{name} is {phase}: only a failed workstream (or one skipped because of a failure) can be retried"
+        )),
+        Action::Retry => None,
+        Action::Message if phase.is_success() || matches!(phase, Phase::Ready | Phase::Merging) => Some(format!(
+            "{name} is {phase}: its work is done, a message cannot change it"
+        )),
+        Action::Message if phase == Phase::Resolving => Some(format!(
+            "{name} is {phase}: the resolver is at work, not its agent; send it once that is over"
+        )),
+        Action::Message if phase.is_final() => {
+            Some(format!("{name} is {phase}: retry it first (r, or `flow retry {name}`)"))
+        }
+        Action::Message => None,
+        _ if phase.is_final() => Some(format!("{name} is already {phase}")),
+        Action::Skip if phase != Phase::Pending => Some(format!("{name} has started: stop it with s")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_goes_through_its_file_tidied_and_an_oversized_file_is_dropped() {
+        let temp = tempfile::tempdir().expect("a temporary folder");
+        let run_dir = RunDir::new(temp.path(), "r");
+        send(&run_dir, "a", Action::Retry).expect("sent");
+        send_message(&run_dir, "b", "hello \u{1b}[2J\"there\"\n$(not run)").expect("sent");
+        // Something else wrote a file too big for a request: not read past its limit, dropped.
+        let huge = format!(
+            r#"{{"action":"message","workstream":"b","text":"{}"}}"#,
+            "y".repeat(20_000)
+        );
+        std::fs::write(folder(&run_dir).join("9999999999-000000000-1.json"), huge).expect("written");
+        let taken = take(&folder(&run_dir));
+        assert_eq!(taken.len(), 3);
+        assert_eq!(
+            taken[0],
+            Ok(Request {
+                action: Action::Retry,
+                workstream: "a".into(),
+                text: None,
+            })
+        );
+        assert_eq!(
+            taken[1].as_ref().map(|r| r.text.as_deref()),
+            Ok(Some("hello [2J\"there\"\n$(not run)"))
+        );
+        assert!(taken[2].is_err());
+        assert!(take(&folder(&run_dir)).is_empty(), "each file is taken once");
+    }
+
+    #[test]
+    fn what_may_be_asked_of_a_workstream_in_each_phase() {
+        use Action::{Message, Retry, Skip, Stop};
+        let running = RunStatus::Running;
+        let cases = [
+            (running, Phase::Failed, Retry, None),
+            (running, Phase::Skipped, Retry, None),
+            (running, Phase::Conflicted, Retry, None),
+            (running, Phase::Running, Retry, Some("only a failed workstream")),
+            (
+                RunStatus::Failed,
+                Phase::Failed,
+                Retry,
+                Some("`flow resume` runs w again"),
+            ),
+            (running, Phase::Running, Message, None),
+            (running, Phase::Pending, Message, None),
+            (running, Phase::Checking, Message, None),
+            (running, Phase::Merged, Message, Some("its work is done")),
+            (running, Phase::Ready, Message, Some("its work is done")),
+            (running, Phase::Failed, Message, Some("retry it first")),
+            (running, Phase::Resolving, Message, Some("the resolver is at work")),
+            (running, Phase::Running, Stop, None),
+            (running, Phase::Merged, Stop, Some("already merged")),
+            (running, Phase::Running, Skip, Some("has started")),
+            (running, Phase::Pending, Skip, None),
+        ];
+        for (status, phase, action, expected) in cases {
+            let got = refusal(status, "w", phase, action);
+            match expected {
+                None => assert_eq!(got, None, "{phase} {action:?}"),
+                Some(text) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(text)),
+                    "{phase} {action:?}: {got:?}"
+                ),
+            }
+        }
+    }
 }

@@ -67,9 +67,9 @@ pub(crate) async fn drive(
         if let Ok(request) = request
             && let Some(workstream) = names.iter().position(|n| *n == request.workstream)
         {
-            inputs.send(Input::Request {
-                workstream,
-                action: request.action,
+            inputs.send(match (request.action, request.text) {
+                (requests::Action::Message, Some(text)) => Input::Message { workstream, text },
+                (action, _) => Input::Request { workstream, action },
             });
         }
     });

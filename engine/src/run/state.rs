@@ -339,6 +339,9 @@ pub enum FeedbackKind {
     Verify,
     Conflict,
     Review,
+    /// A person's message to the agent (`flow watch`'s m, `flow tell`): not a failed check,
+    /// so it does not count against `fix-attempts`.
+    Message,
 }
 
 impl FeedbackKind {
@@ -350,6 +353,7 @@ impl FeedbackKind {
             FeedbackKind::Verify => "verify",
             FeedbackKind::Conflict => "conflict",
             FeedbackKind::Review => "review",
+            FeedbackKind::Message => "message",
         }
     }
 }
@@ -584,6 +588,10 @@ pub enum EventKind {
         spec_hash: String,
         reason: String,
     },
+    /// A person asked the run going on to run a failed workstream again (`flow watch`'s r,
+    /// `flow retry`): it waits to start afresh, its attempts so far kept in its record, its
+    /// `retries` and `fix-attempts` whole again; its budgets still count what it spent.
+    Retried { workstream: usize, reason: String },
     /// A resume moved the integration branch back (an unverified or unwanted merge).
     IntegrationReset { commit: String, reason: String },
     /// A workstream moved to a phase.
@@ -691,6 +699,24 @@ impl RunState {
                 ws.attempts = attempts;
                 ws.reason = Some(reason.clone());
             }
+            EventKind::Retried { workstream, reason } => {
+                let ws = &mut self.workstreams[*workstream];
+                ws.phase = Phase::Pending;
+                ws.reason = Some(reason.clone());
+                ws.failure = None;
+                ws.ended_at = None;
+                ws.agent_finished = false;
+                ws.fixes = 0;
+                ws.feedback = None;
+                ws.review = None;
+                ws.sync_conflicts.clear();
+                ws.result_commit = None;
+                ws.base_commit = None;
+                ws.merge_commit = None;
+                ws.files_changed.clear();
+                ws.test = None;
+                ws.updated_at = at;
+            }
             EventKind::IntegrationReset { commit, .. } => self.last_good = Some(commit.clone()),
             EventKind::Phase {
                 workstream,
@@ -751,10 +777,13 @@ impl RunState {
                     ws.agent_finished = false;
                 }
                 // A fix attempt with feedback is a new fix; one without runs the latest again.
+                // A person's message is not a failed check: it does not count as a fix.
                 if *purpose == Purpose::Fix
                     && let Some(given) = feedback
                 {
-                    ws.fixes += 1;
+                    if given.kind != FeedbackKind::Message {
+                        ws.fixes += 1;
+                    }
                     ws.feedback = Some(given.clone());
                     if given.kind == FeedbackKind::Conflict && !given.files.is_empty() {
                         ws.sync_conflicts = given.files.clone();
@@ -764,6 +793,9 @@ impl RunState {
                     Purpose::Fix => ws.feedback.as_ref().map(|f| f.kind),
                     _ => feedback.as_ref().map(|f| f.kind),
                 };
+                // Most workstreams make one attempt: room for exactly one more each time,
+                // not the four a first push makes (a run of 10,000 held 3 MB of empty room).
+                ws.attempt_log.reserve_exact(1);
                 ws.attempt_log.push(AttemptRecord {
                     number: *attempt,
                     purpose: *purpose,

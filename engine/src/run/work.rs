@@ -410,8 +410,15 @@ impl ProcessWork {
         let model = model_name.and_then(|m| workflow.models.get(m));
         let feedback = run.feedback.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
         let resumes = run.purpose == Purpose::Fix && !agent.resume.is_empty() && run.session.is_some();
+        // A person's message is not a failure: it is said as what it is.
+        let told = run
+            .feedback
+            .as_ref()
+            .is_some_and(|f| f.kind == crate::run::state::FeedbackKind::Message);
         let prompt = match run.purpose {
             Purpose::Work => slot.prompt.clone(),
+            Purpose::Fix if told && resumes => context::message_text(&feedback),
+            Purpose::Fix if told => context::message_prompt(&slot.prompt, &feedback),
             Purpose::Fix if resumes => context::fix_message(&feedback),
             Purpose::Fix => context::fix_prompt(&slot.prompt, &feedback),
             Purpose::Review => self.review_prompt(index, &workspace),
@@ -567,7 +574,7 @@ impl ProcessWork {
                     Ok(attempt) => {
                         let on_usage = |usage| report.usage(usage);
                         let on_line = |line| report.line(line);
-                        Ran::Api(crate::api_agent::run(attempt, &on_usage, &on_line, stop).await)
+                        Ran::Api(crate::run::api_agent::run(attempt, &on_usage, &on_line, stop).await)
                     }
                     Err(message) => Ran::Api(AgentOutcome::unstarted(AgentEnd::Failed(message))),
                 }
@@ -678,7 +685,7 @@ impl ProcessWork {
         secrets: &[String],
         budget_usd: Option<f64>,
         prompt: String,
-    ) -> Result<crate::api_agent::Attempt, String> {
+    ) -> Result<crate::run::api_agent::Attempt, String> {
         let workflow = &self.workflow;
         let ws = &workflow.workstreams[run.workstream];
         let (default_key, base_envs): (_, &[&str]) = match settings.kind {
@@ -711,7 +718,7 @@ impl ProcessWork {
             commands.env.retain(|_, value| value != key);
         }
         commands.secrets = secrets.clone();
-        commands.timeout = Some(crate::api_agent::COMMAND_TIMEOUT);
+        commands.timeout = Some(crate::run::api_agent::COMMAND_TIMEOUT);
         commands.idle_timeout = None;
         commands.grace = self.grace;
         let gate = match account {
@@ -731,7 +738,7 @@ impl ProcessWork {
             Purpose::Resolve => flow_dsl::Scope::everything(),
         };
         let model_id = model.map_or_else(|| settings.kind.default_model().to_string(), |m| m.id.clone());
-        Ok(crate::api_agent::Attempt {
+        Ok(crate::run::api_agent::Attempt {
             settings,
             agent: agent.name.clone(),
             model: model_id,

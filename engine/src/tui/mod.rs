@@ -7,8 +7,10 @@
 //! second only moves the elapsed times while the run goes on. What it draws is
 //! [`screen::draw`], a pure function tested on ratatui's test backend.
 //!
-//! It never changes the run itself: stop and skip are requests left in the run's
-//! `requests/` folder ([`crate::run::requests`]), which the run reads as inputs to its core.
+//! It never changes the run itself: stop, skip, retry and a message for an agent are
+//! requests left in the run's `requests/` folder ([`crate::run::requests`]), which the run
+//! reads as inputs to its core. A message and a search of the output are typed on a line at
+//! the bottom ([`Entry`]); while one is typed every key goes to it.
 //! The terminal is put back on quit, on error and on panic (ratatui's `try_init` installs a
 //! panic hook that restores it).
 
@@ -25,13 +27,13 @@ use crate::git::{Git, Oid};
 use crate::report::html::{log_tail, plain_text};
 use crate::report::run_table::{dollars, tokens};
 use crate::report::usage::usage_report;
-use crate::run::requests::{Action, send};
-use crate::run::state::{Phase, RunStatus};
+use crate::run::requests::{Action, refusal, send, send_message};
+use crate::run::state::RunStatus;
 use crate::run::store::read_events;
 use crate::site::RunDir;
 use crate::view::RunView;
 
-pub use self::screen::{Dashboard, Extras, Tab};
+pub use self::screen::{Dashboard, Entry, EntryKind, Extras, Search, Tab};
 
 /// How many lines of the selected workstream's log the output pane keeps.
 const PANE_LINES: usize = 2000;
@@ -224,6 +226,8 @@ fn run_loop(
     }
     let (mut view, mut extras) = source.load()?;
     extras.pane = source.pane(&view, &dashboard);
+    // Whose pane and which tab `extras.pane` holds.
+    let mut shown = (dashboard.selected, dashboard.tab);
     let mut last_load = Instant::now();
     loop {
         terminal.draw(|frame| screen::draw(frame, &view, &dashboard, &extras))?;
@@ -233,7 +237,10 @@ fn run_loop(
         if event::poll(Duration::from_millis(250))? {
             match event::read()? {
                 TermEvent::Key(key) if key.kind != KeyEventKind::Release => {
-                    match handle_key(key, &mut dashboard, &view, source, terminal)? {
+                    let pane = std::mem::take(&mut extras.pane);
+                    let flow = handle_key(key, &mut dashboard, &view, &pane, source, terminal)?;
+                    extras.pane = pane;
+                    match flow {
                         Flow::Quit => return Ok(()),
                         Flow::Reload => reload = true,
                         Flow::Redraw => {}
@@ -253,7 +260,15 @@ fn run_loop(
                 extras.budgets = e.budgets;
             }
             dashboard.selected = dashboard.selected.min(view.workstreams.len().saturating_sub(1));
+            let before = extras.pane.len();
+            let same = shown == (dashboard.selected, dashboard.tab);
             extras.pane = source.pane(&view, &dashboard);
+            shown = (dashboard.selected, dashboard.tab);
+            // The current match stays where it is on the screen as the output grows below it
+            // (the pane keeps the last lines of the log: past that, the lines move under it).
+            if same && dashboard.search.as_ref().is_some_and(|s| s.at.is_some()) && !dashboard.follow {
+                dashboard.scroll += extras.pane.len().saturating_sub(before);
+            }
             last_load = Instant::now();
         }
     }
@@ -270,35 +285,60 @@ fn handle_key(
     key: KeyEvent,
     dashboard: &mut Dashboard,
     view: &RunView,
+    pane: &[String],
     source: &Source,
     terminal: &mut ratatui::DefaultTerminal,
 ) -> io::Result<Flow> {
     let n = view.workstreams.len();
     let page = 10;
     dashboard.message = None;
+    if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+        return Ok(Flow::Quit);
+    }
+    if dashboard.entry.is_some() {
+        return Ok(type_key(key, dashboard, pane, source));
+    }
+    let moved = |dashboard: &mut Dashboard, selected: usize| {
+        dashboard.selected = selected;
+        dashboard.scroll = 0;
+        dashboard.follow = true;
+        if let Some(s) = dashboard.search.as_mut() {
+            s.at = None;
+        }
+    };
     match key.code {
+        // Esc first clears a search; then it quits.
+        KeyCode::Esc if dashboard.search.is_some() => {
+            dashboard.search = None;
+            dashboard.message = Some("search cleared: f follows the output again".into());
+        }
         KeyCode::Char('q') | KeyCode::Esc => return Ok(Flow::Quit),
-        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => return Ok(Flow::Quit),
-        KeyCode::Down | KeyCode::Char('j') if n > 0 => {
-            dashboard.selected = (dashboard.selected + 1).min(n - 1);
-            dashboard.scroll = 0;
-            dashboard.follow = true;
+        KeyCode::Down | KeyCode::Char('j') if n > 0 => moved(dashboard, (dashboard.selected + 1).min(n - 1)),
+        KeyCode::Up | KeyCode::Char('k') => moved(dashboard, dashboard.selected.saturating_sub(1)),
+        KeyCode::Home | KeyCode::Char('g') => moved(dashboard, 0),
+        KeyCode::End | KeyCode::Char('G') => moved(dashboard, n.saturating_sub(1)),
+        KeyCode::Char('/') => {
+            dashboard.tab = Tab::Output;
+            dashboard.entry = Some(Entry {
+                kind: EntryKind::Search,
+                text: dashboard.search.as_ref().map(|s| s.query.clone()).unwrap_or_default(),
+            });
         }
-        KeyCode::Up | KeyCode::Char('k') => {
-            dashboard.selected = dashboard.selected.saturating_sub(1);
-            dashboard.scroll = 0;
-            dashboard.follow = true;
+        KeyCode::Char(c @ ('n' | 'N')) if dashboard.search.is_some() && dashboard.tab == Tab::Output => {
+            jump(dashboard, pane, c == 'n');
         }
-        KeyCode::Home | KeyCode::Char('g') => {
-            dashboard.selected = 0;
-            dashboard.scroll = 0;
-            dashboard.follow = true;
-        }
-        KeyCode::End | KeyCode::Char('G') => {
-            dashboard.selected = n.saturating_sub(1);
-            dashboard.scroll = 0;
-            dashboard.follow = true;
-        }
+        KeyCode::Char('m') => match view.workstreams.get(dashboard.selected) {
+            None => dashboard.message = Some("no workstream selected".into()),
+            Some(w) => match refusal(view.status, &w.name, w.phase, Action::Message) {
+                Some(why) => dashboard.message = Some(why),
+                None => {
+                    dashboard.entry = Some(Entry {
+                        kind: EntryKind::Message(w.name.clone()),
+                        text: String::new(),
+                    })
+                }
+            },
+        },
         KeyCode::Char('f') | KeyCode::Enter => {
             dashboard.tab = Tab::Output;
             dashboard.follow = !dashboard.follow || dashboard.scroll > 0;
@@ -318,11 +358,7 @@ fn handle_key(
         }
         KeyCode::Char('s') => dashboard.message = Some(request(view, dashboard.selected, Action::Stop, source)),
         KeyCode::Char('x') => dashboard.message = Some(request(view, dashboard.selected, Action::Skip, source)),
-        KeyCode::Char('r') => {
-            dashboard.message = Some(
-                "retry: not from here yet; `flow resume` runs failed workstreams again once the run is over".into(),
-            )
-        }
+        KeyCode::Char('r') => dashboard.message = Some(request(view, dashboard.selected, Action::Retry, source)),
         KeyCode::Char('o') => {
             dashboard.message = Some(open_shell(view, dashboard.selected, terminal)?);
             return Ok(Flow::Reload);
@@ -337,18 +373,74 @@ fn request(view: &RunView, index: usize, action: Action, source: &Source) -> Str
     let Some(w) = view.workstreams.get(index) else {
         return "no workstream selected".into();
     };
-    if view.status != RunStatus::Running {
-        return format!("the run is over ({}): nothing to {}", view.status, action.as_str());
-    }
-    if w.phase.is_final() {
-        return format!("{} is already {}", w.name, w.phase);
-    }
-    if action == Action::Skip && w.phase != Phase::Pending {
-        return format!("{} has started: stop it with s", w.name);
+    if let Some(why) = refusal(view.status, &w.name, w.phase, action) {
+        return why;
     }
     match send(&source.run_dir, &w.name, action) {
         Ok(()) => format!("asked the run to {} {}", action.as_str(), w.name),
         Err(e) => format!("cannot ask the run: {e}"),
+    }
+}
+
+/// A key while a line is typed: it edits the line; Enter sends the message or searches, Esc
+/// gives the line up.
+fn type_key(key: KeyEvent, dashboard: &mut Dashboard, pane: &[String], source: &Source) -> Flow {
+    let Some(entry) = dashboard.entry.as_mut() else {
+        return Flow::Redraw;
+    };
+    match key.code {
+        KeyCode::Esc => dashboard.entry = None,
+        KeyCode::Backspace => {
+            entry.text.pop();
+        }
+        KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => entry.text.clear(),
+        KeyCode::Char(c) if entry.text.chars().count() < entry.limit() => entry.text.push(c),
+        KeyCode::Char(_) => dashboard.message = Some(format!("the line is full ({} characters)", entry.limit())),
+        KeyCode::Enter => {
+            let Some(entry) = dashboard.entry.take() else {
+                return Flow::Redraw;
+            };
+            match entry.kind {
+                EntryKind::Message(name) => {
+                    dashboard.message = Some(if crate::run::requests::tidy(&entry.text).is_empty() {
+                        "an empty message: nothing sent".to_string()
+                    } else {
+                        match send_message(&source.run_dir, &name, &entry.text) {
+                            Ok(()) => format!("sent {name} a message: its agent gets it when its current attempt ends"),
+                            Err(e) => format!("cannot ask the run: {e}"),
+                        }
+                    });
+                    return Flow::Reload;
+                }
+                EntryKind::Search if entry.text.is_empty() => dashboard.search = None,
+                EntryKind::Search => {
+                    dashboard.search = Some(Search {
+                        query: entry.text,
+                        at: None,
+                    });
+                    jump(dashboard, pane, true);
+                }
+            }
+        }
+        _ => {}
+    }
+    Flow::Redraw
+}
+
+/// Goes to the next (or previous) match of the search, pausing the output there.
+fn jump(dashboard: &mut Dashboard, pane: &[String], forward: bool) {
+    let Some(search) = dashboard.search.as_mut() else {
+        return;
+    };
+    // With no match chosen yet, the search starts from the line at the pane's bottom.
+    let bottom = pane.len().saturating_sub(dashboard.scroll + 1);
+    match search.step(pane, bottom, forward) {
+        Some(at) => {
+            search.at = Some(at);
+            dashboard.follow = false;
+            dashboard.scroll = pane.len().saturating_sub(at + 1);
+        }
+        None => dashboard.message = Some(format!("no line holds \"{}\"", search.query)),
     }
 }
 

@@ -65,6 +65,74 @@ pub struct Dashboard {
     pub scroll: usize,
     /// A line for the person: what a key did, or why it did nothing.
     pub message: Option<String>,
+    /// The line being typed at the bottom (a message, a search), if one is.
+    pub entry: Option<Entry>,
+    /// The search of the output pane, once entered: its matches are highlighted.
+    pub search: Option<Search>,
+}
+
+/// A line the person types at the bottom of the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: EntryKind,
+    pub text: String,
+}
+
+/// What a typed line is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A message for this workstream's agent (m).
+    Message(String),
+    /// A search of the output pane (/).
+    Search,
+}
+
+impl Entry {
+    /// The longest line that may be typed: a message's limit, or a search's.
+    pub fn limit(&self) -> usize {
+        match self.kind {
+            EntryKind::Message(_) => crate::run::requests::MESSAGE_MAX,
+            EntryKind::Search => 200,
+        }
+    }
+}
+
+/// A search of the output pane: matches are lines holding the query, ASCII letters in any
+/// case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    pub query: String,
+    /// The current match: an index into the pane's lines.
+    pub at: Option<usize>,
+}
+
+impl Search {
+    /// The indices of the lines that hold the query.
+    pub fn matches(&self, lines: &[String]) -> Vec<usize> {
+        let query = self.query.to_ascii_lowercase();
+        if query.is_empty() {
+            return vec![];
+        }
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.to_ascii_lowercase().contains(&query))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The match after (`forward`) or before the current one, or at or around the line
+    /// `from` when none is current yet, going round at the ends.
+    pub fn step(&self, lines: &[String], from: usize, forward: bool) -> Option<usize> {
+        let matches = self.matches(lines);
+        let found = match (self.at, forward) {
+            (Some(at), true) => matches.iter().copied().find(|&m| m > at),
+            (Some(at), false) => matches.iter().rev().copied().find(|&m| m < at),
+            (None, true) => matches.iter().copied().find(|&m| m >= from),
+            (None, false) => matches.iter().rev().copied().find(|&m| m <= from),
+        };
+        found.or(if forward { matches.first() } else { matches.last() }.copied())
+    }
 }
 
 /// What the dashboard draws besides the view: the pane's lines and the budgets.
@@ -289,7 +357,20 @@ fn draw_pane(frame: &mut Frame, area: Rect, view: &RunView, dashboard: &Dashboar
         .workstreams
         .get(dashboard.selected)
         .map_or("-", |w| w.name.as_str());
+    let search = dashboard.search.as_ref().filter(|_| dashboard.tab == Tab::Output);
+    let matches = search.map(|s| s.matches(&extras.pane)).unwrap_or_default();
     let how = match dashboard.tab {
+        Tab::Output if search.is_some() => {
+            let query = search.map_or("", |s| s.query.as_str());
+            let at = search
+                .and_then(|s| s.at)
+                .and_then(|a| matches.iter().position(|&m| m == a));
+            match at {
+                _ if matches.is_empty() => format!(" /{query}: no match"),
+                Some(k) => format!(" /{query}: {}/{}", k + 1, matches.len()),
+                None => format!(" /{query}: {} matches", matches.len()),
+            }
+        }
         Tab::Output if dashboard.follow => " (following)".to_string(),
         Tab::Output if dashboard.scroll > 0 => format!(" (scrolled up {})", dashboard.scroll),
         Tab::Output => " (paused: f follows)".to_string(),
@@ -308,7 +389,13 @@ fn draw_pane(frame: &mut Frame, area: Rect, view: &RunView, dashboard: &Dashboar
         let start = end.saturating_sub(height);
         extras.pane[start..end]
             .iter()
-            .map(|l| styled_pane_line(l, false))
+            .enumerate()
+            .map(|(k, l)| match search {
+                Some(s) if matches.binary_search(&(start + k)).is_ok() => {
+                    highlighted(l, &s.query, s.at == Some(start + k))
+                }
+                _ => styled_pane_line(l, false),
+            })
             .collect()
     } else {
         extras
@@ -343,6 +430,37 @@ fn styled_pane_line(line: &str, diff: bool) -> Line<'static> {
     // through here either, whatever the caller passed.
     let text: String = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     Line::styled(text, style)
+}
+
+/// A line of the pane holding the search's query: each match marked, the current match's
+/// line in bold.
+fn highlighted(line: &str, query: &str, current: bool) -> Line<'static> {
+    let text: String = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    // ASCII lowering keeps every byte where it is, so positions found in it hold in `text`.
+    let lower = text.to_ascii_lowercase();
+    let query = query.to_ascii_lowercase();
+    let base = if current {
+        Style::new().add_modifier(Modifier::BOLD)
+    } else {
+        Style::new()
+    };
+    let mark = Style::new()
+        .fg(Color::Black)
+        .bg(if current { Color::LightYellow } else { Color::Yellow });
+    let mut spans = vec![];
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(&query).filter(|_| !query.is_empty()) {
+        let start = from + found;
+        let end = start + query.len();
+        spans.push(Span::styled(text[from..start].to_string(), base));
+        spans.push(Span::styled(text[start..end].to_string(), mark));
+        from = end;
+    }
+    spans.push(Span::styled(text[from..].to_string(), base));
+    if current {
+        spans.insert(0, Span::styled("▶", mark));
+    }
+    Line::from(spans)
 }
 
 fn draw_panels(frame: &mut Frame, area: Rect, view: &RunView, extras: &Extras) {
@@ -423,13 +541,37 @@ fn draw_panels(frame: &mut Frame, area: Rect, view: &RunView, extras: &Extras) {
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, dashboard: &Dashboard, width: u16) {
-    let keys = if width >= 110 {
-        "↑↓ select  f follow  PgUp/PgDn scroll  Tab output/changes/details  s stop  x skip  o shell  q quit (the run goes on)"
-    } else if width >= 70 {
-        "↑↓ select  f follow  PgUp/Dn  Tab pane  s stop  x skip  o shell  q quit"
+    let keys = if width >= 130 {
+        "↑↓ select  f follow  PgUp/PgDn scroll  / search  Tab output/changes/details  s stop  r retry  m message  x skip  o shell  q quit"
+    } else if width >= 104 {
+        "↑↓ select  f follow  PgUp/Dn  / search  Tab pane  s stop  r retry  m message  x skip  o shell  q quit"
+    } else if width >= 60 {
+        "↑↓ f PgUp/Dn / Tab  s stop  r retry  m msg  x skip  o  q"
     } else {
-        "↑↓ f Tab s x o q"
+        "↑↓ f / Tab s r m x o q"
     };
+    if let Some(entry) = &dashboard.entry {
+        let (label, hint) = match &entry.kind {
+            EntryKind::Message(name) => (format!(" message for {name}: "), "  (Enter sends, Esc cancels)"),
+            EntryKind::Search => (" /".to_string(), "  (Enter searches, Esc cancels)"),
+        };
+        // The end of what is typed stays in sight, the cursor after it.
+        let room = (width as usize).saturating_sub(label.chars().count() + hint.chars().count() + 1);
+        let typed: String = entry
+            .text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let skip = typed.chars().count().saturating_sub(room);
+        let shown: String = typed.chars().skip(skip).collect();
+        let line = Line::from(vec![
+            Span::styled(label, Style::new().bold()),
+            Span::raw(shown),
+            Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
+            Span::styled(hint, Style::new().dark_gray()),
+        ]);
+        return frame.render_widget(Paragraph::new(line), area);
+    }
     let line = match &dashboard.message {
         Some(m) => Line::from(vec![Span::styled(format!(" {m} "), Style::new().bold().reversed())]),
         None => Line::from(Span::styled(format!(" {keys}"), Style::new().dark_gray())),

@@ -398,7 +398,9 @@ impl Timeline {
                         t.close(i, at);
                     }
                 }
-                EventKind::Reset { workstream, .. } => t.set(*workstream, Phase::Pending, at),
+                EventKind::Reset { workstream, .. } | EventKind::Retried { workstream, .. } => {
+                    t.set(*workstream, Phase::Pending, at)
+                }
                 EventKind::Phase { workstream, phase, .. } => t.set(*workstream, *phase, at),
                 EventKind::AttemptStarted {
                     workstream,

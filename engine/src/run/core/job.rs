@@ -140,7 +140,7 @@ impl Core {
     }
 
     /// Tells whether the job must stop before its next step (Ctrl-C or a stop reason).
-    fn must_stop(&self, index: usize) -> bool {
+    pub(super) fn must_stop(&self, index: usize) -> bool {
         self.cancelled || self.jobs[index].as_ref().is_some_and(|j| j.stop.is_some())
     }
 
@@ -187,7 +187,7 @@ impl Core {
 
     /// Starts the next attempt of an agent of the workstream, recorded first. A fix attempt
     /// with `feedback` is a new fix; one without it runs the latest fix again (a retry).
-    fn start_attempt(&mut self, index: usize, purpose: Purpose, feedback: Option<Feedback>) {
+    pub(super) fn start_attempt(&mut self, index: usize, purpose: Purpose, feedback: Option<Feedback>) {
         // Every attempt (a retry, a fix, a review) spends: none starts on a spent budget.
         if let Some(breach) = self.ledger.refusal(&self.plan.workflow, &self.state, index) {
             return self.fail(
@@ -387,6 +387,9 @@ impl Core {
         match failure {
             Some(failure) => self.attempt_failed(index, failure),
             None if self.must_stop(index) => self.resolve_stop(index),
+            // A person's message waits for the attempt's end: the agent gets it now, and its
+            // work is checked once it has acted on it.
+            None if self.deliver_message(index) => {}
             None => self.check(index),
         }
     }
@@ -671,8 +674,12 @@ impl Core {
         self.fix_or_fail(index, feedback, failure)
     }
 
-    /// The work passed its checks: ready to merge (or done, without a branch).
+    /// The work passed its checks: ready to merge (or done, without a branch), unless a
+    /// person's message came meanwhile (it goes to the agent first).
     fn succeed(&mut self, index: usize) {
+        if self.deliver_message(index) {
+            return;
+        }
         let has_branch = self.jobs[index]
             .as_ref()
             .and_then(|j| j.workspace.as_ref())

@@ -63,9 +63,22 @@ impl MergeQueue {
         self.ready.push_back(index);
     }
 
+    /// A workstream at `position` of the plan's merge order is to merge after all (a person
+    /// retried it): the plan order comes back to it; what merged since stays merged.
+    pub(super) fn rewind(&mut self, position: Option<usize>) {
+        if let Some(p) = position {
+            self.next = self.next.min(p);
+        }
+    }
+
     /// Merging stops for the rest of the run.
     pub(super) fn stop(&mut self) {
         self.stopped = true;
+    }
+
+    /// Tells whether merging stopped at a conflict for the rest of the run.
+    pub(super) fn is_stopped(&self) -> bool {
+        self.stopped
     }
 
     pub(super) fn is_busy(&self) -> bool {

@@ -16,6 +16,7 @@
 //! - why an agent is stopped: budgets in `ledger.rs` via [`Core::weigh`], the failure policy
 //!   in [`Core::react`] (`--abort-on-failure`), Ctrl-C in [`Core::interrupt`];
 //! - what merges next and what a merge or `verify` result means: `merge_queue.rs`;
+//! - what a person's retry or message means for a run going on: `person.rs`;
 //! - what a resume does with each workstream: `run::resume::decide` (a pure function too).
 //!
 //! Every change of state is an [`Event`], applied here and recorded by the driver before
@@ -25,6 +26,7 @@ mod handoff;
 mod job;
 mod ledger;
 mod merge_queue;
+mod person;
 mod protocol;
 mod review;
 
@@ -37,9 +39,10 @@ use flow_dsl::OnConflict;
 
 pub use self::handoff::handoffs;
 pub use self::ledger::{Ledger, priced};
+pub use self::person::{MESSAGE_MAX, tidy};
 pub use self::protocol::{
-    AgentEnd, AgentOutcome, Conflicts, Effect, Handoff, Input, Inspection, MergeOutcome, Resolution, SyncOutcome,
-    Timer, Workspace,
+    Action, AgentEnd, AgentOutcome, Conflicts, Effect, Handoff, Input, Inspection, MergeOutcome, Resolution,
+    SyncOutcome, Timer, Workspace,
 };
 pub use self::review::read_verdict;
 
@@ -139,6 +142,10 @@ pub struct Core {
     by_person: Vec<bool>,
     /// Nothing new starts (a failure without `--keep-going`, Ctrl-C, a broken event log).
     stopping: bool,
+    /// The event log could not be written: nothing may start again, whatever a person asks.
+    log_broken: bool,
+    /// The messages a person sent each workstream's agent, not yet given to it.
+    told: Vec<Vec<String>>,
     /// The time of the input being handled.
     now: Timestamp,
     /// The effects of the input being handled.
@@ -183,6 +190,8 @@ impl Core {
             cancelled: false,
             by_person: vec![false; n],
             stopping: false,
+            log_broken: false,
+            told: vec![vec![]; n],
             now,
             out: vec![],
         }
@@ -261,7 +270,11 @@ impl Core {
             Input::Timer(timer) => self.timer(timer),
             Input::Interrupt => self.interrupt(),
             Input::Request { workstream, action } => self.request(workstream, action),
-            Input::RecordFailed(_) => self.stopping = true,
+            Input::Message { workstream, text } => self.message(workstream, &text),
+            Input::RecordFailed(_) => {
+                self.stopping = true;
+                self.log_broken = true;
+            }
         }
         self.advance();
         std::mem::take(&mut self.out)
@@ -317,6 +330,7 @@ impl Core {
                 });
             }
         }
+        self.undelivered_messages();
         let all_good = (0..self.state.workstreams.len())
             .all(|i| !self.selected[i] || self.state.workstreams[i].phase.is_success());
         let status = if all_good {
@@ -601,11 +615,21 @@ impl Core {
     /// A person's request: stop a workstream at work (its process now, else at its next
     /// step), or skip one that has not started; its dependents are skipped, and the run goes
     /// on as if it had been left out. What cannot be done (it merges, it is over) is an alert.
-    fn request(&mut self, index: usize, action: crate::run::requests::Action) {
+    fn request(&mut self, index: usize, action: Action) {
         let Some(ws) = self.state.workstreams.get(index) else {
             return;
         };
         let (name, phase) = (ws.name.clone(), ws.phase);
+        match action {
+            Action::Retry => return self.retry(index),
+            Action::Message => {
+                return self.record(EventKind::Alert {
+                    workstream: Some(index),
+                    message: format!("a message for `{name}` came without its text: nothing was sent"),
+                });
+            }
+            _ => {}
+        }
         if phase == Phase::Pending && self.jobs[index].is_none() && !self.cancelled {
             self.by_person[index] = true;
             self.record(EventKind::Phase {
@@ -614,13 +638,13 @@ impl Core {
                 reason: Some(format!(
                     "{} by a person",
                     match action {
-                        crate::run::requests::Action::Stop => "stopped before it started",
-                        crate::run::requests::Action::Skip => "skipped",
+                        Action::Stop => "stopped before it started",
+                        _ => "skipped",
                     }
                 )),
             });
             self.failed(index);
-        } else if action == crate::run::requests::Action::Stop && self.jobs[index].is_some() && !phase.is_final() {
+        } else if action == Action::Stop && self.jobs[index].is_some() && !phase.is_final() {
             self.by_person[index] = true;
             self.stop_job(index, StopReason::Person);
         } else {

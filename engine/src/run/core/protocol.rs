@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::agent::Usage;
 use crate::agent::output::AgentError;
 use crate::git::Oid;
@@ -84,10 +86,10 @@ pub enum Input {
     Interrupt,
     /// A person asked to stop or skip one workstream (`flow watch`, through the run's
     /// `requests/` folder).
-    Request {
-        workstream: usize,
-        action: crate::run::requests::Action,
-    },
+    Request { workstream: usize, action: Action },
+    /// A person's message for a workstream's agent (`flow watch`'s m, `flow tell`), given to
+    /// it as a fix attempt once its current attempt ends.
+    Message { workstream: usize, text: String },
     /// The event log could not be written: nothing more may start.
     RecordFailed(String),
 }
@@ -328,4 +330,34 @@ pub enum MergeOutcome {
     Conflict(Vec<String>),
     /// git failed or refused.
     Error(String),
+}
+
+/// What is asked of a workstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Stop its work now (its agent, its check); its dependents are skipped, the rest of
+    /// the run goes on.
+    Stop,
+    /// Do not start it; its dependents are skipped.
+    Skip,
+    /// Run a failed workstream again (a new attempt, from a clean worktree); its skipped
+    /// dependents wait for it again. Asked of a workstream skipped because of a failure, it
+    /// retries the failed workstreams it waits on.
+    Retry,
+    /// Give the request's text to the workstream's agent, as a fix attempt once its current
+    /// attempt ends.
+    Message,
+}
+
+impl Action {
+    /// The verb, as a person says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Stop => "stop",
+            Action::Skip => "skip",
+            Action::Retry => "retry",
+            Action::Message => "message",
+        }
+    }
 }

@@ -2174,7 +2174,7 @@ workstream "a" { owns "a/**"; retries 3; script "true" }
 
 #[test]
 fn a_person_stops_a_running_workstream_and_skips_a_waiting_one_and_the_run_goes_on() {
-    use crate::run::requests::Action;
+    use crate::run::core::Action;
     let body = r#"
 workstream "a" { owns "a/**"; script "true" }
 workstream "b" { owns "b/**"; script "true" }
@@ -2222,5 +2222,393 @@ workstream "f" { owns "f/**"; depends-on "e"; script "true" }
     );
     assert_eq!(sim.phase("b"), Phase::Merged);
     assert_eq!(sim.phase("d"), Phase::Merged);
+    sim.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// A person's retry and message, during the run.
+
+fn alerts_about(sim: &Sim, text: &str) -> usize {
+    sim.state().alerts.iter().filter(|a| a.contains(text)).count()
+}
+
+fn agent_starts(sim: &Sim, name: &str) -> Vec<(u32, Purpose, Option<FeedbackKind>, Option<String>)> {
+    let index = sim.index(name);
+    sim.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartAgent {
+                workstream,
+                attempt,
+                purpose,
+                feedback,
+                session,
+                ..
+            } if *workstream == index => Some((*attempt, *purpose, feedback.as_ref().map(|f| f.kind), session.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_person_retries_a_failure_from_its_skipped_dependent_and_the_run_goes_on_to_succeed() {
+    use crate::run::core::Action;
+    let body = r#"
+workstream "flaky" { owns "flaky/**"; script "true" }
+workstream "after" { owns "after/**"; depends-on "flaky"; script "true" }
+workstream "slow" { owns "slow/**"; script "true" }
+workstream "later" { owns "later/**"; depends-on "slow"; script "true" }
+"#;
+    // Without --keep-going: the failure stops new starts until it is retried.
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    sim.end_agent("flaky", AgentEnd::Exited(3));
+    assert_eq!(sim.phase("flaky"), Phase::Failed, "retries 0: it fails at once");
+    assert_eq!(sim.phase("after"), Phase::Skipped);
+    // The retry comes while `slow` still runs (a run with nothing at work is over).
+    sim.feed(Input::Request {
+        workstream: sim.index("after"),
+        action: Action::Retry,
+    });
+    let flaky = sim.index("flaky");
+    assert!(
+        sim.events().iter().any(|e| matches!(
+            e,
+            EventKind::Retried { workstream, reason } if *workstream == flaky && reason == "retried by a person"
+        )),
+        "the person's retry is recorded"
+    );
+    assert_eq!(
+        sim.phase("flaky"),
+        Phase::Running,
+        "a new attempt, from a clean worktree"
+    );
+    assert!(sim.state().workstreams[flaky].failure.is_none());
+    assert_eq!(sim.phase("after"), Phase::Pending, "its dependent waits for it again");
+    // No failure stands: `later` starts once `slow` merges (it did not before the retry).
+    let fresh = sim.effects.iter().rev().find_map(|e| match e {
+        Effect::Prepare { workstream, fresh, .. } if *workstream == flaky => Some(*fresh),
+        _ => None,
+    });
+    assert_eq!(fresh, Some(true));
+    sim.run_all();
+    assert_eq!(
+        agent_starts(&sim, "flaky").iter().map(|s| s.0).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(
+        sim.state().workstreams[flaky].attempt_log.len(),
+        2,
+        "the failed attempt stays in the record"
+    );
+    for name in ["flaky", "after", "slow", "later"] {
+        assert_eq!(sim.phase(name), Phase::Merged, "{name}");
+    }
+    sim.finish();
+    assert_eq!(sim.state().status, RunStatus::Succeeded);
+}
+
+#[test]
+fn a_retry_is_refused_for_what_did_not_fail_and_while_the_run_stops() {
+    use crate::run::core::Action;
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+workstream "c" { owns "c/**"; depends-on "b"; script "true" }
+workstream "d" { owns "d/**"; script "true" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            max_parallel: Some(2),
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    let retry = |sim: &mut Sim, name: &str| {
+        let workstream = sim.index(name);
+        sim.feed(Input::Request {
+            workstream,
+            action: Action::Retry,
+        });
+    };
+    retry(&mut sim, "a");
+    assert_eq!(alerts_about(&sim, "`a` cannot be retried: it is running"), 1);
+    sim.feed(Input::Request {
+        workstream: sim.index("d"),
+        action: Action::Skip,
+    });
+    retry(&mut sim, "d");
+    assert_eq!(alerts_about(&sim, "`d` cannot be retried: a person skipped it"), 1);
+    sim.feed(Input::Request {
+        workstream: sim.index("b"),
+        action: Action::Stop,
+    });
+    assert_eq!(sim.phase("c"), Phase::Skipped);
+    retry(&mut sim, "c");
+    assert_eq!(
+        alerts_about(&sim, "`c` cannot be retried: no failed workstream holds it back"),
+        1,
+        "b was stopped, not failed: {:?}",
+        sim.state().alerts
+    );
+    sim.end_agent("a", AgentEnd::Exited(0));
+    retry(&mut sim, "a");
+    assert_eq!(alerts_about(&sim, "`a` cannot be retried: it is merged"), 1);
+    assert!(!sim.events().iter().any(|e| matches!(e, EventKind::Retried { .. })));
+    sim.finish();
+}
+
+#[test]
+fn a_retried_workstream_still_counts_what_it_spent_against_its_budget() {
+    use crate::run::core::Action;
+    let body = r#"
+workstream "spender" { owns "spender/**"; budget usd=1; script "true" }
+workstream "other" { owns "other/**"; script "true" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            keep_going: true,
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    let i = sim.index("spender");
+    sim.end_agent_with(
+        "spender",
+        AgentOutcome {
+            usage: usage_usd(1.0),
+            ..outcome(AgentEnd::Exited(2))
+        },
+    );
+    assert_eq!(sim.phase("spender"), Phase::Failed);
+    sim.feed(Input::Request {
+        workstream: i,
+        action: Action::Retry,
+    });
+    assert!(sim.events().iter().any(|e| matches!(e, EventKind::Retried { .. })));
+    assert_eq!(alerts_about(&sim, "`spender` retried by a person after it failed"), 1);
+    assert_eq!(sim.phase("spender"), Phase::Failed, "refused at once");
+    assert_eq!(sim.failure("spender").kind, FailureKind::Budget);
+    assert_eq!(agent_starts(&sim, "spender").len(), 1, "no attempt on a spent budget");
+    sim.run_all();
+    sim.finish();
+}
+
+#[test]
+fn a_message_waits_for_the_running_attempt_then_goes_to_the_agent_in_its_session() {
+    let body = r#"workstream "a" { owns "a/**"; fix-attempts 1; test "check"; script "true" }"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.script.failing_tests.insert("a".into());
+    sim.begin();
+    let a = sim.index("a");
+    sim.feed(Input::Message {
+        workstream: a,
+        text: "use the \u{1b}[31mnew\u{7} API\n\nnot the old one".into(),
+    });
+    assert!(sim.stopped.is_empty(), "the attempt is not cut short");
+    assert_eq!(
+        alerts_about(&sim, "a person's message for `a` is queued"),
+        1,
+        "{:?}",
+        sim.state().alerts
+    );
+    sim.end_agent_with(
+        "a",
+        AgentOutcome {
+            session_id: Some("s-1".into()),
+            ..outcome(AgentEnd::Exited(0))
+        },
+    );
+    assert!(
+        !sim.effects.iter().any(|e| matches!(e, Effect::Inspect { .. })),
+        "the message goes before the check"
+    );
+    assert_eq!(
+        agent_starts(&sim, "a"),
+        [
+            (1, Purpose::Work, None, None),
+            (2, Purpose::Fix, Some(FeedbackKind::Message), Some("s-1".into()))
+        ]
+    );
+    let ws = &sim.state().workstreams[a];
+    let given = ws.feedback.as_ref().expect("the message is recorded");
+    assert_eq!(
+        given.detail, "use the [31mnew API\n\nnot the old one",
+        "control characters dropped"
+    );
+    assert_eq!(ws.fixes, 0, "a message is not a fix");
+    assert_eq!(sim.phase("a"), Phase::Fixing);
+    // Its work is checked after the message; the failed test still gets its one fix.
+    sim.end_agent("a", AgentEnd::Exited(0));
+    assert_eq!(
+        agent_starts(&sim, "a").last().map(|s| (s.1, s.2)),
+        Some((Purpose::Fix, Some(FeedbackKind::Test)))
+    );
+    // A message that comes while the last fix's test runs, which then fails with no fix
+    // left: never given, and the end of the run says so.
+    let k = sim.agents.iter().position(|(w, _)| *w == a).expect("the fix runs");
+    sim.agents.remove(k);
+    sim.feed(Input::AgentEnded {
+        workstream: a,
+        outcome: outcome(AgentEnd::Exited(0)),
+    });
+    sim.feed(Input::Message {
+        workstream: a,
+        text: "one more thing".into(),
+    });
+    sim.finish_tests();
+    assert_eq!(sim.phase("a"), Phase::Failed);
+    assert_eq!(agent_starts(&sim, "a").len(), 3, "work, message, test fix");
+    sim.finish();
+    assert_eq!(alerts_about(&sim, "1 message(s) for `a` never reached its agent"), 1);
+}
+
+#[test]
+fn a_message_for_a_waiting_or_checking_workstream_goes_once_its_work_ends_or_is_checked() {
+    let body = r#"
+workstream "first" { owns "first/**"; test "check"; script "true" }
+workstream "second" { owns "second/**"; depends-on "first"; script "true" }
+"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    let (first, second) = (sim.index("first"), sim.index("second"));
+    sim.feed(Input::Message {
+        workstream: second,
+        text: "keep it short".into(),
+    });
+    // first's test runs: a message now goes after it passes, instead of the merge.
+    let k = sim.agents.iter().position(|(w, _)| *w == first).expect("first runs");
+    sim.agents.remove(k);
+    sim.feed(Input::AgentEnded {
+        workstream: first,
+        outcome: outcome(AgentEnd::Exited(0)),
+    });
+    assert_eq!(sim.phase("first"), Phase::Checking);
+    sim.feed(Input::Message {
+        workstream: first,
+        text: "also add a test".into(),
+    });
+    sim.finish_tests();
+    assert_eq!(sim.phase("first"), Phase::Fixing, "not ready: the message comes first");
+    assert_eq!(
+        agent_starts(&sim, "first").last().map(|s| s.2),
+        Some(Some(FeedbackKind::Message))
+    );
+    sim.end_agent("first", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("first"), Phase::Merged);
+    // second had not started: its message waits for its first attempt.
+    assert_eq!(sim.phase("second"), Phase::Running);
+    sim.end_agent("second", AgentEnd::Exited(0));
+    assert_eq!(
+        agent_starts(&sim, "second")
+            .iter()
+            .map(|s| (s.1, s.2))
+            .collect::<Vec<_>>(),
+        [(Purpose::Work, None), (Purpose::Fix, Some(FeedbackKind::Message))]
+    );
+    assert_eq!(
+        sim.state().workstreams[second]
+            .feedback
+            .as_ref()
+            .map(|f| f.detail.as_str()),
+        Some("keep it short")
+    );
+    sim.run_all();
+    assert_eq!(sim.phase("second"), Phase::Merged);
+    sim.finish();
+}
+
+#[test]
+fn a_message_is_refused_for_finished_failed_or_empty() {
+    let body = r#"
+workstream "done" { owns "done/**"; script "true" }
+workstream "broken" { owns "broken/**"; script "true" }
+workstream "busy" { owns "busy/**"; script "true" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            keep_going: true,
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    sim.end_agent("done", AgentEnd::Exited(0));
+    sim.end_agent("broken", AgentEnd::Exited(1));
+    let tell = |sim: &mut Sim, name: &str, text: &str| {
+        let workstream = sim.index(name);
+        sim.feed(Input::Message {
+            workstream,
+            text: text.into(),
+        });
+    };
+    tell(&mut sim, "done", "more");
+    tell(&mut sim, "broken", "more");
+    tell(&mut sim, "busy", " \n\u{7} ");
+    for (name, why) in [
+        ("done", "it is merged: its work is done"),
+        ("broken", "it is failed: retry it first"),
+        ("busy", "it is empty"),
+    ] {
+        assert_eq!(
+            alerts_about(&sim, &format!("the message for `{name}` was not sent: {why}")),
+            1,
+            "{:?}",
+            sim.state().alerts
+        );
+    }
+    sim.end_agent("busy", AgentEnd::Exited(0));
+    assert_eq!(agent_starts(&sim, "busy").len(), 1, "nothing was queued");
+    sim.finish();
+}
+
+#[test]
+fn a_long_message_is_cut_and_says_so() {
+    let text = "x".repeat(crate::run::requests::MESSAGE_MAX + 10);
+    let tidy = crate::run::requests::tidy(&text);
+    assert!(
+        tidy.ends_with("… [cut: 10 more characters]"),
+        "{}",
+        &tidy[tidy.len() - 40..]
+    );
+    assert_eq!(
+        tidy.chars().filter(|&c| c == 'x').count(),
+        crate::run::requests::MESSAGE_MAX
+    );
+}
+
+#[test]
+fn a_conflict_is_not_retried_once_merging_stopped_at_it() {
+    use crate::run::core::Action;
+    let body = r#"
+workstream "a" { owns "a/**"; script "true" }
+workstream "b" { owns "b/**"; script "true" }
+integrate { sync "off"; }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            keep_going: true,
+            ..Options::default()
+        },
+    );
+    sim.script.conflicts.insert("a".into());
+    sim.begin();
+    sim.end_agent("a", AgentEnd::Exited(0));
+    assert_eq!(sim.phase("a"), Phase::Conflicted, "on-conflict \"stop\" by default");
+    sim.feed(Input::Request {
+        workstream: sim.index("a"),
+        action: Action::Retry,
+    });
+    assert_eq!(
+        alerts_about(&sim, "`a` cannot be retried: merging stopped at a conflict"),
+        1,
+        "{:?}",
+        sim.state().alerts
+    );
+    assert_eq!(sim.phase("a"), Phase::Conflicted);
+    sim.run_all();
     sim.finish();
 }
