@@ -346,3 +346,124 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[test]
+fn a_hook_planted_by_an_agent_cut_by_a_crash_of_flow_is_undone_at_resume() {
+    let env = TestEnv::new();
+    let planted = env.outside("planted");
+    hostile(
+        &env,
+        &format!(
+            r#"hooks="$(git rev-parse --git-common-dir)/hooks"; mkdir -p "$hooks"; printf '#!/bin/sh\necho gotcha\n' > "$hooks/post-merge"; chmod +x "$hooks/post-merge"; touch {planted}; while :; do sleep 1; done"#
+        ),
+    );
+    let mut run = env.spawn_flow(&["run"]);
+    crate::support::wait_until("the agent planted its hook", || std::path::Path::new(&planted).exists());
+    run.signal(rustix::process::Signal::KILL);
+    run.wait();
+    let kept = env.latest_run_dir().expect("a run").join("guard");
+    assert_eq!(
+        walk(&kept).len(),
+        1,
+        "the agent's snapshot is kept in {}",
+        kept.display()
+    );
+
+    let resumed = crate::support::RunOutput {
+        out: env
+            .flow()
+            .args(["resume", "--progress", "plain", "--grace", "1s"])
+            .timeout(std::time::Duration::from_secs(120))
+            .output()
+            .expect("flow resumes"),
+    };
+    assert_ne!(resumed.code(), Some(0), "{}", resumed.text());
+    assert_eq!(env.state().phase("w"), "failed", "{}", resumed.text());
+    let (kind, message) = failure(&env);
+    assert_eq!(kind, "integrity", "{message}");
+    assert!(message.contains("post-merge"), "{message}");
+    assert!(!env.root.join(".git/hooks/post-merge").exists(), "the hook is gone");
+    assert!(walk(&kept).is_empty(), "the snapshot is done with");
+    assert!(
+        env.rev_parse("integration/t")
+            .is_none_or(|c| Some(c) == env.rev_parse("main")),
+        "nothing of it is merged"
+    );
+}
+
+/// Every loose object of the shared store, by name (`ab/cdef...`).
+fn loose_objects(env: &TestEnv) -> Vec<String> {
+    let objects = env.root.join(".git/objects");
+    let mut names: Vec<String> = walk(&objects)
+        .into_iter()
+        .filter_map(|path| {
+            let rel = path.strip_prefix(&objects).ok()?.to_string_lossy().into_owned();
+            (rel.len() == 41 && rel.as_bytes()[2] == b'/').then_some(rel)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_sandboxed_agent_that_prunes_and_deletes_objects_loses_nothing_of_anyone_else() {
+    if !confined() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.workflow(
+        r##"
+workstream "w" {
+    owns "w/**"
+    depends-on "other"
+    script #"""
+        mkdir -p w && echo work > w/file.txt && git add w
+        git -c user.name=x -c user.email=x@example.com commit -qm work
+        git gc --prune=now >/dev/null 2>&1
+        git prune --expire=now >/dev/null 2>&1
+        objects="$(git rev-parse --git-common-dir)/objects"
+        for object in "$objects"/??/*; do rm -f "$object" 2>/dev/null && echo "REMOVED $object"; done
+        for object in "$objects"/??/*; do chmod u+w "$object" 2>/dev/null; : > "$object" 2>/dev/null && echo "EMPTIED $object"; done
+        true
+        """#
+}
+workstream "other" {
+    owns "other/**"
+    script "mkdir -p other && echo mine > other/file.txt"
+}
+"##,
+    );
+    // The user's own work, loose in the store: a commit, and a file staged for the next one.
+    env.write("notes.txt", "the user's commit\n");
+    env.git(&["add", "notes.txt"]);
+    env.git(&["commit", "-q", "-m", "the user's work"]);
+    env.write("staged.txt", "staged by the user\n");
+    env.git(&["add", "staged.txt"]);
+    let before = loose_objects(&env);
+    assert!(!before.is_empty(), "the user's objects are loose");
+    let run = env.run(&[]);
+    let log = std::fs::read_to_string(env.latest_run_dir().expect("a run").join("logs/w.log")).unwrap_or_default();
+    let after = loose_objects(&env);
+    let lost: Vec<&String> = before.iter().filter(|name| !after.contains(name)).collect();
+    assert!(lost.is_empty(), "objects lost: {lost:?}\n{log}\n{}", run.text());
+    env.assert_fsck_clean();
+    // `other` merged before `w` started: its work, in the integration branch, is whole.
+    assert_eq!(env.state().phase("other"), "merged", "{}", run.text());
+    assert_eq!(
+        env.show_file("integration/t", "other/file.txt").as_deref(),
+        Some("mine\n")
+    );
+    assert_eq!(
+        env.show_file("HEAD", "notes.txt").as_deref(),
+        Some("the user's commit\n")
+    );
+    assert!(
+        env.git(&["ls-files", "--stage", "staged.txt"]).contains("staged.txt"),
+        "the staged file is in the index"
+    );
+    assert!(
+        env.git(&["cat-file", "-p", ":staged.txt"])
+            .contains("staged by the user"),
+        "and its content in the store"
+    );
+}

@@ -4,6 +4,7 @@
 //! the tests change as an agent (or a person) would. Every verb must leave the user's checkout
 //! (HEAD, index, working files, stash) byte for byte as it was.
 
+mod guard;
 mod open;
 mod resolve;
 mod sync;

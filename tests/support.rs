@@ -106,7 +106,7 @@ impl TestEnv {
 
     /// The environment every process of a test gets: nothing from the test's own environment
     /// but `PATH`.
-    fn base_env(&self) -> Vec<(String, String)> {
+    pub fn base_env(&self) -> Vec<(String, String)> {
         hermetic_env(&self.home)
     }
 

@@ -27,7 +27,7 @@ use flow_dsl::{Agent, Network as WorkflowNetwork, SandboxMode, Workstream};
 
 use crate::agent::process::Sandboxing;
 use crate::git::Git;
-use crate::sandbox::{self, Network, Policy, Support, Wrapper, Writable, git_writable};
+use crate::sandbox::{self, GitObjects, Network, Policy, Support, Wrapper, Writable, git_writable};
 
 /// Decides the sandbox of each process of a run.
 #[derive(Debug, Clone)]
@@ -139,10 +139,15 @@ impl Confiner {
     }
 
     fn sandboxing(&self, policy: Policy, place: &Place<'_>) -> Sandboxing {
+        let git_objects = place
+            .commits
+            .map(|(git, _)| GitObjects::make(git.common_dir(), &own_objects(place.tmp)).map(|made| made.0))
+            .and_then(Result::ok);
         Sandboxing {
             policy,
             wrapper: self.wrapper.clone(),
             tmpdir: place.tmp.to_path_buf(),
+            git_objects,
         }
     }
 
@@ -158,6 +163,9 @@ impl Confiner {
             let private = git.worktree_admin_dir(place.dir).map_err(|e| e.to_string())?;
             let places = git_writable(git.common_dir(), &private, branch).map_err(|e| e.to_string())?;
             policy.writable.extend(places);
+            let (_, objects) =
+                GitObjects::make(git.common_dir(), &own_objects(place.tmp)).map_err(|e| e.to_string())?;
+            policy.writable.push(objects);
         }
         for path in extra {
             if let Some(place) = self.writable(path) {
@@ -189,6 +197,16 @@ impl Confiner {
         })
     }
 }
+
+/// The object folder of an agent that commits, in its temporary folder: its git writes there,
+/// and flow takes the objects into the shared store once it is gone
+/// ([`crate::git::Git::adopt_objects`]).
+pub fn own_objects(tmp: &Path) -> PathBuf {
+    tmp.join(OWN_OBJECTS)
+}
+
+/// The name of an agent's object folder in its temporary folder.
+pub const OWN_OBJECTS: &str = "git-objects";
 
 #[cfg(test)]
 mod tests {

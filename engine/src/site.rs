@@ -177,4 +177,15 @@ impl RunDir {
     pub fn tmp_path(&self, workstream: &str) -> PathBuf {
         self.dir.join("tmp").join(workstream)
     }
+
+    /// Where the snapshots of the git directory of the agents at work are kept until their
+    /// comparison is done (`flow resume` compares with what a crash left there).
+    pub fn guard_dir(&self) -> PathBuf {
+        self.dir.join("guard")
+    }
+
+    /// The kept snapshot of one agent: `guard/<workstream>-<attempt>-<purpose>.json`.
+    pub fn guard_path(&self, workstream: &str, attempt: u32, purpose: &str) -> PathBuf {
+        self.guard_dir().join(format!("{workstream}-{attempt}-{purpose}.json"))
+    }
 }

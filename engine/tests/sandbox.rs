@@ -15,7 +15,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use flow_engine::sandbox::{
-    GitSetError, Network, Policy, SandboxError, Support, Wrapper, Writable, confine, git_writable, support, wrap,
+    GitObjects, GitSetError, Network, Policy, SandboxError, Support, Wrapper, Writable, confine, git_writable, support,
+    wrap,
 };
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -352,10 +353,20 @@ async fn an_agent_commits_on_its_branch_and_nothing_else_of_the_shared_git_folde
         policy
             .writable
             .extend(git_writable(&common, &private, "flow/a").expect("a loose-ref repository"));
+        let (objects, own) = GitObjects::make(&common, &root.path().join("own-objects")).expect("its object folder");
+        policy.writable.push(own);
+        let loose_before = loose_objects(&common);
         let common_text = common.display();
+        let exports: String = objects
+            .env()
+            .iter()
+            .map(|(name, value)| format!("export {name}='{}'\n", value.display()))
+            .collect();
         let script = format!(
-            "{TRY}\
+            "{TRY}{exports}\
          echo two > file && git add file && git commit -qm two && echo committed
+         try 'an object of the store' 'rm -f {common_text}/objects/??/*'
+         try prune 'git prune --expire=now && test -z \"$(ls {common_text}/objects/?? 2>/dev/null)\"'
          try config 'echo \"[core] fsmonitor = touch /tmp/owned\" >> {common_text}/config'
          try hook 'echo \"#!/bin/sh\" > {common_text}/hooks/post-checkout && chmod +x {common_text}/hooks/post-checkout'
          try 'a new branch' 'git update-ref refs/heads/elsewhere HEAD'
@@ -371,6 +382,8 @@ async fn an_agent_commits_on_its_branch_and_nothing_else_of_the_shared_git_folde
             ran.stdout,
             [
                 "committed",
+                "an object of the store: refused",
+                "prune: refused",
                 "config: refused",
                 "hook: refused",
                 "a new branch: refused",
@@ -384,6 +397,13 @@ async fn an_agent_commits_on_its_branch_and_nothing_else_of_the_shared_git_folde
             "stderr: {}",
             ran.stderr
         );
+        // The store lost nothing; the agent's objects join it once it is gone.
+        assert_eq!(loose_objects(&common), loose_before);
+        let adopted = flow_engine::git::Git::discover(&repository)
+            .expect("the repository")
+            .adopt_objects(&objects.own)
+            .expect("its objects are taken in");
+        assert!(adopted.taken >= 3 && adopted.refused.is_empty(), "{adopted:?}");
         // The commit landed on the branch, seen from the user's checkout; nothing else moved.
         assert_eq!(
             git(&repository, &["log", "--format=%s", "flow/a"])
@@ -399,6 +419,22 @@ async fn an_agent_commits_on_its_branch_and_nothing_else_of_the_shared_git_folde
         assert!(!common.join("refs/heads/elsewhere").exists());
         git(&repository, &["fsck", "--no-progress"]);
     }
+}
+
+/// Every loose object of a shared store, by name.
+fn loose_objects(common: &Path) -> Vec<String> {
+    let mut names = vec![];
+    for fan_out in std::fs::read_dir(common.join("objects")).unwrap().flatten() {
+        let fan_name = fan_out.file_name().to_string_lossy().into_owned();
+        if fan_name.len() != 2 {
+            continue;
+        }
+        for object in std::fs::read_dir(fan_out.path()).unwrap().flatten() {
+            names.push(format!("{fan_name}/{}", object.file_name().to_string_lossy()));
+        }
+    }
+    names.sort();
+    names
 }
 
 #[test]

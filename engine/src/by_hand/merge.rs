@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use flow_dsl::{OnConflict, ScopePolicy, Workflow};
 use serde::Serialize;
 
+use super::guard::SessionGuard;
 use super::{Layout, start_of};
 use crate::context;
 use crate::git::{GitError, Oid};
@@ -89,6 +90,16 @@ pub async fn merge_selected(
     let worktrees: BTreeSet<PathBuf> = layout.git.worktrees()?.into_iter().map(|w| w.path).collect();
     let excluded = context::excluded_prefixes(workflow);
     let clean = clean_worktrees(plan, layout, &worktrees, &excluded);
+    // Before anything runs in a worktree or merges: what an agent changed in the git
+    // directory since `flow prepare` refuses its workstream.
+    let prepared: Vec<usize> = plan
+        .merge_order
+        .iter()
+        .copied()
+        .filter(|i| selection.only.as_ref().is_none_or(|only| only.contains(i)))
+        .filter(|&i| worktrees.contains(&layout.worktree_of(&workflow.workstreams[i].name)))
+        .collect();
+    let (refused, unchecked) = SessionGuard::new(layout, workflow).refuse_tampered(&prepared);
     for &i in &plan.merge_order {
         if selection.only.as_ref().is_some_and(|only| !only.contains(&i)) {
             continue;
@@ -119,6 +130,11 @@ pub async fn merge_selected(
                 format!("its dependency `{}` is not merged", workflow.workstreams[d].name),
                 None,
             );
+            continue;
+        }
+        if let Some(why) = refused.get(&i) {
+            blocked.insert(i);
+            say(MergeResult::Failed, why.clone(), None);
             continue;
         }
         let dir = layout.worktree_of(&ws.name);
@@ -181,10 +197,15 @@ pub async fn merge_selected(
             Integrated::Merged { commit, verify } => {
                 into_head = commit;
                 let verified = if verify.is_some() { ", verified" } else { "" };
+                let unguarded = if unchecked.contains(&i) {
+                    " (its git directory not compared: no snapshot from `flow prepare`)"
+                } else {
+                    ""
+                };
                 say(
                     MergeResult::Merged,
                     format!(
-                        "{} file{} changed{verified}",
+                        "{} file{} changed{verified}{unguarded}",
                         paths.len(),
                         if paths.len() == 1 { "" } else { "s" }
                     ),

@@ -11,6 +11,7 @@
 pub mod clean;
 pub mod conflicts;
 pub mod done;
+pub(crate) mod guard;
 pub mod merge;
 pub mod open;
 pub mod prepare;

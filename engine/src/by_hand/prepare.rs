@@ -9,6 +9,7 @@ use flow_dsl::{Isolation, Workflow};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::guard::{SessionGuard, Verdict};
 use super::record::{self, ByHandRecord, SetupRecord};
 use super::{Layout, start_of};
 use crate::agent::environment::declared_secret_values;
@@ -118,11 +119,53 @@ pub fn prepare_only(plan: &Plan, layout: &Layout, only: Option<usize>) -> Result
             (layout.worktree_of(&ws.name), workflow.branch_of(ws), start)
         })
         .collect();
+    // Compared before any worktree is made: a new one is no change of the others'.
+    let guard = SessionGuard::new(layout, workflow);
+    let verdicts: Vec<Verdict> = jobs.iter().map(|&(i, _)| guard.verdict(i)).collect();
     let made = layout.git.add_worktrees(&requests)?;
     for ((&(i, start), (dir, branch, _)), result) in jobs.iter().zip(requests).zip(made) {
         items[i] = Some(prepare_one(workflow, layout, i, start, dir, branch, result));
     }
+    guard_sessions(&guard, &jobs, &verdicts, &mut items);
     Ok(items.into_iter().flatten().collect())
+}
+
+/// Takes the snapshot of the git directory `flow merge` compares with, for every worktree
+/// prepared now: a new one where the git directory is as the last snapshot had it (or there
+/// was none); where it changed, the old one stays, for `flow merge` to refuse and undo.
+fn guard_sessions(
+    guard: &SessionGuard<'_>,
+    jobs: &[(usize, Oid)],
+    verdicts: &[Verdict],
+    items: &mut [Option<PrepareItem>],
+) {
+    let mut take = vec![];
+    for (&(i, _), verdict) in jobs.iter().zip(verdicts) {
+        let Some(item) = items[i].as_mut() else { continue };
+        if !matches!(item.status, PrepareStatus::Created | PrepareStatus::Reused) {
+            continue;
+        }
+        match verdict {
+            Verdict::Changed(changes) if item.status == PrepareStatus::Reused => {
+                item.detail.push_str(&format!(
+                    "; the git directory changed since its snapshot, `flow merge` will refuse it: {}",
+                    changes.join("; ")
+                ));
+            }
+            Verdict::Unreadable(why) => {
+                item.detail
+                    .push_str(&format!("; took a new snapshot of the git directory ({why})"));
+                take.push(i);
+            }
+            _ => take.push(i),
+        }
+    }
+    for (i, why) in guard.take(&take) {
+        if let Some(item) = items[i].as_mut() {
+            item.status = PrepareStatus::Failed;
+            item.detail = why;
+        }
+    }
 }
 
 fn item(

@@ -82,8 +82,9 @@
 //! # Not covered
 //!
 //! The main checkout's index (an agent can stage content for the user's next commit; the
-//! index changes with every `git status` of the user), reflogs, objects (`git gc --prune=now`
-//! by an agent loses unreachable objects for good), `objects/info/commit-graph`, peeled lines
+//! index changes with every `git status` of the user), reflogs, objects (in the kernel sandbox
+//! an agent's git writes objects to a folder of its own and cannot touch the shared store;
+//! without it, `git gc --prune=now` or `rm` by an agent loses objects for good), `objects/info/commit-graph`, peeled lines
 //! of `packed-refs`, the executables a configuration names outside the repository (a script
 //! `credential.helper` points at), and anything else of the user's: an agent that can write
 //! `~/.bashrc` needs no git. The comparison of a snapshot kept from `flow prepare` to `flow
@@ -648,6 +649,30 @@ impl Git {
 }
 
 impl GitSnapshot {
+    /// Returns what a ref pointed at when the snapshot was taken (`HEAD` is the main
+    /// checkout's); `None` for a ref it did not record.
+    pub fn ref_target(&self, name: &str) -> Option<&RefTarget> {
+        self.refs.get(name)
+    }
+
+    /// Returns what a watched path held when the snapshot was taken; `None` when it held
+    /// nothing or is not watched.
+    pub fn file_state(&self, path: &Path) -> Option<&FileState> {
+        self.files.get(path).map(|kept| &kept.state)
+    }
+
+    /// Returns the content of a watched file as the snapshot kept it; `None` when it held
+    /// nothing, was too large to keep, or is not watched.
+    pub fn file_content(&self, path: &Path) -> Option<Vec<u8>> {
+        self.files.get(path)?.content.as_ref()?.to_vec()
+    }
+
+    /// Tells whether a worktree record (the folder name under `worktrees/`) existed when the
+    /// snapshot was taken.
+    pub fn had_record(&self, record: &str) -> bool {
+        self.records.contains(record)
+    }
+
     /// Rebuilds this fresh snapshot on `base`: whatever both watch and `base` recorded
     /// (present or absent) is as `base` has it; the rest as read now.
     fn on(self, base: &GitSnapshot, filter: &RefFilter) -> GitSnapshot {

@@ -25,6 +25,7 @@
 //! Commits flow writes carry `flow <flow@localhost>` as author and committer; libgit2
 //! runs no hooks.
 
+mod adopt;
 mod branch;
 mod changes;
 mod checkout;
@@ -46,6 +47,7 @@ mod trees;
 mod trial;
 mod worktree;
 
+pub use adopt::{Adopted, is_lent_line};
 pub use branch::BranchState;
 pub use changes::{Change, ChangeKind};
 pub use error::GitError;

@@ -345,6 +345,14 @@ impl Observer for BarProgress {
         bar.set_message(format!("{}{spent} · {text}", ws.phase));
     }
 
+    fn lines(&mut self, state: &RunState, workstream: usize, lines: &str) {
+        // A bar shows the newest line only: the others of the same read would be overwritten
+        // at once.
+        if let Some(last) = lines.split_terminator('\n').next_back() {
+            self.line(state, workstream, last);
+        }
+    }
+
     fn notice(&mut self, message: &str) {
         self.multi.suspend(|| eprintln!("flow: {message}"));
     }

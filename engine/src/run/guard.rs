@@ -9,6 +9,12 @@
 //! would put the change back. The base is taken again each time the count of agents running
 //! falls to zero, so the user's own work between agents never shows up as an agent's.
 //!
+//! Each agent's snapshot is also written to the run's folder (`guard/`, atomically) before
+//! the agent starts, and deleted once the comparison is done: when flow itself dies while
+//! the agent runs, `flow resume` finds it there, stops what the dead run left running, and
+//! compares and undoes as the run would have ([`check_left`]). A snapshot that cannot be
+//! written keeps the agent from starting.
+//!
 //! Guarded: every agent that runs in a linked worktree (its own, a reviewer's, the resolver's
 //! in the integration worktree). Not guarded: agents of `isolation "none"` workstreams, which
 //! have no worktree of their own to name; the kernel sandbox keeps them off `.git`.
@@ -17,11 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use flow_dsl::Workflow;
+use serde::{Deserialize, Serialize};
 
-use crate::git::{Git, GitSnapshot, Guarded, UserPlaces};
+use crate::git::{Git, GitDirChange, GitSnapshot, Guarded, UserPlaces, is_lent_line};
+use crate::run::store::write_atomic;
 
 /// The refs that are not the guard's business: the ones flow moves during a run.
-fn flow_refs(workflow: &Workflow) -> Vec<String> {
+pub(crate) fn flow_refs(workflow: &Workflow) -> Vec<String> {
     let mut refs: Vec<String> = workflow.workstreams.iter().map(|ws| workflow.branch_of(ws)).collect();
     refs.push(workflow.into.clone());
     refs.push("refs/heads/flow-tmp/".to_string());
@@ -43,10 +51,17 @@ struct Inner {
 }
 
 /// One agent under watch: what its git directory held before it started.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Watch {
     snapshot: GitSnapshot,
     worktree: PathBuf,
     branch: String,
+    /// The workstream the agent works for, by name (for `flow resume`).
+    #[serde(default)]
+    workstream: String,
+    /// Where this watch is kept on disk until the comparison is done.
+    #[serde(skip)]
+    kept_at: Option<PathBuf>,
 }
 
 /// What an agent changed in the git directory, and what the undo did.
@@ -99,14 +114,49 @@ impl RunGuard {
             snapshot,
             worktree: worktree.to_path_buf(),
             branch: branch.to_string(),
+            workstream: String::new(),
+            kept_at: None,
         })
+    }
+
+    /// Takes the snapshot as [`RunGuard::before`] does, and keeps it in `file` until
+    /// [`RunGuard::after`] is done with it, so that a `flow resume` after a crash of flow
+    /// compares with it ([`check_left`]); an agent whose snapshot cannot be kept does not start.
+    pub(crate) fn before_kept(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        workstream: &str,
+        file: PathBuf,
+    ) -> Result<Watch, String> {
+        let mut watch = self.before(worktree, branch)?;
+        watch.workstream = workstream.to_string();
+        let kept = serde_json::to_vec(&watch)
+            .map_err(|e| e.to_string())
+            .and_then(|json| write_atomic(&file, &json).map_err(|e| e.to_string()));
+        if let Err(e) = kept {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.running = inner.running.saturating_sub(1);
+            return Err(format!(
+                "cannot keep the snapshot of the git directory in {}: {e}",
+                file.display()
+            ));
+        }
+        watch.kept_at = Some(file);
+        Ok(watch)
     }
 
     /// Compares the git directory with `watch` once its agent's processes are gone, and
     /// undoes what changed, copies of what the undo removes going to `keep_in` (blocking).
     pub(crate) fn after(&self, watch: Watch, keep_in: &Path) -> Tampering {
         let guarded = self.guarded(&watch.worktree, &watch.branch);
-        let tampering = match self.git.git_dir_changes(&watch.snapshot, &guarded) {
+        let changes = self.git.git_dir_changes(&watch.snapshot, &guarded).map(|changes| {
+            changes
+                .into_iter()
+                .filter(|c| !self.lent_only(&watch.snapshot, c))
+                .collect::<Vec<_>>()
+        });
+        let tampering = match changes {
             Err(e) => Tampering {
                 found: vec![],
                 left: vec![format!("cannot compare the git directory after the agent: {e}")],
@@ -126,9 +176,99 @@ impl RunGuard {
                 }
             }
         };
+        if let Some(file) = &watch.kept_at {
+            let _ = std::fs::remove_file(file);
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.running = inner.running.saturating_sub(1);
         tampering
+    }
+}
+
+/// What a snapshot left in a run's folder found: the workstream (by name), what changed,
+/// and the file to delete once the finding is recorded.
+pub(crate) struct LeftWatch {
+    pub workstream: String,
+    pub tampering: Tampering,
+    pub file: PathBuf,
+}
+
+/// Compares the git directory with every snapshot a run left in `dir` (its agents cut by a
+/// crash of flow, their processes stopped since), and undoes what changed, copies going to
+/// `keep_in/<file name>` (blocking). A snapshot that cannot be read is a finding too: a
+/// person must look.
+pub(crate) fn check_left(git: &Git, workflow: &Workflow, dir: &Path, keep_in: &Path) -> Vec<LeftWatch> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    let guard = RunGuard::new(git.clone(), workflow);
+    let mut left = vec![];
+    for file in files {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let read = std::fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice::<Watch>(&bytes).map_err(|e| e.to_string()));
+        let (workstream, tampering) = match read {
+            Ok(watch) => {
+                let workstream = watch.workstream.clone();
+                // Compared even when the worktree is gone: an agent that removes its own
+                // worktree does not take the shared git directory with it.
+                guard.inner.lock().unwrap_or_else(|e| e.into_inner()).running += 1;
+                (workstream, guard.after(watch, &keep_in.join(&stem)))
+            }
+            Err(e) => (
+                String::new(),
+                Tampering {
+                    found: vec![],
+                    left: vec![format!("cannot read the snapshot {}: {e}", file.display())],
+                },
+            ),
+        };
+        left.push(LeftWatch {
+            workstream,
+            tampering,
+            file,
+        });
+    }
+    left
+}
+
+impl RunGuard {
+    /// Tells whether a change is only flow's own lines of `objects/info/alternates`: the
+    /// object folders of the agents at work, listed while they run ([`Git::lend_objects`]).
+    fn lent_only(&self, snapshot: &GitSnapshot, change: &GitDirChange) -> bool {
+        let GitDirChange::File { path, .. } = change else {
+            return false;
+        };
+        if *path != self.git.common_dir().join("objects").join("info").join("alternates") {
+            return false;
+        }
+        let root = self.git.root();
+        let others = |bytes: Option<Vec<u8>>| -> Option<Vec<String>> {
+            let text = String::from_utf8(bytes.unwrap_or_default()).ok()?;
+            Some(
+                text.lines()
+                    .filter(|line| !is_lent_line(root, line))
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        };
+        let before = others(snapshot.file_content(path));
+        let now = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_file() => others(std::fs::read(path).ok()),
+            Ok(_) => None,
+            Err(_) => others(None),
+        };
+        before.is_some() && before == now
     }
 }
 

@@ -10,6 +10,13 @@ pub trait Observer: Send {
     fn event(&mut self, state: &RunState, event: &Event);
     /// Called for each line an agent prints on standard output.
     fn line(&mut self, _state: &RunState, _workstream: usize, _line: &str) {}
+    /// Called for several lines at once, each ended by `\n`; by default, [`Observer::line`]
+    /// for each.
+    fn lines(&mut self, state: &RunState, workstream: usize, lines: &str) {
+        for line in lines.split_terminator('\n') {
+            self.line(state, workstream, line);
+        }
+    }
     /// Called for what flow itself has to say that is not an event of the run (a repair made
     /// before it started, a record it cannot write).
     fn notice(&mut self, _message: &str) {}
@@ -34,6 +41,12 @@ impl Observer for Observers {
     fn line(&mut self, state: &RunState, workstream: usize, line: &str) {
         for o in &mut self.0 {
             o.line(state, workstream, line);
+        }
+    }
+
+    fn lines(&mut self, state: &RunState, workstream: usize, lines: &str) {
+        for o in &mut self.0 {
+            o.lines(state, workstream, lines);
         }
     }
 

@@ -517,13 +517,21 @@ impl ProcessWork {
         }
         let secrets = launched.secrets;
         let mut reader = OutputReader::new(agent.output);
+        // The lines of one read go to the driver together: a message per line cost more than
+        // writing the log (bench/output.sh).
+        let mut gathered = String::new();
         let on_line = |line: OutputLine<'_>| {
             if line.stream == Stream::Stdout {
                 let text = line.text;
                 if let Some(usage) = reader.feed_line(text) {
+                    report.lines(std::mem::take(&mut gathered));
                     report.usage(usage);
                 }
-                report.line(redact(text, &secrets).into_owned());
+                gathered.push_str(&redact(text, &secrets));
+                gathered.push('\n');
+            }
+            if !line.more {
+                report.lines(std::mem::take(&mut gathered));
             }
             Control::Continue
         };
@@ -542,7 +550,9 @@ impl ProcessWork {
         let watch = match (&self.guard, guarded_branch) {
             (Some(guard), Some(branch)) => {
                 let (guard, dir) = (guard.clone(), workspace.dir.clone());
-                match tokio::task::spawn_blocking(move || guard.before(&dir, &branch)).await {
+                let kept = self.run_dir.guard_path(&ws.name, run.attempt, run.purpose.as_str());
+                let name = ws.name.clone();
+                match tokio::task::spawn_blocking(move || guard.before_kept(&dir, &branch, &name, kept)).await {
                     Ok(Ok(watch)) => Some(watch),
                     Ok(Err(message)) => return AgentOutcome::unstarted(AgentEnd::Failed(message)),
                     Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(format!("the guard stopped: {e}"))),
@@ -550,6 +560,16 @@ impl ProcessWork {
             }
             _ => None,
         };
+        let own_objects = spec.sandbox.as_ref().and_then(|s| s.git_objects.clone());
+        if let (Some(git), Some(objects)) = (&self.git, &own_objects) {
+            // Listed in the shared store while it runs: the repository stays whole.
+            let (git, own) = (git.clone(), objects.own.clone());
+            if let Err(message) = blocking(move || git.lend_objects(&own)).await {
+                return AgentOutcome::unstarted(AgentEnd::Failed(format!(
+                    "cannot list the agent's object folder: {message}"
+                )));
+            }
+        }
         let ran = match &agent.api {
             Some(settings) => {
                 let attempt = self.api_attempt(&run, settings, agent, model, &spec, &secrets, budget_usd, prompt);
@@ -564,6 +584,11 @@ impl ProcessWork {
             }
             None => Ran::Process(run_process(spec, on_line, stop).await),
         };
+        // What its git wrote, into the shared store, before anything reads its branch.
+        if let (Some(git), Some(objects)) = (&self.git, own_objects) {
+            let git = git.clone();
+            let _ = blocking(move || git.adopt_objects(&objects.own)).await;
+        }
         let tampering = match (&self.guard, watch) {
             (Some(guard), Some(watch)) => {
                 let guard = guard.clone();

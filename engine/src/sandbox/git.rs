@@ -9,14 +9,15 @@
 //!   locks over `index` and `HEAD` there. So an agent controls every file of it, `commondir`,
 //!   `gitdir` and `config.worktree` included: whatever flow later runs in that worktree must
 //!   not trust them.
-//! - The object store: git writes each new object as `objects/xx/tmp_obj_*` (making the
-//!   fan-out folder `xx` first when it is missing), `link`s it to its name in the same folder
-//!   and unlinks the temporary file: making regular files, writing and removing them, within
-//!   a folder ([`Write::Entries`](super::Write::Entries)); no move across folders. The rules
-//!   are put on the 256 fan-out folders (made here when missing), not on `objects/`, so that
-//!   `objects/info/alternates`, `objects/pack/` and the commit-graph stay read-only. Within a
-//!   fan-out folder an agent can still delete or rewrite loose objects (`chmod` is not
-//!   something Landlock controls), of any branch.
+//! - Not the object store. An agent that could write the fan-out folders of the shared
+//!   `objects/` could delete or rewrite any loose object there, the user's newest commits and
+//!   other workstreams' included (`git prune --expire=now`, or `rm`: Landlock cannot tell
+//!   making an object from removing one, and `chmod` is not something it controls). Instead
+//!   the agent's git writes into a folder of its own ([`GitObjects`]: `GIT_OBJECT_DIRECTORY`),
+//!   reading the shared store as an alternate (`GIT_ALTERNATE_OBJECT_DIRECTORIES`), which
+//!   stays read-only; flow takes the new objects into the shared store, each read back and
+//!   checked against its name, once the agent's processes are gone
+//!   ([`crate::git::Git::adopt_objects`]).
 //! - The branch's ref: git creates `refs/heads/<branch>.lock` beside the ref and renames it
 //!   over the ref, so the folder holding the ref must allow making, writing and removing
 //!   files. That exposes every sibling in that folder: with branches named `flow/<name>`, an
@@ -26,8 +27,8 @@
 //!   writable. Git creates it when missing, which the sandbox would refuse (and the commit
 //!   fails), so it is created here, empty, when missing.
 //!
-//! Everything else stays read-only: `config`, `hooks/`, `info/`, `packed-refs`, other refs
-//! and reflogs, other worktrees' private folders. Two refusals are expected and harmless:
+//! Everything else stays read-only: `config`, `hooks/`, `info/`, `packed-refs`, the object
+//! store, other refs and reflogs, other worktrees' private folders. Two refusals are expected and harmless:
 //! every `git commit` prints `error: Unable to create '<common>/packed-refs.lock'` (it
 //! deletes the `AUTO_MERGE` pseudo-ref, and git locks `packed-refs` for every deletion) and
 //! exits 0; and `git maintenance run --auto`, which `git commit` starts, cannot repack.
@@ -67,8 +68,8 @@ pub enum GitSetError {
 }
 
 /// Returns the places an agent must write to commit on `branch` from a linked worktree whose
-/// private git folder is `private_dir`, making the branch's reflog and the object store's
-/// fan-out folders when they are missing.
+/// private git folder is `private_dir`, making the branch's reflog when it is missing. Its
+/// objects go to a folder of its own ([`GitObjects`]), writable besides.
 ///
 /// `common_dir` is the repository's shared git folder (`git rev-parse --git-common-dir`),
 /// `private_dir` the worktree's (`git rev-parse --git-dir` in it), `branch` the short name
@@ -103,11 +104,6 @@ pub fn git_writable(common_dir: &Path, private_dir: &Path, branch: &str) -> Resu
             source,
         })?;
     let mut places = vec![Writable::tree(private_dir)];
-    for fan_out in 0..=255u8 {
-        let folder = common_dir.join("objects").join(format!("{fan_out:02x}"));
-        make_folder(&folder)?;
-        places.push(Writable::entries(folder));
-    }
     places.push(Writable::entries(ref_folder));
     places.push(Writable::file(reflog));
     Ok(places)
@@ -119,4 +115,39 @@ fn make_folder(folder: &Path) -> Result<(), GitSetError> {
         path: folder.to_path_buf(),
         source,
     })
+}
+
+/// The object folder of an agent's own, and the shared store it reads as an alternate: its
+/// git writes new objects only there (the module doc says why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitObjects {
+    /// The agent's own folder (`GIT_OBJECT_DIRECTORY`), writable in its policy.
+    pub own: PathBuf,
+    /// The repository's shared `objects/` (`GIT_ALTERNATE_OBJECT_DIRECTORIES`), read-only.
+    pub shared: PathBuf,
+}
+
+impl GitObjects {
+    /// Makes the agent's own folder `own` (empty) for the repository whose shared git folder is
+    /// `common_dir`, and returns it with the place the policy must allow.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the folder cannot be made.
+    pub fn make(common_dir: &Path, own: &Path) -> Result<(GitObjects, Writable), GitSetError> {
+        make_folder(own)?;
+        let objects = GitObjects {
+            own: own.to_path_buf(),
+            shared: common_dir.join("objects"),
+        };
+        Ok((objects, Writable::tree(own)))
+    }
+
+    /// Returns the variables that point git at the folders.
+    pub fn env(&self) -> [(&'static str, &Path); 2] {
+        [
+            ("GIT_OBJECT_DIRECTORY", &self.own),
+            ("GIT_ALTERNATE_OBJECT_DIRECTORIES", &self.shared),
+        ]
+    }
 }

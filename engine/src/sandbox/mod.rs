@@ -55,7 +55,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-pub use git::{GitSetError, git_writable};
+pub use git::{GitObjects, GitSetError, git_writable};
 pub use wrapper::{WRAPPER_FAILED, WRAPPER_MARKER, Wrapper, exec_if_wrapper, run_wrapper, wrap};
 
 /// The devices every confined process may write to, whatever its policy, when they exist.

@@ -185,7 +185,10 @@ impl OutputReader {
         let before = self.usage();
         let trimmed = line.trim();
         if !trimmed.is_empty() {
-            self.last_line = Some(trimmed.to_string());
+            // The same buffer line after line: no allocation per line.
+            let last = self.last_line.get_or_insert_with(String::new);
+            last.clear();
+            last.push_str(trimmed);
         }
         if matches!(self.format, OutputFormat::ClaudeJson | OutputFormat::GeminiJson) {
             self.buffer_line(line);

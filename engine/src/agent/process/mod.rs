@@ -145,6 +145,9 @@ pub struct Sandboxing {
     pub wrapper: Wrapper,
     /// The child's own temporary folder, writable in the policy: its `TMPDIR`.
     pub tmpdir: PathBuf,
+    /// For a child that commits: the object folder its git writes to, the shared store read
+    /// only (set in its environment).
+    pub git_objects: Option<crate::sandbox::GitObjects>,
 }
 
 impl ProcessSpec {
@@ -189,6 +192,9 @@ pub struct OutputLine<'a> {
     /// Whether the line was longer than [`LINE_LIMIT`] and `text` is only its start (the
     /// whole line goes to the log).
     pub cut: bool,
+    /// Whether more lines of the same read follow at once: a callback may gather lines and
+    /// hand them on together at the last one (one message per read, not per line).
+    pub more: bool,
 }
 
 impl<'a> OutputLine<'a> {
@@ -336,6 +342,12 @@ pub async fn run_process(
         .env_clear()
         .envs(&spec.env)
         .envs(spec.sandbox.as_ref().map(|s| ("TMPDIR", &s.tmpdir)))
+        .envs(
+            spec.sandbox
+                .iter()
+                .filter_map(|s| s.git_objects.as_ref())
+                .flat_map(crate::sandbox::GitObjects::env),
+        )
         .env(MARK_VARIABLE, &registration.mark)
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
@@ -585,13 +597,25 @@ impl Recorder {
         let stream = batch.stream;
         let mut control = Control::Continue;
         let mut last = None;
+        let lines = batch
+            .pieces()
+            .filter(|(kind, _)| matches!(kind, PieceKind::Line | PieceKind::Head))
+            .count();
+        let mut seen = 0;
         for (kind, text) in batch.pieces() {
             let cut = match kind {
                 PieceKind::Line => false,
                 PieceKind::Head => true,
                 PieceKind::Rest | PieceKind::RestEnd => continue,
             };
-            let said = on_line(OutputLine { stream, text, cut });
+            seen += 1;
+            let more = seen < lines;
+            let said = on_line(OutputLine {
+                stream,
+                text,
+                cut,
+                more,
+            });
             if control == Control::Continue {
                 control = said;
             }

@@ -134,7 +134,15 @@ pub trait Work: Send + Sync + 'static {
 #[derive(Debug)]
 enum Message {
     Input(Input),
-    Line { workstream: usize, text: String },
+    Line {
+        workstream: usize,
+        text: String,
+    },
+    /// Several lines at once, each ended by `\n`.
+    Lines {
+        workstream: usize,
+        text: String,
+    },
 }
 
 /// Gives the core inputs from outside the run (a person's requests), from any thread.
@@ -172,6 +180,17 @@ impl Reporter {
             workstream: self.workstream,
             text,
         });
+    }
+
+    /// Lines the agent printed, each ended by `\n` (secrets already redacted), for progress:
+    /// one message for a whole read of its output.
+    pub fn lines(&self, text: String) {
+        if !text.is_empty() {
+            let _ = self.tx.send(Message::Lines {
+                workstream: self.workstream,
+                text,
+            });
+        }
     }
 }
 
@@ -262,6 +281,7 @@ impl<'o> Driver<'o> {
                 message = self.rx.recv() => match message {
                     Some(Message::Input(input)) => self.feed(input),
                     Some(Message::Line { workstream, text }) => self.observer.line(self.core.state(), workstream, &text),
+                    Some(Message::Lines { workstream, text }) => self.observer.lines(self.core.state(), workstream, &text),
                     None => break,
                 },
                 // Events recorded within `snapshot_every` of a snapshot reach state.json this late

@@ -17,12 +17,13 @@ use crate::git::{Git, GitError, Oid};
 use crate::plan::Plan;
 use crate::run::driver::Begin;
 use crate::run::error::RunError;
+use crate::run::guard::check_left;
 use crate::run::lock::RunLock;
 use crate::run::observer::Observer;
 use crate::run::recover::{repair_git, stop_leftover_processes};
 use crate::run::session::{RunSettings, drive};
 use crate::run::spec_hash::{spec_hashes, text_hash};
-use crate::run::state::{Event, EventKind, Phase, RunState};
+use crate::run::state::{Event, EventKind, Failure, FailureKind, Phase, RunState};
 use crate::run::store::{EventLog, read_events};
 use crate::site::RunDir;
 use crate::site::Site;
@@ -210,6 +211,41 @@ pub async fn resume(
         ));
     }
     if let Some(git) = site.git() {
+        // The objects the cut agents' git wrote to folders of their own (listed in the shared
+        // store meanwhile, so nothing read a branch of theirs in vain) join the store.
+        for line in adopt_left_objects(git, &run_dir) {
+            observer.notice(&line);
+        }
+    }
+    // Before anything else touches git: what the cut agents changed in the git directory,
+    // compared with the snapshots the dead run kept, undone, and their workstreams failed.
+    let mut compared = vec![];
+    if let Some(git) = site.git() {
+        for left in check_left(git, workflow, &run_dir.guard_dir(), &run_dir.dir.join("undone")) {
+            let lines = left.tampering.lines();
+            let index = workflow.workstreams.iter().position(|ws| ws.name == left.workstream);
+            match index {
+                Some(workstream) if !lines.is_empty() => {
+                    observer.notice(&format!(
+                        "`{}`: its agent, cut when the run stopped, changed the git directory: {}",
+                        left.workstream,
+                        lines.join("; ")
+                    ));
+                    events.push(EventKind::Failed {
+                        workstream,
+                        failure: Failure::new(FailureKind::Integrity, tampered_while_cut(&lines)),
+                    });
+                }
+                None if !lines.is_empty() => observer.notice(&format!(
+                    "the git directory changed while the run was stopped, not undone in full: {}",
+                    lines.join("; ")
+                )),
+                _ => {}
+            }
+            compared.push(left.file);
+        }
+    }
+    if let Some(git) = site.git() {
         for line in repair_git(git, workflow, site) {
             observer.notice(&line);
         }
@@ -270,6 +306,10 @@ pub async fn resume(
     run_dir
         .save(&state)
         .map_err(RunError::io("write", run_dir.state_path()))?;
+    // Recorded: the snapshots are done with.
+    for file in compared {
+        let _ = std::fs::remove_file(file);
+    }
     let workflow_text = workflow
         .path
         .as_ref()
@@ -282,6 +322,37 @@ pub async fn resume(
     let result = drive(plan, site, state, run_dir, settings, observer, begin).await;
     drop(lock);
     result
+}
+
+/// Takes the objects that the agents of a run left in their own object folders into the
+/// shared store, deleting the folders; returns what it could not take.
+fn adopt_left_objects(git: &Git, run_dir: &RunDir) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(run_dir.dir.join("tmp")) else {
+        return vec![];
+    };
+    let mut problems = vec![];
+    for entry in entries.flatten() {
+        let own = crate::confine::own_objects(&entry.path());
+        match git.adopt_objects(&own) {
+            Ok(adopted) => problems.extend(
+                adopted
+                    .refused
+                    .into_iter()
+                    .map(|why| format!("an object left in {} was not taken: {why}", own.display())),
+            ),
+            Err(e) => problems.push(format!("cannot take the objects left in {}: {e}", own.display())),
+        }
+    }
+    problems
+}
+
+/// Says what a cut agent changed in the git directory, for the workstream's failure.
+fn tampered_while_cut(lines: &[String]) -> String {
+    format!(
+        "its agent changed the git directory it shares with your checkout before the run stopped \
+         (`flow resume` undid it; copies of what it wrote are in the run's `undone` folder): {}",
+        lines.join("; ")
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,185 @@
+//! Taking the objects an agent's git wrote into a folder of its own into the shared store.
+//!
+//! A confined agent's git writes new objects to its own folder and reads the shared store as
+//! an alternate (see `crate::sandbox`'s git module), so it cannot delete or rewrite anyone
+//! else's objects. Once its processes are gone, flow copies every loose object of that folder
+//! into the shared store: only regular files named like objects, in folders named like
+//! fan-outs, nothing followed through a link, each object read back (libgit2 checks that its
+//! content hashes to its name) and written anew, so what lands in the store is exactly what
+//! its name says. What the agent packed itself (`git gc` in its own folder) is not taken: its
+//! branch then names objects the store lacks, and its workstream fails its checks.
+//!
+//! While the agent runs, its folder is listed in the shared `objects/info/alternates`
+//! ([`Git::lend_objects`]; flow writes that file, the agent cannot), so the repository stays
+//! whole for everyone: the agent's branch names objects of its folder, and `git log`, `git
+//! gc` or `git fsck` in the user's checkout read them there, after a crash of flow as well.
+//! The adoption takes the line out again.
+//!
+//! Cost: a copy, an inflate and a deflate per new object. An agent's commit of 200 files adds
+//! about 200 blobs and a few trees.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::error::{GitContext, io_error};
+use super::{Git, GitError};
+
+/// What [`Git::adopt_objects`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Adopted {
+    /// Objects written into the shared store.
+    pub taken: usize,
+    /// Objects the store held already, loose.
+    pub known: usize,
+    /// Files left out, and why (not an object, content that does not match its name).
+    pub refused: Vec<String>,
+}
+
+/// Serializes this process's rewrites of `objects/info/alternates`.
+static ALTERNATES: Mutex<()> = Mutex::new(());
+
+/// Tells whether a line of `objects/info/alternates` is one [`Git::lend_objects`] wrote: an
+/// agent's object folder under the run folders of `.flow/` in `root`.
+pub fn is_lent_line(root: &Path, line: &str) -> bool {
+    let runs = root.join(".flow").join("runs");
+    line.starts_with(&*runs.to_string_lossy()) && line.ends_with(crate::confine::OWN_OBJECTS)
+}
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Git {
+    /// Lists `own`, an agent's object folder, in the shared `objects/info/alternates`, so that
+    /// every git reading the repository finds the objects the agent writes there.
+    pub fn lend_objects(&self, own: &Path) -> Result<(), GitError> {
+        self.edit_alternates(|lines| {
+            let own = own.to_string_lossy().into_owned();
+            if !lines.contains(&own) {
+                lines.push(own);
+            }
+        })
+    }
+
+    /// Rewrites `objects/info/alternates` with `edit` applied to its lines (atomically; the
+    /// file is removed when no line is left).
+    fn edit_alternates(&self, edit: impl FnOnce(&mut Vec<String>)) -> Result<(), GitError> {
+        let _held = ALTERNATES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = self.common_dir().join("objects").join("info").join("alternates");
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let before = lines.clone();
+        edit(&mut lines);
+        if lines == before {
+            return Ok(());
+        }
+        if lines.is_empty() {
+            return fs::remove_file(&path).map_err(|e| io_error("remove", &path, e));
+        }
+        let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        crate::run::store::write_atomic(&path, text.as_bytes()).map_err(|e| io_error("write", &path, e))
+    }
+
+    /// Copies the loose objects of `own`, an agent's object folder, into the shared store,
+    /// then takes it out of `objects/info/alternates` and deletes it (in that order, so that
+    /// a crash at any point leaves every object readable). Its agent must be gone. Nothing is
+    /// copied when `own` is not a real folder.
+    ///
+    /// Fails only when the shared store cannot be opened or written.
+    pub fn adopt_objects(&self, own: &Path) -> Result<Adopted, GitError> {
+        let mut adopted = Adopted::default();
+        let own_line = own.to_string_lossy().into_owned();
+        if !fs::symlink_metadata(own).is_ok_and(|meta| meta.is_dir()) {
+            self.edit_alternates(|lines| lines.retain(|line| *line != own_line))?;
+            return Ok(adopted);
+        }
+        // A copy in a folder flow made: no `info/alternates` of the agent's is ever read.
+        let staging = tempfile::tempdir().map_err(|e| io_error("make a temporary folder for", own, e))?;
+        let mut ids = Vec::new();
+        for fan_out in fs::read_dir(own).into_iter().flatten().flatten() {
+            let fan_name = fan_out.file_name().to_string_lossy().into_owned();
+            if !is_hex(&fan_name, 2) || !fan_out.file_type().is_ok_and(|kind| kind.is_dir()) {
+                continue;
+            }
+            for object in fs::read_dir(fan_out.path()).into_iter().flatten().flatten() {
+                let name = object.file_name().to_string_lossy().into_owned();
+                if name.starts_with("tmp_obj_") {
+                    continue;
+                }
+                if !is_hex(&name, 38) || !object.file_type().is_ok_and(|kind| kind.is_file()) {
+                    adopted.refused.push(format!("{fan_name}/{name}: not an object file"));
+                    continue;
+                }
+                let folder = staging.path().join(&fan_name);
+                let copied = fs::create_dir_all(&folder).and_then(|()| fs::copy(object.path(), folder.join(&name)));
+                match (copied, git2::Oid::from_str(&format!("{fan_name}{name}"))) {
+                    (Ok(_), Ok(id)) => ids.push(id),
+                    (Err(e), _) => adopted.refused.push(format!("{fan_name}/{name}: {e}")),
+                    (_, Err(e)) => adopted.refused.push(format!("{fan_name}/{name}: {e}")),
+                }
+            }
+        }
+        if !ids.is_empty() {
+            let theirs = git2::Odb::new().context(|| "make an object database".to_owned())?;
+            theirs
+                .add_disk_alternate(&staging.path().to_string_lossy())
+                .context(|| "read the agent's objects".to_owned())?;
+            let objects = self.common_dir().join("objects");
+            for id in ids {
+                let text = id.to_string();
+                let (fan_name, name) = text.split_at(2);
+                let target = objects.join(fan_name).join(name);
+                if target.exists() {
+                    adopted.known += 1;
+                    continue;
+                }
+                // Read back, and hashed again: what lands in the store is what its name says.
+                let verified = theirs
+                    .read(id)
+                    .and_then(|object| git2::Oid::hash_object(object.kind(), object.data()).map(|hashed| hashed == id));
+                match verified {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        adopted.refused.push(format!("{id}: its content is another object"));
+                        continue;
+                    }
+                    Err(e) => {
+                        adopted.refused.push(format!("{id}: {}", e.message()));
+                        continue;
+                    }
+                }
+                // The file itself, as it was read, written as git writes objects: a
+                // temporary file in the fan-out folder, named as git names them (`git fsck`
+                // and `git prune` know what one left by a crash is), linked to its name (a
+                // loose object is never overwritten).
+                let folder = objects.join(fan_name);
+                let written = fs::create_dir_all(&folder)
+                    .and_then(|()| tempfile::Builder::new().prefix("tmp_obj_").tempfile_in(&folder))
+                    .and_then(|mut temp| {
+                        let bytes = fs::read(staging.path().join(fan_name).join(name))?;
+                        std::io::Write::write_all(&mut temp, &bytes)?;
+                        temp.as_file().sync_all()?;
+                        temp.persist_noclobber(&target).map_err(|e| e.error)
+                    });
+                match written {
+                    Ok(file) => {
+                        drop(file);
+                        let _ = fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o444));
+                        adopted.taken += 1;
+                    }
+                    Err(_) if target.exists() => adopted.known += 1,
+                    Err(e) => return Err(io_error("write", &target, e)),
+                }
+            }
+        }
+        // In the store now: the folder is no longer needed to read them.
+        self.edit_alternates(|lines| lines.retain(|line| *line != own_line))?;
+        let _ = fs::remove_dir_all(own);
+        Ok(adopted)
+    }
+}
