@@ -211,38 +211,17 @@ fn follow(dir: &std::path::Path, tx: mpsc::Sender<Wake>) -> notify::Result<notif
     Ok(watcher)
 }
 
-/// What waiting on the terminal for up to `timeout` found.
-#[derive(PartialEq)]
-enum Waited {
-    /// Input to read.
-    Input,
-    /// Nothing within the time.
-    Nothing,
-    /// The terminal hung up (or is gone).
-    HungUp,
-}
-
-/// Waits up to `timeout` for input on the terminal (standard input), with `poll(2)` rather
-/// than crossterm's wait, which spins on a terminal that hung up instead of returning.
-fn wait_for_input(timeout: Duration) -> Waited {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+/// Tells whether the terminal on standard input hung up (or is gone), without waiting.
+fn hung_up() -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
     let stdin = io::stdin();
     let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
-    let timeout = Timespec {
-        tv_sec: timeout.as_secs() as i64,
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
-    match poll(&mut fds, Some(&timeout)) {
-        Ok(0) => Waited::Nothing,
-        Ok(_)
-            if fds[0]
-                .revents()
-                .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) =>
-        {
-            Waited::HungUp
-        }
-        Ok(_) => Waited::Input,
-        Err(_) => Waited::Nothing,
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    match poll(&mut fds, Some(&zero)) {
+        Ok(_) => fds[0]
+            .revents()
+            .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+        Err(_) => false,
     }
 }
 
@@ -265,19 +244,17 @@ fn run_loop(
     let mut shown = (dashboard.selected, dashboard.tab);
     let mut last_load = Instant::now();
     loop {
-        terminal.draw(|frame| screen::draw(frame, &view, &dashboard, &extras))?;
-        // Keys are read with a wait, so the loop sleeps between them; changes to the
-        // folder arrive as notifications and are taken at the next wake. A terminal that
-        // went away (its window closed, tmux killed) hangs up and ends the dashboard:
-        // crossterm's own wait spun on it for ever (a finished `flow run --watch` was found
-        // at 90% of a core and 3.5 GB two hours later).
-        let mut reload = false;
-        let waited = wait_for_input(Duration::from_millis(250));
-        if waited == Waited::HungUp {
+        // A terminal that went away (its window closed, tmux killed) hangs up: crossterm's
+        // wait for a key then spins on it for ever (a finished `flow run --watch` was found
+        // at 90% of a core and 3.5 GB two hours later), so a hang-up ends the dashboard.
+        if hung_up() {
             return Ok(());
         }
-        // Every event crossterm has, including those one read brought in together (a paste).
-        while event::poll(Duration::ZERO)? {
+        terminal.draw(|frame| screen::draw(frame, &view, &dashboard, &extras))?;
+        // Keys are read with a wait, so the loop sleeps between them; changes to the
+        // folder arrive as notifications and are taken at the next wake.
+        let mut reload = false;
+        if event::poll(Duration::from_millis(250))? {
             match event::read()? {
                 TermEvent::Key(key) if key.kind != KeyEventKind::Release => {
                     let pane = std::mem::take(&mut extras.pane);
