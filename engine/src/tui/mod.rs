@@ -211,20 +211,6 @@ fn follow(dir: &std::path::Path, tx: mpsc::Sender<Wake>) -> notify::Result<notif
     Ok(watcher)
 }
 
-/// Tells whether the terminal on standard input hung up (or is gone), without waiting.
-fn hung_up() -> bool {
-    use rustix::event::{PollFd, PollFlags, poll};
-    let stdin = io::stdin();
-    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
-    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
-    match poll(&mut fds, Some(&zero)) {
-        Ok(_) => fds[0]
-            .revents()
-            .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
-        Err(_) => false,
-    }
-}
-
 fn run_loop(
     terminal: &mut ratatui::DefaultTerminal,
     source: &Source,
@@ -244,12 +230,6 @@ fn run_loop(
     let mut shown = (dashboard.selected, dashboard.tab);
     let mut last_load = Instant::now();
     loop {
-        // A terminal that went away (its window closed, tmux killed) hangs up: crossterm's
-        // wait for a key then spins on it for ever (a finished `flow run --watch` was found
-        // at 90% of a core and 3.5 GB two hours later), so a hang-up ends the dashboard.
-        if hung_up() {
-            return Ok(());
-        }
         terminal.draw(|frame| screen::draw(frame, &view, &dashboard, &extras))?;
         // Keys are read with a wait, so the loop sleeps between them; changes to the
         // folder arrive as notifications and are taken at the next wake.
