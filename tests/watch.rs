@@ -669,3 +669,63 @@ workstream "flaky" {{ owns "flaky/**"; script "{}" }}
         env.read_outside("told")
     );
 }
+
+#[test]
+fn flow_run_watch_ends_the_run_when_its_terminal_goes_away() {
+    if which::which("tmux").is_err() {
+        eprintln!("skipped: no tmux on PATH (Debian: apt-get install tmux) to drive flow run --watch in a terminal");
+        return;
+    }
+    let env = TestEnv::new();
+    let release = env.outside("release");
+    env.workflow(&format!(
+        r#"
+workstream "waiter" {{ owns "waiter/**"; script "echo waiter-started; echo $$ > {release}.pid; while [ ! -f {release} ]; do sleep 0.1; done" }}
+"#
+    ));
+    let tmux = Tmux {
+        socket: env.base().join("tmux.sock"),
+    };
+    let home = env.base().join("home");
+    let pid_file = env.base().join("flow.pid");
+    let mut shell = format!("cd '{}' && env -i", env.root.display());
+    for (key, value) in crate::support::hermetic_env(&home) {
+        shell.push_str(&format!(" {key}='{value}'"));
+    }
+    shell.push_str(&format!(
+        " TERM=xterm-256color sh -c 'echo $$ > {}; exec {} run --watch --grace 1s'",
+        pid_file.display(),
+        flow_bin().display()
+    ));
+    let status = tmux
+        .command()
+        .args(["new-session", "-d", "-s", "watch", "-x", "120", "-y", "32", &shell])
+        .status()
+        .expect("tmux starts");
+    assert!(status.success());
+    tmux.wait_for(&["output of waiter (following)", "waiter-started"]);
+    let gone = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+    };
+    let flow_pid = std::fs::read_to_string(&pid_file).expect("flow's pid");
+    let agent_pid = std::fs::read_to_string(format!("{release}.pid")).expect("the agent's pid");
+    // The terminal goes away (a closed window, a killed tmux): the run is interrupted and
+    // ends, its agent stopped, and flow with it; the dashboard neither spins on the dead
+    // terminal nor dies writing to it before the run is over.
+    let _ = tmux.command().arg("kill-server").status();
+    let start = Instant::now();
+    while !gone(&flow_pid) || !gone(&agent_pid) {
+        if start.elapsed() >= HANG_GUARD {
+            let _ = Command::new("kill")
+                .args(["-9", flow_pid.trim(), agent_pid.trim()])
+                .status();
+            panic!("flow run --watch or its agent outlived the terminal");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(env.state().status(), "cancelled", "the run ended with its terminal");
+}

@@ -195,6 +195,15 @@ pub fn watch(source: Source) -> io::Result<()> {
     let watcher = follow(&source.run_dir.dir, tx);
     let mut terminal = ratatui::try_init()?;
     let result = run_loop(&mut terminal, &source, &rx, watcher.is_ok());
+    if wait_for_input(Duration::ZERO) == Waited::HungUp {
+        // Nothing to restore on a terminal that is gone, and dropping the terminal would
+        // write to it: ratatui then prints its failure with `eprintln!`, which panics on the
+        // dead terminal, and the panic hook does it again (an abort, the run's agents left
+        // running and its record unfinished).
+        std::mem::forget(terminal);
+        drop(watcher);
+        return result;
+    }
     ratatui::try_restore()?;
     drop(watcher);
     result
@@ -209,6 +218,41 @@ fn follow(dir: &std::path::Path, tx: mpsc::Sender<Wake>) -> notify::Result<notif
     })?;
     watcher.watch(dir, notify::RecursiveMode::Recursive)?;
     Ok(watcher)
+}
+
+/// What waiting on the terminal for up to `timeout` found.
+#[derive(PartialEq)]
+enum Waited {
+    /// Input to read.
+    Input,
+    /// Nothing within the time.
+    Nothing,
+    /// The terminal hung up (or is gone).
+    HungUp,
+}
+
+/// Waits up to `timeout` for input on the terminal (standard input), with `poll(2)` rather
+/// than crossterm's wait, which spins on a terminal that hung up instead of returning.
+fn wait_for_input(timeout: Duration) -> Waited {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdin = io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(0) => Waited::Nothing,
+        Ok(_)
+            if fds[0]
+                .revents()
+                .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) =>
+        {
+            Waited::HungUp
+        }
+        Ok(_) => Waited::Input,
+        Err(_) => Waited::Nothing,
+    }
 }
 
 fn run_loop(
@@ -232,9 +276,17 @@ fn run_loop(
     loop {
         terminal.draw(|frame| screen::draw(frame, &view, &dashboard, &extras))?;
         // Keys are read with a wait, so the loop sleeps between them; changes to the
-        // folder arrive as notifications and are taken at the next wake.
+        // folder arrive as notifications and are taken at the next wake. A terminal that
+        // went away (its window closed, tmux killed) hangs up and ends the dashboard:
+        // crossterm's own wait spun on it for ever (a finished `flow run --watch` was found
+        // at 90% of a core and 3.5 GB two hours later).
         let mut reload = false;
-        if event::poll(Duration::from_millis(250))? {
+        let waited = wait_for_input(Duration::from_millis(250));
+        if waited == Waited::HungUp {
+            return Ok(());
+        }
+        // Every event crossterm has, including those one read brought in together (a paste).
+        while event::poll(Duration::ZERO)? {
             match event::read()? {
                 TermEvent::Key(key) if key.kind != KeyEventKind::Release => {
                     let pane = std::mem::take(&mut extras.pane);
