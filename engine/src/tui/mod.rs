@@ -195,7 +195,7 @@ pub fn watch(source: Source) -> io::Result<()> {
     let watcher = follow(&source.run_dir.dir, tx);
     let mut terminal = ratatui::try_init()?;
     let result = run_loop(&mut terminal, &source, &rx, watcher.is_ok());
-    if wait_for_input(Duration::ZERO) == Waited::HungUp {
+    if hung_up_within(Duration::ZERO) {
         // Nothing to restore on a terminal that is gone, and dropping the terminal would
         // write to it: ratatui then prints its failure with `eprintln!`, which panics on the
         // dead terminal, and the panic hook does it again (an abort, the run's agents left
@@ -220,20 +220,10 @@ fn follow(dir: &std::path::Path, tx: mpsc::Sender<Wake>) -> notify::Result<notif
     Ok(watcher)
 }
 
-/// What waiting on the terminal for up to `timeout` found.
-#[derive(PartialEq)]
-enum Waited {
-    /// Input to read.
-    Input,
-    /// Nothing within the time.
-    Nothing,
-    /// The terminal hung up (or is gone).
-    HungUp,
-}
-
 /// Waits up to `timeout` for input on the terminal (standard input), with `poll(2)` rather
-/// than crossterm's wait, which spins on a terminal that hung up instead of returning.
-fn wait_for_input(timeout: Duration) -> Waited {
+/// than crossterm's wait, which spins on a terminal that hung up instead of returning; tells
+/// whether the terminal hung up (or is gone).
+fn hung_up_within(timeout: Duration) -> bool {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let stdin = io::stdin();
     let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
@@ -241,18 +231,10 @@ fn wait_for_input(timeout: Duration) -> Waited {
         tv_sec: timeout.as_secs() as i64,
         tv_nsec: i64::from(timeout.subsec_nanos()),
     };
-    match poll(&mut fds, Some(&timeout)) {
-        Ok(0) => Waited::Nothing,
-        Ok(_)
-            if fds[0]
-                .revents()
-                .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) =>
-        {
-            Waited::HungUp
-        }
-        Ok(_) => Waited::Input,
-        Err(_) => Waited::Nothing,
-    }
+    matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
 }
 
 fn run_loop(
@@ -281,8 +263,7 @@ fn run_loop(
         // crossterm's own wait spun on it for ever (a finished `flow run --watch` was found
         // at 90% of a core and 3.5 GB two hours later).
         let mut reload = false;
-        let waited = wait_for_input(Duration::from_millis(250));
-        if waited == Waited::HungUp {
+        if hung_up_within(Duration::from_millis(250)) {
             return Ok(());
         }
         // Every event crossterm has, including those one read brought in together (a paste).
