@@ -1,5 +1,5 @@
 //! Ctrl-C for the verbs that run commands outside a run (`flow prepare`'s setups,
-//! `flow done`'s checks): a switch the commands stop on.
+//! `flow done`'s checks, `flow merge`'s and `flow sync`'s): a switch the commands stop on.
 
 use tokio::sync::watch;
 

@@ -22,6 +22,19 @@ pub struct TestResult {
     pub tail: String,
 }
 
+impl TestResult {
+    /// A check that failed without output of its own to show: it could not start, or
+    /// something before it failed, as `detail` says.
+    pub fn failed(command: &str, detail: String) -> TestResult {
+        TestResult {
+            passed: false,
+            command: command.to_string(),
+            detail,
+            tail: String::new(),
+        }
+    }
+}
+
 /// How many of a failing check's last lines its result keeps, for the agent that fixes it.
 const TAIL_LINES: usize = 60;
 /// At most this many bytes of them.
@@ -112,12 +125,7 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
                 tail: if passed { String::new() } else { tail },
             })
         }
-        Err(e) => Some(TestResult {
-            passed: false,
-            command: command.to_string(),
-            detail: format!("cannot run `{command}`: {e}"),
-            tail: String::new(),
-        }),
+        Err(e) => Some(TestResult::failed(command, format!("cannot run `{command}`: {e}"))),
     }
 }
 

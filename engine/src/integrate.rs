@@ -15,6 +15,7 @@ use crate::agent::environment::declared_secret_values;
 use crate::checks::{Check, TestResult, run_check};
 use crate::confine::{Confiner, Place};
 use crate::git::{Git, MergeOutcome, Oid};
+use crate::site::Site;
 
 /// Everything a merge step needs besides the branch.
 pub struct Integration<'a> {
@@ -33,6 +34,34 @@ pub struct Integration<'a> {
     pub confiner: Confiner,
     /// `verify`'s temporary folder (its `TMPDIR` when it is confined).
     pub tmp_dir: PathBuf,
+}
+
+impl<'a> Integration<'a> {
+    /// The merge step of the verbs a person runs outside a run (`flow merge`, `flow done`,
+    /// the dependencies of a pushed run): `verify` in the site's integration worktree, its
+    /// output in `.flow/merge.log`, its temporary folder `.flow/tmp/verify`, confined as in a
+    /// run. Creates `.flow/` when it is missing.
+    pub fn by_hand(
+        site: &Site,
+        git: &'a Git,
+        workflow: &'a Workflow,
+        parent_env: &'a BTreeMap<String, String>,
+        note: &str,
+    ) -> std::io::Result<Integration<'a>> {
+        let flow_dir = site.flow_dir();
+        crate::run::store::ensure_flow_dir(flow_dir)?;
+        Ok(Integration {
+            git,
+            workflow,
+            verify_dir: site.integration_dir(workflow),
+            log_path: flow_dir.join("merge.log"),
+            parent_env,
+            grace: Duration::from_secs(5),
+            note: note.to_string(),
+            confiner: Confiner::new(parent_env, site.root()),
+            tmp_dir: flow_dir.join("tmp").join("verify"),
+        })
+    }
 }
 
 /// What a merge step did.
@@ -86,14 +115,7 @@ pub async fn verify(
     let git = integration.git.clone();
     let dir = integration.verify_dir.clone();
     let checkout = tokio::task::spawn_blocking(move || git.checkout_detached(&dir, commit)).await;
-    let failed = |detail: String| {
-        Some(TestResult {
-            passed: false,
-            command: command.to_string(),
-            detail,
-            tail: String::new(),
-        })
-    };
+    let failed = |detail: String| Some(TestResult::failed(command, detail));
     match checkout {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return failed(format!("cannot check out the merged tree: {e}")),

@@ -28,22 +28,10 @@ pub async fn run(args: DoneArgs, site: &Site) -> Result<ExitCode, CommandError> 
     let index = workstream_index(&workflow, name, &file)?;
     let plan = Plan::new(workflow);
     let parent_env: BTreeMap<String, String> = std::env::vars().collect();
-    let confiner = flow_engine::confine::Confiner::new(&parent_env, site.root());
-    let flow_dir = site.flow_dir();
-    flow_engine::run::store::ensure_flow_dir(flow_dir)
-        .map_err(|e| CommandError::System(miette::miette!("cannot create {}: {e}", flow_dir.display())))?;
-    let log_path = flow_dir.join("merge.log");
-    let integration = Integration {
-        git: &layout.git,
-        workflow: &plan.workflow,
-        verify_dir: site.integration_dir(&plan.workflow),
-        log_path: log_path.clone(),
-        parent_env: &parent_env,
-        grace: std::time::Duration::from_secs(5),
-        note: "flow done".to_string(),
-        confiner: confiner.clone(),
-        tmp_dir: flow_dir.join("tmp").join("verify"),
-    };
+    let integration = Integration::by_hand(site, &layout.git, &plan.workflow, &parent_env, "flow done")
+        .map_err(|e| CommandError::System(miette::miette!("cannot create {}: {e}", site.flow_dir().display())))?;
+    let log_path = integration.log_path.clone();
+    let confiner = integration.confiner.clone();
     let settings = SetupSettings {
         parent_env: &parent_env,
         confiner: &confiner,

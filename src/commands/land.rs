@@ -18,41 +18,6 @@ use crate::diagnostics::{print_findings, summary};
 use crate::error::{CommandError, git_failed, run_failed};
 use crate::output::say;
 
-/// A stop signal that Ctrl-C sets.
-pub fn ctrl_c() -> tokio::sync::watch::Receiver<bool> {
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = cancel_tx.send(true);
-        }
-    });
-    cancel_rx
-}
-
-/// The merge step's settings for `flow merge` and for the dependencies of a pushed run.
-pub fn integration<'a>(
-    plan: &'a Plan,
-    layout: &'a Layout,
-    site: &Site,
-    parent_env: &'a BTreeMap<String, String>,
-    note: &str,
-) -> Result<Integration<'a>, CommandError> {
-    let flow_dir = site.flow_dir();
-    flow_engine::run::store::ensure_flow_dir(flow_dir)
-        .map_err(|e| CommandError::Failed(miette::miette!("cannot create {}: {e}", flow_dir.display())))?;
-    Ok(Integration {
-        git: &layout.git,
-        workflow: &plan.workflow,
-        verify_dir: site.integration_dir(&plan.workflow),
-        log_path: flow_dir.join("merge.log"),
-        parent_env,
-        grace: std::time::Duration::from_secs(5),
-        note: note.to_string(),
-        confiner: flow_engine::confine::Confiner::new(parent_env, site.root()),
-        tmp_dir: flow_dir.join("tmp").join("verify"),
-    })
-}
-
 /// `flow run --only WS --push`: merges WS's dependencies from their pushed branches, runs
 /// WS alone, and pushes its branch and result.
 pub async fn run_and_push(workflow: Workflow, args: RunArgs, site: &Site) -> Result<ExitCode, CommandError> {
@@ -97,10 +62,24 @@ pub async fn run_and_push(workflow: Workflow, args: RunArgs, site: &Site) -> Res
     }
     let parent_env: BTreeMap<String, String> = std::env::vars().collect();
     let done = {
-        let integration = integration(&plan, &layout, site, &parent_env, "flow run --push (a dependency)")?;
-        exchange::merge_dependencies(&plan, &layout, integration, &args.remote, index, ctrl_c())
-            .await
-            .map_err(CommandError::Failed)?
+        let integration = Integration::by_hand(
+            site,
+            &layout.git,
+            &plan.workflow,
+            &parent_env,
+            "flow run --push (a dependency)",
+        )
+        .map_err(|e| CommandError::Failed(miette::miette!("cannot create {}: {e}", site.flow_dir().display())))?;
+        exchange::merge_dependencies(
+            &plan,
+            &layout,
+            integration,
+            &args.remote,
+            index,
+            crate::interrupt::stop_on_ctrl_c(),
+        )
+        .await
+        .map_err(CommandError::Failed)?
     };
     for (i, _) in &done {
         say(&format!(

@@ -17,27 +17,10 @@ pub async fn run(args: MergeArgs, site: &Site) -> Result<ExitCode, CommandError>
     let (workflow, layout) = load_layout(site, &args.file)?;
     let plan = Plan::new(workflow);
     let parent_env: BTreeMap<String, String> = std::env::vars().collect();
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = cancel_tx.send(true);
-        }
-    });
-    let flow_dir = site.flow_dir();
-    flow_engine::run::store::ensure_flow_dir(flow_dir)
-        .map_err(|e| CommandError::Failed(miette::miette!("cannot create {}: {e}", flow_dir.display())))?;
-    let log_path = flow_dir.join("merge.log");
-    let integration = Integration {
-        git: &layout.git,
-        workflow: &plan.workflow,
-        verify_dir: site.integration_dir(&plan.workflow),
-        log_path: log_path.clone(),
-        parent_env: &parent_env,
-        grace: std::time::Duration::from_secs(5),
-        note: "flow merge".to_string(),
-        confiner: flow_engine::confine::Confiner::new(&parent_env, site.root()),
-        tmp_dir: flow_dir.join("tmp").join("verify"),
-    };
+    let cancel_rx = crate::interrupt::stop_on_ctrl_c();
+    let integration = Integration::by_hand(site, &layout.git, &plan.workflow, &parent_env, "flow merge")
+        .map_err(|e| CommandError::Failed(miette::miette!("cannot create {}: {e}", site.flow_dir().display())))?;
+    let log_path = integration.log_path.clone();
     let mut selection = MergeSelection::default();
     if args.fetch {
         let all: Vec<usize> = (0..plan.workflow.workstreams.len()).collect();

@@ -32,18 +32,10 @@ pub async fn run(args: SyncArgs, site: &Site) -> Result<ExitCode, CommandError> 
             file.display()
         )));
     }
-    let settings = args.agent.then(|| {
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = stop_tx.send(true);
-            }
-        });
-        ResolverSettings {
-            parent_env: std::env::vars().collect(),
-            grace: args.grace,
-            stop,
-        }
+    let settings = args.agent.then(|| ResolverSettings {
+        parent_env: std::env::vars().collect(),
+        grace: args.grace,
+        stop: crate::interrupt::stop_on_ctrl_c(),
     });
     let items = sync(&workflow, &layout, &selected, settings.as_ref())
         .await

@@ -289,12 +289,10 @@ async fn run_test(
     let sandbox = match settings.confiner.test(ws, &place) {
         Ok(sandbox) => sandbox,
         Err(message) => {
-            return Some(TestResult {
-                passed: false,
-                command: command.to_string(),
-                detail: format!("cannot confine the test: {message}"),
-                tail: String::new(),
-            });
+            return Some(TestResult::failed(
+                command,
+                format!("cannot confine the test: {message}"),
+            ));
         }
     };
     let log_path = record::test_log_path(flow_dir, &workflow.name, &ws.name);

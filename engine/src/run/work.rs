@@ -960,12 +960,10 @@ impl ProcessWork {
         let sandbox = match self.confiner.test(ws, &place) {
             Ok(sandbox) => sandbox,
             Err(message) => {
-                return Some(TestResult {
-                    passed: false,
-                    command: command.to_string(),
-                    detail: format!("cannot confine the test: {message}"),
-                    tail: String::new(),
-                });
+                return Some(TestResult::failed(
+                    command,
+                    format!("cannot confine the test: {message}"),
+                ));
             }
         };
         let secrets = declared_secret_values(&ws.secrets, &env, &self.parent_env);
