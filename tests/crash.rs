@@ -1230,26 +1230,10 @@ fn kill_anywhere_then_resume_merges_everything_once_and_never_reruns_a_finished_
     let mut rng = Rng(0x5eed_f10e_c4a5_4001);
     let triggers = initial_triggers(full_run_ms as u64, &mut rng);
     let seeds: Vec<u64> = triggers.iter().map(|_| rng.next()).collect();
-    let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<(usize, Outcome)>> = Mutex::new(vec![]);
-    let threads = std::env::var("FLOW_CRASH_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(3);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(trigger) = triggers.get(i) else { break };
-                    let outcome = scenario(i + 1, trigger.clone(), seeds[i]);
-                    println!("scenario {} (kill `flow run` {trigger}):\n{}", i + 1, outcome.report);
-                    outcomes.lock().unwrap().push((i, outcome));
-                }
-            });
-        }
+    let outcomes = run_scenarios("scenario", &triggers, |i, trigger| {
+        let outcome = scenario(i + 1, trigger.clone(), seeds[i]);
+        (outcome.report.clone(), (i, outcome))
     });
-    let outcomes = outcomes.into_inner().unwrap();
     assert_eq!(outcomes.len(), triggers.len(), "every scenario ran");
     let kills: Vec<&KillPoint> = outcomes.iter().flat_map(|(_, o)| &o.kills).collect();
     let count = |f: &dyn Fn(&KillPoint) -> bool| kills.iter().filter(|k| f(k)).count();
@@ -1963,6 +1947,68 @@ fn check_loop_final(repo: &Repo, before: &[String], cut: &BTreeMap<String, usize
     repo.assert_fsck_clean(what);
 }
 
+/// Runs one scenario per trigger on `FLOW_CRASH_THREADS` threads (3 unless set), printing
+/// each one's report as it ends. A scenario that fails does not stop the others; the test
+/// then fails with every failed scenario's number, trigger and message at the end of the
+/// output, where a shortened log still shows them.
+fn run_scenarios<O: Send>(
+    label: &str,
+    triggers: &[Trigger],
+    run: impl Fn(usize, &Trigger) -> (String, O) + Sync,
+) -> Vec<O> {
+    let threads = std::env::var("FLOW_CRASH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(3);
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<O>> = Mutex::new(vec![]);
+    let failures: Mutex<Vec<String>> = Mutex::new(vec![]);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(trigger) = triggers.get(i) else { break };
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i, trigger)));
+                    match ran {
+                        Ok((report, outcome)) => {
+                            println!("{label} {} (kill `flow run` {trigger}):\n{report}", i + 1);
+                            outcomes.lock().unwrap().push(outcome);
+                        }
+                        Err(panic) => {
+                            let message = panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_default();
+                            failures.lock().unwrap().push(format!(
+                                "{label} {} (kill `flow run` {trigger}) failed: {message}",
+                                i + 1
+                            ));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    for failure in &failures {
+        println!("{failure}\n");
+    }
+    let heads: Vec<String> = failures
+        .iter()
+        .map(|f| f.lines().take(6).collect::<Vec<_>>().join("\n"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed (whole messages above):\n\n{}",
+        failures.len(),
+        triggers.len(),
+        heads.join("\n\n")
+    );
+    outcomes.into_inner().unwrap()
+}
+
 /// The loop scenarios' first kills: each agent run of the fix loop, the review and the
 /// resolver held and caught while it runs, and the moments right after each ended.
 fn loop_triggers() -> Vec<Trigger> {
@@ -2011,30 +2057,10 @@ fn kills_during_fixes_reviews_and_the_resolver_lose_nothing_and_repeat_nothing()
     let triggers = loop_triggers();
     let mut rng = Rng(0x100b_5eed_c4a5_4002);
     let seeds: Vec<u64> = triggers.iter().map(|_| rng.next()).collect();
-    let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<LoopOutcome>> = Mutex::new(vec![]);
-    let threads = std::env::var("FLOW_CRASH_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(3);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(trigger) = triggers.get(i) else { break };
-                    let outcome = loop_scenario(i + 1, trigger.clone(), seeds[i]);
-                    println!(
-                        "loop scenario {} (kill `flow run` {trigger}):\n{}",
-                        i + 1,
-                        outcome.report
-                    );
-                    outcomes.lock().unwrap().push(outcome);
-                }
-            });
-        }
+    let outcomes = run_scenarios("loop scenario", &triggers, |i, trigger| {
+        let outcome = loop_scenario(i + 1, trigger.clone(), seeds[i]);
+        (outcome.report.clone(), outcome)
     });
-    let outcomes = outcomes.into_inner().unwrap();
     assert_eq!(outcomes.len(), triggers.len(), "every scenario ran");
     let caught: Vec<&String> = outcomes.iter().flat_map(|o| &o.caught).collect();
     let kills: usize = outcomes.iter().map(|o| o.kills).sum();

@@ -27,6 +27,11 @@ impl Site {
             Some(g) => g.root().to_path_buf(),
             None => std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
         };
+        if let Some(git) = &git {
+            // A run killed while an agent ran, then its `.flow/` deleted by hand, would leave
+            // every git command complaining of a missing object folder.
+            let _ = git.forget_lost_lent_objects(&root);
+        }
         Site {
             flow_dir: root.join(".flow"),
             searched_from: dir.to_path_buf(),

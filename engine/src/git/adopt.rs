@@ -62,6 +62,27 @@ impl Git {
         })
     }
 
+    /// Takes out of `objects/info/alternates` the agent object folders that flow listed
+    /// there ([`Git::lend_objects`]) and that no longer exist: a run killed while an agent ran
+    /// leaves its line (so its objects stay readable until `flow resume` takes them), and
+    /// once its folder is gone (`.flow/` deleted by hand) every git command would complain
+    /// about it. Lines anyone else wrote, and folders that still exist, are left alone. A
+    /// folder exists before its line is written and after it is taken out, so a line whose
+    /// folder is missing belongs to no live agent. Returns how many lines it took out.
+    pub fn forget_lost_lent_objects(&self, root: &Path) -> Result<usize, GitError> {
+        let path = self.common_dir().join("objects").join("info").join("alternates");
+        if !path.exists() {
+            return Ok(0);
+        }
+        let mut forgotten = 0;
+        self.edit_alternates(|lines| {
+            let before = lines.len();
+            lines.retain(|line| !is_lent_line(root, line) || Path::new(line).exists());
+            forgotten = before - lines.len();
+        })?;
+        Ok(forgotten)
+    }
+
     /// Rewrites `objects/info/alternates` with `edit` applied to its lines (atomically; the
     /// file is removed when no line is left).
     fn edit_alternates(&self, edit: impl FnOnce(&mut Vec<String>)) -> Result<(), GitError> {
@@ -181,5 +202,39 @@ impl Git {
         self.edit_alternates(|lines| lines.retain(|line| *line != own_line))?;
         let _ = fs::remove_dir_all(own);
         Ok(adopted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_of_agent_folders_that_are_gone_are_forgotten_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let root = dir.path().canonicalize().expect("a real path");
+        let repo = git2::Repository::init(&root).expect("a repository");
+        drop(repo);
+        let git = Git::discover(&root).expect("the repository");
+        let runs = root.join(".flow").join("runs");
+        let live = runs.join("r1").join("tmp").join("a").join(crate::confine::OWN_OBJECTS);
+        let gone = runs.join("r2").join("tmp").join("b").join(crate::confine::OWN_OBJECTS);
+        let foreign = root.join("elsewhere").join(crate::confine::OWN_OBJECTS);
+        fs::create_dir_all(&live).expect("a live folder");
+        git.lend_objects(&live).expect("lent");
+        git.lend_objects(&gone).expect("lent");
+        git.lend_objects(&foreign).expect("lent");
+        let alternates = git.common_dir().join("objects").join("info").join("alternates");
+
+        assert_eq!(git.forget_lost_lent_objects(&root).expect("tidied"), 1);
+        let text = fs::read_to_string(&alternates).expect("the file stays");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines, [live.to_str().unwrap(), foreign.to_str().unwrap()]);
+
+        // Nothing more to do: the file is not rewritten.
+        assert_eq!(git.forget_lost_lent_objects(&root).expect("tidied"), 0);
+        fs::remove_file(&alternates).expect("removed");
+        assert_eq!(git.forget_lost_lent_objects(&root).expect("no file"), 0);
+        assert!(!alternates.exists());
     }
 }
