@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::agent::environment::{redact, secret_values};
+use crate::agent::environment::{Redactor, secret_values};
 use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, Sandboxing, run_process};
 
 /// The result of a workstream's `test` or the workflow's `verify`.
@@ -82,13 +82,13 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
     if let Some(header) = &check.header {
         let _ = append_line(&check.log_path, header);
     }
-    let secrets = spec.secrets.clone();
+    let redactor = Redactor::new(&spec.secrets);
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut tail_bytes = 0;
     let outcome = run_process(
         spec,
         |line: OutputLine<'_>| {
-            let text = redact(line.text(), &secrets);
+            let text = redactor.redact(line.text());
             let kept: String = text.chars().take(TAIL_LINE).collect();
             tail_bytes += kept.len() + 1;
             tail.push_back(kept);

@@ -88,18 +88,20 @@ impl Observer for Lines {
         self.write(state, who.as_deref(), &what);
     }
 
-    fn line(&mut self, state: &RunState, workstream: usize, line: &str) {
+    fn lines(&mut self, state: &RunState, workstream: usize, lines: &str) {
         if !self.events || !verbose() {
             return;
         }
-        // The agent's text is untrusted: none of its control characters is printed.
-        let text: String = line.chars().filter(|c| !c.is_control()).collect();
         let who = state.workstreams[workstream].name.clone();
-        self.write(
-            state,
-            Some(&who),
-            &format!("{} {text}", paint(Stream::Stderr, Tone::Dim, "|")),
-        );
+        for line in lines.split_terminator('\n') {
+            // The agent's text is untrusted: none of its control characters is printed.
+            let text: String = line.chars().filter(|c| !c.is_control()).collect();
+            self.write(
+                state,
+                Some(&who),
+                &format!("{} {text}", paint(Stream::Stderr, Tone::Dim, "|")),
+            );
+        }
     }
 
     fn notice(&mut self, message: &str) {

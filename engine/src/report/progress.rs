@@ -333,7 +333,12 @@ impl Observer for BarProgress {
         }
     }
 
-    fn line(&mut self, state: &RunState, workstream: usize, line: &str) {
+    fn lines(&mut self, state: &RunState, workstream: usize, lines: &str) {
+        // A bar shows the newest line only: the others of the same read would be overwritten
+        // at once.
+        let Some(line) = lines.split_terminator('\n').next_back() else {
+            return;
+        };
         let ws = &state.workstreams[workstream];
         let spent = if ws.usage.total_tokens() > 0 {
             format!(" · {} tok", tokens(ws.usage.total_tokens()))
@@ -343,14 +348,6 @@ impl Observer for BarProgress {
         let text: String = line.chars().filter(|c| !c.is_control()).take(120).collect();
         let bar = self.bar(workstream, state).clone();
         bar.set_message(format!("{}{spent} · {text}", ws.phase));
-    }
-
-    fn lines(&mut self, state: &RunState, workstream: usize, lines: &str) {
-        // A bar shows the newest line only: the others of the same read would be overwritten
-        // at once.
-        if let Some(last) = lines.split_terminator('\n').next_back() {
-            self.line(state, workstream, last);
-        }
     }
 
     fn notice(&mut self, message: &str) {

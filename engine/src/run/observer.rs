@@ -8,15 +8,11 @@ use crate::run::state::{Event, RunState};
 pub trait Observer: Send {
     /// Called after an event is applied to the state and appended to the log.
     fn event(&mut self, state: &RunState, event: &Event);
-    /// Called for each line an agent prints on standard output.
-    fn line(&mut self, _state: &RunState, _workstream: usize, _line: &str) {}
-    /// Called for several lines at once, each ended by `\n`; by default, [`Observer::line`]
-    /// for each.
-    fn lines(&mut self, state: &RunState, workstream: usize, lines: &str) {
-        for line in lines.split_terminator('\n') {
-            self.line(state, workstream, line);
-        }
-    }
+    /// Called with lines an agent printed on standard output (secrets already redacted),
+    /// each ended by `\n`: all the lines of one read of its output at once. Most observers
+    /// ignore them; an agent printing hundreds of megabytes makes millions, so none is split
+    /// unless an observer does it.
+    fn lines(&mut self, _state: &RunState, _workstream: usize, _lines: &str) {}
     /// Called for what flow itself has to say that is not an event of the run (a repair made
     /// before it started, a record it cannot write).
     fn notice(&mut self, _message: &str) {}
@@ -35,12 +31,6 @@ impl Observer for Observers {
     fn event(&mut self, state: &RunState, event: &Event) {
         for o in &mut self.0 {
             o.event(state, event);
-        }
-    }
-
-    fn line(&mut self, state: &RunState, workstream: usize, line: &str) {
-        for o in &mut self.0 {
-            o.line(state, workstream, line);
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::agent::command::{Placeholders, Runner, launch};
 use crate::agent::environment::{
-    agent_environment, declared_secret_values, declared_secrets, redact, secret_variables,
+    Redactor, agent_environment, declared_secret_values, declared_secrets, redact, secret_variables,
 };
 use crate::agent::output::OutputReader;
 use crate::agent::process::{Control, OutputLine, ProcessEnd, Stream, run_process};
@@ -520,6 +520,7 @@ impl ProcessWork {
         // The lines of one read go to the driver together: a message per line cost more than
         // writing the log (bench/output.sh).
         let mut gathered = String::new();
+        let redactor = Redactor::new(&secrets);
         let on_line = |line: OutputLine<'_>| {
             if line.stream == Stream::Stdout {
                 let text = line.text;
@@ -527,7 +528,7 @@ impl ProcessWork {
                     report.lines(std::mem::take(&mut gathered));
                     report.usage(usage);
                 }
-                gathered.push_str(&redact(text, &secrets));
+                gathered.push_str(&redactor.redact(text));
                 gathered.push('\n');
             }
             if !line.more {

@@ -51,7 +51,7 @@ use tokio::time::Instant;
 
 use super::Stream;
 use super::lines::{Batch, PieceKind, char_start_at_or_before, is_continuation};
-use crate::agent::environment::redact;
+use crate::agent::environment::Redactor;
 
 /// How long the output may pause before what is buffered is written to the log.
 pub(super) const FLUSH_PAUSE: Duration = Duration::from_millis(100);
@@ -187,6 +187,7 @@ fn open_log(path: &Path) -> io::Result<File> {
 struct Formatter<'a> {
     out: BufWriter<CappedLog>,
     secrets: &'a [String],
+    redactor: Redactor,
     /// The length in bytes of the longest secret.
     longest: usize,
     /// The stream whose cut line is being written, its end not yet come.
@@ -200,6 +201,7 @@ impl<'a> Formatter<'a> {
         Self {
             out,
             secrets,
+            redactor: Redactor::new(secrets),
             longest: secrets.iter().map(String::len).max().unwrap_or(0),
             open: None,
             held: [String::new(), String::new()],
@@ -214,7 +216,7 @@ impl<'a> Formatter<'a> {
                 PieceKind::Line => {
                     self.end_open_line()?;
                     self.prefix(stream)?;
-                    self.out.write_all(redact(text, self.secrets).as_bytes())?;
+                    self.out.write_all(self.redactor.redact(text).as_bytes())?;
                     self.out.write_all(b"\n")?;
                 }
                 PieceKind::Head | PieceKind::Rest | PieceKind::RestEnd => {
@@ -276,7 +278,7 @@ impl<'a> Formatter<'a> {
         held.push_str(text);
         // What more text could complete into a secret waits for it.
         let end = secret_safe_cut(held, held.len() - (self.longest - 1).min(held.len()), self.secrets);
-        self.out.write_all(redact(&held[..end], self.secrets).as_bytes())?;
+        self.out.write_all(self.redactor.redact(&held[..end]).as_bytes())?;
         held.drain(..end);
         Ok(())
     }
@@ -284,7 +286,7 @@ impl<'a> Formatter<'a> {
     /// Writes what `stream` held back, its line being over.
     fn write_held(&mut self, stream: Stream) -> io::Result<()> {
         let held = std::mem::take(&mut self.held[stream as usize]);
-        self.out.write_all(redact(&held, self.secrets).as_bytes())
+        self.out.write_all(self.redactor.redact(&held).as_bytes())
     }
 }
 

@@ -134,11 +134,7 @@ pub trait Work: Send + Sync + 'static {
 #[derive(Debug)]
 enum Message {
     Input(Input),
-    Line {
-        workstream: usize,
-        text: String,
-    },
-    /// Several lines at once, each ended by `\n`.
+    /// Lines an agent printed, each ended by `\n`.
     Lines {
         workstream: usize,
         text: String,
@@ -174,12 +170,11 @@ impl Reporter {
         }));
     }
 
-    /// A line the agent printed (secrets already redacted), for progress.
-    pub fn line(&self, text: String) {
-        let _ = self.tx.send(Message::Line {
-            workstream: self.workstream,
-            text,
-        });
+    /// A line the agent printed, without its line ending (secrets already redacted), for
+    /// progress.
+    pub fn line(&self, mut text: String) {
+        text.push('\n');
+        self.lines(text);
     }
 
     /// Lines the agent printed, each ended by `\n` (secrets already redacted), for progress:
@@ -280,7 +275,6 @@ impl<'o> Driver<'o> {
             tokio::select! {
                 message = self.rx.recv() => match message {
                     Some(Message::Input(input)) => self.feed(input),
-                    Some(Message::Line { workstream, text }) => self.observer.line(self.core.state(), workstream, &text),
                     Some(Message::Lines { workstream, text }) => self.observer.lines(self.core.state(), workstream, &text),
                     None => break,
                 },

@@ -268,8 +268,8 @@ impl Observer for Counting {
         self.events += 1;
     }
 
-    fn line(&mut self, _: &RunState, _: usize, _: &str) {
-        self.lines += 1;
+    fn lines(&mut self, _: &RunState, _: usize, lines: &str) {
+        self.lines += lines.lines().count();
     }
 
     fn notice(&mut self, message: &str) {
