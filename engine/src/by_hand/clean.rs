@@ -32,6 +32,9 @@ pub fn clean(workflow: &Workflow, layout: &Layout, force: bool) -> Result<Vec<Cl
             result: false,
         })
     };
+    // What runs left of their agents' object folders in `objects/info/alternates`: comments
+    // of the length of the lines they stand for (see `Git::compact_alternates`).
+    let _ = layout.git.compact_alternates();
     let pruned = layout.git.prune_stale_worktrees()?;
     for name in pruned {
         say(

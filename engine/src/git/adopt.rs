@@ -15,6 +15,15 @@
 //! gc` or `git fsck` in the user's checkout read them there, after a crash of flow as well.
 //! The adoption takes the line out again.
 //!
+//! Every git and libgit2 that opens the repository reads that file, other flow processes and
+//! this one's other threads among them, and libgit2 reads it racily: it takes the file's size,
+//! then opens it and reads that many bytes, and fails when the file is gone or shorter ("could
+//! not find `.../alternates` to stat", which failed a workstream's check while another's
+//! agent ended). So flow only ever replaces the file (by a rename) with one as long or longer
+//! that begins the same: a lent folder's line is appended, and a line taken out is overwritten
+//! by a comment of its own length (`#flow-----`), which git and libgit2 skip. `flow clean`
+//! drops those comments ([`Git::compact_alternates`]).
+//!
 //! Cost: a copy, an inflate and a deflate per new object. An agent's commit of 200 files adds
 //! about 200 blobs and a few trees.
 
@@ -46,6 +55,33 @@ pub fn is_lent_line(root: &Path, line: &str) -> bool {
     line.starts_with(&*runs.to_string_lossy()) && line.ends_with(crate::confine::OWN_OBJECTS)
 }
 
+/// Reads `objects/info/alternates` at `path`; empty when there is none.
+fn read_alternates(path: &Path) -> Result<String, GitError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(io_error("read", path, e)),
+    }
+}
+
+/// Tells whether a line of `objects/info/alternates` is what flow left of a line it took out:
+/// `#flow` and dashes, as long as the line was.
+pub fn is_taken_out_line(line: &str) -> bool {
+    line.strip_prefix(TAKEN_OUT)
+        .is_some_and(|rest| rest.bytes().all(|b| b == b'-'))
+}
+
+/// How a line taken out of `objects/info/alternates` begins.
+const TAKEN_OUT: &str = "#flow";
+
+/// A comment of `len` bytes that stands in for a line taken out.
+fn taken_out(len: usize) -> String {
+    if len < TAKEN_OUT.len() {
+        return "#".repeat(len);
+    }
+    format!("{TAKEN_OUT}{}", "-".repeat(len - TAKEN_OUT.len()))
+}
+
 fn is_hex(text: &str, len: usize) -> bool {
     text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
@@ -54,12 +90,68 @@ impl Git {
     /// Lists `own`, an agent's object folder, in the shared `objects/info/alternates`, so that
     /// every git reading the repository finds the objects the agent writes there.
     pub fn lend_objects(&self, own: &Path) -> Result<(), GitError> {
-        self.edit_alternates(|lines| {
-            let own = own.to_string_lossy().into_owned();
-            if !lines.contains(&own) {
-                lines.push(own);
+        let _held = ALTERNATES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = self.alternates_path();
+        let mut text = read_alternates(&path)?;
+        let own = own.to_string_lossy();
+        if text.lines().any(|line| line == own) {
+            return Ok(());
+        }
+        // Appended: what the file held stays its beginning (see the module doc).
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&own);
+        text.push('\n');
+        crate::run::store::write_atomic(&path, text.as_bytes()).map_err(|e| io_error("write", &path, e))
+    }
+
+    /// Takes the lines of `objects/info/alternates` that `out` picks out of it, each overwritten
+    /// by a comment of its length (see the module doc); returns how many it took out.
+    fn take_out_alternates(&self, out: impl Fn(&str) -> bool) -> Result<usize, GitError> {
+        let _held = ALTERNATES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = self.alternates_path();
+        let text = read_alternates(&path)?;
+        let mut taken = 0;
+        let mut kept = String::with_capacity(text.len());
+        for piece in text.split_inclusive('\n') {
+            let line = piece.trim_end_matches(['\n', '\r']);
+            if out(line) {
+                kept.push_str(&taken_out(line.len()));
+                kept.push_str(&piece[line.len()..]);
+                taken += 1;
+            } else {
+                kept.push_str(piece);
             }
-        })
+        }
+        if taken > 0 {
+            crate::run::store::write_atomic(&path, kept.as_bytes()).map_err(|e| io_error("write", &path, e))?;
+        }
+        Ok(taken)
+    }
+
+    /// Drops from `objects/info/alternates` the comments left of the lines flow took out, and
+    /// the file itself when nothing else is left: for `flow clean`, when no run is at work (a
+    /// shorter file can fail a libgit2 that reads it at that moment; see the module doc).
+    pub fn compact_alternates(&self) -> Result<(), GitError> {
+        let _held = ALTERNATES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = self.alternates_path();
+        let text = read_alternates(&path)?;
+        let kept: String = text
+            .split_inclusive('\n')
+            .filter(|piece| !is_taken_out_line(piece.trim_end_matches(['\n', '\r'])))
+            .collect();
+        if kept.len() == text.len() {
+            return Ok(());
+        }
+        if kept.trim().is_empty() {
+            return fs::remove_file(&path).map_err(|e| io_error("remove", &path, e));
+        }
+        crate::run::store::write_atomic(&path, kept.as_bytes()).map_err(|e| io_error("write", &path, e))
+    }
+
+    fn alternates_path(&self) -> std::path::PathBuf {
+        self.common_dir().join("objects").join("info").join("alternates")
     }
 
     /// Takes out of `objects/info/alternates` the agent object folders that flow listed
@@ -70,40 +162,10 @@ impl Git {
     /// folder exists before its line is written and after it is taken out, so a line whose
     /// folder is missing belongs to no live agent. Returns how many lines it took out.
     pub fn forget_lost_lent_objects(&self, root: &Path) -> Result<usize, GitError> {
-        let path = self.common_dir().join("objects").join("info").join("alternates");
-        if !path.exists() {
+        if !self.alternates_path().exists() {
             return Ok(0);
         }
-        let mut forgotten = 0;
-        self.edit_alternates(|lines| {
-            let before = lines.len();
-            lines.retain(|line| !is_lent_line(root, line) || Path::new(line).exists());
-            forgotten = before - lines.len();
-        })?;
-        Ok(forgotten)
-    }
-
-    /// Rewrites `objects/info/alternates` with `edit` applied to its lines (atomically; the
-    /// file is removed when no line is left).
-    fn edit_alternates(&self, edit: impl FnOnce(&mut Vec<String>)) -> Result<(), GitError> {
-        let _held = ALTERNATES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let path = self.common_dir().join("objects").join("info").join("alternates");
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(io_error("read", &path, e)),
-        };
-        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        let before = lines.clone();
-        edit(&mut lines);
-        if lines == before {
-            return Ok(());
-        }
-        if lines.is_empty() {
-            return fs::remove_file(&path).map_err(|e| io_error("remove", &path, e));
-        }
-        let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
-        crate::run::store::write_atomic(&path, text.as_bytes()).map_err(|e| io_error("write", &path, e))
+        self.take_out_alternates(|line| is_lent_line(root, line) && !Path::new(line).exists())
     }
 
     /// Copies the loose objects of `own`, an agent's object folder, into the shared store,
@@ -116,7 +178,7 @@ impl Git {
         let mut adopted = Adopted::default();
         let own_line = own.to_string_lossy().into_owned();
         if !fs::symlink_metadata(own).is_ok_and(|meta| meta.is_dir()) {
-            self.edit_alternates(|lines| lines.retain(|line| *line != own_line))?;
+            self.take_out_alternates(|line| line == own_line)?;
             return Ok(adopted);
         }
         // A copy in a folder flow made: no `info/alternates` of the agent's is ever read.
@@ -199,7 +261,7 @@ impl Git {
             }
         }
         // In the store now: the folder is no longer needed to read them.
-        self.edit_alternates(|lines| lines.retain(|line| *line != own_line))?;
+        self.take_out_alternates(|line| line == own_line)?;
         let _ = fs::remove_dir_all(own);
         Ok(adopted)
     }
@@ -226,15 +288,74 @@ mod tests {
         git.lend_objects(&foreign).expect("lent");
         let alternates = git.common_dir().join("objects").join("info").join("alternates");
 
+        let lent = fs::read_to_string(&alternates).expect("the lines");
         assert_eq!(git.forget_lost_lent_objects(&root).expect("tidied"), 1);
         let text = fs::read_to_string(&alternates).expect("the file stays");
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines, [live.to_str().unwrap(), foreign.to_str().unwrap()]);
+        // Overwritten by a comment of its length: the file is as long as it was.
+        assert_eq!(text.len(), lent.len());
+        assert_eq!(lines[0], live.to_str().unwrap());
+        assert!(is_taken_out_line(lines[1]), "{}", lines[1]);
+        assert_eq!(lines[1].len(), gone.to_str().unwrap().len());
+        assert_eq!(lines[2], foreign.to_str().unwrap());
 
         // Nothing more to do: the file is not rewritten.
         assert_eq!(git.forget_lost_lent_objects(&root).expect("tidied"), 0);
-        fs::remove_file(&alternates).expect("removed");
-        assert_eq!(git.forget_lost_lent_objects(&root).expect("no file"), 0);
+        // Lending again appends: what was there stays the file's beginning.
+        git.lend_objects(&gone).expect("lent");
+        let again = fs::read_to_string(&alternates).expect("the lines");
+        assert!(again.starts_with(&text), "{again}");
+        assert_eq!(again.lines().count(), 4);
+
+        // `flow clean` drops the comments, and the file once nothing else is left.
+        assert_eq!(git.forget_lost_lent_objects(&root).expect("tidied"), 1);
+        git.compact_alternates().expect("compacted");
+        let compact = fs::read_to_string(&alternates).expect("the lines");
+        let lines: Vec<&str> = compact.lines().collect();
+        assert_eq!(lines, [live.to_str().unwrap(), foreign.to_str().unwrap()]);
+        git.adopt_objects(&live).expect("adopted");
+        fs::write(&alternates, format!("{}\n", taken_out(12))).expect("only a comment");
+        git.compact_alternates().expect("compacted");
         assert!(!alternates.exists());
+    }
+
+    #[test]
+    fn the_repository_opens_while_folders_are_lent_and_taken_out() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let root = dir.path().canonicalize().expect("a real path");
+        let repo = git2::Repository::init(&root).expect("a repository");
+        let signature = git2::Signature::now("t", "t@example.com").expect("a signature");
+        let tree = repo
+            .treebuilder(None)
+            .and_then(|b| b.write())
+            .and_then(|id| repo.find_tree(id))
+            .expect("a tree");
+        let commit = repo
+            .commit(None, &signature, &signature, "empty", &tree, &[])
+            .expect("a commit");
+        let git = Git::discover(&root).expect("the repository");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let mut opened = 0;
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for attempt in 0..200 {
+                    let own = root
+                        .join(".flow/runs/r/tmp")
+                        .join(attempt.to_string())
+                        .join(crate::confine::OWN_OBJECTS);
+                    fs::create_dir_all(&own).expect("a folder");
+                    git.lend_objects(&own).expect("lent");
+                    git.adopt_objects(&own).expect("taken");
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            // Each open reads `objects/info/alternates` while the other thread rewrites it.
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || opened == 0 {
+                let repo = git2::Repository::open(&root).expect("the repository opens");
+                repo.find_commit(commit).expect("its object database loads");
+                opened += 1;
+            }
+        });
+        assert!(opened > 0);
     }
 }

@@ -47,7 +47,7 @@ mod trees;
 mod trial;
 mod worktree;
 
-pub use adopt::{Adopted, is_lent_line};
+pub use adopt::{Adopted, is_lent_line, is_taken_out_line};
 pub use branch::BranchState;
 pub use changes::{Change, ChangeKind};
 pub use error::GitError;

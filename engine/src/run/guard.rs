@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use flow_dsl::Workflow;
 use serde::{Deserialize, Serialize};
 
-use crate::git::{Git, GitDirChange, GitSnapshot, Guarded, UserPlaces, is_lent_line};
+use crate::git::{Git, GitDirChange, GitSnapshot, Guarded, UserPlaces, is_lent_line, is_taken_out_line};
 use crate::run::store::write_atomic;
 
 /// The refs that are not the guard's business: the ones flow moves during a run.
@@ -244,7 +244,8 @@ pub(crate) fn check_left(git: &Git, workflow: &Workflow, dir: &Path, keep_in: &P
 
 impl RunGuard {
     /// Tells whether a change is only flow's own lines of `objects/info/alternates`: the
-    /// object folders of the agents at work, listed while they run ([`Git::lend_objects`]).
+    /// object folders of the agents at work, listed while they run ([`Git::lend_objects`]),
+    /// and the comments that stand in for those taken out.
     fn lent_only(&self, snapshot: &GitSnapshot, change: &GitDirChange) -> bool {
         let GitDirChange::File { path, .. } = change else {
             return false;
@@ -257,7 +258,7 @@ impl RunGuard {
             let text = String::from_utf8(bytes.unwrap_or_default()).ok()?;
             Some(
                 text.lines()
-                    .filter(|line| !is_lent_line(root, line))
+                    .filter(|line| !is_lent_line(root, line) && !is_taken_out_line(line))
                     .map(str::to_owned)
                     .collect(),
             )
