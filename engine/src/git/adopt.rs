@@ -97,7 +97,18 @@ impl Git {
         if text.lines().any(|line| line == own) {
             return Ok(());
         }
-        // Appended: what the file held stays its beginning (see the module doc).
+        // In place of a comment of its length (the file keeps its length), or else appended
+        // (what the file held stays its beginning): see the module doc.
+        let mut start = 0;
+        for piece in text.split_inclusive('\n') {
+            let line = piece.trim_end_matches(['\n', '\r']);
+            if line.len() == own.len() && is_taken_out_line(line) {
+                text.replace_range(start..start + line.len(), &own);
+                return crate::run::store::write_atomic(&path, text.as_bytes())
+                    .map_err(|e| io_error("write", &path, e));
+            }
+            start += piece.len();
+        }
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
@@ -301,18 +312,32 @@ mod tests {
 
         // Nothing more to do: the file is not rewritten.
         assert_eq!(git.forget_lost_lent_objects(&root).expect("tidied"), 0);
-        // Lending again appends: what was there stays the file's beginning.
+        // A folder lent again takes the place of a comment of its length, and another is
+        // appended: what was there stays the file's beginning.
         git.lend_objects(&gone).expect("lent");
+        assert_eq!(fs::read_to_string(&alternates).expect("the lines"), lent);
+        assert_eq!(git.forget_lost_lent_objects(&root).expect("tidied"), 1);
+        let longer = gone.with_file_name(format!("{}-longer", crate::confine::OWN_OBJECTS));
+        git.lend_objects(&longer).expect("lent");
         let again = fs::read_to_string(&alternates).expect("the lines");
         assert!(again.starts_with(&text), "{again}");
         assert_eq!(again.lines().count(), 4);
+        fs::create_dir_all(&gone).expect("a folder");
 
         // `flow clean` drops the comments, and the file once nothing else is left.
-        assert_eq!(git.forget_lost_lent_objects(&root).expect("tidied"), 1);
+        fs::remove_dir_all(&gone).expect("gone again");
         git.compact_alternates().expect("compacted");
         let compact = fs::read_to_string(&alternates).expect("the lines");
         let lines: Vec<&str> = compact.lines().collect();
-        assert_eq!(lines, [live.to_str().unwrap(), foreign.to_str().unwrap()]);
+        assert_eq!(
+            lines,
+            [
+                live.to_str().unwrap(),
+                foreign.to_str().unwrap(),
+                longer.to_str().unwrap()
+            ]
+        );
+        git.adopt_objects(&longer).expect("adopted");
         git.adopt_objects(&live).expect("adopted");
         fs::write(&alternates, format!("{}\n", taken_out(12))).expect("only a comment");
         git.compact_alternates().expect("compacted");
