@@ -406,6 +406,31 @@ fn loose_objects(env: &TestEnv) -> Vec<String> {
 }
 
 #[test]
+fn a_sandboxed_agent_that_packs_its_own_objects_still_merges() {
+    if !confined() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.workflow(
+        r##"
+workstream "w" {
+    owns "w/**"
+    script #"""
+        mkdir -p w && echo work > w/file.txt && git add w
+        git -c user.name=x -c user.email=x@example.com commit -qm work
+        git repack -a -d -l -q && git prune-packed
+        test -z "$(find "$GIT_OBJECT_DIRECTORY" -path '*/??/*' -type f)"
+        """#
+}
+"##,
+    );
+    let run = env.run(&[]);
+    assert_eq!(env.state().phase("w"), "merged", "{}", run.text());
+    assert_eq!(env.show_file("integration/t", "w/file.txt").as_deref(), Some("work\n"));
+    env.assert_fsck_clean();
+}
+
+#[test]
 fn a_sandboxed_agent_that_prunes_and_deletes_objects_loses_nothing_of_anyone_else() {
     if !confined() {
         return;

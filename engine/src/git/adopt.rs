@@ -6,8 +6,10 @@
 //! into the shared store: only regular files named like objects, in folders named like
 //! fan-outs, nothing followed through a link, each object read back (libgit2 checks that its
 //! content hashes to its name) and written anew, so what lands in the store is exactly what
-//! its name says. What the agent packed itself (`git gc` in its own folder) is not taken: its
-//! branch then names objects the store lacks, and its workstream fails its checks.
+//! its name says. What the agent packed itself (`git repack` in its own folder; `git gc` needs
+//! the shared folder, which it cannot write)
+//! is taken too: the pack and its index are copied, and each object in it read back whole
+//! from the copy, hashed again and written loose into the store.
 //!
 //! While the agent runs, its folder is listed in the shared `objects/info/alternates`
 //! ([`Git::lend_objects`]; flow writes that file, the agent cannot), so the repository stays
@@ -53,6 +55,59 @@ static ALTERNATES: Mutex<()> = Mutex::new(());
 pub fn is_lent_line(root: &Path, line: &str) -> bool {
     let runs = root.join(".flow").join("runs");
     line.starts_with(&*runs.to_string_lossy()) && line.ends_with(crate::confine::OWN_OBJECTS)
+}
+
+/// Copies the packs in `own`'s `pack` folder (what `git gc` or `git repack` in the agent made)
+/// to `into`: each `pack-<hex>.pack` that is a regular file, with its `.idx`, nothing followed
+/// through a link. Returns how many it copied; what it could not copy goes to `refused`.
+fn copy_packs(own: &Path, into: &Path, refused: &mut Vec<String>) -> usize {
+    let mut copied = 0;
+    for entry in fs::read_dir(own.join("pack")).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".pack") else {
+            continue;
+        };
+        let is_file = |path: &Path| fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file());
+        let index = own.join("pack").join(format!("{stem}.idx"));
+        let named = stem
+            .strip_prefix("pack-")
+            .is_some_and(|hex| is_hex(hex, 40) || is_hex(hex, 64));
+        if !named || !is_file(&entry.path()) || !is_file(&index) {
+            refused.push(format!("pack/{name}: not a pack with its index"));
+            continue;
+        }
+        let result = fs::create_dir_all(into)
+            .and_then(|()| fs::copy(&index, into.join(format!("{stem}.idx"))))
+            .and_then(|_| fs::copy(entry.path(), into.join(&name)));
+        match result {
+            Ok(_) => copied += 1,
+            Err(e) => refused.push(format!("pack/{name}: {e}")),
+        }
+    }
+    copied
+}
+
+/// Writes a loose object's file, `bytes` as they are, to `target` as git writes objects: a
+/// temporary file in the fan-out folder, named as git names them (`git fsck` and `git prune`
+/// know what one left by a crash is), linked to its name (a loose object is never
+/// overwritten), read-only.
+fn write_loose(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let folder = target.parent().unwrap_or(target);
+    fs::create_dir_all(folder)?;
+    let mut temp = tempfile::Builder::new().prefix("tmp_obj_").tempfile_in(folder)?;
+    std::io::Write::write_all(&mut temp, bytes)?;
+    temp.as_file().sync_all()?;
+    drop(temp.persist_noclobber(target).map_err(|e| e.error)?);
+    let _ = fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(0o444));
+    Ok(())
+}
+
+/// The file of a loose object of `kind` holding `data`: its header and data, deflated.
+fn deflated(kind: git2::ObjectType, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, format!("{} {}\0", kind.str(), data.len()).as_bytes())?;
+    std::io::Write::write_all(&mut encoder, data)?;
+    encoder.finish()
 }
 
 /// Reads `objects/info/alternates` at `path`; empty when there is none.
@@ -218,11 +273,28 @@ impl Git {
                 }
             }
         }
-        if !ids.is_empty() {
+        let packs = copy_packs(own, &staging.path().join("pack"), &mut adopted.refused);
+        if !ids.is_empty() || packs > 0 {
             let theirs = git2::Odb::new().context(|| "make an object database".to_owned())?;
             theirs
                 .add_disk_alternate(&staging.path().to_string_lossy())
                 .context(|| "read the agent's objects".to_owned())?;
+            let loose: std::collections::HashSet<git2::Oid> = ids.iter().copied().collect();
+            // Every object the copied packs hold that is not loose too.
+            let mut packed = Vec::new();
+            if packs > 0 {
+                let listed = theirs.foreach(|id| {
+                    if !loose.contains(id) {
+                        packed.push(*id);
+                    }
+                    true
+                });
+                if let Err(e) = listed {
+                    adopted
+                        .refused
+                        .push(format!("the agent's packs cannot be read: {}", e.message()));
+                }
+            }
             let objects = self.common_dir().join("objects");
             for id in ids {
                 let text = id.to_string();
@@ -247,25 +319,41 @@ impl Git {
                         continue;
                     }
                 }
-                // The file itself, as it was read, written as git writes objects: a
-                // temporary file in the fan-out folder, named as git names them (`git fsck`
-                // and `git prune` know what one left by a crash is), linked to its name (a
-                // loose object is never overwritten).
-                let folder = objects.join(fan_name);
-                let written = fs::create_dir_all(&folder)
-                    .and_then(|()| tempfile::Builder::new().prefix("tmp_obj_").tempfile_in(&folder))
-                    .and_then(|mut temp| {
-                        let bytes = fs::read(staging.path().join(fan_name).join(name))?;
-                        std::io::Write::write_all(&mut temp, &bytes)?;
-                        temp.as_file().sync_all()?;
-                        temp.persist_noclobber(&target).map_err(|e| e.error)
-                    });
-                match written {
-                    Ok(file) => {
-                        drop(file);
-                        let _ = fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o444));
-                        adopted.taken += 1;
+                // The file itself, as it was read.
+                let bytes = fs::read(staging.path().join(fan_name).join(name));
+                match bytes.and_then(|bytes| write_loose(&target, &bytes)) {
+                    Ok(()) => adopted.taken += 1,
+                    Err(_) if target.exists() => adopted.known += 1,
+                    Err(e) => return Err(io_error("write", &target, e)),
+                }
+            }
+            for id in packed {
+                let text = id.to_string();
+                let target = objects.join(&text[..2]).join(&text[2..]);
+                if target.exists() {
+                    adopted.known += 1;
+                    continue;
+                }
+                // Read whole from the copy and hashed again, then written loose (deflated
+                // here: the store's own writer would take the object for written when the
+                // agent's folder, still listed, holds it).
+                let object = theirs.read(id).and_then(|object| {
+                    let hashed = git2::Oid::hash_object(object.kind(), object.data())?;
+                    Ok((hashed, object))
+                });
+                let (hashed, object) = match object {
+                    Ok(read) => read,
+                    Err(e) => {
+                        adopted.refused.push(format!("{id}: {}", e.message()));
+                        continue;
                     }
+                };
+                if hashed != id {
+                    adopted.refused.push(format!("{id}: its content is another object"));
+                    continue;
+                }
+                match deflated(object.kind(), object.data()).and_then(|bytes| write_loose(&target, &bytes)) {
+                    Ok(()) => adopted.taken += 1,
                     Err(_) if target.exists() => adopted.known += 1,
                     Err(e) => return Err(io_error("write", &target, e)),
                 }
@@ -382,5 +470,64 @@ mod tests {
             }
         });
         assert!(opened > 0);
+    }
+
+    #[test]
+    fn what_an_agent_packed_in_its_own_folder_is_taken_into_the_store() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let root = dir.path().canonicalize().expect("a real path");
+        let git_cli = |args: &[&str], env: &[(&str, &std::path::PathBuf)]| {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(&root)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@example.com")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@example.com")
+                .output()
+                .expect("git runs");
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        git_cli(&["init", "-q", "-b", "main"], &[]);
+        fs::write(root.join("a.txt"), "the user's\n").expect("a file");
+        git_cli(&["add", "a.txt"], &[]);
+        git_cli(&["commit", "-qm", "base"], &[]);
+        let git = Git::discover(&root).expect("the repository");
+        let shared = git.common_dir().join("objects");
+        let own = root.join(".flow/runs/r/tmp/w").join(crate::confine::OWN_OBJECTS);
+        fs::create_dir_all(&own).expect("the agent's folder");
+        git.lend_objects(&own).expect("lent");
+        // The agent commits into its own folder, then packs what it wrote there.
+        let agent = [
+            ("GIT_OBJECT_DIRECTORY", &own),
+            ("GIT_ALTERNATE_OBJECT_DIRECTORIES", &shared),
+        ];
+        fs::write(root.join("b.txt"), "the agent's\n").expect("a file");
+        git_cli(&["add", "b.txt"], &agent);
+        git_cli(&["commit", "-qm", "work"], &agent);
+        let head = git_cli(&["rev-parse", "HEAD"], &agent);
+        git_cli(&["repack", "-a", "-d", "-l", "-q"], &agent);
+        git_cli(&["prune-packed"], &agent);
+        let loose_left = fs::read_dir(&own)
+            .expect("the folder")
+            .flatten()
+            .filter(|e| e.file_name().len() == 2)
+            .count();
+        assert_eq!(loose_left, 0, "everything the agent wrote is packed");
+
+        let adopted = git.adopt_objects(&own).expect("adopted");
+        assert!(adopted.refused.is_empty(), "{:?}", adopted.refused);
+        assert!(adopted.taken >= 3, "a commit, a tree and a blob: {adopted:?}");
+        assert!(!own.exists(), "the folder is gone");
+        // The store alone holds the agent's commit, whole.
+        assert_eq!(git_cli(&["show", &format!("{head}:b.txt")], &[]), "the agent's");
+        git_cli(&["fsck", "--strict", "--no-dangling"], &[]);
     }
 }
