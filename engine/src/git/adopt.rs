@@ -6,10 +6,10 @@
 //! into the shared store: only regular files named like objects, in folders named like
 //! fan-outs, nothing followed through a link, each object read back (libgit2 checks that its
 //! content hashes to its name) and written anew, so what lands in the store is exactly what
-//! its name says. What the agent packed itself (`git repack` in its own folder; `git gc` needs
-//! the shared folder, which it cannot write)
-//! is taken too: the pack and its index are copied, and each object in it read back whole
-//! from the copy, hashed again and written loose into the store.
+//! its name says. What the agent packed itself (`git repack` in its own folder; `git gc`
+//! needs the shared folder, which it cannot write) is taken too: the pack and its index are
+//! copied, and each object in it read back whole from the copy, hashed again and written
+//! loose into the store.
 //!
 //! While the agent runs, its folder is listed in the shared `objects/info/alternates`
 //! ([`Git::lend_objects`]; flow writes that file, the agent cannot), so the repository stays
