@@ -167,6 +167,8 @@ pub fn describe(state: &RunState, event: &Event) -> Option<(Option<String>, Stri
         }
         EventKind::Conflicted { workstream, paths } => (name(workstream), format!("CONFLICT in {}", paths.join(", "))),
         EventKind::Alert { workstream, message } => (workstream.as_ref().and_then(name), format!("note: {message}")),
+        // Said by the alert recorded with it.
+        EventKind::Told { .. } => return None,
         EventKind::Overrun { workstream, breach } => (name(workstream), format!("OVER BUDGET: {}", breach.overrun())),
         EventKind::RunEnded { status } => (None, format!("run ended: {status}")),
         EventKind::Usage { .. } => return None,

@@ -465,6 +465,10 @@ pub struct WorkstreamState {
     /// whole session's total after `--resume`: an attempt costs the difference).
     #[serde(default)]
     pub session_cost: Option<f64>,
+    /// Messages a person sent its agent that it has not been given yet (`flow tell`, the
+    /// dashboard's `m`): kept in the record, so a resume after a crash still gives them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub told: Vec<String>,
 }
 
 impl WorkstreamState {
@@ -499,6 +503,7 @@ impl WorkstreamState {
             sync_conflicts: vec![],
             summary: None,
             session_cost: None,
+            told: vec![],
         }
     }
 }
@@ -667,6 +672,9 @@ pub enum EventKind {
     Conflicted { workstream: usize, paths: Vec<String> },
     /// An alert (budget at 80%, scope warning).
     Alert { workstream: Option<usize>, message: String },
+    /// A person's message for a workstream's agent, kept until the agent is given it (its
+    /// next attempt, a fix of kind `message`, takes every message kept).
+    Told { workstream: usize, text: String },
     /// A budget's spending passed its limit, with workstream `workstream`'s attempt.
     Overrun { workstream: usize, breach: BudgetBreach },
     /// The run ended.
@@ -694,9 +702,11 @@ impl RunState {
                 let ws = &mut self.workstreams[*workstream];
                 let usage = ws.usage;
                 let attempts = ws.attempts;
+                let told = std::mem::take(&mut ws.told);
                 *ws = WorkstreamState::new(&ws.name.clone(), spec_hash.clone(), at);
                 ws.usage = usage;
                 ws.attempts = attempts;
+                ws.told = told;
                 ws.reason = Some(reason.clone());
             }
             EventKind::Retried { workstream, reason } => {
@@ -781,7 +791,10 @@ impl RunState {
                 if *purpose == Purpose::Fix
                     && let Some(given) = feedback
                 {
-                    if given.kind != FeedbackKind::Message {
+                    if given.kind == FeedbackKind::Message {
+                        // Given now, every message kept.
+                        ws.told.clear();
+                    } else {
                         ws.fixes += 1;
                     }
                     ws.feedback = Some(given.clone());
@@ -908,9 +921,14 @@ impl RunState {
                 ws.updated_at = at;
             }
             EventKind::Synced { workstream, .. } => self.workstreams[*workstream].updated_at = at,
+            EventKind::Told { workstream, text } => self.workstreams[*workstream].told.push(text.clone()),
             EventKind::RunEnded { status } => {
                 self.status = *status;
                 self.ended_at = Some(at);
+                // What no agent got was said at the end; a later resume does not give it.
+                for ws in &mut self.workstreams {
+                    ws.told.clear();
+                }
             }
         }
     }

@@ -144,8 +144,6 @@ pub struct Core {
     stopping: bool,
     /// The event log could not be written: nothing may start again, whatever a person asks.
     log_broken: bool,
-    /// The messages a person sent each workstream's agent, not yet given to it.
-    told: Vec<Vec<String>>,
     /// The time of the input being handled.
     now: Timestamp,
     /// The effects of the input being handled.
@@ -191,7 +189,6 @@ impl Core {
             by_person: vec![false; n],
             stopping: false,
             log_broken: false,
-            told: vec![vec![]; n],
             now,
             out: vec![],
         }

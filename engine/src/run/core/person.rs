@@ -162,16 +162,20 @@ impl Core {
                 preview(&text)
             ),
         });
-        self.told[index].push(text);
+        self.record(EventKind::Told {
+            workstream: index,
+            text,
+        });
     }
 
     /// Gives the messages kept for a workstream to its agent, as a fix attempt, if any are kept
     /// and its job can start an attempt; tells whether it did.
     pub(super) fn deliver_message(&mut self, index: usize) -> bool {
-        if self.told[index].is_empty() || self.jobs[index].is_none() || self.must_stop(index) {
+        if self.state.workstreams[index].told.is_empty() || self.jobs[index].is_none() || self.must_stop(index) {
             return false;
         }
-        let texts = std::mem::take(&mut self.told[index]);
+        // The attempt's start takes them out of the record.
+        let texts = self.state.workstreams[index].told.clone();
         let first = preview(&texts[0]);
         let feedback = Feedback {
             kind: FeedbackKind::Message,
@@ -188,8 +192,8 @@ impl Core {
     /// Says, as the run ends, which messages no agent got (the workstream failed a check
     /// with no fix left, or the run stopped first).
     pub(super) fn undelivered_messages(&mut self) {
-        for index in 0..self.told.len() {
-            let count = std::mem::take(&mut self.told[index]).len();
+        for index in 0..self.state.workstreams.len() {
+            let count = self.state.workstreams[index].told.len();
             if count > 0 {
                 let name = self.state.workstreams[index].name.clone();
                 self.record(EventKind::Alert {

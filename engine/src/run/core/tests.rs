@@ -2521,6 +2521,51 @@ workstream "second" { owns "second/**"; depends-on "first"; script "true" }
 }
 
 #[test]
+fn a_message_kept_when_flow_was_killed_reaches_the_agent_after_the_resume() {
+    let body = r#"workstream "a" { owns "a/**"; script "true" }"#;
+    let mut sim = Sim::new(body, Options::default());
+    sim.begin();
+    let a = sim.index("a");
+    sim.feed(Input::Message {
+        workstream: a,
+        text: "use the new API".into(),
+    });
+    assert_eq!(
+        sim.state().workstreams[a].told,
+        ["use the new API"],
+        "kept in the record"
+    );
+    // flow is killed while the work runs; the resume finds the attempt cut and sets it
+    // pending, the message still in the record.
+    let mut state = sim.state().clone();
+    let t = state.started_at;
+    state.apply(&Event {
+        seq: state.last_event + 1,
+        at: t,
+        kind: EventKind::Phase {
+            workstream: a,
+            phase: Phase::Pending,
+            reason: Some("its attempt was cut short".into()),
+        },
+    });
+    let mut resumed = Sim::with_state(workflow(body), state, Options::default());
+    resumed.begin();
+    resumed.end_agent("a", AgentEnd::Exited(0));
+    let starts = agent_starts(&resumed, "a");
+    assert_eq!(
+        starts.iter().map(|s| (s.1, s.2)).collect::<Vec<_>>(),
+        [(Purpose::Work, None), (Purpose::Fix, Some(FeedbackKind::Message))]
+    );
+    let ws = &resumed.state().workstreams[a];
+    assert_eq!(ws.feedback.as_ref().map(|f| f.detail.as_str()), Some("use the new API"));
+    assert!(ws.told.is_empty(), "given: out of the record");
+    resumed.end_agent("a", AgentEnd::Exited(0));
+    resumed.run_all();
+    resumed.finish();
+    assert_eq!(resumed.phase("a"), Phase::Merged);
+}
+
+#[test]
 fn a_message_is_refused_for_finished_failed_or_empty() {
     let body = r#"
 workstream "done" { owns "done/**"; script "true" }
