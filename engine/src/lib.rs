@@ -10,6 +10,7 @@
 //! themselves. [`site::Site`] says where all of it lives.
 
 pub mod agent;
+pub mod atomic;
 pub mod by_hand;
 pub mod checks;
 pub mod confine;

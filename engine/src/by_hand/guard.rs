@@ -33,8 +33,8 @@ use flow_dsl::Workflow;
 use serde::{Deserialize, Serialize};
 
 use super::Layout;
+use crate::atomic::write_atomic;
 use crate::git::{GitDirChange, GitError, GitSnapshot, Guarded, RefTarget, UserPlaces};
-use crate::run::store::write_atomic;
 
 /// The snapshot of one prepared worktree, as `.flow/guard/<workflow>/<workstream>.json` holds it.
 #[derive(Debug, Serialize, Deserialize)]

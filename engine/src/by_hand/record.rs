@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::store::write_atomic;
+use crate::atomic::write_atomic;
 use crate::time::Timestamp;
 
 /// The version of the record's format.

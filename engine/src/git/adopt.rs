@@ -159,8 +159,7 @@ impl Git {
             let line = piece.trim_end_matches(['\n', '\r']);
             if line.len() == own.len() && is_taken_out_line(line) {
                 text.replace_range(start..start + line.len(), &own);
-                return crate::run::store::write_atomic(&path, text.as_bytes())
-                    .map_err(|e| io_error("write", &path, e));
+                return crate::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| io_error("write", &path, e));
             }
             start += piece.len();
         }
@@ -169,7 +168,7 @@ impl Git {
         }
         text.push_str(&own);
         text.push('\n');
-        crate::run::store::write_atomic(&path, text.as_bytes()).map_err(|e| io_error("write", &path, e))
+        crate::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| io_error("write", &path, e))
     }
 
     /// Takes the lines of `objects/info/alternates` that `out` picks out of it, each overwritten
@@ -191,7 +190,7 @@ impl Git {
             }
         }
         if taken > 0 {
-            crate::run::store::write_atomic(&path, kept.as_bytes()).map_err(|e| io_error("write", &path, e))?;
+            crate::atomic::write_atomic(&path, kept.as_bytes()).map_err(|e| io_error("write", &path, e))?;
         }
         Ok(taken)
     }
@@ -213,7 +212,7 @@ impl Git {
         if kept.trim().is_empty() {
             return fs::remove_file(&path).map_err(|e| io_error("remove", &path, e));
         }
-        crate::run::store::write_atomic(&path, kept.as_bytes()).map_err(|e| io_error("write", &path, e))
+        crate::atomic::write_atomic(&path, kept.as_bytes()).map_err(|e| io_error("write", &path, e))
     }
 
     fn alternates_path(&self) -> std::path::PathBuf {

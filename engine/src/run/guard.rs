@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use flow_dsl::Workflow;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::git::{Git, GitDirChange, GitSnapshot, Guarded, UserPlaces, is_lent_line, is_taken_out_line};
-use crate::run::store::write_atomic;
 
 /// The refs that are not the guard's business: the ones flow moves during a run.
 pub(crate) fn flow_refs(workflow: &Workflow) -> Vec<String> {

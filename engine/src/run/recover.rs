@@ -294,7 +294,7 @@ fn detach_integration_worktree(git: &Git, folder: &Path) -> Vec<String> {
         return vec![];
     };
     match repo.refname_to_id(branch) {
-        Ok(oid) if crate::run::store::write_atomic(&admin.join("HEAD"), format!("{oid}\n").as_bytes()).is_ok() => {
+        Ok(oid) if crate::atomic::write_atomic(&admin.join("HEAD"), format!("{oid}\n").as_bytes()).is_ok() => {
             vec![format!(
                 "detached {} from {branch}, where an interrupted run had left it",
                 folder.display()

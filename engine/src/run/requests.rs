@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 pub use crate::run::core::{Action, MESSAGE_MAX, tidy};
 use crate::run::state::{Phase, RunStatus};
-use crate::run::store::write_atomic;
 use crate::site::RunDir;
 
 /// One request, as its file holds it.

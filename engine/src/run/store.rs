@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::path::Path;
 
+use crate::atomic::{write_atomic, write_atomic_with};
 use crate::run::state::{Event, RunState};
 use crate::site::RunDir;
 
@@ -143,22 +144,6 @@ impl Journal for RunJournal {
     fn snapshot(&mut self, state: &RunState) -> io::Result<()> {
         self.run_dir.save(state)
     }
-}
-
-/// Writes a file atomically: a temporary file in the same folder, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_with(path, |file| file.write_all(bytes))
-}
-
-/// Writes a file atomically as [`write_atomic`] does, its content written by `write`.
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    write(temp.as_file_mut())?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// Creates `.flow/` with a `.gitignore` of its own, so it stays out of git (and out of
