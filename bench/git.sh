@@ -2,8 +2,10 @@
 # flow's git work against the same work done with the git CLI in a bash loop, in the same run.
 #
 # A generated repository of 3,000 files in 300 folders (10 files of 20 lines each; packed with
-# `git gc`, as a cloned repository would be) and a workflow of 16 workstreams, each owning its
-# own folder (shell agents, no verify). Both sides do the same thing, timed end to end:
+# `git gc`, as a cloned repository would be), or with SOURCE=/path/to/a/repository a clone of
+# a real one (its default branch, its own `.gitattributes`; bench/git_real.sh), and a workflow
+# of 16 workstreams, each owning its own folder and changing one file in it (shell agents, no
+# verify). Both sides do the same thing, timed end to end:
 #   flow:      `flow prepare` (16 worktrees and branches), one small commit per workstream
 #              made with git in its worktree, `flow merge` (all 16, into integration/bench);
 #   bash loop: `git worktree add -b ...` x16, the same commit in each, then
@@ -31,9 +33,16 @@ export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com
 export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
 export GIT_CONFIG_NOSYSTEM=1 HOME="$dir"   # no user or system git configuration on either side
 
-# The pristine repository.
-mkdir "$dir/pristine"
-python3 - "$dir/pristine" <<'PY'
+# The pristine repository: generated, or a clone of SOURCE (a real repository: its default
+# branch, with its own `.gitattributes`).
+if [ -n "${SOURCE:-}" ]; then
+    git clone -q "$SOURCE" "$dir/pristine"
+    git -C "$dir/pristine" branch -M main
+    git -C "$dir/pristine" gc -q
+    what="$(git -C "$dir/pristine" ls-files | wc -l) files of $SOURCE"
+else
+    mkdir "$dir/pristine"
+    python3 - "$dir/pristine" <<'PY'
 import os, sys
 root = sys.argv[1]
 for d in range(300):
@@ -42,34 +51,55 @@ for d in range(300):
         with open(os.path.join(root, f"d{d:03}", f"f{f}.txt"), "w") as fh:
             fh.write("".join(f"line {k} of d{d:03}/f{f}.txt\n" for k in range(20)))
 PY
-# ATTRIBUTES="..." gives the repository that `.gitattributes` (bench/git_attributes.sh).
-if [ -n "${ATTRIBUTES:-}" ]; then printf '%b' "$ATTRIBUTES" >"$dir/pristine/.gitattributes"; fi
-git -C "$dir/pristine" init -q -b main
-git -C "$dir/pristine" add -A
-git -C "$dir/pristine" commit -qm "3,000 files"
-git -C "$dir/pristine" gc -q
+    # ATTRIBUTES="..." gives the repository that `.gitattributes` (bench/git_attributes.sh).
+    if [ -n "${ATTRIBUTES:-}" ]; then printf '%b' "$ATTRIBUTES" >"$dir/pristine/.gitattributes"; fi
+    git -C "$dir/pristine" init -q -b main
+    git -C "$dir/pristine" add -A
+    git -C "$dir/pristine" commit -qm "3,000 files"
+    git -C "$dir/pristine" gc -q
+    what="3,000 files"
+fi
 
-# The workflow: workstream wNN owns folder d(NN*18).
-names=() folders=()
+# The workflow: workstream wNN owns a folder of its own (generated: d(NN*18); a real
+# repository: WS folders holding files, none inside another) and changes one file in it.
+names=() folders=() files=()
+while read -r folder file; do folders+=("$folder"); files+=("$file"); done < <(
+    git -C "$dir/pristine" ls-files | python3 -c '
+import sys, collections
+ws = int(sys.argv[1])
+first = collections.OrderedDict()
+for path in sys.stdin.read().split("\n"):
+    if "/" in path and not path.startswith(".") and " " not in path:
+        first.setdefault(path.rsplit("/", 1)[0], path)
+chosen = []
+for folder in sorted(first, key=lambda f: (-f.count("/"), f)):  # the deepest first
+    if any(folder.startswith(c + "/") or c.startswith(folder + "/") for c in chosen):
+        continue
+    chosen.append(folder)
+chosen.sort()
+step = max(1, len(chosen) // ws)
+for folder in chosen[::step][:ws]:
+    print(folder, first[folder])
+' "$WS")
+[ "${#folders[@]}" -eq "$WS" ] || { echo "the repository has fewer than $WS separate folders" >&2; exit 1; }
 {
     printf 'workflow "bench" {\n    base "main"\n    into "integration/bench"\n    max-parallel %d\n}\n' "$WS"
     printf 'agent "shell" {\n    command "sh" "-c" "{script}"\n}\n'
     printf 'defaults {\n    agent "shell"\n}\n'
     for i in $(seq 0 $((WS - 1))); do
         names+=("$(printf 'w%02d' "$i")")
-        folders+=("$(printf 'd%03d' $((i * 18)))")
         printf 'workstream "%s" {\n    script "true"\n    owns "%s/**"\n}\n' "${names[i]}" "${folders[i]}"
     done
 } >"$dir/parallel.kdl"
 "$flow" check "$dir/parallel.kdl" >/dev/null 2>&1 || { "$flow" check "$dir/parallel.kdl"; exit 1; }
-export NAMES="${names[*]}" FOLDERS="${folders[*]}"
+export NAMES="${names[*]}" FILES="${files[*]}"
 
 # One small commit in worktree $1 for workstream index $2.
 cat >"$dir/commit.sh" <<'SH'
 set -e
-read -ra names <<<"$NAMES"; read -ra folders <<<"$FOLDERS"
+read -ra names <<<"$NAMES"; read -ra files <<<"$FILES"
 cd "$1"
-echo "change by ${names[$2]}" >>"${folders[$2]}/f0.txt"
+echo "change by ${names[$2]}" >>"${files[$2]}"
 git commit -qam "${names[$2]}: one change"
 SH
 
@@ -101,7 +131,7 @@ SH
 check() {
     local i got
     for i in "${!names[@]}"; do
-        got=$(git -C "$1/repo" show "integration/bench:${folders[i]}/f0.txt" | tail -n 1)
+        got=$(git -C "$1/repo" show "integration/bench:${files[i]}" | tail -n 1)
         [ "$got" = "change by ${names[i]}" ] ||
             { echo "$1: integration/bench lacks ${names[i]}'s change (last line: $got)" >&2; exit 1; }
     done
@@ -134,7 +164,7 @@ for _ in $(seq "$RUNS"); do
     measure loop "$dir/loop.sh"
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg); all $WS changes found on both sides in every run"
-python3 - "$results" <<'PY'
+python3 - "$results" "$what" <<'PY'
 import statistics, sys
 t, phases = {}, {}
 for line in open(sys.argv[1]):
@@ -147,7 +177,7 @@ def show(xs):
 def split(label):
     return " + ".join(f"{statistics.median(p[k] for p in phases[label]):.2f}" for k in range(3))
 f, l = statistics.median(t["flow"]), statistics.median(t["loop"])
-print(f"(median of {len(t['flow'])} runs) 3,000 files, 16 workstreams; phases: worktrees + commits + merges")
+print(f"(median of {len(t['flow'])} runs) {sys.argv[2]}, 16 workstreams; phases: worktrees + commits + merges")
 print(f"    flow prepare + commits + flow merge:         {f:.2f} s = {split('flow')} (runs: {show(t['flow'])})")
 print(f"    git worktree add + commits + git merge loop: {l:.2f} s = {split('loop')} (runs: {show(t['loop'])})")
 print(f"    ratio {f/l:.2f} (target <= 0.5)")
