@@ -14,7 +14,10 @@
 //! A read takes what the pipe holds, then what came meanwhile (reads that do not wait), so a
 //! child that writes in small pieces still makes few, large batches: each batch wakes the
 //! recorder and the log's writer once. On `bench/output.sh`'s 300 MB of 88-byte lines, which
-//! `head` writes 8 KiB at a time, this took flow from 280 to 430 MB/s.
+//! `head` writes 8 KiB at a time, this took flow from 280 to 430 MB/s. The whole lines of a
+//! block that is valid UTF-8 without `\r\n` are checked and copied at once, their line ends
+//! kept, each line a range of that text ([`LineBlock`]), and the log writes them with one
+//! copy: 400 to 455 MB/s.
 //!
 //! Output that is not UTF-8 (binary, a cut multi-byte character) is decoded lossily: each
 //! invalid sequence becomes U+FFFD, in what the callback sees and in the log, so the log stays
@@ -68,6 +71,19 @@ pub(super) struct Batch {
     text: String,
     /// Each piece's kind, and where its text starts and ends in `text`.
     pieces: Vec<(PieceKind, usize, usize)>,
+    /// The first pieces, when they are whole lines copied at once with their `\n` (the
+    /// common case): where their text is, line ends included, and how many they are. The
+    /// log writes them with one copy.
+    block: Option<LineBlock>,
+}
+
+/// Whole lines at the start of a batch, their text one run of `text` with each line's `\n`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LineBlock {
+    pub start: usize,
+    pub end: usize,
+    /// How many pieces (lines) it holds: the batch's first ones.
+    pub lines: usize,
 }
 
 impl Batch {
@@ -77,6 +93,33 @@ impl Batch {
             stream,
             text: String::new(),
             pieces: Vec::new(),
+            block: None,
+        }
+    }
+
+    /// The whole lines at the start of the batch, with their text line ends and all (see
+    /// [`LineBlock`]), if they were copied at once.
+    pub fn line_block(&self) -> Option<(LineBlock, &str)> {
+        self.block.map(|block| (block, &self.text[block.start..block.end]))
+    }
+
+    /// Adds `lines`, whole lines each ended by `\n` (none with `\r\n`), as one run of the text
+    /// and a piece per line.
+    fn push_lines(&mut self, lines: &str) {
+        let start = self.text.len();
+        self.text.push_str(lines);
+        let first = self.pieces.len();
+        let mut from = start;
+        for end in memchr::memchr_iter(b'\n', lines.as_bytes()) {
+            self.pieces.push((PieceKind::Line, from, start + end));
+            from = start + end + 1;
+        }
+        if first == 0 {
+            self.block = Some(LineBlock {
+                start,
+                end: self.text.len(),
+                lines: self.pieces.len(),
+            });
         }
     }
 
@@ -132,6 +175,18 @@ impl LineSplitter {
 
     /// Adds the pieces that `bytes`, the next bytes of the stream, complete to `batch`.
     pub fn feed(&mut self, mut bytes: &[u8], batch: &mut Batch) {
+        // The common case: no line under way, and the block's whole lines valid UTF-8, within
+        // the limit, without `\r\n`: copied and checked at once instead of line by line.
+        if !self.cutting
+            && self.partial.is_empty()
+            && let Some(last) = memchr::memrchr(b'\n', bytes)
+            && last < self.limit
+            && memchr(b'\r', &bytes[..last]).is_none()
+            && let Ok(lines) = std::str::from_utf8(&bytes[..=last])
+        {
+            batch.push_lines(lines);
+            bytes = &bytes[last + 1..];
+        }
         while let Some(end) = memchr(b'\n', bytes) {
             self.segment(&bytes[..end], true, batch);
             bytes = &bytes[end + 1..];
