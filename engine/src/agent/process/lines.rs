@@ -17,7 +17,8 @@
 //! `head` writes 8 KiB at a time, this took flow from 280 to 430 MB/s. The whole lines of a
 //! block that is valid UTF-8 without `\r\n` are checked and copied at once, their line ends
 //! kept, each line a range of that text ([`LineBlock`]), and the log writes them with one
-//! copy: 400 to 455 MB/s.
+//! copy: 400 to 455 MB/s, and 9% less wall time again (`farm-bench`, 8 pairs) once the end of
+//! the line a previous read left under way no longer kept a block off that path.
 //!
 //! Output that is not UTF-8 (binary, a cut multi-byte character) is decoded lossily: each
 //! invalid sequence becomes U+FFFD, in what the callback sees and in the log, so the log stays
@@ -71,18 +72,20 @@ pub(super) struct Batch {
     text: String,
     /// Each piece's kind, and where its text starts and ends in `text`.
     pieces: Vec<(PieceKind, usize, usize)>,
-    /// The first pieces, when they are whole lines copied at once with their `\n` (the
-    /// common case): where their text is, line ends included, and how many they are. The
-    /// log writes them with one copy.
+    /// Pieces that are whole lines copied at once with their `\n` (the common case): where
+    /// their text is, line ends included, and which pieces they are. The log writes them with
+    /// one copy.
     block: Option<LineBlock>,
 }
 
-/// Whole lines at the start of a batch, their text one run of `text` with each line's `\n`.
+/// Whole lines of a batch, their text one run of `text` with each line's `\n`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LineBlock {
     pub start: usize,
     pub end: usize,
-    /// How many pieces (lines) it holds: the batch's first ones.
+    /// The first of its pieces (lines).
+    pub first: usize,
+    /// How many pieces (lines) it holds.
     pub lines: usize,
 }
 
@@ -97,8 +100,8 @@ impl Batch {
         }
     }
 
-    /// The whole lines at the start of the batch, with their text line ends and all (see
-    /// [`LineBlock`]), if they were copied at once.
+    /// The whole lines of the batch that were copied at once, with their text line ends and
+    /// all (see [`LineBlock`]).
     pub fn line_block(&self) -> Option<(LineBlock, &str)> {
         self.block.map(|block| (block, &self.text[block.start..block.end]))
     }
@@ -114,11 +117,12 @@ impl Batch {
             self.pieces.push((PieceKind::Line, from, start + end));
             from = start + end + 1;
         }
-        if first == 0 {
+        if self.block.is_none() {
             self.block = Some(LineBlock {
                 start,
                 end: self.text.len(),
-                lines: self.pieces.len(),
+                first,
+                lines: self.pieces.len() - first,
             });
         }
     }
@@ -175,11 +179,17 @@ impl LineSplitter {
 
     /// Adds the pieces that `bytes`, the next bytes of the stream, complete to `batch`.
     pub fn feed(&mut self, mut bytes: &[u8], batch: &mut Batch) {
-        // The common case: no line under way, and the block's whole lines valid UTF-8, within
-        // the limit, without `\r\n`: copied and checked at once instead of line by line.
-        if !self.cutting
-            && self.partial.is_empty()
-            && let Some(last) = memchr::memrchr(b'\n', bytes)
+        // The end of the line under way (a read rarely ends at a line's end).
+        if self.cutting || !self.partial.is_empty() {
+            let Some(end) = memchr(b'\n', bytes) else {
+                return self.segment(bytes, false, batch);
+            };
+            self.segment(&bytes[..end], true, batch);
+            bytes = &bytes[end + 1..];
+        }
+        // The common case: the block's whole lines valid UTF-8, within the limit, without
+        // `\r\n`: copied and checked at once instead of line by line.
+        if let Some(last) = memchr::memrchr(b'\n', bytes)
             && last < self.limit
             && memchr(b'\r', &bytes[..last]).is_none()
             && let Ok(lines) = std::str::from_utf8(&bytes[..=last])

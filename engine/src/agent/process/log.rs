@@ -211,17 +211,20 @@ impl<'a> Formatter<'a> {
     /// Writes the pieces of `batch`.
     fn batch(&mut self, batch: &Batch) -> io::Result<()> {
         let stream = batch.stream;
-        let mut skip = 0;
         // Whole stdout lines holding no secret: as they are, with one copy.
-        if stream == Stream::Stdout
-            && let Some((block, text)) = batch.line_block()
-            && matches!(self.redactor.redact(text), std::borrow::Cow::Borrowed(_))
-        {
-            self.end_open_line()?;
-            self.out.write_all(text.as_bytes())?;
-            skip = block.lines;
-        }
-        for (kind, text) in batch.pieces().skip(skip) {
+        let block = batch.line_block().filter(|(_, text)| {
+            stream == Stream::Stdout && matches!(self.redactor.redact(text), std::borrow::Cow::Borrowed(_))
+        });
+        for (index, (kind, text)) in batch.pieces().enumerate() {
+            if let Some((block, lines)) = block
+                && (block.first..block.first + block.lines).contains(&index)
+            {
+                if index == block.first {
+                    self.end_open_line()?;
+                    self.out.write_all(lines.as_bytes())?;
+                }
+                continue;
+            }
             match kind {
                 PieceKind::Line => {
                     self.end_open_line()?;
