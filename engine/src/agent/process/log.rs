@@ -687,6 +687,40 @@ mod tests {
     }
 
     #[test]
+    fn lines_read_in_blocks_of_any_size_are_logged_as_they_were_printed() {
+        let secret = "sk-supersecret-123".to_owned();
+        // Plain lines (copied a read at once), then with CRLF endings and secrets among them
+        // (line by line).
+        for odd_lines in [false, true] {
+            let mut output = String::new();
+            let mut expected = String::new();
+            for number in 0..400 {
+                let line = match number % 7 {
+                    0 if odd_lines => format!("line {number} holds {secret} here"),
+                    1 if odd_lines => format!("line {number} ends with CRLF"),
+                    2 => String::new(),
+                    3 => format!("line {number}: é and ✓"),
+                    _ => format!("line {number}"),
+                };
+                let ending = if odd_lines && number % 7 == 1 { "\r\n" } else { "\n" };
+                output.push_str(&line);
+                output.push_str(ending);
+                expected.push_str(&line.replace(&secret, "***"));
+                expected.push('\n');
+            }
+            for size in [1, 2, 3, 7, 64, 100, 1000, 4096, output.len()] {
+                let blocks: Vec<(Stream, &[u8])> = output
+                    .as_bytes()
+                    .chunks(size)
+                    .map(|block| (Stream::Stdout, block))
+                    .collect();
+                let log = format(&blocks, 1 << 20, None, std::slice::from_ref(&secret));
+                assert_eq!(log, expected, "blocks of {size}, odd lines {odd_lines}");
+            }
+        }
+    }
+
+    #[test]
     fn a_secret_split_across_blocks_never_reaches_the_log() {
         let secret = "sk-supersecret-123".to_owned();
         let line = format!("{secret}..{secret}{secret}.{secret}").repeat(40);
