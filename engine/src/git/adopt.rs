@@ -110,6 +110,17 @@ fn deflated(kind: git2::ObjectType, data: &[u8]) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
+/// Each line of an `objects/info/alternates` text: the line with its ending, and without.
+fn alternates_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.split_inclusive('\n')
+        .map(|piece| (piece, piece.trim_end_matches(['\n', '\r'])))
+}
+
+/// Writes `text` as `objects/info/alternates` at `path` (atomically).
+fn write_alternates(path: &Path, text: &str) -> Result<(), GitError> {
+    crate::atomic::write_atomic(path, text.as_bytes()).map_err(|e| io_error("write", path, e))
+}
+
 /// Reads `objects/info/alternates` at `path`; empty when there is none.
 fn read_alternates(path: &Path) -> Result<String, GitError> {
     match fs::read_to_string(path) {
@@ -155,20 +166,21 @@ impl Git {
         // In place of a comment of its length (the file keeps its length), or else appended
         // (what the file held stays its beginning): see the module doc.
         let mut start = 0;
-        for piece in text.split_inclusive('\n') {
-            let line = piece.trim_end_matches(['\n', '\r']);
-            if line.len() == own.len() && is_taken_out_line(line) {
-                text.replace_range(start..start + line.len(), &own);
-                return crate::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| io_error("write", &path, e));
-            }
+        let slot = alternates_lines(&text).find_map(|(piece, line)| {
+            let at = start;
             start += piece.len();
+            (line.len() == own.len() && is_taken_out_line(line)).then(|| at..at + line.len())
+        });
+        if let Some(slot) = slot {
+            text.replace_range(slot, &own);
+            return write_alternates(&path, &text);
         }
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
         text.push_str(&own);
         text.push('\n');
-        crate::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| io_error("write", &path, e))
+        write_alternates(&path, &text)
     }
 
     /// Takes the lines of `objects/info/alternates` that `out` picks out of it, each overwritten
@@ -179,8 +191,7 @@ impl Git {
         let text = read_alternates(&path)?;
         let mut taken = 0;
         let mut kept = String::with_capacity(text.len());
-        for piece in text.split_inclusive('\n') {
-            let line = piece.trim_end_matches(['\n', '\r']);
+        for (piece, line) in alternates_lines(&text) {
             if out(line) {
                 kept.push_str(&taken_out(line.len()));
                 kept.push_str(&piece[line.len()..]);
@@ -190,7 +201,7 @@ impl Git {
             }
         }
         if taken > 0 {
-            crate::atomic::write_atomic(&path, kept.as_bytes()).map_err(|e| io_error("write", &path, e))?;
+            write_alternates(&path, &kept)?;
         }
         Ok(taken)
     }
@@ -202,9 +213,9 @@ impl Git {
         let _held = ALTERNATES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let path = self.alternates_path();
         let text = read_alternates(&path)?;
-        let kept: String = text
-            .split_inclusive('\n')
-            .filter(|piece| !is_taken_out_line(piece.trim_end_matches(['\n', '\r'])))
+        let kept: String = alternates_lines(&text)
+            .filter(|(_, line)| !is_taken_out_line(line))
+            .map(|(piece, _)| piece)
             .collect();
         if kept.len() == text.len() {
             return Ok(());
@@ -212,10 +223,11 @@ impl Git {
         if kept.trim().is_empty() {
             return fs::remove_file(&path).map_err(|e| io_error("remove", &path, e));
         }
-        crate::atomic::write_atomic(&path, kept.as_bytes()).map_err(|e| io_error("write", &path, e))
+        write_alternates(&path, &kept)
     }
 
-    fn alternates_path(&self) -> std::path::PathBuf {
+    /// The shared `objects/info/alternates`.
+    pub(crate) fn alternates_path(&self) -> std::path::PathBuf {
         self.common_dir().join("objects").join("info").join("alternates")
     }
 
@@ -295,7 +307,11 @@ impl Git {
                 }
             }
             let objects = self.common_dir().join("objects");
-            for id in ids {
+            let loose_then_packed = ids
+                .into_iter()
+                .map(|id| (id, true))
+                .chain(packed.into_iter().map(|id| (id, false)));
+            for (id, is_loose) in loose_then_packed {
                 let text = id.to_string();
                 let (fan_name, name) = text.split_at(2);
                 let target = objects.join(fan_name).join(name);
@@ -304,12 +320,16 @@ impl Git {
                     continue;
                 }
                 // Read back, and hashed again: what lands in the store is what its name says.
-                let verified = theirs
-                    .read(id)
-                    .and_then(|object| git2::Oid::hash_object(object.kind(), object.data()).map(|hashed| hashed == id));
-                match verified {
-                    Ok(true) => {}
-                    Ok(false) => {
+                let object = match theirs.read(id) {
+                    Ok(object) => object,
+                    Err(e) => {
+                        adopted.refused.push(format!("{id}: {}", e.message()));
+                        continue;
+                    }
+                };
+                match git2::Oid::hash_object(object.kind(), object.data()) {
+                    Ok(hashed) if hashed == id => {}
+                    Ok(_) => {
                         adopted.refused.push(format!("{id}: its content is another object"));
                         continue;
                     }
@@ -318,40 +338,16 @@ impl Git {
                         continue;
                     }
                 }
-                // The file itself, as it was read.
-                let bytes = fs::read(staging.path().join(fan_name).join(name));
-                match bytes.and_then(|bytes| write_loose(&target, &bytes)) {
-                    Ok(()) => adopted.taken += 1,
-                    Err(_) if target.exists() => adopted.known += 1,
-                    Err(e) => return Err(io_error("write", &target, e)),
-                }
-            }
-            for id in packed {
-                let text = id.to_string();
-                let target = objects.join(&text[..2]).join(&text[2..]);
-                if target.exists() {
-                    adopted.known += 1;
-                    continue;
-                }
-                // Read whole from the copy and hashed again, then written loose (deflated
-                // here: the store's own writer would take the object for written when the
-                // agent's folder, still listed, holds it).
-                let object = theirs.read(id).and_then(|object| {
-                    let hashed = git2::Oid::hash_object(object.kind(), object.data())?;
-                    Ok((hashed, object))
-                });
-                let (hashed, object) = match object {
-                    Ok(read) => read,
-                    Err(e) => {
-                        adopted.refused.push(format!("{id}: {}", e.message()));
-                        continue;
-                    }
+                // A loose object's file as it was read; a packed one deflated here (the
+                // store's own writer would take it for written while the agent's folder,
+                // still listed, holds it).
+                let bytes = if is_loose {
+                    drop(object);
+                    fs::read(staging.path().join(fan_name).join(name))
+                } else {
+                    deflated(object.kind(), object.data())
                 };
-                if hashed != id {
-                    adopted.refused.push(format!("{id}: its content is another object"));
-                    continue;
-                }
-                match deflated(object.kind(), object.data()).and_then(|bytes| write_loose(&target, &bytes)) {
+                match bytes.and_then(|bytes| write_loose(&target, &bytes)) {
                     Ok(()) => adopted.taken += 1,
                     Err(_) if target.exists() => adopted.known += 1,
                     Err(e) => return Err(io_error("write", &target, e)),
@@ -409,10 +405,8 @@ mod tests {
         let again = fs::read_to_string(&alternates).expect("the lines");
         assert!(again.starts_with(&text), "{again}");
         assert_eq!(again.lines().count(), 4);
-        fs::create_dir_all(&gone).expect("a folder");
 
         // `flow clean` drops the comments, and the file once nothing else is left.
-        fs::remove_dir_all(&gone).expect("gone again");
         git.compact_alternates().expect("compacted");
         let compact = fs::read_to_string(&alternates).expect("the lines");
         let lines: Vec<&str> = compact.lines().collect();

@@ -250,7 +250,7 @@ impl RunGuard {
         let GitDirChange::File { path, .. } = change else {
             return false;
         };
-        if *path != self.git.common_dir().join("objects").join("info").join("alternates") {
+        if *path != self.git.alternates_path() {
             return false;
         }
         let root = self.git.root();
