@@ -230,19 +230,27 @@ impl Redactor {
         Self { finder: Some(finder) }
     }
 
+    /// Tells whether `text` holds any of the secrets.
+    pub fn holds_secret(&self, text: &str) -> bool {
+        match &self.finder {
+            None => false,
+            Some(Finder::Automaton { any, .. }) => any.is_match(text),
+            Some(Finder::Each(secrets)) => secrets.iter().any(|secret| text.contains(secret.as_str())),
+        }
+    }
+
     /// Returns `text` with its secrets replaced by `***`; borrowed unchanged when it holds
     /// none.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if !self.holds_secret(text) {
+            return Cow::Borrowed(text);
+        }
         let mut found: Vec<(usize, usize)> = match &self.finder {
             None => return Cow::Borrowed(text),
-            Some(Finder::Automaton { any, all }) => {
-                if !any.is_match(text) {
-                    return Cow::Borrowed(text);
-                }
-                all.find_overlapping_iter(text)
-                    .map(|found| (found.start(), found.end()))
-                    .collect()
-            }
+            Some(Finder::Automaton { all, .. }) => all
+                .find_overlapping_iter(text)
+                .map(|found| (found.start(), found.end()))
+                .collect(),
             Some(Finder::Each(secrets)) => {
                 let mut found = vec![];
                 for secret in secrets {
@@ -257,29 +265,21 @@ impl Redactor {
                 found
             }
         };
-        if found.is_empty() {
-            return Cow::Borrowed(text);
-        }
         found.sort_unstable();
         let mut redacted = String::with_capacity(text.len());
         let mut shown = 0;
-        let mut hiding: Option<(usize, usize)> = None;
-        for (start, end) in found {
-            match &mut hiding {
-                Some((_, hidden_end)) if start < *hidden_end => *hidden_end = (*hidden_end).max(end),
-                _ => {
-                    if let Some((hidden_start, hidden_end)) = hiding.replace((start, end)) {
-                        redacted.push_str(&text[shown..hidden_start]);
-                        redacted.push_str("***");
-                        shown = hidden_end;
-                    }
-                }
+        let mut places = found.into_iter().peekable();
+        while let Some((start, mut end)) = places.next() {
+            // Places that overlap this one are hidden with it.
+            while let Some(&(next_start, next_end)) = places.peek()
+                && next_start < end
+            {
+                end = end.max(next_end);
+                places.next();
             }
-        }
-        if let Some((hidden_start, hidden_end)) = hiding {
-            redacted.push_str(&text[shown..hidden_start]);
+            redacted.push_str(&text[shown..start]);
             redacted.push_str("***");
-            shown = hidden_end;
+            shown = end;
         }
         redacted.push_str(&text[shown..]);
         Cow::Owned(redacted)

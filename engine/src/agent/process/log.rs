@@ -212,9 +212,9 @@ impl<'a> Formatter<'a> {
     fn batch(&mut self, batch: &Batch) -> io::Result<()> {
         let stream = batch.stream;
         // Whole stdout lines holding no secret: as they are, with one copy.
-        let block = batch.line_block().filter(|(_, text)| {
-            stream == Stream::Stdout && matches!(self.redactor.redact(text), std::borrow::Cow::Borrowed(_))
-        });
+        let block = batch
+            .line_block()
+            .filter(|(_, text)| stream == Stream::Stdout && !self.redactor.holds_secret(text));
         for (index, (kind, text)) in batch.pieces().enumerate() {
             if let Some((block, lines)) = block
                 && (block.first..block.first + block.lines).contains(&index)
