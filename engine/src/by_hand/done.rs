@@ -10,24 +10,20 @@
 //! `flow done` (or `flow merge`) that merges its last dependency merges it too.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use flow_dsl::ScopePolicy;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use super::merge::{MergeItem, MergeResult, MergeSelection, merge_selected};
-use super::prepare::{SetupSettings, by_hand_identity, unmerged_dependencies};
+use super::prepare::{SetupSettings, by_hand_process, unmerged_dependencies};
 use super::record::{self, ByHandRecord, DoneRecord, DoneState, user_name};
 use super::{Layout, start_of};
-use crate::agent::environment::declared_secret_values;
 use crate::checks::{Check, TestResult, run_check};
-use crate::confine::Place;
 use crate::context;
 use crate::integrate::Integration;
 use crate::plan::Plan;
 use crate::worktree_setup::copy::CopyList;
-use crate::worktree_setup::workstream_environment;
 
 /// What `flow done` did.
 #[derive(Debug, Clone, Serialize)]
@@ -278,15 +274,8 @@ async fn run_test(
     let workflow = &plan.workflow;
     let ws = &workflow.workstreams[index];
     let flow_dir = layout.site.flow_dir();
-    let identity = by_hand_identity(workflow, index, dir, None);
-    let env = workstream_environment(workflow, index, settings.parent_env, &identity.variables());
-    let tmp: PathBuf = record::tmp_path(flow_dir, &workflow.name, &ws.name);
-    let place = Place {
-        dir,
-        tmp: &tmp,
-        commits: None,
-    };
-    let sandbox = match settings.confiner.test(ws, &place) {
+    let process = by_hand_process(workflow, index, dir, None, flow_dir, settings);
+    let sandbox = match process.sandbox {
         Ok(sandbox) => sandbox,
         Err(message) => {
             return Some(TestResult::failed(
@@ -300,8 +289,8 @@ async fn run_test(
     let check = Check {
         command,
         dir,
-        secrets: declared_secret_values(&ws.secrets, &env, settings.parent_env),
-        env,
+        secrets: process.secrets,
+        env: process.env,
         log_path,
         header: Some(format!("$ {command}")),
         timeout: ws.timeout,

@@ -13,6 +13,7 @@ use super::guard::{SessionGuard, Verdict};
 use super::record::{self, ByHandRecord, SetupRecord};
 use super::{Layout, start_of};
 use crate::agent::environment::declared_secret_values;
+use crate::agent::process::Sandboxing;
 use crate::confine::{Confiner, Place};
 use crate::context;
 use crate::git::{GitError, Oid};
@@ -328,15 +329,15 @@ async fn set_up_one(
         key: None,
     };
     let port = PortBlock::take();
-    let identity = by_hand_identity(workflow, index, dir, port.as_ref().map(PortBlock::first));
-    let env = workstream_environment(workflow, index, settings.parent_env, &identity.variables());
-    let tmp = record::tmp_path(flow_dir, &workflow.name, &ws.name);
-    let place = Place {
+    let process = by_hand_process(
+        workflow,
+        index,
         dir,
-        tmp: &tmp,
-        commits: None,
-    };
-    let sandbox = match settings.confiner.test(ws, &place) {
+        port.as_ref().map(PortBlock::first),
+        flow_dir,
+        settings,
+    );
+    let sandbox = match process.sandbox {
         Ok(sandbox) => sandbox,
         Err(e) => return Some(failed(format!("cannot confine the setup: {e}"))),
     };
@@ -345,8 +346,8 @@ async fn set_up_one(
     let setup = Setup {
         commands: &ws.setup,
         dir,
-        secrets: declared_secret_values(&ws.secrets, &env, settings.parent_env),
-        env,
+        secrets: process.secrets,
+        env: process.env,
         log_path: log_path.clone(),
         timeout: ws.setup_timeout,
         grace: settings.grace,
@@ -362,6 +363,43 @@ async fn set_up_one(
         },
         Err(failure) => failed(format!("{failure}\n(the whole output: {})", log_path.display())),
     })
+}
+
+/// What a process flow starts in a worktree worked on by hand (its setup, its test) runs
+/// with.
+pub(super) struct ByHandProcess {
+    /// The workstream's environment, with the worktree's `FLOW_*` identity.
+    pub env: BTreeMap<String, String>,
+    /// The values to hide in its output.
+    pub secrets: Vec<String>,
+    /// Its sandbox, or why it cannot have one.
+    pub sandbox: Result<Option<Sandboxing>, String>,
+}
+
+/// The environment, secrets and sandbox of a process started in `dir`, workstream `index`'s
+/// worktree worked on by hand, with `port` the first of its ports if it has a block.
+pub(super) fn by_hand_process(
+    workflow: &Workflow,
+    index: usize,
+    dir: &Path,
+    port: Option<u16>,
+    flow_dir: &Path,
+    settings: &SetupSettings<'_>,
+) -> ByHandProcess {
+    let ws = &workflow.workstreams[index];
+    let identity = by_hand_identity(workflow, index, dir, port);
+    let env = workstream_environment(workflow, index, settings.parent_env, &identity.variables());
+    let tmp = record::tmp_path(flow_dir, &workflow.name, &ws.name);
+    let place = Place {
+        dir,
+        tmp: &tmp,
+        commits: None,
+    };
+    ByHandProcess {
+        secrets: declared_secret_values(&ws.secrets, &env, settings.parent_env),
+        env,
+        sandbox: settings.confiner.test(ws, &place),
+    }
 }
 
 /// The `FLOW_*` identity of a workstream's worktree worked on by hand: `FLOW_RUN` is
