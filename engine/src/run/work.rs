@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::agent::command::{Placeholders, Runner, launch};
 use crate::agent::environment::{
-    Redactor, agent_environment, declared_secret_values, declared_secrets, redact, secret_variables,
+    Redactor, agent_environment, declared_secret_values, declared_secrets, secret_variables,
 };
 use crate::agent::output::OutputReader;
 use crate::agent::process::{Control, OutputLine, ProcessEnd, Stream, run_process};
@@ -643,7 +643,7 @@ impl ProcessWork {
         let mut agent_report = reader.finish(exit_code, &outcome.stderr_tail);
         // The tool's own message may quote what it printed: keep secrets out of state and events.
         if let Some(error) = &mut agent_report.error {
-            error.message = redact(&error.message, &secrets).into_owned();
+            error.message = redactor.redact(&error.message).into_owned();
         }
         if outcome.end == ProcessEnd::Exited(0)
             && workspace.branch.is_none()
@@ -668,7 +668,7 @@ impl ProcessWork {
             session_id: agent_report.session_id,
             error: agent_report.error,
             last_line: outcome.last_line,
-            result: agent_report.result.map(|r| redact(&r, &secrets).into_owned()),
+            result: agent_report.result.map(|r| redactor.redact(&r).into_owned()),
             resumed: resumes,
             delivered,
             tampered: tampering.lines(),
