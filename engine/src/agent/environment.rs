@@ -8,7 +8,7 @@
 //! behaves as a nested session.
 //!
 //! [`secret_values`] picks the values of that environment that look like credentials, and
-//! [`redact`] hides them in a line of output before the line reaches a log.
+//! a [`Redactor`] hides them in output before it reaches a log.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -88,7 +88,7 @@ pub const BLOCKED: &[&str] = &[
 /// Words that mark a variable's value as a secret when they appear in its name (any case).
 const SECRET_NAME_WORDS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
 
-/// The shortest secret [`redact`] replaces; shorter values would mangle ordinary output.
+/// The shortest secret a [`Redactor`] replaces; shorter values would mangle ordinary output.
 const MIN_SECRET_LEN: usize = 6;
 
 /// Builds the complete environment of an agent from flow's own environment.
@@ -117,7 +117,7 @@ pub fn agent_environment(
     environment
 }
 
-/// Returns the values in `env` that must not appear in logs, longest first, for [`redact`].
+/// Returns the values in `env` that must not appear in logs, longest first, for a [`Redactor`].
 ///
 /// A value is secret when its variable's name contains `KEY`, `TOKEN`, `SECRET`, `PASSWORD`,
 /// `PASSWD` or `CREDENTIAL` (in any case). The password of a URL with credentials
@@ -175,14 +175,6 @@ pub fn declared_secret_values(
         .into_iter()
         .map(|(_, value)| value)
         .collect()
-}
-
-/// Replaces each secret of at least six characters in `line` with `***` (see [`Redactor`]).
-///
-/// For one line; text that comes line after line (an agent's output) is redacted with one
-/// [`Redactor`] made for all of it.
-pub fn redact<'a>(line: &'a str, secrets: &[String]) -> Cow<'a, str> {
-    Redactor::new(secrets).redact(line)
 }
 
 /// Hides secrets in text: wherever a secret of at least six characters occurs, it becomes
@@ -325,9 +317,10 @@ mod tests {
     #[test]
     fn redact_hides_the_longest_secret_whole() {
         let secrets = vec!["abcdef".to_owned(), "abcdefghij".to_owned(), "xyz".to_owned()];
-        assert_eq!(redact("k=abcdefghij xyz", &secrets), "k=*** xyz");
-        assert_eq!(redact("k=abcdef!", &secrets), "k=***!");
-        assert!(matches!(redact("nothing", &secrets), Cow::Borrowed("nothing")));
+        let redactor = Redactor::new(&secrets);
+        assert_eq!(redactor.redact("k=abcdefghij xyz"), "k=*** xyz");
+        assert_eq!(redactor.redact("k=abcdef!"), "k=***!");
+        assert!(matches!(redactor.redact("nothing"), Cow::Borrowed("nothing")));
     }
 
     #[test]

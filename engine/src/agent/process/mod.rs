@@ -66,7 +66,7 @@ pub use self::lines::LINE_LIMIT;
 use self::lines::{Batch, PieceKind, read_batches};
 use self::log::{LogWriter, secret_safe_cut};
 pub use self::reaper::{MARK_VARIABLE, become_subreaper};
-use super::environment::redact;
+use super::environment::Redactor;
 use crate::sandbox::{Policy, Wrapper, wrap};
 
 /// The grace period [`ProcessSpec::new`] gives a child between SIGINT and SIGKILL.
@@ -546,10 +546,10 @@ impl Kept {
 
     /// Returns the line with `secrets` redacted, then cut to about [`TEXT_LIMIT`] bytes, with
     /// `…` when anything was cut.
-    fn shown(&self, secrets: &[String]) -> String {
+    fn shown(&self, secrets: &[String], redactor: &Redactor) -> String {
         // Cut where no secret straddles, then redact: a secret is never shown in part.
         let end = secret_safe_cut(&self.text, TEXT_LIMIT, secrets);
-        let mut shown = redact(&self.text[..end], secrets).into_owned();
+        let mut shown = redactor.redact(&self.text[..end]).into_owned();
         if self.cut || end < self.text.len() {
             shown.push('…');
         }
@@ -699,7 +699,12 @@ impl Recorder {
 
     /// Builds the outcome, with secrets redacted from the remembered lines.
     fn finish(self, end: ProcessEnd, duration: Duration) -> ProcessOutcome {
-        let lines: Vec<String> = self.stderr_tail.iter().map(|line| line.shown(&self.secrets)).collect();
+        let redactor = Redactor::new(&self.secrets);
+        let lines: Vec<String> = self
+            .stderr_tail
+            .iter()
+            .map(|line| line.shown(&self.secrets, &redactor))
+            .collect();
         let mut stderr_tail = lines.join("\n");
         if stderr_tail.len() > TEXT_LIMIT {
             let start = stderr_tail.ceil_char_boundary(stderr_tail.len() - TEXT_LIMIT);
@@ -709,7 +714,7 @@ impl Recorder {
             end,
             duration,
             stderr_tail,
-            last_line: self.last_line.map(|line| line.shown(&self.secrets)),
+            last_line: self.last_line.map(|line| line.shown(&self.secrets, &redactor)),
         }
     }
 }

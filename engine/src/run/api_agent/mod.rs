@@ -39,7 +39,7 @@ use self::client::Client;
 use self::conversation::{Block, Message, Request, Role};
 use self::tools::Tools;
 use crate::agent::Usage;
-use crate::agent::environment::redact;
+use crate::agent::environment::Redactor;
 use crate::agent::output::{AgentError, ErrorClass};
 use crate::agent::process::ProcessSpec;
 use crate::run::core::{AgentEnd, AgentOutcome, priced};
@@ -102,7 +102,7 @@ pub async fn run(
     let log = Log {
         path: attempt.log_path.clone(),
         transcript: attempt.transcript_path.clone(),
-        secrets: attempt.secrets.clone(),
+        redactor: Redactor::new(&attempt.secrets),
         on_line,
         progress: &progress,
     };
@@ -226,7 +226,7 @@ async fn converse(
         let reply = match reply {
             Ok(r) => r,
             Err(error) => {
-                let message = redact(&error.message, &attempt.secrets).into_owned();
+                let message = log.redactor.redact(&error.message).into_owned();
                 log.line(&format!("── turn {turn} failed: {message}"));
                 return failed(error.class, message);
             }
@@ -253,7 +253,7 @@ async fn converse(
             .collect();
         messages.push(reply.message);
         if calls.is_empty() {
-            let result = redact(&text, &attempt.secrets).into_owned();
+            let result = log.redactor.redact(&text).into_owned();
             log.line("── done");
             return AgentOutcome {
                 result: Some(result),
@@ -348,7 +348,8 @@ fn describe_call(input: &Value) -> String {
 struct Log<'a> {
     path: PathBuf,
     transcript: PathBuf,
-    secrets: Vec<String>,
+    /// Hides the attempt's secrets in everything written.
+    redactor: Redactor,
     on_line: &'a (dyn Fn(String) + Sync),
     progress: &'a Mutex<Progress>,
 }
@@ -356,7 +357,7 @@ struct Log<'a> {
 impl Log<'_> {
     /// Appends one line (secrets redacted) to the log, and reports it.
     fn line(&self, text: &str) {
-        let text = redact(text, &self.secrets).into_owned();
+        let text = self.redactor.redact(text).into_owned();
         append(&self.path, &format!("{text}\n"));
         {
             let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -384,7 +385,7 @@ impl Log<'_> {
 
     /// Appends one JSON value to the transcript, secrets redacted.
     fn record(&self, value: &Value) {
-        let text = redact(&value.to_string(), &self.secrets).into_owned();
+        let text = self.redactor.redact(&value.to_string()).into_owned();
         append(&self.transcript, &format!("{text}\n"));
     }
 

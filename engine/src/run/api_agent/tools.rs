@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::conversation::ToolSpec;
-use crate::agent::environment::redact;
+use crate::agent::environment::Redactor;
 use crate::agent::process::{Control, ProcessEnd, ProcessSpec, run_process};
 
 /// The most characters of a tool's answer the model is sent.
@@ -70,8 +70,8 @@ pub struct Tools {
     /// How `run_command` runs a command: a CLI agent's process (environment, limits, and
     /// whatever confinement the runner applies) with the program and arguments replaced.
     commands: ProcessSpec,
-    /// Values hidden in every answer.
-    secrets: Vec<String>,
+    /// Hides secrets in every answer.
+    redactor: Redactor,
     stop: watch::Receiver<bool>,
 }
 
@@ -92,7 +92,7 @@ impl Tools {
             root,
             scope,
             commands,
-            secrets,
+            redactor: Redactor::new(&secrets),
             stop,
         })
     }
@@ -159,7 +159,7 @@ impl Tools {
             )),
         };
         let mut answer = answer.unwrap_or_else(Answer::error);
-        answer.content = clip(&redact(&answer.content, &self.secrets), ANSWER_LIMIT);
+        answer.content = clip(&self.redactor.redact(&answer.content), ANSWER_LIMIT);
         answer
     }
 
