@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::agent::environment::{Redactor, secret_values};
-use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, Sandboxing, run_process};
+use crate::agent::process::{Control, OutputLine, ProcessEnd, ProcessSpec, Sandboxing, each_line, run_process};
 
 /// The result of a workstream's `test` or the workflow's `verify`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -87,7 +87,7 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
     let mut tail_bytes = 0;
     let outcome = run_process(
         spec,
-        |line: OutputLine<'_>| {
+        each_line(|line: OutputLine<'_>| {
             let text = redactor.redact(line.text());
             let kept: String = text.chars().take(TAIL_LINE).collect();
             tail_bytes += kept.len() + 1;
@@ -98,7 +98,7 @@ pub async fn run_check(check: Check<'_>, stop: watch::Receiver<bool>) -> Option<
                 }
             }
             Control::Continue
-        },
+        }),
         stop,
     )
     .await;

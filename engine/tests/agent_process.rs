@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use flow_engine::agent::environment::{agent_environment, secret_values};
 use flow_engine::agent::process::{
-    Control, LINE_LIMIT, ProcessEnd, ProcessOutcome, ProcessSpec, TEXT_LIMIT, become_subreaper, run_process,
+    Control, LINE_LIMIT, ProcessEnd, ProcessOutcome, ProcessSpec, TEXT_LIMIT, become_subreaper, each_line, run_process,
 };
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal, test_kill_process};
@@ -61,13 +61,13 @@ async fn run_with(
     let mut seen = Vec::new();
     let outcome = run_process(
         spec,
-        |line| {
+        each_line(|line| {
             seen.push((line.is_stderr(), line.text().to_owned()));
             match stop_at(line.text()) {
                 Some(reason) => Control::Stop(reason),
                 None => Control::Continue,
             }
-        },
+        }),
         cancel,
     )
     .await
@@ -283,13 +283,13 @@ async fn cancelling_stops_the_child() {
     let mut seen = Vec::new();
     let outcome = run_process(
         shell("sleep 30 & echo ready; wait; echo never"),
-        |line| {
+        each_line(|line| {
             seen.push(line.text().to_owned());
             if line.text() == "ready" {
                 sender.send(true).expect("run_process still listens");
             }
             Control::Continue
-        },
+        }),
         cancel,
     )
     .await
@@ -404,7 +404,7 @@ async fn hurrying_kills_a_child_being_stopped_without_waiting_for_its_grace() {
     let mut stopped = false;
     let run = run_process(
         spec,
-        |line| {
+        each_line(|line| {
             if line.text() == "ready" && !stopped {
                 stopped = true;
                 // Stop it (SIGINT, which it ignores), then hurry: SIGKILL at once.
@@ -412,7 +412,7 @@ async fn hurrying_kills_a_child_being_stopped_without_waiting_for_its_grace() {
                 let _ = hurry_tx.send(true);
             }
             Control::Continue
-        },
+        }),
         cancel,
     );
     let outcome = tokio::time::timeout(Duration::from_secs(600), run)
@@ -528,11 +528,11 @@ async fn a_flood_of_lines_leaves_a_log_within_its_limit() {
     let mut count = 0u64;
     let outcome = run_process(
         spec,
-        |line| {
+        each_line(|line| {
             count += 1;
             assert!(!line.cut, "{}", line.text);
             Control::Continue
-        },
+        }),
         cancel,
     )
     .await
@@ -575,10 +575,10 @@ async fn one_huge_line_costs_a_bounded_part_of_it() {
     let mut seen = Vec::new();
     let outcome = run_process(
         spec,
-        |line| {
+        each_line(|line| {
             seen.push((line.text.len(), line.cut));
             Control::Continue
-        },
+        }),
         cancel,
     )
     .await

@@ -20,7 +20,7 @@ use super::Layout;
 use super::sync_outcome::{SyncItem, SyncResult};
 use crate::agent::command::{Placeholders, Runner, launch};
 use crate::agent::output::OutputReader;
-use crate::agent::process::{Control, OutputLine, run_process};
+use crate::agent::process::{Control, OutputLine, each_line, run_process};
 use crate::context;
 use crate::git::{GitError, IntegrityProblem, Oid, WorktreeMerge, conflict_hunks, files_with_markers};
 use crate::run::guard::RunGuard;
@@ -280,12 +280,12 @@ async fn run_resolver(
     spec.log_path = Some(sync_log(layout));
     spec.grace = settings.grace;
     let mut reader = OutputReader::new(agent.output);
-    let on_line = |line: OutputLine<'_>| {
+    let on_line = each_line(|line: OutputLine<'_>| {
         if !line.is_stderr() {
             reader.feed_line(line.text);
         }
         Control::Continue
-    };
+    });
     let outcome = run_process(spec, on_line, settings.stop.clone())
         .await
         .map_err(|e| format!("could not run: {e}"))?;

@@ -17,7 +17,7 @@ use crate::agent::environment::{
     Redactor, agent_environment, declared_secret_values, declared_secrets, secret_variables,
 };
 use crate::agent::output::OutputReader;
-use crate::agent::process::{Control, OutputLine, ProcessEnd, Stream, run_process};
+use crate::agent::process::{Control, Output, ProcessEnd, Stream, run_process};
 use crate::checks::{Check, run_check};
 use crate::confine::{Confiner, Place};
 use crate::context::{self, CONTEXT_PREFIXES};
@@ -521,19 +521,26 @@ impl ProcessWork {
         // writing the log (bench/output.sh).
         let mut gathered = String::new();
         let redactor = Redactor::new(&secrets);
-        let on_line = |line: OutputLine<'_>| {
-            if line.stream == Stream::Stdout {
-                let text = line.text;
-                if let Some(usage) = reader.feed_line(text) {
-                    report.lines(std::mem::take(&mut gathered));
-                    report.usage(usage);
+        let on_output = |output: Output<'_>| {
+            if output.stream() == Stream::Stdout {
+                if reader.reads_every_line() {
+                    for line in output.lines() {
+                        if let Some(usage) = reader.feed_line(line.text) {
+                            report.lines(std::mem::take(&mut gathered));
+                            report.usage(usage);
+                        }
+                        gathered.push_str(&redactor.redact(line.text));
+                        gathered.push('\n');
+                    }
+                } else {
+                    // Plain text: only its last line is kept, the rest is for observers.
+                    if let Some(line) = output.last_line() {
+                        reader.feed_line(line.text);
+                    }
+                    output.push_text(&mut gathered, &redactor);
                 }
-                gathered.push_str(&redactor.redact(text));
-                gathered.push('\n');
             }
-            if !line.more {
-                report.lines(std::mem::take(&mut gathered));
-            }
+            report.lines(std::mem::take(&mut gathered));
             Control::Continue
         };
         let head_before = match (&self.git, run.purpose) {
@@ -583,7 +590,7 @@ impl ProcessWork {
                     Err(message) => Ran::Api(AgentOutcome::unstarted(AgentEnd::Failed(message))),
                 }
             }
-            None => Ran::Process(run_process(spec, on_line, stop).await),
+            None => Ran::Process(run_process(spec, on_output, stop).await),
         };
         // What its git wrote, into the shared store, before anything reads its branch.
         if let (Some(git), Some(objects)) = (&self.git, own_objects) {

@@ -175,6 +175,12 @@ impl OutputReader {
         }
     }
 
+    /// Tells whether every line must be fed ([`Self::feed_line`]): all formats but plain text,
+    /// which keeps only the last line that is not blank.
+    pub fn reads_every_line(&self) -> bool {
+        self.format != OutputFormat::Text
+    }
+
     /// Feeds one line of stdout (no trailing newline).
     ///
     /// Returns `Some(usage so far)` when this line changed the running usage (streaming formats:

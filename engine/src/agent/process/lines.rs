@@ -16,9 +16,12 @@
 //! recorder and the log's writer once. On `bench/output.sh`'s 300 MB of 88-byte lines, which
 //! `head` writes 8 KiB at a time, this took flow from 280 to 430 MB/s. The whole lines of a
 //! block that is valid UTF-8 without `\r\n` are checked and copied at once, their line ends
-//! kept, each line a range of that text ([`LineBlock`]), and the log writes them with one
-//! copy: 400 to 455 MB/s, and 9% less wall time again (`farm-bench`, 8 pairs) once the end of
-//! the line a previous read left under way no longer kept a block off that path.
+//! kept, as one piece ([`PieceKind::Lines`]): nothing is done per line unless a reader of the
+//! batch asks for the lines one by one, and the log writes them with one copy. From 400 to
+//! 455 MB/s with a piece per line, 9% less wall time again once the end of the line a previous
+//! read left under way no longer kept a block off that path, and 12% less again (wall; user
+//! CPU 0.23 to 0.14 s) once the callback took a read's lines at once and plain text gave only
+//! its last line to the output reader (`farm-bench -n 10`, paired against the previous build).
 //!
 //! Output that is not UTF-8 (binary, a cut multi-byte character) is decoded lossily: each
 //! invalid sequence becomes U+FFFD, in what the callback sees and in the log, so the log stays
@@ -61,6 +64,10 @@ pub(super) enum PieceKind {
     Rest,
     /// The end of a cut line.
     RestEnd,
+    /// Whole lines, one after the other, each with its `\n` (none ends with `\r\n`): the
+    /// common case, kept as one run of text so that nothing is done per line unless a reader
+    /// asks for the lines one by one ([`Batch::pieces`]).
+    Lines,
 }
 
 /// The text one read of a stream gave, cut into pieces.
@@ -72,21 +79,6 @@ pub(super) struct Batch {
     text: String,
     /// Each piece's kind, and where its text starts and ends in `text`.
     pieces: Vec<(PieceKind, usize, usize)>,
-    /// Pieces that are whole lines copied at once with their `\n` (the common case): where
-    /// their text is, line ends included, and which pieces they are. The log writes them with
-    /// one copy.
-    block: Option<LineBlock>,
-}
-
-/// Whole lines of a batch, their text one run of `text` with each line's `\n`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct LineBlock {
-    pub start: usize,
-    pub end: usize,
-    /// The first of its pieces (lines).
-    pub first: usize,
-    /// How many pieces (lines) it holds.
-    pub lines: usize,
 }
 
 impl Batch {
@@ -96,35 +88,14 @@ impl Batch {
             stream,
             text: String::new(),
             pieces: Vec::new(),
-            block: None,
         }
     }
 
-    /// The whole lines of the batch that were copied at once, with their text line ends and
-    /// all (see [`LineBlock`]).
-    pub fn line_block(&self) -> Option<(LineBlock, &str)> {
-        self.block.map(|block| (block, &self.text[block.start..block.end]))
-    }
-
-    /// Adds `lines`, whole lines each ended by `\n` (none with `\r\n`), as one run of the text
-    /// and a piece per line.
+    /// Adds `lines`, whole lines each ended by `\n` (none with `\r\n`), as one piece.
     fn push_lines(&mut self, lines: &str) {
         let start = self.text.len();
         self.text.push_str(lines);
-        let first = self.pieces.len();
-        let mut from = start;
-        for end in memchr::memchr_iter(b'\n', lines.as_bytes()) {
-            self.pieces.push((PieceKind::Line, from, start + end));
-            from = start + end + 1;
-        }
-        if self.block.is_none() {
-            self.block = Some(LineBlock {
-                start,
-                end: self.text.len(),
-                first,
-                lines: self.pieces.len() - first,
-            });
-        }
+        self.pieces.push((PieceKind::Lines, start, self.text.len()));
     }
 
     /// Tells whether the batch holds no piece.
@@ -132,11 +103,26 @@ impl Batch {
         self.pieces.is_empty()
     }
 
-    /// Returns each piece's kind and text, in order.
-    pub fn pieces(&self) -> impl DoubleEndedIterator<Item = (PieceKind, &str)> + '_ {
+    /// Returns each piece's kind and text, in order, a run of whole lines as one piece of kind
+    /// [`PieceKind::Lines`] (its text with each line's `\n`).
+    pub fn runs(&self) -> impl DoubleEndedIterator<Item = (PieceKind, &str)> + '_ {
         self.pieces
             .iter()
             .map(|&(kind, start, end)| (kind, &self.text[start..end]))
+    }
+
+    /// Returns each piece's kind and text, in order, a run of whole lines as a
+    /// [`PieceKind::Line`] per line (without its `\n`): never [`PieceKind::Lines`].
+    pub fn pieces(&self) -> impl DoubleEndedIterator<Item = (PieceKind, &str)> + '_ {
+        self.runs().flat_map(|(kind, text)| {
+            let (one, lines) = match kind {
+                // A run is never empty and ends with `\n`: its lines are what the `\n`s end.
+                PieceKind::Lines => (None, Some(text[..text.len() - 1].split('\n'))),
+                _ => (Some((kind, text)), None),
+            };
+            one.into_iter()
+                .chain(lines.into_iter().flatten().map(|line| (PieceKind::Line, line)))
+        })
     }
 
     /// Adds a piece of `kind` whose text is `bytes`, decoded lossily.

@@ -211,26 +211,26 @@ impl<'a> Formatter<'a> {
     /// Writes the pieces of `batch`.
     fn batch(&mut self, batch: &Batch) -> io::Result<()> {
         let stream = batch.stream;
-        // Whole stdout lines holding no secret: as they are, with one copy.
-        let block = batch
-            .line_block()
-            .filter(|(_, text)| stream == Stream::Stdout && !self.redactor.holds_secret(text));
-        for (index, (kind, text)) in batch.pieces().enumerate() {
-            if let Some((block, lines)) = block
-                && (block.first..block.first + block.lines).contains(&index)
-            {
-                if index == block.first {
-                    self.end_open_line()?;
-                    self.out.write_all(lines.as_bytes())?;
-                }
-                continue;
-            }
+        for (kind, text) in batch.runs() {
             match kind {
+                // Whole stdout lines: as they are, with one copy, unless they hold a secret.
+                PieceKind::Lines if stream == Stream::Stdout => {
+                    self.end_open_line()?;
+                    if self.redactor.holds_secret(text) {
+                        self.out.write_all(self.redactor.redact(text).as_bytes())?;
+                    } else {
+                        self.out.write_all(text.as_bytes())?;
+                    }
+                }
+                PieceKind::Lines => {
+                    self.end_open_line()?;
+                    for line in text[..text.len() - 1].split('\n') {
+                        self.line(stream, line)?;
+                    }
+                }
                 PieceKind::Line => {
                     self.end_open_line()?;
-                    self.prefix(stream)?;
-                    self.out.write_all(self.redactor.redact(text).as_bytes())?;
-                    self.out.write_all(b"\n")?;
+                    self.line(stream, text)?;
                 }
                 PieceKind::Head | PieceKind::Rest | PieceKind::RestEnd => {
                     if self.open != Some(stream) {
@@ -248,6 +248,13 @@ impl<'a> Formatter<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Writes one whole line of `stream`.
+    fn line(&mut self, stream: Stream, text: &str) -> io::Result<()> {
+        self.prefix(stream)?;
+        self.out.write_all(self.redactor.redact(text).as_bytes())?;
+        self.out.write_all(b"\n")
     }
 
     /// Writes what is left, ends the log's last line, and completes the log.

@@ -2,10 +2,10 @@
 //!
 //! [`run_process`] starts the program of a [`ProcessSpec`] in its own process group with a
 //! complete, explicit environment and stdin either written then closed or `/dev/null`. It
-//! reads stdout and stderr at the same time, hands every line to a callback, and appends it
-//! (with secrets redacted) to a log file. It ends the child when it exits, and stops it when
-//! the wall-clock limit passes, when no output arrives for the idle limit, when the callback
-//! asks, or when the cancel channel turns true (Ctrl-C).
+//! reads stdout and stderr at the same time, hands the lines of each read to a callback, and
+//! appends them (with secrets redacted) to a log file. It ends the child when it exits, and
+//! stops it when the wall-clock limit passes, when no output arrives for the idle limit, when
+//! the callback asks, or when the cancel channel turns true (Ctrl-C).
 //!
 //! An agent is untrusted: whatever it prints, flow's memory stays bounded and it keeps pace.
 //! - `lines`: a line is held up to [`LINE_LIMIT`] (1 MiB) for the callback, which is told
@@ -182,7 +182,7 @@ pub enum Stream {
     Stderr = 1,
 }
 
-/// One line of the child's output, without its line ending, as the callback sees it.
+/// One line of the child's output, without its line ending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputLine<'a> {
     /// The stream the line came from.
@@ -192,9 +192,6 @@ pub struct OutputLine<'a> {
     /// Whether the line was longer than [`LINE_LIMIT`] and `text` is only its start (the
     /// whole line goes to the log).
     pub cut: bool,
-    /// Whether more lines of the same read follow at once: a callback may gather lines and
-    /// hand them on together at the last one (one message per read, not per line).
-    pub more: bool,
 }
 
 impl<'a> OutputLine<'a> {
@@ -206,6 +203,78 @@ impl<'a> OutputLine<'a> {
     /// Tells whether the line came from stderr.
     pub fn is_stderr(&self) -> bool {
         self.stream == Stream::Stderr
+    }
+}
+
+/// What one read of one of the child's streams completed, as the callback sees it: the lines
+/// that ended in it, and the start of a line that passed [`LINE_LIMIT`] in it (cut).
+///
+/// A child printing as fast as it can makes reads of tens of kilobytes and hundreds of short
+/// lines each: a callback that needs only the last line ([`Output::last_line`]) or all of the
+/// text ([`Output::push_text`]) takes it without a step per line.
+#[derive(Debug, Clone, Copy)]
+pub struct Output<'a> {
+    batch: &'a Batch,
+}
+
+impl<'a> Output<'a> {
+    /// The stream the output came from.
+    pub fn stream(&self) -> Stream {
+        self.batch.stream
+    }
+
+    /// Returns the lines, in the order they were written.
+    pub fn lines(&self) -> impl DoubleEndedIterator<Item = OutputLine<'a>> + 'a {
+        let stream = self.batch.stream;
+        self.batch.pieces().filter_map(move |(kind, text)| match kind {
+            PieceKind::Line => Some(OutputLine {
+                stream,
+                text,
+                cut: false,
+            }),
+            PieceKind::Head => Some(OutputLine {
+                stream,
+                text,
+                cut: true,
+            }),
+            PieceKind::Rest | PieceKind::RestEnd | PieceKind::Lines => None,
+        })
+    }
+
+    /// Returns the last line that is not blank, if any.
+    pub fn last_line(&self) -> Option<OutputLine<'a>> {
+        self.lines().rev().find(|line| !line.text.trim().is_empty())
+    }
+
+    /// Appends the lines to `text`, each ended by `\n`, with `redactor`'s secrets hidden.
+    pub fn push_text(&self, text: &mut String, redactor: &Redactor) {
+        for (kind, run) in self.batch.runs() {
+            match kind {
+                PieceKind::Lines => text.push_str(&redactor.redact(run)),
+                PieceKind::Line | PieceKind::Head => {
+                    text.push_str(&redactor.redact(run));
+                    text.push('\n');
+                }
+                PieceKind::Rest | PieceKind::RestEnd => {}
+            }
+        }
+    }
+}
+
+/// Calls `on_line` for each line of an [`Output`] and returns the first [`Control::Stop`] it
+/// gave, if any: a callback for [`run_process`] that takes the output line by line.
+pub fn each_line(
+    mut on_line: impl FnMut(OutputLine<'_>) -> Control + Send,
+) -> impl FnMut(Output<'_>) -> Control + Send {
+    move |output: Output<'_>| {
+        let mut control = Control::Continue;
+        for line in output.lines() {
+            let said = on_line(line);
+            if control == Control::Continue {
+                control = said;
+            }
+        }
+        control
     }
 }
 
@@ -283,9 +352,10 @@ pub struct ProcessOutcome {
     pub last_line: Option<String>,
 }
 
-/// Runs the child described by `spec` to its end, handing each output line to `on_line`.
+/// Runs the child described by `spec` to its end, handing its output to `on_output` a read at
+/// a time ([`each_line`] makes it a line at a time).
 ///
-/// `on_line` sees every line, in the order they arrived, including those written while the
+/// `on_output` sees every line, in the order they arrived, including those written while the
 /// child is being stopped; what it returns is only heeded while the child runs normally. A line
 /// longer than [`LINE_LIMIT`] reaches it once, cut, as soon as that much has arrived.
 /// `cancel` turning true stops the child and ends it as [`ProcessEnd::Cancelled`]; if it is
@@ -301,7 +371,7 @@ pub struct ProcessOutcome {
 /// a child that prints nothing leaves no log.
 pub async fn run_process(
     mut spec: ProcessSpec,
-    mut on_line: impl FnMut(OutputLine<'_>) -> Control + Send,
+    mut on_output: impl FnMut(Output<'_>) -> Control + Send,
     mut cancel: watch::Receiver<bool>,
 ) -> io::Result<ProcessOutcome> {
     let started = Instant::now();
@@ -409,7 +479,7 @@ pub async fn run_process(
                     if let Some(idle) = spec.idle_timeout {
                         idle_deadline = Some(Instant::now() + idle);
                     }
-                    let control = recorder.record(batch, &mut on_line).await;
+                    let control = recorder.record(batch, &mut on_output).await;
                     if let Some(error) = &recorder.log_error {
                         let reason = format!("cannot write the log: {error}");
                         stop_with = Some(ProcessEnd::Stopped(reason));
@@ -481,7 +551,7 @@ pub async fn run_process(
             batch = batches.recv() => match batch {
                 None => output_open = false,
                 Some(batch) => {
-                    recorder.record(batch, &mut on_line).await;
+                    recorder.record(batch, &mut on_output).await;
                 }
             },
             () = tokio::time::sleep_until(drain_deadline), if !emptying => {
@@ -589,54 +659,23 @@ impl Recorder {
         }
     }
 
-    /// Passes the lines of `batch` to `on_line`, remembers the last ones, and hands the batch
-    /// to the log; returns the first [`Control::Stop`] of the callback, if any.
+    /// Passes `batch` to `on_output`, remembers its last lines, and hands it to the log;
+    /// returns what the callback said.
     ///
     /// A failed log write is kept in `log_error`, and nothing more is written to the log.
-    async fn record(&mut self, batch: Batch, on_line: &mut (impl FnMut(OutputLine<'_>) -> Control + Send)) -> Control {
-        let stream = batch.stream;
-        let mut control = Control::Continue;
-        let mut last = None;
-        let lines = batch
-            .pieces()
-            .filter(|(kind, _)| matches!(kind, PieceKind::Line | PieceKind::Head))
-            .count();
-        let mut seen = 0;
-        for (kind, text) in batch.pieces() {
-            let cut = match kind {
-                PieceKind::Line => false,
-                PieceKind::Head => true,
-                PieceKind::Rest | PieceKind::RestEnd => continue,
-            };
-            seen += 1;
-            let more = seen < lines;
-            let said = on_line(OutputLine {
-                stream,
-                text,
-                cut,
-                more,
-            });
-            if control == Control::Continue {
-                control = said;
-            }
-            if !text.trim().is_empty() {
-                last = Some((text, cut));
-            }
+    async fn record(&mut self, batch: Batch, on_output: &mut (impl FnMut(Output<'_>) -> Control + Send)) -> Control {
+        let output = Output { batch: &batch };
+        let control = on_output(output);
+        if let Some(line) = output.last_line() {
+            self.last_line = Some(Kept::new(line.text, line.cut, self.room));
         }
-        if let Some((text, cut)) = last {
-            self.last_line = Some(Kept::new(text, cut, self.room));
-        }
-        if stream == Stream::Stderr {
+        if batch.stream == Stream::Stderr {
             // Only the last lines of a batch can stay in the tail: copy no others.
-            let newest: Vec<Kept> = batch
-                .pieces()
+            let newest: Vec<Kept> = output
+                .lines()
                 .rev()
-                .filter_map(|(kind, text)| match kind {
-                    PieceKind::Line => Some(Kept::new(text, false, self.room)),
-                    PieceKind::Head => Some(Kept::new(text, true, self.room)),
-                    PieceKind::Rest | PieceKind::RestEnd => None,
-                })
                 .take(STDERR_TAIL_LINES)
+                .map(|line| Kept::new(line.text, line.cut, self.room))
                 .collect();
             for line in newest.into_iter().rev() {
                 if self.stderr_tail.len() == STDERR_TAIL_LINES {

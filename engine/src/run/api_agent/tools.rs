@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::conversation::ToolSpec;
 use crate::agent::environment::Redactor;
-use crate::agent::process::{Control, ProcessEnd, ProcessSpec, run_process};
+use crate::agent::process::{Control, ProcessEnd, ProcessSpec, each_line, run_process};
 
 /// The most characters of a tool's answer the model is sent.
 const ANSWER_LIMIT: usize = 60_000;
@@ -397,13 +397,13 @@ impl Tools {
         let limit = spec.timeout;
         let before = self.changed_paths().await;
         let mut output = String::new();
-        let on_line = |line: crate::agent::process::OutputLine<'_>| {
+        let on_line = each_line(|line: crate::agent::process::OutputLine<'_>| {
             if output.len() < ANSWER_LIMIT {
                 output.push_str(line.text());
                 output.push('\n');
             }
             Control::Continue
-        };
+        });
         match run_process(spec, on_line, self.stop.clone()).await {
             Ok(outcome) => {
                 let failed = outcome.end != ProcessEnd::Exited(0);
