@@ -39,7 +39,7 @@ pub mod worktree_setup;
 pub use crate::plan::Plan;
 pub use crate::run::core::Options as RunOptions;
 pub use crate::run::error::RunError;
-pub use crate::run::observer::{Observer, Observers};
+pub use crate::run::observer::{LinesWanted, Observer, Observers};
 pub use crate::run::resume::{Action, ResumePlan, plan_resume, resume};
 pub use crate::run::session::RunSettings;
 pub use crate::run::start::{select, start, start_after};

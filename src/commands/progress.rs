@@ -12,7 +12,7 @@ use flow_engine::report::board::BoardWriter;
 use flow_engine::report::progress::{BarProgress, describe};
 use flow_engine::report::run_table::run_table;
 use flow_engine::run::state::{Event, EventKind};
-use flow_engine::{Action, Observer, Observers, Phase, Plan, RunState, RunStatus, Site, plan_resume};
+use flow_engine::{Action, LinesWanted, Observer, Observers, Phase, Plan, RunState, RunStatus, Site, plan_resume};
 
 use crate::cli::ProgressMode;
 use crate::output::{Stream, Tone, paint, print_stderr, print_stdout, quiet, verbose};
@@ -86,6 +86,14 @@ impl Observer for Lines {
             None => what,
         };
         self.write(state, who.as_deref(), &what);
+    }
+
+    fn lines_wanted(&self) -> LinesWanted {
+        if self.events && verbose() {
+            LinesWanted::All
+        } else {
+            LinesWanted::Nothing
+        }
     }
 
     fn lines(&mut self, state: &RunState, workstream: usize, lines: &str) {

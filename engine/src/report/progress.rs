@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::report::run_table::{dollars, tokens};
-use crate::run::observer::Observer;
+use crate::run::observer::{LinesWanted, Observer};
 use crate::run::state::{Event, EventKind, FeedbackKind, Phase, Purpose, RunState};
 
 /// The first non-empty line of a text, for one-line progress.
@@ -333,6 +333,10 @@ impl Observer for BarProgress {
                 self.finished.push(b);
             }
         }
+    }
+
+    fn lines_wanted(&self) -> LinesWanted {
+        LinesWanted::Last
     }
 
     fn lines(&mut self, state: &RunState, workstream: usize, lines: &str) {

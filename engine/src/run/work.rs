@@ -30,6 +30,7 @@ use crate::run::core::{
     AgentEnd, AgentOutcome, Conflicts, Handoff, Inspection, MergeOutcome, Resolution, SyncOutcome, Workspace,
 };
 use crate::run::driver::{AgentRun, Reporter, Work};
+use crate::run::observer::LinesWanted;
 use crate::run::guard::{RunGuard, Tampering};
 use crate::run::state::{Failure, FailureKind, Purpose, RunState, TestResult};
 use crate::site::RunDir;
@@ -521,24 +522,36 @@ impl ProcessWork {
         // writing the log (bench/output.sh).
         let mut gathered = String::new();
         let redactor = Redactor::new(&secrets);
+        let wanted = report.wanted();
         let on_output = |output: Output<'_>| {
-            if output.stream() == Stream::Stdout {
-                if reader.reads_every_line() {
-                    for line in output.lines() {
-                        if let Some(usage) = reader.feed_line(line.text) {
-                            report.lines(std::mem::take(&mut gathered));
-                            report.usage(usage);
-                        }
+            if output.stream() != Stream::Stdout {
+                return Control::Continue;
+            }
+            if reader.reads_every_line() {
+                for line in output.lines() {
+                    if let Some(usage) = reader.feed_line(line.text) {
+                        report.lines(std::mem::take(&mut gathered));
+                        report.usage(usage);
+                    }
+                    if wanted == LinesWanted::All {
                         gathered.push_str(&redactor.redact(line.text));
                         gathered.push('\n');
                     }
-                } else {
-                    // Plain text: only its last line is kept, the rest is for observers.
-                    if let Some(line) = output.last_line() {
-                        reader.feed_line(line.text);
-                    }
-                    output.push_text(&mut gathered, &redactor);
                 }
+            } else if let Some(line) = output.last_line() {
+                // Plain text: only its last line is kept.
+                reader.feed_line(line.text);
+            }
+            match wanted {
+                LinesWanted::Nothing => {}
+                LinesWanted::Last => {
+                    if let Some(line) = output.last_line() {
+                        gathered.push_str(&redactor.redact(line.text));
+                        gathered.push('\n');
+                    }
+                }
+                LinesWanted::All if !reader.reads_every_line() => output.push_text(&mut gathered, &redactor),
+                LinesWanted::All => {}
             }
             report.lines(std::mem::take(&mut gathered));
             Control::Continue

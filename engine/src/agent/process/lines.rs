@@ -98,6 +98,11 @@ impl Batch {
         self.pieces.push((PieceKind::Lines, start, self.text.len()));
     }
 
+    /// The size of the batch's text in bytes.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// Tells whether the batch holds no piece.
     pub fn is_empty(&self) -> bool {
         self.pieces.is_empty()

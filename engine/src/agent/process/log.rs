@@ -73,8 +73,8 @@ const ALIGN_WINDOW: usize = 64 * 1024;
 
 /// What the writer is asked to do.
 enum Message {
-    /// Writes a batch.
-    Batch(Batch),
+    /// Writes batches, in order.
+    Batches(Vec<Batch>),
     /// Writes what is buffered to the file.
     Flush,
 }
@@ -82,6 +82,10 @@ enum Message {
 /// Hands output to the log's writer thread, and tells when to flush it.
 pub(super) struct LogWriter {
     sender: Option<mpsc::Sender<Message>>,
+    /// Batches not yet handed over: the writer is woken once per [`BUFFER`] of output at most,
+    /// not once per read of a pipe.
+    pending: Vec<Batch>,
+    pending_bytes: usize,
     task: JoinHandle<io::Result<()>>,
     unflushed_since: Option<Instant>,
     last_batch: Instant,
@@ -95,6 +99,8 @@ impl LogWriter {
         let task = tokio::task::spawn_blocking(move || write_log(&path, limit, &secrets, receiver));
         Self {
             sender: Some(sender),
+            pending: Vec::new(),
+            pending_bytes: 0,
             task,
             unflushed_since: None,
             last_batch: Instant::now(),
@@ -107,7 +113,22 @@ impl LogWriter {
         let now = Instant::now();
         self.unflushed_since.get_or_insert(now);
         self.last_batch = now;
-        self.send(Message::Batch(batch)).await
+        self.pending_bytes += batch.text_len();
+        self.pending.push(batch);
+        if self.pending_bytes < BUFFER {
+            return self.sender.is_some();
+        }
+        self.hand_over().await
+    }
+
+    /// Hands the pending batches to the writer.
+    async fn hand_over(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return self.sender.is_some();
+        }
+        self.pending_bytes = 0;
+        let batches = std::mem::take(&mut self.pending);
+        self.send(Message::Batches(batches)).await
     }
 
     /// Returns when what was handed over must be flushed, if anything waits.
@@ -119,7 +140,7 @@ impl LogWriter {
     /// Asks the writer to write what it buffers to the file; `false` when it has stopped.
     pub async fn flush(&mut self) -> bool {
         self.unflushed_since = None;
-        self.send(Message::Flush).await
+        self.hand_over().await && self.send(Message::Flush).await
     }
 
     /// Waits until the writer has written everything and completed the log.
@@ -128,6 +149,7 @@ impl LogWriter {
     ///
     /// Fails when the log could not be opened or written; the message names the log.
     pub async fn finish(mut self) -> io::Result<()> {
+        self.hand_over().await;
         self.sender = None;
         match (&mut self.task).await {
             Ok(written) => written,
@@ -162,7 +184,11 @@ fn write_log(
     let written = || {
         while let Some(message) = receiver.blocking_recv() {
             match message {
-                Message::Batch(batch) => log.batch(&batch)?,
+                Message::Batches(batches) => {
+                    for batch in &batches {
+                        log.batch(batch)?;
+                    }
+                }
                 Message::Flush => log.out.flush()?,
             }
         }

@@ -25,7 +25,7 @@ use crate::run::core::{
     AgentEnd, AgentOutcome, Conflicts, Core, Effect, Handoff, Input, Inspection, MergeOutcome, Resolution, SyncOutcome,
     Workspace,
 };
-use crate::run::observer::Observer;
+use crate::run::observer::{LinesWanted, Observer};
 use crate::run::state::{Event, EventKind, Failure, Feedback, Purpose, RunState, TestResult};
 use crate::run::store::Journal;
 
@@ -159,6 +159,7 @@ impl Inputs {
 pub struct Reporter {
     workstream: usize,
     tx: mpsc::UnboundedSender<Message>,
+    wanted: LinesWanted,
 }
 
 impl Reporter {
@@ -170,17 +171,29 @@ impl Reporter {
         }));
     }
 
+    /// Which of the agent's lines the observers want: others need not be gathered.
+    pub fn wanted(&self) -> LinesWanted {
+        self.wanted
+    }
+
     /// A line the agent printed, without its line ending (secrets already redacted), for
     /// progress.
     pub fn line(&self, mut text: String) {
-        text.push('\n');
-        self.lines(text);
+        let wanted = match self.wanted {
+            LinesWanted::Nothing => false,
+            LinesWanted::Last => !text.trim().is_empty(),
+            LinesWanted::All => true,
+        };
+        if wanted {
+            text.push('\n');
+            self.lines(text);
+        }
     }
 
     /// Lines the agent printed, each ended by `\n` (secrets already redacted), for progress:
-    /// one message for a whole read of its output.
+    /// one message for a whole read of its output, as many lines as [`Self::wanted`] says.
     pub fn lines(&self, text: String) {
-        if !text.is_empty() {
+        if !text.is_empty() && self.wanted != LinesWanted::Nothing {
             let _ = self.tx.send(Message::Lines {
                 workstream: self.workstream,
                 text,
@@ -399,6 +412,7 @@ impl<'o> Driver<'o> {
                 let report = Reporter {
                     workstream,
                     tx: self.tx.clone(),
+                    wanted: self.observer.lines_wanted(),
                 };
                 let run = AgentRun {
                     workstream,

@@ -268,6 +268,10 @@ impl Observer for Counting {
         self.events += 1;
     }
 
+    fn lines_wanted(&self) -> LinesWanted {
+        LinesWanted::All
+    }
+
     fn lines(&mut self, _: &RunState, _: usize, lines: &str) {
         self.lines += lines.lines().count();
     }
