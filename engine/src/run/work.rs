@@ -30,8 +30,8 @@ use crate::run::core::{
     AgentEnd, AgentOutcome, Conflicts, Handoff, Inspection, MergeOutcome, Resolution, SyncOutcome, Workspace,
 };
 use crate::run::driver::{AgentRun, Reporter, Work};
-use crate::run::observer::LinesWanted;
 use crate::run::guard::{RunGuard, Tampering};
+use crate::run::observer::LinesWanted;
 use crate::run::state::{Failure, FailureKind, Purpose, RunState, TestResult};
 use crate::site::RunDir;
 use crate::site::Site;
