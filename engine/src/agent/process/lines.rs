@@ -1,6 +1,6 @@
 //! Splits a child's output into lines while holding at most a fixed part of any one line.
 //!
-//! A reader task per stream reads the pipe in blocks of up to [`READ_SIZE`] bytes and turns
+//! A [`PipeReader`] per stream reads the pipe in blocks of up to [`READ_SIZE`] bytes and turns
 //! each block into one [`Batch`]: the text of the block, decoded as UTF-8, and the pieces it is
 //! made of. A line of up to [`LINE_LIMIT`] bytes is one piece, [`PieceKind::Line`], handed to
 //! the callback and written to the log. A longer line is held only up to the limit: its first
@@ -12,8 +12,7 @@
 //! limit, what decoding added goes on as rest).
 //!
 //! A read takes what the pipe holds, then what came meanwhile (reads that do not wait), so a
-//! child that writes in small pieces still makes few, large batches: each batch wakes the
-//! recorder and the log's writer once. On `bench/output.sh`'s 300 MB of 88-byte lines, which
+//! child that writes in small pieces still makes few, large batches. On `bench/output.sh`'s 300 MB of 88-byte lines, which
 //! `head` writes 8 KiB at a time, this took flow from 280 to 430 MB/s. The whole lines of a
 //! block that is valid UTF-8 without `\r\n` are checked and copied at once, their line ends
 //! kept, as one piece ([`PieceKind::Lines`]): nothing is done per line unless a reader of the
@@ -22,6 +21,8 @@
 //! read left under way no longer kept a block off that path, and 12% less again (wall; user
 //! CPU 0.23 to 0.14 s) once the callback took a read's lines at once and plain text gave only
 //! its last line to the output reader (`farm-bench -n 10`, paired against the previous build).
+//! The pipes are read by the task that runs the callback (8% less wall time than a reader
+//! task per pipe, which woke that task at each read, `farm-bench -n 12`).
 //!
 //! Output that is not UTF-8 (binary, a cut multi-byte character) is decoded lossily: each
 //! invalid sequence becomes U+FFFD, in what the callback sees and in the log, so the log stays
@@ -39,7 +40,6 @@ use memchr::memchr;
 use rustix::io::Errno;
 use rustix::pipe::fcntl_getpipe_size;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{mpsc, watch};
 
 use super::Stream;
 
@@ -269,93 +269,162 @@ impl LineSplitter {
     }
 }
 
-/// Reads `reader` to its end, sending one batch per read to `sender`; once `empty` turns true,
-/// reads only what the pipe already holds, then stops.
+/// Reads one of a child's output pipes, a batch per read.
 ///
-/// A read error ends the stream as its end would: the pipe cannot be read any more. `empty`
-/// turns true when the child has exited and the stream may still be held open by a process
-/// that escaped: what the pipe holds then (what the child wrote before it exited among it) is
-/// read with non-blocking reads, so no timer and no scheduling decides whether it is kept.
-/// Those reads stop at the first empty read, or after as many bytes as the pipe can hold
-/// (more can only be written meanwhile, by a process that floods it).
-pub(super) async fn read_batches(
-    mut reader: impl AsyncRead + AsFd + Unpin,
+/// Read by the task that runs the child, between its other work (the callback, the timers):
+/// a reader task of its own woke that task at every read, a hand-off between threads per
+/// batch.
+pub(super) struct PipeReader<R> {
+    pipe: R,
     stream: Stream,
-    sender: mpsc::Sender<Batch>,
-    mut empty: watch::Receiver<bool>,
-) {
-    let mut splitter = LineSplitter::new(LINE_LIMIT);
-    // Small at first: most children print little or nothing (thousands of no-op steps).
-    let mut block = vec![0; FIRST_READ_SIZE];
-    let mut empty_open = true;
-    // Already true (the reader runs late): seen at the first turn.
-    empty.mark_changed();
-    loop {
-        let read = tokio::select! {
-            // Asked first: a stream that never pauses must still end when asked to.
-            biased;
-            changed = empty.changed(), if empty_open => {
-                match changed {
-                    Ok(()) if *empty.borrow_and_update() => break,
-                    Ok(()) => continue,
-                    Err(_) => {
-                        empty_open = false;
-                        continue;
-                    }
-                }
-            }
-            read = reader.read(&mut block) => read,
-        };
-        let mut read = match read {
-            Ok(0) => return finish(&mut splitter, stream, &sender).await,
-            Ok(read) => read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return finish(&mut splitter, stream, &sender).await,
-        };
-        if read == block.len() && block.len() < READ_SIZE {
-            block.resize(READ_SIZE, 0);
-        }
-        // What came meanwhile joins this batch (the pipe does not wait: `EAGAIN` ends it).
-        while read < block.len() {
-            match rustix::io::read(&reader, &mut block[read..]) {
-                Ok(more) if more > 0 => read += more,
-                _ => break,
-            }
-        }
-        let mut batch = Batch::new(stream);
-        splitter.feed(&block[..read], &mut batch);
-        // Sent even without a piece (the start of a line that goes on): it says the child
-        // is not idle.
-        if sender.send(batch).await.is_err() {
-            return;
-        }
-    }
-    // What the pipe holds now was written before `empty` turned true: read it without waiting.
-    let mut left = fcntl_getpipe_size(&reader).unwrap_or(READ_SIZE);
-    while left > 0 {
-        let read = match rustix::io::read(&reader, &mut block[..]) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(Errno::INTR) => continue,
-            // Empty (`EAGAIN`: the pipe is non-blocking), or it cannot be read any more.
-            Err(_) => break,
-        };
-        left = left.saturating_sub(read);
-        let mut batch = Batch::new(stream);
-        splitter.feed(&block[..read], &mut batch);
-        if sender.send(batch).await.is_err() {
-            return;
-        }
-    }
-    finish(&mut splitter, stream, &sender).await;
+    splitter: LineSplitter,
+    block: Vec<u8>,
+    /// The pipe reached its end (or cannot be read any more), and what the splitter held was
+    /// taken.
+    done: bool,
 }
 
-/// Sends what `splitter` holds at the end of the stream, if anything.
-async fn finish(splitter: &mut LineSplitter, stream: Stream, sender: &mpsc::Sender<Batch>) {
-    let mut batch = Batch::new(stream);
-    splitter.finish(&mut batch);
-    if !batch.is_empty() {
-        let _ = sender.send(batch).await;
+impl<R: AsyncRead + AsFd + Unpin> PipeReader<R> {
+    /// Creates a reader of `pipe`, the child's `stream`.
+    pub fn new(pipe: R, stream: Stream) -> Self {
+        Self {
+            pipe,
+            stream,
+            splitter: LineSplitter::new(LINE_LIMIT),
+            // Small at first: most children print little or nothing (thousands of no-op steps).
+            block: vec![0; FIRST_READ_SIZE],
+            done: false,
+        }
+    }
+
+    /// Tells whether the pipe was read to its end.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Waits for output and returns the batch of one read, with what came meanwhile (reads that
+    /// do not wait); at the end of the pipe, what the splitter held, once, then nothing.
+    ///
+    /// Cancel safe: the only wait is for the pipe to be readable, and nothing is read before.
+    /// A batch may hold no piece (the start of a line that goes on): it says the child is not
+    /// idle.
+    pub async fn next(&mut self) -> Option<Batch> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let mut read = match self.pipe.read(&mut self.block).await {
+                Ok(0) => return Some(self.finish()),
+                Ok(read) => read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                // It cannot be read any more: its end.
+                Err(_) => return Some(self.finish()),
+            };
+            if read == self.block.len() && self.block.len() < READ_SIZE {
+                self.block.resize(READ_SIZE, 0);
+            }
+            // What came meanwhile joins this batch (the pipe does not wait: `EAGAIN` ends it).
+            while read < self.block.len() {
+                match rustix::io::read(&self.pipe, &mut self.block[read..]) {
+                    Ok(more) if more > 0 => read += more,
+                    _ => break,
+                }
+            }
+            return Some(self.batch(read));
+        }
+    }
+
+    /// Reads what the pipe holds now, without waiting, and ends the reading: the batches, and
+    /// what the splitter held.
+    ///
+    /// For a pipe that may be held open by a process that escaped, once the child has exited:
+    /// what it holds was written before, and is read whatever a timer or the scheduling did.
+    /// The reads stop at the first empty one, or after as many bytes as the pipe can hold (more
+    /// can only be written meanwhile, by a process that floods it).
+    pub fn empty(&mut self) -> Vec<Batch> {
+        let mut batches = Vec::new();
+        if self.done {
+            return batches;
+        }
+        self.block.resize(READ_SIZE, 0);
+        let mut left = fcntl_getpipe_size(&self.pipe).unwrap_or(READ_SIZE);
+        while left > 0 {
+            let read = match rustix::io::read(&self.pipe, &mut self.block[..]) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(Errno::INTR) => continue,
+                // Empty (`EAGAIN`: the pipe is non-blocking), or it cannot be read any more.
+                Err(_) => break,
+            };
+            left = left.saturating_sub(read);
+            batches.push(self.batch(read));
+        }
+        batches.push(self.finish());
+        batches
+    }
+
+    /// The batch of the first `read` bytes of the block.
+    fn batch(&mut self, read: usize) -> Batch {
+        let mut batch = Batch::new(self.stream);
+        self.splitter.feed(&self.block[..read], &mut batch);
+        batch
+    }
+
+    /// The batch of what the splitter holds at the end of the stream, and the end.
+    fn finish(&mut self) -> Batch {
+        self.done = true;
+        self.block = Vec::new();
+        let mut batch = Batch::new(self.stream);
+        self.splitter.finish(&mut batch);
+        batch
+    }
+}
+
+/// A child's two output pipes, read as one.
+pub(super) struct Pipes<O, E> {
+    pub stdout: Option<PipeReader<O>>,
+    pub stderr: Option<PipeReader<E>>,
+}
+
+impl<O: AsyncRead + AsFd + Unpin, E: AsyncRead + AsFd + Unpin> Pipes<O, E> {
+    /// Tells whether both pipes were read to their end.
+    pub fn is_done(&self) -> bool {
+        self.stdout.as_ref().is_none_or(PipeReader::is_done) && self.stderr.as_ref().is_none_or(PipeReader::is_done)
+    }
+
+    /// Waits for the next batch of either pipe; `None` once both were read to their end.
+    /// Cancel safe, as [`PipeReader::next`].
+    pub async fn next(&mut self) -> Option<Batch> {
+        let stdout = async {
+            match &mut self.stdout {
+                Some(reader) => reader.next().await,
+                None => None,
+            }
+        };
+        let stderr = async {
+            match &mut self.stderr {
+                Some(reader) => reader.next().await,
+                None => None,
+            }
+        };
+        tokio::select! {
+            Some(batch) = stdout => Some(batch),
+            Some(batch) = stderr => Some(batch),
+            else => None,
+        }
+    }
+
+    /// Reads what both pipes hold now, without waiting, and ends the reading (see
+    /// [`PipeReader::empty`]).
+    pub fn empty(&mut self) -> Vec<Batch> {
+        let mut batches = Vec::new();
+        if let Some(reader) = &mut self.stdout {
+            batches.extend(reader.empty());
+        }
+        if let Some(reader) = &mut self.stderr {
+            batches.extend(reader.empty());
+        }
+        batches
     }
 }
 
@@ -556,18 +625,15 @@ mod tests {
         );
     }
 
-    /// Reads what `pipe` holds with `read_batches`, told to empty the pipe before it first runs
-    /// (as a reader that a busy machine left waiting until the drain's timer fired).
-    async fn read_late(pipe: tokio::net::unix::pipe::Receiver) -> Vec<(PieceKind, String)> {
-        let (sender, mut batches) = mpsc::channel(4);
-        let (_empty_pipes, empty) = watch::channel(true);
-        let reader = tokio::spawn(read_batches(pipe, Stream::Stdout, sender, empty));
-        let mut pieces = Vec::new();
-        while let Some(batch) = batches.recv().await {
-            pieces.extend(batch.pieces().map(|(kind, text)| (kind, text.to_owned())));
-        }
-        reader.await.expect("the reader ends");
-        pieces
+    /// Reads what `pipe` holds, as a reader does once the child has exited: without waiting.
+    fn read_late(pipe: tokio::net::unix::pipe::Receiver) -> Vec<(PieceKind, String)> {
+        let mut reader = PipeReader::new(pipe, Stream::Stdout);
+        let batches = reader.empty();
+        assert!(reader.is_done());
+        batches
+            .iter()
+            .flat_map(|batch| batch.pieces().map(|(kind, text)| (kind, text.to_owned())))
+            .collect()
     }
 
     #[tokio::test]
@@ -583,7 +649,7 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut writer, b"no line ending")
             .await
             .expect("the pipe takes it");
-        let pieces = read_late(pipe).await;
+        let pieces = read_late(pipe);
         let mut expected: Vec<(PieceKind, String)> = (1..=5000).map(|number| (Line, number.to_string())).collect();
         expected.push((Line, "no line ending".to_owned()));
         assert_eq!(pieces, expected);

@@ -17,9 +17,11 @@
 //! - [`ProcessOutcome::last_line`] and [`ProcessOutcome::stderr_tail`] hold a few KiB at most
 //!   ([`TEXT_LIMIT`]), cut with a visible `…`, redacted before they are cut.
 //! - Memory: each reader holds at most one line's limit plus a 64 KiB block of an unfinished
-//!   line; at most 4 batches wait for the callback and 4 for the log's writer, each one block
-//!   and at most one cut line's head. A few hundred KiB for a fast stream of lines; about
-//!   30 MiB at worst per process (lines of more than 1 MiB of invalid UTF-8, a disk that lags).
+//!   line. The pipes are read by the task that runs the callback, when it is ready for more, so
+//!   no batch waits for the callback; at most 4 handfuls of batches wait for the log's writer,
+//!   each about 64 KiB, or one batch (a block and at most one cut line's head) more. A few
+//!   hundred KiB for a fast stream of lines; about 20 MiB at worst per process (lines of more
+//!   than 1 MiB of invalid UTF-8, a disk that lags).
 //! - `reaper`: nothing the child started outlives it, not even a process that left its group;
 //!   each child carries a mark, `FLOW_PROCESS`, in its environment for that.
 //!
@@ -28,9 +30,9 @@
 //! (grandchildren it started in the background) is killed too, then the orphans it left (see
 //! `reaper`), and the output is read until the pipes close. A process that still holds them
 //! open cannot make the run hang: once they stay silent for half a second (five seconds at
-//! most), the readers take only what the pipes hold, with reads that do not wait, and stop.
+//! most), only what the pipes hold is read, with reads that do not wait, and the reading stops.
 //! So what the child wrote before it exited is always read, however late a busy machine lets
-//! the readers run; the timers only bound what an escaped process writes after it. If the
+//! flow run; the timers only bound what an escaped process writes after it. If the
 //! returned future is dropped before it completes, the group is killed at once (and what
 //! escaped it, at the next sweep).
 //!
@@ -58,12 +60,12 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal, getpgrp, kill_process_group};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use self::lines::LINE_LIMIT;
-use self::lines::{Batch, PieceKind, read_batches};
+use self::lines::{Batch, PieceKind, PipeReader, Pipes};
 use self::log::{LogWriter, secret_safe_cut};
 pub use self::reaper::{MARK_VARIABLE, become_subreaper};
 use super::environment::Redactor;
@@ -93,10 +95,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// The PATH a program is looked up in when the child's environment has none.
 const DEFAULT_PATH: &str = "/usr/bin:/bin";
-
-/// How many batches (one read of a pipe each, 64 KiB at most) the readers may queue before they
-/// stop reading (and the child blocks).
-const BATCH_QUEUE: usize = 4;
 
 /// Describes one child process to run: what, where, with what input, and within which limits.
 #[derive(Debug, Clone)]
@@ -445,24 +443,16 @@ pub async fn run_process(
             let _ = pipe.shutdown().await;
         }));
     }
-    let (sender, mut batches) = mpsc::channel(BATCH_QUEUE);
-    let (empty_pipes, empty) = watch::channel(false);
-    if let Some(stdout) = child.stdout.take() {
-        let reader = read_batches(stdout, Stream::Stdout, sender.clone(), empty.clone());
-        tasks.0.push(tokio::spawn(reader));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        let reader = read_batches(stderr, Stream::Stderr, sender.clone(), empty);
-        tasks.0.push(tokio::spawn(reader));
-    }
-    drop(sender);
+    let mut pipes = Pipes {
+        stdout: child.stdout.take().map(|pipe| PipeReader::new(pipe, Stream::Stdout)),
+        stderr: child.stderr.take().map(|pipe| PipeReader::new(pipe, Stream::Stderr)),
+    };
 
     let mut recorder = Recorder::new(spec.log_path.take(), spec.log_limit, std::mem::take(&mut spec.secrets));
     let deadline = spec.timeout.map(|timeout| started + timeout);
     let mut idle_deadline = spec.idle_timeout.map(|idle| Instant::now() + idle);
     let mut stopping: Option<Stopping> = None;
     let mut hurry = spec.hurry.take();
-    let mut output_open = true;
     let mut cancel_open = true;
 
     let status = loop {
@@ -473,21 +463,18 @@ pub async fn run_process(
         let mut stop_with = None;
         tokio::select! {
             status = child.wait() => break status?,
-            batch = batches.recv(), if output_open => match batch {
-                None => output_open = false,
-                Some(batch) => {
-                    if let Some(idle) = spec.idle_timeout {
-                        idle_deadline = Some(Instant::now() + idle);
-                    }
-                    let control = recorder.record(batch, &mut on_output).await;
-                    if let Some(error) = &recorder.log_error {
-                        let reason = format!("cannot write the log: {error}");
-                        stop_with = Some(ProcessEnd::Stopped(reason));
-                    } else if let Control::Stop(reason) = control {
-                        stop_with = Some(ProcessEnd::Stopped(reason));
-                    }
+            Some(batch) = pipes.next(), if !pipes.is_done() => {
+                if let Some(idle) = spec.idle_timeout {
+                    idle_deadline = Some(Instant::now() + idle);
                 }
-            },
+                let control = recorder.record(batch, &mut on_output).await;
+                if let Some(error) = &recorder.log_error {
+                    let reason = format!("cannot write the log: {error}");
+                    stop_with = Some(ProcessEnd::Stopped(reason));
+                } else if let Control::Stop(reason) = control {
+                    stop_with = Some(ProcessEnd::Stopped(reason));
+                }
+            }
             () = sleep_until(flush_at), if flush_at.is_some() => recorder.flush().await,
             () = sleep_until(deadline), if stopping.is_none() => {
                 stop_with = Some(ProcessEnd::TimedOut);
@@ -543,25 +530,24 @@ pub async fn run_process(
     // The timers only decide how long a process that escaped may go on writing: what the pipes
     // hold when they fire is read all the same, however late the readers get to run.
     let drain_limit = Instant::now() + DRAIN_LIMIT;
-    let mut emptying = false;
-    while output_open {
+    while !pipes.is_done() {
         let drain_deadline = drain_limit.min(Instant::now() + DRAIN_IDLE);
         tokio::select! {
+            // Asked first: a stream that never pauses must still end.
             biased;
-            batch = batches.recv() => match batch {
-                None => output_open = false,
+            () = tokio::time::sleep_until(drain_deadline) => {
+                for batch in pipes.empty() {
+                    recorder.record(batch, &mut on_output).await;
+                }
+            }
+            batch = pipes.next() => match batch {
+                None => break,
                 Some(batch) => {
                     recorder.record(batch, &mut on_output).await;
                 }
             },
-            () = tokio::time::sleep_until(drain_deadline), if !emptying => {
-                emptying = true;
-                let _ = empty_pipes.send(true);
-            }
         }
     }
-    drop(tasks);
-
     recorder.finish_log().await;
     if let Some(error) = recorder.log_error.take() {
         return Err(error);
