@@ -657,6 +657,46 @@ mod tests {
     }
 
     #[test]
+    fn a_read_is_seen_whole_line_by_line_by_its_last_line_and_as_text() {
+        use super::super::{Output, OutputLine};
+        use crate::agent::environment::Redactor;
+        let mut splitter = LineSplitter::new(8);
+        let mut batch = Batch::new(Stream::Stdout);
+        splitter.feed(b"first\n\nsecret 1\n  \n0123456789", &mut batch);
+        let output = Output { batch: &batch };
+        let line = |text, cut| OutputLine {
+            stream: Stream::Stdout,
+            text,
+            cut,
+        };
+        let lines: Vec<OutputLine<'_>> = output.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                line("first", false),
+                line("", false),
+                line("secret 1", false),
+                line("  ", false),
+                line("01234567", true)
+            ]
+        );
+        // The whole lines are one piece of the batch, read backwards as well.
+        assert_eq!(output.lines().rev().nth(1), Some(line("  ", false)));
+        assert_eq!(output.last_line(), Some(line("01234567", true)));
+        let mut text = String::new();
+        output.push_text(&mut text, &Redactor::new(&["secret".to_owned()]));
+        assert_eq!(text, "first\n\n*** 1\n  \n01234567\n");
+
+        // Blank lines are never the last line; a read of blank lines has none.
+        let mut batch = Batch::new(Stream::Stdout);
+        splitter.feed(b"89\nlast\n \n\t\n", &mut batch);
+        assert_eq!(Output { batch: &batch }.last_line(), Some(line("last", false)));
+        let mut batch = Batch::new(Stream::Stdout);
+        splitter.feed(b"\n \n", &mut batch);
+        assert_eq!(Output { batch: &batch }.last_line(), None);
+    }
+
+    #[test]
     fn bytes_that_are_not_utf8_are_replaced() {
         assert_eq!(
             split(&[b"a\xffb\n\0\0\n"], 100),
