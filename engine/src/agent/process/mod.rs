@@ -16,12 +16,12 @@
 //!   [`ProcessSpec::log_limit`] (head, marker line, tail).
 //! - [`ProcessOutcome::last_line`] and [`ProcessOutcome::stderr_tail`] hold a few KiB at most
 //!   ([`TEXT_LIMIT`]), cut with a visible `…`, redacted before they are cut.
-//! - Memory: each reader holds at most one line's limit plus a 64 KiB block of an unfinished
+//! - Memory: each reader holds at most one line's limit plus a 256 KiB block of an unfinished
 //!   line. The pipes are read by the task that runs the callback, when it is ready for more, so
 //!   no batch waits for the callback; at most 4 handfuls of batches wait for the log's writer,
-//!   each about 64 KiB, or one batch (a block and at most one cut line's head) more. A few
-//!   hundred KiB for a fast stream of lines; about 20 MiB at worst per process (lines of more
-//!   than 1 MiB of invalid UTF-8, a disk that lags).
+//!   each about 64 KiB, or one batch (a block and at most one cut line's head) more. About a
+//!   MiB for a fast stream of lines; about 25 MiB at worst per process (lines of more than
+//!   1 MiB of invalid UTF-8, a disk that lags).
 //! - `reaper`: nothing the child started outlives it, not even a process that left its group;
 //!   each child carries a mark, `FLOW_PROCESS`, in its environment for that.
 //!
