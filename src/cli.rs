@@ -416,8 +416,8 @@ pub struct SyncArgs {
 /// files, the merge in progress), and says where it is and what to do. Resolve the files,
 /// `git commit`, then `flow resume` merges the resolved branch (with `verify`) and logs the
 /// resolution as yours in the run's decision log (`flow merge` when there was no run).
-/// Resuming waits, changing nothing, while the merge is not committed or conflict markers
-/// are committed. Run again, it says the same; a worktree with uncommitted changes, another
+/// Resuming waits, deciding nothing, while the merge is not committed or conflict markers
+/// are committed (what a crashed run left is made safe all the same). Run again, it says the same; a worktree with uncommitted changes, another
 /// operation in progress or another branch is refused untouched.
 ///
 /// Exit status: 0 when the conflict is set up (or there is none), 1 when refused, 2 when the
@@ -513,7 +513,10 @@ pub struct CleanArgs {
 /// then its dependents too). The record is checked against git: branches and the
 /// integration branch changed by hand are noticed, not trusted. A conflict resolved by hand
 /// after `flow resolve` is merged from the person's commit; the resume waits for them,
-/// changing nothing, while that merge is not committed or conflict markers are committed.
+/// deciding nothing, while that merge is not committed or conflict markers are committed.
+/// What a crashed run left is made safe first all the same, since the person works in the
+/// same repository: its agents stopped, what they changed in the git directory undone (their
+/// workstreams failed), its git lock files taken away.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     #[command(flatten)]

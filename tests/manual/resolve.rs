@@ -254,3 +254,90 @@ integrate {
         up_to_date.text()
     );
 }
+
+#[test]
+fn a_resume_that_waits_for_a_person_first_undoes_what_an_agent_cut_by_a_crash_planted() {
+    let env = TestEnv::new();
+    let go = env.outside("go");
+    let planted = env.outside("planted");
+    let pid_file = env.outside("agent-pid");
+    let hook_ran = env.outside("hook-ran");
+    env.write("shared.txt", "one\n");
+    env.commit_all("a shared file");
+    // `a` and `b` conflict, `b` is skipped; then (no other agent at work, which the guard
+    // would take for the culprit) `h` plants a hook a person's commit would run, and works on
+    // until flow is killed.
+    env.workflow(&format!(
+        r##"{HEADER}
+agent "shell" {{
+    command "sh" "-c" "{{script}}"
+    output "text"
+}}
+workstream "a" {{ agent "shell"; owns "shared.txt"; priority "high"; script "echo from-a > shared.txt"; }}
+workstream "b" {{ agent "shell"; owns "shared.txt"; script "echo from-b > shared.txt"; }}
+workstream "h" {{
+    agent "shell"
+    owns "h/**"
+    sandbox "off"
+    script #"""
+        while [ ! -e {go} ]; do sleep 0.1; done
+        hooks="$(git rev-parse --git-common-dir)/hooks"; mkdir -p "$hooks"
+        printf '#!/bin/sh\ntouch {hook_ran}\n' > "$hooks/post-commit"; chmod +x "$hooks/post-commit"
+        echo $$ > {pid_file}; touch {planted}
+        while :; do sleep 1; done
+        """#
+}}
+integrate {{
+    sync "off"
+    on-conflict "skip"
+}}
+"##
+    ));
+    let mut run = env.spawn_flow(&["run"]);
+    crate::support::wait_until("b conflicted", || {
+        env.try_state().is_some_and(|s| s.phase("b") == "conflicted")
+    });
+    std::fs::write(&go, "").expect("write");
+    crate::support::wait_until("h planted its hook", || Path::new(&planted).exists());
+    run.signal(rustix::process::Signal::KILL);
+    run.wait();
+    let agent: i32 = std::fs::read_to_string(&pid_file)
+        .expect("h wrote its pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+
+    flow(&env, &["resolve", "b"]).assert_code(0);
+    let waiting = resume(&env, &[]);
+    waiting.assert_code(2);
+    let text = waiting.text();
+    assert!(text.contains("a merge is in progress in its worktree"), "{text}");
+    assert!(
+        text.contains("`h`: its agent, cut when the run stopped, changed the git directory"),
+        "{text}"
+    );
+    assert!(
+        !env.root.join(".git/hooks/post-commit").exists(),
+        "the hook is gone:\n{text}"
+    );
+    let state = env.state();
+    assert_eq!(state.phase("h"), "failed", "{text}");
+    assert_eq!(state.failure_kind("h"), Some("integrity"), "{text}");
+    crate::support::wait_until("the cut agent is stopped", || {
+        std::fs::read_to_string(format!("/proc/{agent}/stat")).map_or(true, |stat| stat.contains(") Z "))
+    });
+
+    // The person commits in b's worktree: no hook of the agent runs.
+    let b = worktree(&env, "b");
+    std::fs::write(b.join("shared.txt"), "from-a\nfrom-b\n").expect("write");
+    git_at(&env, &b, &["commit", "-q", "-am", "keep both lines"]);
+    assert!(
+        !Path::new(&hook_ran).exists(),
+        "the planted hook ran in the person's commit"
+    );
+    let dry = resume(&env, &["--dry-run"]);
+    dry.assert_code(0);
+    let text = dry.stdout();
+    assert!(text.contains("its conflict was resolved by hand"), "{text}");
+    assert!(text.contains("h  run"), "{text}");
+}

@@ -53,7 +53,7 @@ pub enum RunError {
     #[error("the resume waits for you: `{workstream}`: {why}")]
     #[diagnostic(
         code("flow::run::waits_for_person"),
-        help("nothing was changed; `flow resume --dry-run` shows what it will do once you are done")
+        help("nothing was decided; `flow resume --dry-run` shows what it will do once you are done")
     )]
     WaitsForPerson { workstream: String, why: String },
     #[error("unknown workstream `{0}` in --only")]

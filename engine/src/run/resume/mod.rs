@@ -8,10 +8,17 @@
 //! A conflict the run stopped on can be resolved by a person in between: `flow resolve`
 //! merges the integration branch into the workstream's branch, in its worktree, and the
 //! person commits. The resume then sees the branch past its recorded result, holding the
-//! integration branch, and merges it (with `verify`); it waits, doing nothing, while that
-//! merge is still in progress or conflict markers are committed.
+//! integration branch, and merges it (with `verify`); it waits, deciding nothing, while that
+//! merge is still in progress or conflict markers are committed. What the dead run left is
+//! made safe all the same, before the person goes on working in the same repository: its
+//! processes stopped, what its cut agents changed in the git directory undone (their
+//! workstreams failed), its git lock files taken away.
 
 mod decide;
+
+use std::path::PathBuf;
+
+use flow_dsl::Workflow;
 
 use crate::git::{Git, GitError, Oid};
 use crate::plan::Plan;
@@ -183,18 +190,27 @@ pub async fn resume(
     observer: &mut dyn Observer,
 ) -> Result<RunState, RunError> {
     let workflow = &plan.workflow;
-    if let Some(waiting) = resume.decided.waiting() {
-        return Err(RunError::WaitsForPerson {
-            workstream: waiting.workstream.clone(),
-            why: waiting.why.clone(),
-        });
-    }
     let lock = RunLock::acquire(site.flow_dir(), &workflow.name)?;
+    let waiting = resume
+        .decided
+        .waiting()
+        .map(|waiting| (waiting.workstream.clone(), waiting.why.clone()));
     let ResumePlan {
         run_dir,
         mut state,
         decided,
     } = resume;
+    // What the interrupted run left is made safe first, even when the resume then waits for a
+    // person, who works in the same repository meanwhile: its agents stopped, what they
+    // changed in the git directory undone, the git lock files it held taken away.
+    let left = clear_what_the_run_left(site, workflow, &run_dir, observer);
+    if let Some((workstream, why)) = waiting {
+        record(&run_dir, &mut state, left.failed)?;
+        for file in left.compared {
+            let _ = std::fs::remove_file(file);
+        }
+        return Err(RunError::WaitsForPerson { workstream, why });
+    }
     let Decided {
         mut events,
         integration_reset,
@@ -202,54 +218,8 @@ pub async fn resume(
         log: resolved_by_hand,
         ..
     } = decided;
-    // What the interrupted run left: its agents, still at work in the worktrees this resume
-    // reuses, and the git lock files it held when it died.
-    let stopped = stop_leftover_processes(&run_dir.id);
-    if stopped > 0 {
-        observer.notice(&format!(
-            "stopped {stopped} process(es) the interrupted run had left running"
-        ));
-    }
-    if let Some(git) = site.git() {
-        // The objects the cut agents' git wrote to folders of their own (listed in the shared
-        // store meanwhile, so nothing read a branch of theirs in vain) join the store.
-        for line in adopt_left_objects(git, &run_dir) {
-            observer.notice(&line);
-        }
-    }
-    // Before anything else touches git: what the cut agents changed in the git directory,
-    // compared with the snapshots the dead run kept, undone, and their workstreams failed.
-    let mut compared = vec![];
-    if let Some(git) = site.git() {
-        for left in check_left(git, workflow, &run_dir.guard_dir(), &run_dir.dir.join("undone")) {
-            let lines = left.tampering.lines();
-            let index = workflow.workstreams.iter().position(|ws| ws.name == left.workstream);
-            match index {
-                Some(workstream) if !lines.is_empty() => {
-                    observer.notice(&format!(
-                        "`{}`: its agent, cut when the run stopped, changed the git directory: {}",
-                        left.workstream,
-                        lines.join("; ")
-                    ));
-                    events.push(EventKind::Failed {
-                        workstream,
-                        failure: Failure::new(FailureKind::Integrity, tampered_while_cut(&lines)),
-                    });
-                }
-                None if !lines.is_empty() => observer.notice(&format!(
-                    "the git directory changed while the run was stopped, not undone in full: {}",
-                    lines.join("; ")
-                )),
-                _ => {}
-            }
-            compared.push(left.file);
-        }
-    }
-    if let Some(git) = site.git() {
-        for line in repair_git(git, workflow, site) {
-            observer.notice(&line);
-        }
-    }
+    // After the decisions: a workstream whose cut agent tampered fails, whatever was decided.
+    events.extend(left.failed);
     if let (Some(git), Some((commit, _))) = (site.git(), &integration_reset) {
         let head = git.branch_head(&workflow.into)?;
         git.set_branch(
@@ -291,23 +261,9 @@ pub async fn resume(
             .map_err(RunError::io("write", run_dir.decision_log_path()))?;
     }
     // Record the decisions, so the event log alone rebuilds this state.
-    let mut log = EventLog::open(&run_dir.events_path()).map_err(RunError::io("open", run_dir.events_path()))?;
-    for kind in events {
-        let event = Event {
-            seq: state.last_event + 1,
-            at: time::now(),
-            kind,
-        };
-        state.apply(&event);
-        log.append(&event)
-            .map_err(RunError::io("write", run_dir.events_path()))?;
-    }
-    drop(log);
-    run_dir
-        .save(&state)
-        .map_err(RunError::io("write", run_dir.state_path()))?;
+    record(&run_dir, &mut state, events)?;
     // Recorded: the snapshots are done with.
-    for file in compared {
+    for file in left.compared {
         let _ = std::fs::remove_file(file);
     }
     let workflow_text = workflow
@@ -344,6 +300,89 @@ fn adopt_left_objects(git: &Git, run_dir: &RunDir) -> Vec<String> {
         }
     }
     problems
+}
+
+/// What a resume found the interrupted run had left, once made safe.
+struct Left {
+    /// The failures of workstreams whose agents, cut, changed the git directory.
+    failed: Vec<EventKind>,
+    /// The snapshots compared, to delete once the failures are recorded.
+    compared: Vec<PathBuf>,
+}
+
+/// Stops the processes the interrupted run left running, takes into the store the objects its
+/// cut agents wrote to folders of their own, compares the git directory with the snapshots the
+/// run kept before each agent and undoes what they changed, and takes away the git lock files
+/// the run held; says each on `observer`.
+fn clear_what_the_run_left(site: &Site, workflow: &Workflow, run_dir: &RunDir, observer: &mut dyn Observer) -> Left {
+    let mut left = Left {
+        failed: vec![],
+        compared: vec![],
+    };
+    // Its agents, still at work in the worktrees this resume reuses.
+    let stopped = stop_leftover_processes(&run_dir.id);
+    if stopped > 0 {
+        observer.notice(&format!(
+            "stopped {stopped} process(es) the interrupted run had left running"
+        ));
+    }
+    let Some(git) = site.git() else {
+        return left;
+    };
+    // The objects the cut agents' git wrote to folders of their own (listed in the shared
+    // store meanwhile, so nothing read a branch of theirs in vain) join the store.
+    for line in adopt_left_objects(git, run_dir) {
+        observer.notice(&line);
+    }
+    // Before anything else touches git: what the cut agents changed in the git directory,
+    // compared with the snapshots the dead run kept, undone, and their workstreams failed.
+    for watch in check_left(git, workflow, &run_dir.guard_dir(), &run_dir.dir.join("undone")) {
+        let lines = watch.tampering.lines();
+        let index = workflow.workstreams.iter().position(|ws| ws.name == watch.workstream);
+        match index {
+            Some(workstream) if !lines.is_empty() => {
+                observer.notice(&format!(
+                    "`{}`: its agent, cut when the run stopped, changed the git directory: {}",
+                    watch.workstream,
+                    lines.join("; ")
+                ));
+                left.failed.push(EventKind::Failed {
+                    workstream,
+                    failure: Failure::new(FailureKind::Integrity, tampered_while_cut(&lines)),
+                });
+            }
+            None if !lines.is_empty() => observer.notice(&format!(
+                "the git directory changed while the run was stopped, not undone in full: {}",
+                lines.join("; ")
+            )),
+            _ => {}
+        }
+        left.compared.push(watch.file);
+    }
+    for line in repair_git(git, workflow, site) {
+        observer.notice(&line);
+    }
+    left
+}
+
+/// Applies `events` to `state`, appends them to the run's event log, and saves the state.
+fn record(run_dir: &RunDir, state: &mut RunState, events: Vec<EventKind>) -> Result<(), RunError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut log = EventLog::open(&run_dir.events_path()).map_err(RunError::io("open", run_dir.events_path()))?;
+    for kind in events {
+        let event = Event {
+            seq: state.last_event + 1,
+            at: time::now(),
+            kind,
+        };
+        state.apply(&event);
+        log.append(&event)
+            .map_err(RunError::io("write", run_dir.events_path()))?;
+    }
+    drop(log);
+    run_dir.save(state).map_err(RunError::io("write", run_dir.state_path()))
 }
 
 /// Says what a cut agent changed in the git directory, for the workstream's failure.
