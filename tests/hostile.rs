@@ -492,3 +492,56 @@ workstream "other" {
         "and its content in the store"
     );
 }
+
+#[test]
+fn a_hook_planted_while_a_sandboxed_agent_ran_is_charged_to_the_agent_without_one() {
+    if !confined() {
+        return;
+    }
+    let env = TestEnv::new();
+    let planted = env.outside("planted");
+    let go = env.outside("go");
+    // `honest` (sandboxed) ends while `h` (no sandbox) has planted a hook and works on: the
+    // comparison after `honest` finds the hook, which only `h` could have written.
+    env.workflow(&format!(
+        r##"
+workstream "honest" {{
+    owns "honest/**"
+    script #"""
+        while [ ! -e {planted} ]; do sleep 0.1; done
+        mkdir -p honest && echo work > honest/file.txt
+        """#
+}}
+workstream "h" {{
+    owns "h/**"
+    sandbox "off"
+    script #"""
+        hooks="$(git rev-parse --git-common-dir)/hooks"; mkdir -p "$hooks"
+        printf '#!/bin/sh\necho gotcha\n' > "$hooks/post-merge"; chmod +x "$hooks/post-merge"
+        touch {planted}
+        while [ ! -e {go} ]; do sleep 0.1; done
+        mkdir -p h && echo work > h/file.txt
+        """#
+}}
+"##
+    ));
+    let mut run = env.spawn_flow(&["run", "--keep-going"]);
+    crate::support::wait_until("`honest` merged or failed", || {
+        env.try_state()
+            .is_some_and(|s| ["merged", "failed"].contains(&s.phase("honest")))
+    });
+    std::fs::write(&go, "").expect("write");
+    run.wait();
+    let state = env.state();
+    assert_eq!(state.phase("honest"), "merged");
+    assert_eq!(state.phase("h"), "failed");
+    assert_eq!(state.failure_kind("h"), Some("integrity"));
+    let message = state.failure_message("h");
+    assert!(
+        message.contains("post-merge") && message.contains("found and undone when `honest` ended"),
+        "{message}"
+    );
+    assert!(!env.root.join(".git/hooks/post-merge").exists(), "the hook is gone");
+    let merged = env.git(&["log", "--format=%s", "integration/t"]);
+    assert!(!merged.contains("`h`") && !merged.contains(" h\n"), "{merged}");
+}

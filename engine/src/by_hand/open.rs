@@ -220,7 +220,7 @@ pub async fn open(
         let (dir, branch) = (dir.clone(), branch.clone());
         let guard = std::sync::Arc::new(guard);
         let for_task = guard.clone();
-        let watch = tokio::task::spawn_blocking(move || for_task.before(&dir, &branch))
+        let watch = tokio::task::spawn_blocking(move || for_task.before(&dir, &branch, None))
             .await
             .map_err(|e| OpenRefusal::new(e.to_string()))?
             .map_err(OpenRefusal::new)?;

@@ -110,7 +110,7 @@ pub(crate) async fn resolve_with_agent(
     // The git directory the worktree shares with the user's checkout, as it was: whatever
     // the resolver plants or moves there is undone once it is gone.
     let guard = RunGuard::new(layout.git.clone(), workflow);
-    let watch = match guard.before(sync.dir, sync.branch) {
+    let watch = match guard.before(sync.dir, sync.branch, None) {
         Ok(watch) => watch,
         Err(why) => return give_up(format!("the resolver was not started: {why}"), paths),
     };

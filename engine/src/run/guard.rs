@@ -9,6 +9,14 @@
 //! would put the change back. The base is taken again each time the count of agents running
 //! falls to zero, so the user's own work between agents never shows up as an agent's.
 //!
+//! Agents run side by side, and a comparison after one agent sees what another still at work
+//! changed meanwhile. So a change is charged to an agent that could make it: the one compared,
+//! when its kernel sandbox lets it write where the change is (or it has none); else the agents
+//! still at work that could (without a sandbox, or one that lets them write there), each told
+//! when it ends, since the change is undone before; else, with nobody else in view, the one
+//! compared after all. A sandboxed agent ending beside one without a sandbox that planted a
+//! hook goes on, and the one that planted it fails: not the other way round.
+//!
 //! Each agent's snapshot is also written to the run's folder (`guard/`, atomically) before
 //! the agent starts, and deleted once the comparison is done: when flow itself dies while
 //! the agent runs, `flow resume` finds it there, stops what the dead run left running, and
@@ -19,6 +27,7 @@
 //! in the integration worktree). Not guarded: agents of `isolation "none"` workstreams, which
 //! have no worktree of their own to name; the kernel sandbox keeps them off `.git`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
 use crate::git::{Git, GitDirChange, GitSnapshot, Guarded, UserPlaces, is_lent_line, is_taken_out_line};
+use crate::sandbox::{Writable, Write};
 
 /// The refs that are not the guard's business: the ones flow moves during a run.
 pub(crate) fn flow_refs(workflow: &Workflow) -> Vec<String> {
@@ -48,7 +58,23 @@ pub(crate) struct RunGuard {
 struct Inner {
     base: Option<Arc<GitSnapshot>>,
     running: usize,
+    /// The agents under watch now, by id.
+    watched: HashMap<u64, Watched>,
+    next_id: u64,
+    /// Changes another agent's comparison found that only these agents, still at work, could
+    /// make: each one's, by id, said when it ends.
+    charged: HashMap<u64, Vec<String>>,
 }
+
+/// An agent under watch, for the others' comparisons.
+struct Watched {
+    workstream: String,
+    reach: Reach,
+}
+
+/// Where an agent can write: the writable places of its kernel sandbox, `None` without one
+/// (anywhere its user can).
+pub(crate) type Reach = Option<Vec<Writable>>;
 
 /// One agent under watch: what its git directory held before it started.
 #[derive(Serialize, Deserialize)]
@@ -62,6 +88,12 @@ pub(crate) struct Watch {
     /// Where this watch is kept on disk until the comparison is done.
     #[serde(skip)]
     kept_at: Option<PathBuf>,
+    /// Its id among the agents under watch.
+    #[serde(skip)]
+    id: u64,
+    /// Where its agent can write (none kept on disk: after a crash, every change is its own).
+    #[serde(skip)]
+    reach: Reach,
 }
 
 /// What an agent changed in the git directory, and what the undo did.
@@ -92,9 +124,10 @@ impl RunGuard {
         }
     }
 
-    /// Takes the snapshot of an agent about to start in `worktree` on `branch` (blocking).
-    /// Every successful call must be followed by [`RunGuard::after`].
-    pub(crate) fn before(&self, worktree: &Path, branch: &str) -> Result<Watch, String> {
+    /// Takes the snapshot of an agent about to start in `worktree` on `branch` (blocking),
+    /// which can write where `reach` says. Every successful call must be followed by
+    /// [`RunGuard::after`].
+    pub(crate) fn before(&self, worktree: &Path, branch: &str, reach: Reach) -> Result<Watch, String> {
         let guarded = self.guarded(worktree, branch);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.running == 0 || inner.base.is_none() {
@@ -110,12 +143,23 @@ impl RunGuard {
             .snapshot_git_dir(&guarded, Some(&base))
             .map_err(|e| format!("cannot read the git directory before the agent: {e}"))?;
         inner.running += 1;
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.watched.insert(
+            id,
+            Watched {
+                workstream: String::new(),
+                reach: reach.clone(),
+            },
+        );
         Ok(Watch {
             snapshot,
             worktree: worktree.to_path_buf(),
             branch: branch.to_string(),
             workstream: String::new(),
             kept_at: None,
+            id,
+            reach,
         })
     }
 
@@ -127,16 +171,27 @@ impl RunGuard {
         worktree: &Path,
         branch: &str,
         workstream: &str,
+        reach: Reach,
         file: PathBuf,
     ) -> Result<Watch, String> {
-        let mut watch = self.before(worktree, branch)?;
+        let mut watch = self.before(worktree, branch, reach)?;
         watch.workstream = workstream.to_string();
+        if let Some(watched) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .watched
+            .get_mut(&watch.id)
+        {
+            watched.workstream = workstream.to_string();
+        }
         let kept = serde_json::to_vec(&watch)
             .map_err(|e| e.to_string())
             .and_then(|json| write_atomic(&file, &json).map_err(|e| e.to_string()));
         if let Err(e) = kept {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             inner.running = inner.running.saturating_sub(1);
+            inner.watched.remove(&watch.id);
             return Err(format!(
                 "cannot keep the snapshot of the git directory in {}: {e}",
                 file.display()
@@ -148,6 +203,11 @@ impl RunGuard {
 
     /// Compares the git directory with `watch` once its agent's processes are gone, and
     /// undoes what changed, copies of what the undo removes going to `keep_in` (blocking).
+    ///
+    /// A change is the agent's own when it could make it (its sandbox lets it write there, or
+    /// it has none). One it could not make, while agents that could are still at work, is
+    /// charged to them (each is told when it ends, and fails); with none at work that could,
+    /// it is the agent's all the same: nobody else is in view.
     pub(crate) fn after(&self, watch: Watch, keep_in: &Path) -> Tampering {
         let guarded = self.guarded(&watch.worktree, &watch.branch);
         let changes = self.git.git_dir_changes(&watch.snapshot, &guarded).map(|changes| {
@@ -156,33 +216,84 @@ impl RunGuard {
                 .filter(|c| !self.lent_only(&watch.snapshot, c))
                 .collect::<Vec<_>>()
         });
-        let tampering = match changes {
+        let mut tampering = match &changes {
             Err(e) => Tampering {
                 found: vec![],
                 left: vec![format!("cannot compare the git directory after the agent: {e}")],
             },
             Ok(changes) if changes.is_empty() => Tampering::default(),
-            Ok(changes) => {
-                let found = changes.iter().map(ToString::to_string).collect();
-                match self.git.undo_git_dir_changes(&watch.snapshot, &changes, Some(keep_in)) {
-                    Ok(report) => Tampering {
-                        found,
-                        left: report.left,
-                    },
-                    Err(e) => Tampering {
-                        found,
-                        left: vec![format!("cannot undo: {e}")],
-                    },
-                }
-            }
+            Ok(changes) => match self.git.undo_git_dir_changes(&watch.snapshot, changes, Some(keep_in)) {
+                Ok(report) => Tampering {
+                    found: vec![],
+                    left: report.left,
+                },
+                Err(e) => Tampering {
+                    found: vec![],
+                    left: vec![format!("cannot undo: {e}")],
+                },
+            },
         };
         if let Some(file) = &watch.kept_at {
             let _ = std::fs::remove_file(file);
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.running = inner.running.saturating_sub(1);
+        inner.watched.remove(&watch.id);
+        for change in changes.unwrap_or_default() {
+            let said = change.to_string();
+            let path = self.place_of(&change);
+            if within(&watch.reach, &path) {
+                tampering.found.push(said);
+                continue;
+            }
+            let suspects: Vec<(u64, String)> = inner
+                .watched
+                .iter()
+                .filter(|(_, other)| within(&other.reach, &path))
+                .map(|(&id, other)| (id, other.workstream.clone()))
+                .collect();
+            if suspects.is_empty() {
+                tampering.found.push(said);
+                continue;
+            }
+            for (id, _) in suspects {
+                let by = match watch.workstream.as_str() {
+                    "" => "another agent".to_string(),
+                    name => format!("`{name}`"),
+                };
+                inner.charged.entry(id).or_default().push(format!(
+                    "{said} (found and undone when {by} ended; made while this agent was at work, and only \
+                     agents like it, without a sandbox that keeps them out of there, could)"
+                ));
+            }
+        }
+        if let Some(charged) = inner.charged.remove(&watch.id) {
+            tampering.found.extend(charged);
+        }
         tampering
     }
+
+    /// The file a change is in, for the question of who could write it.
+    fn place_of(&self, change: &GitDirChange) -> PathBuf {
+        let common = self.git.common_dir();
+        match change {
+            GitDirChange::File { path, .. } => path.clone(),
+            GitDirChange::Ref { name, .. } => common.join(name),
+            GitDirChange::Stash { .. } => common.join("refs/stash"),
+            GitDirChange::PackedRefs { .. } => common.join("packed-refs"),
+        }
+    }
+}
+
+/// Tells whether an agent that can write where `reach` says can write `path`.
+fn within(reach: &Reach, path: &Path) -> bool {
+    let Some(places) = reach else {
+        return true;
+    };
+    places.iter().any(|place| match place.access {
+        Write::Tree | Write::Entries => path.starts_with(&place.path),
+        Write::File => path == place.path || path.starts_with(&place.path),
+    })
 }
 
 /// What a snapshot left in a run's folder found: the workstream (by name), what changed,

@@ -573,7 +573,8 @@ impl ProcessWork {
                 let (guard, dir) = (guard.clone(), workspace.dir.clone());
                 let kept = self.run_dir.guard_path(&ws.name, run.attempt, run.purpose.as_str());
                 let name = ws.name.clone();
-                match tokio::task::spawn_blocking(move || guard.before_kept(&dir, &branch, &name, kept)).await {
+                let reach = spec.sandbox.as_ref().map(|s| s.policy.writable.clone());
+                match tokio::task::spawn_blocking(move || guard.before_kept(&dir, &branch, &name, reach, kept)).await {
                     Ok(Ok(watch)) => Some(watch),
                     Ok(Err(message)) => return AgentOutcome::unstarted(AgentEnd::Failed(message)),
                     Err(e) => return AgentOutcome::unstarted(AgentEnd::Failed(format!("the guard stopped: {e}"))),
