@@ -493,16 +493,12 @@ workstream "other" {
     );
 }
 
-#[test]
-fn a_hook_planted_while_a_sandboxed_agent_ran_is_charged_to_the_agent_without_one() {
-    if !confined() {
-        return;
-    }
-    let env = TestEnv::new();
+/// `honest` (sandboxed) ends while `h` (no sandbox) has planted a hook and works on until
+/// `go` exists: the comparison after `honest` finds the hook, which only `h` could have
+/// written. Returns the path of `go`.
+fn planted_beside_a_sandboxed_agent(env: &TestEnv) -> String {
     let planted = env.outside("planted");
     let go = env.outside("go");
-    // `honest` (sandboxed) ends while `h` (no sandbox) has planted a hook and works on: the
-    // comparison after `honest` finds the hook, which only `h` could have written.
     env.workflow(&format!(
         r##"
 workstream "honest" {{
@@ -525,23 +521,66 @@ workstream "h" {{
 }}
 "##
     ));
-    let mut run = env.spawn_flow(&["run", "--keep-going"]);
+    go
+}
+
+/// Waits until `honest` of [`planted_beside_a_sandboxed_agent`] is merged (or failed).
+fn wait_for_honest(env: &TestEnv) {
     crate::support::wait_until("`honest` merged or failed", || {
         env.try_state()
             .is_some_and(|s| ["merged", "failed"].contains(&s.phase("honest")))
     });
-    std::fs::write(&go, "").expect("write");
-    run.wait();
+}
+
+/// Checks that `h` of [`planted_beside_a_sandboxed_agent`] failed for the hook `honest`'s
+/// comparison found, that `honest` merged, and that the hook is gone.
+fn charged_to_h(env: &TestEnv, text: &str) {
     let state = env.state();
-    assert_eq!(state.phase("honest"), "merged");
-    assert_eq!(state.phase("h"), "failed");
-    assert_eq!(state.failure_kind("h"), Some("integrity"));
+    assert_eq!(state.phase("honest"), "merged", "{text}");
+    assert_eq!(state.phase("h"), "failed", "{text}");
+    assert_eq!(state.failure_kind("h"), Some("integrity"), "{text}");
     let message = state.failure_message("h");
     assert!(
         message.contains("post-merge") && message.contains("found and undone when `honest` ended"),
         "{message}"
     );
     assert!(!env.root.join(".git/hooks/post-merge").exists(), "the hook is gone");
-    let merged = env.git(&["log", "--format=%s", "integration/t"]);
-    assert!(!merged.contains("`h`") && !merged.contains(" h\n"), "{merged}");
+}
+
+#[test]
+fn a_hook_planted_while_a_sandboxed_agent_ran_is_charged_to_the_agent_without_one() {
+    if !confined() {
+        return;
+    }
+    let env = TestEnv::new();
+    let go = planted_beside_a_sandboxed_agent(&env);
+    let mut run = env.spawn_flow(&["run", "--keep-going"]);
+    wait_for_honest(&env);
+    std::fs::write(&go, "").expect("write");
+    run.wait();
+    charged_to_h(&env, "");
+}
+
+#[test]
+fn a_charge_made_before_a_crash_of_flow_fails_the_agent_at_resume() {
+    if !confined() {
+        return;
+    }
+    let env = TestEnv::new();
+    let go = planted_beside_a_sandboxed_agent(&env);
+    let mut run = env.spawn_flow(&["run", "--keep-going"]);
+    wait_for_honest(&env);
+    // `h` is charged and still at work: flow dies.
+    run.signal(rustix::process::Signal::KILL);
+    run.wait();
+    std::fs::write(&go, "").expect("write");
+    let resumed = crate::support::RunOutput {
+        out: env
+            .flow()
+            .args(["resume", "--progress", "plain", "--grace", "1s"])
+            .timeout(std::time::Duration::from_secs(120))
+            .output()
+            .expect("flow resumes"),
+    };
+    charged_to_h(&env, &resumed.text());
 }

@@ -15,7 +15,9 @@
 //! still at work that could (without a sandbox, or one that lets them write there), each told
 //! when it ends, since the change is undone before; else, with nobody else in view, the one
 //! compared after all. A sandboxed agent ending beside one without a sandbox that planted a
-//! hook goes on, and the one that planted it fails: not the other way round.
+//! hook goes on, and the one that planted it fails: not the other way round. A charge is also
+//! written beside the charged agent's kept snapshot (`.charge`), so that a crash of flow
+//! before that agent ends does not lose it: `flow resume` adds it to what the comparison finds.
 //!
 //! Each agent's snapshot is also written to the run's folder (`guard/`, atomically) before
 //! the agent starts, and deleted once the comparison is done: when flow itself dies while
@@ -70,6 +72,15 @@ struct Inner {
 struct Watched {
     workstream: String,
     reach: Reach,
+    /// Where its snapshot is kept: what it is charged with is kept beside it
+    /// ([`charge_file`]), for a resume after a crash of flow.
+    kept_at: Option<PathBuf>,
+}
+
+/// The file beside a kept snapshot that holds what its agent was charged with by another's
+/// comparison (one line each, JSON), until its own comparison is done.
+pub(crate) fn charge_file(kept: &Path) -> PathBuf {
+    kept.with_extension("charge")
 }
 
 /// Where an agent can write: the writable places of its kernel sandbox, `None` without one
@@ -150,6 +161,7 @@ impl RunGuard {
             Watched {
                 workstream: String::new(),
                 reach: reach.clone(),
+                kept_at: None,
             },
         );
         Ok(Watch {
@@ -184,6 +196,7 @@ impl RunGuard {
             .get_mut(&watch.id)
         {
             watched.workstream = workstream.to_string();
+            watched.kept_at = Some(file.clone());
         }
         let kept = serde_json::to_vec(&watch)
             .map_err(|e| e.to_string())
@@ -233,9 +246,6 @@ impl RunGuard {
                 },
             },
         };
-        if let Some(file) = &watch.kept_at {
-            let _ = std::fs::remove_file(file);
-        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.running = inner.running.saturating_sub(1);
         inner.watched.remove(&watch.id);
@@ -261,14 +271,29 @@ impl RunGuard {
                     "" => "another agent".to_string(),
                     name => format!("`{name}`"),
                 };
-                inner.charged.entry(id).or_default().push(format!(
+                let charged = inner.charged.entry(id).or_default();
+                charged.push(format!(
                     "{said} (found and undone when {by} ended; made while this agent was at work, and only \
                      agents like it, without a sandbox that keeps them out of there, could)"
                 ));
+                let charged = charged.clone();
+                if let Some(kept) = inner.watched.get(&id).and_then(|other| other.kept_at.as_ref())
+                    && let Ok(json) = serde_json::to_vec(&charged)
+                {
+                    // Lost only with the disk: the agent's own comparison still finds nothing.
+                    let _ = write_atomic(&charge_file(kept), &json);
+                }
             }
         }
         if let Some(charged) = inner.charged.remove(&watch.id) {
             tampering.found.extend(charged);
+        }
+        drop(inner);
+        if let Some(file) = &watch.kept_at {
+            // What it was charged with is in the findings now (the copy kept for a resume is
+            // done with, as the snapshot is).
+            let _ = std::fs::remove_file(charge_file(file));
+            let _ = std::fs::remove_file(file);
         }
         tampering
     }
@@ -334,7 +359,10 @@ pub(crate) fn check_left(git: &Git, workflow: &Workflow, dir: &Path, keep_in: &P
                 // Compared even when the worktree is gone: an agent that removes its own
                 // worktree does not take the shared git directory with it.
                 guard.inner.lock().unwrap_or_else(|e| e.into_inner()).running += 1;
-                (workstream, guard.after(watch, &keep_in.join(&stem)))
+                let mut tampering = guard.after(watch, &keep_in.join(&stem));
+                // What another agent's comparison charged it with before flow died.
+                tampering.found.extend(read_charges(&file));
+                (workstream, tampering)
             }
             Err(e) => (
                 String::new(),
@@ -382,6 +410,14 @@ impl RunGuard {
         };
         before.is_some() && before == now
     }
+}
+
+/// What the agent whose snapshot is kept in `kept` was charged with, if anything.
+fn read_charges(kept: &Path) -> Vec<String> {
+    std::fs::read(charge_file(kept))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
 }
 
 impl Tampering {

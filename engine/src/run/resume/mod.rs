@@ -24,7 +24,7 @@ use crate::git::{Git, GitError, Oid};
 use crate::plan::Plan;
 use crate::run::driver::Begin;
 use crate::run::error::RunError;
-use crate::run::guard::check_left;
+use crate::run::guard::{charge_file, check_left};
 use crate::run::lock::RunLock;
 use crate::run::observer::Observer;
 use crate::run::recover::{repair_git, stop_leftover_processes};
@@ -206,9 +206,7 @@ pub async fn resume(
     let left = clear_what_the_run_left(site, workflow, &run_dir, observer);
     if let Some((workstream, why)) = waiting {
         record(&run_dir, &mut state, left.failed)?;
-        for file in left.compared {
-            let _ = std::fs::remove_file(file);
-        }
+        forget_compared(&left.compared);
         return Err(RunError::WaitsForPerson { workstream, why });
     }
     let Decided {
@@ -263,9 +261,7 @@ pub async fn resume(
     // Record the decisions, so the event log alone rebuilds this state.
     record(&run_dir, &mut state, events)?;
     // Recorded: the snapshots are done with.
-    for file in left.compared {
-        let _ = std::fs::remove_file(file);
-    }
+    forget_compared(&left.compared);
     let workflow_text = workflow
         .path
         .as_ref()
@@ -363,6 +359,15 @@ fn clear_what_the_run_left(site: &Site, workflow: &Workflow, run_dir: &RunDir, o
         observer.notice(&line);
     }
     left
+}
+
+/// Deletes the snapshots a resume compared (and what their agents were charged with), once
+/// what they found is recorded.
+fn forget_compared(compared: &[PathBuf]) {
+    for file in compared {
+        let _ = std::fs::remove_file(charge_file(file));
+        let _ = std::fs::remove_file(file);
+    }
 }
 
 /// Applies `events` to `state`, appends them to the run's event log, and saves the state.
