@@ -661,27 +661,28 @@ pub enum HookName {
 /// It attaches to a run going on elsewhere (following its record as it changes) or shows a
 /// finished one. Keys: up/down (or j/k) select, Enter or f follows the output, PageUp/PageDown
 /// scroll it, Tab switches between output, changes and details, s stops the selected
-/// workstream (asks the run to cancel it), r retries a failed one (as `flow retry`), m
-/// sends its agent a message (as `flow tell`), x skips one that has not started, / searches
-/// the output (n and N go to the next and previous match, Esc clears), o opens a shell in its
-/// worktree, q quits and leaves the run going.
+/// workstream (asks the run to cancel it), r retries a failed, stopped or skipped one (as
+/// `flow retry`), m sends its agent a message (as `flow tell`), x skips one that has not
+/// started, / searches the output (n and N go to the next and previous match, Esc clears), o
+/// opens a shell in its worktree, q quits and leaves the run going.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     #[command(flatten)]
     pub run: RunChoice,
 }
 
-/// Ask a run going on to run a failed workstream again.
+/// Ask a run going on to run a failed workstream again, or one a person stopped or skipped.
 ///
 /// The run starts a new attempt of it from a clean worktree when a slot is free, its `retries`
 /// and `fix-attempts` whole again; its dependents that were skipped wait for it again. Its
 /// budgets still count what it spent. Asked of a workstream skipped because a dependency
-/// failed, it retries that dependency. The retry is recorded in the run's events; the run
-/// refuses it (an alert) if the workstream is no longer failed. Once the run is over, `flow
+/// failed (or was stopped or skipped by a person), it retries that dependency. The retry is
+/// recorded in the run's events; the run refuses it (an alert) if the workstream is no longer
+/// failed, stopped or skipped. Once the run is over, `flow
 /// resume` runs its failed workstreams again. `flow watch` does the same with r.
 #[derive(Debug, Args)]
 pub struct RetryArgs {
-    /// The failed workstream (or one skipped because of a failure).
+    /// The failed, stopped or skipped workstream (or one skipped because of those).
     #[arg(value_name = "WORKSTREAM")]
     pub workstream: String,
     /// The run (default: the latest).

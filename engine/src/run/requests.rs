@@ -138,9 +138,16 @@ pub fn refusal(status: RunStatus, name: &str, phase: Phase, action: Action) -> O
         });
     }
     match action {
-        Action::Retry if !matches!(phase, Phase::Failed | Phase::Conflicted | Phase::Skipped) => Some(format!(
-            "{name} is {phase}: only a failed workstream (or one skipped because of a failure) can be retried"
-        )),
+        Action::Retry
+            if !matches!(
+                phase,
+                Phase::Failed | Phase::Conflicted | Phase::Skipped | Phase::Cancelled
+            ) =>
+        {
+            Some(format!(
+                "{name} is {phase}: only a failed, stopped or skipped workstream (or one skipped because of those) can be retried"
+            ))
+        }
         Action::Retry => None,
         Action::Message if phase.is_success() || matches!(phase, Phase::Ready | Phase::Merging) => Some(format!(
             "{name} is {phase}: its work is done, a message cannot change it"
@@ -200,7 +207,13 @@ mod tests {
             (running, Phase::Failed, Retry, None),
             (running, Phase::Skipped, Retry, None),
             (running, Phase::Conflicted, Retry, None),
-            (running, Phase::Running, Retry, Some("only a failed workstream")),
+            (
+                running,
+                Phase::Running,
+                Retry,
+                Some("only a failed, stopped or skipped workstream"),
+            ),
+            (running, Phase::Cancelled, Retry, None),
             (
                 RunStatus::Failed,
                 Phase::Failed,

@@ -1,9 +1,9 @@
 //! What a person asks of a run going on, beyond stop and skip: run a failed workstream again,
 //! or tell a workstream's agent something.
 //!
-//! - A retry is for a failed or conflicted workstream (or one skipped because of a failure:
-//!   its failed dependencies are retried; a conflict is not retried once merging stopped at
-//!   one). It is recorded ([`EventKind::Retried`]), its skipped dependents
+//! - A retry is for a failed or conflicted workstream, one a person stopped or skipped (they
+//!   changed their mind), or one skipped because of those (what it waits on is retried; a
+//!   conflict is not retried once merging stopped at one). It is recorded ([`EventKind::Retried`]), its skipped dependents
 //!   wait again, and it starts afresh from a clean worktree when a slot is free: a new attempt
 //!   with its `retries` and `fix-attempts` whole again. Its budgets still count what it spent
 //!   (a spent one refuses it at once). The failure it retries no longer holds the run back:
@@ -40,12 +40,17 @@ impl Core {
                 return self.record(refuse("merging stopped at a conflict (on-conflict \"stop\")".into()));
             }
             Phase::Failed | Phase::Conflicted => vec![index],
-            Phase::Skipped if !self.by_person[index] => self.failed_causes(index),
-            Phase::Skipped => return self.record(refuse("a person skipped it".into())),
-            other => return self.record(refuse(format!("it is {other}; only a failed workstream can be"))),
+            // A person stopped or skipped it, and asks for it now.
+            Phase::Skipped | Phase::Cancelled if self.by_person[index] => vec![index],
+            Phase::Skipped => self.failed_causes(index),
+            other => {
+                return self.record(refuse(format!(
+                    "it is {other}; only a failed workstream, or one a person stopped or skipped, can be"
+                )));
+            }
         };
         if failed.is_empty() {
-            return self.record(refuse("no failed workstream holds it back".into()));
+            return self.record(refuse("no failed or stopped workstream holds it back".into()));
         }
         for i in failed {
             self.run_again(i);
@@ -60,7 +65,8 @@ impl Core {
         self.stopping = self.cancelled || self.log_broken || (standing && !self.options.keep_going);
     }
 
-    /// The failed workstreams that a skipped one waits on, through other skipped ones.
+    /// The failed workstreams (and those a person stopped or skipped) that a skipped one waits
+    /// on, through other skipped ones.
     fn failed_causes(&self, index: usize) -> Vec<usize> {
         let mut found = vec![];
         let mut seen = vec![false; self.state.workstreams.len()];
@@ -72,7 +78,8 @@ impl Core {
                 }
                 match self.state.workstreams[d].phase {
                     Phase::Failed | Phase::Conflicted => found.push(d),
-                    Phase::Skipped if !self.by_person[d] => queue.push_back(d),
+                    Phase::Skipped | Phase::Cancelled if self.by_person[d] => found.push(d),
+                    Phase::Skipped => queue.push_back(d),
                     _ => {}
                 }
             }
@@ -87,11 +94,17 @@ impl Core {
         self.by_person[index] = false;
         self.sync_tried[index] = None;
         let ws = &self.state.workstreams[index];
-        let why = ws
-            .failure
-            .as_ref()
-            .map_or(String::new(), |f| format!(" ({})", preview(&f.message)));
-        let note = format!("`{}` retried by a person after it failed{why}", ws.name);
+        let note = match ws.phase {
+            Phase::Skipped => format!("`{}` retried by a person after it was skipped", ws.name),
+            Phase::Cancelled => format!("`{}` retried by a person after it was stopped", ws.name),
+            _ => {
+                let why = ws
+                    .failure
+                    .as_ref()
+                    .map_or(String::new(), |f| format!(" ({})", preview(&f.message)));
+                format!("`{}` retried by a person after it failed{why}", ws.name)
+            }
+        };
         self.record(EventKind::Retried {
             workstream: index,
             reason: "retried by a person".into(),

@@ -2338,25 +2338,59 @@ workstream "d" { owns "d/**"; script "true" }
         workstream: sim.index("d"),
         action: Action::Skip,
     });
-    retry(&mut sim, "d");
-    assert_eq!(alerts_about(&sim, "`d` cannot be retried: a person skipped it"), 1);
-    sim.feed(Input::Request {
-        workstream: sim.index("b"),
-        action: Action::Stop,
-    });
-    assert_eq!(sim.phase("c"), Phase::Skipped);
-    retry(&mut sim, "c");
-    assert_eq!(
-        alerts_about(&sim, "`c` cannot be retried: no failed workstream holds it back"),
-        1,
-        "b was stopped, not failed: {:?}",
-        sim.state().alerts
-    );
+    assert_eq!(sim.phase("d"), Phase::Skipped);
     sim.end_agent("a", AgentEnd::Exited(0));
     retry(&mut sim, "a");
     assert_eq!(alerts_about(&sim, "`a` cannot be retried: it is merged"), 1);
     assert!(!sim.events().iter().any(|e| matches!(e, EventKind::Retried { .. })));
+    sim.feed(Input::Interrupt);
+    retry(&mut sim, "d");
+    assert_eq!(alerts_about(&sim, "`d` cannot be retried: the run is stopping"), 1);
+    assert!(!sim.events().iter().any(|e| matches!(e, EventKind::Retried { .. })));
+    sim.run_all();
     sim.finish();
+}
+
+#[test]
+fn a_person_who_stopped_or_skipped_a_workstream_can_retry_it() {
+    use crate::run::core::Action;
+    let body = r#"
+workstream "b" { owns "b/**"; script "true" }
+workstream "c" { owns "c/**"; depends-on "b"; script "true" }
+workstream "d" { owns "d/**"; script "true" }
+workstream "slow" { owns "slow/**"; script "true" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            max_parallel: Some(1),
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    let request = |sim: &mut Sim, name: &str, action: Action| {
+        let workstream = sim.index(name);
+        sim.feed(Input::Request { workstream, action });
+    };
+    // `d` has not started: skipped; `b` is at work: stopped, and `c`, waiting on it, skipped.
+    request(&mut sim, "d", Action::Skip);
+    request(&mut sim, "b", Action::Stop);
+    assert_eq!(sim.phase("d"), Phase::Skipped);
+    assert_eq!(sim.phase("b"), Phase::Cancelled);
+    assert_eq!(sim.phase("c"), Phase::Skipped);
+    // The person changes their mind: `d` again, and `c`, which retries what it waits on.
+    request(&mut sim, "d", Action::Retry);
+    assert_eq!(alerts_about(&sim, "`d` retried by a person after it was skipped"), 1);
+    request(&mut sim, "c", Action::Retry);
+    assert_eq!(alerts_about(&sim, "`b` retried by a person after it was stopped"), 1);
+    assert_eq!(sim.phase("c"), Phase::Pending, "it waits for `b` again");
+    sim.run_all();
+    for name in ["b", "c", "d", "slow"] {
+        assert_eq!(sim.phase(name), Phase::Merged, "{name}");
+    }
+    assert_eq!(agent_starts(&sim, "b").len(), 2, "stopped once, then run again");
+    sim.finish();
+    assert_eq!(sim.state().status, RunStatus::Succeeded);
 }
 
 #[test]
