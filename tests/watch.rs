@@ -468,7 +468,8 @@ workstream "holder" {{ owns "holder/**"; script "mkdir -p holder && echo > holde
     let out = ask(&["retry", "holder"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("holder is running: only a failed, stopped or skipped workstream"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("holder is running: only a failed, stopped or skipped workstream"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

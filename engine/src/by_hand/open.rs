@@ -25,6 +25,7 @@ use super::Layout;
 use super::prepare::{PrepareStatus, SetupSettings, by_hand_identity, prepare_only, set_up};
 use super::record::{self, ByHandRecord, Session, user_name};
 use crate::agent::command::{Placeholders, Runner, launch};
+use crate::agent::process::start_time;
 use crate::confine::Place;
 use crate::context;
 use crate::plan::Plan;
@@ -241,6 +242,7 @@ pub async fn open(
         agent: agent_name,
         pid: child.id(),
         opener: std::process::id(),
+        opener_started: i32::try_from(std::process::id()).ok().and_then(start_time),
         started: crate::time::now(),
         ended: None,
         exit: None,

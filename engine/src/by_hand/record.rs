@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent::process::start_time;
 use crate::atomic::write_atomic;
 use crate::time::Timestamp;
 
@@ -62,6 +63,10 @@ pub struct Session {
     pub pid: Option<u32>,
     /// The process of `flow open` itself, which records the end.
     pub opener: u32,
+    /// When that process started (clock ticks since boot): a pid alone may be taken by a new
+    /// process once `flow open` is gone.
+    #[serde(default)]
+    pub opener_started: Option<u64>,
     pub started: Timestamp,
     #[serde(default)]
     pub ended: Option<Timestamp>,
@@ -77,9 +82,14 @@ pub struct Session {
 
 impl Session {
     /// Tells whether the session is still going: no end recorded and the `flow open` that
-    /// started it still alive (one killed before it recorded the end does not count).
+    /// started it still alive (one killed before it recorded the end does not count, nor a
+    /// new process that took its pid).
     pub fn is_running(&self) -> bool {
-        self.ended.is_none() && process_alive(self.opener)
+        self.ended.is_none()
+            && match self.opener_started {
+                Some(started) => i32::try_from(self.opener).ok().and_then(start_time) == Some(started),
+                None => process_alive(self.opener),
+            }
     }
 }
 
@@ -269,5 +279,40 @@ fn process_alive(pid: u32) -> bool {
         Path::new("/proc").join(pid.to_string()).exists()
     } else {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session `flow open` started in process `opener`, which started at `opener_started`.
+    fn session(opener: u32, opener_started: Option<u64>) -> Session {
+        Session {
+            by: "someone".into(),
+            agent: "shell".into(),
+            pid: None,
+            opener,
+            opener_started,
+            started: crate::time::now(),
+            ended: None,
+            exit: None,
+            sandboxed: false,
+            tampering: vec![],
+        }
+    }
+
+    #[test]
+    fn a_session_runs_while_its_opener_lives_and_not_once_its_pid_names_another_process() {
+        let me = std::process::id();
+        let started = start_time(i32::try_from(me).expect("a pid")).expect("this process's start time");
+        assert!(session(me, Some(started)).is_running());
+        // The same pid, a process started at another time: `flow open` is gone, its pid reused.
+        assert!(!session(me, Some(started + 1)).is_running());
+        // Recorded before start times were: the pid alone.
+        assert!(session(me, None).is_running());
+        let mut ended = session(me, Some(started));
+        ended.ended = Some(crate::time::now());
+        assert!(!ended.is_running());
     }
 }

@@ -67,6 +67,7 @@ use tokio::time::Instant;
 pub use self::lines::LINE_LIMIT;
 use self::lines::{Batch, PieceKind, PipeReader, Pipes};
 use self::log::{LogWriter, secret_safe_cut};
+pub(crate) use self::reaper::start_time;
 pub use self::reaper::{MARK_VARIABLE, become_subreaper};
 use super::environment::Redactor;
 use crate::sandbox::{Policy, Wrapper, wrap};

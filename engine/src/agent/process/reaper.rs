@@ -249,6 +249,12 @@ fn started_after_a_live_child(live: &mut HashMap<u64, Leader>, started: u64) -> 
     })
 }
 
+/// Reads the start time of process `pid` (clock ticks since boot): with its pid, it names a
+/// process for good, where a pid alone may be taken by a new one once it has ended.
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    state_and_start(pid).map(|(_, started)| started)
+}
+
 /// Reads the state letter and the start time (clock ticks since boot) of process `pid`.
 fn state_and_start(pid: i32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
