@@ -7,10 +7,11 @@ default:
 test:
     cargo test --workspace
 
-# Lint: formatting and clippy, warnings are errors.
+# Lint: formatting, clippy and the API docs' links, warnings are errors.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 # Format the code.
 fmt:

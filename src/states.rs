@@ -33,9 +33,10 @@ pub fn phase_tone(phase: Phase) -> Option<Tone> {
     }
 }
 
-/// Colours the STATE column of a run table (the engine's [`run_table`]) for standard output:
-/// the column is found under its title, and a cell is painted only where the row holds
-/// exactly its workstream's state there, so a table of another shape stays as it is.
+/// Colours the STATE column of a run table (the engine's
+/// [`run_table`](flow_engine::report::run_table::run_table)) for standard output: the column
+/// is found under its title, and a cell is painted only where the row holds exactly its
+/// workstream's state there, so a table of another shape stays as it is.
 pub fn paint_states(table: &str, state: &RunState) -> String {
     let mut lines = table.split_inclusive('\n');
     let Some(header) = lines.next() else {

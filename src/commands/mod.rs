@@ -1,4 +1,4 @@
-//! One module per verb, each with a `run` function; [`run`] dispatches to them.
+//! One module per verb, each with a `run` function; [`run()`] dispatches to them.
 
 mod check;
 mod clean;

@@ -6,7 +6,7 @@
 //! conflict up for a person, [`clean`] removes what a workflow left behind.
 //!
 //! They share a [`Layout`] (the workflow's places in the repository, its base resolved) and
-//! the rule for where a branch's own work starts ([`start_of`]).
+//! the rule for where a branch's own work starts (`start_of`).
 
 pub mod clean;
 pub mod conflicts;

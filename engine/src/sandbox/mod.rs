@@ -44,7 +44,7 @@
 //!   [`exec_if_wrapper`]), which confines itself and `exec`s the agent. It costs one more
 //!   `exec` per child, whatever flow's size: on 10,000 no-op steps `flow-confine` adds 0.8 ms
 //!   of CPU a step, flow's own binary 1.3 ms, where [`confine`] adds 1.7 ms at flow's 40 MB
-//!   and more as flow grows (figures in [`wrapper`]'s module doc).
+//!   and more as flow grows (figures in `wrapper`'s module doc).
 
 mod git;
 #[cfg(target_os = "linux")]

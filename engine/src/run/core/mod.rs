@@ -9,12 +9,12 @@
 //!
 //! Where each decision is made:
 //!
-//! - why a workstream starts, or waits: [`Core::launch`] (dependencies merged, a slot free
+//! - why a workstream starts, or waits: `Core::launch` (dependencies merged, a slot free
 //!   under `-j`, the agent's and the account's `max-parallel`, longest remaining path
 //!   first, then priority; a spent budget refuses it);
 //! - what an attempt's end means (retry, fail, check its work): `job.rs`;
-//! - why an agent is stopped: budgets in `ledger.rs` via [`Core::weigh`], the failure policy
-//!   in [`Core::react`] (`--abort-on-failure`), Ctrl-C in [`Core::interrupt`];
+//! - why an agent is stopped: budgets in `ledger.rs` via `Core::weigh`, the failure policy
+//!   in `Core::react` (`--abort-on-failure`), Ctrl-C in `Core::interrupt`;
 //! - what merges next and what a merge or `verify` result means: `merge_queue.rs`;
 //! - what a person's retry or message means for a run going on: `person.rs`;
 //! - what a resume does with each workstream: `run::resume::decide` (a pure function too).
