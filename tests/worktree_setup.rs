@@ -143,8 +143,7 @@ me, other = sys.argv[1], sys.argv[2]
 s = socket.socket()
 s.bind(("127.0.0.1", int(os.environ["FLOW_PORT"])))
 s.listen()
-assert int(os.environ["FLOW_PORT_COUNT"]) >= 1
-pathlib.Path("{outside}/" + me + ".port").write_text(os.environ["FLOW_PORT"])
+pathlib.Path("{outside}/" + me + ".port").write_text(os.environ["FLOW_PORT"] + " " + os.environ["FLOW_PORT_COUNT"])
 while not pathlib.Path("{outside}/" + other + ".port").exists():
     time.sleep(0.05)
 "#
@@ -173,6 +172,7 @@ workstream "a" {{
 }}
 workstream "b" {{
     owns "b/**"
+    ports 25
     script "{}"
 }}
 "##,
@@ -181,8 +181,18 @@ workstream "b" {{
     ));
     let run = env.run(&[]);
     run.assert_code(0);
-    let (a, b) = (env.read_outside("a.port"), env.read_outside("b.port"));
-    assert!(!a.is_empty() && !b.is_empty() && a != b, "{a} {b}\n{}", run.text());
+    let block = |name: &str| -> (u16, u16) {
+        let text = env.read_outside(&format!("{name}.port"));
+        let (first, count) = text.trim().split_once(' ').expect("port and count");
+        (first.parse().expect("a port"), count.parse().expect("a count"))
+    };
+    let (a, b) = (block("a"), block("b"));
+    assert_eq!((a.1, b.1), (10, 25), "the default count, and `ports 25`");
+    assert!(
+        a.0 + a.1 <= b.0 || b.0 + b.1 <= a.0,
+        "{a:?} and {b:?} overlap\n{}",
+        run.text()
+    );
 }
 
 #[test]

@@ -115,6 +115,8 @@ pub struct WorkstreamAst {
     pub writable: Vec<Spanned<String>>,
     pub secret: Vec<Spanned<String>>,
     pub log_limit: Option<Spanned<u64>>,
+    /// How many TCP ports its block holds (`FLOW_PORT_COUNT`).
+    pub ports: Option<Spanned<u64>>,
     /// Commands run in each new worktree before its agent.
     pub setup: Vec<Spanned<String>>,
     pub setup_timeout: Option<Spanned<Duration>>,

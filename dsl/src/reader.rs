@@ -71,6 +71,7 @@ const WORKSTREAM_CHILDREN: &[&str] = &[
     "writable",
     "secret",
     "log-limit",
+    "ports",
     "setup",
     "setup-timeout",
     "teardown",
@@ -99,6 +100,7 @@ const DEFAULTS_CHILDREN: &[&str] = &[
     "writable",
     "secret",
     "log-limit",
+    "ports",
     "setup",
     "setup-timeout",
     "teardown",
@@ -376,6 +378,7 @@ impl<'a> Reader<'a> {
                     ws.isolation = self.one_keyword(child, Isolation::from_name, names(Isolation::ALL, Isolation::name))
                 }
                 "fix-attempts" => ws.fix_attempts = self.one_count(child, 0),
+                "ports" => ws.ports = self.one_count(child, 1),
                 "review" => ws.review = self.agent_choice(child).map(Box::new),
                 "handoff-tokens" => ws.handoff_tokens = self.one_count(child, 0),
                 "sandbox" => {
@@ -1140,7 +1143,7 @@ impl<'a> Reader<'a> {
                 } else {
                     (
                         "too large".to_string(),
-                        format!("`{subject}` is too large: {n} is more than {}", u32::MAX),
+                        format!("`{subject}` is too large: {n} is more than {}", limit_of(subject)),
                     )
                 };
                 self.push(Problem::error(
@@ -1462,10 +1465,15 @@ fn example_for(what: &str) -> &'static str {
 fn limit_of(subject: &str) -> i128 {
     if subject.contains("tokens") {
         i64::MAX as i128
+    } else if subject == "ports" {
+        MAX_PORTS as i128
     } else {
         u32::MAX as i128
     }
 }
+
+/// The most TCP ports one workstream's block may hold (`ports`).
+pub const MAX_PORTS: u16 = 1000;
 
 /// Parses `"64MB"`, `"512KB"`, `"1GB"` (powers of 1024) or plain bytes.
 fn parse_size(text: &str) -> Option<u64> {

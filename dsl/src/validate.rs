@@ -841,6 +841,11 @@ impl<'a> Validator<'a> {
                     .as_ref()
                     .or(defaults.and_then(|d| d.log_limit.as_ref()))
                     .map_or(DEFAULT_LOG_LIMIT, |n| n.value),
+                ports: ws
+                    .ports
+                    .as_ref()
+                    .or(defaults.and_then(|d| d.ports.as_ref()))
+                    .map_or(DEFAULT_PORTS, |n| n.value as u16),
                 setup: concat(defaults.map(|d| d.setup.as_slice()), &ws.setup),
                 setup_timeout: ws
                     .setup_timeout

@@ -166,6 +166,8 @@ pub struct Workstream {
     pub secrets: Vec<String>,
     /// The most bytes its log keeps (the head and a rolling tail past it).
     pub log_limit: u64,
+    /// How many TCP ports its block holds: `FLOW_PORT` and the `FLOW_PORT_COUNT - 1` after it.
+    pub ports: u16,
     /// Commands run, one after the other, in each new worktree before its agent
     /// (`defaults`' first, then its own).
     pub setup: Vec<String>,
@@ -183,6 +185,9 @@ pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 /// The default of `fix-attempts`.
 pub const DEFAULT_FIX_ATTEMPTS: u32 = 2;
+
+/// How many TCP ports a workstream's block holds when its `ports` does not say.
+pub const DEFAULT_PORTS: u16 = 10;
 /// The default of `handoff-tokens`.
 pub const DEFAULT_HANDOFF_TOKENS: u32 = 2000;
 /// The default of `log-limit`: 64 MiB.

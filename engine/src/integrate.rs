@@ -122,7 +122,14 @@ pub async fn verify(
         Err(e) => return failed(format!("checkout stopped: {e}")),
     }
     // What names the work being verified, and ports of its own while it runs.
-    let ports = crate::worktree_setup::ports::PortBlock::take();
+    // The verified workstream's count of ports (the workflow's default for another name).
+    let count = integration
+        .workflow
+        .workstreams
+        .iter()
+        .find(|ws| ws.name == workstream)
+        .map_or(flow_dsl::DEFAULT_PORTS, |ws| ws.ports);
+    let ports = crate::worktree_setup::ports::PortBlock::take(count);
     let identity = crate::worktree_setup::Identity {
         workstream: workstream.to_string(),
         worktree: integration.verify_dir.clone(),
@@ -133,6 +140,7 @@ pub async fn verify(
             .to_string(),
         branch: Some(integration.workflow.into.clone()),
         port: ports.as_ref().map(crate::worktree_setup::ports::PortBlock::first),
+        port_count: count,
     };
     let mut variables = identity.variables();
     if identity.run.is_empty() {

@@ -191,6 +191,7 @@ pub async fn teardown(workflow: &Workflow, layout: &Layout, force: bool) -> Vec<
             run: String::new(),
             branch: Some(workflow.branch_of(ws)),
             port: None,
+            port_count: ws.ports,
         };
         let mut variables = identity.variables();
         variables.remove("FLOW_RUN");

@@ -142,7 +142,7 @@ pub async fn open(
     let prompt_file = context::write(&rendered, &dir, &ws.name)
         .map_err(|e| OpenRefusal::new(format!("cannot write the context into {}: {e}", dir.display())))?;
 
-    let port = PortBlock::take();
+    let port = PortBlock::take(ws.ports);
     let identity = by_hand_identity(workflow, index, &dir, port.as_ref().map(PortBlock::first));
     let parent = request.setup.parent_env;
     let (program, args, env, agent_name) = if request.shell {

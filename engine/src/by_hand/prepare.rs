@@ -328,7 +328,7 @@ async fn set_up_one(
         detail,
         key: None,
     };
-    let port = PortBlock::take();
+    let port = PortBlock::take(workflow.workstreams[index].ports);
     let process = by_hand_process(
         workflow,
         index,
@@ -412,6 +412,7 @@ pub fn by_hand_identity(workflow: &Workflow, index: usize, dir: &Path, port: Opt
         run: "by-hand".to_string(),
         branch: Some(workflow.branch_of(ws)),
         port,
+        port_count: ws.ports,
     }
 }
 

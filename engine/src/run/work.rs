@@ -229,7 +229,7 @@ impl ProcessWork {
         let port = {
             let mut ports = self.ports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if ports[index].is_none() {
-                ports[index] = PortBlock::take();
+                ports[index] = PortBlock::take(self.workflow.workstreams[index].ports);
             }
             ports[index].as_ref().map(PortBlock::first)
         };
@@ -375,6 +375,7 @@ impl ProcessWork {
             run: self.run_dir.id.clone(),
             branch,
             port,
+            port_count: self.workflow.workstreams[index].ports,
         }
     }
 

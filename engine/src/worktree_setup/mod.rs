@@ -31,7 +31,9 @@ pub struct Identity {
     pub worktree: PathBuf,
     pub run: String,
     pub branch: Option<String>,
+    /// The first port of its block, and how many the block holds.
     pub port: Option<u16>,
+    pub port_count: u16,
 }
 
 impl Identity {
@@ -46,7 +48,7 @@ impl Identity {
         }
         if let Some(port) = self.port {
             vars.insert("FLOW_PORT".to_string(), port.to_string());
-            vars.insert("FLOW_PORT_COUNT".to_string(), ports::PORT_COUNT.to_string());
+            vars.insert("FLOW_PORT_COUNT".to_string(), self.port_count.to_string());
         }
         vars
     }
