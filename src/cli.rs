@@ -516,7 +516,7 @@ pub struct CleanArgs {
 /// deciding nothing, while that merge is not committed or conflict markers are committed.
 /// What a crashed run left is made safe first all the same, since the person works in the
 /// same repository: its agents stopped, what they changed in the git directory undone (their
-/// workstreams failed), its git lock files taken away.
+/// workstreams failed).
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     #[command(flatten)]

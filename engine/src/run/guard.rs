@@ -54,6 +54,10 @@ pub(crate) struct RunGuard {
     user: UserPlaces,
     flow_refs: Vec<String>,
     inner: Mutex<Inner>,
+    /// Held through each comparison, its undo and its charges: one agent's comparison that
+    /// undoes a change must not let another's, at the same time, see nothing and end before
+    /// the first could charge it.
+    comparing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -123,6 +127,7 @@ impl RunGuard {
             user: UserPlaces::from_environment(),
             flow_refs: flow_refs(workflow),
             inner: Mutex::new(Inner::default()),
+            comparing: Mutex::new(()),
         }
     }
 
@@ -196,20 +201,25 @@ impl RunGuard {
             .get_mut(&watch.id)
         {
             watched.workstream = workstream.to_string();
-            watched.kept_at = Some(file.clone());
         }
         let kept = serde_json::to_vec(&watch)
             .map_err(|e| e.to_string())
             .and_then(|json| write_atomic(&file, &json).map_err(|e| e.to_string()));
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = kept {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             inner.running = inner.running.saturating_sub(1);
             inner.watched.remove(&watch.id);
+            inner.charged.remove(&watch.id);
             return Err(format!(
                 "cannot keep the snapshot of the git directory in {}: {e}",
                 file.display()
             ));
         }
+        // Kept: what it is charged with from now on is kept beside it.
+        if let Some(watched) = inner.watched.get_mut(&watch.id) {
+            watched.kept_at = Some(file.clone());
+        }
+        drop(inner);
         watch.kept_at = Some(file);
         Ok(watch)
     }
@@ -222,6 +232,7 @@ impl RunGuard {
     /// charged to them (each is told when it ends, and fails); with none at work that could,
     /// it is the agent's all the same: nobody else is in view.
     pub(crate) fn after(&self, watch: Watch, keep_in: &Path) -> Tampering {
+        let _one_at_a_time = self.comparing.lock().unwrap_or_else(|e| e.into_inner());
         let guarded = self.guarded(&watch.worktree, &watch.branch);
         let changes = self.git.git_dir_changes(&watch.snapshot, &guarded).map(|changes| {
             changes

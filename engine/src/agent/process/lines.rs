@@ -114,9 +114,10 @@ impl Batch {
         self.pieces.push((PieceKind::Lines, start, self.text.len()));
     }
 
-    /// The size of the batch's text in bytes.
-    pub fn text_len(&self) -> usize {
-        self.text.len()
+    /// About the memory the batch holds: its text, and its pieces (an empty line is a piece
+    /// of no text).
+    pub fn weight(&self) -> usize {
+        self.text.len() + self.pieces.len() * std::mem::size_of::<(PieceKind, usize, usize)>()
     }
 
     /// Tells whether the batch holds no piece.

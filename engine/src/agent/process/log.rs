@@ -113,7 +113,7 @@ impl LogWriter {
         let now = Instant::now();
         self.unflushed_since.get_or_insert(now);
         self.last_batch = now;
-        self.pending_bytes += batch.text_len();
+        self.pending_bytes += batch.weight();
         self.pending.push(batch);
         if self.pending_bytes < BUFFER {
             return self.sender.is_some();

@@ -40,8 +40,12 @@ impl Core {
                 return self.record(refuse("merging stopped at a conflict (on-conflict \"stop\")".into()));
             }
             Phase::Failed | Phase::Conflicted => vec![index],
-            // A person stopped or skipped it, and asks for it now.
-            Phase::Skipped | Phase::Cancelled if self.by_person[index] => vec![index],
+            // A person stopped or skipped it, and asks for it now: it, and what it waits on.
+            Phase::Skipped | Phase::Cancelled if self.by_person[index] => {
+                let mut list = self.failed_causes(index);
+                list.push(index);
+                list
+            }
             Phase::Skipped => self.failed_causes(index),
             other => {
                 return self.record(refuse(format!(

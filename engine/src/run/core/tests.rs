@@ -2394,6 +2394,42 @@ workstream "slow" { owns "slow/**"; script "true" }
 }
 
 #[test]
+fn retrying_what_a_person_skipped_retries_what_it_waits_on_too() {
+    use crate::run::core::Action;
+    let body = r#"
+workstream "b" { owns "b/**"; script "true" }
+workstream "c" { owns "c/**"; depends-on "b"; script "true" }
+workstream "slow" { owns "slow/**"; script "true" }
+"#;
+    let mut sim = Sim::new(
+        body,
+        Options {
+            max_parallel: Some(2),
+            ..Options::default()
+        },
+    );
+    sim.begin();
+    let request = |sim: &mut Sim, name: &str, action: Action| {
+        let workstream = sim.index(name);
+        sim.feed(Input::Request { workstream, action });
+    };
+    // `c` skipped by the person, then `b`, which it waits on, stopped.
+    request(&mut sim, "c", Action::Skip);
+    request(&mut sim, "b", Action::Stop);
+    assert_eq!(sim.phase("b"), Phase::Cancelled);
+    assert_eq!(sim.phase("c"), Phase::Skipped);
+    request(&mut sim, "c", Action::Retry);
+    assert_eq!(alerts_about(&sim, "`b` retried by a person after it was stopped"), 1);
+    assert_eq!(alerts_about(&sim, "`c` retried by a person after it was skipped"), 1);
+    sim.run_all();
+    for name in ["b", "c", "slow"] {
+        assert_eq!(sim.phase(name), Phase::Merged, "{name}");
+    }
+    sim.finish();
+    assert_eq!(sim.state().status, RunStatus::Succeeded);
+}
+
+#[test]
 fn a_retried_workstream_still_counts_what_it_spent_against_its_budget() {
     use crate::run::core::Action;
     let body = r#"

@@ -12,7 +12,8 @@
 //! merge is still in progress or conflict markers are committed. What the dead run left is
 //! made safe all the same, before the person goes on working in the same repository: its
 //! processes stopped, what its cut agents changed in the git directory undone (their
-//! workstreams failed), its git lock files taken away.
+//! workstreams failed). Its stale git lock files are taken away only when the resume goes on
+//! (the person may hold one of theirs meanwhile).
 
 mod decide;
 
@@ -202,12 +203,19 @@ pub async fn resume(
     } = resume;
     // What the interrupted run left is made safe first, even when the resume then waits for a
     // person, who works in the same repository meanwhile: its agents stopped, what they
-    // changed in the git directory undone, the git lock files it held taken away.
+    // changed in the git directory undone.
     let left = clear_what_the_run_left(site, workflow, &run_dir, observer);
     if let Some((workstream, why)) = waiting {
         record(&run_dir, &mut state, left.failed)?;
         forget_compared(&left.compared);
         return Err(RunError::WaitsForPerson { workstream, why });
+    }
+    // The git lock files the dead run held, taken away only now: while the resume waits,
+    // the person may hold one of theirs (a commit with its editor open).
+    if let Some(git) = site.git() {
+        for line in repair_git(git, workflow, site) {
+            observer.notice(&line);
+        }
     }
     let Decided {
         mut events,
@@ -307,9 +315,8 @@ struct Left {
 }
 
 /// Stops the processes the interrupted run left running, takes into the store the objects its
-/// cut agents wrote to folders of their own, compares the git directory with the snapshots the
-/// run kept before each agent and undoes what they changed, and takes away the git lock files
-/// the run held; says each on `observer`.
+/// cut agents wrote to folders of their own, and compares the git directory with the snapshots
+/// the run kept before each agent and undoes what they changed; says each on `observer`.
 fn clear_what_the_run_left(site: &Site, workflow: &Workflow, run_dir: &RunDir, observer: &mut dyn Observer) -> Left {
     let mut left = Left {
         failed: vec![],
@@ -354,9 +361,6 @@ fn clear_what_the_run_left(site: &Site, workflow: &Workflow, run_dir: &RunDir, o
             _ => {}
         }
         left.compared.push(watch.file);
-    }
-    for line in repair_git(git, workflow, site) {
-        observer.notice(&line);
     }
     left
 }
