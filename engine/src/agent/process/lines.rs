@@ -80,7 +80,7 @@ pub(super) enum PieceKind {
     Rest,
     /// The end of a cut line.
     RestEnd,
-    /// Whole lines, one after the other, each with its `\n` (none ends with `\r\n`): the
+    /// Whole lines, one after the other, each with its `\n` (a `\r\n` written as `\n`): the
     /// common case, kept as one run of text so that nothing is done per line unless a reader
     /// asks for the lines one by one ([`Batch::pieces`]).
     Lines,
@@ -107,10 +107,16 @@ impl Batch {
         }
     }
 
-    /// Adds `lines`, whole lines each ended by `\n` (none with `\r\n`), as one piece.
+    /// Adds `lines`, whole lines each ended by `\n` or `\r\n` (and no other `\r`), as one
+    /// piece, without the `\r`s.
     fn push_lines(&mut self, lines: &str) {
         let start = self.text.len();
-        self.text.push_str(lines);
+        let mut from = 0;
+        for at in memchr::memchr_iter(b'\r', lines.as_bytes()) {
+            self.text.push_str(&lines[from..at]);
+            from = at + 1;
+        }
+        self.text.push_str(&lines[from..]);
         self.pieces.push((PieceKind::Lines, start, self.text.len()));
     }
 
@@ -195,11 +201,12 @@ impl LineSplitter {
             self.segment(&bytes[..end], true, batch);
             bytes = &bytes[end + 1..];
         }
-        // The common case: the block's whole lines valid UTF-8, within the limit, without
-        // `\r\n`: copied and checked at once instead of line by line.
+        // The common case: the block's whole lines valid UTF-8 and within the limit, a `\r`
+        // only before a `\n` (ends `\r\n` lose it): copied and checked at once instead of
+        // line by line.
         if let Some(last) = memchr::memrchr(b'\n', bytes)
             && last < self.limit
-            && memchr(b'\r', &bytes[..last]).is_none()
+            && memchr::memchr_iter(b'\r', &bytes[..last]).all(|at| bytes[at + 1] == b'\n')
             && let Ok(lines) = std::str::from_utf8(&bytes[..=last])
         {
             batch.push_lines(lines);
@@ -604,6 +611,23 @@ mod tests {
         assert_eq!(
             split(&[b"one\ntw", b"o\r\n\nthr", b"ee"], 100),
             pieces(&[(Line, "one"), (Line, "two"), (Line, ""), (Line, "three")])
+        );
+    }
+
+    #[test]
+    fn whole_lines_ended_by_crlf_are_one_piece_without_their_cr() {
+        let mut splitter = LineSplitter::new(100);
+        let mut batch = Batch::new(Stream::Stdout);
+        splitter.feed(b"one\r\ntwo\n\r\nthree", &mut batch);
+        let runs: Vec<(PieceKind, &str)> = batch.runs().collect();
+        assert_eq!(runs, [(PieceKind::Lines, "one\ntwo\n\n")]);
+        // A `\r` that does not end a line keeps the block off that path, as it was printed.
+        let mut batch = Batch::new(Stream::Stdout);
+        splitter.feed(b"\nprogress 10%\rprogress 20%\r\n", &mut batch);
+        assert!(batch.runs().all(|(kind, _)| kind != PieceKind::Lines));
+        assert_eq!(
+            batch.pieces().map(|(_, text)| text).collect::<Vec<_>>(),
+            ["three", "progress 10%\rprogress 20%"]
         );
     }
 

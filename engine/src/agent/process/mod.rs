@@ -241,8 +241,36 @@ impl<'a> Output<'a> {
     }
 
     /// Returns the last line that is not blank, if any.
+    ///
+    /// Found from the end of the text, not line by line: a read of thousands of blank lines
+    /// costs one pass over its bytes.
     pub fn last_line(&self) -> Option<OutputLine<'a>> {
-        self.lines().rev().find(|line| !line.text.trim().is_empty())
+        let stream = self.batch.stream;
+        for (kind, text) in self.batch.runs().rev() {
+            match kind {
+                PieceKind::Lines => {
+                    // Up to the last character that is not white space: it is in that line.
+                    let body = text.trim_end();
+                    if body.is_empty() {
+                        continue;
+                    }
+                    let start = memchr::memrchr(b'\n', body.as_bytes()).map_or(0, |at| at + 1);
+                    let end = memchr::memchr(b'\n', &text.as_bytes()[start..]).map_or(text.len(), |at| start + at);
+                    let text = &text[start..end];
+                    return Some(OutputLine {
+                        stream,
+                        text,
+                        cut: false,
+                    });
+                }
+                PieceKind::Line | PieceKind::Head if !text.trim().is_empty() => {
+                    let cut = kind == PieceKind::Head;
+                    return Some(OutputLine { stream, text, cut });
+                }
+                _ => {}
+            }
+        }
+        None
     }
 
     /// Appends the lines to `text`, each ended by `\n`, with `redactor`'s secrets hidden.
