@@ -24,6 +24,18 @@ workstream "w" {{
     ));
 }
 
+/// Runs `flow resume` to its end.
+fn resume(env: &TestEnv) -> crate::support::RunOutput {
+    crate::support::RunOutput {
+        out: env
+            .flow()
+            .args(["resume", "--progress", "plain", "--grace", "1s"])
+            .timeout(std::time::Duration::from_secs(120))
+            .output()
+            .expect("flow resumes"),
+    }
+}
+
 fn failure(env: &TestEnv) -> (String, String) {
     let state = env.state();
     let ws = state.ws("w");
@@ -369,14 +381,7 @@ fn a_hook_planted_by_an_agent_cut_by_a_crash_of_flow_is_undone_at_resume() {
         kept.display()
     );
 
-    let resumed = crate::support::RunOutput {
-        out: env
-            .flow()
-            .args(["resume", "--progress", "plain", "--grace", "1s"])
-            .timeout(std::time::Duration::from_secs(120))
-            .output()
-            .expect("flow resumes"),
-    };
+    let resumed = resume(&env);
     assert_ne!(resumed.code(), Some(0), "{}", resumed.text());
     assert_eq!(env.state().phase("w"), "failed", "{}", resumed.text());
     let (kind, message) = failure(&env);
@@ -574,13 +579,6 @@ fn a_charge_made_before_a_crash_of_flow_fails_the_agent_at_resume() {
     run.signal(rustix::process::Signal::KILL);
     run.wait();
     std::fs::write(&go, "").expect("write");
-    let resumed = crate::support::RunOutput {
-        out: env
-            .flow()
-            .args(["resume", "--progress", "plain", "--grace", "1s"])
-            .timeout(std::time::Duration::from_secs(120))
-            .output()
-            .expect("flow resumes"),
-    };
+    let resumed = resume(&env);
     charged_to_h(&env, &resumed.text());
 }

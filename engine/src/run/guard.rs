@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
 use crate::git::{Git, GitDirChange, GitSnapshot, Guarded, UserPlaces, is_lent_line, is_taken_out_line};
-use crate::sandbox::{Writable, Write};
+use crate::sandbox::Writable;
 
 /// The refs that are not the guard's business: the ones flow moves during a run.
 pub(crate) fn flow_refs(workflow: &Workflow) -> Vec<String> {
@@ -63,8 +63,7 @@ pub(crate) struct RunGuard {
 #[derive(Default)]
 struct Inner {
     base: Option<Arc<GitSnapshot>>,
-    running: usize,
-    /// The agents under watch now, by id.
+    /// The agents under watch now, by id (none: the next snapshot takes a new base).
     watched: HashMap<u64, Watched>,
     next_id: u64,
     /// Changes another agent's comparison found that only these agents, still at work, could
@@ -146,7 +145,7 @@ impl RunGuard {
     pub(crate) fn before(&self, worktree: &Path, branch: &str, reach: Reach) -> Result<Watch, String> {
         let guarded = self.guarded(worktree, branch);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.running == 0 || inner.base.is_none() {
+        if inner.watched.is_empty() || inner.base.is_none() {
             let base = self
                 .git
                 .snapshot_git_dir(&guarded, None)
@@ -158,7 +157,6 @@ impl RunGuard {
             .git
             .snapshot_git_dir(&guarded, Some(&base))
             .map_err(|e| format!("cannot read the git directory before the agent: {e}"))?;
-        inner.running += 1;
         inner.next_id += 1;
         let id = inner.next_id;
         inner.watched.insert(
@@ -207,7 +205,6 @@ impl RunGuard {
             .and_then(|json| write_atomic(&file, &json).map_err(|e| e.to_string()));
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = kept {
-            inner.running = inner.running.saturating_sub(1);
             inner.watched.remove(&watch.id);
             inner.charged.remove(&watch.id);
             return Err(format!(
@@ -258,7 +255,6 @@ impl RunGuard {
             },
         };
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.running = inner.running.saturating_sub(1);
         inner.watched.remove(&watch.id);
         for change in changes.unwrap_or_default() {
             let said = change.to_string();
@@ -326,10 +322,8 @@ fn within(reach: &Reach, path: &Path) -> bool {
     let Some(places) = reach else {
         return true;
     };
-    places.iter().any(|place| match place.access {
-        Write::Tree | Write::Entries => path.starts_with(&place.path),
-        Write::File => path == place.path || path.starts_with(&place.path),
-    })
+    // Every kind of place covers its path and what is beneath it.
+    places.iter().any(|place| path.starts_with(&place.path))
 }
 
 /// What a snapshot left in a run's folder found: the workstream (by name), what changed,
@@ -369,7 +363,6 @@ pub(crate) fn check_left(git: &Git, workflow: &Workflow, dir: &Path, keep_in: &P
                 let workstream = watch.workstream.clone();
                 // Compared even when the worktree is gone: an agent that removes its own
                 // worktree does not take the shared git directory with it.
-                guard.inner.lock().unwrap_or_else(|e| e.into_inner()).running += 1;
                 let mut tampering = guard.after(watch, &keep_in.join(&stem));
                 // What another agent's comparison charged it with before flow died.
                 tampering.found.extend(read_charges(&file));

@@ -528,6 +528,7 @@ impl ProcessWork {
             if output.stream() != Stream::Stdout {
                 return Control::Continue;
             }
+            let last = output.last_line();
             if reader.reads_every_line() {
                 for line in output.lines() {
                     if let Some(usage) = reader.feed_line(line.text) {
@@ -539,14 +540,14 @@ impl ProcessWork {
                         gathered.push('\n');
                     }
                 }
-            } else if let Some(line) = output.last_line() {
+            } else if let Some(line) = last {
                 // Plain text: only its last line is kept.
                 reader.feed_line(line.text);
             }
             match wanted {
                 LinesWanted::Nothing => {}
                 LinesWanted::Last => {
-                    if let Some(line) = output.last_line() {
+                    if let Some(line) = last {
                         gathered.push_str(&redactor.redact(line.text));
                         gathered.push('\n');
                     }

@@ -178,6 +178,12 @@ impl Sim {
         self.settle();
     }
 
+    /// A person's request about the workstream `name`.
+    fn request(&mut self, name: &str, action: crate::run::core::Action) {
+        let workstream = self.index(name);
+        self.feed(Input::Request { workstream, action });
+    }
+
     fn feed(&mut self, input: Input) {
         let at = self.tick();
         let effects = self.core.step(at, input);
@@ -2325,14 +2331,7 @@ workstream "d" { owns "d/**"; script "true" }
         },
     );
     sim.begin();
-    let retry = |sim: &mut Sim, name: &str| {
-        let workstream = sim.index(name);
-        sim.feed(Input::Request {
-            workstream,
-            action: Action::Retry,
-        });
-    };
-    retry(&mut sim, "a");
+    sim.request("a", Action::Retry);
     assert_eq!(alerts_about(&sim, "`a` cannot be retried: it is running"), 1);
     sim.feed(Input::Request {
         workstream: sim.index("d"),
@@ -2340,11 +2339,11 @@ workstream "d" { owns "d/**"; script "true" }
     });
     assert_eq!(sim.phase("d"), Phase::Skipped);
     sim.end_agent("a", AgentEnd::Exited(0));
-    retry(&mut sim, "a");
+    sim.request("a", Action::Retry);
     assert_eq!(alerts_about(&sim, "`a` cannot be retried: it is merged"), 1);
     assert!(!sim.events().iter().any(|e| matches!(e, EventKind::Retried { .. })));
     sim.feed(Input::Interrupt);
-    retry(&mut sim, "d");
+    sim.request("d", Action::Retry);
     assert_eq!(alerts_about(&sim, "`d` cannot be retried: the run is stopping"), 1);
     assert!(!sim.events().iter().any(|e| matches!(e, EventKind::Retried { .. })));
     sim.run_all();
@@ -2368,20 +2367,16 @@ workstream "slow" { owns "slow/**"; script "true" }
         },
     );
     sim.begin();
-    let request = |sim: &mut Sim, name: &str, action: Action| {
-        let workstream = sim.index(name);
-        sim.feed(Input::Request { workstream, action });
-    };
     // `d` has not started: skipped; `b` is at work: stopped, and `c`, waiting on it, skipped.
-    request(&mut sim, "d", Action::Skip);
-    request(&mut sim, "b", Action::Stop);
+    sim.request("d", Action::Skip);
+    sim.request("b", Action::Stop);
     assert_eq!(sim.phase("d"), Phase::Skipped);
     assert_eq!(sim.phase("b"), Phase::Cancelled);
     assert_eq!(sim.phase("c"), Phase::Skipped);
     // The person changes their mind: `d` again, and `c`, which retries what it waits on.
-    request(&mut sim, "d", Action::Retry);
+    sim.request("d", Action::Retry);
     assert_eq!(alerts_about(&sim, "`d` retried by a person after it was skipped"), 1);
-    request(&mut sim, "c", Action::Retry);
+    sim.request("c", Action::Retry);
     assert_eq!(alerts_about(&sim, "`b` retried by a person after it was stopped"), 1);
     assert_eq!(sim.phase("c"), Phase::Pending, "it waits for `b` again");
     sim.run_all();
@@ -2409,16 +2404,12 @@ workstream "slow" { owns "slow/**"; script "true" }
         },
     );
     sim.begin();
-    let request = |sim: &mut Sim, name: &str, action: Action| {
-        let workstream = sim.index(name);
-        sim.feed(Input::Request { workstream, action });
-    };
     // `c` skipped by the person, then `b`, which it waits on, stopped.
-    request(&mut sim, "c", Action::Skip);
-    request(&mut sim, "b", Action::Stop);
+    sim.request("c", Action::Skip);
+    sim.request("b", Action::Stop);
     assert_eq!(sim.phase("b"), Phase::Cancelled);
     assert_eq!(sim.phase("c"), Phase::Skipped);
-    request(&mut sim, "c", Action::Retry);
+    sim.request("c", Action::Retry);
     assert_eq!(alerts_about(&sim, "`b` retried by a person after it was stopped"), 1);
     assert_eq!(alerts_about(&sim, "`c` retried by a person after it was skipped"), 1);
     sim.run_all();
